@@ -1,0 +1,327 @@
+//! The command line: argument parsing and the commands. Errors become
+//! `anyhow` errors with context here, at the edge; the library below uses
+//! typed errors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::framing::{Framer, Framing};
+use crate::plugin::describe::{Description, describe};
+use crate::plugin::engine::default_cache_dir;
+use crate::plugin::state::parse_level;
+use crate::plugin::{CodecPlugin, CodecWorkers, EngineOptions, PluginContext, PluginEngine, Registry, contract, wire};
+use crate::tokenizer::WordTokenizer;
+
+/// Barrage: load generator and benchmark host for LLM inference servers.
+#[derive(Debug, Parser)]
+#[command(name = "barrage", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Work with plugins: list, inspect, try a codec on recorded responses.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// List built-in and installed plugins with kind, version and sha256.
+    List(ListArgs),
+    /// Show a plugin file's world, contract version, imports and exports.
+    Inspect(InspectArgs),
+    /// Decode recorded response bodies with a codec, one file per response,
+    /// through the same framing and plugin threads a run uses.
+    Decode(DecodeArgs),
+}
+
+/// Settings for loading and running plugins.
+#[derive(Debug, Args)]
+struct PluginOptions {
+    /// Directory of installed plugins (default: $BARRAGE_PLUGIN_DIR or ~/.local/share/barrage/plugins).
+    #[arg(long, value_name = "DIR")]
+    plugin_dir: Option<PathBuf>,
+    /// Most linear memory a plugin instance may use, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    plugin_memory_mib: usize,
+    /// Longest a single codec call may run, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    plugin_deadline_ms: u64,
+    /// Where compiled plugins are cached (default: $BARRAGE_CACHE_DIR or ~/.cache/barrage/compiled).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Lowest level of plugin log lines printed: trace, debug, info, warn, error.
+    #[arg(long, value_name = "LEVEL", default_value = "warn")]
+    plugin_log: String,
+}
+
+impl PluginOptions {
+    fn engine(&self) -> Result<PluginEngine> {
+        if self.plugin_memory_mib == 0 || self.plugin_deadline_ms == 0 {
+            bail!("--plugin-memory-mib and --plugin-deadline-ms must be greater than 0");
+        }
+        let options = EngineOptions {
+            memory_limit: self.plugin_memory_mib << 20,
+            call_deadline: Duration::from_millis(self.plugin_deadline_ms),
+            cache_dir: self.cache_dir.clone().or_else(default_cache_dir),
+            ..EngineOptions::default()
+        };
+        Ok(PluginEngine::new(options)?)
+    }
+
+    fn registry(&self) -> Registry {
+        match &self.plugin_dir {
+            Some(dir) => Registry { plugin_dir: Some(dir.clone()) },
+            None => Registry::from_env(),
+        }
+    }
+
+    fn context(&self, config_json: String) -> Result<PluginContext> {
+        let log_level = parse_level(&self.plugin_log)
+            .with_context(|| format!("--plugin-log `{}`: expected trace, debug, info, warn or error", self.plugin_log))?;
+        Ok(PluginContext {
+            name: "".into(),
+            config_json: config_json.into(),
+            seed: 0,
+            tokenizer: WordTokenizer::shared(),
+            log_level,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+struct ListArgs {
+    #[command(flatten)]
+    plugins: PluginOptions,
+}
+
+#[derive(Debug, Args)]
+struct InspectArgs {
+    /// The plugin: a .wasm file, or the name of a built-in or installed plugin.
+    plugin: String,
+    #[command(flatten)]
+    plugins: PluginOptions,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FramingArg {
+    Sse,
+    Ndjson,
+    Raw,
+}
+
+#[derive(Debug, Args)]
+struct DecodeArgs {
+    /// The codec: a built-in or installed name, or a .wasm file.
+    #[arg(long)]
+    codec: String,
+    /// The codec's configuration: a JSON object, or @FILE with JSON or TOML.
+    #[arg(long, value_name = "JSON|@FILE")]
+    codec_config: Option<String>,
+    /// How the bodies are framed.
+    #[arg(long, value_enum, default_value = "sse")]
+    framing: FramingArg,
+    /// Include the text of content and reasoning deltas.
+    #[arg(long)]
+    text: bool,
+    /// Feed each body to the framer in reads of this many bytes, as a socket would.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    read_size: usize,
+    /// Plugin threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Recorded response bodies, one response per file.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    plugins: PluginOptions,
+}
+
+/// Run the command line; the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Plugin(PluginCommand::List(args)) => plugin_list(args),
+        Command::Plugin(PluginCommand::Inspect(args)) => plugin_inspect(args),
+        Command::Plugin(PluginCommand::Decode(args)) => plugin_decode(args),
+    }
+}
+
+fn plugin_list(args: ListArgs) -> Result<ExitCode> {
+    let engine = args.plugins.engine()?;
+    let registry = args.plugins.registry();
+    let ctx = args.plugins.context("{}".into())?;
+    println!("{:<22} {:<9} {:<9} {:<9} {:<64} SOURCE", "NAME", "KIND", "VERSION", "CONTRACT", "SHA256");
+    let sources = Registry::builtins().chain(registry.installed());
+    for source in sources {
+        let overridden = matches!(source, crate::plugin::PluginSource::Builtin { name, .. } if registry.overrides_builtin(name));
+        let mut location = source.location();
+        if overridden {
+            location.push_str(" (overridden by the installed plugin)");
+        }
+        match describe(&engine, &source, ctx.clone()) {
+            Ok(d) => {
+                let (name, version) = match &d.info {
+                    Ok(info) => (info.name.clone(), info.version.clone()),
+                    Err(_) => (source.label(), "?".into()),
+                };
+                let kind = d.contract.world.map(|w| w.name()).unwrap_or("?");
+                let contract = d.contract.versions.join(",");
+                println!("{name:<22} {kind:<9} {version:<9} {contract:<9} {:<64} {location}", d.sha256);
+                if let Err(e) = &d.info {
+                    println!("  ! {e}");
+                }
+            }
+            Err(e) => println!("{:<22} {:<9} {:<9} {:<9} {:<64} {location}\n  ! {e}", source.label(), "?", "?", "?", "?"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plugin_inspect(args: InspectArgs) -> Result<ExitCode> {
+    let engine = args.plugins.engine()?;
+    let source = args.plugins.registry().resolve(&args.plugin)?;
+    let ctx = args.plugins.context("{}".into())?;
+    let d: Description = describe(&engine, &source, ctx)?;
+    println!("plugin:    {}", source.location());
+    println!("size:      {} bytes", d.size);
+    println!("sha256:    {}", d.sha256);
+    println!("world:     {}", d.contract.world.map(|w| w.name()).unwrap_or("none (not a Barrage plugin)"));
+    let versions = if d.contract.versions.is_empty() { "none".to_string() } else { d.contract.versions.join(", ") };
+    println!("contract:  {} {versions}", contract::PACKAGE);
+    match d.contract.supported_version() {
+        Ok(_) => println!("supported: yes (this host supports {})", contract::supported_list()),
+        Err(found) => println!("supported: no: it targets {found}; this host supports {}", contract::supported_list()),
+    }
+    match &d.info {
+        Ok(info) => {
+            println!("name:      {}", info.name);
+            println!("version:   {}", info.version);
+            println!("about:     {}", info.description);
+        }
+        Err(e) => println!("info:      unavailable: {e}"),
+    }
+    println!("imports:");
+    for i in &d.contract.imports {
+        let note = if i.starts_with(contract::PACKAGE) { "" } else { "  (not provided: traps if called)" };
+        println!("  {i}{note}");
+    }
+    println!("exports:");
+    for e in &d.contract.exports {
+        println!("  {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Read `--codec-config`: inline JSON, or `@FILE` holding JSON or TOML. The
+/// result is a JSON object.
+fn read_plugin_config(arg: Option<&str>) -> Result<String> {
+    let Some(arg) = arg else { return Ok("{}".into()) };
+    let (text, origin) = match arg.strip_prefix('@') {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading plugin configuration {path}"))?,
+            path.to_string(),
+        ),
+        None => (arg.to_string(), "--codec-config".to_string()),
+    };
+    let value: serde_json::Value = if origin.ends_with(".toml") {
+        let table: toml::Table = toml::from_str(&text).with_context(|| format!("{origin}: not valid TOML"))?;
+        serde_json::to_value(table).with_context(|| format!("{origin}: cannot be converted to JSON"))?
+    } else {
+        serde_json::from_str(&text).with_context(|| format!("{origin}: not valid JSON"))?
+    };
+    if !value.is_object() {
+        bail!("{origin}: a plugin configuration must be a table (a JSON object), not {value}");
+    }
+    Ok(value.to_string())
+}
+
+fn plugin_decode(args: DecodeArgs) -> Result<ExitCode> {
+    if args.read_size == 0 {
+        bail!("--read-size must be at least 1");
+    }
+    let engine = args.plugins.engine()?;
+    let source = args.plugins.registry().resolve(&args.codec)?;
+    let config = read_plugin_config(args.codec_config.as_deref())?;
+    let ctx = args.plugins.context(config)?;
+    let plugin = CodecPlugin::load(&engine, &source, ctx)?;
+    let workers = CodecWorkers::start(plugin.clone(), args.threads).context("starting plugin threads")?;
+    let framing = match args.framing {
+        FramingArg::Sse => Framing::Sse,
+        FramingArg::Ndjson => Framing::Ndjson,
+        FramingArg::Raw => Framing::Raw,
+    };
+    let options = || wire::DecodeOptions { want_text: args.text };
+
+    // Open every stream first and feed them interleaved, as concurrent
+    // responses arrive, so one failing stream visibly leaves the others be.
+    let mut bodies = Vec::new();
+    for path in &args.files {
+        let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let head = wire::ResponseHead { status: 200, headers: vec![("content-type".into(), "text/event-stream".into())] };
+        bodies.push((path, body, workers.open(head, options()), Framer::new(framing)));
+    }
+    let longest = bodies.iter().map(|b| b.1.len()).max().unwrap_or(0);
+    let mut offset = 0;
+    while offset < longest {
+        for (_, body, stream, framer) in &mut bodies {
+            if offset < body.len() {
+                let end = (offset + args.read_size).min(body.len());
+                let mut frames = Vec::new();
+                framer.push(&body[offset..end], Instant::now(), &mut frames);
+                workers.push(*stream, frames);
+            }
+        }
+        offset += args.read_size;
+    }
+    let mut failed = 0;
+    let mut by_kind = std::collections::BTreeMap::new();
+    for (path, _, stream, framer) in &mut bodies {
+        let mut frames = Vec::new();
+        let end = Instant::now();
+        framer.finish(end, &mut frames);
+        workers.push(*stream, frames);
+        let outcome = workers
+            .finish(*stream, end)
+            .blocking_recv()
+            .context("a plugin thread stopped unexpectedly")?;
+        println!("# {}", path.display());
+        for e in &outcome.events {
+            println!("{} {}", e.frame, e.event);
+        }
+        match &outcome.failure {
+            None => println!("ok: {} frames, {} events", outcome.frames, outcome.events.len()),
+            Some(f) => {
+                failed += 1;
+                *by_kind.entry(f.kind.to_string()).or_insert(0) += 1;
+                println!("failed: {f}");
+            }
+        }
+    }
+    let summary: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} plugin {k}")).collect();
+    println!(
+        "{} responses: {} decoded, {} failed{}",
+        bodies.len(),
+        bodies.len() - failed,
+        failed,
+        if summary.is_empty() { String::new() } else { format!(" ({})", summary.join(", ")) }
+    );
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

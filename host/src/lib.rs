@@ -1,0 +1,9 @@
+//! Barrage: a load generator and benchmark host for LLM inference servers.
+//!
+//! The library does the work; `main.rs` only calls [`cli::main`]. Start with
+//! `docs/architecture.md` for the map of components.
+
+pub mod cli;
+pub mod framing;
+pub mod plugin;
+pub mod tokenizer;

@@ -1,0 +1,5 @@
+//! Barrage codec for OpenAI-compatible `/v1/completions` (vLLM, SGLang, TGI,
+//! llama.cpp, hosted APIs). The wire format lives in `openai-common`, shared
+//! with the other OpenAI codec.
+
+barrage_sdk::export_codec!(openai_common::CompletionsCodec);

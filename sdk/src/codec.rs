@@ -1,0 +1,150 @@
+//! Model-server codecs: encode a request, decode its response.
+//!
+//! Implement [`Codec`] (and its [`Decoder`]) and call [`export_codec!`]:
+//!
+//! ```ignore
+//! use barrage_sdk::prelude::*;
+//!
+//! struct Echo;
+//! struct EchoDecoder;
+//!
+//! impl Codec for Echo {
+//!     type Decoder = EchoDecoder;
+//!     fn info() -> PluginInfo { /* name, version, description */ }
+//!     fn encode(spec: RequestSpec) -> Result<EncodedRequest, String> { /* ... */ }
+//!     fn decoder(_head: ResponseHead, _options: DecodeOptions) -> EchoDecoder { EchoDecoder }
+//!     fn decode_unary(head: ResponseHead, body: Vec<u8>, options: DecodeOptions)
+//!         -> Result<Vec<Event>, String> { /* ... */ }
+//! }
+//! impl Decoder for EchoDecoder {
+//!     fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> { /* ... */ }
+//! }
+//! barrage_sdk::export_codec!(Echo);
+//! ```
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+
+use crate::wit::codec::exports::barrage::plugin::{meta, request_codec};
+
+pub use crate::wit::codec::barrage::plugin::types::{ConfigError, Message, PluginInfo, Prompt};
+pub use request_codec::{
+    ContentDelta, DecodeOptions, EncodedRequest, Event, Frame, FrameEvent, Framing, Generation,
+    GrpcRequest, HttpRequest, RequestSpec, ResponseHead, ServerError, Usage, WireRequest,
+};
+
+/// A model-server protocol.
+///
+/// All functions are associated functions: the host may run several instances
+/// of a plugin on several threads, so per-request state lives in the
+/// [`Decoder`], never in globals.
+pub trait Codec: 'static {
+    /// Decoding state of one streamed response.
+    type Decoder: Decoder;
+
+    /// The plugin's name, version and description.
+    fn info() -> PluginInfo;
+
+    /// Check the configuration once at load time. `config` is the table the
+    /// user gave this plugin, as JSON (`{}` when none). The default accepts
+    /// anything.
+    fn check_config(config: &serde_json::Value) -> Result<(), ConfigError> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Build the request to send. Runs ahead of the send schedule.
+    fn encode(spec: RequestSpec) -> Result<EncodedRequest, String>;
+
+    /// Start decoding a streamed response.
+    fn decoder(head: ResponseHead, options: DecodeOptions) -> Self::Decoder;
+
+    /// Decode a complete, non-streamed response body.
+    fn decode_unary(
+        head: ResponseHead,
+        body: Vec<u8>,
+        options: DecodeOptions,
+    ) -> Result<Vec<Event>, String>;
+}
+
+/// Decoding state of one streamed response.
+pub trait Decoder: 'static {
+    /// Decode frames in arrival order; each returned event names the index
+    /// of the frame (in `frames`) it came from.
+    fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String>;
+
+    /// The stream ended: return anything still held back.
+    fn finish(&mut self) -> Result<Vec<Event>, String> {
+        Ok(Vec::new())
+    }
+}
+
+/// Adapts a [`Codec`] to the generated export traits. Used by
+/// [`export_codec!`]; not meant to be named by plugin authors.
+#[doc(hidden)]
+pub struct CodecExports<C>(PhantomData<C>);
+
+/// The exported `decoder` resource wrapping a [`Codec::Decoder`].
+#[doc(hidden)]
+pub struct DecoderExport<C: Codec>(RefCell<C::Decoder>);
+
+impl<C: Codec> meta::Guest for CodecExports<C> {
+    fn info() -> PluginInfo {
+        crate::__init();
+        C::info()
+    }
+
+    fn check_config() -> Result<(), ConfigError> {
+        crate::__init();
+        let raw = crate::config::raw();
+        let value: serde_json::Value = serde_json::from_str(&raw).map_err(|e| ConfigError {
+            field: None,
+            message: format!("configuration is not valid JSON: {e}"),
+        })?;
+        C::check_config(&value)
+    }
+}
+
+impl<C: Codec> request_codec::Guest for CodecExports<C> {
+    type Decoder = DecoderExport<C>;
+
+    fn encode(spec: RequestSpec) -> Result<EncodedRequest, String> {
+        crate::__init();
+        C::encode(spec)
+    }
+
+    fn decode_unary(
+        head: ResponseHead,
+        body: Vec<u8>,
+        options: DecodeOptions,
+    ) -> Result<Vec<Event>, String> {
+        crate::__init();
+        C::decode_unary(head, body, options)
+    }
+}
+
+impl<C: Codec> request_codec::GuestDecoder for DecoderExport<C> {
+    fn new(head: ResponseHead, options: DecodeOptions) -> Self {
+        crate::__init();
+        DecoderExport(RefCell::new(C::decoder(head, options)))
+    }
+
+    fn push(&self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+        self.0.borrow_mut().push(frames)
+    }
+
+    fn finish(&self) -> Result<Vec<Event>, String> {
+        self.0.borrow_mut().finish()
+    }
+}
+
+/// Export a [`Codec`] implementation as this component's `codec` world.
+/// Call it once, at the crate root of a `cdylib`.
+#[macro_export]
+macro_rules! export_codec {
+    ($codec:ty) => {
+        #[doc(hidden)]
+        type __BarrageCodecExports = $crate::codec::CodecExports<$codec>;
+        $crate::wit::codec::__export_codec_world!(__BarrageCodecExports with_types_in $crate::wit::codec);
+    };
+}

@@ -1,0 +1,115 @@
+//! Functions the host offers every plugin.
+//!
+//! In a wasm build these call the host; in a native build (unit tests) they
+//! are answered by the thread's [`crate::testing::TestHost`].
+
+/// Log lines, written to the run's log tagged with the plugin's name.
+pub mod log {
+    pub use crate::wit::codec::barrage::plugin::log::Level;
+
+    /// Log `message` at `level`.
+    pub fn log(level: Level, message: &str) {
+        #[cfg(target_arch = "wasm32")]
+        crate::wit::codec::barrage::plugin::log::log(level, message);
+        #[cfg(not(target_arch = "wasm32"))]
+        crate::testing::with_host(|h| h.logs.push((level, message.to_string())));
+    }
+
+    /// Log at debug level.
+    pub fn debug(message: &str) {
+        log(Level::Debug, message)
+    }
+
+    /// Log at info level.
+    pub fn info(message: &str) {
+        log(Level::Info, message)
+    }
+
+    /// Log at warn level.
+    pub fn warn(message: &str) {
+        log(Level::Warn, message)
+    }
+
+    /// Log at error level.
+    pub fn error(message: &str) {
+        log(Level::Error, message)
+    }
+}
+
+/// The configuration table the user gave this plugin.
+pub mod config {
+    /// The configuration as JSON text; `{}` when none was given.
+    pub fn raw() -> String {
+        #[cfg(target_arch = "wasm32")]
+        return crate::wit::codec::barrage::plugin::config::get();
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with_host(|h| h.config.to_string());
+    }
+
+    /// The configuration as a JSON value. The host checked it is an object.
+    pub fn value() -> serde_json::Value {
+        serde_json::from_str(&raw()).unwrap_or(serde_json::Value::Object(Default::default()))
+    }
+
+    /// The configuration deserialized into `T`; the error message names the
+    /// offending field as serde reports it.
+    pub fn get<T: serde::de::DeserializeOwned>() -> Result<T, String> {
+        serde_json::from_str(&raw()).map_err(|e| e.to_string())
+    }
+}
+
+/// The run's seeded random source.
+pub mod random {
+    /// The next 64 random bits.
+    pub fn next_u64() -> u64 {
+        #[cfg(target_arch = "wasm32")]
+        return crate::wit::codec::barrage::plugin::random::next_u64();
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with_host(|h| h.next_u64());
+    }
+
+    /// A uniform float in `[0, 1)`.
+    pub fn next_f64() -> f64 {
+        (next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The run's tokenizer.
+pub mod tokenizer {
+    pub use crate::wit::codec::barrage::plugin::tokenizer::TokenizerInfo;
+
+    /// Name of the tokenizer and whether it is exact.
+    pub fn info() -> TokenizerInfo {
+        #[cfg(target_arch = "wasm32")]
+        return crate::wit::codec::barrage::plugin::tokenizer::info();
+        #[cfg(not(target_arch = "wasm32"))]
+        return TokenizerInfo {
+            name: "words".into(),
+            exact: false,
+        };
+    }
+
+    /// Number of tokens in `text`.
+    pub fn count(text: &str) -> u32 {
+        #[cfg(target_arch = "wasm32")]
+        return crate::wit::codec::barrage::plugin::tokenizer::count(text);
+        #[cfg(not(target_arch = "wasm32"))]
+        return text.split_whitespace().count() as u32;
+    }
+
+    /// Token ids of `text`.
+    pub fn encode(text: &str) -> Vec<u32> {
+        #[cfg(target_arch = "wasm32")]
+        return crate::wit::codec::barrage::plugin::tokenizer::encode(text);
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::words_encode(text);
+    }
+
+    /// Text of `tokens`.
+    pub fn decode(tokens: &[u32]) -> String {
+        #[cfg(target_arch = "wasm32")]
+        return crate::wit::codec::barrage::plugin::tokenizer::decode(tokens);
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::words_decode(tokens);
+    }
+}
