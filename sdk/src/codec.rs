@@ -1,26 +1,7 @@
 //! Model-server codecs: encode a request, decode its response.
 //!
-//! Implement [`Codec`] (and its [`Decoder`]) and call [`export_codec!`]:
-//!
-//! ```ignore
-//! use barrage_sdk::prelude::*;
-//!
-//! struct Echo;
-//! struct EchoDecoder;
-//!
-//! impl Codec for Echo {
-//!     type Decoder = EchoDecoder;
-//!     fn info() -> PluginInfo { /* name, version, description */ }
-//!     fn encode(spec: RequestSpec) -> Result<EncodedRequest, String> { /* ... */ }
-//!     fn decoder(_head: ResponseHead, _options: DecodeOptions) -> EchoDecoder { EchoDecoder }
-//!     fn decode_unary(head: ResponseHead, body: Vec<u8>, options: DecodeOptions)
-//!         -> Result<Vec<Event>, String> { /* ... */ }
-//! }
-//! impl Decoder for EchoDecoder {
-//!     fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> { /* ... */ }
-//! }
-//! barrage_sdk::export_codec!(Echo);
-//! ```
+//! Implement [`Codec`] (and its [`Decoder`]) and call [`export_codec!`](crate::export_codec);
+//! the crate documentation has a complete example.
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -143,8 +124,15 @@ impl<C: Codec> request_codec::GuestDecoder for DecoderExport<C> {
 #[macro_export]
 macro_rules! export_codec {
     ($codec:ty) => {
+        // Exports only exist in the wasm build: natively their names (which
+        // contain `:` and `@`) are not valid linker symbols, and native
+        // builds are for unit tests, which call the trait directly.
+        #[cfg(target_arch = "wasm32")]
         #[doc(hidden)]
-        type __BarrageCodecExports = $crate::codec::CodecExports<$codec>;
-        $crate::wit::codec::__export_codec_world!(__BarrageCodecExports with_types_in $crate::wit::codec);
+        mod __barrage_codec_export {
+            use super::*;
+            type __BarrageCodecExports = $crate::codec::CodecExports<$codec>;
+            $crate::wit::codec::__export_codec_world!(__BarrageCodecExports with_types_in $crate::wit::codec);
+        }
     };
 }

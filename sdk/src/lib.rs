@@ -7,12 +7,66 @@
 //! [`Decoder`], calls [`export_codec!`] once, and builds the crate as a
 //! `cdylib` for `wasm32-wasip2`.
 //!
-//! ```ignore
+//! ```
 //! use barrage_sdk::prelude::*;
 //!
-//! struct MyCodec;
-//! impl Codec for MyCodec { /* ... */ }
-//! barrage_sdk::export_codec!(MyCodec);
+//! /// A codec for a server that streams plain text lines.
+//! pub struct Lines;
+//!
+//! impl Codec for Lines {
+//!     type Decoder = LineDecoder;
+//!
+//!     fn info() -> PluginInfo {
+//!         PluginInfo { name: "lines".into(), version: "0.1.0".into(), description: "text lines".into() }
+//!     }
+//!
+//!     fn encode(spec: RequestSpec) -> Result<EncodedRequest, String> {
+//!         let Prompt::Text(prompt) = spec.prompt else { return Err("text prompts only".into()) };
+//!         Ok(EncodedRequest {
+//!             request: WireRequest::Http(HttpRequest {
+//!                 method: "POST".into(),
+//!                 path: "/generate".into(),
+//!                 headers: vec![],
+//!                 body: prompt.into_bytes(),
+//!             }),
+//!             streaming: spec.generation.stream,
+//!             framing: Framing::Ndjson,
+//!         })
+//!     }
+//!
+//!     fn decoder(_head: ResponseHead, _options: DecodeOptions) -> LineDecoder {
+//!         LineDecoder
+//!     }
+//!
+//!     fn decode_unary(_head: ResponseHead, body: Vec<u8>, _options: DecodeOptions) -> Result<Vec<Event>, String> {
+//!         Ok(vec![Event::Content(ContentDelta { bytes: body.len() as u32, tokens: None, text: None })])
+//!     }
+//! }
+//!
+//! pub struct LineDecoder;
+//!
+//! impl Decoder for LineDecoder {
+//!     fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+//!         Ok(frames
+//!             .iter()
+//!             .enumerate()
+//!             .map(|(i, f)| FrameEvent {
+//!                 frame: i as u32,
+//!                 event: Event::Content(ContentDelta { bytes: f.data.len() as u32, tokens: Some(1), text: None }),
+//!             })
+//!             .collect())
+//!     }
+//! }
+//!
+//! barrage_sdk::export_codec!(Lines);
+//!
+//! // Natively, the same code runs under the test harness:
+//! let events = barrage_sdk::testing::decode_stream::<Lines>(
+//!     vec![barrage_sdk::testing::frame("hello")],
+//!     DecodeOptions { want_text: false },
+//! )
+//! .unwrap();
+//! assert!(matches!(events[0], Event::Content(ContentDelta { bytes: 5, .. })));
 //! ```
 //!
 //! The same code compiles natively, where the host functions ([`log`],
@@ -26,6 +80,7 @@
 
 pub mod codec;
 pub mod host;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
 pub use codec::{Codec, Decoder};

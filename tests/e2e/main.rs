@@ -1,1 +1,11 @@
-fn main(){}
+//! End-to-end tests: they drive the `barrage` binary (and, where a test
+//! needs to look inside a run, the `barrage` library) against real plugins
+//! built by the test suite.
+
+mod common;
+
+mod bad_plugins;
+mod cli;
+mod codecs;
+mod contract;
+mod workers;

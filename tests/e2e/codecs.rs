@@ -1,0 +1,106 @@
+//! The first-party codecs, loaded through the real host, decode recorded
+//! streams into the expected events, whatever the socket read sizes.
+
+use crate::common::{barrage, fixture, run, test_plugin};
+
+/// (fixture stem, codec)
+const CASES: &[(&str, &str)] = &[
+    ("chat-multi-token", "openai-chat"),
+    ("chat-reasoning", "openai-chat"),
+    ("chat-error-midstream", "openai-chat"),
+    ("chat-invalid-json", "openai-chat"),
+    ("completions-stream", "openai-completions"),
+    ("completions-vllm-error", "openai-completions"),
+];
+
+fn decoded(codec: &str, file: &std::path::Path, read_size: usize) -> String {
+    let (code, stdout, stderr) = run(barrage()
+        .args(["plugin", "decode", "--text", "--codec", codec, "--read-size", &read_size.to_string()])
+        .arg(file));
+    assert_eq!(code, 0, "decode failed: {stderr}");
+    // Drop the file header and the summary: what is left is the events.
+    stdout.lines().filter(|l| !l.starts_with("# ") && !l.contains(" responses: ")).map(|l| format!("{l}\n")).collect()
+}
+
+#[test]
+fn recorded_streams_decode_to_the_expected_events() {
+    for (stem, codec) in CASES {
+        let sse = fixture(&format!("sse/{stem}.sse"));
+        let expected = std::fs::read_to_string(fixture(&format!("sse/{stem}.expected"))).unwrap();
+        for read_size in [1, 7, 4096] {
+            assert_eq!(decoded(codec, &sse, read_size), expected, "{stem} with {codec}, reads of {read_size} bytes");
+        }
+    }
+}
+
+#[test]
+fn chat_stream_events_carry_roles_tokens_and_usage() {
+    let out = decoded("openai-chat", &fixture("sse/chat-multi-token.sse"), 4096);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0 role-only", "an empty first delta with a role is not output");
+    assert!(lines[1].starts_with("1 content bytes=5 tokens=1"), "{}", lines[1]);
+    assert!(lines[3].starts_with("2 content bytes=11 tokens=3"), "multi-token chunk: {}", lines[3]);
+    assert!(out.contains("usage prompt=12 completion=7 cached=8"), "{out}");
+    assert!(out.ends_with("6 done\nok: 7 frames, 11 events\n"), "{out}");
+}
+
+#[test]
+fn text_is_left_out_unless_asked() {
+    let (code, stdout, _) = run(barrage()
+        .args(["plugin", "decode", "--codec", "openai-chat"])
+        .arg(fixture("sse/chat-multi-token.sse")));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("1 content bytes=5 tokens=1\n"), "{stdout}");
+    assert!(!stdout.contains("text="));
+}
+
+#[test]
+fn sdk_example_builds_loads_and_decodes_ndjson() {
+    let plugin = test_plugin("ollama-generate");
+    let (code, stdout, stderr) = run(barrage()
+        .args(["plugin", "decode", "--framing", "ndjson", "--text", "--read-size", "5", "--codec"])
+        .arg(&plugin)
+        .arg(fixture("ollama-generate.ndjson")));
+    assert_eq!(code, 0, "{stderr}");
+    let events: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(
+        events,
+        [
+            "0 content bytes=3 tokens=1 text=\"The\"",
+            "1 content bytes=4 tokens=1 text=\" sky\"",
+            "2 malformed \"expected ident at line 1 column 2\"",
+            "3 finish stop",
+            "3 usage prompt=26 completion=2 cached=- reasoning=-",
+            "3 done",
+            "ok: 4 frames, 6 events",
+            "1 responses: 1 decoded, 0 failed",
+        ]
+    );
+}
+
+#[test]
+fn plugin_config_from_a_toml_file_is_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "path = \"/openai/v1/chat/completions\"\n[headers]\nx-team = \"perf\"\n").unwrap();
+    let (code, _, stderr) = run(barrage()
+        .args(["plugin", "decode", "--codec", "openai-chat", "--codec-config"])
+        .arg(format!("@{}", good.display()))
+        .arg(fixture("sse/chat-reasoning.sse")));
+    assert_eq!(code, 0, "{stderr}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "max_tokens_field = \"n\"\n").unwrap();
+    let (code, _, stderr) = run(barrage()
+        .args(["plugin", "decode", "--codec", "openai-chat", "--codec-config"])
+        .arg(format!("@{}", bad.display()))
+        .arg(fixture("sse/chat-reasoning.sse")));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("plugin 'openai-chat' rejected its configuration at `max_tokens_field`"), "{stderr}");
+
+    let (code, _, stderr) = run(barrage()
+        .args(["plugin", "decode", "--codec", "openai-chat", "--codec-config", "[1]"])
+        .arg(fixture("sse/chat-reasoning.sse")));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("must be a table"), "{stderr}");
+}

@@ -1,0 +1,50 @@
+//! A codec whose decoder allocates without bound when a frame contains `hog`;
+//! every other frame decodes as one content delta. The host must refuse the
+//! growth at the memory limit, fail only that response, and carry on.
+
+use barrage_sdk::prelude::*;
+
+struct MemoryHog;
+
+struct Hog {
+    hoard: Vec<Vec<u8>>,
+}
+
+impl Codec for MemoryHog {
+    type Decoder = Hog;
+
+    fn info() -> PluginInfo {
+        PluginInfo { name: "memory-hog".into(), version: "0.1.0".into(), description: "allocates on `hog` frames".into() }
+    }
+
+    fn encode(_spec: RequestSpec) -> Result<EncodedRequest, String> {
+        Err("not for sending".into())
+    }
+
+    fn decoder(_head: ResponseHead, _options: DecodeOptions) -> Hog {
+        Hog { hoard: Vec::new() }
+    }
+
+    fn decode_unary(_head: ResponseHead, _body: Vec<u8>, _options: DecodeOptions) -> Result<Vec<Event>, String> {
+        Ok(Vec::new())
+    }
+}
+
+impl Decoder for Hog {
+    fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+        let mut out = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            if f.data.windows(3).any(|w| w == b"hog") {
+                loop {
+                    // Touch the pages so nothing is optimised away.
+                    let chunk = vec![0xA5u8; 1 << 20];
+                    self.hoard.push(std::hint::black_box(chunk));
+                }
+            }
+            out.push(FrameEvent { frame: i as u32, event: Event::Content(ContentDelta { bytes: f.data.len() as u32, tokens: Some(1), text: None }) });
+        }
+        Ok(out)
+    }
+}
+
+barrage_sdk::export_codec!(MemoryHog);
