@@ -20,21 +20,29 @@ const TARGET: &str = "wasm32-wasip2";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
+    let workspace = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace")
+        .to_path_buf();
     for dir in ["plugins", "sdk/src", "sdk/Cargo.toml", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     let wasm_dir = build_plugins(&workspace);
 
-    let mut generated = String::from("/// First-party plugins: (name, component bytes).\npub static BUILTIN: &[(&str, &[u8])] = &[\n");
+    let mut generated =
+        String::from("/// First-party plugins: (name, component bytes).\npub static BUILTIN: &[(&str, &[u8])] = &[\n");
     for (package, name) in BUILTIN {
         let file = format!("{}.wasm", package.replace('-', "_"));
         let src = wasm_dir.join(&file);
         let dst = out_dir.join(&file);
-        std::fs::copy(&src, &dst)
-            .unwrap_or_else(|e| panic!("plugin {name} was not built at {}: {e}", src.display()));
-        writeln!(generated, "    ({name:?}, include_bytes!({:?})),", dst.display().to_string()).unwrap();
+        std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("plugin {name} was not built at {}: {e}", src.display()));
+        writeln!(
+            generated,
+            "    ({name:?}, include_bytes!({:?})),",
+            dst.display().to_string()
+        )
+        .unwrap();
     }
     generated.push_str("];\n");
     std::fs::write(out_dir.join("builtin_plugins.rs"), generated).expect("write builtin_plugins.rs");
@@ -46,7 +54,15 @@ fn build_plugins(workspace: &Path) -> PathBuf {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--locked", "--profile", "plugin", "--target", TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--locked",
+            "--profile",
+            "plugin",
+            "--target",
+            TARGET,
+            "--target-dir",
+        ])
         .arg(&target_dir);
     for (package, _) in BUILTIN {
         cmd.args(["-p", package]);

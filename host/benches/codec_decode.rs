@@ -1,1 +1,86 @@
-fn main(){}
+//! The codec hot path: cost per decoded SSE frame through the `openai-chat`
+//! plugin in wasm, against the same decoder (`openai-common`) compiled
+//! natively, for batches of 1, 16 and 64 frames per `push` call; plus the
+//! whole plugin-thread path (open, push, finish) a run uses.
+//!
+//! Run: `cargo bench -p barrage --bench codec_decode`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use barrage::framing::TimedFrame;
+use barrage::plugin::{CodecPlugin, CodecWorkers, EngineOptions, PluginContext, PluginEngine, Registry, wire};
+use barrage::tokenizer::WordTokenizer;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+/// A chunk as vLLM streams it for a one-token delta.
+fn chunk(i: usize) -> Vec<u8> {
+    format!(
+        r#"{{"id":"chatcmpl-8f2c1d","object":"chat.completion.chunk","created":1732752000,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{{"index":0,"delta":{{"content":" word{i}"}},"logprobs":null,"finish_reason":null}}]}}"#
+    )
+    .into_bytes()
+}
+
+fn engine() -> PluginEngine {
+    PluginEngine::new(EngineOptions { max_instances: 16, ..EngineOptions::default() }).expect("engine")
+}
+
+fn ctx() -> PluginContext {
+    PluginContext {
+        name: "".into(),
+        config_json: "{}".into(),
+        seed: 0,
+        tokenizer: WordTokenizer::shared(),
+        log_level: barrage::plugin::state::parse_level("error").expect("level"),
+    }
+}
+
+fn decode(c: &mut Criterion) {
+    let engine = engine();
+    let source = Registry { plugin_dir: None }.resolve("openai-chat").expect("built-in");
+    let plugin = CodecPlugin::load(&engine, &source, ctx()).expect("load openai-chat");
+    let mut instance = plugin.instance().expect("instance");
+    let head = wire::ResponseHead { status: 200, headers: vec![] };
+    let decoder = instance.open(&head, wire::DecodeOptions { want_text: false }).expect("decoder");
+
+    let mut group = c.benchmark_group("sse_frame_decode");
+    group.measurement_time(Duration::from_secs(4));
+    for batch in [1usize, 16, 64] {
+        group.throughput(Throughput::Elements(batch as u64));
+        let wasm_frames: Vec<wire::Frame> = (0..batch).map(|i| wire::Frame { event: None, data: chunk(i) }).collect();
+        group.bench_with_input(BenchmarkId::new("wasm", batch), &wasm_frames, |b, frames| {
+            b.iter(|| black_box(instance.push(decoder, frames).expect("push")))
+        });
+        let native_frames: Vec<barrage_sdk::codec::Frame> =
+            (0..batch).map(|i| barrage_sdk::codec::Frame { event: None, data: chunk(i) }).collect();
+        let mut native = openai_common::StreamDecoder::new(&barrage_sdk::codec::DecodeOptions { want_text: false });
+        group.bench_with_input(BenchmarkId::new("native", batch), &native_frames, |b, frames| {
+            // The wasm call copies the frames into the guest; the native one
+            // gets its own copy too, so both pay for owning the input.
+            b.iter(|| black_box(native.push(frames.clone())))
+        });
+    }
+    group.finish();
+
+    // The path a run takes: frames handed to a plugin thread, decoded there,
+    // events returned with their timestamps when the stream finishes.
+    let workers = CodecWorkers::start(plugin, 1).expect("workers");
+    let mut group = c.benchmark_group("plugin_thread_stream");
+    group.measurement_time(Duration::from_secs(4));
+    let frames_per_stream = 64;
+    group.throughput(Throughput::Elements(frames_per_stream as u64));
+    group.bench_function("open_push64_finish", |b| {
+        b.iter(|| {
+            let s = workers.open(head.clone(), wire::DecodeOptions { want_text: false });
+            let now = Instant::now();
+            for i in 0..frames_per_stream {
+                workers.push(s, vec![TimedFrame { at: now, event: None, data: chunk(i) }]);
+            }
+            black_box(workers.finish(s, now).blocking_recv().expect("outcome"))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode);
+criterion_main!(benches);

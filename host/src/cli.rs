@@ -78,14 +78,20 @@ impl PluginOptions {
 
     fn registry(&self) -> Registry {
         match &self.plugin_dir {
-            Some(dir) => Registry { plugin_dir: Some(dir.clone()) },
+            Some(dir) => Registry {
+                plugin_dir: Some(dir.clone()),
+            },
             None => Registry::from_env(),
         }
     }
 
     fn context(&self, config_json: String) -> Result<PluginContext> {
-        let log_level = parse_level(&self.plugin_log)
-            .with_context(|| format!("--plugin-log `{}`: expected trace, debug, info, warn or error", self.plugin_log))?;
+        let log_level = parse_level(&self.plugin_log).with_context(|| {
+            format!(
+                "--plugin-log `{}`: expected trace, debug, info, warn or error",
+                self.plugin_log
+            )
+        })?;
         Ok(PluginContext {
             name: "".into(),
             config_json: config_json.into(),
@@ -168,10 +174,14 @@ fn plugin_list(args: ListArgs) -> Result<ExitCode> {
     let engine = args.plugins.engine()?;
     let registry = args.plugins.registry();
     let ctx = args.plugins.context("{}".into())?;
-    println!("{:<22} {:<9} {:<9} {:<9} {:<64} SOURCE", "NAME", "KIND", "VERSION", "CONTRACT", "SHA256");
+    println!(
+        "{:<22} {:<9} {:<9} {:<9} {:<64} SOURCE",
+        "NAME", "KIND", "VERSION", "CONTRACT", "SHA256"
+    );
     let sources = Registry::builtins().chain(registry.installed());
     for source in sources {
-        let overridden = matches!(source, crate::plugin::PluginSource::Builtin { name, .. } if registry.overrides_builtin(name));
+        let overridden =
+            matches!(source, crate::plugin::PluginSource::Builtin { name, .. } if registry.overrides_builtin(name));
         let mut location = source.location();
         if overridden {
             location.push_str(" (overridden by the installed plugin)");
@@ -184,12 +194,22 @@ fn plugin_list(args: ListArgs) -> Result<ExitCode> {
                 };
                 let kind = d.contract.world.map(|w| w.name()).unwrap_or("?");
                 let contract = d.contract.versions.join(",");
-                println!("{name:<22} {kind:<9} {version:<9} {contract:<9} {:<64} {location}", d.sha256);
+                println!(
+                    "{name:<22} {kind:<9} {version:<9} {contract:<9} {:<64} {location}",
+                    d.sha256
+                );
                 if let Err(e) = &d.info {
                     println!("  ! {e}");
                 }
             }
-            Err(e) => println!("{:<22} {:<9} {:<9} {:<9} {:<64} {location}\n  ! {e}", source.label(), "?", "?", "?", "?"),
+            Err(e) => println!(
+                "{:<22} {:<9} {:<9} {:<9} {:<64} {location}\n  ! {e}",
+                source.label(),
+                "?",
+                "?",
+                "?",
+                "?"
+            ),
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -203,12 +223,25 @@ fn plugin_inspect(args: InspectArgs) -> Result<ExitCode> {
     println!("plugin:    {}", source.location());
     println!("size:      {} bytes", d.size);
     println!("sha256:    {}", d.sha256);
-    println!("world:     {}", d.contract.world.map(|w| w.name()).unwrap_or("none (not a Barrage plugin)"));
-    let versions = if d.contract.versions.is_empty() { "none".to_string() } else { d.contract.versions.join(", ") };
+    println!(
+        "world:     {}",
+        d.contract
+            .world
+            .map(|w| w.name())
+            .unwrap_or("none (not a Barrage plugin)")
+    );
+    let versions = if d.contract.versions.is_empty() {
+        "none".to_string()
+    } else {
+        d.contract.versions.join(", ")
+    };
     println!("contract:  {} {versions}", contract::PACKAGE);
     match d.contract.supported_version() {
         Ok(_) => println!("supported: yes (this host supports {})", contract::supported_list()),
-        Err(found) => println!("supported: no: it targets {found}; this host supports {}", contract::supported_list()),
+        Err(found) => println!(
+            "supported: no: it targets {found}; this host supports {}",
+            contract::supported_list()
+        ),
     }
     match &d.info {
         Ok(info) => {
@@ -220,7 +253,11 @@ fn plugin_inspect(args: InspectArgs) -> Result<ExitCode> {
     }
     println!("imports:");
     for i in &d.contract.imports {
-        let note = if i.starts_with(contract::PACKAGE) { "" } else { "  (not provided: traps if called)" };
+        let note = if i.starts_with(contract::PACKAGE) {
+            ""
+        } else {
+            "  (not provided: traps if called)"
+        };
         println!("  {i}{note}");
     }
     println!("exports:");
@@ -275,7 +312,10 @@ fn plugin_decode(args: DecodeArgs) -> Result<ExitCode> {
     let mut bodies = Vec::new();
     for path in &args.files {
         let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let head = wire::ResponseHead { status: 200, headers: vec![("content-type".into(), "text/event-stream".into())] };
+        let head = wire::ResponseHead {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+        };
         bodies.push((path, body, workers.open(head, options()), Framer::new(framing)));
     }
     let longest = bodies.iter().map(|b| b.1.len()).max().unwrap_or(0);
@@ -321,7 +361,15 @@ fn plugin_decode(args: DecodeArgs) -> Result<ExitCode> {
         bodies.len(),
         bodies.len() - failed,
         failed,
-        if summary.is_empty() { String::new() } else { format!(" ({})", summary.join(", ")) }
+        if summary.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", summary.join(", "))
+        }
     );
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

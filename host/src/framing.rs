@@ -65,7 +65,11 @@ impl Framer {
         match self.framing {
             Framing::Raw => {
                 if !bytes.is_empty() {
-                    out.push(TimedFrame { at, event: None, data: bytes.to_vec() });
+                    out.push(TimedFrame {
+                        at,
+                        event: None,
+                        data: bytes.to_vec(),
+                    });
                 }
             }
             Framing::Sse | Framing::Ndjson => {
@@ -115,7 +119,11 @@ impl Framer {
                 Framing::Sse => self.sse_line(&line, at, out),
                 _ => {
                     if !line.trim_ascii().is_empty() {
-                        out.push(TimedFrame { at, event: None, data: line });
+                        out.push(TimedFrame {
+                            at,
+                            event: None,
+                            data: line,
+                        });
                     }
                 }
             }
@@ -158,10 +166,18 @@ impl Framer {
     fn dispatch_sse(&mut self, at: Instant, out: &mut Vec<TimedFrame>) {
         let ev = std::mem::take(&mut self.sse);
         match ev.data {
-            Some(data) => out.push(TimedFrame { at, event: ev.event, data }),
+            Some(data) => out.push(TimedFrame {
+                at,
+                event: ev.event,
+                data,
+            }),
             // A comment-only event is a keep-alive: passed on with empty data
             // so it is counted, never mistaken for output.
-            None if ev.comment => out.push(TimedFrame { at, event: None, data: Vec::new() }),
+            None if ev.comment => out.push(TimedFrame {
+                at,
+                event: None,
+                data: Vec::new(),
+            }),
             None => {}
         }
     }
@@ -223,14 +239,20 @@ mod tests {
 
     #[test]
     fn sse_last_event_without_blank_line_is_kept() {
-        assert_eq!(cut_in_pieces(Framing::Sse, b"data: end", 4), vec![(None, "end".to_string())]);
+        assert_eq!(
+            cut_in_pieces(Framing::Sse, b"data: end", 4),
+            vec![(None, "end".to_string())]
+        );
     }
 
     #[test]
     fn ndjson_skips_blank_lines_and_keeps_an_unterminated_last_line() {
         let body = b"{\"a\":1}\n\n{\"b\":2}\r\n{\"c\":3}";
         for piece in [1, 5, body.len()] {
-            let lines: Vec<String> = cut_in_pieces(Framing::Ndjson, body, piece).into_iter().map(|(_, d)| d).collect();
+            let lines: Vec<String> = cut_in_pieces(Framing::Ndjson, body, piece)
+                .into_iter()
+                .map(|(_, d)| d)
+                .collect();
             assert_eq!(lines, ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]);
         }
     }
@@ -244,7 +266,10 @@ mod tests {
             body.extend_from_slice(msg);
         }
         for piece in [1, 3, body.len()] {
-            let msgs: Vec<String> = cut_in_pieces(Framing::GrpcMessages, &body, piece).into_iter().map(|(_, d)| d).collect();
+            let msgs: Vec<String> = cut_in_pieces(Framing::GrpcMessages, &body, piece)
+                .into_iter()
+                .map(|(_, d)| d)
+                .collect();
             assert_eq!(msgs, ["hello", "", "world!"]);
         }
     }

@@ -10,8 +10,8 @@ use crate::wit::codec::exports::barrage::plugin::{meta, request_codec};
 
 pub use crate::wit::codec::barrage::plugin::types::{ConfigError, Message, PluginInfo, Prompt};
 pub use request_codec::{
-    ContentDelta, DecodeOptions, EncodedRequest, Event, Frame, FrameEvent, Framing, Generation,
-    GrpcRequest, HttpRequest, RequestSpec, ResponseHead, ServerError, Usage, WireRequest,
+    ContentDelta, DecodeOptions, EncodedRequest, Event, Frame, FrameEvent, Framing, Generation, GrpcRequest,
+    HttpRequest, RequestSpec, ResponseHead, ServerError, Usage, WireRequest,
 };
 
 /// A model-server protocol.
@@ -41,11 +41,7 @@ pub trait Codec: 'static {
     fn decoder(head: ResponseHead, options: DecodeOptions) -> Self::Decoder;
 
     /// Decode a complete, non-streamed response body.
-    fn decode_unary(
-        head: ResponseHead,
-        body: Vec<u8>,
-        options: DecodeOptions,
-    ) -> Result<Vec<Event>, String>;
+    fn decode_unary(head: ResponseHead, body: Vec<u8>, options: DecodeOptions) -> Result<Vec<Event>, String>;
 }
 
 /// Decoding state of one streamed response.
@@ -94,11 +90,7 @@ impl<C: Codec> request_codec::Guest for CodecExports<C> {
         C::encode(spec)
     }
 
-    fn decode_unary(
-        head: ResponseHead,
-        body: Vec<u8>,
-        options: DecodeOptions,
-    ) -> Result<Vec<Event>, String> {
+    fn decode_unary(head: ResponseHead, body: Vec<u8>, options: DecodeOptions) -> Result<Vec<Event>, String> {
         crate::__init();
         C::decode_unary(head, body, options)
     }

@@ -92,9 +92,9 @@ pub const CONTRACT_VERSION: &str = "0.1.0";
 /// Everything a codec author usually needs, in one import.
 pub mod prelude {
     pub use crate::codec::{
-        Codec, ConfigError, ContentDelta, DecodeOptions, Decoder, EncodedRequest, Event, Frame,
-        FrameEvent, Framing, Generation, GrpcRequest, HttpRequest, Message, PluginInfo, Prompt,
-        RequestSpec, ResponseHead, ServerError, Usage, WireRequest,
+        Codec, ConfigError, ContentDelta, DecodeOptions, Decoder, EncodedRequest, Event, Frame, FrameEvent, Framing,
+        Generation, GrpcRequest, HttpRequest, Message, PluginInfo, Prompt, RequestSpec, ResponseHead, ServerError,
+        Usage, WireRequest,
     };
     pub use crate::host::{config, log, random, tokenizer};
 }

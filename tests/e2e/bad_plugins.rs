@@ -23,9 +23,19 @@ fn a_looping_plugin_fails_only_its_response() {
         .arg(&spin)
         .arg(&good));
     assert_eq!(code, 1, "a failed response makes the exit code 1: {stderr}");
-    assert!(stdout.contains("failed: plugin 'loop-forever' timeout: call ran past its 20 ms deadline"), "{stdout}");
-    assert_eq!(stdout.matches("ok: 6 frames, 6 events").count(), 2, "both good responses decode: {stdout}");
-    assert!(stdout.ends_with("3 responses: 2 decoded, 1 failed (1 plugin timeout)\n"), "{stdout}");
+    assert!(
+        stdout.contains("failed: plugin 'loop-forever' timeout: call ran past its 20 ms deadline"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("ok: 6 frames, 6 events").count(),
+        2,
+        "both good responses decode: {stdout}"
+    );
+    assert!(
+        stdout.ends_with("3 responses: 2 decoded, 1 failed (1 plugin timeout)\n"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -42,15 +52,27 @@ fn a_plugin_past_its_memory_limit_fails_only_its_response() {
         .arg(&hog)
         .arg(&good));
     assert_eq!(code, 1);
-    assert_eq!(stdout.matches("failed: plugin 'memory-hog' memory limit: memory limit of 32 MiB reached").count(), 2, "{stdout}");
+    assert_eq!(
+        stdout
+            .matches("failed: plugin 'memory-hog' memory limit: memory limit of 32 MiB reached")
+            .count(),
+        2,
+        "{stdout}"
+    );
     assert_eq!(stdout.matches("ok: 6 frames, 6 events").count(), 2, "{stdout}");
-    assert!(stdout.ends_with("4 responses: 2 decoded, 2 failed (2 plugin memory limit)\n"), "{stdout}");
+    assert!(
+        stdout.ends_with("4 responses: 2 decoded, 2 failed (2 plugin memory limit)\n"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn a_plugin_for_another_contract_version_is_refused_by_name_and_versions() {
     let plugin = test_plugin("wrong-version");
-    let (code, _, stderr) = run(barrage().args(["plugin", "decode", "--codec"]).arg(&plugin).arg(fixture("sse/chat-reasoning.sse")));
+    let (code, _, stderr) = run(barrage()
+        .args(["plugin", "decode", "--codec"])
+        .arg(&plugin)
+        .arg(fixture("sse/chat-reasoning.sse")));
     assert_eq!(code, 2);
     assert!(
         stderr.contains("plugin 'wrong_version' targets barrage:plugin@0.2.0, which this host cannot load; this host supports barrage:plugin@0.1.0"),
@@ -58,15 +80,26 @@ fn a_plugin_for_another_contract_version_is_refused_by_name_and_versions() {
     );
     let (code, stdout, _) = run(barrage().args(["plugin", "inspect"]).arg(&plugin));
     assert_eq!(code, 0);
-    assert!(stdout.contains("supported: no: it targets barrage:plugin@0.2.0; this host supports barrage:plugin@0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains("supported: no: it targets barrage:plugin@0.2.0; this host supports barrage:plugin@0.1.0"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn files_that_are_not_components_get_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, &[u8], &str); 4] = [
-        ("core.wasm", b"\0asm\x01\0\0\0", "is a core WebAssembly module, not a component; build it for the wasm32-wasip2 target"),
-        ("text.wasm", b"hello, world\n", "is not a WebAssembly binary (no `\\0asm` header)"),
+        (
+            "core.wasm",
+            b"\0asm\x01\0\0\0",
+            "is a core WebAssembly module, not a component; build it for the wasm32-wasip2 target",
+        ),
+        (
+            "text.wasm",
+            b"hello, world\n",
+            "is not a WebAssembly binary (no `\\0asm` header)",
+        ),
         ("empty.wasm", b"", "is not a WebAssembly binary"),
         ("broken.wasm", b"\0asm\x0d\0\x01\0\x01\x02\x03", "could not be compiled"),
     ];
@@ -81,14 +114,20 @@ fn files_that_are_not_components_get_a_clear_error() {
             }
             let (code, _, stderr) = run(&mut cmd);
             assert_eq!(code, 2, "{name}: {stderr}");
-            assert!(stderr.starts_with(&format!("error: plugin '{stem}' ")), "{name}: {stderr}");
+            assert!(
+                stderr.starts_with(&format!("error: plugin '{stem}' ")),
+                "{name}: {stderr}"
+            );
             assert!(stderr.contains(message), "{name}: {stderr}");
             assert!(!stderr.contains("panicked"), "{name}: {stderr}");
         }
     }
     let (code, _, stderr) = run(barrage().args(["plugin", "inspect", "/nonexistent/x.wasm"]));
     assert_eq!(code, 2);
-    assert!(stderr.contains("could not read plugin file /nonexistent/x.wasm"), "{stderr}");
+    assert!(
+        stderr.contains("could not read plugin file /nonexistent/x.wasm"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -96,7 +135,15 @@ fn a_codec_of_the_wrong_kind_is_refused() {
     // A component that implements no Barrage world at all.
     let dir = tempfile::tempdir().unwrap();
     let path = write(&dir, "empty-component.wasm", b"\0asm\x0d\0\x01\0");
-    let (code, _, stderr) = run(barrage().args(["plugin", "decode", "--codec"]).arg(&path).arg(fixture("sse/chat-reasoning.sse")));
+    let (code, _, stderr) = run(barrage()
+        .args(["plugin", "decode", "--codec"])
+        .arg(&path)
+        .arg(fixture("sse/chat-reasoning.sse")));
     assert_eq!(code, 2);
-    assert!(stderr.contains("plugin 'empty-component' is not a Barrage plugin: it implements none of the barrage:plugin worlds"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "plugin 'empty-component' is not a Barrage plugin: it implements none of the barrage:plugin worlds"
+        ),
+        "{stderr}"
+    );
 }

@@ -8,7 +8,10 @@ fn list_shows_builtins_with_kind_versions_and_sha256() {
     let (code, stdout, stderr) = run(barrage().args(["plugin", "list"]));
     assert_eq!(code, 0, "{stderr}");
     for name in ["openai-completions", "openai-chat"] {
-        let line = stdout.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} missing: {stdout}"));
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing: {stdout}"));
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(cols[1], "codec", "{line}");
         assert_eq!(cols[2], env!("CARGO_PKG_VERSION"), "{line}");
@@ -27,10 +30,20 @@ fn inspect_shows_world_contract_imports_and_exports() {
     assert!(stdout.contains("contract:  barrage:plugin 0.1.0\n"));
     assert!(stdout.contains("  barrage:plugin/log@0.1.0\n"));
     assert!(stdout.contains("exports:\n  barrage:plugin/meta@0.1.0\n  barrage:plugin/request-codec@0.1.0\n"));
-    let size: usize = stdout.lines().find_map(|l| l.strip_prefix("size:")).unwrap().trim().trim_end_matches(" bytes").parse().unwrap();
+    let size: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("size:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" bytes")
+        .parse()
+        .unwrap();
     assert!(size > 10_000, "{size}");
     // WASI that Rust's std links in is listed as not provided: plugins get none.
-    assert!(stdout.contains("wasi:cli/environment@0.2.6  (not provided: traps if called)"), "{stdout}");
+    assert!(
+        stdout.contains("wasi:cli/environment@0.2.6  (not provided: traps if called)"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -40,20 +53,34 @@ fn an_installed_plugin_overrides_the_builtin_of_the_same_name() {
     std::fs::copy(test_plugin("loop-forever"), dir.path().join("openai-chat.wasm")).unwrap();
     let (code, stdout, _) = run(barrage().env("BARRAGE_PLUGIN_DIR", dir.path()).args(["plugin", "list"]));
     assert_eq!(code, 0);
-    assert!(stdout.contains("built-in (overridden by the installed plugin)"), "{stdout}");
-    assert!(stdout.lines().any(|l| l.starts_with("loop-forever") && l.contains(dir.path().to_str().unwrap())), "{stdout}");
+    assert!(
+        stdout.contains("built-in (overridden by the installed plugin)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("loop-forever") && l.contains(dir.path().to_str().unwrap())),
+        "{stdout}"
+    );
 
     // Decoding by name now uses the installed plugin.
     let (_, stdout, _) = run(barrage()
         .env("BARRAGE_PLUGIN_DIR", dir.path())
         .args(["plugin", "decode", "--codec", "openai-chat"])
         .arg(fixture("sse/chat-reasoning.sse")));
-    assert!(stdout.contains("0 content bytes=75 tokens=1"), "the installed plugin decoded: {stdout}");
+    assert!(
+        stdout.contains("0 content bytes=75 tokens=1"),
+        "the installed plugin decoded: {stdout}"
+    );
 }
 
 #[test]
 fn unknown_plugin_names_list_the_known_ones() {
     let (code, _, stderr) = run(barrage().args(["plugin", "inspect", "openai-chatt"]));
     assert_eq!(code, 2);
-    assert!(stderr.contains("no plugin named 'openai-chatt'; known plugins: openai-chat, openai-completions"), "{stderr}");
+    assert!(
+        stderr.contains("no plugin named 'openai-chatt'; known plugins: openai-chat, openai-completions"),
+        "{stderr}"
+    );
 }

@@ -15,11 +15,23 @@ const CASES: &[(&str, &str)] = &[
 
 fn decoded(codec: &str, file: &std::path::Path, read_size: usize) -> String {
     let (code, stdout, stderr) = run(barrage()
-        .args(["plugin", "decode", "--text", "--codec", codec, "--read-size", &read_size.to_string()])
+        .args([
+            "plugin",
+            "decode",
+            "--text",
+            "--codec",
+            codec,
+            "--read-size",
+            &read_size.to_string(),
+        ])
         .arg(file));
     assert_eq!(code, 0, "decode failed: {stderr}");
     // Drop the file header and the summary: what is left is the events.
-    stdout.lines().filter(|l| !l.starts_with("# ") && !l.contains(" responses: ")).map(|l| format!("{l}\n")).collect()
+    stdout
+        .lines()
+        .filter(|l| !l.starts_with("# ") && !l.contains(" responses: "))
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 #[test]
@@ -28,7 +40,11 @@ fn recorded_streams_decode_to_the_expected_events() {
         let sse = fixture(&format!("sse/{stem}.sse"));
         let expected = std::fs::read_to_string(fixture(&format!("sse/{stem}.expected"))).unwrap();
         for read_size in [1, 7, 4096] {
-            assert_eq!(decoded(codec, &sse, read_size), expected, "{stem} with {codec}, reads of {read_size} bytes");
+            assert_eq!(
+                decoded(codec, &sse, read_size),
+                expected,
+                "{stem} with {codec}, reads of {read_size} bytes"
+            );
         }
     }
 }
@@ -37,9 +53,16 @@ fn recorded_streams_decode_to_the_expected_events() {
 fn chat_stream_events_carry_roles_tokens_and_usage() {
     let out = decoded("openai-chat", &fixture("sse/chat-multi-token.sse"), 4096);
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "0 role-only", "an empty first delta with a role is not output");
+    assert_eq!(
+        lines[0], "0 role-only",
+        "an empty first delta with a role is not output"
+    );
     assert!(lines[1].starts_with("1 content bytes=5 tokens=1"), "{}", lines[1]);
-    assert!(lines[3].starts_with("2 content bytes=11 tokens=3"), "multi-token chunk: {}", lines[3]);
+    assert!(
+        lines[3].starts_with("2 content bytes=11 tokens=3"),
+        "multi-token chunk: {}",
+        lines[3]
+    );
     assert!(out.contains("usage prompt=12 completion=7 cached=8"), "{out}");
     assert!(out.ends_with("6 done\nok: 7 frames, 11 events\n"), "{out}");
 }
@@ -58,7 +81,16 @@ fn text_is_left_out_unless_asked() {
 fn sdk_example_builds_loads_and_decodes_ndjson() {
     let plugin = test_plugin("ollama-generate");
     let (code, stdout, stderr) = run(barrage()
-        .args(["plugin", "decode", "--framing", "ndjson", "--text", "--read-size", "5", "--codec"])
+        .args([
+            "plugin",
+            "decode",
+            "--framing",
+            "ndjson",
+            "--text",
+            "--read-size",
+            "5",
+            "--codec",
+        ])
         .arg(&plugin)
         .arg(fixture("ollama-generate.ndjson")));
     assert_eq!(code, 0, "{stderr}");
@@ -82,7 +114,11 @@ fn sdk_example_builds_loads_and_decodes_ndjson() {
 fn plugin_config_from_a_toml_file_is_checked_at_load() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "path = \"/openai/v1/chat/completions\"\n[headers]\nx-team = \"perf\"\n").unwrap();
+    std::fs::write(
+        &good,
+        "path = \"/openai/v1/chat/completions\"\n[headers]\nx-team = \"perf\"\n",
+    )
+    .unwrap();
     let (code, _, stderr) = run(barrage()
         .args(["plugin", "decode", "--codec", "openai-chat", "--codec-config"])
         .arg(format!("@{}", good.display()))
@@ -96,7 +132,10 @@ fn plugin_config_from_a_toml_file_is_checked_at_load() {
         .arg(format!("@{}", bad.display()))
         .arg(fixture("sse/chat-reasoning.sse")));
     assert_eq!(code, 2);
-    assert!(stderr.contains("plugin 'openai-chat' rejected its configuration at `max_tokens_field`"), "{stderr}");
+    assert!(
+        stderr.contains("plugin 'openai-chat' rejected its configuration at `max_tokens_field`"),
+        "{stderr}"
+    );
 
     let (code, _, stderr) = run(barrage()
         .args(["plugin", "decode", "--codec", "openai-chat", "--codec-config", "[1]"])

@@ -5,7 +5,10 @@ use std::process::{Command, Output};
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ is in the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ is in the workspace")
+        .to_path_buf()
 }
 
 /// A file under `tests/fixtures`.
@@ -21,14 +24,33 @@ pub fn test_plugin(package: &str) -> PathBuf {
     let target_dir = ws.join("target/plugins");
     let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
         .current_dir(&ws)
-        .args(["build", "--quiet", "--profile", "plugin", "--target", "wasm32-wasip2", "--target-dir"])
+        .args([
+            "build",
+            "--quiet",
+            "--profile",
+            "plugin",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
         .arg(&target_dir)
-        .args(["-p", "loop-forever", "-p", "memory-hog", "-p", "wrong-version", "-p", "ollama-generate"])
+        .args([
+            "-p",
+            "loop-forever",
+            "-p",
+            "memory-hog",
+            "-p",
+            "wrong-version",
+            "-p",
+            "ollama-generate",
+        ])
         .env_remove("CARGO_TARGET_DIR")
         .status()
         .expect("run cargo");
     assert!(status.success(), "building the test plugins failed");
-    let path = target_dir.join("wasm32-wasip2/plugin").join(format!("{}.wasm", package.replace('-', "_")));
+    let path = target_dir
+        .join("wasm32-wasip2/plugin")
+        .join(format!("{}.wasm", package.replace('-', "_")));
     assert!(path.exists(), "{} was not built", path.display());
     path
 }

@@ -18,7 +18,12 @@ fn wit_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "wit"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect();
     files.sort();
     files
@@ -39,7 +44,11 @@ fn digest(files: &[(String, Vec<u8>)]) -> String {
 fn the_released_0_1_0_contract_is_unchanged() {
     let frozen = wit_files(&workspace().join("wit/frozen/0.1.0"));
     assert!(!frozen.is_empty());
-    assert_eq!(digest(&frozen), FROZEN_0_1_0, "wit/frozen/0.1.0 changed: released contracts must never change");
+    assert_eq!(
+        digest(&frozen),
+        FROZEN_0_1_0,
+        "wit/frozen/0.1.0 changed: released contracts must never change"
+    );
 }
 
 #[test]
@@ -49,7 +58,11 @@ fn the_live_contract_matches_the_frozen_copy_of_its_version() {
         .iter()
         .find_map(|(_, body)| {
             let text = String::from_utf8_lossy(body);
-            text.lines().find_map(|l| l.trim().strip_prefix("package barrage:plugin@").map(|v| v.trim_end_matches(';').to_string()))
+            text.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix("package barrage:plugin@")
+                    .map(|v| v.trim_end_matches(';').to_string())
+            })
         })
         .expect("wit/ declares package barrage:plugin@<version>");
     let frozen_dir = workspace().join("wit/frozen").join(&version);
@@ -64,6 +77,9 @@ fn the_live_contract_matches_the_frozen_copy_of_its_version() {
         "the WIT files of {version} differ from the frozen copy"
     );
     for ((name, a), (_, b)) in live.iter().zip(&frozen) {
-        assert!(a == b, "wit/{name} differs from wit/frozen/{version}/{name}: released contracts are immutable; bump the package version for a change");
+        assert!(
+            a == b,
+            "wit/{name} differs from wit/frozen/{version}/{name}: released contracts are immutable; bump the package version for a change"
+        );
     }
 }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use barrage::framing::{Framer, Framing, TimedFrame};
-use barrage::plugin::{CodecPlugin, CodecWorkers, EngineOptions, FailureKind, PluginContext, PluginEngine, PluginSource, Registry, wire};
+use barrage::plugin::{
+    CodecPlugin, CodecWorkers, EngineOptions, FailureKind, PluginContext, PluginEngine, PluginSource, Registry, wire,
+};
 use barrage::tokenizer::WordTokenizer;
 
 use crate::common::{fixture, test_plugin, workspace};
@@ -32,7 +34,10 @@ fn ctx() -> PluginContext {
 }
 
 fn head() -> wire::ResponseHead {
-    wire::ResponseHead { status: 200, headers: vec![] }
+    wire::ResponseHead {
+        status: 200,
+        headers: vec![],
+    }
 }
 
 fn frames(body: &[u8]) -> Vec<TimedFrame> {
@@ -51,7 +56,9 @@ fn interleaved_streams_decode_independently_and_keep_frame_times() {
     let workers = CodecWorkers::start(plugin, 2).unwrap();
     let body = std::fs::read(fixture("sse/chat-multi-token.sse")).unwrap();
     let all = frames(&body);
-    let streams: Vec<_> = (0..40).map(|_| workers.open(head(), wire::DecodeOptions { want_text: false })).collect();
+    let streams: Vec<_> = (0..40)
+        .map(|_| workers.open(head(), wire::DecodeOptions { want_text: false }))
+        .collect();
     // Feed frame by frame, round-robin across streams, as concurrent responses arrive.
     for frame in &all {
         for s in &streams {
@@ -62,7 +69,11 @@ fn interleaved_streams_decode_independently_and_keep_frame_times() {
         let outcome = workers.finish(s, Instant::now()).blocking_recv().unwrap();
         assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
         assert_eq!(outcome.frames, 7);
-        let contents: Vec<_> = outcome.events.iter().filter(|e| matches!(e.event, wire::Event::Content(_))).collect();
+        let contents: Vec<_> = outcome
+            .events
+            .iter()
+            .filter(|e| matches!(e.event, wire::Event::Content(_)))
+            .collect();
         assert_eq!(contents.len(), 3);
         // Each event carries the timestamp the host gave its frame.
         for e in &outcome.events {
@@ -86,7 +97,10 @@ fn a_runaway_call_is_stopped_within_100ms_and_the_run_continues() {
     let failure = outcome.failure.expect("the looping call fails");
     assert_eq!(failure.kind, FailureKind::Timeout);
     assert_eq!(failure.plugin, "loop-forever");
-    assert!(stopped_after < Duration::from_millis(100), "stopped after {stopped_after:?}");
+    assert!(
+        stopped_after < Duration::from_millis(100),
+        "stopped after {stopped_after:?}"
+    );
 
     // The stream opened before, on the same thread, is untouched, and new
     // streams get fresh instances.
@@ -115,24 +129,47 @@ fn encode_runs_on_plugin_threads_and_codec_errors_are_data() {
         id: 3,
         model: "m".into(),
         prompt,
-        generation: wire::Generation { max_tokens: Some(16), min_tokens: None, ignore_eos: true, temperature: None, stream: true, include_usage: true },
+        generation: wire::Generation {
+            max_tokens: Some(16),
+            min_tokens: None,
+            ignore_eos: true,
+            temperature: None,
+            stream: true,
+            include_usage: true,
+        },
         extra: None,
     };
-    let encoded = workers.encode(spec(barrage::plugin::bindings::Prompt::Text("hello".into()))).blocking_recv().unwrap().unwrap();
-    let wire::WireRequest::Http(http) = encoded.request else { panic!("HTTP expected") };
+    let encoded = workers
+        .encode(spec(barrage::plugin::bindings::Prompt::Text("hello".into())))
+        .blocking_recv()
+        .unwrap()
+        .unwrap();
+    let wire::WireRequest::Http(http) = encoded.request else {
+        panic!("HTTP expected")
+    };
     assert_eq!(http.path, "/v1/completions");
     let body: serde_json::Value = serde_json::from_slice(&http.body).unwrap();
     assert_eq!(body["max_tokens"], 16);
     assert_eq!(body["stream_options"]["include_usage"], true);
     assert_eq!(encoded.framing, wire::Framing::Sse);
 
-    let chat = barrage::plugin::bindings::Prompt::Messages(vec![barrage::plugin::bindings::Message { role: "user".into(), content: "x".into() }]);
+    let chat = barrage::plugin::bindings::Prompt::Messages(vec![barrage::plugin::bindings::Message {
+        role: "user".into(),
+        content: "x".into(),
+    }]);
     let err = workers.encode(spec(chat)).blocking_recv().unwrap().unwrap_err();
     assert_eq!(err.kind, FailureKind::Returned);
     assert!(err.message.contains("use the openai-chat codec"), "{err}");
 
     let unary = workers
-        .decode_unary(wire::ResponseHead { status: 503, headers: vec![] }, b"upstream down".to_vec(), wire::DecodeOptions { want_text: false })
+        .decode_unary(
+            wire::ResponseHead {
+                status: 503,
+                headers: vec![],
+            },
+            b"upstream down".to_vec(),
+            wire::DecodeOptions { want_text: false },
+        )
         .blocking_recv()
         .unwrap()
         .unwrap();

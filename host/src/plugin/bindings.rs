@@ -73,7 +73,12 @@ impl std::fmt::Display for wire::Event {
             ),
             wire::Event::Finish(reason) => write!(f, "finish {reason}"),
             wire::Event::ServerError(e) => {
-                write!(f, "server-error code={} message={:?}", e.code.as_deref().unwrap_or("-"), e.message)
+                write!(
+                    f,
+                    "server-error code={} message={:?}",
+                    e.code.as_deref().unwrap_or("-"),
+                    e.message
+                )
             }
             wire::Event::KeepAlive => f.write_str("keep-alive"),
             wire::Event::Done => f.write_str("done"),

@@ -37,7 +37,12 @@ impl LoadedComponent {
         let bytes = source.bytes()?;
         let component = engine.compile(&source.label(), &bytes)?;
         let contract = ContractInfo::read(engine.engine(), &component);
-        Ok(LoadedComponent { component, contract, sha256: sha256_hex(&bytes), size: bytes.len() })
+        Ok(LoadedComponent {
+            component,
+            contract,
+            sha256: sha256_hex(&bytes),
+            size: bytes.len(),
+        })
     }
 
     /// Refuse a component that does not implement `world` at a supported
@@ -110,11 +115,18 @@ pub struct CodecPlugin {
 impl CodecPlugin {
     /// Load a codec: compile, check the contract, instantiate once to read
     /// its info and have it check its configuration.
-    pub fn load(engine: &PluginEngine, source: &PluginSource, mut ctx: PluginContext) -> Result<Arc<CodecPlugin>, PluginError> {
+    pub fn load(
+        engine: &PluginEngine,
+        source: &PluginSource,
+        mut ctx: PluginContext,
+    ) -> Result<Arc<CodecPlugin>, PluginError> {
         let label = source.label();
         let loaded = LoadedComponent::load(engine, source)?;
         loaded.expect_world(&label, World::Codec)?;
-        let start = |e: wasmtime::Error| PluginError::Start { name: label.clone(), message: format!("{e:#}") };
+        let start = |e: wasmtime::Error| PluginError::Start {
+            name: label.clone(),
+            message: format!("{e:#}"),
+        };
         let linker = base_linker(engine, &loaded.component).map_err(start)?;
         let pre = CodecPre::new(linker.instantiate_pre(&loaded.component).map_err(start)?).map_err(start)?;
         ctx.name = label.clone().into();
@@ -124,9 +136,19 @@ impl CodecPlugin {
         ctx.name = info.name.clone().into();
         store.data_mut().ctx.name = ctx.name.clone();
         store.set_epoch_deadline(engine.deadline_ticks());
-        match codec.barrage_plugin_meta().call_check_config(&mut store).map_err(start)? {
+        match codec
+            .barrage_plugin_meta()
+            .call_check_config(&mut store)
+            .map_err(start)?
+        {
             Ok(()) => {}
-            Err(e) => return Err(PluginError::Config { name: info.name.clone(), field: e.field, message: e.message }),
+            Err(e) => {
+                return Err(PluginError::Config {
+                    name: info.name.clone(),
+                    field: e.field,
+                    message: e.message,
+                });
+            }
         }
         Ok(Arc::new(CodecPlugin {
             info,
@@ -148,8 +170,17 @@ impl CodecPlugin {
     pub fn instance(self: &Arc<Self>) -> Result<CodecInstance, PluginFailure> {
         let mut store = new_store(&self.engine, self.ctx.clone());
         match self.pre.instantiate(&mut store) {
-            Ok(codec) => Ok(CodecInstance { plugin: self.clone(), store, codec, poisoned: false }),
-            Err(e) => Err(PluginFailure { plugin: self.name().to_string(), kind: FailureKind::Trap, message: format!("could not instantiate: {e:#}") }),
+            Ok(codec) => Ok(CodecInstance {
+                plugin: self.clone(),
+                store,
+                codec,
+                poisoned: false,
+            }),
+            Err(e) => Err(PluginFailure {
+                plugin: self.name().to_string(),
+                kind: FailureKind::Trap,
+                message: format!("could not instantiate: {e:#}"),
+            }),
         }
     }
 }
@@ -191,17 +222,27 @@ impl CodecInstance {
     }
 
     fn failure(&self, kind: FailureKind, message: String) -> PluginFailure {
-        PluginFailure { plugin: self.plugin.name().to_string(), kind, message }
+        PluginFailure {
+            plugin: self.plugin.name().to_string(),
+            kind,
+            message,
+        }
     }
 
     fn classify(&mut self, err: wasmtime::Error) -> PluginFailure {
         self.poisoned = true;
         let state = self.store.data_mut();
         let (kind, message) = if state.limiter.hit {
-            (FailureKind::MemoryLimit, format!("memory limit of {} MiB reached", state.limiter.limit >> 20))
+            (
+                FailureKind::MemoryLimit,
+                format!("memory limit of {} MiB reached", state.limiter.limit >> 20),
+            )
         } else if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
             let ms = self.plugin.engine.options().call_deadline.as_millis();
-            (FailureKind::Timeout, format!("call ran past its {ms} ms deadline and was stopped"))
+            (
+                FailureKind::Timeout,
+                format!("call ran past its {ms} ms deadline and was stopped"),
+            )
         } else {
             let detail = match err.downcast_ref::<Trap>() {
                 Some(trap) => trap.to_string(),
@@ -222,12 +263,25 @@ impl CodecInstance {
     }
 
     /// Start decoding a streamed response.
-    pub fn open(&mut self, head: &wire::ResponseHead, options: wire::DecodeOptions) -> Result<ResourceAny, PluginFailure> {
-        self.call(|c, s| c.barrage_plugin_request_codec().decoder().call_constructor(s, head, options).map(Ok))
+    pub fn open(
+        &mut self,
+        head: &wire::ResponseHead,
+        options: wire::DecodeOptions,
+    ) -> Result<ResourceAny, PluginFailure> {
+        self.call(|c, s| {
+            c.barrage_plugin_request_codec()
+                .decoder()
+                .call_constructor(s, head, options)
+                .map(Ok)
+        })
     }
 
     /// Decode a batch of frames of the stream `decoder`.
-    pub fn push(&mut self, decoder: ResourceAny, frames: &[wire::Frame]) -> Result<Vec<wire::FrameEvent>, PluginFailure> {
+    pub fn push(
+        &mut self,
+        decoder: ResourceAny,
+        frames: &[wire::Frame],
+    ) -> Result<Vec<wire::FrameEvent>, PluginFailure> {
         self.call(|c, s| c.barrage_plugin_request_codec().decoder().call_push(s, decoder, frames))
     }
 
@@ -255,6 +309,9 @@ impl CodecInstance {
         body: &[u8],
         options: wire::DecodeOptions,
     ) -> Result<Vec<wire::Event>, PluginFailure> {
-        self.call(|c, s| c.barrage_plugin_request_codec().call_decode_unary(s, head, body, options))
+        self.call(|c, s| {
+            c.barrage_plugin_request_codec()
+                .call_decode_unary(s, head, body, options)
+        })
     }
 }

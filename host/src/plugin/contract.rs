@@ -15,7 +15,11 @@ pub const PACKAGE: &str = "barrage:plugin";
 
 /// Contract versions this host loads. A plugin built for another release of
 /// the same `0.x` series, or for a newer patch than listed, is refused.
-pub const SUPPORTED_VERSIONS: &[Version] = &[Version { major: 0, minor: 1, patch: 0 }];
+pub const SUPPORTED_VERSIONS: &[Version] = &[Version {
+    major: 0,
+    minor: 1,
+    patch: 0,
+}];
 
 /// The kind of plugin, i.e. the WIT world it implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -69,7 +73,11 @@ impl Version {
     /// Parse `X.Y.Z` (a pre-release suffix makes it unparseable, and so unsupported).
     pub fn parse(s: &str) -> Option<Version> {
         let mut parts = s.split('.').map(|p| p.parse::<u64>().ok());
-        let v = Version { major: parts.next()??, minor: parts.next()??, patch: parts.next()?? };
+        let v = Version {
+            major: parts.next()??,
+            minor: parts.next()??,
+            patch: parts.next()??,
+        };
         parts.next().is_none().then_some(v)
     }
 
@@ -113,7 +121,11 @@ impl ContractInfo {
         let exports: Vec<String> = ty.exports(engine).map(|(name, _)| name.to_string()).collect();
         let mut world = None;
         let mut versions = Vec::new();
-        for (name, is_export) in imports.iter().map(|n| (n, false)).chain(exports.iter().map(|n| (n, true))) {
+        for (name, is_export) in imports
+            .iter()
+            .map(|n| (n, false))
+            .chain(exports.iter().map(|n| (n, true)))
+        {
             let Some(rest) = name.strip_prefix(PACKAGE).and_then(|r| r.strip_prefix('/')) else {
                 continue;
             };
@@ -125,7 +137,12 @@ impl ContractInfo {
                 world = World::from_export(interface);
             }
         }
-        ContractInfo { world, versions, imports, exports }
+        ContractInfo {
+            world,
+            versions,
+            imports,
+            exports,
+        }
     }
 
     /// The single supported version this component targets, or why not.
@@ -166,7 +183,10 @@ mod tests {
     fn semver_matching_follows_the_0x_rules() {
         assert!(v("0.1.0").runs_on(v("0.1.0")));
         assert!(v("0.1.0").runs_on(v("0.1.3")));
-        assert!(!v("0.1.4").runs_on(v("0.1.3")), "a plugin may use functions added after the host");
+        assert!(
+            !v("0.1.4").runs_on(v("0.1.3")),
+            "a plugin may use functions added after the host"
+        );
         assert!(!v("0.2.0").runs_on(v("0.1.0")));
         assert!(!v("0.0.1").runs_on(v("0.0.2")));
         assert!(v("1.2.0").runs_on(v("1.5.0")));

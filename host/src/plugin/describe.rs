@@ -3,13 +3,13 @@
 
 use wasmtime::component::{ComponentExportIndex, TypedFunc};
 
+use super::PluginError;
 use super::bindings::PluginInfo;
 use super::codec::{LoadedComponent, base_linker, new_store};
 use super::contract::{ContractInfo, PACKAGE};
 use super::engine::PluginEngine;
 use super::registry::PluginSource;
 use super::state::PluginContext;
-use super::PluginError;
 
 /// A plugin as listed.
 #[derive(Debug, Clone)]
@@ -33,7 +33,13 @@ pub fn describe(engine: &PluginEngine, source: &PluginSource, ctx: PluginContext
         Ok(_) => ask_info(engine, &loaded, ctx).map_err(|e| format!("{e:#}")),
         Err(found) => Err(format!("targets {found}, not supported by this host")),
     };
-    Ok(Description { source: source.clone(), contract: loaded.contract, sha256: loaded.sha256, size: loaded.size, info })
+    Ok(Description {
+        source: source.clone(),
+        contract: loaded.contract,
+        sha256: loaded.sha256,
+        size: loaded.size,
+        info,
+    })
 }
 
 fn ask_info(engine: &PluginEngine, loaded: &LoadedComponent, ctx: PluginContext) -> wasmtime::Result<PluginInfo> {

@@ -83,7 +83,11 @@ impl PluginEngine {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compat = format!("{:016x}", hasher.finish()).into();
-        Ok(PluginEngine { engine, options: Arc::new(options), compat })
+        Ok(PluginEngine {
+            engine,
+            options: Arc::new(options),
+            compat,
+        })
     }
 
     /// The wasmtime engine.

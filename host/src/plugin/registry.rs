@@ -51,9 +51,14 @@ impl PluginSource {
     pub fn bytes(&self) -> Result<std::borrow::Cow<'static, [u8]>, PluginError> {
         match self {
             PluginSource::Builtin { bytes, .. } => Ok(std::borrow::Cow::Borrowed(bytes)),
-            PluginSource::File(path) => std::fs::read(path)
-                .map(std::borrow::Cow::Owned)
-                .map_err(|source| PluginError::Read { path: path.display().to_string(), source }),
+            PluginSource::File(path) => {
+                std::fs::read(path)
+                    .map(std::borrow::Cow::Owned)
+                    .map_err(|source| PluginError::Read {
+                        path: path.display().to_string(),
+                        source,
+                    })
+            }
         }
     }
 }
@@ -81,13 +86,17 @@ impl Registry {
 
     /// The built-in plugins.
     pub fn builtins() -> impl Iterator<Item = PluginSource> {
-        builtin::BUILTIN.iter().map(|&(name, bytes)| PluginSource::Builtin { name, bytes })
+        builtin::BUILTIN
+            .iter()
+            .map(|&(name, bytes)| PluginSource::Builtin { name, bytes })
     }
 
     /// The installed plugins, sorted by file name.
     pub fn installed(&self) -> Vec<PluginSource> {
         let Some(dir) = &self.plugin_dir else { return Vec::new() };
-        let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "wasm"))

@@ -35,7 +35,15 @@ pub struct HostState {
 impl HostState {
     pub(crate) fn new(ctx: PluginContext, memory_limit: usize) -> HostState {
         let rng = ctx.seed;
-        HostState { ctx, rng, limiter: MemoryLimiter { limit: memory_limit, hit: false }, last_panic: None }
+        HostState {
+            ctx,
+            rng,
+            limiter: MemoryLimiter {
+                limit: memory_limit,
+                hit: false,
+            },
+            last_panic: None,
+        }
     }
 }
 
@@ -129,7 +137,10 @@ impl random::Host for HostState {
 
 impl tokenizer::Host for HostState {
     fn info(&mut self) -> tokenizer::TokenizerInfo {
-        tokenizer::TokenizerInfo { name: self.ctx.tokenizer.name().to_string(), exact: self.ctx.tokenizer.exact() }
+        tokenizer::TokenizerInfo {
+            name: self.ctx.tokenizer.name().to_string(),
+            exact: self.ctx.tokenizer.exact(),
+        }
     }
 
     fn count(&mut self, text: String) -> u32 {

@@ -62,11 +62,27 @@ pub struct StreamHandle {
 }
 
 enum Job {
-    Encode { spec: wire::RequestSpec, reply: oneshot::Sender<Result<wire::EncodedRequest, PluginFailure>> },
-    Open { id: u64, head: wire::ResponseHead, options: wire::DecodeOptions },
-    Push { id: u64, frames: Vec<TimedFrame> },
-    Finish { id: u64, at: Instant, reply: oneshot::Sender<StreamOutcome> },
-    Cancel { id: u64 },
+    Encode {
+        spec: wire::RequestSpec,
+        reply: oneshot::Sender<Result<wire::EncodedRequest, PluginFailure>>,
+    },
+    Open {
+        id: u64,
+        head: wire::ResponseHead,
+        options: wire::DecodeOptions,
+    },
+    Push {
+        id: u64,
+        frames: Vec<TimedFrame>,
+    },
+    Finish {
+        id: u64,
+        at: Instant,
+        reply: oneshot::Sender<StreamOutcome>,
+    },
+    Cancel {
+        id: u64,
+    },
     Unary {
         head: wire::ResponseHead,
         body: Vec<u8>,
@@ -98,9 +114,17 @@ impl CodecWorkers {
             let join = std::thread::Builder::new()
                 .name(format!("barrage-plugin-{i}"))
                 .spawn(move || WorkerThread::new(p).run(rx))?;
-            workers.push(Worker { tx: Some(tx), join: Some(join) });
+            workers.push(Worker {
+                tx: Some(tx),
+                join: Some(join),
+            });
         }
-        Ok(CodecWorkers { plugin, workers, next_worker: AtomicUsize::new(0), next_id: AtomicU64::new(0) })
+        Ok(CodecWorkers {
+            plugin,
+            workers,
+            next_worker: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+        })
     }
 
     /// The codec being run.
@@ -130,8 +154,18 @@ impl CodecWorkers {
 
     /// Begin decoding a streamed response.
     pub fn open(&self, head: wire::ResponseHead, options: wire::DecodeOptions) -> StreamHandle {
-        let handle = StreamHandle { worker: self.pick(), id: self.next_id.fetch_add(1, Ordering::Relaxed) };
-        self.send(handle.worker, Job::Open { id: handle.id, head, options });
+        let handle = StreamHandle {
+            worker: self.pick(),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+        };
+        self.send(
+            handle.worker,
+            Job::Open {
+                id: handle.id,
+                head,
+                options,
+            },
+        );
         handle
     }
 
@@ -145,7 +179,14 @@ impl CodecWorkers {
     /// The stream ended at `at`; the reply carries everything decoded.
     pub fn finish(&self, stream: StreamHandle, at: Instant) -> oneshot::Receiver<StreamOutcome> {
         let (reply, rx) = oneshot::channel();
-        self.send(stream.worker, Job::Finish { id: stream.id, at, reply });
+        self.send(
+            stream.worker,
+            Job::Finish {
+                id: stream.id,
+                at,
+                reply,
+            },
+        );
         rx
     }
 
@@ -162,7 +203,15 @@ impl CodecWorkers {
         options: wire::DecodeOptions,
     ) -> oneshot::Receiver<Result<Vec<wire::Event>, PluginFailure>> {
         let (reply, rx) = oneshot::channel();
-        self.send(self.pick(), Job::Unary { head, body, options, reply });
+        self.send(
+            self.pick(),
+            Job::Unary {
+                head,
+                body,
+                options,
+                reply,
+            },
+        );
         rx
     }
 }
@@ -194,7 +243,11 @@ struct WorkerThread {
 
 impl WorkerThread {
     fn new(plugin: Arc<CodecPlugin>) -> WorkerThread {
-        WorkerThread { plugin, idle: Vec::new(), streams: HashMap::new() }
+        WorkerThread {
+            plugin,
+            idle: Vec::new(),
+            streams: HashMap::new(),
+        }
     }
 
     fn run(mut self, rx: mpsc::Receiver<Job>) {
@@ -226,7 +279,12 @@ impl WorkerThread {
                     Job::Encode { spec, reply } => {
                         let _ = reply.send(self.with_instance(|i| i.encode(&spec)));
                     }
-                    Job::Unary { head, body, options, reply } => {
+                    Job::Unary {
+                        head,
+                        body,
+                        options,
+                        reply,
+                    } => {
                         let _ = reply.send(self.with_instance(|i| i.decode_unary(&head, &body, options)));
                     }
                 }
@@ -251,7 +309,10 @@ impl WorkerThread {
         }
     }
 
-    fn with_instance<R>(&mut self, f: impl FnOnce(&mut CodecInstance) -> Result<R, PluginFailure>) -> Result<R, PluginFailure> {
+    fn with_instance<R>(
+        &mut self,
+        f: impl FnOnce(&mut CodecInstance) -> Result<R, PluginFailure>,
+    ) -> Result<R, PluginFailure> {
         let mut instance = self.take_instance()?;
         let result = f(&mut instance);
         self.give_back(instance);
@@ -279,20 +340,33 @@ impl WorkerThread {
 
     fn flush(&mut self, id: u64, pending: &mut HashMap<u64, Vec<TimedFrame>>) {
         let Some(frames) = pending.remove(&id) else { return };
-        let Some(stream) = self.streams.get_mut(&id) else { return };
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
         let base = stream.outcome.frames;
         stream.outcome.frames += frames.len() as u32;
-        let Some((instance, decoder)) = stream.decoding.as_mut() else { return };
+        let Some((instance, decoder)) = stream.decoding.as_mut() else {
+            return;
+        };
         let times: Vec<Instant> = frames.iter().map(|f| f.at).collect();
-        let wire_frames: Vec<wire::Frame> =
-            frames.into_iter().map(|f| wire::Frame { event: f.event, data: f.data }).collect();
+        let wire_frames: Vec<wire::Frame> = frames
+            .into_iter()
+            .map(|f| wire::Frame {
+                event: f.event,
+                data: f.data,
+            })
+            .collect();
         match instance.push(*decoder, &wire_frames) {
             Ok(events) => {
                 for fe in events {
                     // A plugin naming a frame it was not given is a plugin bug;
                     // time such an event by the last frame rather than trust it.
                     let idx = (fe.frame as usize).min(times.len() - 1);
-                    stream.outcome.events.push(TimedEvent { at: times[idx], frame: base + idx as u32, event: fe.event });
+                    stream.outcome.events.push(TimedEvent {
+                        at: times[idx],
+                        frame: base + idx as u32,
+                        event: fe.event,
+                    });
                 }
             }
             Err(f) => self.fail(id, f),
@@ -327,10 +401,12 @@ impl WorkerThread {
         if let Some((mut instance, decoder)) = stream.decoding.take() {
             let frame = stream.outcome.frames;
             match instance.finish(decoder) {
-                Ok(events) => stream
-                    .outcome
-                    .events
-                    .extend(events.into_iter().map(|event| TimedEvent { at, frame, event })),
+                Ok(events) => {
+                    stream
+                        .outcome
+                        .events
+                        .extend(events.into_iter().map(|event| TimedEvent { at, frame, event }))
+                }
                 Err(f) => stream.outcome.failure = Some(f),
             }
             self.give_back(instance);

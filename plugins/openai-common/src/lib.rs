@@ -117,7 +117,10 @@ pub fn encode(endpoint: Endpoint, settings: &Settings, spec: RequestSpec) -> Res
             return Err("openai-completions takes a text or token-id prompt, not a chat conversation; use the openai-chat codec for chat datasets".into());
         }
         (Endpoint::Chat, Prompt::Text(text)) => {
-            body.insert("messages".into(), serde_json::json!([{"role": "user", "content": text}]));
+            body.insert(
+                "messages".into(),
+                serde_json::json!([{"role": "user", "content": text}]),
+            );
         }
         (Endpoint::Chat, Prompt::Messages(messages)) => {
             let messages: Vec<Value> = messages
@@ -320,10 +323,7 @@ impl StreamDecoder {
         let chunk: Chunk = match serde_json::from_slice(data) {
             Ok(chunk) => chunk,
             Err(e) => {
-                return emit(Event::Malformed(format!(
-                    "not a JSON chunk ({e}): {}",
-                    snippet(data)
-                )));
+                return emit(Event::Malformed(format!("not a JSON chunk ({e}): {}", snippet(data))));
             }
         };
         decode_chunk(chunk, self.want_text, &mut self.last_completion_tokens, emit);
@@ -404,9 +404,7 @@ pub fn decode_unary(head: &ResponseHead, body: &[u8], options: &DecodeOptions) -
     match serde_json::from_slice::<Chunk>(body.trim_ascii()) {
         Ok(chunk) => {
             decode_chunk(chunk, options.want_text, &mut None, &mut |e| events.push(e));
-            if !(200..300).contains(&head.status)
-                && !events.iter().any(|e| matches!(e, Event::ServerError(_)))
-            {
+            if !(200..300).contains(&head.status) && !events.iter().any(|e| matches!(e, Event::ServerError(_))) {
                 events.push(http_error(head.status, body));
             }
         }

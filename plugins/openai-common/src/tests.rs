@@ -33,7 +33,9 @@ fn body_of(req: &EncodedRequest) -> Value {
 fn chat_encode_builds_messages_and_stream_options() {
     testing::set_config(serde_json::json!({}));
     let req = ChatCodec::encode(spec(Prompt::Text("hi there".into()), true)).unwrap();
-    let WireRequest::Http(http) = &req.request else { panic!() };
+    let WireRequest::Http(http) = &req.request else {
+        panic!()
+    };
     assert_eq!(http.path, "/v1/chat/completions");
     assert_eq!(http.method, "POST");
     assert!(req.streaming);
@@ -49,9 +51,13 @@ fn chat_encode_builds_messages_and_stream_options() {
 
 #[test]
 fn completions_encode_honours_settings() {
-    testing::set_config(serde_json::json!({"path": "/openai/v1/completions", "continuous_usage_stats": true, "headers": {"x-team": "perf"}}));
+    testing::set_config(
+        serde_json::json!({"path": "/openai/v1/completions", "continuous_usage_stats": true, "headers": {"x-team": "perf"}}),
+    );
     let req = CompletionsCodec::encode(spec(Prompt::TokenIds(vec![1, 2, 3]), true)).unwrap();
-    let WireRequest::Http(http) = &req.request else { panic!() };
+    let WireRequest::Http(http) = &req.request else {
+        panic!()
+    };
     assert_eq!(http.path, "/openai/v1/completions");
     assert!(http.headers.contains(&("x-team".into(), "perf".into())));
     let body = body_of(&req);
@@ -62,9 +68,20 @@ fn completions_encode_honours_settings() {
 
 #[test]
 fn wrong_prompt_kind_is_an_error() {
-    let chat = Prompt::Messages(vec![Message { role: "user".into(), content: "x".into() }]);
-    assert!(CompletionsCodec::encode(spec(chat, false)).unwrap_err().contains("openai-chat"));
-    assert!(ChatCodec::encode(spec(Prompt::TokenIds(vec![1]), false)).unwrap_err().contains("openai-completions"));
+    let chat = Prompt::Messages(vec![Message {
+        role: "user".into(),
+        content: "x".into(),
+    }]);
+    assert!(
+        CompletionsCodec::encode(spec(chat, false))
+            .unwrap_err()
+            .contains("openai-chat")
+    );
+    assert!(
+        ChatCodec::encode(spec(Prompt::TokenIds(vec![1]), false))
+            .unwrap_err()
+            .contains("openai-completions")
+    );
 }
 
 #[test]
@@ -90,26 +107,49 @@ fn continuous_usage_gives_tokens_per_chunk() {
             _ => None,
         })
         .collect();
-    assert_eq!(tokens, vec![(Some(2), Some("ab".into())), (Some(3), Some("cde".into()))]);
+    assert_eq!(
+        tokens,
+        vec![(Some(2), Some("ab".into())), (Some(3), Some("cde".into()))]
+    );
 }
 
 #[test]
 fn text_is_only_copied_when_asked() {
     let body = "data: {\"choices\":[{\"text\":\"hello\"}]}\n\n";
     let events = decode_stream::<CompletionsCodec>(sse_frames(body), DecodeOptions { want_text: false }).unwrap();
-    assert!(matches!(&events[0], Event::Content(ContentDelta { bytes: 5, tokens: None, text: None })));
+    assert!(matches!(
+        &events[0],
+        Event::Content(ContentDelta {
+            bytes: 5,
+            tokens: None,
+            text: None
+        })
+    ));
 }
 
 #[test]
 fn unary_decodes_message_usage_and_http_errors() {
-    let head = ResponseHead { status: 200, headers: vec![] };
+    let head = ResponseHead {
+        status: 200,
+        headers: vec![],
+    };
     let body = br#"{"choices":[{"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
     let events = decode_unary(&head, body, &DecodeOptions { want_text: false });
     assert!(matches!(events[0], Event::Content(ContentDelta { bytes: 2, .. })));
     assert!(matches!(&events[1], Event::Finish(r) if r == "stop"));
-    assert!(matches!(events[2], Event::Usage(Usage { prompt_tokens: Some(3), completion_tokens: Some(1), .. })));
+    assert!(matches!(
+        events[2],
+        Event::Usage(Usage {
+            prompt_tokens: Some(3),
+            completion_tokens: Some(1),
+            ..
+        })
+    ));
 
-    let head = ResponseHead { status: 429, headers: vec![] };
+    let head = ResponseHead {
+        status: 429,
+        headers: vec![],
+    };
     let events = decode_unary(&head, b"slow down", &DecodeOptions { want_text: false });
     assert!(matches!(&events[0], Event::ServerError(e) if e.code.as_deref() == Some("429")));
 }

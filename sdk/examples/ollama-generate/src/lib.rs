@@ -39,7 +39,10 @@ impl Codec for OllamaGenerate {
     fn check_config(config: &serde_json::Value) -> Result<(), ConfigError> {
         serde_json::from_value::<Settings>(config.clone())
             .map(|_| ())
-            .map_err(|e| ConfigError { field: None, message: e.to_string() })
+            .map_err(|e| ConfigError {
+                field: None,
+                message: e.to_string(),
+            })
     }
 
     fn encode(spec: RequestSpec) -> Result<EncodedRequest, String> {
@@ -80,7 +83,9 @@ impl Codec for OllamaGenerate {
     }
 
     fn decoder(_head: ResponseHead, options: DecodeOptions) -> Lines {
-        Lines { want_text: options.want_text }
+        Lines {
+            want_text: options.want_text,
+        }
     }
 
     fn decode_unary(_head: ResponseHead, body: Vec<u8>, options: DecodeOptions) -> Result<Vec<Event>, String> {
@@ -181,11 +186,20 @@ mod tests {
             id: 1,
             model: "llama3".into(),
             prompt: Prompt::Text("Why is the sky blue?".into()),
-            generation: Generation { max_tokens: Some(8), min_tokens: None, ignore_eos: false, temperature: None, stream: true, include_usage: false },
+            generation: Generation {
+                max_tokens: Some(8),
+                min_tokens: None,
+                ignore_eos: false,
+                temperature: None,
+                stream: true,
+                include_usage: false,
+            },
             extra: None,
         };
         let req = OllamaGenerate::encode(spec).unwrap();
-        let WireRequest::Http(http) = req.request else { panic!("HTTP expected") };
+        let WireRequest::Http(http) = req.request else {
+            panic!("HTTP expected")
+        };
         let body: serde_json::Value = serde_json::from_slice(&http.body).unwrap();
         assert_eq!(body["keep_alive"], "10m");
         assert_eq!(body["options"]["num_predict"], 8);

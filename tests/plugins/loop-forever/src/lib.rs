@@ -4,15 +4,19 @@
 
 use barrage_sdk::prelude::*;
 
-struct LoopForever;
+pub struct LoopForever;
 
-struct Spin;
+pub struct Spin;
 
 impl Codec for LoopForever {
     type Decoder = Spin;
 
     fn info() -> PluginInfo {
-        PluginInfo { name: "loop-forever".into(), version: "0.1.0".into(), description: "spins on `loop` frames".into() }
+        PluginInfo {
+            name: "loop-forever".into(),
+            version: "0.1.0".into(),
+            description: "spins on `loop` frames".into(),
+        }
     }
 
     fn encode(_spec: RequestSpec) -> Result<EncodedRequest, String> {
@@ -38,7 +42,14 @@ impl Decoder for Spin {
                     std::hint::black_box(());
                 }
             }
-            out.push(FrameEvent { frame: i as u32, event: Event::Content(ContentDelta { bytes: f.data.len() as u32, tokens: Some(1), text: None }) });
+            out.push(FrameEvent {
+                frame: i as u32,
+                event: Event::Content(ContentDelta {
+                    bytes: f.data.len() as u32,
+                    tokens: Some(1),
+                    text: None,
+                }),
+            });
         }
         Ok(out)
     }

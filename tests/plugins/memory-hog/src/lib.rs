@@ -4,9 +4,9 @@
 
 use barrage_sdk::prelude::*;
 
-struct MemoryHog;
+pub struct MemoryHog;
 
-struct Hog {
+pub struct Hog {
     hoard: Vec<Vec<u8>>,
 }
 
@@ -14,7 +14,11 @@ impl Codec for MemoryHog {
     type Decoder = Hog;
 
     fn info() -> PluginInfo {
-        PluginInfo { name: "memory-hog".into(), version: "0.1.0".into(), description: "allocates on `hog` frames".into() }
+        PluginInfo {
+            name: "memory-hog".into(),
+            version: "0.1.0".into(),
+            description: "allocates on `hog` frames".into(),
+        }
     }
 
     fn encode(_spec: RequestSpec) -> Result<EncodedRequest, String> {
@@ -41,7 +45,14 @@ impl Decoder for Hog {
                     self.hoard.push(std::hint::black_box(chunk));
                 }
             }
-            out.push(FrameEvent { frame: i as u32, event: Event::Content(ContentDelta { bytes: f.data.len() as u32, tokens: Some(1), text: None }) });
+            out.push(FrameEvent {
+                frame: i as u32,
+                event: Event::Content(ContentDelta {
+                    bytes: f.data.len() as u32,
+                    tokens: Some(1),
+                    text: None,
+                }),
+            });
         }
         Ok(out)
     }

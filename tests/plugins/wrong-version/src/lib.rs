@@ -27,7 +27,11 @@ struct Future;
 
 impl exports::barrage::plugin::meta::Guest for Future {
     fn info() -> exports::barrage::plugin::meta::PluginInfo {
-        exports::barrage::plugin::meta::PluginInfo { name: "wrong-version".into(), version: "0.1.0".into(), description: "from the future".into() }
+        exports::barrage::plugin::meta::PluginInfo {
+            name: "wrong-version".into(),
+            version: "0.1.0".into(),
+            description: "from the future".into(),
+        }
     }
 }
 
