@@ -6,4 +6,6 @@
 pub mod cli;
 pub mod framing;
 pub mod plugin;
+pub mod rng;
+pub mod sim;
 pub mod tokenizer;
