@@ -22,7 +22,11 @@ fn chunk(i: usize) -> Vec<u8> {
 }
 
 fn engine() -> PluginEngine {
-    PluginEngine::new(EngineOptions { max_instances: 16, ..EngineOptions::default() }).expect("engine")
+    PluginEngine::new(EngineOptions {
+        max_instances: 16,
+        ..EngineOptions::default()
+    })
+    .expect("engine")
 }
 
 fn ctx() -> PluginContext {
@@ -40,19 +44,33 @@ fn decode(c: &mut Criterion) {
     let source = Registry { plugin_dir: None }.resolve("openai-chat").expect("built-in");
     let plugin = CodecPlugin::load(&engine, &source, ctx()).expect("load openai-chat");
     let mut instance = plugin.instance().expect("instance");
-    let head = wire::ResponseHead { status: 200, headers: vec![] };
-    let decoder = instance.open(&head, wire::DecodeOptions { want_text: false }).expect("decoder");
+    let head = wire::ResponseHead {
+        status: 200,
+        headers: vec![],
+    };
+    let decoder = instance
+        .open(&head, wire::DecodeOptions { want_text: false })
+        .expect("decoder");
 
     let mut group = c.benchmark_group("sse_frame_decode");
     group.measurement_time(Duration::from_secs(4));
     for batch in [1usize, 16, 64] {
         group.throughput(Throughput::Elements(batch as u64));
-        let wasm_frames: Vec<wire::Frame> = (0..batch).map(|i| wire::Frame { event: None, data: chunk(i) }).collect();
+        let wasm_frames: Vec<wire::Frame> = (0..batch)
+            .map(|i| wire::Frame {
+                event: None,
+                data: chunk(i),
+            })
+            .collect();
         group.bench_with_input(BenchmarkId::new("wasm", batch), &wasm_frames, |b, frames| {
             b.iter(|| black_box(instance.push(decoder, frames).expect("push")))
         });
-        let native_frames: Vec<barrage_sdk::codec::Frame> =
-            (0..batch).map(|i| barrage_sdk::codec::Frame { event: None, data: chunk(i) }).collect();
+        let native_frames: Vec<barrage_sdk::codec::Frame> = (0..batch)
+            .map(|i| barrage_sdk::codec::Frame {
+                event: None,
+                data: chunk(i),
+            })
+            .collect();
         let mut native = openai_common::StreamDecoder::new(&barrage_sdk::codec::DecodeOptions { want_text: false });
         group.bench_with_input(BenchmarkId::new("native", batch), &native_frames, |b, frames| {
             // The wasm call copies the frames into the guest; the native one
@@ -74,7 +92,14 @@ fn decode(c: &mut Criterion) {
             let s = workers.open(head.clone(), wire::DecodeOptions { want_text: false });
             let now = Instant::now();
             for i in 0..frames_per_stream {
-                workers.push(s, vec![TimedFrame { at: now, event: None, data: chunk(i) }]);
+                workers.push(
+                    s,
+                    vec![TimedFrame {
+                        at: now,
+                        event: None,
+                        data: chunk(i),
+                    }],
+                );
             }
             black_box(workers.finish(s, now).blocking_recv().expect("outcome"))
         })

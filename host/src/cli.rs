@@ -29,6 +29,45 @@ enum Command {
     /// Work with plugins: list, inspect, try a codec on recorded responses.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Run the simulated LLM inference server (OpenAI-compatible) on loopback.
+    Sim(SimArgs),
+}
+
+#[derive(Debug, Args)]
+struct SimArgs {
+    /// YAML configuration (see docs/simulator.md); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on (0: any free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Timing model.
+    #[arg(long, value_enum)]
+    mode: Option<crate::sim::Mode>,
+    /// Seed for text, lengths, timings and faults.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Replicas behind the port.
+    #[arg(long)]
+    replicas: Option<usize>,
+    /// Plain mode: constant time to first token, ms.
+    #[arg(long, value_name = "MS")]
+    ttft_ms: Option<f64>,
+    /// Plain mode: constant time between tokens, ms.
+    #[arg(long, value_name = "MS")]
+    itl_ms: Option<f64>,
+    /// Batching mode: most sequences in a batch.
+    #[arg(long)]
+    max_num_seqs: Option<usize>,
+    /// Tokens per streamed chunk.
+    #[arg(long)]
+    stream_interval: Option<u32>,
+    /// Record the true send time of every frame to this JSON Lines file.
+    #[arg(long, value_name = "FILE")]
+    ground_truth: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +206,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugin(PluginCommand::List(args)) => plugin_list(args),
         Command::Plugin(PluginCommand::Inspect(args)) => plugin_inspect(args),
         Command::Plugin(PluginCommand::Decode(args)) => plugin_decode(args),
+        Command::Sim(args) => sim(args),
     }
 }
 
@@ -372,4 +412,62 @@ fn plugin_decode(args: DecodeArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn sim(args: SimArgs) -> Result<ExitCode> {
+    use crate::sim::config::Dist;
+    let mut config = match &args.config {
+        Some(path) => crate::sim::SimConfig::from_file(path)?,
+        None => crate::sim::SimConfig::default(),
+    };
+    if let Some(v) = args.host {
+        config.host = v;
+    }
+    if let Some(v) = args.port {
+        config.port = v;
+    }
+    if let Some(v) = args.mode {
+        config.mode = v;
+    }
+    if let Some(v) = args.seed {
+        config.seed = v;
+    }
+    if let Some(v) = args.replicas {
+        config.replicas = v;
+    }
+    if let Some(v) = args.ttft_ms {
+        config.plain.ttft_ms = Dist::Constant(v);
+    }
+    if let Some(v) = args.itl_ms {
+        config.plain.itl_ms = Dist::Constant(v);
+    }
+    if let Some(v) = args.max_num_seqs {
+        config.batching.max_num_seqs = v;
+    }
+    if let Some(v) = args.stream_interval {
+        config.stream_interval = v;
+    }
+    if let Some(v) = args.ground_truth {
+        config.ground_truth = Some(v);
+    }
+    config.validate().map_err(|m| anyhow::anyhow!("simulator flags: {m}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    runtime.block_on(async move {
+        let sim = crate::sim::Simulator::start(config.clone()).await?;
+        // Printed on its own line so scripts and tests can find the port.
+        println!(
+            "barrage sim listening on http://{} (mode {:?}, model {})",
+            sim.addr(),
+            config.mode,
+            config.model
+        );
+        crate::signals::wait_for_stop().await;
+        eprintln!("barrage sim: stopping");
+        sim.shutdown().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

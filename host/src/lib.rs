@@ -7,5 +7,6 @@ pub mod cli;
 pub mod framing;
 pub mod plugin;
 pub mod rng;
+pub mod signals;
 pub mod sim;
 pub mod tokenizer;

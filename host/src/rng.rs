@@ -24,7 +24,14 @@ impl Rng {
     /// A generator seeded from `seed`.
     pub fn new(seed: u64) -> Rng {
         let mut sm = seed;
-        Rng { s: [splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm), splitmix64(&mut sm)] }
+        Rng {
+            s: [
+                splitmix64(&mut sm),
+                splitmix64(&mut sm),
+                splitmix64(&mut sm),
+                splitmix64(&mut sm),
+            ],
+        }
     }
 
     /// A generator for stream `stream` of `seed`: independent sequences from one seed.
@@ -116,10 +123,12 @@ mod tests {
 
     #[test]
     fn same_seed_same_sequence() {
-        let a: Vec<u64> = (0..5).map({
-            let mut r = Rng::new(7);
-            move |_| r.next_u64()
-        }).collect();
+        let a: Vec<u64> = (0..5)
+            .map({
+                let mut r = Rng::new(7);
+                move |_| r.next_u64()
+            })
+            .collect();
         let mut r = Rng::new(7);
         assert!(a.iter().all(|&x| x == r.next_u64()));
         assert_ne!(Rng::stream(7, 1).next_u64(), Rng::stream(7, 2).next_u64());
@@ -136,7 +145,10 @@ mod tests {
         for (k, theta) in [(0.5, 2.0), (4.0, 0.25)] {
             let (m, v) = mean_var(&(0..n).map(|_| r.gamma(k, theta)).collect::<Vec<_>>());
             assert!((m - k * theta).abs() < 0.02 * k * theta + 0.01, "gamma mean {m}");
-            assert!((v - k * theta * theta).abs() < 0.05 * k * theta * theta, "gamma var {v}");
+            assert!(
+                (v - k * theta * theta).abs() < 0.05 * k * theta * theta,
+                "gamma var {v}"
+            );
         }
         assert!((0..1000).all(|_| r.below(3) < 3));
     }

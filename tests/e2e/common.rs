@@ -73,3 +73,230 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
         String::from_utf8(stderr).expect("utf-8 stderr"),
     )
 }
+
+/// A `barrage sim` process on a free loopback port; stopped (SIGTERM) on drop.
+pub struct SimProcess {
+    child: std::process::Child,
+    /// host:port it listens on.
+    pub addr: std::net::SocketAddr,
+}
+
+impl SimProcess {
+    /// Start `barrage sim --port 0` with extra arguments and wait until it listens.
+    pub fn start(args: &[&str]) -> SimProcess {
+        use std::io::BufRead;
+        let mut child = barrage()
+            .args(["sim", "--port", "0"])
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start barrage sim");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("barrage sim did not start: {line:?}"));
+        SimProcess { child, addr }
+    }
+
+    /// Stop with SIGTERM and wait; returns stderr.
+    pub fn stop(mut self) -> String {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        err
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+    }
+}
+
+/// A response as a test sees it: status, and every body chunk with the time it arrived.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub sent: std::time::Instant,
+    pub headers_at: std::time::Instant,
+    pub chunks: Vec<(std::time::Instant, bytes::Bytes)>,
+    /// Set when the body ended in an error (e.g. the connection was cut).
+    pub body_error: Option<String>,
+}
+
+impl Reply {
+    /// The whole body as text.
+    pub fn text(&self) -> String {
+        self.chunks
+            .iter()
+            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    }
+
+    /// SSE data payloads, in order, with the time of the read that completed each.
+    pub fn sse(&self) -> Vec<(std::time::Instant, String)> {
+        let mut framer = barrage::framing::Framer::new(barrage::framing::Framing::Sse);
+        let mut frames = Vec::new();
+        for (at, b) in &self.chunks {
+            framer.push(b, *at, &mut frames);
+        }
+        framer.finish(std::time::Instant::now(), &mut frames);
+        frames
+            .into_iter()
+            .map(|f| (f.at, String::from_utf8_lossy(&f.data).into_owned()))
+            .collect()
+    }
+}
+
+/// A plain HTTP/1.1 client for tests.
+pub type TestClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// A client with TCP_NODELAY.
+pub fn client() -> TestClient {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector)
+}
+
+/// Send a request and read the whole response, timing each chunk.
+pub async fn request(
+    client: &TestClient,
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    use http_body_util::BodyExt;
+    let mut req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = req
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let sent = std::time::Instant::now();
+    let resp = client.request(req).await.expect("send request");
+    let headers_at = std::time::Instant::now();
+    let status = resp.status().as_u16();
+    let mut body = resp.into_body();
+    let mut chunks = Vec::new();
+    let mut body_error = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => {
+                if let Ok(data) = f.into_data() {
+                    chunks.push((std::time::Instant::now(), data));
+                }
+            }
+            Err(e) => {
+                body_error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    Reply {
+        status,
+        sent,
+        headers_at,
+        chunks,
+        body_error,
+    }
+}
+
+/// Prometheus text exposition parsed strictly: `name{labels} value` lines
+/// and `# HELP` / `# TYPE` comments; panics on anything else.
+pub fn parse_prometheus(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+    let mut samples = Vec::new();
+    let mut typed = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let kind = parts.next().unwrap();
+            let name = parts.next().unwrap_or_else(|| panic!("comment without a name: {line}"));
+            assert!(kind == "HELP" || kind == "TYPE", "unknown comment: {line}");
+            if kind == "TYPE" {
+                let t = parts.next().unwrap_or_default();
+                assert!(
+                    ["counter", "gauge", "histogram", "summary", "untyped"].contains(&t),
+                    "bad type: {line}"
+                );
+                assert!(typed.insert(name.to_string()), "type given twice: {line}");
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value: {line}")),
+        };
+        let (name, labels) = match series.split_once('{') {
+            Some((n, rest)) => {
+                let inner = rest
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("unclosed labels: {line}"));
+                let labels = inner
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        let (k, v) = p.split_once('=').unwrap_or_else(|| panic!("bad label: {line}"));
+                        let v = v
+                            .strip_prefix('"')
+                            .and_then(|v| v.strip_suffix('"'))
+                            .unwrap_or_else(|| panic!("unquoted label: {line}"));
+                        (k.to_string(), v.to_string())
+                    })
+                    .collect();
+                (n.to_string(), labels)
+            }
+            None => (series.to_string(), Vec::new()),
+        };
+        assert!(
+            name.chars()
+                .enumerate()
+                .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())),
+            "bad metric name: {line}"
+        );
+        samples.push((name, labels, value));
+    }
+    samples
+}
+
+/// The value of the sample `name` whose labels include all of `labels`.
+pub fn metric(samples: &[(String, Vec<(String, String)>, f64)], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v)))
+        .map(|s| s.2)
+        .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
+}

@@ -8,4 +8,5 @@ mod bad_plugins;
 mod cli;
 mod codecs;
 mod contract;
+mod sim;
 mod workers;

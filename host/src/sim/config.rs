@@ -60,7 +60,9 @@ impl Dist {
         if ok && finite {
             Ok(())
         } else {
-            Err(format!("{field}: {self:?} is not a valid duration distribution (values must be finite and ≥ 0, max ≥ min, median > 0)"))
+            Err(format!(
+                "{field}: {self:?} is not a valid duration distribution (values must be finite and ≥ 0, max ≥ min, median > 0)"
+            ))
         }
     }
 }
@@ -126,7 +128,10 @@ pub struct PlainConfig {
 
 impl Default for PlainConfig {
     fn default() -> Self {
-        PlainConfig { ttft_ms: Dist::Constant(50.0), itl_ms: Dist::Constant(10.0) }
+        PlainConfig {
+            ttft_ms: Dist::Constant(50.0),
+            itl_ms: Dist::Constant(10.0),
+        }
     }
 }
 
@@ -287,8 +292,10 @@ pub enum ConfigError {
 impl SimConfig {
     /// Read a YAML file.
     pub fn from_file(path: &Path) -> Result<SimConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_yaml(&text, &path.display().to_string())
     }
 
@@ -297,10 +304,15 @@ impl SimConfig {
         let config: SimConfig = if text.trim().is_empty() {
             SimConfig::default()
         } else {
-            serde_yaml_ng::from_str(text)
-                .map_err(|e| ConfigError::Parse { path: origin.to_string(), message: e.to_string() })?
+            serde_yaml_ng::from_str(text).map_err(|e| ConfigError::Parse {
+                path: origin.to_string(),
+                message: e.to_string(),
+            })?
         };
-        config.validate().map_err(|message| ConfigError::Invalid { origin: origin.to_string(), message })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            origin: origin.to_string(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -360,13 +372,18 @@ impl SimConfig {
         ];
         for (field, rate) in rates {
             if !(0.0..=1.0).contains(&rate) {
-                return Err(format!("{field} is a fraction of requests: a number from 0 to 1, got {rate}"));
+                return Err(format!(
+                    "{field} is a fraction of requests: a number from 0 to 1, got {rate}"
+                ));
             }
         }
         if f.http_429 + f.http_500 > 1.0 {
             return Err("faults.http_429 + faults.http_500 must not exceed 1".into());
         }
-        for (field, fault) in [("faults.stall.ms", f.stall), ("faults.slow_first_byte.ms", f.slow_first_byte)] {
+        for (field, fault) in [
+            ("faults.stall.ms", f.stall),
+            ("faults.slow_first_byte.ms", f.slow_first_byte),
+        ] {
             if let Some(t) = fault
                 && !(t.ms.is_finite() && t.ms >= 0.0)
             {

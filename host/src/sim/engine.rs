@@ -69,16 +69,23 @@ impl Router {
         let waiting = Arc::new(AtomicU64::new(0));
         let replica = Replica::new(self.config.clone(), self.metrics.clone(), load.clone(), waiting.clone());
         tokio::spawn(replica.run(rx));
-        self.metrics.kv_capacity.fetch_add(self.config.kv_cache_tokens, Ordering::Relaxed);
+        self.metrics
+            .kv_capacity
+            .fetch_add(self.config.kv_cache_tokens, Ordering::Relaxed);
         self.metrics.replicas.fetch_add(1, Ordering::Relaxed);
-        self.replicas.lock().unwrap_or_else(|p| p.into_inner()).push(ReplicaHandle { tx, load, waiting });
+        self.replicas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ReplicaHandle { tx, load, waiting });
     }
 
     /// Take the newest replica out of rotation; it finishes what it has.
     fn remove_replica(&self) {
         let mut replicas = self.replicas.lock().unwrap_or_else(|p| p.into_inner());
         if replicas.len() > 1 && replicas.pop().is_some() {
-            self.metrics.kv_capacity.fetch_sub(self.config.kv_cache_tokens, Ordering::Relaxed);
+            self.metrics
+                .kv_capacity
+                .fetch_sub(self.config.kv_cache_tokens, Ordering::Relaxed);
             self.metrics.replicas.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -123,7 +130,11 @@ impl Router {
                 let want_up = waiting as f64 / ready as f64 > config.scale_up_waiting;
                 let want_down = (load as f64) / (ready as f64) < config.scale_down_load;
                 up_since = if want_up { up_since.or(Some(now)) } else { None };
-                down_since = if want_down && pending == 0 { down_since.or(Some(now)) } else { None };
+                down_since = if want_down && pending == 0 {
+                    down_since.or(Some(now))
+                } else {
+                    None
+                };
                 if up_since.is_some_and(|t| now - t >= hold) && ready + pending < config.max_replicas {
                     up_since = None;
                     router.pending.fetch_add(1, Ordering::Relaxed);
@@ -185,8 +196,18 @@ struct Replica {
 
 impl Replica {
     fn new(config: BatchingConfig, metrics: Arc<Metrics>, load: Arc<AtomicU64>, waiting: Arc<AtomicU64>) -> Replica {
-        let cache = PrefixCache { capacity: config.prefix_cache_blocks.max(4), tick: 0, blocks: HashMap::new() };
-        Replica { config, metrics, load, waiting_count: waiting, cache }
+        let cache = PrefixCache {
+            capacity: config.prefix_cache_blocks.max(4),
+            tick: 0,
+            blocks: HashMap::new(),
+        };
+        Replica {
+            config,
+            metrics,
+            load,
+            waiting_count: waiting,
+            cache,
+        }
     }
 
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<SeqRequest>) {
@@ -231,7 +252,6 @@ impl Replica {
                 let cached = cached.min(prompt);
                 self.metrics.prefix_cache_queries.fetch_add(prompt, Ordering::Relaxed);
                 self.metrics.prefix_cache_hits.fetch_add(cached, Ordering::Relaxed);
-                self.metrics.prompt_tokens.fetch_add(prompt, Ordering::Relaxed);
                 prefill_tokens += prompt - cached;
                 kv_used += kv;
                 self.metrics.kv_used.fetch_add(kv, Ordering::Relaxed);

@@ -24,7 +24,13 @@ struct HistogramState {
 
 impl Histogram {
     fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram { bounds, inner: Mutex::new(HistogramState { counts: vec![0; bounds.len()], ..Default::default() }) }
+        Histogram {
+            bounds,
+            inner: Mutex::new(HistogramState {
+                counts: vec![0; bounds.len()],
+                ..Default::default()
+            }),
+        }
     }
 
     /// Record one observation, seconds.
@@ -61,8 +67,9 @@ const TTFT_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
     160.0, 640.0, 2560.0,
 ];
-const ITL_BUCKETS: &[f64] =
-    &[0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
+const ITL_BUCKETS: &[f64] = &[
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+];
 const E2E_BUCKETS: &[f64] = &[
     0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0,
     1920.0, 7680.0,
@@ -137,32 +144,121 @@ impl Metrics {
         let gauge = |out: &mut String, name: &str, help: &str, v: String| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{l}}} {v}");
         };
-        gauge(&mut out, "vllm:num_requests_running", "Number of requests in model execution batches.", get(&self.running).to_string());
-        gauge(&mut out, "vllm:num_requests_waiting", "Number of requests waiting to be processed.", get(&self.waiting).to_string());
+        gauge(
+            &mut out,
+            "vllm:num_requests_running",
+            "Number of requests in model execution batches.",
+            get(&self.running).to_string(),
+        );
+        gauge(
+            &mut out,
+            "vllm:num_requests_waiting",
+            "Number of requests waiting to be processed.",
+            get(&self.waiting).to_string(),
+        );
         let cap = get(&self.kv_capacity).max(1) as f64;
         let usage = get(&self.kv_used) as f64 / cap;
-        gauge(&mut out, "vllm:gpu_cache_usage_perc", "GPU KV-cache usage. 1 means 100 percent usage.", usage.to_string());
-        gauge(&mut out, "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", usage.to_string());
-        gauge(&mut out, "barrage_sim:replicas", "Replicas serving.", get(&self.replicas).to_string());
+        gauge(
+            &mut out,
+            "vllm:gpu_cache_usage_perc",
+            "GPU KV-cache usage. 1 means 100 percent usage.",
+            usage.to_string(),
+        );
+        gauge(
+            &mut out,
+            "vllm:kv_cache_usage_perc",
+            "KV-cache usage. 1 means 100 percent usage.",
+            usage.to_string(),
+        );
+        gauge(
+            &mut out,
+            "barrage_sim:replicas",
+            "Replicas serving.",
+            get(&self.replicas).to_string(),
+        );
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{l}}} {v}");
         };
-        counter(&mut out, "vllm:prompt_tokens_total", "Number of prefill tokens processed.", get(&self.prompt_tokens));
-        counter(&mut out, "vllm:generation_tokens_total", "Number of generation tokens processed.", get(&self.generation_tokens));
-        counter(&mut out, "vllm:prefix_cache_hits_total", "Prefix cache hits, in tokens.", get(&self.prefix_cache_hits));
-        counter(&mut out, "vllm:prefix_cache_queries_total", "Prefix cache queries, in tokens.", get(&self.prefix_cache_queries));
-        counter(&mut out, "barrage_sim:requests_received_total", "Requests received on generation endpoints.", get(&self.requests_received));
-        let _ = writeln!(out, "# HELP vllm:request_success_total Count of successfully processed requests.\n# TYPE vllm:request_success_total counter");
-        let _ = writeln!(out, "vllm:request_success_total{{{l},finished_reason=\"stop\"}} {}", get(&self.success_stop));
-        let _ = writeln!(out, "vllm:request_success_total{{{l},finished_reason=\"length\"}} {}", get(&self.success_length));
-        let _ = writeln!(out, "# HELP barrage_sim:faults_total Faults injected, by kind.\n# TYPE barrage_sim:faults_total counter");
+        counter(
+            &mut out,
+            "vllm:prompt_tokens_total",
+            "Number of prefill tokens processed.",
+            get(&self.prompt_tokens),
+        );
+        counter(
+            &mut out,
+            "vllm:generation_tokens_total",
+            "Number of generation tokens processed.",
+            get(&self.generation_tokens),
+        );
+        counter(
+            &mut out,
+            "vllm:prefix_cache_hits_total",
+            "Prefix cache hits, in tokens.",
+            get(&self.prefix_cache_hits),
+        );
+        counter(
+            &mut out,
+            "vllm:prefix_cache_queries_total",
+            "Prefix cache queries, in tokens.",
+            get(&self.prefix_cache_queries),
+        );
+        counter(
+            &mut out,
+            "barrage_sim:requests_received_total",
+            "Requests received on generation endpoints.",
+            get(&self.requests_received),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP vllm:request_success_total Count of successfully processed requests.\n# TYPE vllm:request_success_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "vllm:request_success_total{{{l},finished_reason=\"stop\"}} {}",
+            get(&self.success_stop)
+        );
+        let _ = writeln!(
+            out,
+            "vllm:request_success_total{{{l},finished_reason=\"length\"}} {}",
+            get(&self.success_length)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP barrage_sim:faults_total Faults injected, by kind.\n# TYPE barrage_sim:faults_total counter"
+        );
         for (kind, n) in super::server::Fault::ALL.iter().zip(&self.faults) {
-            let _ = writeln!(out, "barrage_sim:faults_total{{{l},kind=\"{}\"}} {}", kind.name(), get(n));
+            let _ = writeln!(
+                out,
+                "barrage_sim:faults_total{{{l},kind=\"{}\"}} {}",
+                kind.name(),
+                get(n)
+            );
         }
-        self.ttft.write(&mut out, "vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", &l);
-        self.itl.write(&mut out, "vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", &l);
-        self.itl.write(&mut out, "vllm:time_per_output_token_seconds", "Histogram of time per output token in seconds (older name).", &l);
-        self.e2e.write(&mut out, "vllm:e2e_request_latency_seconds", "Histogram of end to end request latency in seconds.", &l);
+        self.ttft.write(
+            &mut out,
+            "vllm:time_to_first_token_seconds",
+            "Histogram of time to first token in seconds.",
+            &l,
+        );
+        self.itl.write(
+            &mut out,
+            "vllm:inter_token_latency_seconds",
+            "Histogram of inter-token latency in seconds.",
+            &l,
+        );
+        self.itl.write(
+            &mut out,
+            "vllm:time_per_output_token_seconds",
+            "Histogram of time per output token in seconds (older name).",
+            &l,
+        );
+        self.e2e.write(
+            &mut out,
+            "vllm:e2e_request_latency_seconds",
+            "Histogram of end to end request latency in seconds.",
+            &l,
+        );
         out
     }
 }

@@ -123,9 +123,13 @@ impl Simulator {
     /// Bind and start serving. Must be called inside a tokio runtime.
     pub async fn start(config: SimConfig) -> Result<Simulator, SimError> {
         let addr = format!("{}:{}", config.host, config.port);
-        let listener =
-            TcpListener::bind(&addr).await.map_err(|source| SimError::Bind { addr: addr.clone(), source })?;
-        let local = listener.local_addr().map_err(|source| SimError::Bind { addr, source })?;
+        let listener = TcpListener::bind(&addr).await.map_err(|source| SimError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| SimError::Bind { addr, source })?;
         let metrics = Arc::new(Metrics::new(&config.model));
         let router = (config.mode == Mode::Batching).then(|| {
             let r = Router::start(config.batching.clone(), config.replicas, metrics.clone());
@@ -138,16 +142,27 @@ impl Simulator {
             metrics.replicas.store(config.replicas as u64, Ordering::Relaxed);
         }
         let truth = match &config.ground_truth {
-            Some(path) => Some(
-                TruthWriter::create(path)
-                    .map_err(|source| SimError::Truth { path: path.display().to_string(), source })?,
-            ),
+            Some(path) => Some(TruthWriter::create(path).map_err(|source| SimError::Truth {
+                path: path.display().to_string(),
+                source,
+            })?),
             None => None,
         };
-        let state = Arc::new(State { config, metrics, router, truth, requests: AtomicU64::new(0) });
+        let state = Arc::new(State {
+            config,
+            metrics,
+            router,
+            truth,
+            requests: AtomicU64::new(0),
+        });
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(accept_loop(listener, state.clone(), rx));
-        Ok(Simulator { addr: local, shutdown, task, state })
+        Ok(Simulator {
+            addr: local,
+            shutdown,
+            task,
+            state,
+        })
     }
 
     /// Where it listens.
@@ -199,7 +214,10 @@ type SimBody = http_body_util::Either<Full<Bytes>, ChannelBody>;
 fn response(status: StatusCode, content_type: &'static str, body: SimBody) -> Response<SimBody> {
     let mut r = Response::new(body);
     *r.status_mut() = status;
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
     r
 }
 
@@ -308,7 +326,11 @@ impl Plan {
     }
 
     fn finish_reason(&self) -> &'static str {
-        if self.output_tokens >= self.max_tokens { "length" } else { "stop" }
+        if self.output_tokens >= self.max_tokens {
+            "length"
+        } else {
+            "stop"
+        }
     }
 }
 
@@ -324,14 +346,30 @@ fn sample_ms(d: &Dist, rng: &mut Rng) -> f64 {
 async fn generate(state: Arc<State>, req: Request<Incoming>, endpoint: Endpoint) -> Response<SimBody> {
     let arrived = Instant::now();
     let arrived_ns = monotonic_ns();
-    let request_id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return error(StatusCode::BAD_REQUEST, "BadRequestError", &format!("could not read body: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BadRequestError",
+                &format!("could not read body: {e}"),
+            );
+        }
     };
     let parsed: GenRequest = match serde_json::from_slice(&body) {
         Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "BadRequestError", &format!("invalid JSON body: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BadRequestError",
+                &format!("invalid JSON body: {e}"),
+            );
+        }
     };
     let config = &state.config;
     let block = config.batching.prefix_block_tokens;
@@ -382,7 +420,11 @@ async fn generate(state: Arc<State>, req: Request<Incoming>, endpoint: Endpoint)
     draw(f.malformed_frame, Fault::MalformedFrame, &mut faults);
     draw(f.missing_done, Fault::MissingDone, &mut faults);
     draw(f.missing_finish_reason, Fault::MissingFinishReason, &mut faults);
-    draw(f.slow_first_byte.map_or(0.0, |s| s.rate), Fault::SlowFirstByte, &mut faults);
+    draw(
+        f.slow_first_byte.map_or(0.0, |s| s.rate),
+        Fault::SlowFirstByte,
+        &mut faults,
+    );
 
     let count = |fault: Fault| state.metrics.faults[fault.index()].fetch_add(1, Ordering::Relaxed);
     if faults.contains(&Fault::SlowFirstByte) {
@@ -392,18 +434,34 @@ async fn generate(state: Arc<State>, req: Request<Incoming>, endpoint: Endpoint)
     }
     if faults.contains(&Fault::Http429) {
         count(Fault::Http429);
-        return error(StatusCode::TOO_MANY_REQUESTS, "RateLimitError", "simulated overload: too many requests");
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RateLimitError",
+            "simulated overload: too many requests",
+        );
     }
     if faults.contains(&Fault::Http500) {
         count(Fault::Http500);
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "InternalServerError", "simulated internal error");
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "simulated internal error",
+        );
     }
 
-    let max_tokens = parsed.max_completion_tokens.or(parsed.max_tokens).unwrap_or(config.default_max_tokens).max(1);
+    let max_tokens = parsed
+        .max_completion_tokens
+        .or(parsed.max_tokens)
+        .unwrap_or(config.default_max_tokens)
+        .max(1);
     let output_tokens = match (&config.output_tokens, parsed.ignore_eos) {
         (Some(d), false) => (sample_ms(d, &mut rng).round() as u32).clamp(parsed.min_tokens.max(1), max_tokens),
         _ => max_tokens,
     };
+    state
+        .metrics
+        .prompt_tokens
+        .fetch_add(u64::from(shape.tokens), Ordering::Relaxed);
     let options = parsed.stream_options.unwrap_or_default();
     let plan = Plan {
         endpoint,
@@ -428,7 +486,11 @@ async fn generate(state: Arc<State>, req: Request<Incoming>, endpoint: Endpoint)
     if parsed.stream {
         let (tx, rx) = mpsc::channel(64);
         tokio::spawn(stream_response(state.clone(), plan, times, tx));
-        response(StatusCode::OK, "text/event-stream", http_body_util::Either::Right(ChannelBody { rx }))
+        response(
+            StatusCode::OK,
+            "text/event-stream",
+            http_body_util::Either::Right(ChannelBody { rx }),
+        )
     } else {
         unary_response(&state, plan, times).await
     }
@@ -463,7 +525,11 @@ fn token_times(state: &State, plan: &Plan, shape: PromptShape, rng: &mut Rng) ->
         Mode::Batching => {
             let (tx, rx) = mpsc::unbounded_channel();
             let router = state.router.as_ref().ok_or("no engine")?;
-            router.submit(SeqRequest { shape, output_tokens: plan.output_tokens, tokens: tx })?;
+            router.submit(SeqRequest {
+                shape,
+                output_tokens: plan.output_tokens,
+                tokens: tx,
+            })?;
             Ok(TokenTimes::Engine(rx))
         }
         Mode::Plain => {
@@ -526,7 +592,11 @@ fn chunk(plan: &Plan, text: &str, finish: Option<&str>, usage: Option<u32>, role
 }
 
 fn usage_chunk(plan: &Plan) -> Bytes {
-    let object = if plan.endpoint == Endpoint::Chat { "chat.completion.chunk" } else { "text_completion" };
+    let object = if plan.endpoint == Endpoint::Chat {
+        "chat.completion.chunk"
+    } else {
+        "text_completion"
+    };
     Bytes::from(format!(
         "data: {{\"id\":\"x-{}\",\"object\":\"{object}\",\"created\":0,\"model\":\"sim\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
         plan.id,
@@ -553,12 +623,15 @@ async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, t
     let mut first: Option<Instant> = None;
     let mut last = plan.arrived;
     for i in 0..n {
-        let Some(at) = times.next(plan.arrived, i as usize).await else { return };
+        let Some(at) = times.next(plan.arrived, i as usize).await else {
+            return;
+        };
         match first {
             None => {
                 first = Some(at);
                 state.metrics.ttft.observe((at - plan.arrived).as_secs_f64());
-                if plan.endpoint == Endpoint::Chat && !send(chunk(&plan, "", None, None, true), &mut truth, false).await {
+                if plan.endpoint == Endpoint::Chat && !send(chunk(&plan, "", None, None, true), &mut truth, false).await
+                {
                     return;
                 }
             }
@@ -571,7 +644,13 @@ async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, t
         if done % interval != 0 && done != n {
             continue;
         }
-        if i >= fault_at && plan.has(Fault::Stall) && truth.content_frames() == (fault_at / interval) as usize {
+        // A stall just before a reset could not be seen by the client: the
+        // reset wins.
+        if i >= fault_at
+            && plan.has(Fault::Stall)
+            && !plan.has(Fault::ResetMidstream)
+            && truth.content_frames() == (fault_at / interval) as usize
+        {
             count(Fault::Stall);
             tokio::time::sleep(Duration::from_secs_f64(plan.stall_ms / 1000.0)).await;
         }
@@ -583,7 +662,13 @@ async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, t
         if i >= fault_at && plan.has(Fault::MalformedFrame) && !truth.malformed_sent {
             count(Fault::MalformedFrame);
             truth.malformed_sent = true;
-            if !send(Bytes::from_static(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\n\n"), &mut truth, false).await {
+            if !send(
+                Bytes::from_static(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\n\n"),
+                &mut truth,
+                false,
+            )
+            .await
+            {
                 return;
             }
         }
@@ -612,7 +697,11 @@ async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, t
 
 fn finish_request(state: &State, plan: &Plan, last: Instant) {
     state.metrics.e2e.observe((last - plan.arrived).as_secs_f64());
-    let counter = if plan.finish_reason() == "length" { &state.metrics.success_length } else { &state.metrics.success_stop };
+    let counter = if plan.finish_reason() == "length" {
+        &state.metrics.success_length
+    } else {
+        &state.metrics.success_stop
+    };
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -631,7 +720,10 @@ async fn unary_response(state: &State, plan: Plan, mut times: TokenTimes) -> Res
         last = at;
         text.push_str(word(plan.text_seed, i));
     }
-    state.metrics.generation_tokens.fetch_add(u64::from(plan.output_tokens), Ordering::Relaxed);
+    state
+        .metrics
+        .generation_tokens
+        .fetch_add(u64::from(plan.output_tokens), Ordering::Relaxed);
     finish_request(state, &plan, last);
     let finish = plan.finish_reason();
     let usage = serde_json::json!({

@@ -8,9 +8,38 @@ use crate::rng::splitmix64;
 
 /// Words the simulator says. Plain ASCII, so chunks need no JSON escaping.
 const VOCAB: &[&str] = &[
-    "the", "model", "server", "token", "stream", "latency", "batch", "cache", "prefill", "decode", "request",
-    "answer", "queue", "replica", "throughput", "benchmark", "prompt", "kernel", "tensor", "memory", "schedule",
-    "rate", "load", "signal", "measure", "result", "value", "system", "engine", "output", "input", "context",
+    "the",
+    "model",
+    "server",
+    "token",
+    "stream",
+    "latency",
+    "batch",
+    "cache",
+    "prefill",
+    "decode",
+    "request",
+    "answer",
+    "queue",
+    "replica",
+    "throughput",
+    "benchmark",
+    "prompt",
+    "kernel",
+    "tensor",
+    "memory",
+    "schedule",
+    "rate",
+    "load",
+    "signal",
+    "measure",
+    "result",
+    "value",
+    "system",
+    "engine",
+    "output",
+    "input",
+    "context",
 ];
 
 /// The `i`-th output word of a response whose text is seeded by `seed`,
@@ -20,14 +49,46 @@ pub fn word(seed: u64, i: u32) -> &'static str {
     let w = VOCAB[(splitmix64(&mut s) % VOCAB.len() as u64) as usize];
     // Every word but the first gets a leading space, built in as a static
     // string to keep chunk formatting allocation-free.
-    if i == 0 { w } else { SPACED[VOCAB.iter().position(|v| *v == w).unwrap_or(0)] }
+    if i == 0 {
+        w
+    } else {
+        SPACED[VOCAB.iter().position(|v| *v == w).unwrap_or(0)]
+    }
 }
 
 const SPACED: &[&str] = &[
-    " the", " model", " server", " token", " stream", " latency", " batch", " cache", " prefill", " decode", " request",
-    " answer", " queue", " replica", " throughput", " benchmark", " prompt", " kernel", " tensor", " memory",
-    " schedule", " rate", " load", " signal", " measure", " result", " value", " system", " engine", " output",
-    " input", " context",
+    " the",
+    " model",
+    " server",
+    " token",
+    " stream",
+    " latency",
+    " batch",
+    " cache",
+    " prefill",
+    " decode",
+    " request",
+    " answer",
+    " queue",
+    " replica",
+    " throughput",
+    " benchmark",
+    " prompt",
+    " kernel",
+    " tensor",
+    " memory",
+    " schedule",
+    " rate",
+    " load",
+    " signal",
+    " measure",
+    " result",
+    " value",
+    " system",
+    " engine",
+    " output",
+    " input",
+    " context",
 ];
 
 /// A stable 64-bit hash (FNV-1a), for seeding text from the prompt and for

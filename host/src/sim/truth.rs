@@ -36,7 +36,14 @@ pub struct TruthRecord {
 
 impl TruthRecord {
     pub(crate) fn new(request_id: Option<String>, seq: u64, arrived_ns: u64) -> TruthRecord {
-        TruthRecord { request_id, seq, arrived_ns, frames_ns: Vec::new(), content: Vec::new(), malformed_sent: false }
+        TruthRecord {
+            request_id,
+            seq,
+            arrived_ns,
+            frames_ns: Vec::new(),
+            content: Vec::new(),
+            malformed_sent: false,
+        }
     }
 
     pub(crate) fn frame(&mut self, at_ns: u64, content: bool) {
@@ -57,7 +64,9 @@ pub struct TruthWriter {
 impl TruthWriter {
     /// Create (truncate) the file.
     pub fn create(path: &Path) -> std::io::Result<TruthWriter> {
-        Ok(TruthWriter { out: Mutex::new(BufWriter::new(std::fs::File::create(path)?)) })
+        Ok(TruthWriter {
+            out: Mutex::new(BufWriter::new(std::fs::File::create(path)?)),
+        })
     }
 
     /// Append one record.
