@@ -31,6 +31,59 @@ enum Command {
     Plugin(PluginCommand),
     /// Run the simulated LLM inference server (OpenAI-compatible) on loopback.
     Sim(SimArgs),
+    /// Benchmark a server (or, with no target, the embedded simulator).
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// YAML run configuration (see docs/load.md); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Server base URL, e.g. http://127.0.0.1:8000. None: the embedded simulator.
+    #[arg(long)]
+    target: Option<String>,
+    /// Codec plugin: built-in or installed name, or a .wasm file.
+    #[arg(long)]
+    codec: Option<String>,
+    /// The codec's configuration: a JSON object, or @FILE with JSON or TOML.
+    #[arg(long, value_name = "JSON|@FILE")]
+    codec_config: Option<String>,
+    /// Model name to send.
+    #[arg(long)]
+    model: Option<String>,
+    /// One stage at this request rate (requests/s).
+    #[arg(long, conflicts_with = "concurrency")]
+    rate: Option<f64>,
+    /// Shape of the --rate stage.
+    #[arg(long, value_enum, default_value = "constant")]
+    shape: crate::load::shape::ShapeKind,
+    /// One closed-loop stage with this many virtual users.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Length of the flag-given stage, seconds.
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// Requests in the flag-given stage.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Results directory (default runs/<UTC time>).
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Seed for the schedule and prompts.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output tokens per request.
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Prompt length in words (tokens for the simulator).
+    #[arg(long)]
+    prompt_tokens: Option<u32>,
+    /// No live progress lines.
+    #[arg(long)]
+    quiet: bool,
+    #[command(flatten)]
+    plugins: PluginOptions,
 }
 
 #[derive(Debug, Args)]
@@ -207,6 +260,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugin(PluginCommand::Inspect(args)) => plugin_inspect(args),
         Command::Plugin(PluginCommand::Decode(args)) => plugin_decode(args),
         Command::Sim(args) => sim(args),
+        Command::Run(args) => run_benchmark(args),
     }
 }
 
@@ -470,4 +524,197 @@ fn sim(args: SimArgs) -> Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `runs/<UTC yyyymmdd-hhmmss>`.
+fn default_output_dir() -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    PathBuf::from("runs").join(format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    ))
+}
+
+fn run_benchmark(args: RunArgs) -> Result<ExitCode> {
+    use crate::load::config::Stage;
+    let mut config = match &args.config {
+        Some(path) => crate::load::RunConfig::from_file(path)?,
+        None => crate::load::RunConfig::default(),
+    };
+    let origin = args
+        .config
+        .as_ref()
+        .map_or("flags".to_string(), |p| p.display().to_string());
+    if let Some(v) = args.target {
+        config.target = Some(v);
+    }
+    if let Some(v) = args.codec {
+        config.codec = v;
+    }
+    if let Some(v) = args.model {
+        config.model = v;
+    }
+    if let Some(v) = args.seed {
+        config.seed = v;
+    }
+    if let Some(v) = args.max_tokens {
+        config.request.max_tokens = v;
+    }
+    if let Some(v) = args.prompt_tokens {
+        config.request.prompt_tokens = v;
+    }
+    if let Some(v) = args.output {
+        config.output = Some(v);
+    }
+    if args.rate.is_some() || args.concurrency.is_some() {
+        let duration = args
+            .duration
+            .or(if args.requests.is_none() { Some(10.0) } else { None });
+        config.stages = vec![Stage {
+            shape: if args.concurrency.is_some() {
+                crate::load::shape::ShapeKind::Concurrency
+            } else {
+                args.shape
+            },
+            rate: args.rate,
+            from_rate: None,
+            burstiness: Some(1.0),
+            concurrency: args.concurrency,
+            think_time_ms: 0.0,
+            duration_s: duration,
+            requests: args.requests,
+            pause_after_s: 0.0,
+        }];
+    } else if args.duration.is_some() || args.requests.is_some() {
+        for stage in &mut config.stages {
+            if args.duration.is_some() {
+                stage.duration_s = args.duration;
+            }
+            if args.requests.is_some() {
+                stage.requests = args.requests;
+            }
+        }
+    }
+    if let Some(c) = &args.codec_config {
+        let value: serde_json::Value = serde_json::from_str(&read_plugin_config(Some(c))?)?;
+        config.codec_config = serde_json::from_value(value)?;
+    }
+    config
+        .validate()
+        .map_err(|m| anyhow::anyhow!("run config {origin}: {m}"))?;
+    if let Some(sim) = &config.sim {
+        sim.validate()
+            .map_err(|m| anyhow::anyhow!("run config {origin}: sim.{m}"))?;
+    }
+    let dir = config.output.clone().unwrap_or_else(default_output_dir);
+    let engine = args.plugins.engine()?;
+    let source = args.plugins.registry().resolve(&config.codec)?;
+    let plugin_config = serde_json::to_string(&config.codec_config)?;
+    let plugin = CodecPlugin::load(&engine, &source, args.plugins.context(plugin_config)?)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    let stop = crate::load::StopSignal::default();
+    let report = runtime.block_on(async {
+        let signals = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                crate::signals::wait_for_stop().await;
+                eprintln!("\nstopping: finishing in-flight requests (Ctrl-C again to quit at once)");
+                stop.stop("interrupted");
+                crate::signals::wait_for_stop().await;
+                eprintln!("quitting at once; records so far are in the results directory");
+                std::process::exit(130);
+            })
+        };
+        let (target, sim) = match &config.target {
+            Some(t) => (t.clone(), None),
+            None => {
+                let mut sim_config = config.sim.clone().unwrap_or_default();
+                sim_config.port = 0;
+                sim_config.host = "127.0.0.1".into();
+                let sim = crate::sim::Simulator::start(sim_config).await?;
+                eprintln!(
+                    "no --target: benchmarking the embedded simulator at http://{}",
+                    sim.addr()
+                );
+                (format!("http://{}", sim.addr()), Some(sim))
+            }
+        };
+        let report = crate::load::run(config.clone(), plugin, &target, &dir, stop.clone(), !args.quiet).await;
+        if let Some(sim) = sim {
+            sim.shutdown().await;
+        }
+        signals.abort();
+        report
+    })?;
+    print_report(&report);
+    Ok(if report.stopped {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_report(report: &crate::load::RunReport) {
+    let f = |d: &Option<crate::results::Dist>, pick: fn(&crate::results::Dist) -> f64| {
+        d.as_ref().map_or("-".to_string(), |d| format!("{:.2}", pick(d)))
+    };
+    println!("results: {}", report.dir.display());
+    if let Some(reason) = &report.stop_reason {
+        println!("stopped early: {reason}");
+    }
+    println!(
+        "{:<6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "stage",
+        "sent",
+        "ok",
+        "failed",
+        "req/s",
+        "rate",
+        "ttft p50",
+        "ttft p99",
+        "itl p50",
+        "tpot p50",
+        "e2e p99",
+        "lag p99"
+    );
+    for s in &report.stages {
+        let failed = s.sent - s.succeeded;
+        println!(
+            "{:<6} {:>8} {:>8} {:>8} {:>9.2} {:>9.2} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            s.stage,
+            s.sent,
+            s.succeeded,
+            failed,
+            s.requests_per_s,
+            s.achieved_rate,
+            f(&s.ttft_ms, |d| d.p50),
+            f(&s.ttft_ms, |d| d.p99),
+            f(&s.inter_chunk_ms, |d| d.p50),
+            f(&s.tpot_ms, |d| d.p50),
+            f(&s.e2e_ms, |d| d.p99),
+            f(&s.send_lag_ms, |d| d.p99),
+        );
+        for (msg, n) in &s.errors {
+            println!("       {n} × {msg}");
+        }
+    }
+    println!("(times in ms; rate = achieved send rate; details in summary.json and records.jsonl)");
 }

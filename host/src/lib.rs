@@ -5,8 +5,11 @@
 
 pub mod cli;
 pub mod framing;
+pub mod load;
 pub mod plugin;
+pub mod results;
 pub mod rng;
 pub mod signals;
 pub mod sim;
 pub mod tokenizer;
+pub mod transport;

@@ -1,0 +1,252 @@
+//! The run's configuration: a YAML file, overridden by command-line flags.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::shape::ShapeKind;
+
+/// One stage of load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// How load is offered.
+    pub shape: ShapeKind,
+    /// Requests per second (for `ramp`, the rate at the end of the stage).
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// `ramp`: the rate at the start of the stage.
+    #[serde(default)]
+    pub from_rate: Option<f64>,
+    /// `gamma`: the shape of the gap distribution (1 = Poisson, < 1 burstier).
+    #[serde(default)]
+    pub burstiness: Option<f64>,
+    /// `concurrency`: virtual users.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// `concurrency`: pause between a user's requests, ms.
+    #[serde(default)]
+    pub think_time_ms: f64,
+    /// Stage length, seconds.
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    /// Requests in the stage.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// Pause after the stage, seconds.
+    #[serde(default)]
+    pub pause_after_s: f64,
+}
+
+/// What each request asks for (until datasets land: a synthetic prompt).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestConfig {
+    /// Words in the synthetic prompt.
+    pub prompt_tokens: u32,
+    /// Output tokens asked for.
+    pub max_tokens: u32,
+    /// Ask the server to ignore end-of-sequence (exact output lengths).
+    pub ignore_eos: bool,
+    /// Stream responses.
+    pub stream: bool,
+    /// Per-request timeout, seconds.
+    pub timeout_s: f64,
+}
+
+impl Default for RequestConfig {
+    fn default() -> Self {
+        RequestConfig {
+            prompt_tokens: 64,
+            max_tokens: 64,
+            ignore_eos: true,
+            stream: true,
+            timeout_s: 120.0,
+        }
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Base URL of the server (`http://host:port`); none: the embedded simulator.
+    pub target: Option<String>,
+    /// Codec plugin: a built-in or installed name, or a `.wasm` path.
+    pub codec: String,
+    /// The codec's configuration table.
+    pub codec_config: BTreeMap<String, serde_json::Value>,
+    /// Model name sent.
+    pub model: String,
+    /// Seed for the schedule and prompts.
+    pub seed: u64,
+    /// Results directory; default `runs/<UTC time>`.
+    pub output: Option<PathBuf>,
+    /// What each request asks.
+    pub request: RequestConfig,
+    /// Extra headers on every request.
+    pub headers: BTreeMap<String, String>,
+    /// Name of an environment variable holding an API key, sent as a bearer token (never written to results).
+    pub api_key_env: Option<String>,
+    /// Most connections kept per host (0: no limit).
+    pub connections: usize,
+    /// Plugin threads.
+    pub plugin_threads: usize,
+    /// After a stop, how long in-flight requests may finish, seconds.
+    pub grace_period_s: f64,
+    /// Stop the run when more than this fraction of finished requests failed (after 20).
+    pub max_error_rate: Option<f64>,
+    /// The load.
+    pub stages: Vec<Stage>,
+    /// Simulator settings when no target is given.
+    pub sim: Option<crate::sim::SimConfig>,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            target: None,
+            codec: "openai-chat".into(),
+            codec_config: BTreeMap::new(),
+            model: "barrage-sim".into(),
+            seed: 0,
+            output: None,
+            request: RequestConfig::default(),
+            headers: BTreeMap::new(),
+            api_key_env: None,
+            connections: 0,
+            plugin_threads: 1,
+            grace_period_s: 5.0,
+            max_error_rate: None,
+            stages: vec![Stage {
+                shape: ShapeKind::Constant,
+                rate: Some(20.0),
+                from_rate: None,
+                burstiness: None,
+                concurrency: None,
+                think_time_ms: 0.0,
+                duration_s: Some(10.0),
+                requests: None,
+                pause_after_s: 0.0,
+            }],
+            sim: None,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RunConfigError {
+    /// Unreadable file.
+    #[error("cannot read run config {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Malformed YAML or wrong keys or types.
+    #[error("run config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The YAML parser's message, with line and column.
+        message: String,
+    },
+    /// Values out of range.
+    #[error("run config {origin}: {message}")]
+    Invalid {
+        /// The file or `flags`.
+        origin: String,
+        /// Which key, and what is expected.
+        message: String,
+    },
+}
+
+impl RunConfig {
+    /// Read a YAML file.
+    pub fn from_file(path: &Path) -> Result<RunConfig, RunConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RunConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if text.trim().is_empty() {
+            return Ok(RunConfig::default());
+        }
+        serde_yaml_ng::from_str(&text).map_err(|e| RunConfigError::Parse {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Check ranges. The message names the key and what it accepts.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.stages.is_empty() {
+            return Err("stages: at least one stage is needed".into());
+        }
+        if let Some(t) = &self.target
+            && !(t.starts_with("http://") || t.starts_with("https://"))
+        {
+            return Err(format!("target: `{t}` is not an http:// or https:// URL"));
+        }
+        if self.request.max_tokens == 0 {
+            return Err("request.max_tokens must be at least 1".into());
+        }
+        if !(self.request.timeout_s > 0.0 && self.request.timeout_s.is_finite()) {
+            return Err(format!(
+                "request.timeout_s must be a number of seconds > 0, got {}",
+                self.request.timeout_s
+            ));
+        }
+        if !(self.grace_period_s >= 0.0 && self.grace_period_s.is_finite()) {
+            return Err(format!("grace_period_s must be ≥ 0, got {}", self.grace_period_s));
+        }
+        if let Some(r) = self.max_error_rate
+            && !(0.0..=1.0).contains(&r)
+        {
+            return Err(format!("max_error_rate is a fraction from 0 to 1, got {r}"));
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            let at = format!("stages[{i}]");
+            if s.duration_s.is_none() && s.requests.is_none() {
+                return Err(format!("{at}: give duration_s or requests (or both) so the stage ends"));
+            }
+            if let Some(d) = s.duration_s
+                && !(d > 0.0 && d.is_finite())
+            {
+                return Err(format!("{at}.duration_s must be > 0 seconds, got {d}"));
+            }
+            if !(s.pause_after_s >= 0.0 && s.pause_after_s.is_finite()) {
+                return Err(format!("{at}.pause_after_s must be ≥ 0, got {}", s.pause_after_s));
+            }
+            let positive = |name: &str, v: Option<f64>| match v {
+                Some(v) if v > 0.0 && v.is_finite() => Ok(()),
+                Some(v) => Err(format!("{at}.{name} must be a number > 0, got {v}")),
+                None => Err(format!("{at}: shape {:?} needs {name}", s.shape)),
+            };
+            match s.shape {
+                ShapeKind::Constant | ShapeKind::Poisson => positive("rate", s.rate)?,
+                ShapeKind::Gamma => {
+                    positive("rate", s.rate)?;
+                    positive("burstiness", s.burstiness)?;
+                }
+                ShapeKind::Ramp => {
+                    positive("rate", s.rate)?;
+                    positive("from_rate", s.from_rate)?;
+                    if s.duration_s.is_none() {
+                        return Err(format!("{at}: a ramp needs duration_s"));
+                    }
+                }
+                ShapeKind::Concurrency => match s.concurrency {
+                    Some(c) if c > 0 => {}
+                    _ => return Err(format!("{at}: shape concurrency needs concurrency ≥ 1")),
+                },
+            }
+            if !(s.think_time_ms >= 0.0 && s.think_time_ms.is_finite()) {
+                return Err(format!("{at}.think_time_ms must be ≥ 0, got {}", s.think_time_ms));
+            }
+        }
+        Ok(())
+    }
+}

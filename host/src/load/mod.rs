@@ -1,0 +1,647 @@
+//! The load engine: turns stages into requests at exact times, sends them,
+//! and streams every result to disk.
+//!
+//! Threads: a **pacer** thread (plain OS thread) sleeps and then spins to
+//! each scheduled send time and hands the request to the tokio runtime; a
+//! **feeder** thread keeps encoded requests ready ahead of the schedule
+//! (encoding runs on the plugin threads); the **records** thread writes
+//! `records.jsonl` and keeps the aggregates. Request tasks on the runtime do
+//! the I/O and only the I/O.
+
+pub mod config;
+pub mod shape;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+pub use config::{RunConfig, RunConfigError, Stage};
+use shape::{Arrivals, ShapeKind};
+
+use crate::plugin::bindings::{Message, Prompt};
+use crate::plugin::{CodecPlugin, CodecWorkers, wire};
+use crate::results::{Record, RecordSink, StageSummary, Status};
+use crate::transport::Transport;
+
+/// Why a run could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The results directory could not be written.
+    #[error("cannot write results to {path}: {source}")]
+    Output {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Shared state of a run.
+struct Ctx {
+    origin: Instant,
+    transport: Transport,
+    workers: CodecWorkers,
+    options: wire::DecodeOptions,
+    records: mpsc::Sender<Record>,
+    cancel: watch::Receiver<bool>,
+    stopping: Arc<AtomicBool>,
+    sent: AtomicU64,
+    done: AtomicU64,
+    failed: Arc<AtomicU64>,
+    in_flight: AtomicU64,
+}
+
+/// What a finished (or stopped) run produced.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    /// Results directory.
+    pub dir: PathBuf,
+    /// Per-stage summaries.
+    pub stages: Vec<StageSummary>,
+    /// True when the run was stopped early (signal or error rate).
+    pub stopped: bool,
+    /// Why it stopped early.
+    pub stop_reason: Option<String>,
+    /// Run length, seconds.
+    pub duration_s: f64,
+}
+
+/// How the run learns it should stop.
+#[derive(Clone)]
+pub struct StopSignal {
+    flag: Arc<AtomicBool>,
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        StopSignal {
+            flag: Arc::new(AtomicBool::new(false)),
+            reason: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+impl StopSignal {
+    /// Ask the run to stop sending, for `reason`.
+    pub fn stop(&self, reason: &str) {
+        let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if r.is_none() {
+            *r = Some(reason.to_string());
+        }
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked.
+    pub fn is_stopped(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    fn reason(&self) -> Option<String> {
+        self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The synthetic prompt of request `id`: `words` words drawn from a seeded
+/// stream (real datasets replace this).
+fn prompt(seed: u64, id: u64, words: u32) -> String {
+    const WORDS: &[&str] = &[
+        "explain",
+        "how",
+        "a",
+        "server",
+        "schedules",
+        "requests",
+        "under",
+        "load",
+        "and",
+        "why",
+        "latency",
+        "grows",
+        "when",
+        "the",
+        "queue",
+        "fills",
+        "with",
+        "long",
+        "prompts",
+        "from",
+        "many",
+        "users",
+        "at",
+        "once",
+    ];
+    let mut rng = crate::rng::Rng::stream(seed ^ 0x5EED, id);
+    (0..words)
+        .map(|_| WORDS[rng.below(WORDS.len() as u64) as usize])
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn spec(config: &RunConfig, id: u64) -> wire::RequestSpec {
+    let r = &config.request;
+    let text = prompt(config.seed, id, r.prompt_tokens);
+    let prompt = if config.codec.contains("chat") {
+        Prompt::Messages(vec![Message {
+            role: "user".into(),
+            content: text,
+        }])
+    } else {
+        Prompt::Text(text)
+    };
+    wire::RequestSpec {
+        id,
+        model: config.model.clone(),
+        prompt,
+        generation: wire::Generation {
+            max_tokens: Some(r.max_tokens),
+            min_tokens: None,
+            ignore_eos: r.ignore_eos,
+            temperature: None,
+            stream: r.stream,
+            include_usage: true,
+        },
+        extra: None,
+    }
+}
+
+/// Busy-wait the last stretch: `thread::sleep` alone wakes 50–100 µs late on
+/// Linux, which at 5,000 requests/s is half a gap.
+fn pace_until(t: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= t {
+            return;
+        }
+        let left = t - now;
+        if left > Duration::from_micros(300) {
+            std::thread::sleep(left - Duration::from_micros(200));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Run `config` against `target` with `plugin`, writing into `dir`.
+pub async fn run(
+    config: RunConfig,
+    plugin: Arc<CodecPlugin>,
+    target: &str,
+    dir: &Path,
+    stop: StopSignal,
+    progress: bool,
+) -> Result<RunReport, anyhow::Error> {
+    std::fs::create_dir_all(dir).map_err(|source| RunError::Output {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let api_key = match &config.api_key_env {
+        Some(var) => Some(
+            std::env::var(var)
+                .map_err(|_| anyhow::anyhow!("api_key_env: the environment variable `{var}` is not set"))?,
+        ),
+        None => None,
+    };
+    let headers: Vec<(String, String)> = config.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let transport = Transport::new(
+        target,
+        &headers,
+        api_key.as_deref(),
+        config.connections,
+        Duration::from_secs_f64(config.request.timeout_s),
+    )?;
+    write_meta(dir, &config, &plugin, target)?;
+    let workers = CodecWorkers::start(plugin, config.plugin_threads).map_err(RunError::Thread)?;
+    let (records_tx, records_rx) = mpsc::channel::<Record>();
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let origin = Instant::now();
+    let ctx = Arc::new(Ctx {
+        origin,
+        transport,
+        workers,
+        options: wire::DecodeOptions { want_text: false },
+        records: records_tx,
+        cancel: cancel_rx,
+        stopping: stop.flag.clone(),
+        sent: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        failed: Arc::new(AtomicU64::new(0)),
+        in_flight: AtomicU64::new(0),
+    });
+
+    // The records thread: writes each record as it completes.
+    let mut sink = RecordSink::create(dir, config.stages.len()).map_err(|source| RunError::Output {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    for (agg, stage) in sink.stages.iter_mut().zip(&config.stages) {
+        agg.requested_rate = match stage.shape {
+            ShapeKind::Concurrency => None,
+            _ => stage.rate,
+        };
+    }
+    let ttft_p50 = Arc::new(AtomicU64::new(u64::MAX));
+    let writer = {
+        // Not the whole context: the records channel closes when the last
+        // context goes, and this thread waits for that.
+        let failed_count = ctx.failed.clone();
+        let stop = stop.clone();
+        let max_error_rate = config.max_error_rate;
+        let ttft_p50 = ttft_p50.clone();
+        std::thread::Builder::new()
+            .name("barrage-records".into())
+            .spawn(move || {
+                let mut io_error = None;
+                let (mut finished, mut failed) = (0u64, 0u64);
+                loop {
+                    let record = match records_rx.try_recv() {
+                        Ok(r) => r,
+                        Err(mpsc::TryRecvError::Empty) => {
+                            // Idle: put everything on disk, so a hard stop loses nothing.
+                            let _ = sink.flush();
+                            match records_rx.recv() {
+                                Ok(r) => r,
+                                Err(_) => break,
+                            }
+                        }
+                        Err(mpsc::TryRecvError::Disconnected) => break,
+                    };
+                    finished += 1;
+                    if !matches!(record.status, Status::Ok | Status::Cancelled) {
+                        failed += 1;
+                        failed_count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if let Err(e) = sink.add(&record) {
+                        io_error.get_or_insert(e);
+                    }
+                    if finished.is_multiple_of(64)
+                        && let Some(p50) = sink.stages.get(record.stage).and_then(|s| s.ttft_p50())
+                    {
+                        ttft_p50.store((p50 * 1000.0) as u64, Ordering::Relaxed);
+                    }
+                    if let Some(max) = max_error_rate
+                        && finished >= 20
+                        && failed as f64 / finished as f64 > max
+                    {
+                        stop.stop(&format!(
+                            "error rate {:.0}% exceeded max_error_rate {:.0}%",
+                            100.0 * failed as f64 / finished as f64,
+                            100.0 * max
+                        ));
+                    }
+                }
+                let _ = sink.flush();
+                (sink, io_error)
+            })
+            .map_err(RunError::Thread)?
+    };
+
+    let progress_task = progress.then(|| {
+        let ctx = ctx.clone();
+        let ttft = ttft_p50.clone();
+        tokio::spawn(async move {
+            use std::io::IsTerminal;
+            let tty = std::io::stderr().is_terminal();
+            let mut tick = tokio::time::interval(Duration::from_millis(if tty { 250 } else { 1000 }));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let elapsed = ctx.origin.elapsed().as_secs_f64();
+                let sent = ctx.sent.load(Ordering::Relaxed);
+                let p50 = ttft.load(Ordering::Relaxed);
+                let p50 = if p50 == u64::MAX {
+                    "-".to_string()
+                } else {
+                    format!("{:.1} ms", p50 as f64 / 1000.0)
+                };
+                let line = format!(
+                    "[{elapsed:7.1}s] sent {sent}  done {}  failed {}  rate {:.1}/s  in flight {}  ttft p50 {p50}",
+                    ctx.done.load(Ordering::Relaxed),
+                    ctx.failed.load(Ordering::Relaxed),
+                    sent as f64 / elapsed.max(1e-9),
+                    ctx.in_flight.load(Ordering::Relaxed),
+                );
+                if tty {
+                    eprint!("\r\x1b[2K{line}");
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+        })
+    });
+
+    // The pacer runs on its own thread; it hands requests to this runtime.
+    let handle = tokio::runtime::Handle::current();
+    let pacer = {
+        let ctx = ctx.clone();
+        let config = config.clone();
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("barrage-pacer".into())
+            .spawn(move || pace_stages(&config, &ctx, &handle, &stop))
+            .map_err(RunError::Thread)?
+    };
+    let scheduled = tokio::task::spawn_blocking(move || pacer.join().unwrap_or_default())
+        .await
+        .unwrap_or_default();
+
+    // Drain: let in-flight requests finish; after a stop, only for the grace period.
+    let grace = Duration::from_secs_f64(config.grace_period_s);
+    let drain_start = Instant::now();
+    while ctx.in_flight.load(Ordering::SeqCst) > 0 {
+        if stop.is_stopped() && drain_start.elapsed() >= grace {
+            let _ = cancel_tx.send(true);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if let Some(p) = progress_task {
+        p.abort();
+        eprintln!();
+    }
+    let duration_s = origin.elapsed().as_secs_f64();
+    // The last context closes the records channel (the feeder thread drops
+    // its copy once the pacer is gone).
+    drop(ctx);
+    let (sink, io_error) = tokio::task::spawn_blocking(move || writer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the records thread panicked"))?;
+    if let Some(source) = io_error {
+        return Err(RunError::Output {
+            path: dir.join("records.jsonl").display().to_string(),
+            source,
+        }
+        .into());
+    }
+    let stages: Vec<StageSummary> = sink
+        .stages
+        .iter()
+        .enumerate()
+        .map(|(i, agg)| {
+            let mut s = agg.summary(i);
+            s.scheduled = scheduled.get(i).copied().unwrap_or(s.sent);
+            s
+        })
+        .collect();
+    let report = RunReport {
+        dir: dir.to_path_buf(),
+        stages,
+        stopped: stop.is_stopped(),
+        stop_reason: stop.reason(),
+        duration_s,
+    };
+    let summary = serde_json::to_vec_pretty(&report)?;
+    std::fs::write(dir.join("summary.json"), summary).map_err(|source| RunError::Output {
+        path: dir.join("summary.json").display().to_string(),
+        source,
+    })?;
+    Ok(report)
+}
+
+/// Offer every stage's load; returns the arrivals scheduled per stage.
+fn pace_stages(config: &RunConfig, ctx: &Arc<Ctx>, handle: &tokio::runtime::Handle, stop: &StopSignal) -> Vec<u64> {
+    let mut scheduled = Vec::new();
+    let mut next_id = 0u64;
+    // Encoding runs ahead of the schedule, on the plugin threads, fed by this channel.
+    let (ready_tx, ready_rx) = mpsc::sync_channel::<(u64, Option<wire::EncodedRequest>)>(1024);
+    let total: u64 = u64::MAX;
+    {
+        let ctx = ctx.clone();
+        let config = config.clone();
+        let _ = std::thread::Builder::new()
+            .name("barrage-feeder".into())
+            .spawn(move || {
+                for id in 0..total {
+                    let encoded = ctx
+                        .workers
+                        .encode(spec(&config, id))
+                        .blocking_recv()
+                        .ok()
+                        .and_then(Result::ok);
+                    if ready_tx.send((id, encoded)).is_err() {
+                        return;
+                    }
+                }
+            });
+    }
+    for (index, stage) in config.stages.iter().enumerate() {
+        if stop.is_stopped() {
+            scheduled.push(0);
+            continue;
+        }
+        let start = Instant::now();
+        let duration = stage.duration_s.map(Duration::from_secs_f64);
+        let mut count = 0u64;
+        match stage.shape {
+            ShapeKind::Concurrency => {
+                count = run_closed_loop(config, ctx, handle, stop, index, stage, start, &mut next_id);
+            }
+            kind => {
+                let arrivals = Arrivals::new(
+                    kind,
+                    stage.rate.unwrap_or(1.0),
+                    stage.from_rate.unwrap_or(1.0),
+                    stage.burstiness.unwrap_or(1.0),
+                    duration,
+                    stage.requests,
+                    config.seed,
+                    index as u64,
+                );
+                for offset in arrivals {
+                    let Ok((id, encoded)) = ready_rx.recv() else { break };
+                    next_id = id + 1;
+                    let at = start + offset;
+                    pace_until(at);
+                    if stop.is_stopped() {
+                        break;
+                    }
+                    count += 1;
+                    launch(ctx, handle, id, index, at, encoded);
+                }
+            }
+        }
+        scheduled.push(count);
+        if stage.pause_after_s > 0.0 && !stop.is_stopped() {
+            let until = Instant::now() + Duration::from_secs_f64(stage.pause_after_s);
+            while Instant::now() < until && !stop.is_stopped() {
+                std::thread::sleep(Duration::from_millis(10).min(until.saturating_duration_since(Instant::now())));
+            }
+        }
+    }
+    let _ = next_id;
+    scheduled
+}
+
+/// Start request `id` on the runtime.
+fn launch(
+    ctx: &Arc<Ctx>,
+    handle: &tokio::runtime::Handle,
+    id: u64,
+    stage: usize,
+    at: Instant,
+    encoded: Option<wire::EncodedRequest>,
+) {
+    ctx.in_flight.fetch_add(1, Ordering::SeqCst);
+    ctx.sent.fetch_add(1, Ordering::Relaxed);
+    let ctx = ctx.clone();
+    handle.spawn(async move {
+        send_one(&ctx, id, stage, at, encoded).await;
+    });
+}
+
+async fn send_one(ctx: &Ctx, id: u64, stage: usize, scheduled: Instant, encoded: Option<wire::EncodedRequest>) {
+    let record = match encoded {
+        Some(req) => {
+            let mut cancel = ctx.cancel.clone();
+            let ex = ctx
+                .transport
+                .execute(&req, id, &ctx.workers, ctx.options, &mut cancel)
+                .await;
+            Record::from_exchange(id, stage, ctx.origin, scheduled, &ex)
+        }
+        None => {
+            let now = Instant::now();
+            let ex = crate::transport::Exchange {
+                sent: now,
+                headers_at: None,
+                first_byte: None,
+                end: now,
+                status: None,
+                ending: crate::transport::Ending::Complete,
+                bytes_received: 0,
+                bytes_sent: 0,
+                decoded: crate::plugin::StreamOutcome {
+                    failure: Some(crate::plugin::PluginFailure {
+                        plugin: ctx.workers.plugin().name().to_string(),
+                        kind: crate::plugin::FailureKind::Returned,
+                        message: "the codec could not encode this request".into(),
+                    }),
+                    ..Default::default()
+                },
+            };
+            Record::from_exchange(id, stage, ctx.origin, scheduled, &ex)
+        }
+    };
+    let _ = ctx.records.send(record);
+    ctx.done.fetch_add(1, Ordering::Relaxed);
+    ctx.in_flight.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// `concurrency` virtual users until the stage's duration or request count.
+#[allow(clippy::too_many_arguments)]
+fn run_closed_loop(
+    config: &RunConfig,
+    ctx: &Arc<Ctx>,
+    handle: &tokio::runtime::Handle,
+    stop: &StopSignal,
+    index: usize,
+    stage: &Stage,
+    start: Instant,
+    next_id: &mut u64,
+) -> u64 {
+    let users = stage.concurrency.unwrap_or(1);
+    let deadline = stage.duration_s.map(|d| start + Duration::from_secs_f64(d));
+    let budget = Arc::new(AtomicU64::new(stage.requests.unwrap_or(u64::MAX)));
+    // Ids for this stage come after every id the open-loop feeder could have
+    // handed out so far; they only need to be unique.
+    let ids = Arc::new(AtomicU64::new((1u64 << 40) + ((index as u64) << 32)));
+    let launched = Arc::new(AtomicU64::new(0));
+    let think = Duration::from_secs_f64(stage.think_time_ms / 1000.0);
+    let mut tasks = Vec::new();
+    for _ in 0..users {
+        let ctx = ctx.clone();
+        let config = config.clone();
+        let budget = budget.clone();
+        let ids = ids.clone();
+        let launched = launched.clone();
+        let stopping = ctx.stopping.clone();
+        tasks.push(handle.spawn(async move {
+            let mut first = true;
+            loop {
+                if !first && !think.is_zero() {
+                    tokio::time::sleep(think).await;
+                }
+                first = false;
+                if stopping.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d) {
+                    return;
+                }
+                if budget
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
+                    .is_err()
+                {
+                    return;
+                }
+                let id = ids.fetch_add(1, Ordering::Relaxed);
+                let encoded = ctx.workers.encode(spec(&config, id)).await.ok().and_then(Result::ok);
+                launched.fetch_add(1, Ordering::Relaxed);
+                ctx.in_flight.fetch_add(1, Ordering::SeqCst);
+                ctx.sent.fetch_add(1, Ordering::Relaxed);
+                send_one(&ctx, id, index, Instant::now(), encoded).await;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = handle.block_on(t);
+    }
+    *next_id += 0;
+    let _ = stop;
+    launched.load(Ordering::Relaxed)
+}
+
+#[derive(Serialize)]
+struct Meta<'a> {
+    barrage_version: &'a str,
+    seed: u64,
+    started_unix_ms: u128,
+    target: &'a str,
+    host: String,
+    plugin: PluginMeta<'a>,
+}
+
+#[derive(Serialize)]
+struct PluginMeta<'a> {
+    name: &'a str,
+    version: &'a str,
+    sha256: &'a str,
+    contract: &'a str,
+    source: String,
+}
+
+fn write_meta(dir: &Path, config: &RunConfig, plugin: &CodecPlugin, target: &str) -> Result<(), RunError> {
+    let out = |name: &str, bytes: Vec<u8>| {
+        std::fs::write(dir.join(name), bytes).map_err(|source| RunError::Output {
+            path: dir.join(name).display().to_string(),
+            source,
+        })
+    };
+    // The resolved config. API keys never appear: only the variable's name is in it.
+    out(
+        "config.yaml",
+        serde_yaml_ng::to_string(config).unwrap_or_default().into_bytes(),
+    )?;
+    let meta = Meta {
+        barrage_version: env!("CARGO_PKG_VERSION"),
+        seed: config.seed,
+        started_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis()),
+        target,
+        host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default(),
+        plugin: PluginMeta {
+            name: plugin.name(),
+            version: &plugin.info.version,
+            sha256: &plugin.sha256,
+            contract: &plugin.contract_version,
+            source: plugin.source.location(),
+        },
+    };
+    out("meta.json", serde_json::to_vec_pretty(&meta).unwrap_or_default())
+}

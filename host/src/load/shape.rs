@@ -1,0 +1,176 @@
+//! Arrival schedules: when each request of an open-loop stage is sent.
+//!
+//! Every schedule is computed from the run's seed alone, so the same seed
+//! gives the same send times, to the nanosecond, on every run.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rng::Rng;
+
+/// How load is offered during a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ShapeKind {
+    /// Evenly spaced arrivals at `rate`.
+    Constant,
+    /// Poisson arrivals at `rate` (exponential gaps).
+    Poisson,
+    /// Gamma-distributed gaps at `rate`; `burstiness` is the gamma shape
+    /// (1 is Poisson, below 1 burstier, above 1 smoother).
+    Gamma,
+    /// Closed loop: `concurrency` virtual users, each sending its next
+    /// request when its last one ends (after `think_time_ms`).
+    Concurrency,
+    /// Poisson arrivals whose rate moves linearly from `from_rate` to `rate`
+    /// over the stage (an inhomogeneous Poisson process).
+    Ramp,
+}
+
+/// An open-loop arrival generator for one stage.
+pub struct Arrivals {
+    kind: ShapeKind,
+    rate: f64,
+    from_rate: f64,
+    burstiness: f64,
+    duration: Option<Duration>,
+    max_requests: Option<u64>,
+    rng: Rng,
+    /// Time of the last arrival, seconds from the stage start (for ramps:
+    /// the integrated rate Λ reached so far).
+    t: f64,
+    n: u64,
+}
+
+impl Arrivals {
+    /// Arrivals for a stage; `stream` keeps stages' random streams apart.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        kind: ShapeKind,
+        rate: f64,
+        from_rate: f64,
+        burstiness: f64,
+        duration: Option<Duration>,
+        max_requests: Option<u64>,
+        seed: u64,
+        stream: u64,
+    ) -> Arrivals {
+        Arrivals {
+            kind,
+            rate,
+            from_rate,
+            burstiness,
+            duration,
+            max_requests,
+            rng: Rng::stream(seed, stream),
+            t: 0.0,
+            n: 0,
+        }
+    }
+
+    /// Invert the ramp's integrated rate Λ(t) = r0·t + (r1 − r0)·t²/(2D).
+    fn ramp_time(&self, lambda: f64) -> f64 {
+        let d = self.duration.map_or(1.0, |d| d.as_secs_f64());
+        let (r0, r1) = (self.from_rate, self.rate);
+        let a = (r1 - r0) / (2.0 * d);
+        if a.abs() < 1e-12 {
+            return lambda / r0.max(1e-12);
+        }
+        // a·t² + r0·t − Λ = 0, the non-negative root.
+        (-r0 + (r0 * r0 + 4.0 * a * lambda).max(0.0).sqrt()) / (2.0 * a)
+    }
+}
+
+impl Iterator for Arrivals {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        if self.max_requests.is_some_and(|m| self.n >= m) {
+            return None;
+        }
+        let at = match self.kind {
+            ShapeKind::Constant => self.n as f64 / self.rate,
+            ShapeKind::Poisson => {
+                if self.n > 0 {
+                    self.t += self.rng.exponential(1.0 / self.rate);
+                }
+                self.t
+            }
+            ShapeKind::Gamma => {
+                if self.n > 0 {
+                    let k = self.burstiness;
+                    self.t += self.rng.gamma(k, 1.0 / (self.rate * k));
+                }
+                self.t
+            }
+            ShapeKind::Ramp => {
+                self.t += self.rng.exponential(1.0);
+                self.ramp_time(self.t)
+            }
+            ShapeKind::Concurrency => return None,
+        };
+        if self.duration.is_some_and(|d| at >= d.as_secs_f64()) || !at.is_finite() {
+            return None;
+        }
+        self.n += 1;
+        Some(Duration::from_secs_f64(at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offsets(kind: ShapeKind, rate: f64, from: f64, k: f64, secs: f64, seed: u64) -> Vec<f64> {
+        Arrivals::new(kind, rate, from, k, Some(Duration::from_secs_f64(secs)), None, seed, 0)
+            .map(|d| d.as_secs_f64())
+            .collect()
+    }
+
+    #[test]
+    fn constant_is_evenly_spaced() {
+        let o = offsets(ShapeKind::Constant, 100.0, 0.0, 1.0, 2.0, 0);
+        assert_eq!(o.len(), 200);
+        assert!(o.windows(2).all(|w| ((w[1] - w[0]) - 0.01).abs() < 1e-9));
+    }
+
+    #[test]
+    fn poisson_and_gamma_have_the_asked_rate_and_dispersion() {
+        for (kind, k, cv) in [
+            (ShapeKind::Poisson, 1.0, 1.0),
+            (ShapeKind::Gamma, 0.25, 2.0),
+            (ShapeKind::Gamma, 4.0, 0.5),
+        ] {
+            let o = offsets(kind, 1000.0, 0.0, k, 50.0, 3);
+            let gaps: Vec<f64> = o.windows(2).map(|w| w[1] - w[0]).collect();
+            let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+            let sd = (gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64).sqrt();
+            assert!((mean * 1000.0 - 1.0).abs() < 0.03, "{kind:?} mean gap {mean}");
+            assert!((sd / mean - cv).abs() < 0.05 * cv, "{kind:?} cv {}", sd / mean);
+        }
+    }
+
+    #[test]
+    fn ramps_move_the_rate_linearly() {
+        let o = offsets(ShapeKind::Ramp, 400.0, 100.0, 1.0, 20.0, 5);
+        let first = o.iter().filter(|&&t| t < 2.0).count() as f64 / 2.0;
+        let last = o.iter().filter(|&&t| t >= 18.0).count() as f64 / 2.0;
+        // Expected: ~115/s over the first 2 s and ~385/s over the last 2 s.
+        assert!((first - 115.0).abs() < 25.0, "{first}");
+        assert!((last - 385.0).abs() < 45.0, "{last}");
+        assert!((o.len() as f64 - 5000.0).abs() < 250.0, "{}", o.len());
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule() {
+        assert_eq!(
+            offsets(ShapeKind::Poisson, 50.0, 0.0, 1.0, 5.0, 9),
+            offsets(ShapeKind::Poisson, 50.0, 0.0, 1.0, 5.0, 9)
+        );
+        assert_ne!(
+            offsets(ShapeKind::Poisson, 50.0, 0.0, 1.0, 5.0, 9),
+            offsets(ShapeKind::Poisson, 50.0, 0.0, 1.0, 5.0, 10)
+        );
+    }
+}
