@@ -8,5 +8,6 @@ mod bad_plugins;
 mod cli;
 mod codecs;
 mod contract;
+mod run;
 mod sim;
 mod workers;

@@ -1,0 +1,472 @@
+//! `barrage run`: the traffic the server sees matches the asked shape, the
+//! same seed reproduces the schedule, Ctrl-C leaves a complete results
+//! directory, and bad input gets clear messages.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common::{SimProcess, barrage, run};
+
+/// Server-side arrival times (seconds, from the simulator's ground truth), sorted.
+fn arrivals(truth: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(truth).unwrap();
+    let mut t: Vec<f64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["arrived_ns"]
+                .as_u64()
+                .unwrap() as f64
+                / 1e9
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t
+}
+
+fn gaps(t: &[f64]) -> Vec<f64> {
+    t.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
+fn mean_cv(x: &[f64]) -> (f64, f64) {
+    let m = x.iter().sum::<f64>() / x.len() as f64;
+    let sd = (x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
+    (m, sd / m)
+}
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+fn records(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("records.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Run against a zero-latency simulator process that records arrivals.
+fn run_against_sim(args: &[&str]) -> (tempfile::TempDir, Vec<f64>, i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("truth.jsonl");
+    let sim = SimProcess::start(&["--mode", "zero", "--ground-truth", truth.to_str().unwrap()]);
+    let out = dir.path().join("run");
+    let (code, stdout, stderr) = run(barrage()
+        .args([
+            "run",
+            "--quiet",
+            "--target",
+            &format!("http://{}", sim.addr),
+            "--max-tokens",
+            "8",
+            "--output",
+        ])
+        .arg(&out)
+        .args(args));
+    sim.stop();
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    (dir, arrivals(&truth), code, stdout)
+}
+
+#[test]
+fn constant_rate_arrives_evenly_at_the_asked_rate() {
+    let (_dir, t, _, _) = run_against_sim(&["--rate", "200", "--duration", "3", "--shape", "constant"]);
+    assert_eq!(t.len(), 600);
+    let achieved = (t.len() - 1) as f64 / (t[t.len() - 1] - t[0]);
+    assert!(
+        (achieved / 200.0 - 1.0).abs() < 0.01,
+        "achieved {achieved:.2}/s at the server"
+    );
+    let g = gaps(&t);
+    let mut dev: Vec<f64> = g.iter().map(|x| (x - 0.005).abs()).collect();
+    dev.sort_by(f64::total_cmp);
+    let p90 = dev[dev.len() * 9 / 10];
+    assert!(
+        p90 < 0.001,
+        "90% of gaps within 1 ms of 5 ms: p90 deviation {:.3} ms",
+        p90 * 1e3
+    );
+}
+
+#[test]
+fn poisson_arrivals_have_the_asked_mean_and_dispersion() {
+    let (_dir, t, _, _) = run_against_sim(&["--rate", "300", "--duration", "4", "--shape", "poisson", "--seed", "11"]);
+    let n = t.len() as f64;
+    // Count: Poisson(1200), sd ≈ 35.
+    assert!((n - 1200.0).abs() < 4.0 * 1200f64.sqrt(), "{n} arrivals");
+    let (mean, cv) = mean_cv(&gaps(&t));
+    assert!(
+        (mean * 300.0 - 1.0).abs() < 4.0 / n.sqrt(),
+        "mean gap {:.3} ms",
+        mean * 1e3
+    );
+    assert!((cv - 1.0).abs() < 0.12, "coefficient of variation {cv:.3}");
+}
+
+#[test]
+fn stages_run_in_order_at_their_own_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("stages.yaml");
+    std::fs::write(
+        &cfg,
+        "request: {max_tokens: 4}\nstages:\n  - {shape: constant, rate: 100, duration_s: 1.5, pause_after_s: 0.5}\n  - {shape: constant, rate: 300, duration_s: 1.5}\n  - {shape: concurrency, concurrency: 3, requests: 30}\n",
+    )
+    .unwrap();
+    let (d, t, _, stdout) = run_against_sim(&["--config", cfg.to_str().unwrap()]);
+    assert!(stdout.contains("results:"), "{stdout}");
+    let s = summary(&d.path().join("run"));
+    let stages = s["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 3);
+    assert_eq!(stages[0]["sent"], 150);
+    assert_eq!(stages[1]["sent"], 450);
+    assert_eq!(stages[2]["sent"], 30);
+    for (i, rate) in [(0, 100.0), (1, 300.0)] {
+        let achieved = stages[i]["achieved_rate"].as_f64().unwrap();
+        assert!((achieved / rate - 1.0).abs() < 0.01, "stage {i}: {achieved}");
+        assert_eq!(stages[i]["requested_rate"], rate);
+    }
+    // At the server: the pause shows as a gap, and the second stage is three times as dense.
+    let g = gaps(&t[..600]);
+    let pause = g.iter().cloned().fold(0.0, f64::max);
+    assert!(pause > 0.45 && pause < 0.6, "pause {pause}");
+    let split = g.iter().position(|&x| x == pause).unwrap() + 1;
+    assert_eq!(split, 150);
+    let r0 = 149.0 / (t[149] - t[0]);
+    let r1 = 449.0 / (t[599] - t[150]);
+    assert!(
+        (r0 / 100.0 - 1.0).abs() < 0.01 && (r1 / 300.0 - 1.0).abs() < 0.01,
+        "{r0} {r1}"
+    );
+}
+
+#[test]
+fn the_same_seed_reproduces_the_schedule() {
+    let schedule = |seed: &str| {
+        let (d, _, _, _) = run_against_sim(&[
+            "--rate",
+            "100",
+            "--requests",
+            "60",
+            "--shape",
+            "poisson",
+            "--seed",
+            seed,
+        ]);
+        let recs = records(&d.path().join("run"));
+        let mut s: Vec<f64> = recs.iter().map(|r| r["scheduled_ms"].as_f64().unwrap()).collect();
+        s.sort_by(f64::total_cmp);
+        s.iter().map(|x| x - s[0]).collect::<Vec<f64>>()
+    };
+    let (a, b, c) = (schedule("5"), schedule("5"), schedule("6"));
+    assert_eq!(a.len(), 60);
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 0.01),
+        "same seed, same offsets to 10 µs"
+    );
+    assert!(
+        a.iter().zip(&c).any(|(x, y)| (x - y).abs() > 1.0),
+        "another seed, another schedule"
+    );
+}
+
+#[test]
+fn closed_loop_never_exceeds_its_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("truth.jsonl");
+    let sim = SimProcess::start(&[
+        "--mode",
+        "plain",
+        "--ttft-ms",
+        "20",
+        "--itl-ms",
+        "5",
+        "--ground-truth",
+        truth.to_str().unwrap(),
+    ]);
+    let out = dir.path().join("run");
+    let (code, _, stderr) = run(barrage()
+        .args([
+            "run",
+            "--quiet",
+            "--concurrency",
+            "4",
+            "--duration",
+            "2",
+            "--max-tokens",
+            "8",
+            "--target",
+            &format!("http://{}", sim.addr),
+            "--output",
+        ])
+        .arg(&out));
+    sim.stop();
+    assert_eq!(code, 0, "{stderr}");
+    let text = std::fs::read_to_string(&truth).unwrap();
+    let mut events = Vec::new();
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let frames = v["frames_ns"].as_array().unwrap();
+        events.push((v["arrived_ns"].as_u64().unwrap(), 1i32));
+        events.push((frames.last().unwrap().as_u64().unwrap(), -1));
+    }
+    events.sort();
+    let (mut now, mut peak) = (0, 0);
+    for (_, d) in events {
+        now += d;
+        peak = peak.max(now);
+    }
+    assert_eq!(peak, 4, "the server never saw more than 4 requests at once");
+    // Each request takes 20 + 7×5 = 55 ms: 4 users give ~72 requests/s.
+    let s = summary(&out);
+    let rps = s["stages"][0]["requests_per_s"].as_f64().unwrap();
+    assert!(rps > 55.0 && rps < 75.0, "{rps}");
+}
+
+#[test]
+fn ctrl_c_stops_sending_and_leaves_a_complete_results_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(&["--mode", "plain", "--ttft-ms", "50", "--itl-ms", "20"]);
+    let out = dir.path().join("run");
+    let mut child = barrage()
+        .args([
+            "run",
+            "--quiet",
+            "--rate",
+            "50",
+            "--duration",
+            "60",
+            "--max-tokens",
+            "20",
+            "--target",
+            &format!("http://{}", sim.addr),
+            "--output",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(3), "a stopped run exits with 3");
+    assert!(
+        took < Duration::from_secs(5),
+        "stopped within the grace period: {took:?}"
+    );
+    for f in ["config.yaml", "meta.json", "records.jsonl", "summary.json"] {
+        assert!(out.join(f).exists(), "{f} written");
+    }
+    let s = summary(&out);
+    assert_eq!(s["stopped"], true);
+    assert_eq!(s["stop_reason"], "interrupted");
+    let recs = records(&out);
+    let sent = s["stages"][0]["sent"].as_u64().unwrap();
+    assert_eq!(recs.len() as u64, sent, "every sent request has its record");
+    assert!(sent > 50 && sent < 120, "{sent}");
+    // Requests in flight at the stop finished within the grace period.
+    assert!(recs.iter().all(|r| r["status"] == "ok"), "in-flight requests completed");
+    sim.stop();
+}
+
+#[test]
+fn the_default_run_benchmarks_the_embedded_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (code, stdout, stderr) = run(barrage()
+        .args([
+            "run",
+            "--quiet",
+            "--rate",
+            "100",
+            "--requests",
+            "40",
+            "--max-tokens",
+            "5",
+            "--output",
+        ])
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("benchmarking the embedded simulator at http://127.0.0.1:"),
+        "{stderr}"
+    );
+    let s = summary(&out);
+    assert_eq!(s["stages"][0]["succeeded"], 40);
+    assert_eq!(s["stages"][0]["output_tokens"], 200);
+    assert!(
+        stdout.lines().any(|l| l.starts_with("0 ") && l.contains(" 40 ")),
+        "{stdout}"
+    );
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["plugin"]["name"], "openai-chat");
+    assert_eq!(meta["plugin"]["sha256"].as_str().unwrap().len(), 64);
+    let recs = records(&out);
+    assert!(
+        recs.iter()
+            .all(|r| r["output_tokens"] == 5 && r["output_tokens_source"] == "usage")
+    );
+}
+
+#[test]
+fn server_errors_are_counted_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens here: every request is a transport error.
+    let out = dir.path().join("refused");
+    let (code, stdout, stderr) = run(barrage()
+        .args([
+            "run",
+            "--quiet",
+            "--target",
+            "http://127.0.0.1:9",
+            "--rate",
+            "50",
+            "--requests",
+            "10",
+            "--output",
+        ])
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    let s = summary(&out);
+    assert_eq!(s["stages"][0]["by_status"]["transport_error"], 10);
+    assert!(
+        stdout.contains("Connection refused") || stdout.contains("connect"),
+        "{stdout}"
+    );
+
+    // A server that is not an LLM server (the simulator's unknown path).
+    let sim = SimProcess::start(&["--mode", "zero"]);
+    let out = dir.path().join("not-llm");
+    let (code, _, stderr) = run(barrage()
+        .args([
+            "run",
+            "--quiet",
+            "--rate",
+            "50",
+            "--requests",
+            "10",
+            "--target",
+            &format!("http://{}/not/a/server", sim.addr),
+            "--output",
+        ])
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    let s = summary(&out);
+    assert_eq!(s["stages"][0]["by_status"]["http_error"], 10);
+    let errors = s["stages"][0]["errors"].as_object().unwrap();
+    assert!(errors.keys().any(|k| k.contains("404")), "{errors:?}");
+}
+
+#[test]
+fn faults_become_counted_request_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("sim.yaml");
+    std::fs::write(
+        &cfg,
+        "mode: zero\nfaults: {http_429: 0.2, reset_midstream: 0.2, missing_done: 0.2}\n",
+    )
+    .unwrap();
+    let sim = SimProcess::start(&["--config", cfg.to_str().unwrap()]);
+    let out = dir.path().join("run");
+    let (code, _, stderr) = run(barrage()
+        .args([
+            "run",
+            "--quiet",
+            "--rate",
+            "200",
+            "--requests",
+            "200",
+            "--target",
+            &format!("http://{}", sim.addr),
+            "--output",
+        ])
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let m = rt.block_on(async {
+        let c = crate::common::client();
+        crate::common::parse_prometheus(
+            &crate::common::request(&c, sim.addr, "GET", "/metrics", None, &[])
+                .await
+                .text(),
+        )
+    });
+    let injected = |k| crate::common::metric(&m, "barrage_sim:faults_total", &[("kind", k)]);
+    let s = summary(&out);
+    let by = &s["stages"][0]["by_status"];
+    let n = |k: &str| by[k].as_f64().unwrap_or(0.0);
+    assert_eq!(n("http_error"), injected("http_429"));
+    assert_eq!(n("transport_error"), injected("reset_midstream"));
+    assert_eq!(n("truncated"), injected("missing_done"));
+    assert_eq!(n("ok") + n("http_error") + n("transport_error") + n("truncated"), 200.0);
+}
+
+#[test]
+fn bad_run_input_gets_clear_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("unknown.yaml", "stagez: []\n", "unknown field `stagez`"),
+        (
+            "type.yaml",
+            "stages:\n  - {shape: constant, rate: fast, duration_s: 1}\n",
+            "stages[0].rate: invalid type",
+        ),
+        (
+            "negative.yaml",
+            "stages:\n  - {shape: poisson, rate: -5, duration_s: 1}\n",
+            "stages[0].rate must be a number > 0, got -5",
+        ),
+        (
+            "endless.yaml",
+            "stages:\n  - {shape: constant, rate: 5}\n",
+            "stages[0]: give duration_s or requests",
+        ),
+        (
+            "shape.yaml",
+            "stages:\n  - {shape: sawtooth, rate: 5, duration_s: 1}\n",
+            "unknown variant `sawtooth`",
+        ),
+        (
+            "target.yaml",
+            "target: localhost:8000\n",
+            "target: `localhost:8000` is not an http:// or https:// URL",
+        ),
+    ];
+    for (name, text, message) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let (code, _, stderr) = run(barrage()
+            .args(["run", "--config"])
+            .arg(&path)
+            .arg("--output")
+            .arg(dir.path().join("x")));
+        assert_eq!(code, 2, "{name}: {stderr}");
+        assert!(
+            stderr.contains(path.to_str().unwrap()),
+            "{name} names the file: {stderr}"
+        );
+        assert!(stderr.contains(message), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let (code, _, stderr) = run(barrage().args(["run", "--rate", "0"]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("stages[0].rate must be a number > 0, got 0"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(barrage().args([
+        "run",
+        "--target",
+        "https://127.0.0.1:1",
+        "--requests",
+        "1",
+        "--rate",
+        "1",
+    ]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("https targets are not supported yet"), "{stderr}");
+}
