@@ -35,6 +35,8 @@ pub enum Status {
     PluginError,
     /// The stream ended without its end marker or finish reason.
     Truncated,
+    /// The server sent a frame the codec could not parse.
+    Malformed,
 }
 
 /// One request, as written to `records.jsonl`.
@@ -90,7 +92,7 @@ impl Record {
         let mut frames_ms = Vec::new();
         let mut frame_tokens = Vec::new();
         let mut last_frame = None;
-        let (mut usage, mut finish, mut server_error, mut done, mut plugin_error) = (None, None, None, false, None);
+        let (mut usage, mut finish, mut server_error, mut done, mut malformed) = (None, None, None, false, None);
         for e in &ex.decoded.events {
             match &e.event {
                 wire::Event::Content(d) | wire::Event::Reasoning(d) => {
@@ -109,7 +111,7 @@ impl Record {
                     server_error = Some(format!("{}: {}", err.code.as_deref().unwrap_or("error"), err.message))
                 }
                 wire::Event::Done => done = true,
-                wire::Event::Malformed(m) => plugin_error = plugin_error.or(Some(format!("malformed frame: {m}"))),
+                wire::Event::Malformed(m) => malformed = malformed.or(Some(format!("malformed frame: {m}"))),
                 _ => {}
             }
         }
@@ -133,7 +135,7 @@ impl Record {
                 (Status::PluginError, ex.decoded.failure.as_ref().map(|f| f.to_string()))
             }
             (Ending::Complete, _) if server_error.is_some() => (Status::ServerError, server_error),
-            (Ending::Complete, _) if plugin_error.is_some() => (Status::PluginError, plugin_error),
+            (Ending::Complete, _) if malformed.is_some() => (Status::Malformed, malformed),
             (Ending::Complete, _) if ex.decoded.frames > 1 && (!done || finish.is_none()) => (
                 Status::Truncated,
                 Some(

@@ -230,9 +230,12 @@ pub async fn request(
     }
 }
 
+/// One sample: metric name, labels, value.
+pub type Sample = (String, Vec<(String, String)>, f64);
+
 /// Prometheus text exposition parsed strictly: `name{labels} value` lines
 /// and `# HELP` / `# TYPE` comments; panics on anything else.
-pub fn parse_prometheus(text: &str) -> Vec<(String, Vec<(String, String)>, f64)> {
+pub fn parse_prometheus(text: &str) -> Vec<Sample> {
     let mut samples = Vec::new();
     let mut typed = std::collections::BTreeSet::new();
     for line in text.lines() {
@@ -293,7 +296,7 @@ pub fn parse_prometheus(text: &str) -> Vec<(String, Vec<(String, String)>, f64)>
 }
 
 /// The value of the sample `name` whose labels include all of `labels`.
-pub fn metric(samples: &[(String, Vec<(String, String)>, f64)], name: &str, labels: &[(&str, &str)]) -> f64 {
+pub fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
     samples
         .iter()
         .find(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v)))
