@@ -235,23 +235,33 @@ impl Transport {
                     handle: Some(workers.open(head, options)),
                 };
                 let mut frames = Vec::new();
-                loop {
-                    match body.frame().await {
-                        Some(Ok(frame)) => {
-                            let at = Instant::now();
-                            if let Ok(data) = frame.into_data() {
-                                ex.first_byte.get_or_insert(at);
-                                ex.bytes_received += data.len() as u64;
-                                framer.push(&data, at, &mut frames);
-                                stream.push(std::mem::take(&mut frames));
+                'read: loop {
+                    let mut next = body.frame().await;
+                    let at = Instant::now();
+                    // Take every chunk already buffered (hyper yields one HTTP
+                    // chunk per call; a read often holds many), all stamped
+                    // with the time of the read, then hand them over at once.
+                    loop {
+                        match next {
+                            Some(Ok(frame)) => {
+                                if let Ok(data) = frame.into_data() {
+                                    ex.first_byte.get_or_insert(at);
+                                    ex.bytes_received += data.len() as u64;
+                                    framer.push(&data, at, &mut frames);
+                                }
                             }
+                            Some(Err(e)) => {
+                                ex.ending = Ending::TransportError(error_chain(&e));
+                                break 'read;
+                            }
+                            None => break 'read,
                         }
-                        Some(Err(e)) => {
-                            ex.ending = Ending::TransportError(error_chain(&e));
-                            break;
+                        match poll_ready(&mut body) {
+                            Some(ready) => next = ready,
+                            None => break,
                         }
-                        None => break,
                     }
+                    stream.push(std::mem::take(&mut frames));
                 }
                 let end = Instant::now();
                 framer.finish(end, &mut frames);
@@ -303,6 +313,17 @@ impl Transport {
         }
         ex.end = Instant::now();
         ex
+    }
+}
+
+/// The body's next frame if it is already buffered, without waiting.
+fn poll_ready(body: &mut hyper::body::Incoming) -> Option<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+    use std::future::Future;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut next = std::pin::pin!(body.frame());
+    match next.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(frame) => Some(frame),
+        std::task::Poll::Pending => None,
     }
 }
 

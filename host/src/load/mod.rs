@@ -217,11 +217,14 @@ pub async fn run(
         config.connections,
         Duration::from_secs_f64(config.request.timeout_s),
     )?;
-    write_meta(dir, &config, &plugin, target)?;
-    let workers = CodecWorkers::start(plugin, config.plugin_threads).map_err(RunError::Thread)?;
+    let workers = CodecWorkers::start(plugin.clone(), config.plugin_threads).map_err(RunError::Thread)?;
     let (records_tx, records_rx) = mpsc::channel::<Record>();
     let (cancel_tx, cancel_rx) = watch::channel(false);
+    // Instant and CLOCK_MONOTONIC are the same clock on Linux; noting both
+    // lets records be compared with another process's monotonic times.
     let origin = Instant::now();
+    let origin_ns = crate::sim::truth::monotonic_ns();
+    write_meta(dir, &config, &plugin, target, origin_ns)?;
     let ctx = Arc::new(Ctx {
         origin,
         transport,
@@ -599,6 +602,8 @@ struct Meta<'a> {
     barrage_version: &'a str,
     seed: u64,
     started_unix_ms: u128,
+    /// The run's time origin on CLOCK_MONOTONIC (ns): record times are ms after it.
+    origin_monotonic_ns: u64,
     target: &'a str,
     host: String,
     plugin: PluginMeta<'a>,
@@ -613,7 +618,13 @@ struct PluginMeta<'a> {
     source: String,
 }
 
-fn write_meta(dir: &Path, config: &RunConfig, plugin: &CodecPlugin, target: &str) -> Result<(), RunError> {
+fn write_meta(
+    dir: &Path,
+    config: &RunConfig,
+    plugin: &CodecPlugin,
+    target: &str,
+    origin_ns: u64,
+) -> Result<(), RunError> {
     let out = |name: &str, bytes: Vec<u8>| {
         std::fs::write(dir.join(name), bytes).map_err(|source| RunError::Output {
             path: dir.join(name).display().to_string(),
@@ -628,6 +639,7 @@ fn write_meta(dir: &Path, config: &RunConfig, plugin: &CodecPlugin, target: &str
     let meta = Meta {
         barrage_version: env!("CARGO_PKG_VERSION"),
         seed: config.seed,
+        origin_monotonic_ns: origin_ns,
         started_unix_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis()),

@@ -4,9 +4,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-/// A duration distribution in milliseconds.
+/// A duration distribution in milliseconds. In YAML a one-key map:
+/// `{constant: 50}`, `{normal: {mean: 50, stddev: 5}}`,
+/// `{lognormal: {median: 50, sigma: 0.3}}` or `{uniform: {min: 20, max: 80}}`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
+#[serde(try_from = "DistMap", into = "DistMap")]
 pub enum Dist {
     /// Always this many milliseconds.
     Constant(f64),
@@ -31,6 +33,85 @@ pub enum Dist {
         /// Upper bound, ms.
         max: f64,
     },
+}
+
+/// How a [`Dist`] is written: a map with exactly one of these keys. (serde's
+/// own enum encoding would need YAML tags like `!normal`.)
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DistMap {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    constant: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    normal: Option<NormalSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lognormal: Option<LognormalSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    uniform: Option<UniformSpec>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NormalSpec {
+    mean: f64,
+    stddev: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LognormalSpec {
+    median: f64,
+    sigma: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UniformSpec {
+    min: f64,
+    max: f64,
+}
+
+impl TryFrom<DistMap> for Dist {
+    type Error = String;
+
+    fn try_from(m: DistMap) -> Result<Dist, String> {
+        let mut found = Vec::new();
+        if let Some(v) = m.constant {
+            found.push(Dist::Constant(v));
+        }
+        if let Some(n) = m.normal {
+            found.push(Dist::Normal {
+                mean: n.mean,
+                stddev: n.stddev,
+            });
+        }
+        if let Some(l) = m.lognormal {
+            found.push(Dist::Lognormal {
+                median: l.median,
+                sigma: l.sigma,
+            });
+        }
+        if let Some(u) = m.uniform {
+            found.push(Dist::Uniform { min: u.min, max: u.max });
+        }
+        match found.as_slice() {
+            [d] => Ok(*d),
+            _ => Err("a distribution needs exactly one of `constant`, `normal`, `lognormal`, `uniform`".into()),
+        }
+    }
+}
+
+impl From<Dist> for DistMap {
+    fn from(d: Dist) -> DistMap {
+        let mut m = DistMap::default();
+        match d {
+            Dist::Constant(v) => m.constant = Some(v),
+            Dist::Normal { mean, stddev } => m.normal = Some(NormalSpec { mean, stddev }),
+            Dist::Lognormal { median, sigma } => m.lognormal = Some(LognormalSpec { median, sigma }),
+            Dist::Uniform { min, max } => m.uniform = Some(UniformSpec { min, max }),
+        }
+        m
+    }
 }
 
 impl Dist {
@@ -391,5 +472,32 @@ impl SimConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distributions_read_and_write_as_one_key_maps() {
+        let c = SimConfig::from_yaml(
+            "plain:\n  ttft_ms: {lognormal: {median: 80, sigma: 0.4}}\n  itl_ms: {constant: 5}\noutput_tokens: {uniform: {min: 1, max: 9}}\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.plain.ttft_ms,
+            Dist::Lognormal {
+                median: 80.0,
+                sigma: 0.4
+            }
+        );
+        assert_eq!(c.plain.itl_ms, Dist::Constant(5.0));
+        let again = SimConfig::from_yaml(&serde_yaml_ng::to_string(&c).unwrap(), "t").unwrap();
+        assert_eq!(again, c);
+        let err =
+            SimConfig::from_yaml("plain:\n  ttft_ms: {constant: 5, uniform: {min: 1, max: 2}}\n", "t").unwrap_err();
+        assert!(err.to_string().contains("exactly one of"), "{err}");
     }
 }
