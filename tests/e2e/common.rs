@@ -106,6 +106,21 @@ impl SimProcess {
         SimProcess { child, addr }
     }
 
+    /// A plain-mode simulator (fixed TTFT and ITL, ms) that writes its ground truth to `truth`.
+    pub fn plain_with_truth(ttft_ms: &str, itl_ms: &str, truth: &Path) -> SimProcess {
+        let truth = truth.to_str().expect("a UTF-8 path");
+        SimProcess::start(&[
+            "--mode",
+            "plain",
+            "--ttft-ms",
+            ttft_ms,
+            "--itl-ms",
+            itl_ms,
+            "--ground-truth",
+            truth,
+        ])
+    }
+
     /// Stop with SIGTERM and wait; returns stderr.
     pub fn stop(mut self) -> String {
         self.terminate()

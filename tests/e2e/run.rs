@@ -173,16 +173,7 @@ fn the_same_seed_reproduces_the_schedule() {
 fn closed_loop_never_exceeds_its_users() {
     let dir = tempfile::tempdir().unwrap();
     let truth = dir.path().join("truth.jsonl");
-    let sim = SimProcess::start(&[
-        "--mode",
-        "plain",
-        "--ttft-ms",
-        "20",
-        "--itl-ms",
-        "5",
-        "--ground-truth",
-        truth.to_str().unwrap(),
-    ]);
+    let sim = SimProcess::plain_with_truth("20", "5", &truth);
     let out = dir.path().join("run");
     let (code, _, stderr) = run(barrage()
         .args([

@@ -366,16 +366,7 @@ async fn prefix_cache_hits_are_counted_for_shared_prefixes() {
 fn ground_truth_records_every_frame_by_request_id() {
     let dir = tempfile::tempdir().unwrap();
     let truth = dir.path().join("truth.jsonl");
-    let sim = SimProcess::start(&[
-        "--mode",
-        "plain",
-        "--ttft-ms",
-        "20",
-        "--itl-ms",
-        "5",
-        "--ground-truth",
-        truth.to_str().unwrap(),
-    ]);
+    let sim = SimProcess::plain_with_truth("20", "5", &truth);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let c = client();

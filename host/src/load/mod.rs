@@ -410,17 +410,15 @@ pub async fn run(
 /// Offer every stage's load; returns the arrivals scheduled per stage.
 fn pace_stages(config: &RunConfig, ctx: &Arc<Ctx>, handle: &tokio::runtime::Handle, stop: &StopSignal) -> Vec<u64> {
     let mut scheduled = Vec::new();
-    let mut next_id = 0u64;
     // Encoding runs ahead of the schedule, on the plugin threads, fed by this channel.
     let (ready_tx, ready_rx) = mpsc::sync_channel::<(u64, Option<wire::EncodedRequest>)>(1024);
-    let total: u64 = u64::MAX;
     {
         let ctx = ctx.clone();
         let config = config.clone();
         let _ = std::thread::Builder::new()
             .name("barrage-feeder".into())
             .spawn(move || {
-                for id in 0..total {
+                for id in 0.. {
                     let encoded = ctx
                         .workers
                         .encode(spec(&config, id))
@@ -443,7 +441,7 @@ fn pace_stages(config: &RunConfig, ctx: &Arc<Ctx>, handle: &tokio::runtime::Hand
         let mut count = 0u64;
         match stage.shape {
             ShapeKind::Concurrency => {
-                count = run_closed_loop(config, ctx, handle, stop, index, stage, start, &mut next_id);
+                count = run_closed_loop(config, ctx, handle, index, stage, start);
             }
             kind => {
                 let arrivals = Arrivals::new(
@@ -458,7 +456,6 @@ fn pace_stages(config: &RunConfig, ctx: &Arc<Ctx>, handle: &tokio::runtime::Hand
                 );
                 for offset in arrivals {
                     let Ok((id, encoded)) = ready_rx.recv() else { break };
-                    next_id = id + 1;
                     let at = start + offset;
                     pace_until(at);
                     if stop.is_stopped() {
@@ -477,7 +474,6 @@ fn pace_stages(config: &RunConfig, ctx: &Arc<Ctx>, handle: &tokio::runtime::Hand
             }
         }
     }
-    let _ = next_id;
     scheduled
 }
 
@@ -537,16 +533,13 @@ async fn send_one(ctx: &Ctx, id: u64, stage: usize, scheduled: Instant, encoded:
 }
 
 /// `concurrency` virtual users until the stage's duration or request count.
-#[allow(clippy::too_many_arguments)]
 fn run_closed_loop(
     config: &RunConfig,
     ctx: &Arc<Ctx>,
     handle: &tokio::runtime::Handle,
-    stop: &StopSignal,
     index: usize,
     stage: &Stage,
     start: Instant,
-    next_id: &mut u64,
 ) -> u64 {
     let users = stage.concurrency.unwrap_or(1);
     let deadline = stage.duration_s.map(|d| start + Duration::from_secs_f64(d));
@@ -592,8 +585,6 @@ fn run_closed_loop(
     for t in tasks {
         let _ = handle.block_on(t);
     }
-    *next_id += 0;
-    let _ = stop;
     launched.load(Ordering::Relaxed)
 }
 
