@@ -592,13 +592,11 @@ fn run_benchmark(args: RunArgs) -> Result<ExitCode> {
                 args.shape
             },
             rate: args.rate,
-            from_rate: None,
             burstiness: Some(1.0),
             concurrency: args.concurrency,
-            think_time_ms: 0.0,
             duration_s: duration,
             requests: args.requests,
-            pause_after_s: 0.0,
+            ..Stage::default()
         }];
     } else if args.duration.is_some() || args.requests.is_some() {
         for stage in &mut config.stages {

@@ -83,6 +83,11 @@ pub struct Record {
     pub bytes_sent: u64,
     /// Response body bytes.
     pub bytes_received: u64,
+    /// False for requests sent in a stage's warm-up or cool-down: counted,
+    /// but left out of latency and throughput figures.
+    pub measured: bool,
+    /// Time waited for a slot under the stage's concurrency cap, ms.
+    pub queue_wait_ms: Option<f64>,
 }
 
 impl Record {
@@ -170,6 +175,8 @@ impl Record {
             finish_reason: finish,
             bytes_sent: ex.bytes_sent,
             bytes_received: ex.bytes_received,
+            measured: true,
+            queue_wait_ms: None,
         }
     }
 }
@@ -251,6 +258,9 @@ pub struct StageAgg {
     tpot: Hist,
     e2e: Hist,
     lag: Hist,
+    queue_wait: Hist,
+    queued: u64,
+    unmeasured: u64,
     first_sent_ms: Option<f64>,
     last_sent_ms: f64,
     last_end_ms: f64,
@@ -274,6 +284,16 @@ impl StageAgg {
             && (self.errors.len() < 50 || self.errors.contains_key(e))
         {
             *self.errors.entry(e.chars().take(100).collect()).or_default() += 1;
+        }
+        if let Some(w) = r.queue_wait_ms {
+            self.queue_wait.record_ms(w);
+            if w > 0.001 {
+                self.queued += 1;
+            }
+        }
+        if !r.measured {
+            self.unmeasured += 1;
+            return;
         }
         if r.status != Status::Ok {
             return;
@@ -314,6 +334,10 @@ impl StageAgg {
         StageSummary {
             stage: index,
             scheduled: self.scheduled,
+            dropped: 0,
+            queued: self.queued,
+            queue_wait_ms: self.queue_wait.dist(),
+            unmeasured: self.unmeasured,
             sent,
             succeeded: ok,
             by_status: self.by_status.clone(),
@@ -346,6 +370,14 @@ pub struct StageSummary {
     pub stage: usize,
     /// Arrivals the schedule produced.
     pub scheduled: u64,
+    /// Arrivals not sent because the stage's concurrency cap was reached (`on_cap: drop`).
+    pub dropped: u64,
+    /// Requests that waited for a slot under the cap (`on_cap: queue`).
+    pub queued: u64,
+    /// How long they waited.
+    pub queue_wait_ms: Option<Dist>,
+    /// Requests in warm-up or cool-down: counted here, not in the figures below.
+    pub unmeasured: u64,
     /// Requests sent.
     pub sent: u64,
     /// Requests that succeeded.

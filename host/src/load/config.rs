@@ -5,7 +5,19 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::shape::ShapeKind;
+use super::shape::{RampKind, ShapeKind};
+
+/// What an open-loop stage does with an arrival when `max_concurrency`
+/// requests are already in flight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CapPolicy {
+    /// Wait for a slot; the wait shows as send lag and queue wait.
+    #[default]
+    Queue,
+    /// Do not send it; counted as dropped.
+    Drop,
+}
 
 /// One stage of load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +49,66 @@ pub struct Stage {
     /// Pause after the stage, seconds.
     #[serde(default)]
     pub pause_after_s: f64,
+    /// `ramp`: linear (default) or exponential.
+    #[serde(default)]
+    pub ramp: RampKind,
+    /// `ramp` of a closed loop: users at the start (to `concurrency` at the end).
+    #[serde(default)]
+    pub from_concurrency: Option<usize>,
+    /// `burst`: the rate during a burst.
+    #[serde(default)]
+    pub burst_rate: Option<f64>,
+    /// `burst`: how long a burst lasts, seconds.
+    #[serde(default)]
+    pub burst_s: Option<f64>,
+    /// `burst`: when the (first) burst starts, seconds into the stage.
+    #[serde(default)]
+    pub burst_at_s: f64,
+    /// `burst`: repeat the burst every this many seconds.
+    #[serde(default)]
+    pub period_s: Option<f64>,
+    /// `expression`: the rate as an expression of `t`, e.g. `5 + 20*sin(t/60)`.
+    #[serde(default)]
+    pub rate_expr: Option<String>,
+    /// Open loop: most requests in flight at once.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// Open loop: queue or drop arrivals at the cap.
+    #[serde(default)]
+    pub on_cap: CapPolicy,
+    /// Requests sent in the stage's first seconds are recorded but not measured.
+    #[serde(default)]
+    pub warmup_s: f64,
+    /// Requests sent in the stage's last seconds (of `duration_s`) are recorded but not measured.
+    #[serde(default)]
+    pub cooldown_s: f64,
+}
+
+impl Default for Stage {
+    fn default() -> Self {
+        Stage {
+            shape: ShapeKind::Constant,
+            rate: None,
+            from_rate: None,
+            burstiness: None,
+            concurrency: None,
+            think_time_ms: 0.0,
+            duration_s: None,
+            requests: None,
+            pause_after_s: 0.0,
+            ramp: RampKind::Linear,
+            from_concurrency: None,
+            burst_rate: None,
+            burst_s: None,
+            burst_at_s: 0.0,
+            period_s: None,
+            rate_expr: None,
+            max_concurrency: None,
+            on_cap: CapPolicy::Queue,
+            warmup_s: 0.0,
+            cooldown_s: 0.0,
+        }
+    }
 }
 
 /// What each request asks for (until datasets land: a synthetic prompt).
@@ -122,13 +194,8 @@ impl Default for RunConfig {
             stages: vec![Stage {
                 shape: ShapeKind::Constant,
                 rate: Some(20.0),
-                from_rate: None,
-                burstiness: None,
-                concurrency: None,
-                think_time_ms: 0.0,
                 duration_s: Some(10.0),
-                requests: None,
-                pause_after_s: 0.0,
+                ..Stage::default()
             }],
             sim: None,
         }
@@ -232,16 +299,58 @@ impl RunConfig {
                     positive("burstiness", s.burstiness)?;
                 }
                 ShapeKind::Ramp => {
-                    positive("rate", s.rate)?;
-                    positive("from_rate", s.from_rate)?;
                     if s.duration_s.is_none() {
                         return Err(format!("{at}: a ramp needs duration_s"));
+                    }
+                    match (s.from_concurrency, s.concurrency) {
+                        (Some(a), Some(b)) if a > 0 && b > 0 => {}
+                        (Some(_), _) | (None, Some(_)) => {
+                            return Err(format!(
+                                "{at}: a concurrency ramp needs from_concurrency ≥ 1 and concurrency ≥ 1"
+                            ));
+                        }
+                        (None, None) => {
+                            positive("rate", s.rate)?;
+                            positive("from_rate", s.from_rate)?;
+                        }
+                    }
+                }
+                ShapeKind::Burst => {
+                    positive("rate", s.rate)?;
+                    positive("burst_rate", s.burst_rate)?;
+                    positive("burst_s", s.burst_s)?;
+                    if let Some(p) = s.period_s
+                        && !(p > 0.0 && p.is_finite())
+                    {
+                        return Err(format!("{at}.period_s must be > 0, got {p}"));
+                    }
+                    if !(s.burst_at_s >= 0.0 && s.burst_at_s.is_finite()) {
+                        return Err(format!("{at}.burst_at_s must be ≥ 0, got {}", s.burst_at_s));
+                    }
+                }
+                ShapeKind::Expression => {
+                    let Some(src) = &s.rate_expr else {
+                        return Err(format!(
+                            "{at}: shape expression needs rate_expr, e.g. \"5 + 20*sin(t/60)\""
+                        ));
+                    };
+                    super::expr::Expr::parse(src).map_err(|e| format!("{at}.rate_expr `{src}`: {e}"))?;
+                    if s.duration_s.is_none() {
+                        return Err(format!("{at}: an expression rate needs duration_s"));
                     }
                 }
                 ShapeKind::Concurrency => match s.concurrency {
                     Some(c) if c > 0 => {}
                     _ => return Err(format!("{at}: shape concurrency needs concurrency ≥ 1")),
                 },
+            }
+            if s.max_concurrency == Some(0) {
+                return Err(format!("{at}.max_concurrency must be at least 1"));
+            }
+            for (name, v) in [("warmup_s", s.warmup_s), ("cooldown_s", s.cooldown_s)] {
+                if !(v >= 0.0 && v.is_finite()) {
+                    return Err(format!("{at}.{name} must be ≥ 0 seconds, got {v}"));
+                }
             }
             if !(s.think_time_ms >= 0.0 && s.think_time_ms.is_finite()) {
                 return Err(format!("{at}.think_time_ms must be ≥ 0, got {}", s.think_time_ms));

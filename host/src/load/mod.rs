@@ -9,6 +9,7 @@
 //! the I/O and only the I/O.
 
 pub mod config;
+pub mod expr;
 pub mod shape;
 
 use std::path::{Path, PathBuf};
@@ -20,7 +21,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 pub use config::{RunConfig, RunConfigError, Stage};
-use shape::{Arrivals, ShapeKind};
+use shape::ShapeKind;
 
 use crate::plugin::bindings::{Message, Prompt};
 use crate::plugin::{CodecPlugin, CodecWorkers, wire};
@@ -388,7 +389,9 @@ pub async fn run(
         .enumerate()
         .map(|(i, agg)| {
             let mut s = agg.summary(i);
-            s.scheduled = scheduled.get(i).copied().unwrap_or(s.sent);
+            let counts = scheduled.get(i).copied().unwrap_or_default();
+            s.scheduled = counts.scheduled;
+            s.dropped = counts.dropped;
             s
         })
         .collect();
@@ -407,8 +410,52 @@ pub async fn run(
     Ok(report)
 }
 
-/// Offer every stage's load; returns the arrivals scheduled per stage.
-fn pace_stages(config: &RunConfig, ctx: &Arc<Ctx>, handle: &tokio::runtime::Handle, stop: &StopSignal) -> Vec<u64> {
+/// Arrivals a stage's schedule produced, and those dropped at its cap.
+#[derive(Debug, Default, Clone, Copy)]
+struct StageCounts {
+    scheduled: u64,
+    dropped: u64,
+}
+
+/// The part of a stage whose requests are measured (warm-up and cool-down excluded).
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: Instant,
+    until: Option<Instant>,
+}
+
+impl Window {
+    fn of(stage: &Stage, start: Instant) -> Window {
+        Window {
+            from: start + Duration::from_secs_f64(stage.warmup_s),
+            until: stage
+                .duration_s
+                .map(|d| start + Duration::from_secs_f64((d - stage.cooldown_s).max(0.0))),
+        }
+    }
+
+    fn contains(&self, t: Instant) -> bool {
+        t >= self.from && self.until.is_none_or(|u| t < u)
+    }
+}
+
+/// A request's place under an open-loop stage's concurrency cap.
+enum Slot {
+    /// No cap.
+    Free,
+    /// A slot taken at arrival.
+    Held(tokio::sync::OwnedSemaphorePermit),
+    /// Wait for a slot before sending.
+    Wait(Arc<tokio::sync::Semaphore>),
+}
+
+/// Offer every stage's load; returns what each stage's schedule produced.
+fn pace_stages(
+    config: &RunConfig,
+    ctx: &Arc<Ctx>,
+    handle: &tokio::runtime::Handle,
+    stop: &StopSignal,
+) -> Vec<StageCounts> {
     let mut scheduled = Vec::new();
     // Encoding runs ahead of the schedule, on the plugin threads, fed by this channel.
     let (ready_tx, ready_rx) = mpsc::sync_channel::<(u64, Option<wire::EncodedRequest>)>(1024);
@@ -433,28 +480,23 @@ fn pace_stages(config: &RunConfig, ctx: &Arc<Ctx>, handle: &tokio::runtime::Hand
     }
     for (index, stage) in config.stages.iter().enumerate() {
         if stop.is_stopped() {
-            scheduled.push(0);
+            scheduled.push(StageCounts::default());
             continue;
         }
         let start = Instant::now();
-        let duration = stage.duration_s.map(Duration::from_secs_f64);
         let mut count = 0u64;
+        let mut dropped = 0u64;
         match stage.shape {
             ShapeKind::Concurrency => {
                 count = run_closed_loop(config, ctx, handle, index, stage, start);
             }
-            kind => {
-                let arrivals = Arrivals::new(
-                    kind,
-                    stage.rate.unwrap_or(1.0),
-                    stage.from_rate.unwrap_or(1.0),
-                    stage.burstiness.unwrap_or(1.0),
-                    duration,
-                    stage.requests,
-                    config.seed,
-                    index as u64,
-                );
-                for offset in arrivals {
+            ShapeKind::Ramp if stage.from_concurrency.is_some() => {
+                count = run_closed_loop(config, ctx, handle, index, stage, start);
+            }
+            _ => {
+                let window = Window::of(stage, start);
+                let cap = stage.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+                for offset in shape::stage_arrivals(stage, config.seed, index) {
                     let Ok((id, encoded)) = ready_rx.recv() else { break };
                     let at = start + offset;
                     pace_until(at);
@@ -462,11 +504,25 @@ fn pace_stages(config: &RunConfig, ctx: &Arc<Ctx>, handle: &tokio::runtime::Hand
                         break;
                     }
                     count += 1;
-                    launch(ctx, handle, id, index, at, encoded);
+                    let permit = match (&cap, stage.on_cap) {
+                        (None, _) => Slot::Free,
+                        (Some(sem), config::CapPolicy::Drop) => match sem.clone().try_acquire_owned() {
+                            Ok(p) => Slot::Held(p),
+                            Err(_) => {
+                                dropped += 1;
+                                continue;
+                            }
+                        },
+                        (Some(sem), config::CapPolicy::Queue) => Slot::Wait(sem.clone()),
+                    };
+                    launch(ctx, handle, id, index, at, window, permit, encoded);
                 }
             }
         }
-        scheduled.push(count);
+        scheduled.push(StageCounts {
+            scheduled: count,
+            dropped,
+        });
         if stage.pause_after_s > 0.0 && !stop.is_stopped() {
             let until = Instant::now() + Duration::from_secs_f64(stage.pause_after_s);
             while Instant::now() < until && !stop.is_stopped() {
@@ -478,23 +534,42 @@ fn pace_stages(config: &RunConfig, ctx: &Arc<Ctx>, handle: &tokio::runtime::Hand
 }
 
 /// Start request `id` on the runtime.
+#[allow(clippy::too_many_arguments)]
 fn launch(
     ctx: &Arc<Ctx>,
     handle: &tokio::runtime::Handle,
     id: u64,
     stage: usize,
     at: Instant,
+    window: Window,
+    slot: Slot,
     encoded: Option<wire::EncodedRequest>,
 ) {
     ctx.in_flight.fetch_add(1, Ordering::SeqCst);
     ctx.sent.fetch_add(1, Ordering::Relaxed);
     let ctx = ctx.clone();
     handle.spawn(async move {
-        send_one(&ctx, id, stage, at, encoded).await;
+        let (_permit, queue_wait) = match slot {
+            Slot::Free => (None, None),
+            Slot::Held(p) => (Some(p), None),
+            Slot::Wait(sem) => {
+                let p = sem.acquire_owned().await.ok();
+                (p, Some(at.elapsed()))
+            }
+        };
+        send_one(&ctx, id, stage, at, window, queue_wait, encoded).await;
     });
 }
 
-async fn send_one(ctx: &Ctx, id: u64, stage: usize, scheduled: Instant, encoded: Option<wire::EncodedRequest>) {
+async fn send_one(
+    ctx: &Ctx,
+    id: u64,
+    stage: usize,
+    scheduled: Instant,
+    window: Window,
+    queue_wait: Option<Duration>,
+    encoded: Option<wire::EncodedRequest>,
+) {
     let record = match encoded {
         Some(req) => {
             let mut cancel = ctx.cancel.clone();
@@ -527,6 +602,9 @@ async fn send_one(ctx: &Ctx, id: u64, stage: usize, scheduled: Instant, encoded:
             Record::from_exchange(id, stage, ctx.origin, scheduled, &ex)
         }
     };
+    let mut record = record;
+    record.measured = window.contains(scheduled);
+    record.queue_wait_ms = queue_wait.map(|d| d.as_secs_f64() * 1000.0);
     let _ = ctx.records.send(record);
     ctx.done.fetch_add(1, Ordering::Relaxed);
     ctx.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -541,7 +619,8 @@ fn run_closed_loop(
     stage: &Stage,
     start: Instant,
 ) -> u64 {
-    let users = stage.concurrency.unwrap_or(1);
+    let users = stage.concurrency.unwrap_or(1).max(stage.from_concurrency.unwrap_or(0));
+    let window = Window::of(stage, start);
     let deadline = stage.duration_s.map(|d| start + Duration::from_secs_f64(d));
     let budget = Arc::new(AtomicU64::new(stage.requests.unwrap_or(u64::MAX)));
     // Ids for this stage come after every id the open-loop feeder could have
@@ -550,9 +629,10 @@ fn run_closed_loop(
     let launched = Arc::new(AtomicU64::new(0));
     let think = Duration::from_secs_f64(stage.think_time_ms / 1000.0);
     let mut tasks = Vec::new();
-    for _ in 0..users {
+    for user in 0..users {
         let ctx = ctx.clone();
         let config = config.clone();
+        let stage_cfg = stage.clone();
         let budget = budget.clone();
         let ids = ids.clone();
         let launched = launched.clone();
@@ -567,6 +647,12 @@ fn run_closed_loop(
                 if stopping.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d) {
                     return;
                 }
+                // A concurrency ramp: users above the current target wait.
+                if user >= shape::users_at(&stage_cfg, start.elapsed().as_secs_f64()) {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    first = true;
+                    continue;
+                }
                 if budget
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
                     .is_err()
@@ -578,7 +664,7 @@ fn run_closed_loop(
                 launched.fetch_add(1, Ordering::Relaxed);
                 ctx.in_flight.fetch_add(1, Ordering::SeqCst);
                 ctx.sent.fetch_add(1, Ordering::Relaxed);
-                send_one(&ctx, id, index, Instant::now(), encoded).await;
+                send_one(&ctx, id, index, Instant::now(), window, None, encoded).await;
             }
         }));
     }
