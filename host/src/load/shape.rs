@@ -180,6 +180,74 @@ impl Iterator for Arrivals {
     }
 }
 
+/// The arrivals of an open-loop stage.
+pub fn stage_arrivals(stage: &super::config::Stage, seed: u64, index: usize) -> Arrivals {
+    let duration = stage.duration_s.map(Duration::from_secs_f64);
+    let (seed, stream) = (seed, index as u64);
+    let rate = stage.rate.unwrap_or(1.0);
+    match stage.shape {
+        ShapeKind::Ramp if stage.ramp == RampKind::Exponential => {
+            let (r0, r1) = (stage.from_rate.unwrap_or(1.0), rate);
+            let d = stage.duration_s.unwrap_or(1.0);
+            let f: RateFn = std::sync::Arc::new(move |t| r0 * (r1 / r0).powf(t / d));
+            Arrivals::varying(f, r0.max(r1), duration, stage.requests, seed, stream)
+        }
+        ShapeKind::Burst => {
+            let (base, burst) = (rate, stage.burst_rate.unwrap_or(rate));
+            let (at, len, period) = (stage.burst_at_s, stage.burst_s.unwrap_or(0.0), stage.period_s);
+            let f: RateFn = std::sync::Arc::new(move |t| {
+                let into = t - at;
+                let in_burst = into >= 0.0 && period.map_or(into, |p| into.rem_euclid(p)) < len;
+                if in_burst { burst } else { base }
+            });
+            Arrivals::varying(f, base.max(burst), duration, stage.requests, seed, stream)
+        }
+        ShapeKind::Expression => {
+            let expr = stage
+                .rate_expr
+                .as_deref()
+                .and_then(|e| super::expr::Expr::parse(e).ok());
+            let expr = expr.unwrap_or(super::expr::Expr::Num(0.0));
+            let d = stage.duration_s.unwrap_or(1.0);
+            // Bound the rate by sampling it finely, with a margin: thinning
+            // needs an upper bound, and a smooth expression does not peak
+            // much between 4,096 samples.
+            let max = (0..=4096)
+                .map(|i| expr.eval(d * i as f64 / 4096.0))
+                .filter(|v| v.is_finite())
+                .fold(0.0, f64::max);
+            let f: RateFn = std::sync::Arc::new(move |t| expr.eval(t));
+            Arrivals::varying(f, (max * 1.1).max(1e-9), duration, stage.requests, seed, stream)
+        }
+        kind => Arrivals::new(
+            kind,
+            rate,
+            stage.from_rate.unwrap_or(1.0),
+            stage.burstiness.unwrap_or(1.0),
+            duration,
+            stage.requests,
+            seed,
+            stream,
+        ),
+    }
+}
+
+/// Users a closed-loop stage wants at `t` seconds (a concurrency ramp moves
+/// from `from_concurrency` to `concurrency`).
+pub fn users_at(stage: &super::config::Stage, t: f64) -> usize {
+    let to = stage.concurrency.unwrap_or(1) as f64;
+    let Some(from) = stage.from_concurrency.filter(|_| stage.shape == ShapeKind::Ramp) else {
+        return to as usize;
+    };
+    let from = from as f64;
+    let x = (t / stage.duration_s.unwrap_or(1.0)).clamp(0.0, 1.0);
+    let n = match stage.ramp {
+        RampKind::Linear => from + (to - from) * x,
+        RampKind::Exponential => from * (to / from).powf(x),
+    };
+    n.round().max(1.0) as usize
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,72 +316,4 @@ mod tests {
             offsets(ShapeKind::Poisson, 50.0, 0.0, 1.0, 5.0, 10)
         );
     }
-}
-
-/// The arrivals of an open-loop stage.
-pub fn stage_arrivals(stage: &super::config::Stage, seed: u64, index: usize) -> Arrivals {
-    let duration = stage.duration_s.map(Duration::from_secs_f64);
-    let (seed, stream) = (seed, index as u64);
-    let rate = stage.rate.unwrap_or(1.0);
-    match stage.shape {
-        ShapeKind::Ramp if stage.ramp == RampKind::Exponential => {
-            let (r0, r1) = (stage.from_rate.unwrap_or(1.0), rate);
-            let d = stage.duration_s.unwrap_or(1.0);
-            let f: RateFn = std::sync::Arc::new(move |t| r0 * (r1 / r0).powf(t / d));
-            Arrivals::varying(f, r0.max(r1), duration, stage.requests, seed, stream)
-        }
-        ShapeKind::Burst => {
-            let (base, burst) = (rate, stage.burst_rate.unwrap_or(rate));
-            let (at, len, period) = (stage.burst_at_s, stage.burst_s.unwrap_or(0.0), stage.period_s);
-            let f: RateFn = std::sync::Arc::new(move |t| {
-                let into = t - at;
-                let in_burst = into >= 0.0 && period.map_or(into, |p| into.rem_euclid(p)) < len;
-                if in_burst { burst } else { base }
-            });
-            Arrivals::varying(f, base.max(burst), duration, stage.requests, seed, stream)
-        }
-        ShapeKind::Expression => {
-            let expr = stage
-                .rate_expr
-                .as_deref()
-                .and_then(|e| super::expr::Expr::parse(e).ok());
-            let expr = expr.unwrap_or(super::expr::Expr::Num(0.0));
-            let d = stage.duration_s.unwrap_or(1.0);
-            // Bound the rate by sampling it finely, with a margin: thinning
-            // needs an upper bound, and a smooth expression does not peak
-            // much between 4,096 samples.
-            let max = (0..=4096)
-                .map(|i| expr.eval(d * i as f64 / 4096.0))
-                .filter(|v| v.is_finite())
-                .fold(0.0, f64::max);
-            let f: RateFn = std::sync::Arc::new(move |t| expr.eval(t));
-            Arrivals::varying(f, (max * 1.1).max(1e-9), duration, stage.requests, seed, stream)
-        }
-        kind => Arrivals::new(
-            kind,
-            rate,
-            stage.from_rate.unwrap_or(1.0),
-            stage.burstiness.unwrap_or(1.0),
-            duration,
-            stage.requests,
-            seed,
-            stream,
-        ),
-    }
-}
-
-/// Users a closed-loop stage wants at `t` seconds (a concurrency ramp moves
-/// from `from_concurrency` to `concurrency`).
-pub fn users_at(stage: &super::config::Stage, t: f64) -> usize {
-    let to = stage.concurrency.unwrap_or(1) as f64;
-    let Some(from) = stage.from_concurrency.filter(|_| stage.shape == ShapeKind::Ramp) else {
-        return to as usize;
-    };
-    let from = from as f64;
-    let x = (t / stage.duration_s.unwrap_or(1.0)).clamp(0.0, 1.0);
-    let n = match stage.ramp {
-        RampKind::Linear => from + (to - from) * x,
-        RampKind::Exponential => from * (to / from).powf(x),
-    };
-    n.round().max(1.0) as usize
 }
