@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use wasmtime::ResourceLimiter;
+use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
 use super::bindings::codec::barrage::plugin::{config, log, random, tokenizer, types};
 use crate::tokenizer::Tokenizer;
@@ -35,10 +35,16 @@ pub struct HostState {
 impl HostState {
     pub(crate) fn new(ctx: PluginContext, memory_limit: usize) -> HostState {
         let rng = ctx.seed;
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(memory_limit)
+            .table_elements(1 << 20)
+            .trap_on_grow_failure(true)
+            .build();
         HostState {
             ctx,
             rng,
             limiter: MemoryLimiter {
+                limits,
                 limit: memory_limit,
                 hit: false,
             },
@@ -47,29 +53,25 @@ impl HostState {
     }
 }
 
-/// Enforces the memory limit and remembers that it did, so a trap caused by
-/// the limit is reported as such.
+/// wasmtime's `StoreLimits` (memory and table caps, growth failures trap),
+/// plus a note of whether the memory cap was what stopped the plugin, so the
+/// failure is reported as a memory-limit hit rather than a bare trap.
 pub(crate) struct MemoryLimiter {
+    limits: StoreLimits,
     pub(crate) limit: usize,
     pub(crate) hit: bool,
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(&mut self, current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, max: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.hit = true;
-            return Err(wasmtime::format_err!(
-                "memory limit of {} MiB reached (the plugin had {} MiB and asked for {} MiB)",
-                self.limit >> 20,
-                current >> 20,
-                desired.div_ceil(1 << 20)
-            ));
         }
-        Ok(true)
+        self.limits.memory_growing(current, desired, max)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 1 << 20)
+    fn table_growing(&mut self, current: usize, desired: usize, max: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, max)
     }
 }
 
