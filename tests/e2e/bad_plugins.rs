@@ -45,7 +45,17 @@ fn a_plugin_past_its_memory_limit_fails_only_its_response() {
     let hog = write(&dir, "hog.sse", b"data: hog\n\n");
     let good = fixture("sse/chat-reasoning.sse");
     let (code, stdout, _) = run(barrage()
-        .args(["plugin", "decode", "--plugin-memory-mib", "32", "--codec"])
+        // A generous deadline, so that on a busy machine the memory limit,
+        // not the clock, is what stops the allocation loop.
+        .args([
+            "plugin",
+            "decode",
+            "--plugin-memory-mib",
+            "32",
+            "--plugin-deadline-ms",
+            "5000",
+            "--codec",
+        ])
         .arg(&plugin)
         .arg(&hog)
         .arg(&good)
