@@ -208,7 +208,8 @@ fn closed_loop_never_exceeds_its_users() {
     // Each request takes 20 + 7×5 = 55 ms: 4 users give ~72 requests/s.
     let s = summary(&out);
     let rps = s["stages"][0]["requests_per_s"].as_f64().unwrap();
-    assert!(rps > 55.0 && rps < 75.0, "{rps}");
+    // (A busy machine only slows the loop down, never speeds it past 4 users.)
+    assert!(rps > 40.0 && rps < 75.0, "{rps}");
 }
 
 #[test]
@@ -639,6 +640,6 @@ fn a_concurrency_ramp_adds_users_over_the_stage() {
     let t = arrivals(&truth);
     let c = per_window(&t, 1.0, 3);
     // ~50 ms requests: users(t)·20 per second, users going 1 → 8.
-    assert!(c[0] < 70.0 && c[2] > 120.0, "{c:?}");
+    assert!(c[0] < 70.0 && c[2] > 80.0 && c[2] > 2.0 * c[0], "{c:?}");
     assert_eq!(server_peak_concurrency(&truth), 8);
 }
