@@ -82,6 +82,15 @@ struct RunArgs {
     /// No live progress lines.
     #[arg(long)]
     quiet: bool,
+    /// HTTP/2 only (h2c on http://, h2 on https://).
+    #[arg(long)]
+    http2: bool,
+    /// Trust the certificates in this PEM file too (https:// targets).
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// Accept any server certificate (testing only).
+    #[arg(long)]
+    insecure: bool,
     #[command(flatten)]
     plugins: PluginOptions,
 }
@@ -121,6 +130,12 @@ struct SimArgs {
     /// Record the true send time of every frame to this JSON Lines file.
     #[arg(long, value_name = "FILE")]
     ground_truth: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -504,6 +519,9 @@ fn sim(args: SimArgs) -> Result<ExitCode> {
     if let Some(v) = args.ground_truth {
         config.ground_truth = Some(v);
     }
+    if let (Some(cert_file), Some(key_file)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(crate::sim::config::ServerTls { cert_file, key_file });
+    }
     config.validate().map_err(|m| anyhow::anyhow!("simulator flags: {m}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -580,6 +598,15 @@ fn run_benchmark(args: RunArgs) -> Result<ExitCode> {
     }
     if let Some(v) = args.output {
         config.output = Some(v);
+    }
+    if args.http2 {
+        config.http2 = true;
+    }
+    if let Some(v) = args.ca_file {
+        config.tls.ca_file = Some(v);
+    }
+    if args.insecure {
+        config.tls.insecure = true;
     }
     if args.rate.is_some() || args.concurrency.is_some() {
         let duration = args

@@ -11,5 +11,6 @@ pub mod results;
 pub mod rng;
 pub mod signals;
 pub mod sim;
+pub mod tls;
 pub mod tokenizer;
 pub mod transport;

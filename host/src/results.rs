@@ -75,6 +75,8 @@ pub struct Record {
     pub status: Status,
     /// HTTP status.
     pub http_status: Option<u16>,
+    /// HTTP version of the response.
+    pub http_version: Option<&'static str>,
     /// The error, if any.
     pub error: Option<String>,
     /// Finish reason.
@@ -171,6 +173,7 @@ impl Record {
             output_tokens_source: source,
             status,
             http_status: ex.status,
+            http_version: ex.version,
             error,
             finish_reason: finish,
             bytes_sent: ex.bytes_sent,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderName, HeaderValue};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -62,6 +63,8 @@ pub struct Exchange {
     pub end: Instant,
     /// HTTP status, once known.
     pub status: Option<u16>,
+    /// The HTTP version the response came in, e.g. `HTTP/2.0`.
+    pub version: Option<&'static str>,
     /// How it ended.
     pub ending: Ending,
     /// Body bytes received.
@@ -72,62 +75,76 @@ pub struct Exchange {
     pub decoded: StreamOutcome,
 }
 
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct TransportOptions {
+    /// Extra headers on every request.
+    pub headers: Vec<(String, String)>,
+    /// Sent as a bearer token; never logged.
+    pub api_key: Option<String>,
+    /// Idle connections kept per host (0: no limit).
+    pub max_idle_per_host: usize,
+    /// Per-request timeout (and connect timeout).
+    pub timeout: Duration,
+    /// Speak HTTP/2 only: h2c (prior knowledge) on http://, h2 by ALPN on https://.
+    /// Otherwise HTTP/1.1 on http://, and whatever ALPN picks on https://.
+    pub http2: bool,
+    /// TLS settings for https:// targets.
+    pub tls: crate::tls::ClientTls,
+}
+
 /// The HTTP client of a run.
 pub struct Transport {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     base: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
 }
 
 impl Transport {
-    /// A client for `target` (`http://host:port`, optionally with a path prefix).
-    pub fn new(
-        target: &str,
-        headers: &[(String, String)],
-        api_key: Option<&str>,
-        max_idle_per_host: usize,
-        timeout: Duration,
-    ) -> Result<Transport, TransportError> {
-        let uri: hyper::Uri = target.parse().map_err(|e| TransportError::Target {
+    /// A client for `target` (`http(s)://host:port`, optionally with a path prefix).
+    pub fn new(target: &str, options: &TransportOptions) -> Result<Transport, TransportError> {
+        let bad = |message: String| TransportError::Target {
             target: target.to_string(),
-            message: format!("not a URL: {e}"),
-        })?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(TransportError::Target {
-                    target: target.to_string(),
-                    message: "https targets are not supported yet; use http:// (TLS is on the roadmap)".into(),
-                });
-            }
-            _ => {
-                return Err(TransportError::Target {
-                    target: target.to_string(),
-                    message: "use an http:// URL".into(),
-                });
-            }
+            message,
+        };
+        let uri: hyper::Uri = target.parse().map_err(|e| bad(format!("not a URL: {e}")))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(bad("use an http:// or https:// URL".into()));
         }
         if uri.host().is_none() {
-            return Err(TransportError::Target {
-                target: target.to_string(),
-                message: "the URL has no host".into(),
-            });
+            return Err(bad("the URL has no host".into()));
         }
-        let mut connector = HttpConnector::new();
+        let mut http = HttpConnector::new();
         // Nagle's algorithm with delayed ACKs stalls small request writes
         // by ~40 ms on loopback; every connection sends at once instead.
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(timeout));
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(options.timeout));
+        // The TLS connector passes http:// through untouched.
+        http.enforce_http(false);
+        let tls = crate::tls::client_config(&options.tls).map_err(|e| bad(e.to_string()))?;
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        // ALPN offers what the client will speak: h2 alone, or both.
+        let connector = if options.http2 {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().enable_http2().wrap_connector(http)
+        };
         let mut builder = Client::builder(TokioExecutor::new());
-        if max_idle_per_host > 0 {
-            builder.pool_max_idle_per_host(max_idle_per_host);
+        if options.max_idle_per_host > 0 {
+            builder.pool_max_idle_per_host(options.max_idle_per_host);
         }
+        builder.http2_only(options.http2);
         // Long responses must not be read in small pieces.
         builder.http1_read_buf_exact_size(64 * 1024);
+        builder
+            .http2_initial_stream_window_size(4 << 20)
+            .http2_initial_connection_window_size(16 << 20);
         let client = builder.build(connector);
         let mut parsed = Vec::new();
-        for (k, v) in headers {
+        for (k, v) in &options.headers {
             let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| TransportError::Header {
                 name: k.clone(),
                 message: e.to_string(),
@@ -138,7 +155,7 @@ impl Transport {
             })?;
             parsed.push((name, value));
         }
-        if let Some(key) = api_key {
+        if let Some(key) = &options.api_key {
             let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| TransportError::Header {
                 name: "authorization".into(),
                 message: "the API key holds characters a header cannot".into(),
@@ -150,7 +167,7 @@ impl Transport {
             client,
             base: target.trim_end_matches('/').to_string(),
             headers: parsed,
-            timeout,
+            timeout: options.timeout,
         })
     }
 
@@ -171,6 +188,7 @@ impl Transport {
             first_byte: None,
             end: sent,
             status: None,
+            version: None,
             ending: Ending::Complete,
             bytes_received: 0,
             bytes_sent: 0,
@@ -212,6 +230,11 @@ impl Transport {
             ex.headers_at = Some(Instant::now());
             let status = response.status().as_u16();
             ex.status = Some(status);
+            ex.version = Some(match response.version() {
+                hyper::Version::HTTP_2 => "HTTP/2.0",
+                hyper::Version::HTTP_10 => "HTTP/1.0",
+                _ => "HTTP/1.1",
+            });
             let head = wire::ResponseHead {
                 status,
                 headers: response

@@ -11,4 +11,5 @@ mod contract;
 mod examples;
 mod run;
 mod sim;
+mod tls;
 mod workers;

@@ -448,17 +448,13 @@ fn bad_run_input_gets_clear_messages() {
         stderr.contains("stages[0].rate must be a number > 0, got 0"),
         "{stderr}"
     );
-    let (code, _, stderr) = run(barrage().args([
-        "run",
-        "--target",
-        "https://127.0.0.1:1",
-        "--requests",
-        "1",
-        "--rate",
-        "1",
-    ]));
+    let (code, _, stderr) =
+        run(barrage().args(["run", "--target", "ftp://127.0.0.1:1", "--requests", "1", "--rate", "1"]));
     assert_eq!(code, 2);
-    assert!(stderr.contains("https targets are not supported yet"), "{stderr}");
+    assert!(
+        stderr.contains("target: `ftp://127.0.0.1:1` is not an http:// or https:// URL"),
+        "{stderr}"
+    );
 }
 
 /// Write a run config and run it against a zero-latency simulator.

@@ -163,6 +163,10 @@ pub struct RunConfig {
     pub api_key_env: Option<String>,
     /// Most connections kept per host (0: no limit).
     pub connections: usize,
+    /// HTTP/2 only: h2c on http://, h2 on https://.
+    pub http2: bool,
+    /// TLS for https:// targets.
+    pub tls: crate::tls::ClientTls,
     /// Plugin threads.
     pub plugin_threads: usize,
     /// After a stop, how long in-flight requests may finish, seconds.
@@ -188,6 +192,8 @@ impl Default for RunConfig {
             headers: BTreeMap::new(),
             api_key_env: None,
             connections: 0,
+            http2: false,
+            tls: crate::tls::ClientTls::default(),
             plugin_threads: 1,
             grace_period_s: 5.0,
             max_error_rate: None,

@@ -210,13 +210,16 @@ pub async fn run(
         ),
         None => None,
     };
-    let headers: Vec<(String, String)> = config.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let transport = Transport::new(
         target,
-        &headers,
-        api_key.as_deref(),
-        config.connections,
-        Duration::from_secs_f64(config.request.timeout_s),
+        &crate::transport::TransportOptions {
+            headers: config.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            api_key,
+            max_idle_per_host: config.connections,
+            timeout: Duration::from_secs_f64(config.request.timeout_s),
+            http2: config.http2,
+            tls: config.tls.clone(),
+        },
     )?;
     let workers = CodecWorkers::start(plugin.clone(), config.plugin_threads).map_err(RunError::Thread)?;
     let (records_tx, records_rx) = mpsc::channel::<Record>();
@@ -587,6 +590,7 @@ async fn send_one(
                 first_byte: None,
                 end: now,
                 status: None,
+                version: None,
                 ending: crate::transport::Ending::Complete,
                 bytes_received: 0,
                 bytes_sent: 0,

@@ -318,6 +318,18 @@ pub struct SimConfig {
     pub faults: FaultConfig,
     /// Write the true send time of every frame to this JSON Lines file.
     pub ground_truth: Option<std::path::PathBuf>,
+    /// Serve HTTPS (h2 and http/1.1 by ALPN) with this certificate and key.
+    pub tls: Option<ServerTls>,
+}
+
+/// PEM files for serving TLS.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTls {
+    /// Certificate chain (PEM).
+    pub cert_file: std::path::PathBuf,
+    /// Private key (PEM).
+    pub key_file: std::path::PathBuf,
 }
 
 impl Default for SimConfig {
@@ -337,6 +349,7 @@ impl Default for SimConfig {
             autoscaler: AutoscalerConfig::default(),
             faults: FaultConfig::default(),
             ground_truth: None,
+            tls: None,
         }
     }
 }

@@ -104,6 +104,8 @@ pub struct Metrics {
     pub faults: [AtomicU64; super::server::Fault::ALL.len()],
     /// Ready replicas.
     pub replicas: AtomicU64,
+    /// Requests by HTTP version: [HTTP/1.x, HTTP/2].
+    pub by_http_version: [AtomicU64; 2],
     /// Time to first token.
     pub ttft: Histogram,
     /// Time between tokens.
@@ -130,6 +132,7 @@ impl Metrics {
             requests_received: AtomicU64::new(0),
             faults: Default::default(),
             replicas: AtomicU64::new(0),
+            by_http_version: Default::default(),
             ttft: Histogram::new(TTFT_BUCKETS),
             itl: Histogram::new(ITL_BUCKETS),
             e2e: Histogram::new(E2E_BUCKETS),
@@ -234,6 +237,13 @@ impl Metrics {
                 kind.name(),
                 get(n)
             );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP barrage_sim:http_requests_total Requests by HTTP version.\n# TYPE barrage_sim:http_requests_total counter"
+        );
+        for (v, n) in ["1.1", "2"].iter().zip(&self.by_http_version) {
+            let _ = writeln!(out, "barrage_sim:http_requests_total{{{l},version=\"{v}\"}} {}", get(n));
         }
         self.ttft.write(
             &mut out,

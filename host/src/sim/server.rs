@@ -93,6 +93,9 @@ pub enum SimError {
         /// Why.
         source: std::io::Error,
     },
+    /// The TLS certificate or key is unusable.
+    #[error("simulator TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The ground-truth file could not be created.
     #[error("simulator cannot write ground truth to {path}: {source}")]
     Truth {
@@ -148,6 +151,13 @@ impl Simulator {
             })?),
             None => None,
         };
+        let tls = match &config.tls {
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(crate::tls::server_config(
+                &t.cert_file,
+                &t.key_file,
+            )?))),
+            None => None,
+        };
         let state = Arc::new(State {
             config,
             metrics,
@@ -156,7 +166,7 @@ impl Simulator {
             requests: AtomicU64::new(0),
         });
         let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, state.clone(), rx));
+        let task = tokio::spawn(accept_loop(listener, state.clone(), tls, rx));
         Ok(Simulator {
             addr: local,
             shutdown,
@@ -185,7 +195,12 @@ impl Simulator {
     }
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -195,11 +210,21 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut shutdown: wat
                 // loopback) and falsifies every latency served.
                 let _ = stream.set_nodelay(true);
                 let state = state.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        Some(acceptor) => {
+                            // A failed handshake (a client that does not trust us) just ends the connection.
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
             _ = shutdown.changed() => return,
@@ -242,6 +267,8 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response<SimBody> {
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<SimBody>, Infallible> {
     let path = req.uri().path().to_string();
+    let version = if req.version() == hyper::Version::HTTP_2 { 1 } else { 0 };
+    state.metrics.by_http_version[version].fetch_add(1, Ordering::Relaxed);
     Ok(match (req.method(), path.as_str()) {
         (&Method::GET, "/health") => json(StatusCode::OK, String::new()),
         (&Method::GET, "/v1/models") => json(

@@ -1,0 +1,119 @@
+//! HTTPS and HTTP/2: a self-signed simulator, trusted through a CA file or
+//! not at all (`--insecure`), refused otherwise; h2c by prior knowledge.
+
+use std::path::Path;
+
+use crate::common::{SimProcess, barrage, client, metric, parse_prometheus, request, run};
+
+fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+fn sim_metrics(addr: std::net::SocketAddr) -> Vec<crate::common::Sample> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async { parse_prometheus(&request(&client(), addr, "GET", "/metrics", None, &[]).await.text()) })
+}
+
+#[test]
+fn https_targets_are_verified_against_system_roots_and_a_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, pem_key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, key.cert.pem()).unwrap();
+    std::fs::write(&pem_key, key.signing_key.serialize_pem()).unwrap();
+    let sim = SimProcess::start(&[
+        "--mode",
+        "zero",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        pem_key.to_str().unwrap(),
+    ]);
+    let target = format!("https://127.0.0.1:{}", sim.addr.port());
+    let go = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let (code, _, stderr) = run(barrage()
+            .args([
+                "run",
+                "--quiet",
+                "--rate",
+                "100",
+                "--requests",
+                "20",
+                "--max-tokens",
+                "4",
+                "--target",
+                &target,
+                "--output",
+            ])
+            .arg(&out)
+            .args(extra));
+        assert_eq!(code, 0, "{name}: {stderr}");
+        summary(&out)
+    };
+    // Not trusted: every request fails the handshake, counted with the reason.
+    let s = go("untrusted", &[]);
+    assert_eq!(s["stages"][0]["by_status"]["transport_error"], 20);
+    let errors = serde_json::to_string(&s["stages"][0]["errors"]).unwrap();
+    assert!(errors.contains("certificate"), "{errors}");
+    // Trusted through the CA file.
+    let s = go("ca-file", &["--ca-file", cert.to_str().unwrap()]);
+    assert_eq!(s["stages"][0]["succeeded"], 20);
+    // Not verified at all.
+    let s = go("insecure", &["--insecure"]);
+    assert_eq!(s["stages"][0]["succeeded"], 20);
+    // HTTP/2 over TLS, negotiated by ALPN.
+    let s = go("h2", &["--http2", "--insecure"]);
+    assert_eq!(s["stages"][0]["succeeded"], 20);
+    let versions: Vec<String> = std::fs::read_to_string(dir.path().join("h2/records.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["http_version"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert!(versions.iter().all(|v| v == "HTTP/2.0"), "{versions:?}");
+    let (code, _, stderr) = run(barrage().args([
+        "run",
+        "--target",
+        &target,
+        "--ca-file",
+        "/nonexistent.pem",
+        "--requests",
+        "1",
+        "--rate",
+        "1",
+    ]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("TLS file /nonexistent.pem"), "{stderr}");
+}
+
+#[test]
+fn http2_prior_knowledge_on_plain_http() {
+    let sim = SimProcess::start(&["--mode", "zero"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("h2c");
+    let (code, _, stderr) = run(barrage()
+        .args([
+            "run",
+            "--quiet",
+            "--http2",
+            "--rate",
+            "100",
+            "--requests",
+            "30",
+            "--max-tokens",
+            "4",
+            "--target",
+            &format!("http://{}", sim.addr),
+            "--output",
+        ])
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(summary(&out)["stages"][0]["succeeded"], 30);
+    let m = sim_metrics(sim.addr);
+    assert_eq!(metric(&m, "barrage_sim:http_requests_total", &[("version", "2")]), 30.0);
+}
