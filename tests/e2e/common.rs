@@ -318,3 +318,17 @@ pub fn metric(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
         .map(|s| s.2)
         .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
 }
+
+/// A run's `summary.json`.
+pub fn summary(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("summary.json")).expect("summary.json")).expect("valid JSON")
+}
+
+/// A run's `records.jsonl`.
+pub fn records(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("records.jsonl"))
+        .expect("records.jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON record"))
+        .collect()
+}

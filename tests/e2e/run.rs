@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{SimProcess, barrage, run};
+use crate::common::{SimProcess, barrage, records, run, summary};
 
 /// Server-side arrival times (seconds, from the simulator's ground truth), sorted.
 fn arrivals(truth: &Path) -> Vec<f64> {
@@ -31,18 +31,6 @@ fn mean_cv(x: &[f64]) -> (f64, f64) {
     let m = x.iter().sum::<f64>() / x.len() as f64;
     let sd = (x.iter().map(|v| (v - m).powi(2)).sum::<f64>() / x.len() as f64).sqrt();
     (m, sd / m)
-}
-
-fn summary(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
-}
-
-fn records(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("records.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// Run against a zero-latency simulator process that records arrivals.
@@ -457,6 +445,26 @@ fn bad_run_input_gets_clear_messages() {
     );
 }
 
+/// Write `yaml` as a run config in `dir` and run it against `sim`; the results directory.
+fn run_config_against(sim: &SimProcess, dir: &Path, yaml: &str) -> std::path::PathBuf {
+    let cfg = dir.join("run.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = dir.join("run");
+    let (code, _, stderr) = run(barrage()
+        .args([
+            "run",
+            "--quiet",
+            "--target",
+            &format!("http://{}", sim.addr),
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--output")
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    out
+}
+
 /// Write a run config and run it against a zero-latency simulator.
 fn run_config(yaml: &str) -> (tempfile::TempDir, Vec<f64>) {
     let dir = tempfile::tempdir().unwrap();
@@ -549,26 +557,14 @@ fn a_concurrency_cap_drops_or_queues_arrivals_and_says_how_many() {
         let dir = tempfile::tempdir().unwrap();
         let truth = dir.path().join("truth.jsonl");
         let sim = SimProcess::plain_with_truth("100", "1", &truth);
-        let cfg = dir.path().join("cap.yaml");
-        std::fs::write(
-            &cfg,
-            format!("request: {{max_tokens: 1}}\nstages:\n  - {{shape: constant, rate: 100, duration_s: 2, max_concurrency: 5, on_cap: {policy}}}\n"),
-        )
-        .unwrap();
-        let out = dir.path().join("run");
-        let (code, _, stderr) = run(barrage()
-            .args([
-                "run",
-                "--quiet",
-                "--target",
-                &format!("http://{}", sim.addr),
-                "--config",
-            ])
-            .arg(&cfg)
-            .arg("--output")
-            .arg(&out));
+        let out = run_config_against(
+            &sim,
+            dir.path(),
+            &format!(
+                "request: {{max_tokens: 1}}\nstages:\n  - {{shape: constant, rate: 100, duration_s: 2, max_concurrency: 5, on_cap: {policy}}}\n"
+            ),
+        );
         sim.stop();
-        assert_eq!(code, 0, "{stderr}");
         assert!(
             server_peak_concurrency(&truth) <= 5,
             "{policy}: the server never had more than 5"
@@ -613,26 +609,12 @@ fn a_concurrency_ramp_adds_users_over_the_stage() {
     let dir = tempfile::tempdir().unwrap();
     let truth = dir.path().join("truth.jsonl");
     let sim = SimProcess::plain_with_truth("50", "1", &truth);
-    let cfg = dir.path().join("ramp.yaml");
-    std::fs::write(
-        &cfg,
+    run_config_against(
+        &sim,
+        dir.path(),
         "request: {max_tokens: 1}\nstages:\n  - {shape: ramp, from_concurrency: 1, concurrency: 8, duration_s: 3}\n",
-    )
-    .unwrap();
-    let out = dir.path().join("run");
-    let (code, _, stderr) = run(barrage()
-        .args([
-            "run",
-            "--quiet",
-            "--target",
-            &format!("http://{}", sim.addr),
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg("--output")
-        .arg(&out));
+    );
     sim.stop();
-    assert_eq!(code, 0, "{stderr}");
     let t = arrivals(&truth);
     let c = per_window(&t, 1.0, 3);
     // ~50 ms requests: users(t)·20 per second, users going 1 → 8.

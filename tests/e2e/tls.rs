@@ -1,13 +1,7 @@
 //! HTTPS and HTTP/2: a self-signed simulator, trusted through a CA file or
 //! not at all (`--insecure`), refused otherwise; h2c by prior knowledge.
 
-use std::path::Path;
-
-use crate::common::{SimProcess, barrage, client, metric, parse_prometheus, request, run};
-
-fn summary(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap()
-}
+use crate::common::{SimProcess, barrage, client, metric, parse_prometheus, request, run, summary};
 
 fn sim_metrics(addr: std::net::SocketAddr) -> Vec<crate::common::Sample> {
     let rt = tokio::runtime::Runtime::new().unwrap();
