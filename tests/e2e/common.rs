@@ -121,6 +121,14 @@ impl SimProcess {
         ])
     }
 
+    /// Its `/metrics`, parsed (from a synchronous test).
+    pub fn metrics(&self) -> Vec<Sample> {
+        let rt = tokio::runtime::Runtime::new().expect("a runtime");
+        rt.block_on(async {
+            parse_prometheus(&request(&client(), self.addr, "GET", "/metrics", None, &[]).await.text())
+        })
+    }
+
     /// Stop with SIGTERM and wait; returns stderr.
     pub fn stop(mut self) -> String {
         self.terminate()

@@ -364,15 +364,7 @@ fn faults_become_counted_request_errors() {
         ])
         .arg(&out));
     assert_eq!(code, 0, "{stderr}");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let m = rt.block_on(async {
-        let c = crate::common::client();
-        crate::common::parse_prometheus(
-            &crate::common::request(&c, sim.addr, "GET", "/metrics", None, &[])
-                .await
-                .text(),
-        )
-    });
+    let m = sim.metrics();
     let injected = |k| crate::common::metric(&m, "barrage_sim:faults_total", &[("kind", k)]);
     let s = summary(&out);
     let by = &s["stages"][0]["by_status"];

@@ -1,12 +1,7 @@
 //! HTTPS and HTTP/2: a self-signed simulator, trusted through a CA file or
 //! not at all (`--insecure`), refused otherwise; h2c by prior knowledge.
 
-use crate::common::{SimProcess, barrage, client, metric, parse_prometheus, request, run, summary};
-
-fn sim_metrics(addr: std::net::SocketAddr) -> Vec<crate::common::Sample> {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async { parse_prometheus(&request(&client(), addr, "GET", "/metrics", None, &[]).await.text()) })
-}
+use crate::common::{SimProcess, barrage, metric, run, summary};
 
 #[test]
 fn https_targets_are_verified_against_system_roots_and_a_ca_file() {
@@ -108,6 +103,6 @@ fn http2_prior_knowledge_on_plain_http() {
         .arg(&out));
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(summary(&out)["stages"][0]["succeeded"], 30);
-    let m = sim_metrics(sim.addr);
+    let m = sim.metrics();
     assert_eq!(metric(&m, "barrage_sim:http_requests_total", &[("version", "2")]), 30.0);
 }
