@@ -23,7 +23,7 @@ use tokio::sync::watch;
 pub use config::{RunConfig, RunConfigError, Stage};
 use shape::ShapeKind;
 
-use crate::plugin::bindings::{Message, Prompt};
+use crate::plugin::bindings::Prompt;
 use crate::plugin::{CodecPlugin, CodecWorkers, wire};
 use crate::results::{Record, RecordSink, StageSummary, Status};
 use crate::transport::Transport;
@@ -149,14 +149,9 @@ fn prompt(seed: u64, id: u64, words: u32) -> String {
 fn spec(config: &RunConfig, id: u64) -> wire::RequestSpec {
     let r = &config.request;
     let text = prompt(config.seed, id, r.prompt_tokens);
-    let prompt = if config.codec.contains("chat") {
-        Prompt::Messages(vec![Message {
-            role: "user".into(),
-            content: text,
-        }])
-    } else {
-        Prompt::Text(text)
-    };
+    // A plain text prompt: chat codecs wrap it in a user message themselves,
+    // so the engine need not guess the codec's kind from its name.
+    let prompt = Prompt::Text(text);
     wire::RequestSpec {
         id,
         model: config.model.clone(),
