@@ -14,6 +14,10 @@ use std::process::Command;
 const BUILTIN: &[(&str, &str)] = &[
     ("openai-completions", "openai-completions"),
     ("openai-chat", "openai-chat"),
+    ("report-json", "json"),
+    ("report-csv", "csv"),
+    ("report-markdown", "markdown"),
+    ("report-html", "html"),
 ];
 
 const TARGET: &str = "wasm32-wasip2";

@@ -2,7 +2,7 @@
 //! `anyhow` errors with context here, at the edge; the library below uses
 //! typed errors.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::framing::{Framer, Framing};
+use crate::load::config::ReportConfig;
+use crate::metrics::Summary;
 use crate::plugin::describe::{Description, describe};
 use crate::plugin::engine::default_cache_dir;
 use crate::plugin::state::parse_level;
@@ -32,7 +34,83 @@ enum Command {
     /// Run the simulated LLM inference server (OpenAI-compatible) on loopback.
     Sim(SimArgs),
     /// Benchmark a server (or, with no target, the embedded simulator).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Rebuild a run's summary and reports from its records (other
+    /// percentiles, objectives or reporters; or a run that was killed).
+    Report(ReportArgs),
+    /// Merge runs made by several load generators into one run.
+    Merge(MergeArgs),
+    /// Compare runs side by side, with the difference from the first.
+    Compare(CompareArgs),
+}
+
+/// How results are summarized: shared by `run`, `report`, `merge` and `compare`.
+#[derive(Debug, Args)]
+struct MetricsArgs {
+    /// An objective for goodput, e.g. "ttft < 200ms" (repeatable; or several comma-separated).
+    #[arg(long, value_name = "OBJECTIVE")]
+    slo: Vec<String>,
+    /// Percentiles to report, comma-separated, e.g. 50,90,99,99.9.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    percentiles: Option<Vec<f64>>,
+    /// Reporter plugins to run (repeatable): json, csv, markdown, html, or a name or .wasm file.
+    #[arg(long = "reporter", value_name = "NAME")]
+    reporters: Vec<String>,
+}
+
+impl MetricsArgs {
+    /// Apply these flags over `config`.
+    fn apply(&self, config: &mut ReportConfig) {
+        if !self.slo.is_empty() {
+            config.slo = self.slo.clone();
+        }
+        if let Some(p) = &self.percentiles {
+            config.percentiles = p.clone();
+        }
+        if !self.reporters.is_empty() {
+            config.reporters = self.reporters.clone();
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ReportArgs {
+    /// The run's results directory.
+    run: PathBuf,
+    /// Write the summary and reports here instead of into the run directory.
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+    #[command(flatten)]
+    plugins: PluginOptions,
+}
+
+#[derive(Debug, Args)]
+struct MergeArgs {
+    /// Results directories of the shards.
+    #[arg(required = true, num_args = 2..)]
+    runs: Vec<PathBuf>,
+    /// The merged run's directory.
+    #[arg(long, value_name = "DIR")]
+    output: PathBuf,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+    #[command(flatten)]
+    plugins: PluginOptions,
+}
+
+#[derive(Debug, Args)]
+struct CompareArgs {
+    /// Results directories; differences are relative to the first.
+    #[arg(required = true, num_args = 2..)]
+    runs: Vec<PathBuf>,
+    /// Also write the comparison as compare.md into this directory.
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// An objective for goodput (repeatable).
+    #[arg(long, value_name = "OBJECTIVE")]
+    slo: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +169,8 @@ struct RunArgs {
     /// Accept any server certificate (testing only).
     #[arg(long)]
     insecure: bool,
+    #[command(flatten)]
+    metrics: MetricsArgs,
     #[command(flatten)]
     plugins: PluginOptions,
 }
@@ -275,7 +355,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugin(PluginCommand::Inspect(args)) => plugin_inspect(args),
         Command::Plugin(PluginCommand::Decode(args)) => plugin_decode(args),
         Command::Sim(args) => sim(args),
-        Command::Run(args) => run_benchmark(args),
+        Command::Run(args) => run_benchmark(*args),
+        Command::Report(args) => report(args),
+        Command::Merge(args) => merge(args),
+        Command::Compare(args) => compare(args),
     }
 }
 
@@ -639,6 +722,7 @@ fn run_benchmark(args: RunArgs) -> Result<ExitCode> {
         let value: serde_json::Value = serde_json::from_str(&read_plugin_config(Some(c))?)?;
         config.codec_config = serde_json::from_value(value)?;
     }
+    args.metrics.apply(&mut config.report);
     config
         .validate()
         .map_err(|m| anyhow::anyhow!("run config {origin}: {m}"))?;
@@ -689,57 +773,107 @@ fn run_benchmark(args: RunArgs) -> Result<ExitCode> {
         signals.abort();
         report
     })?;
-    print_report(&report);
-    Ok(if report.stopped {
+    print!("{}", crate::report::console_table(&report));
+    write_reports(&args.plugins, &config.report, &report, &dir, &dir);
+    Ok(if report.run.stopped {
         ExitCode::from(3)
     } else {
         ExitCode::SUCCESS
     })
 }
 
-fn print_report(report: &crate::load::RunReport) {
-    let f = |d: &Option<crate::results::Dist>, pick: fn(&crate::results::Dist) -> f64| {
-        d.as_ref().map_or("-".to_string(), |d| format!("{:.2}", pick(d)))
+/// Run the configured reporters; a reporter that fails is reported and the
+/// others still run (the summary and records are already on disk).
+fn write_reports(
+    plugins: &PluginOptions,
+    config: &ReportConfig,
+    summary: &Summary,
+    run_dir: &Path,
+    out_dir: &Path,
+) -> bool {
+    let engine = match plugins.engine() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("reports not written: {e:#}");
+            return false;
+        }
     };
-    println!("results: {}", report.dir.display());
-    if let Some(reason) = &report.stop_reason {
-        println!("stopped early: {reason}");
-    }
-    println!(
-        "{:<6} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "stage",
-        "sent",
-        "ok",
-        "failed",
-        "req/s",
-        "rate",
-        "ttft p50",
-        "ttft p99",
-        "itl p50",
-        "tpot p50",
-        "e2e p99",
-        "lag p99"
-    );
-    for s in &report.stages {
-        let failed = s.sent - s.succeeded;
-        println!(
-            "{:<6} {:>8} {:>8} {:>8} {:>9.2} {:>9.2} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            s.stage,
-            s.sent,
-            s.succeeded,
-            failed,
-            s.requests_per_s,
-            s.achieved_rate,
-            f(&s.ttft_ms, |d| d.p50),
-            f(&s.ttft_ms, |d| d.p99),
-            f(&s.inter_chunk_ms, |d| d.p50),
-            f(&s.tpot_ms, |d| d.p50),
-            f(&s.e2e_ms, |d| d.p99),
-            f(&s.send_lag_ms, |d| d.p99),
-        );
-        for (msg, n) in &s.errors {
-            println!("       {n} × {msg}");
+    let registry = plugins.registry();
+    let context = |json: String| plugins.context(json).map_err(|e| format!("{e:#}"));
+    let host = crate::report::ReporterHost {
+        engine: &engine,
+        registry: &registry,
+        context: &context,
+    };
+    let mut ok = true;
+    for (name, outcome) in host.render_all(config, summary, &run_dir.join(crate::results::RECORDS), out_dir) {
+        match outcome {
+            Ok(files) => {
+                for f in files {
+                    println!("report ({name}): {}", f.display());
+                }
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("reporter {name} failed: {e}");
+            }
         }
     }
-    println!("(times in ms; rate = achieved send rate; details in summary.json and records.jsonl)");
+    ok
+}
+
+fn report(args: ReportArgs) -> Result<ExitCode> {
+    let run = crate::results::RunDir::open(&args.run)?;
+    let mut config = run.config().map(|c| c.report).unwrap_or_default();
+    args.metrics.apply(&mut config);
+    let options = config.metrics_options().map_err(|m| anyhow::anyhow!("{m}"))?;
+    let (summary, skipped) = crate::report::rebuild(&run, options)?;
+    if skipped > 0 {
+        eprintln!(
+            "note: the last line of {} was cut short by a hard stop and is left out",
+            args.run.join(crate::results::RECORDS).display()
+        );
+    }
+    let out = args.output.clone().unwrap_or_else(|| args.run.clone());
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    crate::results::write_json(&out.join(crate::results::SUMMARY), &summary)?;
+    print!("{}", crate::report::console_table(&summary));
+    let ok = write_reports(&args.plugins, &config, &summary, &args.run, &out);
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(4) })
+}
+
+fn merge(args: MergeArgs) -> Result<ExitCode> {
+    let first = crate::results::RunDir::open(&args.runs[0])?;
+    let mut config = first.config().map(|c| c.report).unwrap_or_default();
+    args.metrics.apply(&mut config);
+    let options = config.metrics_options().map_err(|m| anyhow::anyhow!("{m}"))?;
+    let summary = crate::report::merge(&args.runs, &args.output, options)?;
+    print!("{}", crate::report::console_table(&summary));
+    let ok = write_reports(&args.plugins, &config, &summary, &args.output, &args.output);
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(4) })
+}
+
+fn compare(args: CompareArgs) -> Result<ExitCode> {
+    let config = ReportConfig {
+        slo: args.slo.clone(),
+        percentiles: vec![50.0, 90.0, 95.0, 99.0, 99.9],
+        ..ReportConfig::default()
+    };
+    let options = config.metrics_options().map_err(|m| anyhow::anyhow!("{m}"))?;
+    let summaries = crate::report::load_for_compare(&args.runs, &options)?;
+    let names = crate::report::run_names(&args.runs);
+    let table = crate::report::compare_table(&names, &summaries);
+    let mut text = String::from("# Barrage comparison\n\n");
+    for (n, d) in names.iter().zip(&args.runs) {
+        text += &format!("- {n}: `{}`\n", d.display());
+    }
+    text += &table;
+    print!("{text}");
+    if let Some(dir) = &args.output {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("compare.md");
+        std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+        println!("comparison: {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }

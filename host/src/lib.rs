@@ -6,7 +6,9 @@
 pub mod cli;
 pub mod framing;
 pub mod load;
+pub mod metrics;
 pub mod plugin;
+pub mod report;
 pub mod results;
 pub mod rng;
 pub mod signals;

@@ -80,7 +80,9 @@ fn unknown_plugin_names_list_the_known_ones() {
     let (code, _, stderr) = run(barrage().args(["plugin", "inspect", "openai-chatt"]));
     assert_eq!(code, 2);
     assert!(
-        stderr.contains("no plugin named 'openai-chatt'; known plugins: openai-chat, openai-completions"),
+        stderr.contains(
+            "no plugin named 'openai-chatt'; known plugins: csv, html, json, markdown, openai-chat, openai-completions"
+        ),
         "{stderr}"
     );
 }

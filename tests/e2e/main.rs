@@ -9,6 +9,7 @@ mod cli;
 mod codecs;
 mod contract;
 mod examples;
+mod report;
 mod run;
 mod sim;
 mod tls;

@@ -111,6 +111,89 @@ impl Default for Stage {
     }
 }
 
+impl Stage {
+    /// What the stage asks for, for reports: its description and requested rate or users.
+    pub fn info(&self) -> crate::metrics::StageInfo {
+        let closed = matches!(self.shape, ShapeKind::Concurrency)
+            || (self.shape == ShapeKind::Ramp && self.from_concurrency.is_some());
+        let mut label = match (self.shape, closed) {
+            (ShapeKind::Concurrency, _) => format!("concurrency {}", self.concurrency.unwrap_or(1)),
+            (ShapeKind::Ramp, true) => format!(
+                "ramp {} → {} users",
+                self.from_concurrency.unwrap_or(0),
+                self.concurrency.unwrap_or(1)
+            ),
+            (ShapeKind::Ramp, false) => format!(
+                "ramp {} → {}/s",
+                self.from_rate.unwrap_or(0.0),
+                self.rate.unwrap_or(0.0)
+            ),
+            (ShapeKind::Expression, _) => format!("rate {}", self.rate_expr.as_deref().unwrap_or("?")),
+            (kind, _) => format!(
+                "{} {}/s",
+                serde_json::to_value(kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                self.rate.unwrap_or(0.0)
+            ),
+        };
+        if let Some(d) = self.duration_s {
+            label.push_str(&format!(" for {d}s"));
+        }
+        if let Some(n) = self.requests {
+            label.push_str(&format!(" ({n} requests)"));
+        }
+        crate::metrics::StageInfo {
+            label,
+            requested_rate: if closed { None } else { self.rate },
+            requested_concurrency: if closed { self.concurrency } else { None },
+        }
+    }
+}
+
+/// How results are summarized and reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Percentiles of every distribution (each > 0 and ≤ 100).
+    pub percentiles: Vec<f64>,
+    /// Objectives for goodput, e.g. `ttft < 200ms` (several per entry, comma-separated).
+    pub slo: Vec<String>,
+    /// Reporter plugins run at the end: built-in names (`json`, `csv`,
+    /// `markdown`, `html`), installed names or `.wasm` paths.
+    pub reporters: Vec<String>,
+    /// Configuration of each reporter, by the name used in `reporters`.
+    pub reporter_config: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            percentiles: crate::metrics::DEFAULT_PERCENTILES.to_vec(),
+            slo: Vec::new(),
+            reporters: ["json", "csv", "markdown", "html"].map(String::from).to_vec(),
+            reporter_config: BTreeMap::new(),
+        }
+    }
+}
+
+impl ReportConfig {
+    /// The metrics options this asks for, or what is wrong (the key and why).
+    pub fn metrics_options(&self) -> Result<crate::metrics::MetricsOptions, String> {
+        if let Some(p) = self.percentiles.iter().find(|p| !(**p > 0.0 && **p <= 100.0)) {
+            return Err(format!(
+                "report.percentiles: {p} is not a percentile; give numbers > 0 and ≤ 100, e.g. 99.9"
+            ));
+        }
+        let slos = crate::metrics::slo::parse_all(&self.slo).map_err(|e| format!("report.slo: {e}"))?;
+        Ok(crate::metrics::MetricsOptions {
+            percentiles: self.percentiles.clone(),
+            slos,
+        })
+    }
+}
+
 /// What each request asks for (until datasets land: a synthetic prompt).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -177,6 +260,8 @@ pub struct RunConfig {
     pub stages: Vec<Stage>,
     /// Simulator settings when no target is given.
     pub sim: Option<crate::sim::SimConfig>,
+    /// Percentiles, objectives and reporters.
+    pub report: ReportConfig,
 }
 
 impl Default for RunConfig {
@@ -204,6 +289,7 @@ impl Default for RunConfig {
                 ..Stage::default()
             }],
             sim: None,
+            report: ReportConfig::default(),
         }
     }
 }
@@ -258,6 +344,7 @@ impl RunConfig {
         if self.stages.is_empty() {
             return Err("stages: at least one stage is needed".into());
         }
+        self.report.metrics_options()?;
         if let Some(t) = &self.target
             && !(t.starts_with("http://") || t.starts_with("https://"))
         {

@@ -12,20 +12,20 @@ pub mod config;
 pub mod expr;
 pub mod shape;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::watch;
 
 pub use config::{RunConfig, RunConfigError, Stage};
 use shape::ShapeKind;
 
+use crate::metrics::{Record, RunFacts, ScheduleCounts, Summary};
 use crate::plugin::bindings::Prompt;
 use crate::plugin::{CodecPlugin, CodecWorkers, wire};
-use crate::results::{Record, RecordSink, StageSummary, Status};
+use crate::results::RecordSink;
 use crate::transport::Transport;
 
 /// Why a run could not run.
@@ -57,21 +57,6 @@ struct Ctx {
     done: AtomicU64,
     failed: Arc<AtomicU64>,
     in_flight: AtomicU64,
-}
-
-/// What a finished (or stopped) run produced.
-#[derive(Debug, Serialize)]
-pub struct RunReport {
-    /// Results directory.
-    pub dir: PathBuf,
-    /// Per-stage summaries.
-    pub stages: Vec<StageSummary>,
-    /// True when the run was stopped early (signal or error rate).
-    pub stopped: bool,
-    /// Why it stopped early.
-    pub stop_reason: Option<String>,
-    /// Run length, seconds.
-    pub duration_s: f64,
 }
 
 /// How the run learns it should stop.
@@ -196,7 +181,7 @@ pub async fn run(
     dir: &Path,
     stop: StopSignal,
     progress: bool,
-) -> Result<RunReport, anyhow::Error> {
+) -> Result<Summary, anyhow::Error> {
     std::fs::create_dir_all(dir).map_err(|source| RunError::Output {
         path: dir.display().to_string(),
         source,
@@ -226,7 +211,8 @@ pub async fn run(
     // lets records be compared with another process's monotonic times.
     let origin = Instant::now();
     let origin_ns = crate::sim::truth::monotonic_ns();
-    write_meta(dir, &config, &plugin, target, origin_ns)?;
+    let metrics_options = config.report.metrics_options().map_err(|m| anyhow::anyhow!(m))?;
+    let meta = write_meta(dir, &config, &plugin, target, origin_ns)?;
     let ctx = Arc::new(Ctx {
         origin,
         transport,
@@ -242,16 +228,7 @@ pub async fn run(
     });
 
     // The records thread: writes each record as it completes.
-    let mut sink = RecordSink::create(dir, config.stages.len()).map_err(|source| RunError::Output {
-        path: dir.display().to_string(),
-        source,
-    })?;
-    for (agg, stage) in sink.stages.iter_mut().zip(&config.stages) {
-        agg.requested_rate = match stage.shape {
-            ShapeKind::Concurrency => None,
-            _ => stage.rate,
-        };
-    }
+    let mut sink = RecordSink::create(dir, config.stages.len(), metrics_options)?;
     let ttft_p50 = Arc::new(AtomicU64::new(u64::MAX));
     let writer = {
         // Not the whole context: the records channel closes when the last
@@ -279,7 +256,7 @@ pub async fn run(
                         Err(mpsc::TryRecvError::Disconnected) => break,
                     };
                     finished += 1;
-                    if !matches!(record.status, Status::Ok | Status::Cancelled) {
+                    if record.status.is_failure() {
                         failed += 1;
                         failed_count.fetch_add(1, Ordering::Relaxed);
                     }
@@ -287,7 +264,7 @@ pub async fn run(
                         io_error.get_or_insert(e);
                     }
                     if finished.is_multiple_of(64)
-                        && let Some(p50) = sink.stages.get(record.stage).and_then(|s| s.ttft_p50())
+                        && let Some(p50) = sink.aggregator.ttft_p50(record.stage)
                     {
                         ttft_p50.store((p50 * 1000.0) as u64, Ordering::Relaxed);
                     }
@@ -377,45 +354,26 @@ pub async fn run(
     let (sink, io_error) = tokio::task::spawn_blocking(move || writer.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the records thread panicked"))?;
-    if let Some(source) = io_error {
-        return Err(RunError::Output {
-            path: dir.join("records.jsonl").display().to_string(),
-            source,
-        }
-        .into());
+    if let Some(e) = io_error {
+        return Err(e.into());
     }
-    let stages: Vec<StageSummary> = sink
-        .stages
-        .iter()
-        .enumerate()
-        .map(|(i, agg)| {
-            let mut s = agg.summary(i);
-            let counts = scheduled.get(i).copied().unwrap_or_default();
-            s.scheduled = counts.scheduled;
-            s.dropped = counts.dropped;
-            s
-        })
-        .collect();
-    let report = RunReport {
-        dir: dir.to_path_buf(),
-        stages,
+    let infos: Vec<_> = config.stages.iter().map(Stage::info).collect();
+    let facts = RunFacts {
+        started_unix_ms: meta.started_unix_ms,
+        duration_s,
         stopped: stop.is_stopped(),
         stop_reason: stop.reason(),
-        duration_s,
+        complete: true,
+        target: meta.target.clone(),
+        codec: meta.plugin.name.clone(),
+        seed: config.seed,
+        shards: 1,
     };
-    let summary = serde_json::to_vec_pretty(&report)?;
-    std::fs::write(dir.join("summary.json"), summary).map_err(|source| RunError::Output {
-        path: dir.join("summary.json").display().to_string(),
-        source,
-    })?;
-    Ok(report)
-}
-
-/// Arrivals a stage's schedule produced, and those dropped at its cap.
-#[derive(Debug, Default, Clone, Copy)]
-struct StageCounts {
-    scheduled: u64,
-    dropped: u64,
+    let summary = sink
+        .aggregator
+        .summary(&dir.display().to_string(), facts, &infos, &scheduled);
+    crate::results::write_json(&dir.join(crate::results::SUMMARY), &summary)?;
+    Ok(summary)
 }
 
 /// The part of a stage whose requests are measured (warm-up and cool-down excluded).
@@ -456,7 +414,7 @@ fn pace_stages(
     ctx: &Arc<Ctx>,
     handle: &tokio::runtime::Handle,
     stop: &StopSignal,
-) -> Vec<StageCounts> {
+) -> Vec<ScheduleCounts> {
     // Precise wake-ups for this thread only; without the privilege it is
     // merely less precise.
     let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
@@ -483,28 +441,44 @@ fn pace_stages(
             });
     }
     for (index, stage) in config.stages.iter().enumerate() {
+        let closed_loop = stage.shape == ShapeKind::Concurrency
+            || (stage.shape == ShapeKind::Ramp && stage.from_concurrency.is_some());
         if stop.is_stopped() {
-            scheduled.push(StageCounts::default());
+            // Stopped before this stage began: its whole schedule is not sent.
+            let left = if closed_loop {
+                0
+            } else {
+                shape::stage_arrivals(stage, config.seed, index).count() as u64
+            };
+            scheduled.push(ScheduleCounts {
+                scheduled: left,
+                dropped: 0,
+                not_sent: left,
+            });
             continue;
         }
         let start = Instant::now();
         let mut count = 0u64;
         let mut dropped = 0u64;
+        let mut not_sent = 0u64;
         match stage.shape {
-            ShapeKind::Concurrency => {
-                count = run_closed_loop(config, ctx, handle, index, stage, start);
-            }
-            ShapeKind::Ramp if stage.from_concurrency.is_some() => {
+            _ if closed_loop => {
                 count = run_closed_loop(config, ctx, handle, index, stage, start);
             }
             _ => {
                 let window = Window::of(stage, start);
                 let cap = stage.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
-                for offset in shape::stage_arrivals(stage, config.seed, index) {
-                    let Ok((id, encoded)) = ready_rx.recv() else { break };
+                let mut arrivals = shape::stage_arrivals(stage, config.seed, index);
+                while let Some(offset) = arrivals.next() {
                     let at = start + offset;
+                    let ready = ready_rx.recv();
                     pace_until(at);
+                    let Ok((id, encoded)) = ready else {
+                        not_sent = 1 + arrivals.count() as u64;
+                        break;
+                    };
                     if stop.is_stopped() {
+                        not_sent = 1 + arrivals.count() as u64;
                         break;
                     }
                     count += 1;
@@ -523,9 +497,10 @@ fn pace_stages(
                 }
             }
         }
-        scheduled.push(StageCounts {
-            scheduled: count,
+        scheduled.push(ScheduleCounts {
+            scheduled: count + not_sent,
             dropped,
+            not_sent,
         });
         if stage.pause_after_s > 0.0 && !stop.is_stopped() {
             let until = Instant::now() + Duration::from_secs_f64(stage.pause_after_s);
@@ -679,34 +654,13 @@ fn run_closed_loop(
     launched.load(Ordering::Relaxed)
 }
 
-#[derive(Serialize)]
-struct Meta<'a> {
-    barrage_version: &'a str,
-    seed: u64,
-    started_unix_ms: u128,
-    /// The run's time origin on CLOCK_MONOTONIC (ns): record times are ms after it.
-    origin_monotonic_ns: u64,
-    target: &'a str,
-    host: String,
-    plugin: PluginMeta<'a>,
-}
-
-#[derive(Serialize)]
-struct PluginMeta<'a> {
-    name: &'a str,
-    version: &'a str,
-    sha256: &'a str,
-    contract: &'a str,
-    source: String,
-}
-
 fn write_meta(
     dir: &Path,
     config: &RunConfig,
     plugin: &CodecPlugin,
     target: &str,
     origin_ns: u64,
-) -> Result<(), RunError> {
+) -> Result<crate::results::Meta, RunError> {
     let out = |name: &str, bytes: Vec<u8>| {
         std::fs::write(dir.join(name), bytes).map_err(|source| RunError::Output {
             path: dir.join(name).display().to_string(),
@@ -718,24 +672,26 @@ fn write_meta(
         "config.yaml",
         serde_yaml_ng::to_string(config).unwrap_or_default().into_bytes(),
     )?;
-    let meta = Meta {
-        barrage_version: env!("CARGO_PKG_VERSION"),
+    let meta = crate::results::Meta {
+        barrage_version: env!("CARGO_PKG_VERSION").to_string(),
         seed: config.seed,
         origin_monotonic_ns: origin_ns,
         started_unix_ms: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis()),
-        target,
+            .map_or(0, |d| d.as_millis() as u64),
+        target: target.to_string(),
         host: std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .unwrap_or_default(),
-        plugin: PluginMeta {
-            name: plugin.name(),
-            version: &plugin.info.version,
-            sha256: &plugin.sha256,
-            contract: &plugin.contract_version,
+        plugin: crate::results::PluginMeta {
+            name: plugin.name().to_string(),
+            version: plugin.info.version.clone(),
+            sha256: plugin.sha256.clone(),
+            contract: plugin.contract_version.clone(),
             source: plugin.source.location(),
         },
+        shards: Vec::new(),
     };
-    out("meta.json", serde_json::to_vec_pretty(&meta).unwrap_or_default())
+    out("meta.json", serde_json::to_vec_pretty(&meta).unwrap_or_default())?;
+    Ok(meta)
 }

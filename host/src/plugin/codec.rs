@@ -97,6 +97,37 @@ pub(crate) fn new_store(engine: &PluginEngine, ctx: PluginContext) -> Store<Host
     store
 }
 
+/// Why a plugin call failed: the memory cap, the deadline (`deadline` is
+/// named in the message), or a trap, with the panic message the SDK logged
+/// just before it when there was one.
+pub(crate) fn classify_error(
+    state: &mut HostState,
+    err: &wasmtime::Error,
+    deadline: std::time::Duration,
+) -> (FailureKind, String) {
+    if state.limiter.hit {
+        (
+            FailureKind::MemoryLimit,
+            format!("memory limit of {} MiB reached", state.limiter.limit >> 20),
+        )
+    } else if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        (
+            FailureKind::Timeout,
+            format!("call ran past its {} ms deadline and was stopped", deadline.as_millis()),
+        )
+    } else {
+        let detail = match err.downcast_ref::<Trap>() {
+            Some(trap) => trap.to_string(),
+            None => format!("{err}"),
+        };
+        let message = match state.last_panic.take() {
+            Some(panic) => format!("{panic} ({detail})"),
+            None => detail,
+        };
+        (FailureKind::Trap, message)
+    }
+}
+
 /// A codec plugin ready to make instances.
 pub struct CodecPlugin {
     /// What the plugin says it is.
@@ -231,29 +262,8 @@ impl CodecInstance {
 
     fn classify(&mut self, err: wasmtime::Error) -> PluginFailure {
         self.poisoned = true;
-        let state = self.store.data_mut();
-        let (kind, message) = if state.limiter.hit {
-            (
-                FailureKind::MemoryLimit,
-                format!("memory limit of {} MiB reached", state.limiter.limit >> 20),
-            )
-        } else if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            let ms = self.plugin.engine.options().call_deadline.as_millis();
-            (
-                FailureKind::Timeout,
-                format!("call ran past its {ms} ms deadline and was stopped"),
-            )
-        } else {
-            let detail = match err.downcast_ref::<Trap>() {
-                Some(trap) => trap.to_string(),
-                None => format!("{err}"),
-            };
-            let message = match state.last_panic.take() {
-                Some(panic) => format!("{panic} ({detail})"),
-                None => detail,
-            };
-            (FailureKind::Trap, message)
-        };
+        let deadline = self.plugin.engine.options().call_deadline;
+        let (kind, message) = classify_error(self.store.data_mut(), &err, deadline);
         self.failure(kind, message)
     }
 

@@ -6,6 +6,7 @@
 //! - [`contract`]: which world and WIT version a component implements.
 //! - [`registry`]: built-in, installed and user-supplied plugins by name.
 //! - [`codec`]: a loaded codec and its instances (one store each).
+//! - [`reporter`]: a loaded reporter; renders a summary into files.
 //! - [`workers`]: the plugin threads that own codec instances and decode
 //!   streams off the I/O tasks.
 
@@ -15,6 +16,7 @@ pub mod contract;
 pub mod describe;
 pub mod engine;
 pub mod registry;
+pub mod reporter;
 pub mod state;
 pub mod workers;
 
@@ -25,6 +27,7 @@ pub use codec::{CodecInstance, CodecPlugin};
 pub use contract::{ContractInfo, SUPPORTED_VERSIONS, Version, World};
 pub use engine::{EngineOptions, PluginEngine};
 pub use registry::{PluginSource, Registry};
+pub use reporter::ReporterPlugin;
 pub use state::PluginContext;
 pub use workers::{CodecWorkers, StreamHandle, StreamOutcome, TimedEvent};
 

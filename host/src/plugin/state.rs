@@ -30,6 +30,8 @@ pub struct HostState {
     pub(crate) limiter: MemoryLimiter,
     /// The panic message the SDK logged just before the instance trapped.
     pub(crate) last_panic: Option<String>,
+    /// Records served to a reporter.
+    pub(crate) records: Option<super::reporter::RecordFeed>,
 }
 
 impl HostState {
@@ -49,6 +51,7 @@ impl HostState {
                 hit: false,
             },
             last_panic: None,
+            records: None,
         }
     }
 }

@@ -1,0 +1,267 @@
+//! The run summary (`summary.json`): per-stage and whole-run aggregates and
+//! a per-second time series, built from records, live during a run or
+//! afterwards from `records.jsonl` (`barrage report`, `barrage merge`).
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::hist::{DEFAULT_PERCENTILES, PRECISION};
+use super::record::{Record, Status};
+use super::slo::Slo;
+use super::stage::{ScheduleCounts, StageAgg, StageInfo, StageSummary};
+
+/// Version of the `summary.json` schema (`docs/metrics.md`). Bumped when a
+/// field changes meaning or goes away; new fields do not bump it.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// How to summarize: which percentiles, which objectives.
+#[derive(Debug, Clone)]
+pub struct MetricsOptions {
+    /// Percentiles of every distribution (0–100).
+    pub percentiles: Vec<f64>,
+    /// Objectives for goodput.
+    pub slos: Vec<Slo>,
+}
+
+impl Default for MetricsOptions {
+    fn default() -> Self {
+        MetricsOptions {
+            percentiles: DEFAULT_PERCENTILES.to_vec(),
+            slos: Vec::new(),
+        }
+    }
+}
+
+/// Facts about the run that are not in its records.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunFacts {
+    /// Wall-clock start, ms since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Run length, seconds.
+    pub duration_s: f64,
+    /// Stopped early (signal or error rate).
+    pub stopped: bool,
+    /// Why.
+    pub stop_reason: Option<String>,
+    /// False when the run was killed before it wrote its summary: the
+    /// schedule's dropped and not-sent counts are then unknown.
+    pub complete: bool,
+    /// The server benchmarked.
+    pub target: String,
+    /// The codec plugin.
+    pub codec: String,
+    /// The seed.
+    pub seed: u64,
+    /// Load generators the records came from (more than one after `barrage merge`).
+    pub shards: u32,
+}
+
+/// One second of the run (all requests, warm-up included).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Point {
+    /// Start of the second, seconds from run start.
+    pub t_s: f64,
+    /// Requests sent in this second.
+    pub sent: u64,
+    /// Requests that ended successfully in this second.
+    pub completed: u64,
+    /// Requests that ended in failure in this second.
+    pub failed: u64,
+    /// Output tokens that arrived in this second.
+    pub output_tokens: u64,
+    /// Prompt tokens of successful requests sent in this second.
+    pub input_tokens: u64,
+    /// Mean requests in flight over the second.
+    pub concurrency: f64,
+    /// Median TTFT of successful requests sent in this second, ms.
+    pub ttft_p50_ms: Option<f64>,
+    /// 99th percentile of the same.
+    pub ttft_p99_ms: Option<f64>,
+    /// Median TPOT of successful requests sent in this second, ms.
+    pub tpot_p50_ms: Option<f64>,
+}
+
+/// Per-second accumulators. Latency histograms here are coarse (10 µs,
+/// 2 significant digits): they draw a chart, the stage figures are exact.
+#[derive(Default)]
+struct Second {
+    point: Point,
+    busy_ms: f64,
+    ttft: Option<Histogram<u32>>,
+    tpot: Option<Histogram<u32>>,
+}
+
+fn coarse_record(h: &mut Option<Histogram<u32>>, ms: Option<f64>) {
+    if let Some(ms) = ms.filter(|v| v.is_finite() && *v >= 0.0) {
+        let h = h.get_or_insert_with(|| Histogram::new(2).unwrap_or_else(|_| unreachable!("2 digits are valid")));
+        let _ = h.record((ms * 100.0).round() as u64);
+    }
+}
+
+fn coarse_at(h: &Option<Histogram<u32>>, q: f64) -> Option<f64> {
+    h.as_ref().map(|h| h.value_at_quantile(q) as f64 / 100.0)
+}
+
+/// The per-second time series.
+#[derive(Default)]
+pub struct Timeline {
+    seconds: Vec<Second>,
+}
+
+/// Longest run the time series covers (a week); later seconds are folded into the last.
+const MAX_SECONDS: usize = 7 * 24 * 3600;
+
+impl Timeline {
+    fn at(&mut self, ms: f64) -> &mut Second {
+        let i = ((ms.max(0.0) / 1000.0) as usize).min(MAX_SECONDS);
+        if self.seconds.len() <= i {
+            self.seconds.resize_with(i + 1, Second::default);
+        }
+        &mut self.seconds[i]
+    }
+
+    /// Add one record.
+    pub fn add(&mut self, r: &Record) {
+        self.at(r.sent_ms).point.sent += 1;
+        let ok = r.status == Status::Ok;
+        let end = self.at(r.end_ms);
+        if ok {
+            end.point.completed += 1;
+        } else if r.status.is_failure() {
+            end.point.failed += 1;
+        }
+        if ok {
+            for (i, t) in r.content_frames_ms.iter().enumerate() {
+                let k = r.frame_tokens(i);
+                self.at(*t).point.output_tokens += u64::from(k);
+            }
+            let sent = self.at(r.sent_ms);
+            sent.point.input_tokens += u64::from(r.prompt_tokens.unwrap_or(0));
+            coarse_record(&mut sent.ttft, r.ttft());
+            coarse_record(&mut sent.tpot, r.tpot());
+        }
+        // Time in flight, spread over the seconds it spans.
+        let (mut from, to) = (r.sent_ms.max(0.0), r.end_ms.max(r.sent_ms));
+        while from < to {
+            let second_end = ((from / 1000.0).floor() + 1.0) * 1000.0;
+            let upto = second_end.min(to);
+            self.at(from).busy_ms += upto - from;
+            from = upto;
+        }
+    }
+
+    /// The series, one point per second from the run's start.
+    pub fn points(&self) -> Vec<Point> {
+        self.seconds
+            .iter()
+            .enumerate()
+            .map(|(i, s)| Point {
+                t_s: i as f64,
+                concurrency: s.busy_ms / 1000.0,
+                ttft_p50_ms: coarse_at(&s.ttft, 0.5),
+                ttft_p99_ms: coarse_at(&s.ttft, 0.99),
+                tpot_p50_ms: coarse_at(&s.tpot, 0.5),
+                ..s.point.clone()
+            })
+            .collect()
+    }
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Summary {
+    /// Version of this schema.
+    pub schema_version: u32,
+    /// Barrage version that wrote it.
+    pub barrage_version: String,
+    /// The results directory.
+    pub dir: String,
+    /// Facts about the run.
+    #[serde(flatten)]
+    pub run: RunFacts,
+    /// Percentiles reported.
+    pub percentiles: Vec<f64>,
+    /// Objectives for goodput.
+    pub slos: Vec<String>,
+    /// How exact the distributions are.
+    pub precision: String,
+    /// Per stage.
+    pub stages: Vec<StageSummary>,
+    /// All stages together.
+    pub total: StageSummary,
+    /// One point per second.
+    pub timeseries: Vec<Point>,
+}
+
+/// Builds a [`Summary`] from records, in any order.
+pub struct Aggregator {
+    options: MetricsOptions,
+    stages: Vec<StageAgg>,
+    total: StageAgg,
+    timeline: Timeline,
+}
+
+impl Aggregator {
+    /// An aggregator for `stages` stages.
+    pub fn new(stages: usize, options: MetricsOptions) -> Aggregator {
+        Aggregator {
+            options,
+            stages: vec![StageAgg::default(); stages],
+            total: StageAgg::default(),
+            timeline: Timeline::default(),
+        }
+    }
+
+    /// Add one record. A record of a stage beyond the configured ones
+    /// (a merged shard with more stages) grows the list.
+    pub fn add(&mut self, r: &Record) {
+        if self.stages.len() <= r.stage {
+            self.stages.resize_with(r.stage + 1, StageAgg::default);
+        }
+        self.stages[r.stage].add(r, &self.options.slos);
+        self.total.add(r, &self.options.slos);
+        self.timeline.add(r);
+    }
+
+    /// Median TTFT of stage `stage` so far, ms.
+    pub fn ttft_p50(&self, stage: usize) -> Option<f64> {
+        self.stages.get(stage).and_then(StageAgg::ttft_p50)
+    }
+
+    /// The summary, given what the records cannot tell: each stage's
+    /// description and schedule counts, and the run's facts.
+    pub fn summary(&self, dir: &str, run: RunFacts, infos: &[StageInfo], counts: &[ScheduleCounts]) -> Summary {
+        let p = &self.options.percentiles;
+        let slos = &self.options.slos;
+        let stages: Vec<StageSummary> = self
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, agg)| {
+                let info = infos.get(i).cloned().unwrap_or_default();
+                agg.summary(Some(i), &info, counts.get(i).copied().unwrap_or_default(), p, slos)
+            })
+            .collect();
+        let total_counts = counts.iter().fold(ScheduleCounts::default(), |a, c| ScheduleCounts {
+            scheduled: a.scheduled + c.scheduled,
+            dropped: a.dropped + c.dropped,
+            not_sent: a.not_sent + c.not_sent,
+        });
+        let total_info = StageInfo {
+            label: "all stages".into(),
+            ..StageInfo::default()
+        };
+        Summary {
+            schema_version: SCHEMA_VERSION,
+            barrage_version: env!("CARGO_PKG_VERSION").to_string(),
+            dir: dir.to_string(),
+            run,
+            percentiles: p.clone(),
+            slos: slos.iter().map(ToString::to_string).collect(),
+            precision: PRECISION.to_string(),
+            stages,
+            total: self.total.summary(None, &total_info, total_counts, p, slos),
+            timeseries: self.timeline.points(),
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Reading a Barrage run summary (`summary.json`, schema in `docs/metrics.md`),
+//! shared by the first-party reporters so they name and format every
+//! quantity the same way.
+
+use serde_json::Value;
+
+/// The summary schema version these reporters understand.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Latency distributions of a stage: (summary key, name in reports).
+pub const LATENCIES: &[(&str, &str)] = &[
+    ("ttft_ms", "TTFT"),
+    ("ttfb_ms", "Time to first byte"),
+    ("ttfa_ms", "Time to first answer token"),
+    ("inter_chunk_ms", "Inter-chunk latency"),
+    ("inter_token_ms", "Inter-token latency"),
+    ("tpot_ms", "TPOT"),
+    ("e2e_ms", "End-to-end (last token)"),
+    ("e2e_stream_ms", "End-to-end (stream end)"),
+    ("normalized_ms_per_token", "Normalized latency (ms/token)"),
+    ("send_lag_ms", "Send lag"),
+    ("queue_wait_ms", "Queue wait"),
+];
+
+/// Refuse a summary of a schema this reporter does not know.
+pub fn check_schema(version: u32) -> Result<(), String> {
+    if version == SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(format!(
+            "summary schema version {version} is not supported by this reporter (it reads version {SCHEMA_VERSION})"
+        ))
+    }
+}
+
+/// The percentile keys of the summary (`p50`, `p99.9`, …), in order.
+pub fn percentile_keys(summary: &Value) -> Vec<String> {
+    summary["percentiles"]
+        .as_array()
+        .map(|ps| ps.iter().filter_map(Value::as_f64).map(|p| format!("p{p}")).collect())
+        .unwrap_or_default()
+}
+
+/// Every stage, then the whole run (when there is more than one stage).
+pub fn sections(summary: &Value) -> Vec<&Value> {
+    let mut out: Vec<&Value> = summary["stages"]
+        .as_array()
+        .map(|s| s.iter().collect())
+        .unwrap_or_default();
+    if out.len() != 1 {
+        out.push(&summary["total"]);
+    }
+    out
+}
+
+/// `stage 0: poisson 5/s for 10s`, or `all stages`.
+pub fn section_name(stage: &Value) -> String {
+    let label = stage["label"].as_str().unwrap_or("");
+    match stage["stage"].as_u64() {
+        Some(i) if label.is_empty() => format!("stage {i}"),
+        Some(i) => format!("stage {i}: {label}"),
+        None => "all stages".to_string(),
+    }
+}
+
+/// A number, if present.
+pub fn num(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+/// A number with `decimals`, or `-`.
+pub fn fmt(v: Option<f64>, decimals: usize) -> String {
+    match v {
+        Some(x) if x.is_finite() => format!("{x:.decimals$}"),
+        _ => "-".to_string(),
+    }
+}
+
+/// The run's headline figures of one section: (name, value).
+pub fn headline(stage: &Value) -> Vec<(&'static str, String)> {
+    let n = |k: &str| num(&stage[k]);
+    let mut rows = vec![
+        ("scheduled", fmt(n("scheduled"), 0)),
+        ("sent", fmt(n("sent"), 0)),
+        ("succeeded", fmt(n("succeeded"), 0)),
+        ("failed", fmt(n("failed"), 0)),
+        ("cancelled", fmt(n("cancelled"), 0)),
+        ("dropped at cap", fmt(n("dropped"), 0)),
+        ("not sent (stopped)", fmt(n("not_sent"), 0)),
+        ("requested rate (req/s)", fmt(n("requested_rate"), 2)),
+        ("achieved send rate (req/s)", fmt(n("achieved_rate"), 2)),
+        ("throughput (req/s)", fmt(n("requests_per_s"), 2)),
+        ("input tokens/s", fmt(n("input_tokens_per_s"), 1)),
+        ("output tokens/s", fmt(n("output_tokens_per_s"), 1)),
+        ("total tokens/s", fmt(n("total_tokens_per_s"), 1)),
+    ];
+    if stage["goodput"].is_object() {
+        let g = &stage["goodput"];
+        rows.push(("goodput (req/s)", fmt(num(&g["requests_per_s"]), 2)));
+        rows.push(("goodput share", fmt(num(&g["share"]).map(|s| s * 100.0), 1) + " %"));
+    }
+    rows
+}
+
+/// Escape text for HTML.
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_percentiles_and_sections() {
+        let s = serde_json::json!({
+            "percentiles": [50.0, 99.9],
+            "stages": [{"stage": 0, "label": "constant 5/s"}, {"stage": 1, "label": ""}],
+            "total": {"stage": null, "label": "all stages"},
+        });
+        assert_eq!(percentile_keys(&s), ["p50", "p99.9"]);
+        let names: Vec<String> = sections(&s).into_iter().map(section_name).collect();
+        assert_eq!(names, ["stage 0: constant 5/s", "stage 1", "all stages"]);
+        assert_eq!(fmt(Some(1.234), 1), "1.2");
+        assert_eq!(fmt(None, 1), "-");
+        assert!(check_schema(2).is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! Barrage reporter `markdown`: `report.md`, the headline figures and the
+//! latency distributions of every stage as Markdown tables.
+
+use barrage_reporter_sdk::{OutputFile, PluginInfo, ReportInput, Reporter};
+use report_common::{LATENCIES, fmt, headline, num, percentile_keys, section_name, sections};
+use serde_json::Value;
+
+/// The `markdown` reporter.
+pub struct Markdown;
+
+/// The report as Markdown.
+pub fn render_markdown(s: &Value) -> String {
+    let mut out = String::from("# Barrage run\n\n");
+    let text = |k: &str| s[k].as_str().unwrap_or("-").to_string();
+    out += &format!(
+        "- target: `{}`\n- codec: `{}`\n- seed: {}\n- duration: {} s\n",
+        text("target"),
+        text("codec"),
+        s["seed"],
+        fmt(num(&s["duration_s"]), 1)
+    );
+    if let Some(reason) = s["stop_reason"].as_str() {
+        out += &format!("- stopped early: {reason}\n");
+    }
+    if !s["complete"].as_bool().unwrap_or(true) {
+        out += "- the run did not finish: dropped and not-sent counts are unknown\n";
+    }
+    let slos: Vec<&str> = s["slos"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    if !slos.is_empty() {
+        out += &format!("- objectives: {}\n", slos.join(", "));
+    }
+    out += &format!("- precision: {}\n", text("precision"));
+    let pkeys = percentile_keys(s);
+    for stage in sections(s) {
+        out += &format!("\n## {}\n\n| figure | value |\n|---|---:|\n", section_name(stage));
+        for (name, v) in headline(stage) {
+            out += &format!("| {name} | {v} |\n");
+        }
+        out += "\n| latency (ms) | count | mean |";
+        for k in &pkeys {
+            out += &format!(" {k} |");
+        }
+        out += " max |\n|---|---:|---:|";
+        out += &"---:|".repeat(pkeys.len() + 1);
+        out += "\n";
+        for (key, name) in LATENCIES {
+            let d = &stage[*key];
+            if !d.is_object() {
+                continue;
+            }
+            out += &format!(
+                "| {name} | {} | {} |",
+                fmt(num(&d["count"]), 0),
+                fmt(num(&d["mean"]), 2)
+            );
+            for k in &pkeys {
+                out += &format!(" {} |", fmt(num(&d[k.as_str()]), 2));
+            }
+            out += &format!(" {} |\n", fmt(num(&d["max"]), 2));
+        }
+        if let Some(errors) = stage["errors"].as_object().filter(|e| !e.is_empty()) {
+            out += "\n| error | count |\n|---|---:|\n";
+            for (msg, n) in errors {
+                out += &format!("| {} | {n} |\n", msg.replace('|', "\\|"));
+            }
+        }
+    }
+    out
+}
+
+impl Reporter for Markdown {
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "markdown".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "report.md: headline figures and latency tables per stage".into(),
+        }
+    }
+
+    fn render(input: ReportInput) -> Result<Vec<OutputFile>, String> {
+        report_common::check_schema(input.schema_version)?;
+        Ok(vec![OutputFile::text("report.md", render_markdown(&input.summary))])
+    }
+}
+
+barrage_reporter_sdk::export_reporter!(Markdown);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_hold_the_figures() {
+        let s = serde_json::json!({
+            "schema_version": 1, "target": "http://127.0.0.1:1", "codec": "openai-chat", "seed": 3,
+            "percentiles": [50.0, 99.9], "slos": ["ttft < 200ms"],
+            "stages": [{"stage": 0, "label": "constant 5/s", "sent": 10, "requests_per_s": 4.95,
+                        "goodput": {"requests_per_s": 4.5, "share": 0.9},
+                        "ttft_ms": {"count": 10, "mean": 20.0, "p50": 19.5, "p99.9": 30.25, "max": 31.0},
+                        "errors": {"http_error: HTTP 500": 1}}],
+            "total": {},
+        });
+        let md = render_markdown(&s);
+        assert!(md.contains("| TTFT | 10 | 20.00 | 19.50 | 30.25 | 31.00 |"), "{md}");
+        assert!(md.contains("| throughput (req/s) | 4.95 |"));
+        assert!(md.contains("| goodput share | 90.0 % |"));
+        assert!(md.contains("| http_error: HTTP 500 | 1 |"));
+        assert!(md.contains("objectives: ttft < 200ms"));
+        assert!(!md.contains("all stages"), "one stage: no separate total");
+    }
+}
