@@ -121,7 +121,9 @@ pub struct Record {
     pub end_ms: f64,
     /// Arrival of every output-carrying frame, ms.
     pub content_frames_ms: Vec<f64>,
-    /// Tokens in each of those frames, where the codec knows them.
+    /// Tokens in each of those frames, where the codec knows them (left
+    /// out of the file when it knows none).
+    #[serde(default, skip_serializing_if = "all_unknown")]
     pub content_frame_tokens: Vec<Option<u32>>,
     /// Output frames that carried reasoning.
     #[serde(default)]
@@ -156,10 +158,15 @@ pub struct Record {
     pub queue_wait_ms: Option<f64>,
 }
 
+fn all_unknown(tokens: &[Option<u32>]) -> bool {
+    tokens.iter().all(Option::is_none)
+}
+
 impl Record {
     /// Build a record from an exchange.
     pub fn from_exchange(id: u64, stage: usize, origin: Instant, scheduled: Instant, ex: &Exchange) -> Record {
-        let ms = |t: Instant| t.saturating_duration_since(origin).as_secs_f64() * 1000.0;
+        // From whole nanoseconds, so a time prints as its exact decimal (2.169002, not 2.1690020000000003).
+        let ms = |t: Instant| t.saturating_duration_since(origin).as_nanos() as f64 / 1e6;
         let mut frames_ms = Vec::new();
         let mut frame_tokens = Vec::new();
         let mut last_frame = None;

@@ -36,7 +36,9 @@ const H: f64 = 300.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 16.0;
 const TOP: f64 = 30.0;
-const BOTTOM: f64 = 64.0;
+const BOTTOM: f64 = 78.0;
+/// Legend entries per row.
+const LEGEND_COLUMNS: usize = 3;
 
 /// A "nice" tick step giving about `target` ticks over `span`.
 fn tick_step(span: f64, target: f64) -> f64 {
@@ -184,14 +186,14 @@ pub fn line_chart(chart: &Chart<'_>, series: &[Series]) -> Option<String> {
         }
         flush(&mut run, &mut svg);
         // Legend under the axis label.
-        let lx = LEFT + (i % 4) as f64 * (pw / 4.0);
-        let ly = H - 14.0 + (i / 4) as f64 * 0.0;
+        let lx = LEFT + (i % LEGEND_COLUMNS) as f64 * (pw / LEGEND_COLUMNS as f64);
+        let ly = H - 26.0 + (i / LEGEND_COLUMNS) as f64 * 14.0;
         let _ = write!(
             svg,
             r#"<rect x="{lx:.1}" y="{:.1}" width="10" height="10" fill="{color}"/><text x="{:.1}" y="{ly:.1}" font-size="11">{}</text>"#,
             ly - 9.0,
             lx + 14.0,
-            html_escape(&s.name.chars().take(28).collect::<String>())
+            html_escape(&s.name.chars().take(30).collect::<String>())
         );
     }
     svg.push_str("</svg>");
