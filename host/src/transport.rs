@@ -3,6 +3,11 @@
 //! environment. Bodies are framed and timestamped here, on the I/O task,
 //! before a plugin sees them.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -10,8 +15,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioExecutor;
+use tower_service::Service;
 
 use crate::framing::{Framer, Framing};
 use crate::plugin::{CodecWorkers, PluginFailure, StreamOutcome, wire};
@@ -55,6 +61,11 @@ pub enum Ending {
 pub struct Exchange {
     /// When the request was handed to the connection.
     pub sent: Instant,
+    /// How long the request waited for a slot under `max_connections`.
+    pub slot_wait: Option<Duration>,
+    /// The connection the response came on: its number in this run and
+    /// when it was established (after `sent` when this request waited for a new one).
+    pub connection: Option<ConnInfo>,
     /// When the response headers arrived.
     pub headers_at: Option<Instant>,
     /// When the first body byte arrived.
@@ -84,6 +95,9 @@ pub struct TransportOptions {
     pub api_key: Option<String>,
     /// Idle connections kept per host (0: no limit).
     pub max_idle_per_host: usize,
+    /// Most requests on the wire at once, and so (HTTP/1.1) most open
+    /// connections (0: no limit). A request waits for a slot before it is sent.
+    pub max_connections: usize,
     /// Per-request timeout (and connect timeout).
     pub timeout: Duration,
     /// Speak HTTP/2 only: h2c (prior knowledge) on http://, h2 by ALPN on https://.
@@ -93,12 +107,127 @@ pub struct TransportOptions {
     pub tls: crate::tls::ClientTls,
 }
 
+/// Frames a stream hands to its plugin thread at once. Batching here, on
+/// the I/O task, turns a response's dozens of frames into a few jobs (and
+/// plugin-thread wake-ups); frames are already timestamped, so decoding
+/// later changes no time.
+const STREAM_BATCH_FRAMES: usize = 32;
+
+/// Which connection a response came on, and when that connection was
+/// established. The connector attaches it to every connection; hyper hands
+/// it back with each response.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// Connections are numbered from 0 in the order they were opened.
+    pub id: u64,
+    /// When connecting (and the TLS handshake) finished.
+    pub established: Instant,
+}
+
+/// The HTTPS-or-HTTP connector, numbering and timing each new connection,
+/// and holding the number of open connections to `max_connections`: a new
+/// connection waits for one to close, while hyper's pool hands the waiting
+/// request any connection that falls idle first.
+#[derive(Clone)]
+struct TimedConnector {
+    inner: HttpsConnector<HttpConnector>,
+    next_id: Arc<AtomicU64>,
+    open: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+type InnerStream = <HttpsConnector<HttpConnector> as Service<hyper::Uri>>::Response;
+type InnerError = <HttpsConnector<HttpConnector> as Service<hyper::Uri>>::Error;
+
+impl Service<hyper::Uri> for TimedConnector {
+    type Response = TimedStream;
+    type Error = InnerError;
+    type Future = Pin<Box<dyn Future<Output = Result<TimedStream, InnerError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        let mut inner = self.inner.clone();
+        let next_id = self.next_id.clone();
+        let open = self.open.clone();
+        Box::pin(async move {
+            let permit = match open {
+                Some(open) => open.acquire_owned().await.ok(),
+                None => None,
+            };
+            let inner = inner.call(uri).await?;
+            let info = ConnInfo {
+                id: next_id.fetch_add(1, Ordering::Relaxed),
+                established: Instant::now(),
+            };
+            Ok(TimedStream {
+                inner,
+                info,
+                _permit: permit,
+            })
+        })
+    }
+}
+
+/// A connection carrying its [`ConnInfo`]; reads and writes pass through.
+struct TimedStream {
+    inner: InnerStream,
+    info: ConnInfo,
+    /// Its place under `max_connections`, given back when it closes.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Connection for TimedStream {
+    fn connected(&self) -> Connected {
+        self.inner.connected().extra(self.info)
+    }
+}
+
+impl hyper::rt::Read for TimedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for TimedStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+}
+
 /// The HTTP client of a run.
 pub struct Transport {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<TimedConnector, Full<Bytes>>,
     base: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
+    /// Slots under `max_connections`, if set.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Transport {
@@ -132,9 +261,20 @@ impl Transport {
         } else {
             builder.enable_http1().enable_http2().wrap_connector(http)
         };
+        let connector = TimedConnector {
+            inner: connector,
+            next_id: Arc::new(AtomicU64::new(0)),
+            open: (options.max_connections > 0).then(|| Arc::new(tokio::sync::Semaphore::new(options.max_connections))),
+        };
         let mut builder = Client::builder(TokioExecutor::new());
-        if options.max_idle_per_host > 0 {
-            builder.pool_max_idle_per_host(options.max_idle_per_host);
+        match (options.max_idle_per_host, options.max_connections) {
+            (0, 0) => {}
+            (0, cap) => {
+                builder.pool_max_idle_per_host(cap);
+            }
+            (idle, _) => {
+                builder.pool_max_idle_per_host(idle);
+            }
         }
         builder.http2_only(options.http2);
         // Long responses must not be read in small pieces.
@@ -168,6 +308,8 @@ impl Transport {
             base: target.trim_end_matches('/').to_string(),
             headers: parsed,
             timeout: options.timeout,
+            slots: (options.max_connections > 0)
+                .then(|| Arc::new(tokio::sync::Semaphore::new(options.max_connections))),
         })
     }
 
@@ -184,6 +326,8 @@ impl Transport {
         let sent = Instant::now();
         let mut ex = Exchange {
             sent,
+            slot_wait: None,
+            connection: None,
             headers_at: None,
             first_byte: None,
             end: sent,
@@ -219,6 +363,16 @@ impl Transport {
         };
         let deadline = tokio::time::Instant::from_std(sent + self.timeout);
         let exchange = async {
+            // Held until the body is read: at most `max_connections` requests on the wire.
+            let _slot = match &self.slots {
+                Some(slots) => {
+                    let waited = Instant::now();
+                    let slot = slots.clone().acquire_owned().await.ok();
+                    ex.slot_wait = Some(waited.elapsed());
+                    slot
+                }
+                None => None,
+            };
             ex.sent = Instant::now();
             let response = match self.client.request(request).await {
                 Ok(r) => r,
@@ -228,6 +382,7 @@ impl Transport {
                 }
             };
             ex.headers_at = Some(Instant::now());
+            ex.connection = response.extensions().get::<ConnInfo>().copied();
             let status = response.status().as_u16();
             ex.status = Some(status);
             ex.version = Some(match response.version() {
@@ -253,9 +408,10 @@ impl Transport {
                     wire::Framing::GrpcMessages => Framing::GrpcMessages,
                 };
                 let mut framer = Framer::new(framing);
-                let stream = StreamGuard {
+                let mut stream = StreamGuard {
                     workers,
-                    handle: Some(workers.open(head, options)),
+                    opening: Some((head, options)),
+                    handle: None,
                 };
                 let mut frames = Vec::new();
                 'read: loop {
@@ -284,12 +440,13 @@ impl Transport {
                             None => break,
                         }
                     }
-                    stream.push(std::mem::take(&mut frames));
+                    if frames.len() >= STREAM_BATCH_FRAMES {
+                        stream.push(std::mem::take(&mut frames));
+                    }
                 }
                 let end = Instant::now();
                 framer.finish(end, &mut frames);
-                stream.push(frames);
-                ex.decoded = stream.finish(end).await;
+                ex.decoded = stream.finish(frames, end).await;
             } else {
                 let mut buf = Vec::new();
                 loop {
@@ -341,7 +498,6 @@ impl Transport {
 
 /// The body's next frame if it is already buffered, without waiting.
 fn poll_ready(body: &mut hyper::body::Incoming) -> Option<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
-    use std::future::Future;
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     let mut next = std::pin::pin!(body.frame());
     match next.as_mut().poll(&mut cx) {
@@ -351,22 +507,35 @@ fn poll_ready(body: &mut hyper::body::Incoming) -> Option<Option<Result<hyper::b
 }
 
 /// A stream being decoded; cancelled on the plugin thread if the exchange
-/// is dropped (timeout, stop) before it finishes, so no instance leaks.
+/// is dropped (timeout, stop) before it finishes, so no instance leaks. It
+/// is opened on the plugin thread with its first frames, not before.
 struct StreamGuard<'a> {
     workers: &'a CodecWorkers,
+    opening: Option<(wire::ResponseHead, wire::DecodeOptions)>,
     handle: Option<crate::plugin::StreamHandle>,
 }
 
 impl StreamGuard<'_> {
-    fn push(&self, frames: Vec<crate::framing::TimedFrame>) {
-        if let Some(h) = self.handle {
+    fn handle(&mut self) -> Option<crate::plugin::StreamHandle> {
+        if let Some((head, options)) = self.opening.take() {
+            self.handle = Some(self.workers.open(head, options));
+        }
+        self.handle
+    }
+
+    fn push(&mut self, frames: Vec<crate::framing::TimedFrame>) {
+        if let Some(h) = self.handle() {
             self.workers.push(h, frames);
         }
     }
 
-    async fn finish(mut self, end: Instant) -> StreamOutcome {
-        match self.handle.take() {
-            Some(h) => self.workers.finish(h, end).await.unwrap_or_else(|_| lost_worker()),
+    async fn finish(mut self, frames: Vec<crate::framing::TimedFrame>, end: Instant) -> StreamOutcome {
+        match self.handle().and_then(|_| self.handle.take()) {
+            Some(h) => self
+                .workers
+                .finish_with(h, frames, end)
+                .await
+                .unwrap_or_else(|_| lost_worker()),
             None => lost_worker(),
         }
     }

@@ -244,8 +244,11 @@ pub struct RunConfig {
     pub headers: BTreeMap<String, String>,
     /// Name of an environment variable holding an API key, sent as a bearer token (never written to results).
     pub api_key_env: Option<String>,
-    /// Most connections kept per host (0: no limit).
+    /// Most idle connections kept per host (0: no limit; with `max_connections`, that many).
     pub connections: usize,
+    /// Most requests on the wire at once, so most open HTTP/1.1 connections
+    /// (0: no limit); a request past it waits for a slot, which shows as send lag.
+    pub max_connections: usize,
     /// HTTP/2 only: h2c on http://, h2 on https://.
     pub http2: bool,
     /// TLS for https:// targets.
@@ -277,6 +280,7 @@ impl Default for RunConfig {
             headers: BTreeMap::new(),
             api_key_env: None,
             connections: 0,
+            max_connections: 0,
             http2: false,
             tls: crate::tls::ClientTls::default(),
             plugin_threads: 1,

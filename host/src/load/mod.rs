@@ -199,6 +199,7 @@ pub async fn run(
             headers: config.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             api_key,
             max_idle_per_host: config.connections,
+            max_connections: config.max_connections,
             timeout: Duration::from_secs_f64(config.request.timeout_s),
             http2: config.http2,
             tls: config.tls.clone(),
@@ -562,6 +563,8 @@ async fn send_one(
             let now = Instant::now();
             let ex = crate::transport::Exchange {
                 sent: now,
+                slot_wait: None,
+                connection: None,
                 headers_at: None,
                 first_byte: None,
                 end: now,

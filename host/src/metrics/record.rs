@@ -106,6 +106,16 @@ pub struct Record {
     pub scheduled_ms: f64,
     /// Actual send, ms.
     pub sent_ms: f64,
+    /// Time waited for a connection slot under `max_connections`, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_wait_ms: Option<f64>,
+    /// The connection used: numbered from 0 in the order the run opened them.
+    #[serde(default)]
+    pub connection_id: Option<u64>,
+    /// When the request had its connection: the send for a pooled one, or
+    /// when a new one was established (connect and TLS done), ms.
+    #[serde(default)]
+    pub connection_acquired_ms: Option<f64>,
     /// Response headers, ms.
     pub headers_ms: Option<f64>,
     /// First body byte, ms.
@@ -246,6 +256,9 @@ impl Record {
             stage,
             scheduled_ms: ms(scheduled),
             sent_ms: ms(ex.sent),
+            connection_wait_ms: ex.slot_wait.map(|d| d.as_nanos() as f64 / 1e6),
+            connection_id: ex.connection.map(|c| c.id),
+            connection_acquired_ms: ex.connection.map(|c| ms(c.established.max(ex.sent))),
             headers_ms: ex.headers_at.map(ms),
             first_byte_ms: ex.first_byte.map(ms),
             first_token_ms: frames_ms.first().copied(),

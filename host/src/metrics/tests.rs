@@ -24,6 +24,8 @@ fn exchange(origin: Instant, frames: Vec<(f64, Vec<Event>)>, end_ms: f64) -> Exc
     }
     Exchange {
         sent: origin,
+        slot_wait: None,
+        connection: None,
         headers_at: Some(at(1.0)),
         first_byte: Some(at(2.0)),
         end: at(end_ms),

@@ -77,6 +77,8 @@ enum Job {
     },
     Finish {
         id: u64,
+        /// The stream's last frames, decoded before it finishes.
+        frames: Vec<TimedFrame>,
         at: Instant,
         reply: oneshot::Sender<StreamOutcome>,
     },
@@ -178,11 +180,22 @@ impl CodecWorkers {
 
     /// The stream ended at `at`; the reply carries everything decoded.
     pub fn finish(&self, stream: StreamHandle, at: Instant) -> oneshot::Receiver<StreamOutcome> {
+        self.finish_with(stream, Vec::new(), at)
+    }
+
+    /// Hand over the stream's last frames and finish it, in one job.
+    pub fn finish_with(
+        &self,
+        stream: StreamHandle,
+        frames: Vec<TimedFrame>,
+        at: Instant,
+    ) -> oneshot::Receiver<StreamOutcome> {
         let (reply, rx) = oneshot::channel();
         self.send(
             stream.worker,
             Job::Finish {
                 id: stream.id,
+                frames,
                 at,
                 reply,
             },
@@ -267,7 +280,13 @@ impl WorkerThread {
                     // batch go to the plugin in one call; anything else
                     // about that stream flushes them first, keeping order.
                     Job::Push { id, mut frames } => pending.entry(id).or_default().append(&mut frames),
-                    Job::Finish { id, at, reply } => {
+                    Job::Finish {
+                        id,
+                        mut frames,
+                        at,
+                        reply,
+                    } => {
+                        pending.entry(id).or_default().append(&mut frames);
                         self.flush(id, &mut pending);
                         let _ = reply.send(self.finish(id, at));
                     }
