@@ -16,7 +16,6 @@ use crate::plugin::describe::{Description, describe};
 use crate::plugin::engine::default_cache_dir;
 use crate::plugin::state::parse_level;
 use crate::plugin::{CodecPlugin, CodecWorkers, EngineOptions, PluginContext, PluginEngine, Registry, contract, wire};
-use crate::tokenizer::WordTokenizer;
 
 /// Barrage: load generator and benchmark host for LLM inference servers.
 #[derive(Debug, Parser)]
@@ -247,6 +246,11 @@ struct PluginOptions {
     /// Lowest level of plugin log lines printed: trace, debug, info, warn, error.
     #[arg(long, value_name = "LEVEL", default_value = "warn")]
     plugin_log: String,
+    /// Tokenizer offered to plugins: words (approximate), cl100k_base,
+    /// o200k_base, a tokenizer.json (or its directory), or a model id in the
+    /// local Hugging Face cache.
+    #[arg(long, value_name = "SPEC")]
+    tokenizer: Option<String>,
 }
 
 impl PluginOptions {
@@ -279,11 +283,13 @@ impl PluginOptions {
                 self.plugin_log
             )
         })?;
+        let spec = self.tokenizer.as_deref().unwrap_or("words");
+        let tokenizer = crate::tokenizer::load(spec).with_context(|| "--tokenizer".to_string())?;
         Ok(PluginContext {
             name: "".into(),
             config_json: config_json.into(),
             seed: 0,
-            tokenizer: WordTokenizer::shared(),
+            tokenizer,
             log_level,
         })
     }
@@ -651,7 +657,7 @@ fn default_output_dir() -> PathBuf {
     ))
 }
 
-fn run_benchmark(args: RunArgs) -> Result<ExitCode> {
+fn run_benchmark(mut args: RunArgs) -> Result<ExitCode> {
     use crate::load::config::Stage;
     let mut config = match &args.config {
         Some(path) => crate::load::RunConfig::from_file(path)?,
@@ -723,6 +729,10 @@ fn run_benchmark(args: RunArgs) -> Result<ExitCode> {
         config.codec_config = serde_json::from_value(value)?;
     }
     args.metrics.apply(&mut config.report);
+    if let Some(t) = &args.plugins.tokenizer {
+        config.tokenizer = Some(t.clone());
+    }
+    args.plugins.tokenizer = config.tokenizer.clone();
     config
         .validate()
         .map_err(|m| anyhow::anyhow!("run config {origin}: {m}"))?;

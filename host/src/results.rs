@@ -110,6 +110,9 @@ pub struct Meta {
     pub host: String,
     /// The codec plugin.
     pub plugin: PluginMeta,
+    /// The tokenizer plugins were given, and whether it is exact (`words` is not).
+    #[serde(default)]
+    pub tokenizer: TokenizerMeta,
     /// For a merged run: the runs it was made from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardMeta>,
@@ -128,6 +131,15 @@ pub struct PluginMeta {
     pub contract: String,
     /// Where it came from.
     pub source: String,
+}
+
+/// The run's tokenizer in `meta.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TokenizerMeta {
+    /// Its name (`words`, `cl100k_base`, a model id or file).
+    pub name: String,
+    /// False for the approximate `words` rule.
+    pub exact: bool,
 }
 
 /// One input of a merged run.

@@ -1,11 +1,15 @@
 //! Tokenizers offered to plugins through the `tokenizer` import.
 //!
-//! This module holds the interface and the approximate fallback; real
-//! tokenizers (Hugging Face `tokenizer.json`, OpenAI BPE) plug in behind the
-//! same trait.
+//! [`load`] turns a specification into a tokenizer: `words` (the
+//! approximate fallback: one whitespace-separated word per token, labelled
+//! as not exact), `cl100k_base` / `o200k_base` (OpenAI's BPE encodings,
+//! embedded in the binary, offline), a Hugging Face `tokenizer.json` file or
+//! a directory holding one, or a model id (`org/name`) found in the local
+//! Hugging Face cache. Nothing is downloaded.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// A tokenizer shared by all plugin instances of a run.
 pub trait Tokenizer: Send + Sync {
@@ -79,9 +83,262 @@ impl Tokenizer for WordTokenizer {
     }
 }
 
+/// Why a tokenizer could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    /// A `tokenizer.json` that could not be read or parsed.
+    #[error("tokenizer {path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Nothing matches the specification.
+    #[error(
+        "tokenizer `{spec}`: not `words`, `cl100k_base` or `o200k_base`, not a tokenizer.json file or a directory \
+         holding one, and no model `{spec}` in the Hugging Face cache ({cache}); download it there first \
+         (e.g. `huggingface-cli download {spec} tokenizer.json`) or give the file's path"
+    )]
+    NotFound {
+        /// What was asked.
+        spec: String,
+        /// Where the cache was searched.
+        cache: String,
+    },
+}
+
+/// A Hugging Face `tokenizer.json`, through the `tokenizers` crate.
+pub struct HfTokenizer {
+    name: String,
+    inner: tokenizers::Tokenizer,
+}
+
+impl HfTokenizer {
+    /// Load `path`, naming the tokenizer `name`.
+    pub fn from_file(path: &Path, name: &str) -> Result<HfTokenizer, TokenizerError> {
+        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| TokenizerError::File {
+            path: path.display().to_string(),
+            message: format!("not a Hugging Face tokenizer.json: {e}"),
+        })?;
+        Ok(HfTokenizer {
+            name: name.to_string(),
+            inner,
+        })
+    }
+}
+
+impl Tokenizer for HfTokenizer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn exact(&self) -> bool {
+        true
+    }
+
+    fn count(&self, text: &str) -> u32 {
+        self.encode(text).len() as u32
+    }
+
+    fn encode(&self, text: &str) -> Vec<u32> {
+        // Without special tokens: a prompt's own tokens, as servers count them
+        // before a chat template adds its markers.
+        self.inner
+            .encode(text, false)
+            .map(|e| e.get_ids().to_vec())
+            .unwrap_or_default()
+    }
+
+    fn decode(&self, tokens: &[u32]) -> String {
+        self.inner.decode(tokens, false).unwrap_or_default()
+    }
+}
+
+/// OpenAI's BPE encodings, embedded by `tiktoken-rs`.
+pub struct Tiktoken {
+    name: &'static str,
+    bpe: tiktoken_rs::CoreBPE,
+}
+
+impl Tokenizer for Tiktoken {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn exact(&self) -> bool {
+        true
+    }
+
+    fn count(&self, text: &str) -> u32 {
+        self.encode(text).len() as u32
+    }
+
+    fn encode(&self, text: &str) -> Vec<u32> {
+        self.bpe.encode_ordinary(text)
+    }
+
+    fn decode(&self, tokens: &[u32]) -> String {
+        self.bpe.decode(tokens).unwrap_or_default()
+    }
+}
+
+/// The Hugging Face hub cache: `$HF_HUB_CACHE`, `$HF_HOME/hub`, or `~/.cache/huggingface/hub`.
+pub fn hf_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HF_HUB_CACHE") {
+        return PathBuf::from(dir);
+    }
+    if let Some(home) = std::env::var_os("HF_HOME") {
+        return PathBuf::from(home).join("hub");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".cache").join("huggingface").join("hub")
+}
+
+/// `tokenizer.json` of model `id` in the cache: the snapshot `refs/main`
+/// names, or else any snapshot that has one.
+fn find_in_cache(cache: &Path, id: &str) -> Option<PathBuf> {
+    let model = cache.join(format!("models--{}", id.replace('/', "--")));
+    let snapshots = model.join("snapshots");
+    if let Ok(rev) = std::fs::read_to_string(model.join("refs").join("main")) {
+        let file = snapshots.join(rev.trim()).join("tokenizer.json");
+        if file.is_file() {
+            return Some(file);
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&snapshots)
+        .ok()?
+        .filter_map(|e| Some(e.ok()?.path().join("tokenizer.json")))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Load the tokenizer `spec` names (see the module documentation). Loaded
+/// tokenizers are kept for the life of the process: the reporters and the
+/// codec of one run share one.
+pub fn load(spec: &str) -> Result<Arc<dyn Tokenizer>, TokenizerError> {
+    static LOADED: OnceLock<Mutex<HashMap<String, Arc<dyn Tokenizer>>>> = OnceLock::new();
+    let cache = LOADED.get_or_init(Default::default);
+    if let Some(t) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(spec) {
+        return Ok(t.clone());
+    }
+    let loaded: Arc<dyn Tokenizer> = match spec {
+        "" | "words" => Arc::new(WordTokenizer::default()),
+        "cl100k_base" | "cl100k" => Arc::new(Tiktoken {
+            name: "cl100k_base",
+            bpe: tiktoken_rs::cl100k_base().map_err(|e| TokenizerError::File {
+                path: "cl100k_base".into(),
+                message: e.to_string(),
+            })?,
+        }),
+        "o200k_base" | "o200k" => Arc::new(Tiktoken {
+            name: "o200k_base",
+            bpe: tiktoken_rs::o200k_base().map_err(|e| TokenizerError::File {
+                path: "o200k_base".into(),
+                message: e.to_string(),
+            })?,
+        }),
+        _ => {
+            let path = Path::new(spec);
+            let file = if path.is_file() {
+                path.to_path_buf()
+            } else if path.is_dir() && path.join("tokenizer.json").is_file() {
+                path.join("tokenizer.json")
+            } else {
+                let hub = hf_cache_dir();
+                find_in_cache(&hub, spec).ok_or_else(|| TokenizerError::NotFound {
+                    spec: spec.to_string(),
+                    cache: hub.display().to_string(),
+                })?
+            };
+            Arc::new(HfTokenizer::from_file(&file, spec)?)
+        }
+    };
+    cache
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(spec.to_string(), loaded.clone());
+    Ok(loaded)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A small WordLevel tokenizer.json, written by hand in the format the
+    /// `tokenizers` crate saves.
+    pub(crate) fn word_level_json() -> String {
+        serde_json::json!({
+            "version": "1.0",
+            "truncation": null,
+            "padding": null,
+            "added_tokens": [],
+            "normalizer": {"type": "Lowercase"},
+            "pre_tokenizer": {"type": "Whitespace"},
+            "post_processor": null,
+            "decoder": null,
+            "model": {"type": "WordLevel", "vocab": {"[UNK]": 0, "the": 1, "cat": 2, "sat": 3, "on": 4, "mat": 5, ".": 6},
+                      "unk_token": "[UNK]"}
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn a_tokenizer_json_file_and_directory_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokenizer.json");
+        std::fs::write(&file, word_level_json()).unwrap();
+        let t = load(file.to_str().unwrap()).unwrap();
+        assert!(t.exact());
+        assert_eq!(t.encode("The cat sat on the mat."), vec![1, 2, 3, 4, 1, 5, 6]);
+        assert_eq!(t.count("the dog"), 2, "unknown words are [UNK] tokens");
+        assert_eq!(t.decode(&[2, 3]), "cat sat");
+        let by_dir = load(dir.path().to_str().unwrap()).unwrap();
+        assert_eq!(by_dir.count("the cat"), 2);
+    }
+
+    #[test]
+    fn models_are_found_in_the_hugging_face_cache() {
+        let cache = tempfile::tempdir().unwrap();
+        let snap = cache.path().join("models--acme--tiny/snapshots/abc123");
+        std::fs::create_dir_all(&snap).unwrap();
+        std::fs::write(snap.join("tokenizer.json"), word_level_json()).unwrap();
+        std::fs::create_dir_all(cache.path().join("models--acme--tiny/refs")).unwrap();
+        std::fs::write(cache.path().join("models--acme--tiny/refs/main"), "abc123\n").unwrap();
+        assert_eq!(
+            find_in_cache(cache.path(), "acme/tiny"),
+            Some(snap.join("tokenizer.json"))
+        );
+        assert_eq!(find_in_cache(cache.path(), "acme/other"), None);
+    }
+
+    #[test]
+    fn bad_specifications_say_what_to_do() {
+        let e = load("no-such-org/no-such-model").err().unwrap().to_string();
+        assert!(
+            e.contains("Hugging Face cache") && e.contains("huggingface-cli download"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let bad = dir.path().join("tokenizer.json");
+        std::fs::write(&bad, "{\"model\": 3}").unwrap();
+        let e = load(bad.to_str().unwrap()).err().unwrap().to_string();
+        assert!(e.contains("tokenizer.json") && e.contains("not a Hugging Face"), "{e}");
+    }
+
+    #[test]
+    fn openai_encodings_are_available_offline() {
+        let cl = load("cl100k_base").unwrap();
+        // Known token counts of cl100k_base and o200k_base.
+        assert_eq!(cl.count("hello world"), 2);
+        assert_eq!(cl.encode("hello world"), vec![15339, 1917]);
+        assert_eq!(cl.decode(&[15339, 1917]), "hello world");
+        let o = load("o200k").unwrap();
+        assert_eq!(o.name(), "o200k_base");
+        assert_eq!(o.encode("hello world"), vec![24912, 2375]);
+    }
 
     #[test]
     fn words_round_trip_and_count() {

@@ -658,3 +658,55 @@ fn a_connection_cap_bounds_connections_and_the_wait_shows_as_send_lag() {
         "only requests that opened a connection waited for it: {fresh}"
     );
 }
+
+#[test]
+fn the_tokenizer_is_chosen_by_flag_or_config_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(&["--mode", "zero"]);
+    let meta = |out: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap()
+    };
+    let base = |out: &Path| {
+        let mut c = barrage();
+        c.args([
+            "run",
+            "--quiet",
+            "--rate",
+            "50",
+            "--requests",
+            "3",
+            "--max-tokens",
+            "2",
+            "--reporter",
+            "json",
+        ])
+        .args(["--target", &format!("http://{}", sim.addr), "--output"])
+        .arg(out);
+        c
+    };
+    let default = dir.path().join("default");
+    let (code, _, stderr) = run(&mut base(&default));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        meta(&default)["tokenizer"],
+        serde_json::json!({"name": "words", "exact": false})
+    );
+
+    let cl = dir.path().join("cl100k");
+    let (code, _, stderr) = run(base(&cl).args(["--tokenizer", "cl100k_base"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        meta(&cl)["tokenizer"],
+        serde_json::json!({"name": "cl100k_base", "exact": true})
+    );
+
+    let (code, _, stderr) = run(base(&dir.path().join("bad")).args(["--tokenizer", "acme/missing-model"]));
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("--tokenizer")
+            && stderr.contains("acme/missing-model")
+            && stderr.contains("Hugging Face cache"),
+        "{stderr}"
+    );
+    sim.stop();
+}

@@ -265,6 +265,8 @@ pub struct RunConfig {
     pub sim: Option<crate::sim::SimConfig>,
     /// Percentiles, objectives and reporters.
     pub report: ReportConfig,
+    /// Tokenizer offered to plugins (see `--tokenizer`); none: `words`, approximate.
+    pub tokenizer: Option<String>,
 }
 
 impl Default for RunConfig {
@@ -294,6 +296,7 @@ impl Default for RunConfig {
             }],
             sim: None,
             report: ReportConfig::default(),
+            tokenizer: None,
         }
     }
 }

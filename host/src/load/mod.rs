@@ -694,6 +694,10 @@ fn write_meta(
             source: plugin.source.location(),
         },
         shards: Vec::new(),
+        tokenizer: crate::results::TokenizerMeta {
+            name: plugin.tokenizer().name().to_string(),
+            exact: plugin.tokenizer().exact(),
+        },
     };
     out("meta.json", serde_json::to_vec_pretty(&meta).unwrap_or_default())?;
     Ok(meta)

@@ -197,6 +197,11 @@ impl CodecPlugin {
         &self.info.name
     }
 
+    /// The tokenizer its instances are offered.
+    pub fn tokenizer(&self) -> &std::sync::Arc<dyn crate::tokenizer::Tokenizer> {
+        &self.ctx.tokenizer
+    }
+
     /// A fresh instance in a store of its own.
     pub fn instance(self: &Arc<Self>) -> Result<CodecInstance, PluginFailure> {
         let mut store = new_store(&self.engine, self.ctx.clone());
