@@ -153,7 +153,7 @@ struct RunArgs {
     /// Output tokens per request.
     #[arg(long)]
     max_tokens: Option<u32>,
-    /// Prompt length in words (tokens for the simulator).
+    /// Prompt length in tokens of --tokenizer (words with the default tokenizer).
     #[arg(long)]
     prompt_tokens: Option<u32>,
     /// No live progress lines.

@@ -198,7 +198,7 @@ impl ReportConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RequestConfig {
-    /// Words in the synthetic prompt.
+    /// Tokens in the synthetic prompt, counted by the run's tokenizer (words with the default).
     pub prompt_tokens: u32,
     /// Output tokens asked for.
     pub max_tokens: u32,

@@ -95,9 +95,9 @@ impl StopSignal {
     }
 }
 
-/// The synthetic prompt of request `id`: `words` words drawn from a seeded
-/// stream (real datasets replace this).
-fn prompt(seed: u64, id: u64, words: u32) -> String {
+/// `words` words drawn from request `id`'s seeded stream; a longer draw
+/// starts with the shorter one.
+fn words(seed: u64, id: u64, words: usize) -> String {
     const WORDS: &[&str] = &[
         "explain",
         "how",
@@ -131,9 +131,37 @@ fn prompt(seed: u64, id: u64, words: u32) -> String {
         .join(" ")
 }
 
-fn spec(config: &RunConfig, id: u64) -> wire::RequestSpec {
+/// The synthetic prompt of request `id`: `tokens` tokens of the run's
+/// tokenizer, made of words from a seeded stream (datasets replace this).
+/// With the approximate `words` tokenizer a word is a token; with a real one
+/// the words are encoded, cut at `tokens` ids and decoded, and the cut is
+/// moved by a token or two in the rare case the text re-encodes to another
+/// length. Runs ahead of the schedule (the feeder thread), never on the
+/// timed path of an open-loop request.
+fn prompt(seed: u64, id: u64, tokens: u32, tokenizer: &dyn crate::tokenizer::Tokenizer) -> String {
+    let n = tokens as usize;
+    if !tokenizer.exact() || n == 0 {
+        return words(seed, id, n);
+    }
+    let mut draw = n + 8;
+    let ids = loop {
+        let ids = tokenizer.encode(&words(seed, id, draw));
+        if ids.len() >= n + 3 {
+            break ids;
+        }
+        draw *= 2;
+    };
+    let candidates = [n, n + 1, n.saturating_sub(1), n + 2, n.saturating_sub(2), n + 3];
+    candidates
+        .iter()
+        .map(|&k| tokenizer.decode(&ids[..k]))
+        .find(|text| tokenizer.count(text) == tokens)
+        .unwrap_or_else(|| tokenizer.decode(&ids[..n]))
+}
+
+fn spec(config: &RunConfig, tokenizer: &dyn crate::tokenizer::Tokenizer, id: u64) -> wire::RequestSpec {
     let r = &config.request;
-    let text = prompt(config.seed, id, r.prompt_tokens);
+    let text = prompt(config.seed, id, r.prompt_tokens, tokenizer);
     // A plain text prompt: chat codecs wrap it in a user message themselves,
     // so the engine need not guess the codec's kind from its name.
     let prompt = Prompt::Text(text);
@@ -431,7 +459,7 @@ fn pace_stages(
                 for id in 0.. {
                     let encoded = ctx
                         .workers
-                        .encode(spec(&config, id))
+                        .encode(spec(&config, ctx.workers.plugin().tokenizer().as_ref(), id))
                         .blocking_recv()
                         .ok()
                         .and_then(Result::ok);
@@ -643,7 +671,12 @@ fn run_closed_loop(
                     return;
                 }
                 let id = ids.fetch_add(1, Ordering::Relaxed);
-                let encoded = ctx.workers.encode(spec(&config, id)).await.ok().and_then(Result::ok);
+                let encoded = ctx
+                    .workers
+                    .encode(spec(&config, ctx.workers.plugin().tokenizer().as_ref(), id))
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
                 launched.fetch_add(1, Ordering::Relaxed);
                 ctx.in_flight.fetch_add(1, Ordering::SeqCst);
                 ctx.sent.fetch_add(1, Ordering::Relaxed);
@@ -701,4 +734,24 @@ fn write_meta(
     };
     out("meta.json", serde_json::to_vec_pretty(&meta).unwrap_or_default())?;
     Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_prompts_have_exactly_the_asked_tokens() {
+        for spec in ["cl100k_base", "o200k_base"] {
+            let t = crate::tokenizer::load(spec).unwrap();
+            for (id, n) in [(0, 1), (1, 7), (2, 64), (3, 513), (4, 2048)] {
+                let text = prompt(42, id, n, t.as_ref());
+                assert_eq!(t.count(&text), n, "{spec}: request {id} asked {n} tokens: {text:?}");
+                assert_eq!(text, prompt(42, id, n, t.as_ref()), "seeded");
+            }
+            assert_ne!(prompt(42, 0, 64, t.as_ref()), prompt(42, 1, 64, t.as_ref()));
+        }
+        let w = crate::tokenizer::load("words").unwrap();
+        assert_eq!(prompt(1, 2, 30, w.as_ref()).split_whitespace().count(), 30);
+    }
 }
