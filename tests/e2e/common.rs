@@ -106,6 +106,13 @@ impl SimProcess {
         SimProcess { child, addr }
     }
 
+    /// A simulator configured by `yaml`, written to `sim.yaml` in `dir`.
+    pub fn from_yaml(dir: &Path, yaml: &str) -> SimProcess {
+        let cfg = dir.join("sim.yaml");
+        std::fs::write(&cfg, yaml).expect("write the simulator config");
+        SimProcess::start(&["--config", cfg.to_str().expect("a UTF-8 path")])
+    }
+
     /// A plain-mode simulator (fixed TTFT and ITL, ms) that writes its ground truth to `truth`.
     pub fn plain_with_truth(ttft_ms: &str, itl_ms: &str, truth: &Path) -> SimProcess {
         let truth = truth.to_str().expect("a UTF-8 path");

@@ -109,13 +109,10 @@ fn every_request_is_accounted_for_under_overload_and_a_stop() {
     // 2.5 s with a grace period too short for the requests in flight; the
     // second stage never starts.
     let dir = tempfile::tempdir().unwrap();
-    let sim_cfg = dir.path().join("sim.yaml");
-    std::fs::write(
-        &sim_cfg,
+    let sim = SimProcess::from_yaml(
+        dir.path(),
         "mode: plain\nplain: {ttft_ms: {constant: 50}, itl_ms: {constant: 20}}\nfaults: {http_500: 0.05}\n",
-    )
-    .unwrap();
-    let sim = SimProcess::start(&["--config", sim_cfg.to_str().unwrap()]);
+    );
     let cfg = dir.path().join("run.yaml");
     std::fs::write(
         &cfg,

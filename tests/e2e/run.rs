@@ -342,13 +342,10 @@ fn server_errors_are_counted_not_fatal() {
 #[test]
 fn faults_become_counted_request_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("sim.yaml");
-    std::fs::write(
-        &cfg,
+    let sim = SimProcess::from_yaml(
+        dir.path(),
         "mode: zero\nfaults: {http_429: 0.2, reset_midstream: 0.2, missing_done: 0.2}\n",
-    )
-    .unwrap();
-    let sim = SimProcess::start(&["--config", cfg.to_str().unwrap()]);
+    );
     let out = dir.path().join("run");
     let (code, _, stderr) = run(barrage()
         .args([

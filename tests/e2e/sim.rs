@@ -185,13 +185,10 @@ async fn the_batching_model_saturates_at_the_knee_its_parameters_imply() {
 #[test]
 fn faults_happen_at_their_rates_and_are_counted_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = dir.path().join("faults.yaml");
-    std::fs::write(
-        &cfg,
+    let sim = SimProcess::from_yaml(
+        dir.path(),
         "mode: zero\nseed: 7\nfaults:\n  http_429: 0.1\n  http_500: 0.1\n  reset_midstream: 0.1\n  malformed_frame: 0.15\n  missing_done: 0.15\n  missing_finish_reason: 0.15\n  stall: {rate: 0.1, ms: 60}\n  slow_first_byte: {rate: 0.1, ms: 60}\n",
-    )
-    .unwrap();
-    let sim = SimProcess::start(&["--config", cfg.to_str().unwrap()]);
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     let n = 400;
     let (seen, metrics) = rt.block_on(async {

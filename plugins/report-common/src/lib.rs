@@ -102,6 +102,27 @@ pub fn headline(stage: &Value) -> Vec<(&'static str, String)> {
     rows
 }
 
+/// The latency table of one section: a header (`count`, `mean`, the
+/// percentiles, `max`) and, per distribution present, its name and cells.
+pub fn latency_rows(stage: &Value, percentile_keys: &[String]) -> (Vec<String>, Vec<(&'static str, Vec<String>)>) {
+    let mut header = vec!["count".to_string(), "mean".to_string()];
+    header.extend(percentile_keys.iter().cloned());
+    header.push("max".into());
+    let rows = LATENCIES
+        .iter()
+        .filter(|(key, _)| stage[*key].is_object())
+        .map(|(key, name)| {
+            let d = &stage[*key];
+            let cells = header
+                .iter()
+                .map(|h| fmt(num(&d[h.as_str()]), if h == "count" { 0 } else { 2 }))
+                .collect();
+            (*name, cells)
+        })
+        .collect();
+    (header, rows)
+}
+
 /// Escape text for HTML.
 pub fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;")

@@ -8,7 +8,9 @@ mod chart;
 
 use barrage_reporter_sdk::{OutputFile, PluginInfo, ReportInput, Reporter};
 use chart::{Chart, Series, line_chart};
-use report_common::{LATENCIES, fmt, headline, html_escape, num, percentile_keys, section_name, sections};
+use report_common::{
+    LATENCIES, fmt, headline, html_escape, latency_rows, num, percentile_keys, section_name, sections,
+};
 use serde_json::Value;
 
 /// The `html` reporter.
@@ -201,25 +203,18 @@ fn tables(s: &Value) -> String {
         for (name, v) in headline(st) {
             out += &format!("<tr><td>{name}</td><td class=n>{v}</td></tr>");
         }
-        out += "</table><table><tr><th>latency (ms)</th><th>count</th><th>mean</th>";
-        for k in &pkeys {
-            out += &format!("<th>{k}</th>");
+        let (header, rows) = latency_rows(st, &pkeys);
+        out += "</table><table><tr><th>latency (ms)</th>";
+        for h in &header {
+            out += &format!("<th>{h}</th>");
         }
-        out += "<th>max</th></tr>";
-        for (key, name) in LATENCIES {
-            let d = &st[*key];
-            if !d.is_object() {
-                continue;
+        out += "</tr>";
+        for (name, cells) in rows {
+            out += &format!("<tr><td>{name}</td>");
+            for c in cells {
+                out += &format!("<td class=n>{c}</td>");
             }
-            out += &format!(
-                "<tr><td>{name}</td><td class=n>{}</td><td class=n>{}</td>",
-                fmt(num(&d["count"]), 0),
-                fmt(num(&d["mean"]), 2)
-            );
-            for k in &pkeys {
-                out += &format!("<td class=n>{}</td>", fmt(num(&d[k.as_str()]), 2));
-            }
-            out += &format!("<td class=n>{}</td></tr>", fmt(num(&d["max"]), 2));
+            out += "</tr>";
         }
         out += "</table>";
         if let Some(errors) = st["errors"].as_object().filter(|e| !e.is_empty()) {

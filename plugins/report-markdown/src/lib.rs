@@ -2,7 +2,7 @@
 //! latency distributions of every stage as Markdown tables.
 
 use barrage_reporter_sdk::{OutputFile, PluginInfo, ReportInput, Reporter};
-use report_common::{LATENCIES, fmt, headline, num, percentile_keys, section_name, sections};
+use report_common::{fmt, headline, latency_rows, num, percentile_keys, section_name, sections};
 use serde_json::Value;
 
 /// The `markdown` reporter.
@@ -41,27 +41,14 @@ pub fn render_markdown(s: &Value) -> String {
         for (name, v) in headline(stage) {
             out += &format!("| {name} | {v} |\n");
         }
-        out += "\n| latency (ms) | count | mean |";
-        for k in &pkeys {
-            out += &format!(" {k} |");
-        }
-        out += " max |\n|---|---:|---:|";
-        out += &"---:|".repeat(pkeys.len() + 1);
-        out += "\n";
-        for (key, name) in LATENCIES {
-            let d = &stage[*key];
-            if !d.is_object() {
-                continue;
-            }
-            out += &format!(
-                "| {name} | {} | {} |",
-                fmt(num(&d["count"]), 0),
-                fmt(num(&d["mean"]), 2)
-            );
-            for k in &pkeys {
-                out += &format!(" {} |", fmt(num(&d[k.as_str()]), 2));
-            }
-            out += &format!(" {} |\n", fmt(num(&d["max"]), 2));
+        let (header, rows) = latency_rows(stage, &pkeys);
+        out += &format!(
+            "\n| latency (ms) | {} |\n|---|{}\n",
+            header.join(" | "),
+            "---:|".repeat(header.len())
+        );
+        for (name, cells) in rows {
+            out += &format!("| {name} | {} |\n", cells.join(" | "));
         }
         if let Some(errors) = stage["errors"].as_object().filter(|e| !e.is_empty()) {
             out += "\n| error | count |\n|---|---:|\n";
