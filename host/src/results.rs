@@ -49,7 +49,6 @@ pub struct RecordSink {
     path: PathBuf,
     /// The aggregates so far.
     pub aggregator: Aggregator,
-    written: u64,
 }
 
 impl RecordSink {
@@ -61,7 +60,6 @@ impl RecordSink {
             out,
             path,
             aggregator: Aggregator::new(stages, options),
-            written: 0,
         })
     }
 
@@ -74,7 +72,6 @@ impl RecordSink {
             .and_then(|()| self.out.write_all(b"\n"))
             .map_err(io(&self.path))?;
         self.aggregator.add(r);
-        self.written += 1;
         Ok(())
     }
 
