@@ -58,6 +58,15 @@ struct MetricsArgs {
 }
 
 impl MetricsArgs {
+    /// The report settings of `run`'s configuration with these flags over
+    /// them, and the metrics options they ask for.
+    fn settings_for(&self, run: &crate::results::RunDir) -> Result<(ReportConfig, crate::metrics::MetricsOptions)> {
+        let mut config = run.config().map(|c| c.report).unwrap_or_default();
+        self.apply(&mut config);
+        let options = config.metrics_options().map_err(|m| anyhow::anyhow!("{m}"))?;
+        Ok((config, options))
+    }
+
     /// Apply these flags over `config`.
     fn apply(&self, config: &mut ReportConfig) {
         if !self.slo.is_empty() {
@@ -834,9 +843,7 @@ fn write_reports(
 
 fn report(args: ReportArgs) -> Result<ExitCode> {
     let run = crate::results::RunDir::open(&args.run)?;
-    let mut config = run.config().map(|c| c.report).unwrap_or_default();
-    args.metrics.apply(&mut config);
-    let options = config.metrics_options().map_err(|m| anyhow::anyhow!("{m}"))?;
+    let (config, options) = args.metrics.settings_for(&run)?;
     let (summary, skipped) = crate::report::rebuild(&run, options)?;
     if skipped > 0 {
         eprintln!(
@@ -847,26 +854,41 @@ fn report(args: ReportArgs) -> Result<ExitCode> {
     let out = args.output.clone().unwrap_or_else(|| args.run.clone());
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     crate::results::write_json(&out.join(crate::results::SUMMARY), &summary)?;
-    print!("{}", crate::report::console_table(&summary));
-    let ok = write_reports(&args.plugins, &config, &summary, &args.run, &out);
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(4) })
+    Ok(print_and_report(&args.plugins, &config, &summary, &args.run, &out))
+}
+
+/// The console table, then the reporters; exit code 4 if a reporter failed.
+fn print_and_report(
+    plugins: &PluginOptions,
+    config: &ReportConfig,
+    summary: &Summary,
+    run_dir: &Path,
+    out_dir: &Path,
+) -> ExitCode {
+    print!("{}", crate::report::console_table(summary));
+    if write_reports(plugins, config, summary, run_dir, out_dir) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(4)
+    }
 }
 
 fn merge(args: MergeArgs) -> Result<ExitCode> {
     let first = crate::results::RunDir::open(&args.runs[0])?;
-    let mut config = first.config().map(|c| c.report).unwrap_or_default();
-    args.metrics.apply(&mut config);
-    let options = config.metrics_options().map_err(|m| anyhow::anyhow!("{m}"))?;
+    let (config, options) = args.metrics.settings_for(&first)?;
     let summary = crate::report::merge(&args.runs, &args.output, options)?;
-    print!("{}", crate::report::console_table(&summary));
-    let ok = write_reports(&args.plugins, &config, &summary, &args.output, &args.output);
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(4) })
+    Ok(print_and_report(
+        &args.plugins,
+        &config,
+        &summary,
+        &args.output,
+        &args.output,
+    ))
 }
 
 fn compare(args: CompareArgs) -> Result<ExitCode> {
     let config = ReportConfig {
         slo: args.slo.clone(),
-        percentiles: vec![50.0, 90.0, 95.0, 99.0, 99.9],
         ..ReportConfig::default()
     };
     let options = config.metrics_options().map_err(|m| anyhow::anyhow!("{m}"))?;

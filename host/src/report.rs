@@ -148,7 +148,7 @@ pub fn rebuild(run: &RunDir, options: MetricsOptions) -> Result<(Summary, u64), 
         // Without the pacer's counts, every record is all that is known.
         for s in summary.stages.iter_mut().chain(std::iter::once(&mut summary.total)) {
             s.scheduled = s.sent;
-            s.accounted = s.sent == s.succeeded + s.failed + s.cancelled;
+            s.accounted = s.reconciles();
         }
     }
     Ok((summary, skipped))

@@ -215,7 +215,7 @@ impl StageAgg {
         let send_span_s = self.first_sent.map_or(0.0, |f| (self.last_sent - f) / 1000.0);
         let per_s = |n: f64| if window_s > 0.0 { n / window_s } else { 0.0 };
         let measured_ok = self.output_len.len();
-        StageSummary {
+        let mut summary = StageSummary {
             stage: index,
             label: info.label.clone(),
             requested_rate: info.requested_rate,
@@ -231,8 +231,7 @@ impl StageAgg {
             failed,
             cancelled,
             failed_by_class,
-            accounted: counts.scheduled == sent + counts.dropped + counts.not_sent
-                && sent == succeeded + failed + cancelled,
+            accounted: false,
             queued: self.queued,
             queue_wait_ms: self.queue_wait.dist(percentiles),
             unmeasured: self.unmeasured,
@@ -278,7 +277,9 @@ impl StageAgg {
             send_lag_ms: self.lag.dist(percentiles),
             prompt_tokens: self.prompt_len.dist(percentiles),
             output_tokens_per_request: self.output_len.dist(percentiles),
-        }
+        };
+        summary.accounted = summary.reconciles();
+        summary
     }
 }
 
@@ -372,4 +373,12 @@ pub struct StageSummary {
     pub prompt_tokens: Option<Dist>,
     /// Output tokens per request.
     pub output_tokens_per_request: Option<Dist>,
+}
+
+impl StageSummary {
+    /// Whether scheduled = sent + dropped + not sent and sent = succeeded + failed + cancelled.
+    pub fn reconciles(&self) -> bool {
+        self.scheduled == self.sent + self.dropped + self.not_sent
+            && self.sent == self.succeeded + self.failed + self.cancelled
+    }
 }
