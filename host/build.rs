@@ -10,14 +10,22 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// First-party plugins embedded in the binary: (cargo package, plugin name).
-const BUILTIN: &[(&str, &str)] = &[
-    ("openai-completions", "openai-completions"),
-    ("openai-chat", "openai-chat"),
-    ("report-json", "json"),
-    ("report-csv", "csv"),
-    ("report-markdown", "markdown"),
-    ("report-html", "html"),
+/// First-party plugins embedded in the binary: (cargo package, plugin name, world).
+/// Names are unique per world: `csv` is both a reporter and a dataset.
+const BUILTIN: &[(&str, &str, &str)] = &[
+    ("openai-completions", "openai-completions", "codec"),
+    ("openai-chat", "openai-chat", "codec"),
+    ("report-json", "json", "reporter"),
+    ("report-csv", "csv", "reporter"),
+    ("report-markdown", "markdown", "reporter"),
+    ("report-html", "html", "reporter"),
+    ("dataset-synthetic", "synthetic", "dataset"),
+    ("dataset-sharegpt", "sharegpt", "dataset"),
+    ("dataset-jsonl", "jsonl", "dataset"),
+    ("dataset-csv", "csv", "dataset"),
+    ("dataset-shared-prefix", "shared-prefix", "dataset"),
+    ("dataset-multi-turn", "multi-turn", "dataset"),
+    ("dataset-trace", "trace", "dataset"),
 ];
 
 const TARGET: &str = "wasm32-wasip2";
@@ -28,22 +36,23 @@ fn main() {
         .parent()
         .expect("host/ sits in the workspace")
         .to_path_buf();
-    for dir in ["plugins", "sdk/src", "sdk/Cargo.toml", "wit", "Cargo.lock"] {
+    for dir in ["plugins", "sdk", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     let wasm_dir = build_plugins(&workspace);
 
-    let mut generated =
-        String::from("/// First-party plugins: (name, component bytes).\npub static BUILTIN: &[(&str, &[u8])] = &[\n");
-    for (package, name) in BUILTIN {
+    let mut generated = String::from(
+        "/// First-party plugins: (name, world, component bytes).\npub static BUILTIN: &[(&str, &str, &[u8])] = &[\n",
+    );
+    for (package, name, world) in BUILTIN {
         let file = format!("{}.wasm", package.replace('-', "_"));
         let src = wasm_dir.join(&file);
         let dst = out_dir.join(&file);
         std::fs::copy(&src, &dst).unwrap_or_else(|e| panic!("plugin {name} was not built at {}: {e}", src.display()));
         writeln!(
             generated,
-            "    ({name:?}, include_bytes!({:?})),",
+            "    ({name:?}, {world:?}, include_bytes!({:?})),",
             dst.display().to_string()
         )
         .unwrap();
@@ -68,7 +77,7 @@ fn build_plugins(workspace: &Path) -> PathBuf {
             "--target-dir",
         ])
         .arg(&target_dir);
-    for (package, _) in BUILTIN {
+    for (package, _, _) in BUILTIN {
         cmd.args(["-p", package]);
     }
     // The outer build's flags and wrappers (clippy, coverage, a host-only

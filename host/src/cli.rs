@@ -41,6 +41,90 @@ enum Command {
     Merge(MergeArgs),
     /// Compare runs side by side, with the difference from the first.
     Compare(CompareArgs),
+    /// Work with datasets: prepare one (and fill the cache) to see what a run would send.
+    #[command(subcommand)]
+    Dataset(DatasetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DatasetCommand {
+    /// Prepare a dataset: run its plugin, print what it made, optionally
+    /// write the samples as JSON Lines.
+    Prepare(PrepareArgs),
+}
+
+#[derive(Debug, Args)]
+struct PrepareArgs {
+    /// A run configuration whose `dataset:`, `tokenizer:` and `seed:` are used; flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Seed for sampling.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Write the prepared samples here, one JSON object per line.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    #[command(flatten)]
+    dataset: DatasetArgs,
+    #[command(flatten)]
+    plugins: PluginOptions,
+}
+
+/// Where prompts come from: shared by `run` and `dataset prepare`.
+#[derive(Debug, Args)]
+struct DatasetArgs {
+    /// Dataset plugin: synthetic, sharegpt, jsonl, csv, shared-prefix, multi-turn, trace, an installed name or a .wasm file.
+    #[arg(long, value_name = "NAME")]
+    dataset: Option<String>,
+    /// An input file of the dataset (repeatable; relative to the working directory).
+    #[arg(long = "dataset-file", value_name = "FILE")]
+    dataset_files: Vec<PathBuf>,
+    /// The dataset plugin's options: JSON, or @FILE (.json or .toml).
+    #[arg(long, value_name = "JSON|@FILE")]
+    dataset_config: Option<String>,
+    /// Prepare the dataset afresh instead of reusing the cache.
+    #[arg(long)]
+    no_dataset_cache: bool,
+}
+
+impl DatasetArgs {
+    /// Apply these flags over `config`'s `dataset:` section.
+    fn apply(&self, config: &mut crate::load::RunConfig) -> Result<()> {
+        if let Some(name) = &self.dataset {
+            match &mut config.dataset {
+                Some(d) if d.plugin == *name => {}
+                slot => {
+                    *slot = Some(crate::dataset::DatasetConfig {
+                        plugin: name.clone(),
+                        files: Vec::new(),
+                        config: Default::default(),
+                        cache: true,
+                        chat_template: None,
+                        apply_chat_template: false,
+                    })
+                }
+            }
+        }
+        let flags_given = !self.dataset_files.is_empty() || self.dataset_config.is_some() || self.no_dataset_cache;
+        let Some(d) = config.dataset.as_mut() else {
+            if flags_given {
+                bail!("--dataset-file, --dataset-config and --no-dataset-cache need a dataset: give --dataset NAME");
+            }
+            return Ok(());
+        };
+        if !self.dataset_files.is_empty() {
+            let cwd = std::env::current_dir().context("reading the working directory")?;
+            d.files = self.dataset_files.iter().map(|f| cwd.join(f)).collect();
+        }
+        if let Some(c) = &self.dataset_config {
+            let value: serde_json::Value = serde_json::from_str(&read_plugin_config(Some(c), "--dataset-config")?)?;
+            d.config = serde_json::from_value(value)?;
+        }
+        if self.no_dataset_cache {
+            d.cache = false;
+        }
+        Ok(())
+    }
 }
 
 /// How results are summarized: shared by `run`, `report`, `merge` and `compare`.
@@ -177,6 +261,8 @@ struct RunArgs {
     /// Accept any server certificate (testing only).
     #[arg(long)]
     insecure: bool,
+    #[command(flatten)]
+    dataset: DatasetArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
     #[command(flatten)]
@@ -374,6 +460,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Report(args) => report(args),
         Command::Merge(args) => merge(args),
         Command::Compare(args) => compare(args),
+        Command::Dataset(DatasetCommand::Prepare(args)) => dataset_prepare(args),
     }
 }
 
@@ -476,14 +563,14 @@ fn plugin_inspect(args: InspectArgs) -> Result<ExitCode> {
 
 /// Read `--codec-config`: inline JSON, or `@FILE` holding JSON or TOML. The
 /// result is a JSON object.
-fn read_plugin_config(arg: Option<&str>) -> Result<String> {
+fn read_plugin_config(arg: Option<&str>, flag: &str) -> Result<String> {
     let Some(arg) = arg else { return Ok("{}".into()) };
     let (text, origin) = match arg.strip_prefix('@') {
         Some(path) => (
             std::fs::read_to_string(path).with_context(|| format!("reading plugin configuration {path}"))?,
             path.to_string(),
         ),
-        None => (arg.to_string(), "--codec-config".to_string()),
+        None => (arg.to_string(), flag.to_string()),
     };
     let value: serde_json::Value = if origin.ends_with(".toml") {
         let table: toml::Table = toml::from_str(&text).with_context(|| format!("{origin}: not valid TOML"))?;
@@ -502,8 +589,11 @@ fn plugin_decode(args: DecodeArgs) -> Result<ExitCode> {
         bail!("--read-size must be at least 1");
     }
     let engine = args.plugins.engine()?;
-    let source = args.plugins.registry().resolve(&args.codec)?;
-    let config = read_plugin_config(args.codec_config.as_deref())?;
+    let source = args
+        .plugins
+        .registry()
+        .resolve_in(crate::plugin::World::Codec, &args.codec)?;
+    let config = read_plugin_config(args.codec_config.as_deref(), "--codec-config")?;
     let ctx = args.plugins.context(config)?;
     let plugin = CodecPlugin::load(&engine, &source, ctx)?;
     let workers = CodecWorkers::start(plugin.clone(), args.threads).context("starting plugin threads")?;
@@ -734,10 +824,11 @@ fn run_benchmark(mut args: RunArgs) -> Result<ExitCode> {
         }
     }
     if let Some(c) = &args.codec_config {
-        let value: serde_json::Value = serde_json::from_str(&read_plugin_config(Some(c))?)?;
+        let value: serde_json::Value = serde_json::from_str(&read_plugin_config(Some(c), "--codec-config")?)?;
         config.codec_config = serde_json::from_value(value)?;
     }
     args.metrics.apply(&mut config.report);
+    args.dataset.apply(&mut config)?;
     if let Some(t) = &args.plugins.tokenizer {
         config.tokenizer = Some(t.clone());
     }
@@ -751,9 +842,27 @@ fn run_benchmark(mut args: RunArgs) -> Result<ExitCode> {
     }
     let dir = config.output.clone().unwrap_or_else(default_output_dir);
     let engine = args.plugins.engine()?;
-    let source = args.plugins.registry().resolve(&config.codec)?;
+    let source = args
+        .plugins
+        .registry()
+        .resolve_in(crate::plugin::World::Codec, &config.codec)?;
     let plugin_config = serde_json::to_string(&config.codec_config)?;
     let plugin = CodecPlugin::load(&engine, &source, args.plugins.context(plugin_config)?)?;
+    let workload = match prepare_dataset(&config, &args.plugins, &engine)? {
+        Some(prepared) => {
+            for (i, stage) in config.stages.iter().enumerate() {
+                if stage.shape == crate::load::shape::ShapeKind::Trace && !prepared.timed() {
+                    bail!(
+                        "run config {origin}: stages[{i}]: shape trace sends each sample at its time, and the \
+                         {} dataset's samples have none (use the trace dataset, or at_ms in jsonl/csv records)",
+                        prepared.plugin
+                    );
+                }
+            }
+            crate::load::Workload::dataset(std::sync::Arc::new(prepared))
+        }
+        None => crate::load::Workload::synthetic(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -785,7 +894,16 @@ fn run_benchmark(mut args: RunArgs) -> Result<ExitCode> {
                 (format!("http://{}", sim.addr()), Some(sim))
             }
         };
-        let report = crate::load::run(config.clone(), plugin, &target, &dir, stop.clone(), !args.quiet).await;
+        let report = crate::load::run(
+            config.clone(),
+            plugin,
+            workload,
+            &target,
+            &dir,
+            stop.clone(),
+            !args.quiet,
+        )
+        .await;
         if let Some(sim) = sim {
             sim.shutdown().await;
         }
@@ -906,6 +1024,72 @@ fn compare(args: CompareArgs) -> Result<ExitCode> {
         let path = dir.join("compare.md");
         std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
         println!("comparison: {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prepare `config`'s dataset, if it has one, printing what it made.
+fn prepare_dataset(
+    config: &crate::load::RunConfig,
+    plugins: &PluginOptions,
+    engine: &PluginEngine,
+) -> Result<Option<crate::dataset::Prepared>> {
+    let Some(dataset) = &config.dataset else {
+        return Ok(None);
+    };
+    let mut context = plugins.context("{}".into())?;
+    context.seed = config.seed;
+    let registry = plugins.registry();
+    let prepared = crate::dataset::prepare(
+        dataset,
+        crate::dataset::PrepareEnv {
+            engine,
+            registry: &registry,
+            context,
+            base_dir: &config.base_dir,
+            cache_dir: crate::dataset::default_cache_dir(),
+        },
+    )?;
+    eprintln!("{} in {:.2} s", prepared.stats(), prepared.seconds);
+    for s in prepared.skipped.iter().take(5) {
+        eprintln!("  skipped {}", s.at);
+    }
+    if prepared.skipped.len() > 5 {
+        eprintln!("  … and {} more", prepared.skipped.len() - 5);
+    }
+    Ok(Some(prepared))
+}
+
+fn dataset_prepare(mut args: PrepareArgs) -> Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => crate::load::RunConfig::from_file(path)?,
+        None => crate::load::RunConfig::default(),
+    };
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
+    args.dataset.apply(&mut config)?;
+    if config.dataset.is_none() {
+        bail!("no dataset: give --dataset NAME, or --config FILE with a `dataset:` section");
+    }
+    if let Some(t) = &args.plugins.tokenizer {
+        config.tokenizer = Some(t.clone());
+    }
+    args.plugins.tokenizer = config.tokenizer.clone();
+    let engine = args.plugins.engine()?;
+    let Some(prepared) = prepare_dataset(&config, &args.plugins, &engine)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    println!("{}", serde_json::to_string_pretty(&prepared.stats())?);
+    if let Some(path) = &args.output {
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        );
+        for s in &prepared.samples {
+            serde_json::to_writer(&mut out, s)?;
+            std::io::Write::write_all(&mut out, b"\n")?;
+        }
+        std::io::Write::flush(&mut out).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 //! `docs/architecture.md` for the map of components.
 
 pub mod cli;
+pub mod dataset;
 pub mod framing;
 pub mod load;
 pub mod metrics;

@@ -89,7 +89,7 @@ impl ReporterHost<'_> {
         let plugin_config = config.reporter_config.get(name).cloned().unwrap_or_default();
         let plugin_config = serde_json::to_string(&plugin_config).unwrap_or_else(|_| "{}".into());
         let ctx = (self.context)(plugin_config).map_err(ReportError::Invalid)?;
-        let source = self.registry.resolve(name)?;
+        let source = self.registry.resolve_in(crate::plugin::World::Reporter, name)?;
         let plugin = ReporterPlugin::load(self.engine, &source, ctx)?;
         let files = plugin.render(schema_version, json.to_string(), || {
             RecordFeed::open(records, record_count)

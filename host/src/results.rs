@@ -113,6 +113,9 @@ pub struct Meta {
     /// For a merged run: the runs it was made from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardMeta>,
+    /// The dataset the prompts came from, when one was configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<crate::dataset::DatasetStats>,
 }
 
 /// A plugin's identity in `meta.json`.

@@ -23,6 +23,11 @@ pub trait Tokenizer: Send + Sync {
     fn encode(&self, text: &str) -> Vec<u32>;
     /// Text of `tokens`.
     fn decode(&self, tokens: &[u32]) -> String;
+    /// The directory the tokenizer was loaded from (where its
+    /// `tokenizer_config.json` and chat template live), if a file.
+    fn directory(&self) -> Option<&Path> {
+        None
+    }
 }
 
 /// The fallback when no tokenizer is configured: one whitespace-separated
@@ -112,6 +117,7 @@ pub enum TokenizerError {
 pub struct HfTokenizer {
     name: String,
     inner: tokenizers::Tokenizer,
+    dir: Option<std::path::PathBuf>,
 }
 
 impl HfTokenizer {
@@ -124,6 +130,7 @@ impl HfTokenizer {
         Ok(HfTokenizer {
             name: name.to_string(),
             inner,
+            dir: path.parent().map(Path::to_path_buf),
         })
     }
 }
@@ -131,6 +138,10 @@ impl HfTokenizer {
 impl Tokenizer for HfTokenizer {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn directory(&self) -> Option<&Path> {
+        self.dir.as_deref()
     }
 
     fn exact(&self) -> bool {
@@ -263,6 +274,109 @@ pub fn load(spec: &str) -> Result<Arc<dyn Tokenizer>, TokenizerError> {
     Ok(loaded)
 }
 
+/// A chat template (Jinja, as Hugging Face ships it in
+/// `tokenizer_config.json` or `chat_template.jinja`), rendered the way
+/// `apply_chat_template(..., add_generation_prompt=True)` does, so chat
+/// prompts are counted (or sent as text) as the server sees them.
+pub struct ChatTemplate {
+    source: String,
+    bos: String,
+    eos: String,
+}
+
+impl ChatTemplate {
+    /// Load `spec`: `auto` (next to the tokenizer's `tokenizer.json`), a
+    /// `tokenizer_config.json`, or a Jinja file; relative paths from `base`.
+    pub fn load(spec: &str, base: &Path, tokenizer: &dyn Tokenizer) -> Result<ChatTemplate, String> {
+        let path = if spec == "auto" {
+            let dir = tokenizer.directory().ok_or_else(|| {
+                format!(
+                    "`auto` takes the template next to the tokenizer's tokenizer.json, and the tokenizer `{}` is not a file; \
+                     give --tokenizer a tokenizer.json or name the template file",
+                    tokenizer.name()
+                )
+            })?;
+            let jinja = dir.join("chat_template.jinja");
+            if jinja.is_file() {
+                jinja
+            } else {
+                dir.join("tokenizer_config.json")
+            }
+        } else {
+            base.join(spec)
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let is_json = path.extension().is_some_and(|e| e == "json");
+        let template = if is_json {
+            let config: serde_json::Value =
+                serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+            let token = |key: &str| match &config[key] {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Object(o) => o.get("content").and_then(|c| c.as_str()).unwrap_or("").to_string(),
+                _ => String::new(),
+            };
+            let source = match &config["chat_template"] {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Array(named) => named
+                    .iter()
+                    .find(|t| t["name"] == "default")
+                    .or(named.first())
+                    .and_then(|t| t["template"].as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                _ => String::new(),
+            };
+            if source.is_empty() {
+                return Err(format!("{} has no `chat_template`", path.display()));
+            }
+            ChatTemplate {
+                source,
+                bos: token("bos_token"),
+                eos: token("eos_token"),
+            }
+        } else {
+            ChatTemplate {
+                source: text,
+                bos: String::new(),
+                eos: String::new(),
+            }
+        };
+        // Fail now, on a syntax error, rather than on the first chat prompt.
+        template.environment()?;
+        Ok(template)
+    }
+
+    /// The template text.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    fn environment(&self) -> Result<minijinja::Environment<'static>, String> {
+        let mut env = minijinja::Environment::new();
+        // Hugging Face templates call Python string methods (`.strip()`, `.startswith()`).
+        env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+        env.add_function("raise_exception", |m: String| -> Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, m))
+        });
+        env.add_template_owned("chat", self.source.clone())
+            .map_err(|e| format!("the template does not parse: {e}"))?;
+        Ok(env)
+    }
+
+    /// The prompt text for `messages`, ending with the assistant's turn opened.
+    pub fn render(&self, messages: &[crate::dataset::ChatMessage]) -> Result<String, String> {
+        let env = self.environment()?;
+        let t = env.get_template("chat").map_err(|e| e.to_string())?;
+        t.render(minijinja::context! {
+            messages => messages.iter().map(|m| minijinja::context! { role => m.role.clone(), content => m.content.clone() }).collect::<Vec<_>>(),
+            add_generation_prompt => true,
+            bos_token => self.bos.clone(),
+            eos_token => self.eos.clone(),
+        })
+        .map_err(|e| format!("rendering failed: {e}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,5 +463,36 @@ mod tests {
         assert_eq!(t.count("the cat  sat on the mat"), 6);
         assert_eq!(t.decode(&ids), "the cat sat on the mat");
         assert!(!t.exact());
+    }
+
+    #[test]
+    fn chat_templates_from_tokenizer_config_render_like_hugging_face() {
+        let dir = tempfile::tempdir().unwrap();
+        // The list form, a Python string method, a bos token given as an object.
+        let template = "{{ bos_token }}{% for m in messages %}{% if m.role == 'system' %}[S]{{ m.content.strip() }}{% else %}[{{ m.role | upper }}]{{ m.content }}{% endif %}{% endfor %}{% if add_generation_prompt %}[ASSISTANT]{% endif %}";
+        std::fs::write(
+            dir.path().join("tokenizer_config.json"),
+            serde_json::json!({
+                "bos_token": {"content": "<s>"},
+                "chat_template": [{"name": "tool_use", "template": "x"}, {"name": "default", "template": template}],
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let words = load("words").unwrap();
+        let t = ChatTemplate::load("tokenizer_config.json", dir.path(), words.as_ref()).unwrap();
+        let m = |role: &str, content: &str| crate::dataset::ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        };
+        assert_eq!(
+            t.render(&[m("system", "  be brief "), m("user", "hi")]).unwrap(),
+            "<s>[S]be brief[USER]hi[ASSISTANT]"
+        );
+        let e = ChatTemplate::load("auto", dir.path(), words.as_ref()).err().unwrap();
+        assert!(e.contains("not a file"), "{e}");
+        std::fs::write(dir.path().join("t.jinja"), "{{ raise_exception('no system role') }}").unwrap();
+        let t = ChatTemplate::load("t.jinja", dir.path(), words.as_ref()).unwrap();
+        assert!(t.render(&[m("user", "x")]).unwrap_err().contains("no system role"));
     }
 }

@@ -81,8 +81,22 @@ fn unknown_plugin_names_list_the_known_ones() {
     assert_eq!(code, 2);
     assert!(
         stderr.contains(
-            "no plugin named 'openai-chatt'; known plugins: csv, html, json, markdown, openai-chat, openai-completions"
+            "no plugin named 'openai-chatt'; known plugins: csv, html, json, jsonl, markdown, multi-turn, openai-chat, \
+             openai-completions, shared-prefix, sharegpt, synthetic, trace"
         ),
+        "{stderr}"
+    );
+    // Where a kind of plugin is asked for, only that kind is listed.
+    let (code, _, stderr) = run(barrage().args(["run", "--codec", "openai-chatt", "--requests", "1"]));
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("no plugin named 'openai-chatt'; known plugins: openai-chat, openai-completions ("),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(barrage().args(["dataset", "prepare", "--dataset", "json"]));
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("known plugins: csv, jsonl, multi-turn, shared-prefix, sharegpt, synthetic, trace ("),
         "{stderr}"
     );
 }

@@ -9,6 +9,10 @@ fn every_example_config_is_valid() {
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            // examples/data: the dataset examples' input files.
+            continue;
+        }
         if name.starts_with("sim-") {
             barrage::sim::SimConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
         } else {
@@ -37,4 +41,47 @@ fn a_shape_example_runs_against_the_embedded_simulator() {
         assert!(stdout.contains("results:"), "{stdout}");
         assert!(out.join("summary.json").exists());
     }
+}
+
+#[test]
+fn every_dataset_example_runs_against_the_embedded_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut ran = Vec::new();
+    for entry in std::fs::read_dir(workspace().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("dataset-") {
+            continue;
+        }
+        let out = dir.path().join(&name);
+        // From another directory: data files are found relative to the config.
+        let (code, stdout, stderr) = run(barrage()
+            .current_dir(dir.path())
+            .args(["run", "--quiet", "--duration", "1", "--config"])
+            .arg(&path)
+            .arg("--output")
+            .arg(&out));
+        assert_eq!(code, 0, "{name}: {stderr}");
+        assert!(stderr.contains(" samples"), "{name}: {stderr}");
+        assert!(stdout.contains("results:"), "{stdout}");
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+        assert!(meta["dataset"]["samples"].as_u64().unwrap() > 0, "{name}");
+        let s: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        assert!(s["total"]["succeeded"].as_u64().unwrap() > 0, "{name}: {s}");
+        ran.push(meta["dataset"]["plugin"].as_str().unwrap().to_string());
+    }
+    ran.sort();
+    ran.dedup();
+    assert_eq!(
+        ran,
+        [
+            "csv",
+            "jsonl",
+            "multi-turn",
+            "shared-prefix",
+            "sharegpt",
+            "synthetic",
+            "trace"
+        ]
+    );
 }

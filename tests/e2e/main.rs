@@ -8,6 +8,7 @@ mod bad_plugins;
 mod cli;
 mod codecs;
 mod contract;
+mod datasets;
 mod examples;
 mod report;
 mod run;

@@ -129,6 +129,7 @@ impl Stage {
                 self.rate.unwrap_or(0.0)
             ),
             (ShapeKind::Expression, _) => format!("rate {}", self.rate_expr.as_deref().unwrap_or("?")),
+            (ShapeKind::Trace, _) => "trace replay".to_string(),
             (kind, _) => format!(
                 "{} {}/s",
                 serde_json::to_value(kind)
@@ -267,6 +268,12 @@ pub struct RunConfig {
     pub report: ReportConfig,
     /// Tokenizer offered to plugins (see `--tokenizer`); none: `words`, approximate.
     pub tokenizer: Option<String>,
+    /// Where prompts come from; none: a synthetic prompt of `request.prompt_tokens`.
+    pub dataset: Option<crate::dataset::DatasetConfig>,
+    /// Directory the dataset's relative paths are resolved against: the
+    /// config file's, or the working directory.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 impl Default for RunConfig {
@@ -297,6 +304,8 @@ impl Default for RunConfig {
             sim: None,
             report: ReportConfig::default(),
             tokenizer: None,
+            dataset: None,
+            base_dir: PathBuf::new(),
         }
     }
 }
@@ -337,13 +346,16 @@ impl RunConfig {
             path: path.display().to_string(),
             source,
         })?;
-        if text.trim().is_empty() {
-            return Ok(RunConfig::default());
-        }
-        serde_yaml_ng::from_str(&text).map_err(|e| RunConfigError::Parse {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })
+        let mut config = if text.trim().is_empty() {
+            RunConfig::default()
+        } else {
+            serde_yaml_ng::from_str(&text).map_err(|e| RunConfigError::Parse {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?
+        };
+        config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(config)
     }
 
     /// Check ranges. The message names the key and what it accepts.
@@ -376,7 +388,7 @@ impl RunConfig {
         }
         for (i, s) in self.stages.iter().enumerate() {
             let at = format!("stages[{i}]");
-            if s.duration_s.is_none() && s.requests.is_none() {
+            if s.duration_s.is_none() && s.requests.is_none() && s.shape != ShapeKind::Trace {
                 return Err(format!("{at}: give duration_s or requests (or both) so the stage ends"));
             }
             if let Some(d) = s.duration_s
@@ -437,6 +449,14 @@ impl RunConfig {
                     super::expr::Expr::parse(src).map_err(|e| format!("{at}.rate_expr `{src}`: {e}"))?;
                     if s.duration_s.is_none() {
                         return Err(format!("{at}: an expression rate needs duration_s"));
+                    }
+                }
+                ShapeKind::Trace => {
+                    if self.dataset.is_none() {
+                        return Err(format!(
+                            "{at}: shape trace sends a dataset's samples at their times; add a `dataset:` \
+                             section (e.g. plugin: trace, files: [my-trace.jsonl])"
+                        ));
                     }
                 }
                 ShapeKind::Concurrency => match s.concurrency {

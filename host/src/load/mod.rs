@@ -22,6 +22,7 @@ use tokio::sync::watch;
 pub use config::{RunConfig, RunConfigError, Stage};
 use shape::ShapeKind;
 
+use crate::dataset::{Prepared, Sample};
 use crate::metrics::{Record, RunFacts, ScheduleCounts, Summary};
 use crate::plugin::bindings::Prompt;
 use crate::plugin::{CodecPlugin, CodecWorkers, wire};
@@ -57,6 +58,61 @@ struct Ctx {
     done: AtomicU64,
     failed: Arc<AtomicU64>,
     in_flight: AtomicU64,
+    workload: Workload,
+    /// Per stage: turns after a session's first, sent by the session's own
+    /// task; they add to the stage's schedule.
+    followups: Vec<AtomicU64>,
+}
+
+/// What requests carry: the built-in synthetic prompt, or a dataset's samples.
+pub struct Workload {
+    dataset: Option<Arc<Prepared>>,
+    /// Units of the dataset: a session's turns or a single sample.
+    units: Vec<std::ops::Range<usize>>,
+}
+
+impl Workload {
+    /// Synthetic prompts of `request.prompt_tokens`.
+    pub fn synthetic() -> Workload {
+        Workload {
+            dataset: None,
+            units: Vec::new(),
+        }
+    }
+
+    /// The samples of a prepared dataset.
+    pub fn dataset(prepared: Arc<Prepared>) -> Workload {
+        Workload {
+            units: prepared.units(),
+            dataset: Some(prepared),
+        }
+    }
+
+    /// The samples of unit `n` (counting on past the end wraps around).
+    fn unit(&self, n: u64) -> &[Sample] {
+        match &self.dataset {
+            Some(d) if !self.units.is_empty() => &d.samples[self.units[(n % self.units.len() as u64) as usize].clone()],
+            _ => &[],
+        }
+    }
+
+    /// Requests in unit `n`.
+    fn unit_len(&self, n: u64) -> u64 {
+        if self.dataset.is_none() {
+            1
+        } else {
+            self.unit(n).len() as u64
+        }
+    }
+}
+
+/// A unit of work ready to send: one request, or a session's turns, encoded.
+struct Ready {
+    /// Position in the feed (dataset units wrap around after the last).
+    unit: u64,
+    /// Id of the first request; turns take the next ones.
+    first_id: u64,
+    encoded: Vec<Option<wire::EncodedRequest>>,
 }
 
 /// How the run learns it should stop.
@@ -159,25 +215,41 @@ fn prompt(seed: u64, id: u64, tokens: u32, tokenizer: &dyn crate::tokenizer::Tok
         .unwrap_or_else(|| tokenizer.decode(&ids[..n]))
 }
 
-fn spec(config: &RunConfig, tokenizer: &dyn crate::tokenizer::Tokenizer, id: u64) -> wire::RequestSpec {
+/// What request `id` asks: `sample`'s prompt and output length, or the synthetic prompt.
+fn spec(
+    config: &RunConfig,
+    tokenizer: &dyn crate::tokenizer::Tokenizer,
+    id: u64,
+    sample: Option<&Sample>,
+) -> wire::RequestSpec {
     let r = &config.request;
-    let text = prompt(config.seed, id, r.prompt_tokens, tokenizer);
-    // A plain text prompt: chat codecs wrap it in a user message themselves,
-    // so the engine need not guess the codec's kind from its name.
-    let prompt = Prompt::Text(text);
+    let (prompt, max_tokens, extra) = match sample {
+        Some(s) => (
+            s.prompt.to_wire(),
+            s.output_tokens.unwrap_or(r.max_tokens),
+            s.extra.clone(),
+        ),
+        // A plain text prompt: chat codecs wrap it in a user message themselves,
+        // so the engine need not guess the codec's kind from its name.
+        None => (
+            Prompt::Text(prompt(config.seed, id, r.prompt_tokens, tokenizer)),
+            r.max_tokens,
+            None,
+        ),
+    };
     wire::RequestSpec {
         id,
         model: config.model.clone(),
         prompt,
         generation: wire::Generation {
-            max_tokens: Some(r.max_tokens),
+            max_tokens: Some(max_tokens),
             min_tokens: None,
             ignore_eos: r.ignore_eos,
             temperature: None,
             stream: r.stream,
             include_usage: true,
         },
-        extra: None,
+        extra,
     }
 }
 
@@ -205,6 +277,7 @@ fn pace_until(t: Instant) {
 pub async fn run(
     config: RunConfig,
     plugin: Arc<CodecPlugin>,
+    workload: Workload,
     target: &str,
     dir: &Path,
     stop: StopSignal,
@@ -241,7 +314,8 @@ pub async fn run(
     let origin = Instant::now();
     let origin_ns = crate::sim::truth::monotonic_ns();
     let metrics_options = config.report.metrics_options().map_err(|m| anyhow::anyhow!(m))?;
-    let meta = write_meta(dir, &config, &plugin, target, origin_ns)?;
+    let dataset = workload.dataset.as_ref().map(|d| d.stats());
+    let meta = write_meta(dir, &config, &plugin, target, origin_ns, dataset)?;
     let ctx = Arc::new(Ctx {
         origin,
         transport,
@@ -254,6 +328,8 @@ pub async fn run(
         done: AtomicU64::new(0),
         failed: Arc::new(AtomicU64::new(0)),
         in_flight: AtomicU64::new(0),
+        workload,
+        followups: config.stages.iter().map(|_| AtomicU64::new(0)).collect(),
     });
 
     // The records thread: writes each record as it completes.
@@ -359,7 +435,7 @@ pub async fn run(
             .spawn(move || pace_stages(&config, &ctx, &handle, &stop))
             .map_err(RunError::Thread)?
     };
-    let scheduled = tokio::task::spawn_blocking(move || pacer.join().unwrap_or_default())
+    let mut scheduled = tokio::task::spawn_blocking(move || pacer.join().unwrap_or_default())
         .await
         .unwrap_or_default();
 
@@ -377,6 +453,9 @@ pub async fn run(
         eprintln!();
     }
     let duration_s = origin.elapsed().as_secs_f64();
+    for (counts, followups) in scheduled.iter_mut().zip(&ctx.followups) {
+        counts.scheduled += followups.load(Ordering::Relaxed);
+    }
     // The last context closes the records channel (the feeder thread drops
     // its copy once the pacer is gone).
     drop(ctx);
@@ -449,35 +528,53 @@ fn pace_stages(
     let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
     let mut scheduled = Vec::new();
     // Encoding runs ahead of the schedule, on the plugin threads, fed by this channel.
-    let (ready_tx, ready_rx) = mpsc::sync_channel::<(u64, Option<wire::EncodedRequest>)>(1024);
+    let (ready_tx, ready_rx) = mpsc::sync_channel::<Ready>(1024);
     {
         let ctx = ctx.clone();
         let config = config.clone();
         let _ = std::thread::Builder::new()
             .name("barrage-feeder".into())
             .spawn(move || {
-                for id in 0.. {
-                    let encoded = ctx
-                        .workers
-                        .encode(spec(&config, ctx.workers.plugin().tokenizer().as_ref(), id))
-                        .blocking_recv()
-                        .ok()
-                        .and_then(Result::ok);
-                    if ready_tx.send((id, encoded)).is_err() {
+                let tokenizer = ctx.workers.plugin().tokenizer();
+                let mut next_id = 0u64;
+                for unit in 0.. {
+                    let samples = ctx.workload.unit(unit);
+                    let n = ctx.workload.unit_len(unit);
+                    let encoded = (0..n)
+                        .map(|k| {
+                            let sample = samples.get(k as usize);
+                            ctx.workers
+                                .encode(spec(&config, tokenizer.as_ref(), next_id + k, sample))
+                                .blocking_recv()
+                                .ok()
+                                .and_then(Result::ok)
+                        })
+                        .collect();
+                    let ready = Ready {
+                        unit,
+                        first_id: next_id,
+                        encoded,
+                    };
+                    next_id += n;
+                    if ready_tx.send(ready).is_err() {
                         return;
                     }
                 }
             });
     }
+    let units = ctx.workload.units.len() as u64;
+    // A unit taken off the feed by a trace stage that turned out to belong to
+    // the next pass over the dataset: the next stage sends it.
+    let mut held: Option<Ready> = None;
     for (index, stage) in config.stages.iter().enumerate() {
         let closed_loop = stage.shape == ShapeKind::Concurrency
             || (stage.shape == ShapeKind::Ramp && stage.from_concurrency.is_some());
         if stop.is_stopped() {
             // Stopped before this stage began: its whole schedule is not sent.
-            let left = if closed_loop {
-                0
-            } else {
-                shape::stage_arrivals(stage, config.seed, index).count() as u64
+            let left = match stage.shape {
+                _ if closed_loop => 0,
+                ShapeKind::Trace => stage.requests.map_or(units, |r| r.min(units)),
+                _ => shape::stage_arrivals(stage, config.seed, index).count() as u64,
             };
             scheduled.push(ScheduleCounts {
                 scheduled: left,
@@ -487,50 +584,77 @@ fn pace_stages(
             continue;
         }
         let start = Instant::now();
-        let mut count = 0u64;
-        let mut dropped = 0u64;
-        let mut not_sent = 0u64;
-        match stage.shape {
-            _ if closed_loop => {
-                count = run_closed_loop(config, ctx, handle, index, stage, start);
-            }
-            _ => {
-                let window = Window::of(stage, start);
-                let cap = stage.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
-                let mut arrivals = shape::stage_arrivals(stage, config.seed, index);
-                while let Some(offset) = arrivals.next() {
-                    let at = start + offset;
-                    let ready = ready_rx.recv();
-                    pace_until(at);
-                    let Ok((id, encoded)) = ready else {
-                        not_sent = 1 + arrivals.count() as u64;
-                        break;
-                    };
-                    if stop.is_stopped() {
-                        not_sent = 1 + arrivals.count() as u64;
+        let window = Window::of(stage, start);
+        let mut counts = ScheduleCounts::default();
+        if closed_loop {
+            counts.scheduled = run_closed_loop(config, ctx, handle, index, stage, start);
+        } else {
+            let cap = stage.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+            let mut arrivals = shape::stage_arrivals(stage, config.seed, index);
+            let trace_end = stage.duration_s.map(|d| start + Duration::from_secs_f64(d));
+            let mut trace_base: Option<(u64, f64)> = None;
+            let mut sent_in_stage = 0u64;
+            loop {
+                let (at, ready) = if stage.shape == ShapeKind::Trace {
+                    if stage.requests.is_some_and(|r| sent_in_stage >= r) {
                         break;
                     }
-                    count += 1;
-                    let permit = match (&cap, stage.on_cap) {
-                        (None, _) => Slot::Free,
-                        (Some(sem), config::CapPolicy::Drop) => match sem.clone().try_acquire_owned() {
-                            Ok(p) => Slot::Held(p),
-                            Err(_) => {
-                                dropped += 1;
-                                continue;
-                            }
-                        },
-                        (Some(sem), config::CapPolicy::Queue) => Slot::Wait(sem.clone()),
+                    let Some(ready) = held.take().or_else(|| ready_rx.recv().ok()) else {
+                        break;
                     };
-                    launch(ctx, handle, id, index, at, window, permit, encoded);
+                    let at_ms = ctx
+                        .workload
+                        .unit(ready.unit)
+                        .first()
+                        .and_then(|s| s.at_ms)
+                        .unwrap_or(0.0);
+                    // The stage replays one pass over the dataset; times are
+                    // from the first unit it sends (0 when that is the first sample).
+                    let (first_unit, base) = *trace_base
+                        .get_or_insert((ready.unit, if ready.unit % units.max(1) == 0 { 0.0 } else { at_ms }));
+                    let at = start + Duration::from_secs_f64(((at_ms - base).max(0.0)) / 1000.0);
+                    if ready.unit >= first_unit + units || trace_end.is_some_and(|e| at >= e) {
+                        held = Some(ready);
+                        break;
+                    }
+                    (at, Ok(ready))
+                } else {
+                    let Some(offset) = arrivals.next() else { break };
+                    (start + offset, held.take().map_or_else(|| ready_rx.recv(), Ok))
+                };
+                pace_until(at);
+                let Ok(ready) = ready else {
+                    counts.not_sent = 1 + arrivals.count() as u64;
+                    break;
+                };
+                if stop.is_stopped() {
+                    counts.not_sent = 1 + match stage.shape {
+                        ShapeKind::Trace => stage
+                            .requests
+                            .map_or(units, |r| r.min(units))
+                            .saturating_sub(sent_in_stage + 1),
+                        _ => arrivals.count() as u64,
+                    };
+                    break;
                 }
+                counts.scheduled += 1;
+                sent_in_stage += 1;
+                let slot = match (&cap, stage.on_cap) {
+                    (None, _) => Slot::Free,
+                    (Some(sem), config::CapPolicy::Drop) => match sem.clone().try_acquire_owned() {
+                        Ok(p) => Slot::Held(p),
+                        Err(_) => {
+                            counts.dropped += 1;
+                            continue;
+                        }
+                    },
+                    (Some(sem), config::CapPolicy::Queue) => Slot::Wait(sem.clone()),
+                };
+                launch(ctx, handle, ready, index, stage, at, window, slot);
             }
+            counts.scheduled += counts.not_sent;
         }
-        scheduled.push(ScheduleCounts {
-            scheduled: count + not_sent,
-            dropped,
-            not_sent,
-        });
+        scheduled.push(counts);
         if stage.pause_after_s > 0.0 && !stop.is_stopped() {
             let until = Instant::now() + Duration::from_secs_f64(stage.pause_after_s);
             while Instant::now() < until && !stop.is_stopped() {
@@ -541,21 +665,49 @@ fn pace_stages(
     scheduled
 }
 
-/// Start request `id` on the runtime.
+/// Where a request came from in the dataset, for its record.
+#[derive(Clone, Copy)]
+struct Origin {
+    sample: Option<u64>,
+    session: Option<u64>,
+}
+
+impl Origin {
+    fn of(sample: Option<&Sample>) -> Origin {
+        Origin {
+            sample: sample.map(|s| s.id),
+            session: sample.and_then(|s| s.session).map(|t| t.session),
+        }
+    }
+}
+
+/// The pause before a session's turn after the first: the sample's think
+/// time, else the stage's.
+fn think_time(sample: Option<&Sample>, stage: &Stage) -> Duration {
+    let ms = sample
+        .and_then(|s| s.session)
+        .and_then(|t| t.think_time_ms)
+        .unwrap_or(stage.think_time_ms);
+    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+}
+
+/// Start a unit on the runtime: its first request now, a session's further
+/// turns each after the previous response and the think time.
 #[allow(clippy::too_many_arguments)]
 fn launch(
     ctx: &Arc<Ctx>,
     handle: &tokio::runtime::Handle,
-    id: u64,
-    stage: usize,
+    ready: Ready,
+    stage_index: usize,
+    stage: &Stage,
     at: Instant,
     window: Window,
     slot: Slot,
-    encoded: Option<wire::EncodedRequest>,
 ) {
     ctx.in_flight.fetch_add(1, Ordering::SeqCst);
     ctx.sent.fetch_add(1, Ordering::Relaxed);
     let ctx = ctx.clone();
+    let stage = stage.clone();
     handle.spawn(async move {
         let (_permit, queue_wait) = match slot {
             Slot::Free => (None, None),
@@ -565,10 +717,39 @@ fn launch(
                 (p, Some(at.elapsed()))
             }
         };
-        send_one(&ctx, id, stage, at, window, queue_wait, encoded).await;
+        let samples = ctx.workload.unit(ready.unit);
+        let mut scheduled = at;
+        for (k, encoded) in ready.encoded.into_iter().enumerate() {
+            let sample = samples.get(k);
+            if k > 0 {
+                tokio::time::sleep(think_time(sample, &stage)).await;
+                if ctx.stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                scheduled = Instant::now();
+                ctx.followups[stage_index].fetch_add(1, Ordering::Relaxed);
+                ctx.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            let wait = if k == 0 { queue_wait } else { None };
+            let id = ready.first_id + k as u64;
+            send_one(
+                &ctx,
+                id,
+                stage_index,
+                scheduled,
+                window,
+                wait,
+                encoded,
+                Origin::of(sample),
+            )
+            .await;
+        }
+        ctx.in_flight.fetch_sub(1, Ordering::SeqCst);
     });
 }
 
+/// Send one request and hand its record to the records thread.
+#[allow(clippy::too_many_arguments)]
 async fn send_one(
     ctx: &Ctx,
     id: u64,
@@ -577,6 +758,7 @@ async fn send_one(
     window: Window,
     queue_wait: Option<Duration>,
     encoded: Option<wire::EncodedRequest>,
+    origin: Origin,
 ) {
     let record = match encoded {
         Some(req) => {
@@ -616,12 +798,15 @@ async fn send_one(
     let mut record = record;
     record.measured = window.contains(scheduled);
     record.queue_wait_ms = queue_wait.map(|d| d.as_secs_f64() * 1000.0);
+    record.sample = origin.sample;
+    record.session = origin.session;
     let _ = ctx.records.send(record);
     ctx.done.fetch_add(1, Ordering::Relaxed);
-    ctx.in_flight.fetch_sub(1, Ordering::SeqCst);
 }
 
 /// `concurrency` virtual users until the stage's duration or request count.
+/// With a dataset, each user takes the next unit and sends a session's
+/// turns in order.
 fn run_closed_loop(
     config: &RunConfig,
     ctx: &Arc<Ctx>,
@@ -637,8 +822,8 @@ fn run_closed_loop(
     // Ids for this stage come after every id the open-loop feeder could have
     // handed out so far; they only need to be unique.
     let ids = Arc::new(AtomicU64::new((1u64 << 40) + ((index as u64) << 32)));
+    let next_unit = Arc::new(AtomicU64::new(0));
     let launched = Arc::new(AtomicU64::new(0));
-    let think = Duration::from_secs_f64(stage.think_time_ms / 1000.0);
     let mut tasks = Vec::new();
     for user in 0..users {
         let ctx = ctx.clone();
@@ -646,16 +831,21 @@ fn run_closed_loop(
         let stage_cfg = stage.clone();
         let budget = budget.clone();
         let ids = ids.clone();
+        let next_unit = next_unit.clone();
         let launched = launched.clone();
         let stopping = ctx.stopping.clone();
         tasks.push(handle.spawn(async move {
+            let over = || stopping.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d);
             let mut first = true;
             loop {
-                if !first && !think.is_zero() {
-                    tokio::time::sleep(think).await;
+                if !first {
+                    let think = Duration::from_secs_f64(stage_cfg.think_time_ms / 1000.0);
+                    if !think.is_zero() {
+                        tokio::time::sleep(think).await;
+                    }
                 }
                 first = false;
-                if stopping.load(Ordering::SeqCst) || deadline.is_some_and(|d| Instant::now() >= d) {
+                if over() {
                     return;
                 }
                 // A concurrency ramp: users above the current target wait.
@@ -664,23 +854,45 @@ fn run_closed_loop(
                     first = true;
                     continue;
                 }
-                if budget
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
-                    .is_err()
-                {
-                    return;
+                let unit = next_unit.fetch_add(1, Ordering::Relaxed);
+                let samples = ctx.workload.unit(unit);
+                for k in 0..ctx.workload.unit_len(unit) as usize {
+                    let sample = samples.get(k);
+                    if k > 0 {
+                        tokio::time::sleep(think_time(sample, &stage_cfg)).await;
+                        if over() {
+                            return;
+                        }
+                    }
+                    if budget
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
+                        .is_err()
+                    {
+                        return;
+                    }
+                    let id = ids.fetch_add(1, Ordering::Relaxed);
+                    let encoded = ctx
+                        .workers
+                        .encode(spec(&config, ctx.workers.plugin().tokenizer().as_ref(), id, sample))
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
+                    launched.fetch_add(1, Ordering::Relaxed);
+                    ctx.in_flight.fetch_add(1, Ordering::SeqCst);
+                    ctx.sent.fetch_add(1, Ordering::Relaxed);
+                    send_one(
+                        &ctx,
+                        id,
+                        index,
+                        Instant::now(),
+                        window,
+                        None,
+                        encoded,
+                        Origin::of(sample),
+                    )
+                    .await;
+                    ctx.in_flight.fetch_sub(1, Ordering::SeqCst);
                 }
-                let id = ids.fetch_add(1, Ordering::Relaxed);
-                let encoded = ctx
-                    .workers
-                    .encode(spec(&config, ctx.workers.plugin().tokenizer().as_ref(), id))
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
-                launched.fetch_add(1, Ordering::Relaxed);
-                ctx.in_flight.fetch_add(1, Ordering::SeqCst);
-                ctx.sent.fetch_add(1, Ordering::Relaxed);
-                send_one(&ctx, id, index, Instant::now(), window, None, encoded).await;
             }
         }));
     }
@@ -696,6 +908,7 @@ fn write_meta(
     plugin: &CodecPlugin,
     target: &str,
     origin_ns: u64,
+    dataset: Option<crate::dataset::DatasetStats>,
 ) -> Result<crate::results::Meta, RunError> {
     let out = |name: &str, bytes: Vec<u8>| {
         std::fs::write(dir.join(name), bytes).map_err(|source| RunError::Output {
@@ -731,6 +944,7 @@ fn write_meta(
             name: plugin.tokenizer().name().to_string(),
             exact: plugin.tokenizer().exact(),
         },
+        dataset,
     };
     out("meta.json", serde_json::to_vec_pretty(&meta).unwrap_or_default())?;
     Ok(meta)

@@ -34,6 +34,10 @@ pub enum ShapeKind {
     /// Poisson arrivals whose rate is `rate_expr`, an expression of `t`
     /// (seconds since the stage started), e.g. `5 + 20*sin(t/60)`.
     Expression,
+    /// Each dataset sample at its own time (`at_ms` after the stage starts):
+    /// trace replay. Ends when the dataset is sent, or at `duration_s` or
+    /// `requests`.
+    Trace,
 }
 
 /// How a ramp moves.
@@ -170,7 +174,7 @@ impl Iterator for Arrivals {
                 self.t += self.rng.exponential(1.0);
                 self.ramp_time(self.t)
             }
-            ShapeKind::Concurrency | ShapeKind::Burst | ShapeKind::Expression => return None,
+            ShapeKind::Concurrency | ShapeKind::Burst | ShapeKind::Expression | ShapeKind::Trace => return None,
         };
         if self.duration.is_some_and(|d| at >= d.as_secs_f64()) || !at.is_finite() {
             return None;

@@ -7,12 +7,14 @@
 //! - [`registry`]: built-in, installed and user-supplied plugins by name.
 //! - [`codec`]: a loaded codec and its instances (one store each).
 //! - [`reporter`]: a loaded reporter; renders a summary into files.
+//! - [`dataset`]: a loaded dataset plugin; generates a run's samples.
 //! - [`workers`]: the plugin threads that own codec instances and decode
 //!   streams off the I/O tasks.
 
 pub mod bindings;
 pub mod codec;
 pub mod contract;
+pub mod dataset;
 pub mod describe;
 pub mod engine;
 pub mod registry;
@@ -25,6 +27,7 @@ use std::fmt;
 pub use bindings::wire;
 pub use codec::{CodecInstance, CodecPlugin};
 pub use contract::{ContractInfo, SUPPORTED_VERSIONS, Version, World};
+pub use dataset::DatasetPlugin;
 pub use engine::{EngineOptions, PluginEngine};
 pub use registry::{PluginSource, Registry};
 pub use reporter::ReporterPlugin;

@@ -20,6 +20,8 @@ pub enum PluginSource {
     Builtin {
         /// Its name.
         name: &'static str,
+        /// The world it implements (`codec`, `dataset`, `reporter`).
+        world: &'static str,
         /// The component.
         bytes: &'static [u8],
     },
@@ -88,7 +90,7 @@ impl Registry {
     pub fn builtins() -> impl Iterator<Item = PluginSource> {
         builtin::BUILTIN
             .iter()
-            .map(|&(name, bytes)| PluginSource::Builtin { name, bytes })
+            .map(|&(name, world, bytes)| PluginSource::Builtin { name, world, bytes })
     }
 
     /// The installed plugins, sorted by file name.
@@ -108,16 +110,34 @@ impl Registry {
     /// Find a plugin: a path (anything with a `/` or ending in `.wasm`) is
     /// taken as is; a name is looked up among installed, then built-in plugins.
     pub fn resolve(&self, name_or_path: &str) -> Result<PluginSource, PluginError> {
+        self.find(name_or_path, None)
+    }
+
+    /// [`resolve`](Registry::resolve) among the built-ins of one world, so
+    /// the `csv` dataset and the `csv` reporter are told apart.
+    pub fn resolve_in(&self, world: super::World, name_or_path: &str) -> Result<PluginSource, PluginError> {
+        self.find(name_or_path, Some(world.name()))
+    }
+
+    fn find(&self, name_or_path: &str, world: Option<&str>) -> Result<PluginSource, PluginError> {
         if name_or_path.contains('/') || name_or_path.ends_with(".wasm") {
             return Ok(PluginSource::File(PathBuf::from(name_or_path).into()));
         }
         if let Some(found) = self.installed().into_iter().find(|s| s.label() == name_or_path) {
             return Ok(found);
         }
-        if let Some(found) = Self::builtins().find(|s| s.label() == name_or_path) {
+        let of_world = |s: &PluginSource| match (s, world) {
+            (PluginSource::Builtin { world: w, .. }, Some(want)) => *w == want,
+            _ => true,
+        };
+        if let Some(found) = Self::builtins().find(|s| s.label() == name_or_path && of_world(s)) {
             return Ok(found);
         }
-        let mut names: Vec<String> = Self::builtins().chain(self.installed()).map(|s| s.label()).collect();
+        let mut names: Vec<String> = Self::builtins()
+            .filter(of_world)
+            .chain(self.installed())
+            .map(|s| s.label())
+            .collect();
         names.sort();
         names.dedup();
         Err(PluginError::NotFound {

@@ -32,6 +32,8 @@ pub struct HostState {
     pub(crate) last_panic: Option<String>,
     /// Records served to a reporter.
     pub(crate) records: Option<super::reporter::RecordFeed>,
+    /// Input files a dataset plugin may read.
+    pub(crate) files: Option<super::dataset::FileAccess>,
 }
 
 impl HostState {
@@ -52,6 +54,7 @@ impl HostState {
             },
             last_panic: None,
             records: None,
+            files: None,
         }
     }
 }

@@ -1,0 +1,119 @@
+//! `jsonl`: custom requests, one JSON object per line:
+//!
+//! ```json
+//! {"prompt": "Summarize: …", "output_tokens": 200}
+//! {"messages": [{"role": "system", "content": "…"}, {"role": "user", "content": "…"}], "extra": {"temperature": 0}}
+//! ```
+//!
+//! Fields: `prompt` or `messages`, `system`, `output_tokens` (or
+//! `max_tokens`), `at_ms`, `session`, `turn`, `think_time_ms`, `extra`
+//! (see `dataset_common::record::Fields`).
+
+use barrage_dataset_sdk::{Batch, ConfigError, Dataset, DatasetError, PluginInfo};
+use dataset_common::input::{Lines, OnError, file_names};
+use dataset_common::record::Fields;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    #[serde(default)]
+    on_error: OnError,
+    /// Stop after this many samples.
+    #[serde(default)]
+    max_samples: Option<u64>,
+}
+
+/// The plugin.
+pub struct Jsonl {
+    config: Config,
+    files: std::vec::IntoIter<String>,
+    lines: Option<Lines>,
+    next_id: u64,
+}
+
+impl Dataset for Jsonl {
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "jsonl".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "custom requests from JSON Lines files: a prompt or messages per line".into(),
+        }
+    }
+
+    fn check_config(config: &serde_json::Value) -> Result<(), ConfigError> {
+        dataset_common::check::<Config>(config)
+    }
+
+    fn open() -> Result<Self, DatasetError> {
+        Ok(Jsonl {
+            config: dataset_common::config()?,
+            files: file_names()?.into_iter(),
+            lines: None,
+            next_id: 0,
+        })
+    }
+
+    fn next_batch(&mut self, max: u32) -> Result<Batch, DatasetError> {
+        let mut batch = Batch::default();
+        while batch.samples.len() < max as usize {
+            if self.config.max_samples.is_some_and(|m| self.next_id >= m) {
+                batch.done = true;
+                break;
+            }
+            let Some(item) = self.lines.as_mut().and_then(Iterator::next) else {
+                match self.files.next() {
+                    Some(f) => self.lines = Some(Lines::open(&f)),
+                    None => {
+                        batch.done = true;
+                        break;
+                    }
+                }
+                continue;
+            };
+            let sample = item.and_then(|item| {
+                let fields: Fields = serde_json::from_str(&item.text).map_err(|e| item.error(format!("{e}")))?;
+                fields.into_sample(self.next_id, &item)
+            });
+            match sample {
+                Ok(s) => {
+                    self.next_id += 1;
+                    batch.samples.push(s);
+                }
+                Err(e) => self.config.on_error.handle(e, &mut batch.skipped)?,
+            }
+        }
+        Ok(batch)
+    }
+}
+
+barrage_dataset_sdk::export_dataset!(Jsonl);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use barrage_dataset_sdk::Prompt;
+    use barrage_dataset_sdk::testing::Harness;
+
+    #[test]
+    fn prompts_messages_and_errors_by_line() {
+        let data = "{\"prompt\": \"one two three\", \"output_tokens\": 7, \"extra\": {\"temperature\": 0}}\n\n{\"messages\": [{\"role\": \"user\", \"content\": \"hi there\"}]}\n";
+        let p = Harness::new().file("a.jsonl", data).run::<Jsonl>().unwrap();
+        assert_eq!(p.samples.len(), 2);
+        assert_eq!(p.samples[0].prompt_tokens, Some(3));
+        assert_eq!(p.samples[0].output_tokens, Some(7));
+        assert_eq!(p.samples[0].extra.as_deref(), Some("{\"temperature\":0}"));
+        assert!(matches!(&p.samples[1].prompt, Prompt::Messages(m) if m.len() == 1));
+        let bad = "{\"prompt\": \"ok\"}\n{\"promt\": \"typo\"}\n{\"prompt\": \"ok\", \"output_tokens\": -1}\n";
+        let e = Harness::new().file("b.jsonl", bad).run::<Jsonl>().unwrap_err();
+        assert_eq!((e.file.as_deref(), e.line), (Some("b.jsonl"), Some(2)));
+        assert!(e.message.contains("promt"), "{}", e.message);
+        let p = Harness::new()
+            .file("b.jsonl", bad)
+            .config(serde_json::json!({"on_error": "skip"}))
+            .run::<Jsonl>()
+            .unwrap();
+        assert_eq!((p.samples.len(), p.skipped.len()), (1, 2));
+        assert_eq!(p.skipped[1].line, Some(3));
+    }
+}
