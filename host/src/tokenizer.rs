@@ -155,8 +155,9 @@ impl Tokenizer for HfTokenizer {
     fn encode(&self, text: &str) -> Vec<u32> {
         // Without special tokens: a prompt's own tokens, as servers count them
         // before a chat template adds its markers.
+        // `encode_fast` skips the character offsets nothing here uses.
         self.inner
-            .encode(text, false)
+            .encode_fast(text, false)
             .map(|e| e.get_ids().to_vec())
             .unwrap_or_default()
     }

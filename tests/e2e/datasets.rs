@@ -506,6 +506,63 @@ fn an_azure_trace_is_replayed_at_its_timestamps_time_scaled() {
 }
 
 #[test]
+fn the_public_azure_trace_is_windowed_and_scaled() {
+    // The public trace from ../shared/data when this machine has it, the
+    // hand-made one otherwise; the expected rows are worked out here from the file.
+    let public = workspace().join("../shared/data/azure-llm-inference-trace-2023-conv.csv");
+    let (file, from, until) = if public.is_file() {
+        (public, 5.0, 65.0)
+    } else {
+        (workspace().join("examples/data/azure-trace-small.csv"), 1.0, 3.0)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(r#"{{"start_s": {from}, "end_s": {until}, "time_scale": 2}}"#);
+    let (samples, _) = prepare(
+        dir.path(),
+        &[
+            "--dataset",
+            "trace",
+            "--dataset-file",
+            file.to_str().unwrap(),
+            "--dataset-config",
+            &config,
+        ],
+    );
+    // Seconds since midnight is enough: the window is within the first minutes.
+    let rows: Vec<(f64, u64, u64)> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let c: Vec<&str> = l.split(',').collect();
+            let hms: Vec<f64> = c[0]
+                .split(' ')
+                .nth(1)
+                .unwrap()
+                .split(':')
+                .map(|x| x.parse().unwrap())
+                .collect();
+            (
+                hms[0] * 3600.0 + hms[1] * 60.0 + hms[2],
+                c[1].parse().unwrap(),
+                c[2].parse().unwrap(),
+            )
+        })
+        .collect();
+    let t0 = rows.iter().map(|r| r.0).fold(f64::MAX, f64::min);
+    let mut window: Vec<&(f64, u64, u64)> = rows.iter().filter(|r| r.0 - t0 >= from && r.0 - t0 < until).collect();
+    window.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(window.len() > 5, "{} rows in the window", window.len());
+    assert_eq!(samples.len(), window.len());
+    for (s, r) in samples.iter().zip(window) {
+        let at = (r.0 - t0 - from) * 2000.0;
+        assert!((s["at_ms"].as_f64().unwrap() - at).abs() < 0.01, "{s} vs {r:?}");
+        assert_eq!(s["prompt_tokens"].as_u64(), Some(r.1));
+        assert_eq!(s["output_tokens"].as_u64(), Some(r.2.max(1)));
+    }
+}
+
+#[test]
 fn the_mooncake_trace_is_replayed_with_its_prefix_reuse() {
     let dir = tempfile::tempdir().unwrap();
     let sim = SimProcess::from_yaml(dir.path(), "mode: batching\nseed: 1\n");
