@@ -19,6 +19,21 @@ pub enum OnError {
 }
 
 impl OnError {
+    /// Add `sample` to `batch`, or apply the policy to its error.
+    pub fn keep(
+        self,
+        sample: Result<barrage_dataset_sdk::Sample, DatasetError>,
+        batch: &mut barrage_dataset_sdk::Batch,
+    ) -> Result<(), DatasetError> {
+        match sample {
+            Ok(s) => {
+                batch.samples.push(s);
+                Ok(())
+            }
+            Err(e) => self.handle(e, &mut batch.skipped),
+        }
+    }
+
     /// Apply the policy to a bad record: `Ok` (noted in `skipped`) or the error.
     pub fn handle(self, error: DatasetError, skipped: &mut Vec<DatasetError>) -> Result<(), DatasetError> {
         match self {
@@ -57,6 +72,38 @@ pub fn file_names() -> Result<Vec<String>, DatasetError> {
         ));
     }
     Ok(names)
+}
+
+/// The records of several files, one file after another.
+pub struct FileSeq<I> {
+    files: std::vec::IntoIter<String>,
+    open: fn(&str) -> I,
+    current: Option<I>,
+}
+
+impl<I> FileSeq<I> {
+    /// The records of `files`, each read with `open` (e.g. [`Lines::open`]).
+    pub fn new(files: Vec<String>, open: fn(&str) -> I) -> FileSeq<I> {
+        FileSeq {
+            files: files.into_iter(),
+            open,
+            current: None,
+        }
+    }
+}
+
+impl<I: Iterator<Item = Result<Item, DatasetError>>> Iterator for FileSeq<I> {
+    type Item = Result<Item, DatasetError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(item) = self.current.as_mut().and_then(Iterator::next) {
+                return Some(item);
+            }
+            let file = self.files.next()?;
+            self.current = Some((self.open)(&file));
+        }
+    }
 }
 
 /// Non-empty lines of a file.

@@ -59,6 +59,19 @@ pub fn check<T: serde::de::DeserializeOwned>(config: &serde_json::Value) -> Resu
         })
 }
 
+/// Check that the configuration deserializes into `T` and passes `validate`
+/// (for `check_config`).
+pub fn check_valid<T: serde::de::DeserializeOwned>(
+    config: &serde_json::Value,
+    validate: impl FnOnce(&T) -> Result<(), String>,
+) -> Result<(), ConfigError> {
+    let c: T = serde_json::from_value(config.clone()).map_err(|e| ConfigError {
+        field: None,
+        message: e.to_string(),
+    })?;
+    validate(&c).map_err(|message| ConfigError { field: None, message })
+}
+
 /// A seeded shuffle (Fisher–Yates on the run's random source).
 pub fn shuffle<T>(items: &mut [T]) {
     for i in (1..items.len()).rev() {

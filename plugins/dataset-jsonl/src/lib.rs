@@ -10,7 +10,7 @@
 //! (see `dataset_common::record::Fields`).
 
 use barrage_dataset_sdk::{Batch, ConfigError, Dataset, DatasetError, PluginInfo};
-use dataset_common::input::{Lines, OnError, file_names};
+use dataset_common::input::{FileSeq, Lines, OnError, file_names};
 use dataset_common::record::Fields;
 use serde::Deserialize;
 
@@ -27,8 +27,7 @@ struct Config {
 /// The plugin.
 pub struct Jsonl {
     config: Config,
-    files: std::vec::IntoIter<String>,
-    lines: Option<Lines>,
+    lines: FileSeq<Lines>,
     next_id: u64,
 }
 
@@ -48,8 +47,7 @@ impl Dataset for Jsonl {
     fn open() -> Result<Self, DatasetError> {
         Ok(Jsonl {
             config: dataset_common::config()?,
-            files: file_names()?.into_iter(),
-            lines: None,
+            lines: FileSeq::new(file_names()?, Lines::open),
             next_id: 0,
         })
     }
@@ -61,27 +59,16 @@ impl Dataset for Jsonl {
                 batch.done = true;
                 break;
             }
-            let Some(item) = self.lines.as_mut().and_then(Iterator::next) else {
-                match self.files.next() {
-                    Some(f) => self.lines = Some(Lines::open(&f)),
-                    None => {
-                        batch.done = true;
-                        break;
-                    }
-                }
-                continue;
+            let Some(item) = self.lines.next() else {
+                batch.done = true;
+                break;
             };
             let sample = item.and_then(|item| {
                 let fields: Fields = serde_json::from_str(&item.text).map_err(|e| item.error(format!("{e}")))?;
                 fields.into_sample(self.next_id, &item)
             });
-            match sample {
-                Ok(s) => {
-                    self.next_id += 1;
-                    batch.samples.push(s);
-                }
-                Err(e) => self.config.on_error.handle(e, &mut batch.skipped)?,
-            }
+            self.next_id += u64::from(sample.is_ok());
+            self.config.on_error.keep(sample, &mut batch)?;
         }
         Ok(batch)
     }

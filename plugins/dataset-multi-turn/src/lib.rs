@@ -12,7 +12,7 @@ use barrage_dataset_sdk::{
 };
 use dataset_common::chat::{Conversation, message_tokens};
 use dataset_common::dist::Length;
-use dataset_common::input::{JsonItems, OnError, file_names};
+use dataset_common::input::{FileSeq, JsonItems, OnError, file_names};
 use dataset_common::text::Corpus;
 use serde::Deserialize;
 
@@ -80,8 +80,7 @@ pub struct MultiTurn {
     config: Config,
     corpus: Corpus,
     system: Option<String>,
-    files: std::vec::IntoIter<String>,
-    items: Option<JsonItems>,
+    items: FileSeq<JsonItems>,
     sessions: u64,
     next_id: u64,
 }
@@ -96,14 +95,7 @@ impl Dataset for MultiTurn {
     }
 
     fn check_config(config: &serde_json::Value) -> Result<(), ConfigError> {
-        let c: Config = serde_json::from_value(config.clone()).map_err(|e| ConfigError {
-            field: None,
-            message: e.to_string(),
-        })?;
-        c.validate().map_err(|m| ConfigError {
-            field: None,
-            message: m,
-        })
+        dataset_common::check_valid::<Config>(config, Config::validate)
     }
 
     fn open() -> Result<Self, DatasetError> {
@@ -121,8 +113,7 @@ impl Dataset for MultiTurn {
             config,
             corpus,
             system,
-            files: files.into_iter(),
-            items: None,
+            items: FileSeq::new(files, JsonItems::open),
             sessions: 0,
             next_id: 0,
         })
@@ -179,15 +170,8 @@ impl MultiTurn {
     fn next_sharegpt(&mut self, skipped: &mut Vec<DatasetError>) -> Result<Option<Conversation>, DatasetError> {
         let min = self.config.min_turns.unwrap_or(2).max(1) as usize;
         loop {
-            let item = match self.items.as_mut().and_then(Iterator::next) {
-                Some(item) => item,
-                None => match self.files.next() {
-                    Some(f) => {
-                        self.items = Some(JsonItems::open(&f));
-                        continue;
-                    }
-                    None => return Ok(None),
-                },
+            let Some(item) = self.items.next() else {
+                return Ok(None);
             };
             match item.and_then(|i| Conversation::parse(&i)) {
                 Ok(mut c) if c.exchanges() >= min => {

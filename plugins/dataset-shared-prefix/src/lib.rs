@@ -107,14 +107,7 @@ impl Dataset for SharedPrefix {
     }
 
     fn check_config(config: &serde_json::Value) -> Result<(), ConfigError> {
-        let c: Config = serde_json::from_value(config.clone()).map_err(|e| ConfigError {
-            field: None,
-            message: e.to_string(),
-        })?;
-        c.lengths().map(|_| ()).map_err(|m| ConfigError {
-            field: None,
-            message: m,
-        })
+        dataset_common::check_valid::<Config>(config, |c| c.lengths().map(|_| ()))
     }
 
     fn open() -> Result<Self, DatasetError> {

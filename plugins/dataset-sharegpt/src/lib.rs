@@ -9,7 +9,7 @@
 use barrage_dataset_sdk::{Batch, ConfigError, Dataset, DatasetError, PluginInfo, Prompt, Sample, tokenizer};
 use dataset_common::chat::{Conversation, message_tokens};
 use dataset_common::dist::Length;
-use dataset_common::input::{JsonItems, OnError, file_names};
+use dataset_common::input::{FileSeq, JsonItems, OnError, file_names};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -62,8 +62,7 @@ enum Format {
 /// The plugin.
 pub struct ShareGpt {
     config: Config,
-    files: std::vec::IntoIter<String>,
-    items: Option<JsonItems>,
+    items: FileSeq<JsonItems>,
     next_id: u64,
     filtered: u64,
 }
@@ -93,8 +92,7 @@ impl Dataset for ShareGpt {
         }
         Ok(ShareGpt {
             config,
-            files: file_names()?.into_iter(),
-            items: None,
+            items: FileSeq::new(file_names()?, JsonItems::open),
             next_id: 0,
             filtered: 0,
         })
@@ -107,27 +105,11 @@ impl Dataset for ShareGpt {
                 batch.done = true;
                 break;
             }
-            let item = match self.items.as_mut().and_then(Iterator::next) {
-                Some(item) => item,
-                None => match self.files.next() {
-                    Some(file) => {
-                        self.items = Some(JsonItems::open(&file));
-                        continue;
-                    }
-                    None => {
-                        batch.done = true;
-                        break;
-                    }
-                },
+            let Some(item) = self.items.next() else {
+                batch.done = true;
+                break;
             };
-            let item = match item {
-                Ok(i) => i,
-                Err(e) => {
-                    self.config.on_error.handle(e, &mut batch.skipped)?;
-                    continue;
-                }
-            };
-            let conv = match Conversation::parse(&item) {
+            let conv = match item.and_then(|i| Conversation::parse(&i)) {
                 Ok(c) => c,
                 Err(e) => {
                     self.config.on_error.handle(e, &mut batch.skipped)?;

@@ -74,15 +74,7 @@ impl Dataset for Synthetic {
     }
 
     fn check_config(config: &serde_json::Value) -> Result<(), ConfigError> {
-        dataset_common::check::<Config>(config)?;
-        let c: Config = serde_json::from_value(config.clone()).map_err(|e| ConfigError {
-            field: None,
-            message: e.to_string(),
-        })?;
-        c.validate().map_err(|m| ConfigError {
-            field: None,
-            message: m,
-        })
+        dataset_common::check_valid::<Config>(config, Config::validate)
     }
 
     fn open() -> Result<Self, DatasetError> {

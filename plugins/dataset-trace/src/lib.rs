@@ -212,14 +212,7 @@ impl Dataset for Trace {
     }
 
     fn check_config(config: &serde_json::Value) -> Result<(), ConfigError> {
-        let c: Config = serde_json::from_value(config.clone()).map_err(|e| ConfigError {
-            field: None,
-            message: e.to_string(),
-        })?;
-        c.validate().map_err(|m| ConfigError {
-            field: None,
-            message: m,
-        })
+        dataset_common::check_valid::<Config>(config, Config::validate)
     }
 
     fn open() -> Result<Self, DatasetError> {
