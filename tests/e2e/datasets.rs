@@ -610,3 +610,45 @@ fn a_trace_stage_needs_timed_samples() {
     assert_ne!(code, 0);
     assert!(stderr.contains("dataset:"), "{stderr}");
 }
+
+#[test]
+fn ctrl_c_does_not_wait_out_a_sessions_think_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(&["--mode", "plain", "--ttft-ms", "5", "--itl-ms", "2"]);
+    let config = dir.path().join("run.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "target: http://{}\ngrace_period_s: 0.5\ndataset:\n  plugin: multi-turn\n  config: {{sessions: 4, turns: 3, user_tokens: 5, assistant_tokens: 4, think_time_ms: 60000}}\nstages:\n  - {{shape: constant, rate: 10, requests: 4}}\n",
+            sim.addr
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let mut child = barrage()
+        .args(["run", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let started = std::time::Instant::now();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Each session's first turn went out; the later turns, a minute away, did not.
+    let s = summary(&out);
+    assert_eq!(s["stages"][0]["sent"], 4);
+    assert_eq!(s["stages"][0]["scheduled"], 4);
+    assert_eq!(records(&out).len(), 4);
+}

@@ -691,6 +691,17 @@ fn think_time(sample: Option<&Sample>, stage: &Stage) -> Duration {
     Duration::from_secs_f64(ms.max(0.0) / 1000.0)
 }
 
+/// Sleep `pause` before a session's next turn; false if the run's in-flight
+/// requests were cancelled meanwhile (the grace period after a stop ran
+/// out), so a long think time never holds up the end of a run.
+async fn think(ctx: &Ctx, pause: Duration) -> bool {
+    let mut cancel = ctx.cancel.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => true,
+        _ = cancel.wait_for(|c| *c) => false,
+    }
+}
+
 /// Start a unit on the runtime: its first request now, a session's further
 /// turns each after the previous response and the think time.
 #[allow(clippy::too_many_arguments)]
@@ -722,8 +733,7 @@ fn launch(
         for (k, encoded) in ready.encoded.into_iter().enumerate() {
             let sample = samples.get(k);
             if k > 0 {
-                tokio::time::sleep(think_time(sample, &stage)).await;
-                if ctx.stopping.load(Ordering::SeqCst) {
+                if !think(&ctx, think_time(sample, &stage)).await || ctx.stopping.load(Ordering::SeqCst) {
                     break;
                 }
                 scheduled = Instant::now();
@@ -858,11 +868,8 @@ fn run_closed_loop(
                 let samples = ctx.workload.unit(unit);
                 for k in 0..ctx.workload.unit_len(unit) as usize {
                     let sample = samples.get(k);
-                    if k > 0 {
-                        tokio::time::sleep(think_time(sample, &stage_cfg)).await;
-                        if over() {
-                            return;
-                        }
+                    if k > 0 && (!think(&ctx, think_time(sample, &stage_cfg)).await || over()) {
+                        return;
                     }
                     if budget
                         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1))
