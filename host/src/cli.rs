@@ -864,6 +864,7 @@ fn run_benchmark(mut args: RunArgs) -> Result<ExitCode> {
         None => crate::load::Workload::synthetic(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .on_thread_start(crate::load::normal_priority)
         .enable_all()
         .build()
         .context("starting tokio")?;

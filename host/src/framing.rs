@@ -106,23 +106,25 @@ impl Framer {
     }
 
     fn cut_lines(&mut self, at: Instant, out: &mut Vec<TimedFrame>) {
+        // Lines are read in place (the buffer is taken out meanwhile, so
+        // the SSE state can change): a frame's data is its only copy.
+        let buf = std::mem::take(&mut self.buf);
         let mut start = 0;
         let mut search = self.scanned;
-        while let Some(pos) = memchr(b'\n', &self.buf[search..]) {
+        while let Some(pos) = memchr(b'\n', &buf[search..]) {
             let end = search + pos;
-            let mut line = &self.buf[start..end];
+            let mut line = &buf[start..end];
             if let [rest @ .., b'\r'] = line {
                 line = rest;
             }
-            let line = line.to_vec();
             match self.framing {
-                Framing::Sse => self.sse_line(&line, at, out),
+                Framing::Sse => self.sse_line(line, at, out),
                 _ => {
                     if !line.trim_ascii().is_empty() {
                         out.push(TimedFrame {
                             at,
                             event: None,
-                            data: line,
+                            data: line.to_vec(),
                         });
                     }
                 }
@@ -130,6 +132,7 @@ impl Framer {
             start = end + 1;
             search = start;
         }
+        self.buf = buf;
         self.buf.drain(..start);
         self.scanned = self.buf.len();
     }

@@ -707,3 +707,190 @@ fn the_tokenizer_is_chosen_by_flag_or_config_and_recorded() {
     );
     sim.stop();
 }
+
+/// A keep-alive HTTP/1.1 server that answers each request with a short SSE
+/// stream and then, 50 ms later, closes the connection without notice (no
+/// `Connection: close`), as servers and proxies do to idle connections.
+/// Returns its address and the number of connections it accepted.
+fn closing_server() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut length = 0;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let events = [
+                    r#"{"choices":[{"index":0,"text":"a","finish_reason":null}]}"#,
+                    r#"{"choices":[{"index":0,"text":" b","finish_reason":"length"}]}"#,
+                    r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+                    "[DONE]",
+                ];
+                let mut response = String::from(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+                );
+                for e in events {
+                    let chunk = format!("data: {e}\n\n");
+                    response.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+                }
+                response.push_str("0\r\n\r\n");
+                let _ = conn.write_all(response.as_bytes());
+                std::thread::sleep(Duration::from_millis(50));
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[test]
+fn a_pooled_connection_the_server_closed_is_replaced_not_failed() {
+    // Arrivals 200 ms apart: every pooled connection has been closed by the
+    // server by the time the next request wants it. The client must notice
+    // and open a new one, not send into the dead one and count a failure.
+    let (addr, accepted) = closing_server();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (code, _, stderr) = run(barrage()
+        .args(["run", "--quiet", "--target", &format!("http://{addr}")])
+        .args([
+            "--rate",
+            "5",
+            "--shape",
+            "constant",
+            "--requests",
+            "8",
+            "--max-tokens",
+            "2",
+            "--output",
+        ])
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    let recs = records(&out);
+    assert_eq!(recs.len(), 8);
+    for r in &recs {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["output_tokens"], 2, "{r}");
+    }
+    let conns: std::collections::BTreeSet<u64> = recs.iter().map(|r| r["connection_id"].as_u64().unwrap()).collect();
+    assert_eq!(conns.len(), 8, "a new connection for every request: {conns:?}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 8);
+}
+
+#[test]
+fn a_kept_alive_connection_serves_request_after_request() {
+    // Closed loop, one user: every request after the first goes on the
+    // connection the first opened.
+    let sim = SimProcess::start(&["--mode", "zero"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_config_against(
+        &sim,
+        dir.path(),
+        "request: {max_tokens: 16}\nstages: [{shape: concurrency, concurrency: 1, requests: 50}]\n",
+    );
+    sim.stop();
+    let recs = records(&out);
+    assert_eq!(recs.len(), 50);
+    assert!(recs.iter().all(|r| r["status"] == "ok" && r["output_tokens"] == 16));
+    let conns: std::collections::BTreeSet<u64> = recs.iter().map(|r| r["connection_id"].as_u64().unwrap()).collect();
+    assert_eq!(conns.len(), 1, "{conns:?}");
+}
+
+#[test]
+fn the_pacer_runs_ahead_of_other_threads_when_the_process_may() {
+    // Root (as in CI) may raise priority: the pacer takes SCHED_FIFO, or
+    // nice -20 where real-time scheduling is refused; anyone else keeps the
+    // default. Read from /proc while a run is pacing.
+    let sim = SimProcess::start(&["--mode", "zero"]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = barrage()
+        .args(["run", "--quiet", "--target", &format!("http://{}", sim.addr)])
+        .args(["--rate", "50", "--duration", "3", "--max-tokens", "4", "--output"])
+        .arg(dir.path().join("run"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // (name, nice, policy) of every thread, once the pacer is pacing.
+    let threads = || -> Vec<(String, i64, u64)> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", child.id())) else {
+            return Vec::new();
+        };
+        tasks
+            .flatten()
+            .filter_map(|t| {
+                let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+                let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+                // Fields after the command name: state is field 3; nice is 19, policy 41.
+                let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+                Some((
+                    comm.trim().to_string(),
+                    fields[19 - 3].parse().ok()?,
+                    fields[41 - 3].parse().ok()?,
+                ))
+            })
+            .collect()
+    };
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(10));
+        seen = threads();
+        if seen.iter().any(|(name, _, _)| name == "barrage-pacer") && seen.iter().any(|(n, _, _)| n == "barrage-feeder")
+        {
+            // Let the pacer raise itself, after starting the feeder.
+            std::thread::sleep(Duration::from_millis(300));
+            seen = threads();
+            break;
+        }
+    }
+    let (_, nice, policy) = seen
+        .iter()
+        .find(|(name, _, _)| name == "barrage-pacer")
+        .cloned()
+        .unwrap_or_else(|| panic!("a barrage-pacer thread while the run paces: {seen:?}"));
+    // No other thread inherits the pacer's priority (the feeder it starts,
+    // blocking threads it may cause).
+    for (name, nice, policy) in &seen {
+        if name != "barrage-pacer" {
+            assert_eq!((*nice, *policy), (0, 0), "{name} runs at the default priority");
+        }
+    }
+    assert!(child.wait().unwrap().success());
+    sim.stop();
+    let root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    // Unprivileged users may still be granted priority by rlimits.
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let limited = |name: &str| {
+        limits
+            .lines()
+            .find(|l| l.starts_with(name))
+            .is_some_and(|l| l.split_whitespace().rev().nth(1) == Some("0"))
+    };
+    const SCHED_FIFO: u64 = 1;
+    if root {
+        assert!(policy == SCHED_FIFO || nice == -20, "policy {policy}, nice {nice}");
+    } else if limited("Max realtime priority") && limited("Max nice priority") {
+        assert_eq!((policy, nice), (0, 0));
+    }
+}

@@ -11,7 +11,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
+use hyper::body::Body as _;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -21,6 +22,8 @@ use tower_service::Service;
 
 use crate::framing::{Framer, Framing};
 use crate::plugin::{CodecWorkers, PluginFailure, StreamOutcome, wire};
+
+mod h1;
 
 /// Why a transport could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +226,13 @@ impl hyper::rt::Write for TimedStream {
 /// The HTTP client of a run.
 pub struct Transport {
     client: Client<TimedConnector, Full<Bytes>>,
+    /// Connections driven by their exchanges, for plain-HTTP/1.1 targets
+    /// (see [`h1`]); other targets use `client`.
+    direct: Option<h1::Pool>,
+    /// `host[:port]` of the target, sent as `Host` on direct connections.
+    authority: HeaderValue,
+    /// The target's path prefix (no trailing `/`), for direct connections.
+    prefix: String,
     base: String,
     headers: Vec<(HeaderName, HeaderValue)>,
     timeout: Duration,
@@ -282,6 +292,17 @@ impl Transport {
         builder
             .http2_initial_stream_window_size(4 << 20)
             .http2_initial_connection_window_size(16 << 20);
+        let direct = (uri.scheme_str() == Some("http") && !options.http2).then(|| {
+            let idle = match (options.max_idle_per_host, options.max_connections) {
+                (0, cap) => cap,
+                (idle, _) => idle,
+            };
+            h1::Pool::new(connector.clone(), uri.clone(), idle)
+        });
+        let authority = uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .ok_or_else(|| bad("the URL has no host".into()))?;
         let client = builder.build(connector);
         let mut parsed = Vec::new();
         for (k, v) in &options.headers {
@@ -305,6 +326,9 @@ impl Transport {
         }
         Ok(Transport {
             client,
+            direct,
+            authority,
+            prefix: uri.path().trim_end_matches('/').to_string(),
             base: target.trim_end_matches('/').to_string(),
             headers: parsed,
             timeout: options.timeout,
@@ -343,9 +367,16 @@ impl Transport {
                 Ending::TransportError("the codec asked for gRPC, which this transport does not speak yet".into());
             return ex;
         };
-        let mut builder = hyper::Request::builder()
-            .method(http.method.as_str())
-            .uri(format!("{}{}", self.base, http.path));
+        let direct = self.direct.as_ref();
+        // A direct connection takes the request in origin form, with its Host.
+        let uri = match direct {
+            Some(_) => format!("{}{}", self.prefix, http.path),
+            None => format!("{}{}", self.base, http.path),
+        };
+        let mut builder = hyper::Request::builder().method(http.method.as_str()).uri(uri);
+        if direct.is_some() {
+            builder = builder.header(hyper::header::HOST, self.authority.clone());
+        }
         for (k, v) in &http.headers {
             builder = builder.header(k.as_str(), v.as_str());
         }
@@ -374,15 +405,36 @@ impl Transport {
                 None => None,
             };
             ex.sent = Instant::now();
-            let response = match self.client.request(request).await {
-                Ok(r) => r,
-                Err(e) => {
-                    ex.ending = Ending::TransportError(error_chain(&e));
-                    return;
+            let (response, mut conn) = match direct {
+                Some(pool) => {
+                    let mut conn = match pool.checkout().await {
+                        Ok(c) => c,
+                        Err(e) => {
+                            ex.ending = Ending::TransportError(format!("connect: {}", error_chain(e.as_ref())));
+                            return;
+                        }
+                    };
+                    ex.connection = Some(conn.info);
+                    match conn.send(request).await {
+                        Ok(r) => (r, Some(conn)),
+                        Err(e) => {
+                            ex.ending = Ending::TransportError(e);
+                            return;
+                        }
+                    }
                 }
+                None => match self.client.request(request).await {
+                    Ok(r) => {
+                        ex.connection = r.extensions().get::<ConnInfo>().copied();
+                        (r, None)
+                    }
+                    Err(e) => {
+                        ex.ending = Ending::TransportError(error_chain(&e));
+                        return;
+                    }
+                },
             };
             ex.headers_at = Some(Instant::now());
-            ex.connection = response.extensions().get::<ConnInfo>().copied();
             let status = response.status().as_u16();
             ex.status = Some(status);
             ex.version = Some(match response.version() {
@@ -398,89 +450,85 @@ impl Transport {
                     .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
                     .collect(),
             };
-            let mut body = response.into_body();
+            let mut body = Reader {
+                body: response.into_body(),
+                conn: conn.as_mut(),
+                chunks: Vec::new(),
+                at: None,
+            };
             let streaming = req.streaming && (200..300).contains(&status);
-            if streaming {
-                let framing = match req.framing {
-                    wire::Framing::Sse => Framing::Sse,
-                    wire::Framing::Ndjson => Framing::Ndjson,
-                    wire::Framing::Raw => Framing::Raw,
-                    wire::Framing::GrpcMessages => Framing::GrpcMessages,
-                };
-                let mut framer = Framer::new(framing);
-                let mut stream = StreamGuard {
+            let mut framer = Framer::new(match req.framing {
+                wire::Framing::Sse => Framing::Sse,
+                wire::Framing::Ndjson => Framing::Ndjson,
+                wire::Framing::Raw => Framing::Raw,
+                wire::Framing::GrpcMessages => Framing::GrpcMessages,
+            });
+            // A stream is decoded as it arrives; anything else once it is whole.
+            let (mut stream, unary) = if streaming {
+                let guard = StreamGuard {
                     workers,
                     opening: Some((head, options)),
                     handle: None,
                 };
-                let mut frames = Vec::new();
-                'read: loop {
-                    let mut next = body.frame().await;
-                    let at = Instant::now();
-                    // Take every chunk already buffered (hyper yields one HTTP
-                    // chunk per call; a read often holds many), all stamped
-                    // with the time of the read, then hand them over at once.
-                    loop {
-                        match next {
-                            Some(Ok(frame)) => {
-                                if let Ok(data) = frame.into_data() {
-                                    ex.first_byte.get_or_insert(at);
-                                    ex.bytes_received += data.len() as u64;
-                                    framer.push(&data, at, &mut frames);
-                                }
-                            }
-                            Some(Err(e)) => {
-                                ex.ending = Ending::TransportError(error_chain(&e));
-                                break 'read;
-                            }
-                            None => break 'read,
-                        }
-                        match poll_ready(&mut body) {
-                            Some(ready) => next = ready,
-                            None => break,
-                        }
-                    }
-                    if frames.len() >= STREAM_BATCH_FRAMES {
-                        stream.push(std::mem::take(&mut frames));
-                    }
-                }
-                let end = Instant::now();
-                framer.finish(end, &mut frames);
-                ex.decoded = stream.finish(frames, end).await;
+                (Some(guard), None)
             } else {
-                let mut buf = Vec::new();
-                loop {
-                    match body.frame().await {
-                        Some(Ok(frame)) => {
-                            if let Ok(data) = frame.into_data() {
-                                ex.first_byte.get_or_insert_with(Instant::now);
-                                ex.bytes_received += data.len() as u64;
-                                buf.extend_from_slice(&data);
-                            }
-                        }
-                        Some(Err(e)) => {
-                            ex.ending = Ending::TransportError(error_chain(&e));
-                            break;
-                        }
-                        None => break,
+                (None, Some(head))
+            };
+            let mut frames = Vec::new();
+            let mut whole = Vec::new();
+            loop {
+                let step = body.next().await;
+                // Every chunk taken at once is stamped with the time the first was.
+                let at = body.at.take().unwrap_or_else(Instant::now);
+                for data in body.chunks.drain(..) {
+                    ex.first_byte.get_or_insert(at);
+                    ex.bytes_received += data.len() as u64;
+                    if streaming {
+                        framer.push(&data, at, &mut frames);
+                    } else {
+                        whole.extend_from_slice(&data);
                     }
                 }
-                let end = Instant::now();
-                match workers.decode_unary(head, buf, options).await {
-                    Ok(Ok(events)) => {
-                        ex.decoded.events = events
-                            .into_iter()
-                            .map(|event| crate::plugin::TimedEvent {
-                                at: end,
-                                frame: 0,
-                                event,
-                            })
-                            .collect();
-                        ex.decoded.frames = 1;
+                match step {
+                    Step::More => {}
+                    Step::End => break,
+                    Step::Failed(e) => {
+                        ex.ending = Ending::TransportError(e);
+                        break;
                     }
-                    Ok(Err(f)) => ex.decoded.failure = Some(f),
-                    Err(_) => ex.decoded = lost_worker(),
                 }
+                if frames.len() >= STREAM_BATCH_FRAMES
+                    && let Some(stream) = stream.as_mut()
+                {
+                    stream.push(std::mem::take(&mut frames));
+                }
+            }
+            let end = Instant::now();
+            drop(body);
+            if let (Some(pool), Some(conn), Ending::Complete) = (direct, conn, &ex.ending) {
+                pool.give_back(conn);
+            }
+            let Some(head) = unary else {
+                framer.finish(end, &mut frames);
+                if let Some(stream) = stream {
+                    ex.decoded = stream.finish(frames, end).await;
+                }
+                return;
+            };
+            match workers.decode_unary(head, whole, options).await {
+                Ok(Ok(events)) => {
+                    ex.decoded.events = events
+                        .into_iter()
+                        .map(|event| crate::plugin::TimedEvent {
+                            at: end,
+                            frame: 0,
+                            event,
+                        })
+                        .collect();
+                    ex.decoded.frames = 1;
+                }
+                Ok(Err(f)) => ex.decoded.failure = Some(f),
+                Err(_) => ex.decoded = lost_worker(),
             }
         };
         let cut_short = tokio::select! {
@@ -496,13 +544,51 @@ impl Transport {
     }
 }
 
-/// The body's next frame if it is already buffered, without waiting.
-fn poll_ready(body: &mut hyper::body::Incoming) -> Option<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let mut next = std::pin::pin!(body.frame());
-    match next.as_mut().poll(&mut cx) {
-        std::task::Poll::Ready(frame) => Some(frame),
-        std::task::Poll::Pending => None,
+/// What one wait for body data ended with.
+enum Step {
+    /// Chunks arrived; more may follow.
+    More,
+    /// The body ended (its last chunks, if any, are in `chunks`).
+    End,
+    /// Reading failed.
+    Failed(String),
+}
+
+/// Reads a response body, driving its direct connection (if any) between
+/// chunks, and takes every chunk that is already there in one go: hyper
+/// yields one HTTP chunk per poll, while one socket read often holds dozens.
+struct Reader<'a> {
+    body: hyper::body::Incoming,
+    conn: Option<&'a mut h1::Conn>,
+    /// Data taken by the last [`Reader::next`].
+    chunks: Vec<Bytes>,
+    /// When the first of `chunks` was taken.
+    at: Option<Instant>,
+}
+
+impl Reader<'_> {
+    /// Wait for data, then take all that is ready.
+    async fn next(&mut self) -> Step {
+        std::future::poll_fn(|cx| {
+            loop {
+                if let Some(conn) = self.conn.as_deref_mut() {
+                    conn.drive(cx);
+                }
+                match Pin::new(&mut self.body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
+                            self.at.get_or_insert_with(Instant::now);
+                            self.chunks.push(data);
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Step::Failed(error_chain(&e))),
+                    Poll::Ready(None) => return Poll::Ready(Step::End),
+                    Poll::Pending if self.chunks.is_empty() => return Poll::Pending,
+                    Poll::Pending => return Poll::Ready(Step::More),
+                }
+            }
+        })
+        .await
     }
 }
 
