@@ -8,12 +8,14 @@
 #
 #   cargo build --release -p barrage && tests/bench/loadgen.sh
 #   RATES="1000 3000" DURATION=20 tests/bench/loadgen.sh
+#   ARGS="--config more.yaml" tests/bench/loadgen.sh   # extra `barrage run` arguments
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-target/release/barrage}
 RATES=${RATES:-"1000 2000 3000 4000 5000"}
 DURATION=${DURATION:-10}
 TOKENS=${TOKENS:-64}
+ARGS=${ARGS:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -24,12 +26,12 @@ for rate in $RATES; do
     for _ in $(seq 50); do grep -q listening "$work/sim.out" 2>/dev/null && break; sleep 0.1; done
     addr=$(sed -n 's/.*http:\/\/\([^ ]*\).*/\1/p' "$work/sim.out")
     sim_cpu0=$(awk '{print $14+$15}' /proc/$sim/stat)
-    python3 - "$BIN" "$addr" "$rate" "$DURATION" "$TOKENS" "$work/run-$rate" >"$work/usage" <<'PY'
-import resource, subprocess, sys
-bin_, addr, rate, duration, tokens, out = sys.argv[1:]
+    python3 - "$BIN" "$addr" "$rate" "$DURATION" "$TOKENS" "$work/run-$rate" "$ARGS" >"$work/usage" <<'PY'
+import resource, shlex, subprocess, sys
+bin_, addr, rate, duration, tokens, out, args = sys.argv[1:]
 subprocess.run([bin_, "run", "--quiet", "--target", f"http://{addr}", "--rate", rate, "--shape", "constant",
-                "--duration", duration, "--max-tokens", tokens, "--prompt-tokens", "16", "--output", out],
-               check=True, stdout=subprocess.DEVNULL)
+                "--duration", duration, "--max-tokens", tokens, "--prompt-tokens", "16", "--output", out]
+               + shlex.split(args), check=True, stdout=subprocess.DEVNULL)
 u = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(u.ru_utime + u.ru_stime, u.ru_maxrss / 1024)
 PY

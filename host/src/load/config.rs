@@ -254,7 +254,8 @@ pub struct RunConfig {
     pub http2: bool,
     /// TLS for https:// targets.
     pub tls: crate::tls::ClientTls,
-    /// Plugin threads.
+    /// Plugin threads decoding responses (default: one per core, at most 4:
+    /// at thousands of streams a second one thread cannot keep up).
     pub plugin_threads: usize,
     /// After a stop, how long in-flight requests may finish, seconds.
     pub grace_period_s: f64,
@@ -292,7 +293,7 @@ impl Default for RunConfig {
             max_connections: 0,
             http2: false,
             tls: crate::tls::ClientTls::default(),
-            plugin_threads: 1,
+            plugin_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
             grace_period_s: 5.0,
             max_error_rate: None,
             stages: vec![Stage {
