@@ -255,9 +255,9 @@ fn spec(
 
 /// How long before a send time the pacer stops sleeping and spins. Its
 /// sleeps have a 1 ns timer slack and (where allowed) a raised priority
-/// ([`raise_pacer_priority`]), so
-/// they wake within tens of microseconds; a longer spin bought no accuracy
-/// in `tests/bench/loadgen.sh` and cost up to half a core at 5,000 req/s.
+/// ([`raise_pacer_priority`]), so they wake within tens of microseconds; a
+/// longer spin bought no accuracy in `tests/bench/loadgen.sh` and cost up
+/// to half a core at 5,000 req/s.
 const SPIN: Duration = Duration::from_micros(25);
 
 /// Give the calling thread the default scheduling policy and priority. The
@@ -292,7 +292,7 @@ fn raise_pacer_priority() {
 /// thread runs with a 1 ns timer slack (see [`pace_stages`]), so its sleeps
 /// wake within tens of microseconds instead of the default 50 µs slack plus
 /// scheduling; the spin covers the remainder without burning a core between
-/// closely spaced arrivals.
+/// widely spaced arrivals.
 fn pace_until(t: Instant) {
     loop {
         let now = Instant::now();
@@ -562,7 +562,7 @@ fn pace_stages(
     // merely less precise.
     let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
     let mut scheduled = Vec::new();
-    // Encoding runs ahead of the schedule, on the plugin threads, fed by this channel.
+    // Encoding runs ahead of the schedule, on the feeder thread, fed by this channel.
     let (ready_tx, ready_rx) = mpsc::sync_channel::<Ready>(1024);
     {
         let ctx = ctx.clone();
@@ -583,13 +583,11 @@ fn pace_stages(
                         .map(|k| {
                             let sample = samples.get(k as usize);
                             let spec = spec(&config, tokenizer.as_ref(), next_id + k, sample);
+                            // A trap poisons the instance; the next request gets a new one.
                             if instance.as_ref().is_none_or(|i| i.is_poisoned()) {
                                 instance = ctx.workers.plugin().instance().ok();
                             }
-                            match instance.as_mut() {
-                                Some(i) => i.encode(&spec).ok(),
-                                None => ctx.workers.encode(spec).blocking_recv().ok().and_then(Result::ok),
-                            }
+                            instance.as_mut().and_then(|i| i.encode(&spec).ok())
                         })
                         .collect();
                     let ready = Ready {
