@@ -4,6 +4,7 @@
 //! Endpoints live in [`handle`]; protocols other than OpenAI (TGI, KServe v2,
 //! JetStream) are added as further routes producing the same token timeline.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -232,7 +233,7 @@ async fn accept_loop(
     }
 }
 
-type SimBody = http_body_util::Either<Full<Bytes>, ChannelBody>;
+type SimBody = http_body_util::Either<Full<Bytes>, StreamBody>;
 
 /// A response with a status and content type; built without a fallible
 /// builder since every header here is a static, valid value.
@@ -511,13 +512,27 @@ async fn generate(state: Arc<State>, req: Request<Incoming>, endpoint: Endpoint)
         Err(message) => return error(StatusCode::BAD_REQUEST, "BadRequestError", &message),
     };
     if parsed.stream {
-        let (tx, rx) = mpsc::channel(64);
-        tokio::spawn(stream_response(state.clone(), plan, times, tx));
-        response(
-            StatusCode::OK,
-            "text/event-stream",
-            http_body_util::Either::Right(ChannelBody { rx }),
-        )
+        // A reset must come after the frames before it were written, and a
+        // stall in the middle of the stream: those go over time.
+        let over_time = plan.has(Fault::Stall) || plan.has(Fault::ResetMidstream);
+        let body = if matches!(times, TokenTimes::Zero) && !over_time {
+            // Every token is ready at once, so the whole stream is too: made
+            // here and played back by the body, it costs no task and no
+            // channel hand-over per token (at thousands of streams a second
+            // those were most of the simulator's CPU, taken from the client
+            // it shares a machine with). Frames still go out one by one.
+            let mut sink = FrameSink::Ready(VecDeque::new());
+            stream_response(state.clone(), plan, times, &mut sink).await;
+            match sink {
+                FrameSink::Ready(frames) => StreamBody::Ready(frames),
+                FrameSink::Channel(_) => unreachable!("the sink keeps its kind"),
+            }
+        } else {
+            let (tx, rx) = mpsc::channel(64);
+            tokio::spawn(async move { stream_response(state, plan, times, &mut FrameSink::Channel(tx)).await });
+            StreamBody::Channel(rx)
+        };
+        response(StatusCode::OK, "text/event-stream", http_body_util::Either::Right(body))
     } else {
         unary_response(&state, plan, times).await
     }
@@ -575,34 +590,44 @@ fn token_times(state: &State, plan: &Plan, shape: PromptShape, rng: &mut Rng) ->
     }
 }
 
-/// One SSE chunk, written without a JSON library: the words are plain ASCII.
+/// One SSE chunk, written without a JSON library (the words are plain
+/// ASCII) and without a temporary string per part: at thousands of streams a
+/// second this is the simulator's inner loop.
 fn chunk(plan: &Plan, text: &str, finish: Option<&str>, usage: Option<u32>, role: bool) -> Bytes {
     let mut s = String::with_capacity(256 + text.len());
-    let finish = match finish {
-        Some(r) => format!("\"{r}\""),
-        None => "null".into(),
+    let (id_prefix, object) = match plan.endpoint {
+        Endpoint::Chat => ("chatcmpl-", "chat.completion.chunk"),
+        Endpoint::Completions => ("cmpl-", "text_completion"),
     };
+    s.push_str("data: {\"id\":\"");
+    s.push_str(id_prefix);
+    let _ = write!(s, "{}", plan.id);
+    s.push_str("\",\"object\":\"");
+    s.push_str(object);
+    s.push_str("\",\"created\":0,\"model\":\"sim\",\"choices\":[{\"index\":0,");
     match plan.endpoint {
+        Endpoint::Chat if role => s.push_str("\"delta\":{\"role\":\"assistant\",\"content\":\"\"}"),
         Endpoint::Chat => {
-            let delta = if role {
-                "{\"role\":\"assistant\",\"content\":\"\"}".to_string()
-            } else {
-                format!("{{\"content\":\"{text}\"}}")
-            };
-            let _ = write!(
-                s,
-                "data: {{\"id\":\"chatcmpl-{}\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"sim\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"logprobs\":null,\"finish_reason\":{finish}}}]",
-                plan.id
-            );
+            s.push_str("\"delta\":{\"content\":\"");
+            s.push_str(text);
+            s.push_str("\"}");
         }
         Endpoint::Completions => {
-            let _ = write!(
-                s,
-                "data: {{\"id\":\"cmpl-{}\",\"object\":\"text_completion\",\"created\":0,\"model\":\"sim\",\"choices\":[{{\"index\":0,\"text\":\"{text}\",\"logprobs\":null,\"finish_reason\":{finish}}}]",
-                plan.id
-            );
+            s.push_str("\"text\":\"");
+            s.push_str(text);
+            s.push('"');
         }
     }
+    s.push_str(",\"logprobs\":null,\"finish_reason\":");
+    match finish {
+        Some(r) => {
+            s.push('"');
+            s.push_str(r);
+            s.push('"');
+        }
+        None => s.push_str("null"),
+    }
+    s.push_str("}]");
     match usage {
         Some(done) if plan.continuous_usage => {
             let _ = write!(
@@ -633,18 +658,40 @@ fn usage_chunk(plan: &Plan) -> Bytes {
     ))
 }
 
-type FrameTx = mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>;
+type StreamItem = Result<Frame<Bytes>, std::io::Error>;
 
-async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, tx: FrameTx) {
+/// Where a streamed response's frames go.
+enum FrameSink {
+    /// To the response body as they are made (tokens come over time).
+    Channel(mpsc::Sender<StreamItem>),
+    /// Collected for the body to play back (tokens all ready at once).
+    Ready(VecDeque<StreamItem>),
+}
+
+impl FrameSink {
+    /// False when the client has gone.
+    async fn send(&mut self, item: StreamItem) -> bool {
+        match self {
+            FrameSink::Channel(tx) => tx.send(item).await.is_ok(),
+            FrameSink::Ready(frames) => {
+                frames.push_back(item);
+                true
+            }
+        }
+    }
+}
+
+async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, sink: &mut FrameSink) {
     let interval = state.config.stream_interval;
     let n = plan.output_tokens;
     let fault_at = n / 2;
     let mut truth = TruthRecord::new(plan.request_id.clone(), plan.id, plan.arrived_ns);
-    let send = |bytes: Bytes, truth: &mut TruthRecord, content: bool| {
-        truth.frame(monotonic_ns(), content);
-        let tx = tx.clone();
-        async move { tx.send(Ok(Frame::data(bytes))).await.is_ok() }
-    };
+    // The truth file is the simulator's own record; without one, no clock read per frame.
+    let timed = state.truth.is_some();
+    async fn send(sink: &mut FrameSink, bytes: Bytes, truth: &mut TruthRecord, timed: bool, content: bool) -> bool {
+        truth.frame(if timed { monotonic_ns() } else { 0 }, content);
+        sink.send(Ok(Frame::data(bytes))).await
+    }
     let count = |fault: Fault| state.metrics.faults[fault.index()].fetch_add(1, Ordering::Relaxed);
     let mut text = String::new();
     let mut first: Option<Instant> = None;
@@ -657,7 +704,8 @@ async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, t
             None => {
                 first = Some(at);
                 state.metrics.ttft.observe((at - plan.arrived).as_secs_f64());
-                if plan.endpoint == Endpoint::Chat && !send(chunk(&plan, "", None, None, true), &mut truth, false).await
+                if plan.endpoint == Endpoint::Chat
+                    && !send(sink, chunk(&plan, "", None, None, true), &mut truth, timed, false).await
                 {
                     return;
                 }
@@ -683,15 +731,18 @@ async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, t
         }
         if i >= fault_at && plan.has(Fault::ResetMidstream) {
             count(Fault::ResetMidstream);
-            let _ = tx.send(Err(std::io::Error::other("simulated connection reset"))).await;
+            sink.send(Err(std::io::Error::other("simulated connection reset")))
+                .await;
             return;
         }
         if i >= fault_at && plan.has(Fault::MalformedFrame) && !truth.malformed_sent {
             count(Fault::MalformedFrame);
             truth.malformed_sent = true;
             if !send(
+                sink,
                 Bytes::from_static(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\n\n"),
                 &mut truth,
+                timed,
                 false,
             )
             .await
@@ -700,7 +751,15 @@ async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, t
             }
         }
         let finish = (done == n && !plan.has(Fault::MissingFinishReason)).then(|| plan.finish_reason());
-        if !send(chunk(&plan, &text, finish, Some(done), false), &mut truth, true).await {
+        if !send(
+            sink,
+            chunk(&plan, &text, finish, Some(done), false),
+            &mut truth,
+            timed,
+            true,
+        )
+        .await
+        {
             return;
         }
         text.clear();
@@ -708,12 +767,12 @@ async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, t
     if plan.has(Fault::MissingFinishReason) {
         count(Fault::MissingFinishReason);
     }
-    if plan.include_usage && !send(usage_chunk(&plan), &mut truth, false).await {
+    if plan.include_usage && !send(sink, usage_chunk(&plan), &mut truth, timed, false).await {
         return;
     }
     if plan.has(Fault::MissingDone) {
         count(Fault::MissingDone);
-    } else if !send(Bytes::from_static(b"data: [DONE]\n\n"), &mut truth, false).await {
+    } else if !send(sink, Bytes::from_static(b"data: [DONE]\n\n"), &mut truth, timed, false).await {
         return;
     }
     finish_request(&state, &plan, last);
@@ -773,17 +832,23 @@ async fn unary_response(state: &State, plan: Plan, mut times: TokenTimes) -> Res
     json(StatusCode::OK, body.to_string())
 }
 
-/// A response body fed by a channel: each message is written (and flushed)
-/// as it comes; an error cuts the connection.
-pub struct ChannelBody {
-    rx: mpsc::Receiver<Result<Frame<Bytes>, std::io::Error>>,
+/// A streamed response body: each frame is written as it comes; an error
+/// cuts the connection.
+pub enum StreamBody {
+    /// Frames made over time by a task of their own.
+    Channel(mpsc::Receiver<StreamItem>),
+    /// Frames all made already.
+    Ready(VecDeque<StreamItem>),
 }
 
-impl Body for ChannelBody {
+impl Body for StreamBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        self.rx.poll_recv(cx)
+        match &mut *self {
+            StreamBody::Channel(rx) => rx.poll_recv(cx),
+            StreamBody::Ready(frames) => Poll::Ready(frames.pop_front()),
+        }
     }
 }
