@@ -521,12 +521,9 @@ async fn generate(state: Arc<State>, req: Request<Incoming>, endpoint: Endpoint)
             // channel hand-over per token (at thousands of streams a second
             // those were most of the simulator's CPU, taken from the client
             // it shares a machine with). Frames still go out one by one.
-            let mut sink = FrameSink::Ready(VecDeque::new());
-            stream_response(state.clone(), plan, times, &mut sink).await;
-            match sink {
-                FrameSink::Ready(frames) => StreamBody::Ready(frames),
-                FrameSink::Channel(_) => unreachable!("the sink keeps its kind"),
-            }
+            let mut frames = VecDeque::new();
+            stream_response(state.clone(), plan, times, &mut FrameSink::Ready(&mut frames)).await;
+            StreamBody::Ready(frames)
         } else {
             let (tx, rx) = mpsc::channel(64);
             tokio::spawn(async move { stream_response(state, plan, times, &mut FrameSink::Channel(tx)).await });
@@ -661,14 +658,14 @@ fn usage_chunk(plan: &Plan) -> Bytes {
 type StreamItem = Result<Frame<Bytes>, std::io::Error>;
 
 /// Where a streamed response's frames go.
-enum FrameSink {
+enum FrameSink<'a> {
     /// To the response body as they are made (tokens come over time).
     Channel(mpsc::Sender<StreamItem>),
     /// Collected for the body to play back (tokens all ready at once).
-    Ready(VecDeque<StreamItem>),
+    Ready(&'a mut VecDeque<StreamItem>),
 }
 
-impl FrameSink {
+impl FrameSink<'_> {
     /// False when the client has gone.
     async fn send(&mut self, item: StreamItem) -> bool {
         match self {
@@ -681,14 +678,14 @@ impl FrameSink {
     }
 }
 
-async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, sink: &mut FrameSink) {
+async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, sink: &mut FrameSink<'_>) {
     let interval = state.config.stream_interval;
     let n = plan.output_tokens;
     let fault_at = n / 2;
     let mut truth = TruthRecord::new(plan.request_id.clone(), plan.id, plan.arrived_ns);
     // The truth file is the simulator's own record; without one, no clock read per frame.
     let timed = state.truth.is_some();
-    async fn send(sink: &mut FrameSink, bytes: Bytes, truth: &mut TruthRecord, timed: bool, content: bool) -> bool {
+    async fn send(sink: &mut FrameSink<'_>, bytes: Bytes, truth: &mut TruthRecord, timed: bool, content: bool) -> bool {
         truth.frame(if timed { monotonic_ns() } else { 0 }, content);
         sink.send(Ok(Frame::data(bytes))).await
     }
