@@ -1,9 +1,12 @@
 //! The codec hot path: cost per decoded SSE frame through the `openai-chat`
 //! plugin in wasm, against the same decoder (`openai-common`) compiled
-//! natively, for batches of 1, 16 and 64 frames per `push` call; plus the
-//! whole plugin-thread path (open, push, finish) a run uses.
+//! natively, for batches of 1, 16 and 64 frames per `push` call; the cost of
+//! a `push` that parses nothing; and the whole plugin-thread path (open,
+//! push, finish) a run uses.
 //!
-//! Run: `cargo bench -p barrage --bench codec_decode`
+//! Run: `cargo bench -p barrage --bench codec_decode`; set `CODEC_WASM` to a
+//! `.wasm` file to measure another build of the chat codec (compiler flags,
+//! a third-party codec) against the same native baseline.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -41,8 +44,9 @@ fn ctx() -> PluginContext {
 
 fn decode(c: &mut Criterion) {
     let engine = engine();
-    let source = Registry { plugin_dir: None }.resolve("openai-chat").expect("built-in");
-    let plugin = CodecPlugin::load(&engine, &source, ctx()).expect("load openai-chat");
+    let name = std::env::var("CODEC_WASM").unwrap_or_else(|_| "openai-chat".into());
+    let source = Registry { plugin_dir: None }.resolve(&name).expect("codec plugin");
+    let plugin = CodecPlugin::load(&engine, &source, ctx()).expect("load the codec");
     let mut instance = plugin.instance().expect("instance");
     let head = wire::ResponseHead {
         status: 200,
@@ -78,6 +82,17 @@ fn decode(c: &mut Criterion) {
             b.iter(|| black_box(native.push(frames.clone())))
         });
     }
+    // The floor under the wasm figures: 64 `[DONE]` frames cost the call,
+    // the copies in and the events out, and next to no parsing.
+    let done: Vec<wire::Frame> = (0..64)
+        .map(|_| wire::Frame {
+            event: None,
+            data: b"[DONE]".to_vec(),
+        })
+        .collect();
+    group.bench_with_input(BenchmarkId::new("wasm_call_floor", 64), &done, |b, frames| {
+        b.iter(|| black_box(instance.push(decoder, frames).expect("push")))
+    });
     group.finish();
 
     // The path a run takes: frames handed to a plugin thread, decoded there,

@@ -143,3 +143,38 @@ fn plugin_config_from_a_toml_file_is_checked_at_load() {
     assert_eq!(code, 2);
     assert!(stderr.contains("must be a table"), "{stderr}");
 }
+
+#[test]
+fn perfmap_names_plugin_code_for_perf() {
+    let sse = fixture("sse/chat-multi-token.sse");
+    let child = barrage()
+        .env("BARRAGE_PERFMAP", "1")
+        .args(["plugin", "decode", "--codec", "openai-chat"])
+        .arg(&sse)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run barrage");
+    let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+    let out = child.wait_with_output().expect("wait for barrage");
+    assert!(out.status.success());
+    let text = std::fs::read_to_string(&map).unwrap_or_default();
+    let _ = std::fs::remove_file(&map);
+    // One line per compiled function: start, size, name.
+    let wasm_lines = text.lines().filter(|l| l.contains("wasm")).count();
+    assert!(
+        wasm_lines > 10,
+        "{} holds {wasm_lines} lines naming wasm code",
+        map.display()
+    );
+
+    // Without the variable no map is written.
+    let child = barrage()
+        .args(["plugin", "decode", "--codec", "openai-chat"])
+        .arg(&sse)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("run barrage");
+    let map = std::path::PathBuf::from(format!("/tmp/perf-{}.map", child.id()));
+    assert!(child.wait_with_output().expect("wait for barrage").status.success());
+    assert!(!map.exists(), "{} was written without BARRAGE_PERFMAP", map.display());
+}

@@ -144,6 +144,10 @@ fn build_engine(options: &EngineOptions, pooling: bool) -> Result<Engine, Plugin
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.parallel_compilation(true);
+    // Without a map, `perf` shows a plugin's time as unnamed addresses.
+    if std::env::var_os("BARRAGE_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     if pooling {
         let mut pool = PoolingAllocationConfig::default();
         let n = options.max_instances;

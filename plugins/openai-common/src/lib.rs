@@ -15,6 +15,8 @@ use barrage_sdk::prelude::*;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+mod fast;
+
 /// Which OpenAI endpoint a codec speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -320,7 +322,8 @@ impl StreamDecoder {
         if data == b"[DONE]" {
             return emit(Event::Done);
         }
-        let chunk: Chunk = match serde_json::from_slice(data) {
+        let parsed = fast::chunk(data).map_or_else(|| serde_json::from_slice(data), Ok);
+        let chunk: Chunk = match parsed {
             Ok(chunk) => chunk,
             Err(e) => {
                 return emit(Event::Malformed(format!("not a JSON chunk ({e}): {}", snippet(data))));
