@@ -894,3 +894,48 @@ fn the_pacer_runs_ahead_of_other_threads_when_the_process_may() {
         assert_eq!((policy, nice), (0, 0));
     }
 }
+
+/// During a run the descriptor table is already grown to the descriptor
+/// limit (no growth, and its RCU wait, while sending) and transparent huge
+/// pages are off: `/proc/PID/status` shows both.
+#[test]
+fn a_run_takes_slow_kernel_paths_out_before_sending() {
+    let out = tempfile::tempdir().unwrap();
+    let mut child = barrage()
+        .args(["run", "--quiet", "--rate", "20", "--duration", "3", "--output"])
+        .arg(out.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start barrage run");
+    let status_file = format!("/proc/{}/status", child.id());
+    let field = |text: &str, name: &str| -> Option<u64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let limit: u64 = std::fs::read_to_string("/proc/self/limits")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|v| v.parse().ok())
+        .expect("soft limit of open files");
+    let want = limit.min(65_536);
+    let mut seen = (None, None);
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(&status_file).unwrap_or_default();
+        seen = (field(&text, "FDSize:"), field(&text, "THP_enabled:"));
+        if seen.0.is_some_and(|n| n >= want) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(
+        seen.0.is_some_and(|n| n >= want),
+        "descriptor table of {:?} entries, wanted at least {want}",
+        seen.0
+    );
+    assert_eq!(seen.1, Some(0), "transparent huge pages still enabled");
+    assert!(summary(out.path())["stages"][0]["succeeded"].as_u64().unwrap() > 0);
+}

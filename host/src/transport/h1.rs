@@ -14,7 +14,7 @@
 //! at high rates; HTTP/2 and TLS use hyper's pooled client.
 
 use std::future::{Future, poll_fn};
-use std::sync::Mutex;
+use std::sync::{Mutex, TryLockError};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -107,10 +107,18 @@ impl Pool {
         }
     }
 
-    /// The most recently used idle connection that is still open, else a new one.
+    /// The most recently used idle connection that is still open, else a
+    /// new one (also when the idle list is busy at that instant).
     pub async fn checkout(&self) -> Result<Conn, ConnectError> {
         loop {
-            let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            // Never waits for the lock: a checkout runs on the pacer, and a
+            // worker preempted while giving a connection back has held it
+            // for milliseconds; a new connection costs far less.
+            let idle = match self.idle.try_lock() {
+                Ok(mut idle) => idle.pop(),
+                Err(TryLockError::Poisoned(p)) => p.into_inner().pop(),
+                Err(TryLockError::WouldBlock) => None,
+            };
             let Some(mut conn) = idle else { break };
             // A connection the server closed while idle is seen here, on its
             // first poll, and dropped; the request takes another.

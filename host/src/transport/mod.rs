@@ -531,10 +531,23 @@ impl Transport {
                 Err(_) => ex.decoded = lost_worker(),
             }
         };
+        // What can cut the exchange short is armed only from the second
+        // poll on: the first runs on the pacer (see `load::start_here`), and
+        // the timer and the cancel signal each register under a lock that
+        // runtime workers also take, a wait there that would be send lag.
+        let cut = async {
+            tokio::task::yield_now().await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => Ending::Timeout,
+                _ = cancel.wait_for(|c| *c) => Ending::Cancelled,
+            }
+        };
+        // Biased: the exchange is polled first, so the request is written
+        // before anything else is done.
         let cut_short = tokio::select! {
+            biased;
             _ = exchange => None,
-            _ = tokio::time::sleep_until(deadline) => Some(Ending::Timeout),
-            _ = cancel.wait_for(|c| *c) => Some(Ending::Cancelled),
+            ending = cut => Some(ending),
         };
         if let Some(ending) = cut_short {
             ex.ending = ending;
