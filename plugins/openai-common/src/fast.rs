@@ -53,10 +53,15 @@ struct Reader<'a> {
     i: usize,
 }
 
-/// Marks a field as seen; `None` on a repeat, which `serde_json` refuses
-/// for known fields with its own message.
-fn first(seen: &mut bool) -> Option<()> {
-    (!std::mem::replace(seen, true)).then_some(())
+/// Stores a known field's parsed `value` in `slot`, marking it seen; `None`
+/// when the value did not parse or the field came before (`serde_json`
+/// refuses a repeated known field with its own message).
+fn fill<T>(seen: &mut bool, slot: &mut T, value: Option<T>) -> Option<()> {
+    if std::mem::replace(seen, true) {
+        return None;
+    }
+    *slot = value?;
+    Some(())
 }
 
 impl<'a> Reader<'a> {
@@ -292,20 +297,14 @@ impl<'a> Reader<'a> {
         };
         let (mut seen_choices, mut seen_usage, mut seen_object) = (false, false, false);
         self.object(|r, key| match key {
-            b"choices" => {
-                first(&mut seen_choices)?;
-                r.choices(&mut chunk.choices)
-            }
+            // A repeated field: `serde_json` refuses it with its own message.
+            b"choices" if std::mem::replace(&mut seen_choices, true) => None,
+            b"choices" => r.choices(&mut chunk.choices),
             b"usage" => {
-                first(&mut seen_usage)?;
-                chunk.usage = if r.null()? { None } else { Some(r.usage()?) };
-                Some(())
+                let usage = if r.null()? { None } else { Some(r.usage()?) };
+                fill(&mut seen_usage, &mut chunk.usage, Some(usage))
             }
-            b"object" => {
-                first(&mut seen_object)?;
-                chunk.object = r.opt_string()?;
-                Some(())
-            }
+            b"object" => fill(&mut seen_object, &mut chunk.object, r.opt_string()),
             // Error shapes are rare and their `code` is any value: serde_json's.
             b"error" | b"message" | b"type" | b"code" => None,
             _ => r.skip(1),
@@ -341,26 +340,10 @@ impl<'a> Reader<'a> {
         };
         let mut seen = [false; 4];
         self.object(|r, key| match key {
-            b"text" => {
-                first(&mut seen[0])?;
-                choice.text = r.opt_string()?;
-                Some(())
-            }
-            b"delta" => {
-                first(&mut seen[1])?;
-                choice.delta = r.opt_delta()?;
-                Some(())
-            }
-            b"message" => {
-                first(&mut seen[2])?;
-                choice.message = r.opt_delta()?;
-                Some(())
-            }
-            b"finish_reason" => {
-                first(&mut seen[3])?;
-                choice.finish_reason = r.opt_string()?;
-                Some(())
-            }
+            b"text" => fill(&mut seen[0], &mut choice.text, r.opt_string()),
+            b"delta" => fill(&mut seen[1], &mut choice.delta, r.opt_delta()),
+            b"message" => fill(&mut seen[2], &mut choice.message, r.opt_delta()),
+            b"finish_reason" => fill(&mut seen[3], &mut choice.finish_reason, r.opt_string()),
             _ => r.skip(2),
         })?;
         Some(choice)
@@ -385,9 +368,7 @@ impl<'a> Reader<'a> {
                 b"reasoning" => (&mut delta.reasoning, &mut seen[3]),
                 _ => return r.skip(3),
             };
-            first(seen)?;
-            *slot = r.opt_string()?;
-            Some(())
+            fill(seen, slot, r.opt_string())
         })?;
         Some(Some(delta))
     }
@@ -401,30 +382,20 @@ impl<'a> Reader<'a> {
         };
         let mut seen = [false; 4];
         self.object(|r, key| match key {
-            b"prompt_tokens" => {
-                first(&mut seen[0])?;
-                usage.prompt_tokens = r.opt_u32()?;
-                Some(())
-            }
-            b"completion_tokens" => {
-                first(&mut seen[1])?;
-                usage.completion_tokens = r.opt_u32()?;
-                Some(())
-            }
-            b"prompt_tokens_details" => {
-                first(&mut seen[2])?;
-                usage.prompt_tokens_details = r
-                    .opt_count(b"cached_tokens")?
-                    .map(|cached_tokens| PromptDetails { cached_tokens });
-                Some(())
-            }
-            b"completion_tokens_details" => {
-                first(&mut seen[3])?;
-                usage.completion_tokens_details = r
-                    .opt_count(b"reasoning_tokens")?
-                    .map(|reasoning_tokens| CompletionDetails { reasoning_tokens });
-                Some(())
-            }
+            b"prompt_tokens" => fill(&mut seen[0], &mut usage.prompt_tokens, r.opt_u32()),
+            b"completion_tokens" => fill(&mut seen[1], &mut usage.completion_tokens, r.opt_u32()),
+            b"prompt_tokens_details" => fill(
+                &mut seen[2],
+                &mut usage.prompt_tokens_details,
+                r.opt_count(b"cached_tokens")
+                    .map(|v| v.map(|cached_tokens| PromptDetails { cached_tokens })),
+            ),
+            b"completion_tokens_details" => fill(
+                &mut seen[3],
+                &mut usage.completion_tokens_details,
+                r.opt_count(b"reasoning_tokens")
+                    .map(|v| v.map(|reasoning_tokens| CompletionDetails { reasoning_tokens })),
+            ),
             _ => r.skip(2),
         })?;
         Some(usage)
@@ -438,9 +409,7 @@ impl<'a> Reader<'a> {
         let (mut count, mut seen) = (None, false);
         self.object(|r, key| {
             if key == name {
-                first(&mut seen)?;
-                count = r.opt_u32()?;
-                Some(())
+                fill(&mut seen, &mut count, r.opt_u32())
             } else {
                 r.skip(3)
             }
