@@ -7,6 +7,8 @@
 
 use std::time::Instant;
 
+use memchr::memchr;
+
 /// One frame, cut and timestamped by the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimedFrame {
@@ -72,9 +74,17 @@ impl Framer {
                     });
                 }
             }
+            // With nothing held back (the usual case: a read ends where a
+            // frame does), lines are cut from the read itself and only an
+            // unfinished tail is kept.
+            Framing::Sse | Framing::Ndjson if self.buf.is_empty() => {
+                let used = self.cut_lines(bytes, 0, at, out);
+                self.buf.extend_from_slice(&bytes[used..]);
+                self.scanned = self.buf.len();
+            }
             Framing::Sse | Framing::Ndjson => {
                 self.buf.extend_from_slice(bytes);
-                self.cut_lines(at, out);
+                self.cut_held(at, out);
             }
             Framing::GrpcMessages => {
                 self.buf.extend_from_slice(bytes);
@@ -91,7 +101,7 @@ impl Framer {
                 if !self.buf.is_empty() {
                     // A last line without its newline still counts.
                     self.buf.push(b'\n');
-                    self.cut_lines(at, out);
+                    self.cut_held(at, out);
                 }
                 if self.framing == Framing::Sse {
                     self.dispatch_sse(at, out);
@@ -105,12 +115,21 @@ impl Framer {
         self.buf.len()
     }
 
-    fn cut_lines(&mut self, at: Instant, out: &mut Vec<TimedFrame>) {
-        // Lines are read in place (the buffer is taken out meanwhile, so
-        // the SSE state can change): a frame's data is its only copy.
+    /// Cut the lines of the held-back buffer.
+    fn cut_held(&mut self, at: Instant, out: &mut Vec<TimedFrame>) {
+        // Taken out meanwhile, so the SSE state can change.
         let buf = std::mem::take(&mut self.buf);
+        let used = self.cut_lines(&buf, self.scanned, at, out);
+        self.buf = buf;
+        self.buf.drain(..used);
+        self.scanned = self.buf.len();
+    }
+
+    /// Handle every complete line of `buf` (none ends before `search`);
+    /// returns the length of those lines. Lines are read in place: a
+    /// frame's data is its only copy.
+    fn cut_lines(&mut self, buf: &[u8], mut search: usize, at: Instant, out: &mut Vec<TimedFrame>) -> usize {
         let mut start = 0;
-        let mut search = self.scanned;
         while let Some(pos) = memchr(b'\n', &buf[search..]) {
             let end = search + pos;
             let mut line = &buf[start..end];
@@ -132,9 +151,7 @@ impl Framer {
             start = end + 1;
             search = start;
         }
-        self.buf = buf;
-        self.buf.drain(..start);
-        self.scanned = self.buf.len();
+        start
     }
 
     fn sse_line(&mut self, line: &[u8], at: Instant, out: &mut Vec<TimedFrame>) {
@@ -203,10 +220,6 @@ impl Framer {
         }
         self.buf.drain(..start);
     }
-}
-
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use tower_service::Service;
 
-use crate::framing::{Framer, Framing};
+use crate::framing::{Framer, Framing, TimedFrame};
 use crate::plugin::{CodecWorkers, PluginFailure, StreamOutcome, wire};
 
 mod h1;
@@ -367,26 +367,13 @@ impl Transport {
                 Ending::TransportError("the codec asked for gRPC, which this transport does not speak yet".into());
             return ex;
         };
-        let direct = self.direct.as_ref();
-        // A direct connection takes the request in origin form, with its Host.
-        let uri = match direct {
-            Some(_) => format!("{}{}", self.prefix, http.path),
-            None => format!("{}{}", self.base, http.path),
-        };
-        let mut builder = hyper::Request::builder().method(http.method.as_str()).uri(uri);
-        if direct.is_some() {
-            builder = builder.header(hyper::header::HOST, self.authority.clone());
-        }
-        for (k, v) in &http.headers {
-            builder = builder.header(k.as_str(), v.as_str());
-        }
-        for (k, v) in &self.headers {
-            builder = builder.header(k, v);
-        }
-        builder = builder.header("x-request-id", request_id.to_string());
         ex.bytes_sent = http.body.len() as u64;
-        let request = match builder.body(Full::new(Bytes::copy_from_slice(&http.body))) {
-            Ok(r) => r,
+        let outgoing = match &self.direct {
+            Some(_) => self.request_bytes(http, request_id).map(Outgoing::Direct),
+            None => self.request(http, request_id).map(Outgoing::Pooled),
+        };
+        let outgoing = match outgoing {
+            Ok(o) => o,
             Err(e) => {
                 ex.ending = Ending::TransportError(format!("the codec built an invalid request: {e}"));
                 return ex;
@@ -405,130 +392,13 @@ impl Transport {
                 None => None,
             };
             ex.sent = Instant::now();
-            let (response, mut conn) = match direct {
-                Some(pool) => {
-                    let mut conn = match pool.checkout().await {
-                        Ok(c) => c,
-                        Err(e) => {
-                            ex.ending = Ending::TransportError(format!("connect: {}", error_chain(e.as_ref())));
-                            return;
-                        }
-                    };
-                    ex.connection = Some(conn.info);
-                    match conn.send(request).await {
-                        Ok(r) => (r, Some(conn)),
-                        Err(e) => {
-                            ex.ending = Ending::TransportError(e);
-                            return;
-                        }
-                    }
+            let body = Body { req, workers, options };
+            match (outgoing, &self.direct) {
+                (Outgoing::Direct(bytes), Some(pool)) => {
+                    exchange_direct(pool, &http.method, &bytes, body, &mut ex).await
                 }
-                None => match self.client.request(request).await {
-                    Ok(r) => {
-                        ex.connection = r.extensions().get::<ConnInfo>().copied();
-                        (r, None)
-                    }
-                    Err(e) => {
-                        ex.ending = Ending::TransportError(error_chain(&e));
-                        return;
-                    }
-                },
-            };
-            ex.headers_at = Some(Instant::now());
-            let status = response.status().as_u16();
-            ex.status = Some(status);
-            ex.version = Some(match response.version() {
-                hyper::Version::HTTP_2 => "HTTP/2.0",
-                hyper::Version::HTTP_10 => "HTTP/1.0",
-                _ => "HTTP/1.1",
-            });
-            let head = wire::ResponseHead {
-                status,
-                headers: response
-                    .headers()
-                    .iter()
-                    .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-                    .collect(),
-            };
-            let mut body = Reader {
-                body: response.into_body(),
-                conn: conn.as_mut(),
-                chunks: Vec::new(),
-                at: None,
-            };
-            let streaming = req.streaming && (200..300).contains(&status);
-            let mut framer = Framer::new(match req.framing {
-                wire::Framing::Sse => Framing::Sse,
-                wire::Framing::Ndjson => Framing::Ndjson,
-                wire::Framing::Raw => Framing::Raw,
-                wire::Framing::GrpcMessages => Framing::GrpcMessages,
-            });
-            // A stream is decoded as it arrives; anything else once it is whole.
-            let (mut stream, unary) = if streaming {
-                let guard = StreamGuard {
-                    workers,
-                    opening: Some((head, options)),
-                    handle: None,
-                };
-                (Some(guard), None)
-            } else {
-                (None, Some(head))
-            };
-            let mut frames = Vec::new();
-            let mut whole = Vec::new();
-            loop {
-                let step = body.next().await;
-                // Every chunk taken at once is stamped with the time the first was.
-                let at = body.at.take().unwrap_or_else(Instant::now);
-                for data in body.chunks.drain(..) {
-                    ex.first_byte.get_or_insert(at);
-                    ex.bytes_received += data.len() as u64;
-                    if streaming {
-                        framer.push(&data, at, &mut frames);
-                    } else {
-                        whole.extend_from_slice(&data);
-                    }
-                }
-                match step {
-                    Step::More => {}
-                    Step::End => break,
-                    Step::Failed(e) => {
-                        ex.ending = Ending::TransportError(e);
-                        break;
-                    }
-                }
-                if frames.len() >= STREAM_BATCH_FRAMES
-                    && let Some(stream) = stream.as_mut()
-                {
-                    stream.push(std::mem::take(&mut frames));
-                }
-            }
-            let end = Instant::now();
-            drop(body);
-            if let (Some(pool), Some(conn), Ending::Complete) = (direct, conn, &ex.ending) {
-                pool.give_back(conn);
-            }
-            let Some(head) = unary else {
-                framer.finish(end, &mut frames);
-                if let Some(stream) = stream {
-                    ex.decoded = stream.finish(frames, end).await;
-                }
-                return;
-            };
-            match workers.decode_unary(head, whole, options).await {
-                Ok(Ok(events)) => {
-                    ex.decoded.events = events
-                        .into_iter()
-                        .map(|event| crate::plugin::TimedEvent {
-                            at: end,
-                            frame: 0,
-                            event,
-                        })
-                        .collect();
-                    ex.decoded.frames = 1;
-                }
-                Ok(Err(f)) => ex.decoded.failure = Some(f),
-                Err(_) => ex.decoded = lost_worker(),
+                (Outgoing::Pooled(request), _) => self.exchange_pooled(request, body, &mut ex).await,
+                (Outgoing::Direct(_), None) => unreachable!("direct requests are only built with a pool"),
             }
         };
         // What can cut the exchange short is armed only from the second
@@ -555,6 +425,300 @@ impl Transport {
         ex.end = Instant::now();
         ex
     }
+
+    /// The request for hyper's client.
+    fn request(&self, http: &wire::HttpRequest, request_id: u64) -> Result<hyper::Request<Full<Bytes>>, String> {
+        let mut builder = hyper::Request::builder()
+            .method(http.method.as_str())
+            .uri(format!("{}{}", self.base, http.path));
+        for (k, v) in &http.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        for (k, v) in &self.headers {
+            builder = builder.header(k, v);
+        }
+        builder = builder.header("x-request-id", request_id.to_string());
+        builder
+            .body(Full::new(Bytes::copy_from_slice(&http.body)))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The request as bytes for a direct HTTP/1.1 connection: head and body
+    /// in one buffer, written with one system call. Names and values are
+    /// checked as hyper would; `content-length` is always the body's, so the
+    /// codec's own `content-length` or `transfer-encoding` is not sent.
+    fn request_bytes(&self, http: &wire::HttpRequest, request_id: u64) -> Result<Vec<u8>, String> {
+        let method = hyper::Method::from_bytes(http.method.as_bytes())
+            .map_err(|_| format!("`{}` is not an HTTP method", http.method))?;
+        if !http.path.starts_with('/') || !http.path.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+            return Err(format!(
+                "path `{}` must start with `/` and hold no spaces or control characters",
+                http.path
+            ));
+        }
+        let mut out = Vec::with_capacity(256 + http.body.len());
+        let mut line = |name: &[u8], value: &[u8]| {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        };
+        let mut host_given = false;
+        for (k, v) in &http.headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header `{k}`: {e}"))?;
+            let value = HeaderValue::from_str(v).map_err(|e| format!("header `{k}`: {e}"))?;
+            if name == hyper::header::CONTENT_LENGTH || name == hyper::header::TRANSFER_ENCODING {
+                continue;
+            }
+            host_given |= name == hyper::header::HOST;
+            line(name.as_str().as_bytes(), value.as_bytes());
+        }
+        for (name, value) in &self.headers {
+            host_given |= name == hyper::header::HOST;
+            line(name.as_str().as_bytes(), value.as_bytes());
+        }
+        if !host_given {
+            line(b"host", self.authority.as_bytes());
+        }
+        line(b"x-request-id", request_id.to_string().as_bytes());
+        if !http.body.is_empty() || !matches!(method, hyper::Method::GET | hyper::Method::HEAD) {
+            line(b"content-length", http.body.len().to_string().as_bytes());
+        }
+        let head = out;
+        let mut out = Vec::with_capacity(head.len() + http.body.len() + 64);
+        out.extend_from_slice(method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.extend_from_slice(http.path.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        out.extend_from_slice(&head);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&http.body);
+        Ok(out)
+    }
+
+    /// One exchange through hyper's pooled client (HTTP/2, TLS).
+    async fn exchange_pooled(&self, request: hyper::Request<Full<Bytes>>, body: Body<'_>, ex: &mut Exchange) {
+        let response = match self.client.request(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                ex.ending = Ending::TransportError(error_chain(&e));
+                return;
+            }
+        };
+        ex.connection = response.extensions().get::<ConnInfo>().copied();
+        ex.headers_at = Some(Instant::now());
+        let status = response.status().as_u16();
+        ex.status = Some(status);
+        ex.version = Some(match response.version() {
+            hyper::Version::HTTP_2 => "HTTP/2.0",
+            hyper::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        });
+        let head = wire::ResponseHead {
+            status,
+            headers: response
+                .headers()
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect(),
+        };
+        let mut sink = body.sink(head);
+        let mut reader = Reader {
+            body: response.into_body(),
+            chunks: Vec::new(),
+            at: None,
+        };
+        loop {
+            let step = reader.next().await;
+            // Every chunk taken at once is stamped with the time the first was.
+            let at = reader.at.take().unwrap_or_else(Instant::now);
+            for data in reader.chunks.drain(..) {
+                sink.take(ex, &data, at);
+            }
+            match step {
+                Step::More => sink.hand_over(),
+                Step::End => break,
+                Step::Failed(e) => {
+                    ex.ending = Ending::TransportError(e);
+                    break;
+                }
+            }
+        }
+        sink.end(ex, Instant::now()).await;
+    }
+}
+
+/// One exchange on a direct HTTP/1.1 connection (see [`h1`]).
+async fn exchange_direct(pool: &h1::Pool, method: &str, request: &[u8], body: Body<'_>, ex: &mut Exchange) {
+    let mut conn = match pool.checkout().await {
+        Ok(c) => c,
+        Err(e) => {
+            ex.ending = Ending::TransportError(format!("connect: {}", error_chain(e.as_ref())));
+            return;
+        }
+    };
+    let (head, head_at) = loop {
+        ex.connection = Some(conn.info);
+        let (nothing_received, message) = match conn.write_all(request).await {
+            Ok(()) => match conn.read_head(method).await {
+                Ok(head) => break head,
+                Err(e) => (e.nothing_received, e.message),
+            },
+            Err(e) => (true, format!("sending the request: {e}")),
+        };
+        // The server closed an idle connection just as the request went out
+        // on it: nothing was answered, so the request goes once more, on a
+        // new connection (which is not retried).
+        if nothing_received && conn.reused() {
+            conn = match pool.connect().await {
+                Ok(c) => c,
+                Err(e) => {
+                    ex.ending = Ending::TransportError(format!("connect: {}", error_chain(e.as_ref())));
+                    return;
+                }
+            };
+            continue;
+        }
+        ex.ending = Ending::TransportError(message);
+        return;
+    };
+    ex.headers_at = Some(head_at);
+    ex.status = Some(head.status);
+    ex.version = Some(head.version);
+    let mut sink = body.sink(wire::ResponseHead {
+        status: head.status,
+        headers: head.headers,
+    });
+    let mut decoder = head.body;
+    let mut at = head_at;
+    loop {
+        match conn
+            .read_body(&mut decoder, &mut at, |data, at| sink.take(ex, data, at))
+            .await
+        {
+            Ok(h1::Read::More) => sink.hand_over(),
+            Ok(h1::Read::End) => break,
+            Err(e) => {
+                ex.ending = Ending::TransportError(e);
+                break;
+            }
+        }
+    }
+    let end = Instant::now();
+    if matches!(ex.ending, Ending::Complete) && conn.finished(head.keep_alive) {
+        pool.give_back(conn);
+    }
+    sink.end(ex, end).await;
+}
+
+/// A request ready for its connection.
+enum Outgoing {
+    /// Bytes for a direct HTTP/1.1 connection.
+    Direct(Vec<u8>),
+    /// A request for hyper's client.
+    Pooled(hyper::Request<Full<Bytes>>),
+}
+
+/// What a response body needs to be decoded.
+struct Body<'a> {
+    req: &'a wire::EncodedRequest,
+    workers: &'a CodecWorkers,
+    options: wire::DecodeOptions,
+}
+
+impl<'a> Body<'a> {
+    /// Where the body of a response with `head` goes as it is read.
+    fn sink(self, head: wire::ResponseHead) -> BodySink<'a> {
+        // A stream is decoded as it arrives; anything else once it is whole.
+        let streaming = self.req.streaming && (200..300).contains(&head.status);
+        let (framer, stream, unary) = if streaming {
+            let framer = Framer::new(match self.req.framing {
+                wire::Framing::Sse => Framing::Sse,
+                wire::Framing::Ndjson => Framing::Ndjson,
+                wire::Framing::Raw => Framing::Raw,
+                wire::Framing::GrpcMessages => Framing::GrpcMessages,
+            });
+            let guard = StreamGuard {
+                workers: self.workers,
+                opening: Some((head, self.options)),
+                handle: None,
+            };
+            (Some(framer), Some(guard), None)
+        } else {
+            (None, None, Some(head))
+        };
+        BodySink {
+            body: self,
+            framer,
+            frames: Vec::new(),
+            whole: Vec::new(),
+            stream,
+            unary,
+        }
+    }
+}
+
+/// A response body being read: a stream is cut into timestamped frames and
+/// handed to its plugin thread in batches; any other body is gathered whole.
+struct BodySink<'a> {
+    body: Body<'a>,
+    /// Set for a stream.
+    framer: Option<Framer>,
+    frames: Vec<TimedFrame>,
+    stream: Option<StreamGuard<'a>>,
+    /// The whole body and its head, for anything but a stream.
+    whole: Vec<u8>,
+    unary: Option<wire::ResponseHead>,
+}
+
+impl BodySink<'_> {
+    /// Body bytes read at `at`.
+    fn take(&mut self, ex: &mut Exchange, data: &[u8], at: Instant) {
+        ex.first_byte.get_or_insert(at);
+        ex.bytes_received += data.len() as u64;
+        match &mut self.framer {
+            Some(framer) => framer.push(data, at, &mut self.frames),
+            None => self.whole.extend_from_slice(data),
+        }
+    }
+
+    /// Between reads: hand a full batch of frames to the plugin thread.
+    fn hand_over(&mut self) {
+        if self.frames.len() >= STREAM_BATCH_FRAMES
+            && let Some(stream) = self.stream.as_mut()
+        {
+            stream.push(std::mem::take(&mut self.frames));
+        }
+    }
+
+    /// The body ended at `end` (or reading it failed): decode what is left.
+    async fn end(mut self, ex: &mut Exchange, end: Instant) {
+        if let Some(framer) = self.framer.as_mut() {
+            framer.finish(end, &mut self.frames);
+        }
+        if let Some(stream) = self.stream.take() {
+            ex.decoded = stream.finish(std::mem::take(&mut self.frames), end).await;
+            return;
+        }
+        let Some(head) = self.unary.take() else { return };
+        let whole = std::mem::take(&mut self.whole);
+        match self.body.workers.decode_unary(head, whole, self.body.options).await {
+            Ok(Ok(events)) => {
+                ex.decoded.events = events
+                    .into_iter()
+                    .map(|event| crate::plugin::TimedEvent {
+                        at: end,
+                        frame: 0,
+                        event,
+                    })
+                    .collect();
+                ex.decoded.frames = 1;
+            }
+            Ok(Err(f)) => ex.decoded.failure = Some(f),
+            Err(_) => ex.decoded = lost_worker(),
+        }
+    }
 }
 
 /// What one wait for body data ended with.
@@ -567,26 +731,22 @@ enum Step {
     Failed(String),
 }
 
-/// Reads a response body, driving its direct connection (if any) between
-/// chunks, and takes every chunk that is already there in one go: hyper
-/// yields one HTTP chunk per poll, while one socket read often holds dozens.
-struct Reader<'a> {
+/// Reads a hyper response body, taking every chunk that is already there in
+/// one go: hyper yields one HTTP chunk per poll, while one socket read often
+/// holds dozens.
+struct Reader {
     body: hyper::body::Incoming,
-    conn: Option<&'a mut h1::Conn>,
     /// Data taken by the last [`Reader::next`].
     chunks: Vec<Bytes>,
     /// When the first of `chunks` was taken.
     at: Option<Instant>,
 }
 
-impl Reader<'_> {
+impl Reader {
     /// Wait for data, then take all that is ready.
     async fn next(&mut self) -> Step {
         std::future::poll_fn(|cx| {
             loop {
-                if let Some(conn) = self.conn.as_deref_mut() {
-                    conn.drive(cx);
-                }
                 match Pin::new(&mut self.body).poll_frame(cx) {
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Ok(data) = frame.into_data() {
@@ -622,13 +782,13 @@ impl StreamGuard<'_> {
         self.handle
     }
 
-    fn push(&mut self, frames: Vec<crate::framing::TimedFrame>) {
+    fn push(&mut self, frames: Vec<TimedFrame>) {
         if let Some(h) = self.handle() {
             self.workers.push(h, frames);
         }
     }
 
-    async fn finish(mut self, frames: Vec<crate::framing::TimedFrame>, end: Instant) -> StreamOutcome {
+    async fn finish(mut self, frames: Vec<TimedFrame>, end: Instant) -> StreamOutcome {
         match self.handle().and_then(|_| self.handle.take()) {
             Some(h) => self
                 .workers
