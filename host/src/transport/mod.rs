@@ -370,7 +370,7 @@ impl Transport {
         ex.bytes_sent = http.body.len() as u64;
         let outgoing = match &self.direct {
             Some(_) => self.request_bytes(http, request_id).map(Outgoing::Direct),
-            None => self.request(http, request_id).map(Outgoing::Pooled),
+            None => self.request(http, request_id).map(|r| Outgoing::Pooled(Box::new(r))),
         };
         let outgoing = match outgoing {
             Ok(o) => o,
@@ -397,7 +397,7 @@ impl Transport {
                 (Outgoing::Direct(bytes), Some(pool)) => {
                     exchange_direct(pool, &http.method, &bytes, body, &mut ex).await
                 }
-                (Outgoing::Pooled(request), _) => self.exchange_pooled(request, body, &mut ex).await,
+                (Outgoing::Pooled(request), _) => self.exchange_pooled(*request, body, &mut ex).await,
                 (Outgoing::Direct(_), None) => unreachable!("direct requests are only built with a pool"),
             }
         };
@@ -616,8 +616,8 @@ async fn exchange_direct(pool: &h1::Pool, method: &str, request: &[u8], body: Bo
 enum Outgoing {
     /// Bytes for a direct HTTP/1.1 connection.
     Direct(Vec<u8>),
-    /// A request for hyper's client.
-    Pooled(hyper::Request<Full<Bytes>>),
+    /// A request for hyper's client (boxed: it is ten times the size).
+    Pooled(Box<hyper::Request<Full<Bytes>>>),
 }
 
 /// What a response body needs to be decoded.
