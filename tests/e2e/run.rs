@@ -708,11 +708,29 @@ fn the_tokenizer_is_chosen_by_flag_or_config_and_recorded() {
     sim.stop();
 }
 
-/// A keep-alive HTTP/1.1 server that answers each request with a short SSE
-/// stream and then, 50 ms later, closes the connection without notice (no
-/// `Connection: close`), as servers and proxies do to idle connections.
-/// Returns its address and the number of connections it accepted.
-fn closing_server() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+/// How [`scripted_server`] answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Script {
+    /// A chunked SSE stream, then, 50 ms later, the connection closed
+    /// without notice (no `Connection: close`), as servers and proxies do
+    /// to idle connections.
+    CloseWhenIdle,
+    /// A chunked SSE stream on the first request of a connection; the next
+    /// request on it is read and the connection closed unanswered: the race
+    /// of a server closing an idle connection as the client reuses it.
+    HangUpOnSecondRequest,
+    /// The stream with a `Content-Length` instead of chunks.
+    ContentLength,
+    /// HTTP/1.0, the body running to the end of the connection.
+    UntilClose,
+    /// Not HTTP at all.
+    Garbage,
+}
+
+/// A small HTTP/1.x server answering every request with a short completions
+/// stream (two tokens) as `script` says. Returns its address and the number
+/// of connections it accepted.
+fn scripted_server(script: Script) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::io::{BufRead, BufReader, Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -724,41 +742,138 @@ fn closing_server() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::
             count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                for served in 0.. {
+                    let mut length = 0;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    if script == Script::HangUpOnSecondRequest && served == 1 {
                         return;
                     }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap();
+                    let events: String = [
+                        r#"{"choices":[{"index":0,"text":"a","finish_reason":null}]}"#,
+                        r#"{"choices":[{"index":0,"text":" b","finish_reason":"length"}]}"#,
+                        r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+                        "[DONE]",
+                    ]
+                    .iter()
+                    .map(|e| format!("data: {e}\n\n"))
+                    .collect();
+                    let response = match script {
+                        Script::CloseWhenIdle | Script::HangUpOnSecondRequest => {
+                            let mut r = String::from(
+                                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+                            );
+                            for e in events.split_inclusive("\n\n") {
+                                r.push_str(&format!("{:x}\r\n{e}\r\n", e.len()));
+                            }
+                            r + "0\r\n\r\n"
+                        }
+                        Script::ContentLength => format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: {}\r\n\r\n{events}",
+                            events.len()
+                        ),
+                        Script::UntilClose => {
+                            format!("HTTP/1.0 200 OK\r\ncontent-type: text/event-stream\r\n\r\n{events}")
+                        }
+                        Script::Garbage => "SSH-2.0-OpenSSH_9.6\r\n".into(),
+                    };
+                    let _ = conn.write_all(response.as_bytes());
+                    match script {
+                        Script::CloseWhenIdle => std::thread::sleep(Duration::from_millis(50)),
+                        Script::HangUpOnSecondRequest | Script::ContentLength => continue,
+                        Script::UntilClose | Script::Garbage => {}
                     }
-                    if line == "\r\n" {
-                        break;
-                    }
+                    return;
                 }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                let events = [
-                    r#"{"choices":[{"index":0,"text":"a","finish_reason":null}]}"#,
-                    r#"{"choices":[{"index":0,"text":" b","finish_reason":"length"}]}"#,
-                    r#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
-                    "[DONE]",
-                ];
-                let mut response = String::from(
-                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
-                );
-                for e in events {
-                    let chunk = format!("data: {e}\n\n");
-                    response.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
-                }
-                response.push_str("0\r\n\r\n");
-                let _ = conn.write_all(response.as_bytes());
-                std::thread::sleep(Duration::from_millis(50));
             });
         }
     });
     (addr, accepted)
+}
+
+/// `barrage run` against `addr` with `args`; its records.
+fn run_against(addr: std::net::SocketAddr, args: &[&str]) -> Vec<serde_json::Value> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (code, _, stderr) = run(barrage()
+        .args([
+            "run",
+            "--quiet",
+            "--max-tokens",
+            "2",
+            "--target",
+            &format!("http://{addr}"),
+        ])
+        .args(args)
+        .arg("--output")
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    records(&out)
+}
+
+fn connections(recs: &[serde_json::Value]) -> std::collections::BTreeSet<u64> {
+    recs.iter().map(|r| r["connection_id"].as_u64().unwrap()).collect()
+}
+
+#[test]
+fn a_request_meeting_a_server_closing_its_connection_goes_again_on_a_new_one() {
+    // One user: each request after the first goes on the connection the
+    // previous one used, which the server then closes unanswered.
+    let (addr, accepted) = scripted_server(Script::HangUpOnSecondRequest);
+    let recs = run_against(addr, &["--concurrency", "1", "--requests", "5"]);
+    assert_eq!(recs.len(), 5);
+    for r in &recs {
+        assert_eq!((&r["status"], &r["output_tokens"]), (&"ok".into(), &2.into()), "{r}");
+    }
+    assert_eq!(connections(&recs).len(), 5);
+    // Four requests were sent twice: once into a connection being closed.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 5);
+}
+
+#[test]
+fn bodies_delimited_by_length_or_by_the_connection_end_are_read_whole() {
+    let (addr, accepted) = scripted_server(Script::ContentLength);
+    let recs = run_against(addr, &["--concurrency", "1", "--requests", "4"]);
+    assert!(
+        recs.iter().all(|r| r["status"] == "ok" && r["output_tokens"] == 2),
+        "{recs:?}"
+    );
+    // A length-delimited response leaves the connection reusable.
+    assert_eq!(connections(&recs).len(), 1);
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let (addr, accepted) = scripted_server(Script::UntilClose);
+    let recs = run_against(addr, &["--concurrency", "1", "--requests", "4"]);
+    assert!(
+        recs.iter()
+            .all(|r| r["status"] == "ok" && r["output_tokens"] == 2 && r["http_version"] == "HTTP/1.0"),
+        "{recs:?}"
+    );
+    // One that ran to the connection's end does not.
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 4);
+}
+
+#[test]
+fn a_server_that_does_not_speak_http_is_a_counted_transport_error() {
+    let (addr, _) = scripted_server(Script::Garbage);
+    let recs = run_against(addr, &["--rate", "20", "--requests", "3"]);
+    assert_eq!(recs.len(), 3);
+    for r in &recs {
+        assert_eq!(r["status"], "transport_error", "{r}");
+        assert!(r["error"].as_str().unwrap().contains("not an HTTP/1.x response"), "{r}");
+    }
 }
 
 #[test]
@@ -766,7 +881,7 @@ fn a_pooled_connection_the_server_closed_is_replaced_not_failed() {
     // Arrivals 200 ms apart: every pooled connection has been closed by the
     // server by the time the next request wants it. The client must notice
     // and open a new one, not send into the dead one and count a failure.
-    let (addr, accepted) = closing_server();
+    let (addr, accepted) = scripted_server(Script::CloseWhenIdle);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let (code, _, stderr) = run(barrage()
