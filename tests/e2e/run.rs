@@ -625,7 +625,7 @@ fn a_connection_cap_bounds_connections_and_the_wait_shows_as_send_lag() {
     sim.stop();
     let recs = records(&capped);
     assert_eq!(recs.len(), 120);
-    let conns: std::collections::BTreeSet<u64> = recs.iter().map(|r| r["connection_id"].as_u64().unwrap()).collect();
+    let conns = connections(&recs);
     assert_eq!(conns.len(), 4, "exactly the cap's connections: {conns:?}");
     let waited = recs
         .iter()
@@ -882,30 +882,13 @@ fn a_pooled_connection_the_server_closed_is_replaced_not_failed() {
     // server by the time the next request wants it. The client must notice
     // and open a new one, not send into the dead one and count a failure.
     let (addr, accepted) = scripted_server(Script::CloseWhenIdle);
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
-    let (code, _, stderr) = run(barrage()
-        .args(["run", "--quiet", "--target", &format!("http://{addr}")])
-        .args([
-            "--rate",
-            "5",
-            "--shape",
-            "constant",
-            "--requests",
-            "8",
-            "--max-tokens",
-            "2",
-            "--output",
-        ])
-        .arg(&out));
-    assert_eq!(code, 0, "{stderr}");
-    let recs = records(&out);
+    let recs = run_against(addr, &["--rate", "5", "--shape", "constant", "--requests", "8"]);
     assert_eq!(recs.len(), 8);
     for r in &recs {
         assert_eq!(r["status"], "ok", "{r}");
         assert_eq!(r["output_tokens"], 2, "{r}");
     }
-    let conns: std::collections::BTreeSet<u64> = recs.iter().map(|r| r["connection_id"].as_u64().unwrap()).collect();
+    let conns = connections(&recs);
     assert_eq!(conns.len(), 8, "a new connection for every request: {conns:?}");
     assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 8);
 }
@@ -925,7 +908,7 @@ fn a_kept_alive_connection_serves_request_after_request() {
     let recs = records(&out);
     assert_eq!(recs.len(), 50);
     assert!(recs.iter().all(|r| r["status"] == "ok" && r["output_tokens"] == 16));
-    let conns: std::collections::BTreeSet<u64> = recs.iter().map(|r| r["connection_id"].as_u64().unwrap()).collect();
+    let conns = connections(&recs);
     assert_eq!(conns.len(), 1, "{conns:?}");
 }
 
