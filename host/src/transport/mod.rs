@@ -369,7 +369,9 @@ impl Transport {
         };
         ex.bytes_sent = http.body.len() as u64;
         let outgoing = match &self.direct {
-            Some(_) => self.request_bytes(http, request_id).map(Outgoing::Direct),
+            Some(pool) => self
+                .request_bytes(http, request_id)
+                .map(|bytes| Outgoing::Direct(pool, bytes)),
             None => self.request(http, request_id).map(|r| Outgoing::Pooled(Box::new(r))),
         };
         let outgoing = match outgoing {
@@ -393,12 +395,9 @@ impl Transport {
             };
             ex.sent = Instant::now();
             let body = Body { req, workers, options };
-            match (outgoing, &self.direct) {
-                (Outgoing::Direct(bytes), Some(pool)) => {
-                    exchange_direct(pool, &http.method, &bytes, body, &mut ex).await
-                }
-                (Outgoing::Pooled(request), _) => self.exchange_pooled(*request, body, &mut ex).await,
-                (Outgoing::Direct(_), None) => unreachable!("direct requests are only built with a pool"),
+            match outgoing {
+                Outgoing::Direct(pool, bytes) => exchange_direct(pool, &http.method, &bytes, body, &mut ex).await,
+                Outgoing::Pooled(request) => self.exchange_pooled(*request, body, &mut ex).await,
             }
         };
         // What can cut the exchange short is armed only from the second
@@ -457,6 +456,11 @@ impl Transport {
             ));
         }
         let mut out = Vec::with_capacity(256 + http.body.len());
+        out.extend_from_slice(method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.extend_from_slice(http.path.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
         let mut line = |name: &[u8], value: &[u8]| {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
@@ -484,14 +488,6 @@ impl Transport {
         if !http.body.is_empty() || !matches!(method, hyper::Method::GET | hyper::Method::HEAD) {
             line(b"content-length", http.body.len().to_string().as_bytes());
         }
-        let head = out;
-        let mut out = Vec::with_capacity(head.len() + http.body.len() + 64);
-        out.extend_from_slice(method.as_str().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(self.prefix.as_bytes());
-        out.extend_from_slice(http.path.as_bytes());
-        out.extend_from_slice(b" HTTP/1.1\r\n");
-        out.extend_from_slice(&head);
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&http.body);
         Ok(out)
@@ -613,9 +609,9 @@ async fn exchange_direct(pool: &h1::Pool, method: &str, request: &[u8], body: Bo
 }
 
 /// A request ready for its connection.
-enum Outgoing {
-    /// Bytes for a direct HTTP/1.1 connection.
-    Direct(Vec<u8>),
+enum Outgoing<'a> {
+    /// Bytes for a direct HTTP/1.1 connection from this pool.
+    Direct(&'a h1::Pool, Vec<u8>),
     /// A request for hyper's client (boxed: it is ten times the size).
     Pooled(Box<hyper::Request<Full<Bytes>>>),
 }
