@@ -1,14 +1,75 @@
-//! Model-server codecs: encode a request, decode its response.
+//! Model-server codecs: encode a request, decode its response (feature `codec`).
 //!
-//! Implement [`Codec`] (and its [`Decoder`]) and call [`export_codec!`](crate::export_codec);
-//! the crate documentation has a complete example.
+//! Implement [`Codec`] (and its [`Decoder`]) and call [`export_codec!`](crate::export_codec):
+//!
+//! ```
+//! use barrage_sdk::prelude::*;
+//!
+//! /// A codec for a server that streams plain text lines.
+//! pub struct Lines;
+//!
+//! impl Codec for Lines {
+//!     type Decoder = LineDecoder;
+//!
+//!     fn info() -> PluginInfo {
+//!         PluginInfo { name: "lines".into(), version: "0.1.0".into(), description: "text lines".into() }
+//!     }
+//!
+//!     fn encode(spec: RequestSpec) -> Result<EncodedRequest, String> {
+//!         let Prompt::Text(prompt) = spec.prompt else { return Err("text prompts only".into()) };
+//!         Ok(EncodedRequest {
+//!             request: WireRequest::Http(HttpRequest {
+//!                 method: "POST".into(),
+//!                 path: "/generate".into(),
+//!                 headers: vec![],
+//!                 body: prompt.into_bytes(),
+//!             }),
+//!             streaming: spec.generation.stream,
+//!             framing: Framing::Ndjson,
+//!         })
+//!     }
+//!
+//!     fn decoder(_head: ResponseHead, _options: DecodeOptions) -> LineDecoder {
+//!         LineDecoder
+//!     }
+//!
+//!     fn decode_unary(_head: ResponseHead, body: Vec<u8>, _options: DecodeOptions) -> Result<Vec<Event>, String> {
+//!         Ok(vec![Event::Content(ContentDelta { bytes: body.len() as u32, tokens: None, text: None })])
+//!     }
+//! }
+//!
+//! pub struct LineDecoder;
+//!
+//! impl Decoder for LineDecoder {
+//!     fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+//!         Ok(frames
+//!             .iter()
+//!             .enumerate()
+//!             .map(|(i, f)| FrameEvent {
+//!                 frame: i as u32,
+//!                 event: Event::Content(ContentDelta { bytes: f.data.len() as u32, tokens: Some(1), text: None }),
+//!             })
+//!             .collect())
+//!     }
+//! }
+//!
+//! barrage_sdk::export_codec!(Lines);
+//!
+//! // Natively, the same code runs under the test harness:
+//! let events = barrage_sdk::testing::decode_stream::<Lines>(
+//!     vec![barrage_sdk::testing::frame("hello")],
+//!     DecodeOptions { want_text: false },
+//! )
+//! .unwrap();
+//! assert!(matches!(events[0], Event::Content(ContentDelta { bytes: 5, .. })));
+//! ```
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
 
 use crate::wit::codec::exports::barrage::plugin::{meta, request_codec};
 
-pub use crate::wit::codec::barrage::plugin::types::{ConfigError, Message, PluginInfo, Prompt};
+pub use crate::{ConfigError, Message, PluginInfo, Prompt};
 pub use request_codec::{
     ContentDelta, DecodeOptions, EncodedRequest, Event, Frame, FrameEvent, Framing, Generation, GrpcRequest,
     HttpRequest, RequestSpec, ResponseHead, ServerError, Usage, WireRequest,
@@ -73,12 +134,7 @@ impl<C: Codec> meta::Guest for CodecExports<C> {
 
     fn check_config() -> Result<(), ConfigError> {
         crate::__init();
-        let raw = crate::config::raw();
-        let value: serde_json::Value = serde_json::from_str(&raw).map_err(|e| ConfigError {
-            field: None,
-            message: format!("configuration is not valid JSON: {e}"),
-        })?;
-        C::check_config(&value)
+        C::check_config(&crate::__config_for_check()?)
     }
 }
 

@@ -1,18 +1,23 @@
-//! Functions the host offers every plugin.
+//! Functions the host offers every plugin, whatever its world.
 //!
 //! In a wasm build these call the host; in a native build (unit tests) they
 //! are answered by the thread's [`crate::testing::TestHost`].
 
 /// Log lines, written to the run's log tagged with the plugin's name.
 pub mod log {
-    pub use crate::wit::codec::barrage::plugin::log::Level;
+    pub use crate::wit::host::barrage::plugin::log::Level;
 
     /// Log `message` at `level`.
     pub fn log(level: Level, message: &str) {
         #[cfg(target_arch = "wasm32")]
-        crate::wit::codec::barrage::plugin::log::log(level, message);
+        crate::wit::host::barrage::plugin::log::log(level, message);
         #[cfg(not(target_arch = "wasm32"))]
         crate::testing::with_host(|h| h.logs.push((level, message.to_string())));
+    }
+
+    /// Log at trace level.
+    pub fn trace(message: &str) {
+        log(Level::Trace, message)
     }
 
     /// Log at debug level.
@@ -41,7 +46,7 @@ pub mod config {
     /// The configuration as JSON text; `{}` when none was given.
     pub fn raw() -> String {
         #[cfg(target_arch = "wasm32")]
-        return crate::wit::codec::barrage::plugin::config::get();
+        return crate::wit::host::barrage::plugin::config::get();
         #[cfg(not(target_arch = "wasm32"))]
         return crate::testing::with_host(|h| h.config.to_string());
     }
@@ -63,7 +68,7 @@ pub mod random {
     /// The next 64 random bits.
     pub fn next_u64() -> u64 {
         #[cfg(target_arch = "wasm32")]
-        return crate::wit::codec::barrage::plugin::random::next_u64();
+        return crate::wit::host::barrage::plugin::random::next_u64();
         #[cfg(not(target_arch = "wasm32"))]
         return crate::testing::with_host(|h| h.next_u64());
     }
@@ -76,12 +81,12 @@ pub mod random {
 
 /// The run's tokenizer.
 pub mod tokenizer {
-    pub use crate::wit::codec::barrage::plugin::tokenizer::TokenizerInfo;
+    pub use crate::wit::host::barrage::plugin::tokenizer::TokenizerInfo;
 
     /// Name of the tokenizer and whether it is exact.
     pub fn info() -> TokenizerInfo {
         #[cfg(target_arch = "wasm32")]
-        return crate::wit::codec::barrage::plugin::tokenizer::info();
+        return crate::wit::host::barrage::plugin::tokenizer::info();
         #[cfg(not(target_arch = "wasm32"))]
         return TokenizerInfo {
             name: "words".into(),
@@ -92,7 +97,7 @@ pub mod tokenizer {
     /// Number of tokens in `text`.
     pub fn count(text: &str) -> u32 {
         #[cfg(target_arch = "wasm32")]
-        return crate::wit::codec::barrage::plugin::tokenizer::count(text);
+        return crate::wit::host::barrage::plugin::tokenizer::count(text);
         #[cfg(not(target_arch = "wasm32"))]
         return text.split_whitespace().count() as u32;
     }
@@ -100,7 +105,7 @@ pub mod tokenizer {
     /// Token ids of `text`.
     pub fn encode(text: &str) -> Vec<u32> {
         #[cfg(target_arch = "wasm32")]
-        return crate::wit::codec::barrage::plugin::tokenizer::encode(text);
+        return crate::wit::host::barrage::plugin::tokenizer::encode(text);
         #[cfg(not(target_arch = "wasm32"))]
         return crate::testing::words_encode(text);
     }
@@ -108,7 +113,7 @@ pub mod tokenizer {
     /// Text of `tokens`.
     pub fn decode(tokens: &[u32]) -> String {
         #[cfg(target_arch = "wasm32")]
-        return crate::wit::codec::barrage::plugin::tokenizer::decode(tokens);
+        return crate::wit::host::barrage::plugin::tokenizer::decode(tokens);
         #[cfg(not(target_arch = "wasm32"))]
         return crate::testing::words_decode(tokens);
     }

@@ -2,94 +2,45 @@
 //!
 //! Barrage loads model-server codecs, dataset preprocessors and reporters as
 //! sandboxed WebAssembly components that implement the `barrage:plugin@0.1.0`
-//! WIT package (the `wit/` folder of the Barrage repository). This crate hides
-//! the generated bindings: a codec author implements [`Codec`] and
-//! [`Decoder`], calls [`export_codec!`] once, and builds the crate as a
-//! `cdylib` for `wasm32-wasip2`.
+//! WIT package (carried in this crate's `wit/` folder). This crate hides the
+//! generated bindings. Enable the feature of the world the plugin implements,
+//! exactly one per plugin crate:
 //!
-//! ```
-//! use barrage_sdk::prelude::*;
+//! - `codec`: implement [`codec::Codec`] and [`codec::Decoder`], call [`export_codec!`];
+//! - `dataset`: implement [`dataset::Dataset`], call [`export_dataset!`];
+//! - `reporter`: implement [`reporter::Reporter`], call [`export_reporter!`];
 //!
-//! /// A codec for a server that streams plain text lines.
-//! pub struct Lines;
+//! and build the crate as a `cdylib` for `wasm32-wasip2`. Each module's
+//! documentation has a complete example.
 //!
-//! impl Codec for Lines {
-//!     type Decoder = LineDecoder;
-//!
-//!     fn info() -> PluginInfo {
-//!         PluginInfo { name: "lines".into(), version: "0.1.0".into(), description: "text lines".into() }
-//!     }
-//!
-//!     fn encode(spec: RequestSpec) -> Result<EncodedRequest, String> {
-//!         let Prompt::Text(prompt) = spec.prompt else { return Err("text prompts only".into()) };
-//!         Ok(EncodedRequest {
-//!             request: WireRequest::Http(HttpRequest {
-//!                 method: "POST".into(),
-//!                 path: "/generate".into(),
-//!                 headers: vec![],
-//!                 body: prompt.into_bytes(),
-//!             }),
-//!             streaming: spec.generation.stream,
-//!             framing: Framing::Ndjson,
-//!         })
-//!     }
-//!
-//!     fn decoder(_head: ResponseHead, _options: DecodeOptions) -> LineDecoder {
-//!         LineDecoder
-//!     }
-//!
-//!     fn decode_unary(_head: ResponseHead, body: Vec<u8>, _options: DecodeOptions) -> Result<Vec<Event>, String> {
-//!         Ok(vec![Event::Content(ContentDelta { bytes: body.len() as u32, tokens: None, text: None })])
-//!     }
-//! }
-//!
-//! pub struct LineDecoder;
-//!
-//! impl Decoder for LineDecoder {
-//!     fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
-//!         Ok(frames
-//!             .iter()
-//!             .enumerate()
-//!             .map(|(i, f)| FrameEvent {
-//!                 frame: i as u32,
-//!                 event: Event::Content(ContentDelta { bytes: f.data.len() as u32, tokens: Some(1), text: None }),
-//!             })
-//!             .collect())
-//!     }
-//! }
-//!
-//! barrage_sdk::export_codec!(Lines);
-//!
-//! // Natively, the same code runs under the test harness:
-//! let events = barrage_sdk::testing::decode_stream::<Lines>(
-//!     vec![barrage_sdk::testing::frame("hello")],
-//!     DecodeOptions { want_text: false },
-//! )
-//! .unwrap();
-//! assert!(matches!(events[0], Event::Content(ContentDelta { bytes: 5, .. })));
-//! ```
-//!
-//! The same code compiles natively, where the host functions ([`log`],
-//! [`config`], [`random`], [`tokenizer`]) are served by [`testing`], so plugin
-//! logic is unit-tested with plain `cargo test`. See `docs/plugins.md`.
+//! Every world gets the same host functions: [`log`], [`config`],
+//! [`random`] and [`tokenizer`]. The same code compiles natively, where those
+//! are answered by [`testing`], so plugin logic is unit-tested with plain
+//! `cargo test`. See `docs/plugins.md`.
 //!
 //! Plugins have no filesystem, network, environment, clock or WASI
 //! randomness: a plugin that uses `std::collections::HashMap` with its
 //! default hasher, `std::time` or `std::env` traps when it calls them. Use
 //! `BTreeMap`, the seeded [`random`] source and the plugin [`config`].
 
+#[cfg(feature = "codec")]
 pub mod codec;
+#[cfg(feature = "dataset")]
+pub mod dataset;
 pub mod host;
+#[cfg(feature = "reporter")]
+pub mod reporter;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
-pub use codec::{Codec, Decoder};
 pub use host::{config, log, random, tokenizer};
+pub use wit::host::barrage::plugin::types::{ConfigError, Message, PluginInfo, Prompt};
 
 /// The contract version this SDK builds plugins for.
 pub const CONTRACT_VERSION: &str = "0.1.0";
 
 /// Everything a codec author usually needs, in one import.
+#[cfg(feature = "codec")]
 pub mod prelude {
     pub use crate::codec::{
         Codec, ConfigError, ContentDelta, DecodeOptions, Decoder, EncodedRequest, Event, Frame, FrameEvent, Framing,
@@ -100,20 +51,96 @@ pub mod prelude {
 }
 
 /// Generated bindings. Not part of the SDK's stable surface: use the
-/// re-exports in [`codec`] instead.
+/// re-exports in the world modules instead.
+///
+/// The imports every world shares are generated once (`host`) and reused
+/// by each world, so the host surface is one set of types whatever the
+/// world. A wasm build generates the world's export macros for the plugin
+/// crate to call; they are crate-wide names, so a wasm build takes exactly
+/// one world feature. A native build (unit tests, any number of features)
+/// has no exports and needs only the types.
 #[doc(hidden)]
 pub mod wit {
-    /// Bindings of the `codec` world.
-    pub mod codec {
+    /// The shared imports and types (`host-api` world).
+    pub mod host {
         wit_bindgen::generate!({
-            world: "codec",
-            path: "../wit",
-            pub_export_macro: true,
-            export_macro_name: "__export_codec_world",
-            default_bindings_module: "barrage_sdk::wit::codec",
+            world: "host-api",
+            path: "wit",
         });
     }
+
+    macro_rules! world {
+        ($module:ident, $feature:tt, $world:tt, $export:tt, $bindings:tt) => {
+            #[cfg(all(feature = $feature, target_arch = "wasm32"))]
+            pub mod $module {
+                wit_bindgen::generate!({
+                    world: $world,
+                    path: "wit",
+                    with: {
+                        "barrage:plugin/types@0.1.0": crate::wit::host::barrage::plugin::types,
+                        "barrage:plugin/log@0.1.0": crate::wit::host::barrage::plugin::log,
+                        "barrage:plugin/config@0.1.0": crate::wit::host::barrage::plugin::config,
+                        "barrage:plugin/random@0.1.0": crate::wit::host::barrage::plugin::random,
+                        "barrage:plugin/tokenizer@0.1.0": crate::wit::host::barrage::plugin::tokenizer,
+                    },
+                    pub_export_macro: true,
+                    export_macro_name: $export,
+                    default_bindings_module: $bindings,
+                });
+            }
+
+            #[cfg(all(feature = $feature, not(target_arch = "wasm32")))]
+            pub mod $module {
+                wit_bindgen::generate!({
+                    world: $world,
+                    path: "wit",
+                    with: {
+                        "barrage:plugin/types@0.1.0": crate::wit::host::barrage::plugin::types,
+                        "barrage:plugin/log@0.1.0": crate::wit::host::barrage::plugin::log,
+                        "barrage:plugin/config@0.1.0": crate::wit::host::barrage::plugin::config,
+                        "barrage:plugin/random@0.1.0": crate::wit::host::barrage::plugin::random,
+                        "barrage:plugin/tokenizer@0.1.0": crate::wit::host::barrage::plugin::tokenizer,
+                    },
+                });
+            }
+        };
+    }
+
+    world!(
+        codec,
+        "codec",
+        "codec",
+        "__export_codec_world",
+        "barrage_sdk::wit::codec"
+    );
+    world!(
+        dataset,
+        "dataset",
+        "dataset",
+        "__export_dataset_world",
+        "barrage_sdk::wit::dataset"
+    );
+    world!(
+        reporter,
+        "reporter",
+        "reporter",
+        "__export_reporter_world",
+        "barrage_sdk::wit::reporter"
+    );
 }
+
+#[cfg(all(
+    target_arch = "wasm32",
+    any(
+        all(feature = "codec", feature = "dataset"),
+        all(feature = "codec", feature = "reporter"),
+        all(feature = "dataset", feature = "reporter")
+    )
+))]
+compile_error!(
+    "a plugin implements one world: enable exactly one of barrage-sdk's features `codec`, `dataset`, `reporter` \
+     (in a workspace, build plugins of different worlds in separate cargo invocations: features unify within one)"
+);
 
 /// Route panics through the host's log before the instance traps, so the
 /// host's error names the panic instead of an anonymous `unreachable`.
@@ -129,4 +156,13 @@ pub fn __init() {
             }));
         });
     }
+}
+
+/// `config` parsed for a `check_config` export: invalid JSON is a config error.
+#[doc(hidden)]
+pub fn __config_for_check() -> Result<serde_json::Value, ConfigError> {
+    serde_json::from_str(&config::raw()).map_err(|e| ConfigError {
+        field: None,
+        message: format!("configuration is not valid JSON: {e}"),
+    })
 }

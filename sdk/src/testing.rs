@@ -1,15 +1,17 @@
 //! A native stand-in for the host, so plugin logic runs under `cargo test`
-//! without wasm.
+//! without wasm, the same for every world.
 //!
 //! In a native build the SDK's host functions ([`crate::log`],
-//! [`crate::config`], [`crate::random`], [`crate::tokenizer`]) are answered by
-//! a per-thread [`TestHost`]: set its configuration and seed, drive a codec
-//! with [`decode_stream`] and read what it logged.
+//! [`crate::config`], [`crate::random`], [`crate::tokenizer`], and a
+//! dataset's `files` and a reporter's `records`) are answered by a
+//! per-thread [`TestHost`]: set its configuration and seed, then drive a
+//! codec with [`decode_stream`], a dataset with [`Harness`] or a reporter
+//! with [`render`], and read what it logged. Its tokenizer is the
+//! approximate `words` rule (one token per whitespace-separated word).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use crate::codec::{Codec, DecodeOptions, Decoder, Event, Frame, ResponseHead};
 use crate::log::Level;
 
 /// The host as seen by plugin code in a native test.
@@ -19,6 +21,10 @@ pub struct TestHost {
     pub config: serde_json::Value,
     /// Everything logged, in order.
     pub logs: Vec<(Level, String)>,
+    /// A dataset's input files: (name, contents).
+    pub files: Vec<(String, Vec<u8>)>,
+    /// A reporter's records, one JSON object each, not yet read.
+    pub records: Vec<String>,
     rng_state: u64,
     vocab: BTreeMap<String, u32>,
     words: Vec<String>,
@@ -29,6 +35,8 @@ impl Default for TestHost {
         TestHost {
             config: serde_json::json!({}),
             logs: Vec::new(),
+            files: Vec::new(),
+            records: Vec::new(),
             rng_state: 0,
             vocab: BTreeMap::new(),
             words: Vec::new(),
@@ -95,72 +103,189 @@ pub(crate) fn words_decode(tokens: &[u32]) -> String {
     })
 }
 
-/// A frame holding `data`, as the host hands SSE `data:` payloads and NDJSON lines.
-pub fn frame(data: &str) -> Frame {
-    Frame {
-        event: None,
-        data: data.as_bytes().to_vec(),
+#[cfg(feature = "dataset")]
+pub(crate) fn file_bytes(name: &str) -> Result<Vec<u8>, String> {
+    with_host(|h| {
+        h.files
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, b)| b.clone())
+            .ok_or_else(|| format!("`{name}` is not one of the dataset's files"))
+    })
+}
+
+#[cfg(feature = "codec")]
+pub use codec_harness::*;
+#[cfg(feature = "dataset")]
+pub use dataset_harness::*;
+#[cfg(feature = "reporter")]
+pub use reporter_harness::*;
+
+#[cfg(feature = "codec")]
+mod codec_harness {
+    use crate::codec::{Codec, DecodeOptions, Decoder, Event, Frame, ResponseHead};
+
+    /// A frame holding `data`, as the host hands SSE `data:` payloads and NDJSON lines.
+    pub fn frame(data: &str) -> Frame {
+        Frame {
+            event: None,
+            data: data.as_bytes().to_vec(),
+        }
+    }
+
+    /// Cut a complete SSE body into frames the way the host does: events are
+    /// separated by a blank line, `data:` lines are joined by `\n`, comment lines
+    /// (starting with `:`) make a keep-alive frame with empty data.
+    pub fn sse_frames(body: &str) -> Vec<Frame> {
+        let body = body.replace("\r\n", "\n");
+        let mut frames = Vec::new();
+        for block in body.split("\n\n") {
+            let mut event = None;
+            let mut data: Option<String> = None;
+            let mut comment = false;
+            for line in block.lines() {
+                if line.starts_with(':') {
+                    comment = true;
+                    continue;
+                }
+                let (field, value) = line.split_once(':').unwrap_or((line, ""));
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                match field {
+                    "data" => match &mut data {
+                        Some(d) => {
+                            d.push('\n');
+                            d.push_str(value);
+                        }
+                        None => data = Some(value.to_string()),
+                    },
+                    "event" => event = Some(value.to_string()),
+                    _ => {}
+                }
+            }
+            match data {
+                Some(d) => frames.push(Frame {
+                    event,
+                    data: d.into_bytes(),
+                }),
+                None if comment => frames.push(Frame {
+                    event: None,
+                    data: Vec::new(),
+                }),
+                None => {}
+            }
+        }
+        frames
+    }
+
+    /// Decode `frames` as one streamed 200 response with codec `C`, one frame per
+    /// `push` call, and return every event in order followed by those of `finish`.
+    pub fn decode_stream<C: Codec>(frames: Vec<Frame>, options: DecodeOptions) -> Result<Vec<Event>, String> {
+        let head = ResponseHead {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+        };
+        let mut decoder = C::decoder(head, options);
+        let mut events = Vec::new();
+        for frame in frames {
+            for fe in decoder.push(vec![frame])? {
+                events.push(fe.event);
+            }
+        }
+        events.extend(decoder.finish()?);
+        Ok(events)
     }
 }
 
-/// Cut a complete SSE body into frames the way the host does: events are
-/// separated by a blank line, `data:` lines are joined by `\n`, comment lines
-/// (starting with `:`) make a keep-alive frame with empty data.
-pub fn sse_frames(body: &str) -> Vec<Frame> {
-    let body = body.replace("\r\n", "\n");
-    let mut frames = Vec::new();
-    for block in body.split("\n\n") {
-        let mut event = None;
-        let mut data: Option<String> = None;
-        let mut comment = false;
-        for line in block.lines() {
-            if line.starts_with(':') {
-                comment = true;
-                continue;
-            }
-            let (field, value) = line.split_once(':').unwrap_or((line, ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match field {
-                "data" => match &mut data {
-                    Some(d) => {
-                        d.push('\n');
-                        d.push_str(value);
-                    }
-                    None => data = Some(value.to_string()),
-                },
-                "event" => event = Some(value.to_string()),
-                _ => {}
+#[cfg(feature = "dataset")]
+mod dataset_harness {
+    use super::with_host;
+    use crate::dataset::{Batch, Dataset, DatasetError, Sample};
+
+    /// What a generation produced.
+    #[derive(Debug, Default)]
+    pub struct Prepared {
+        /// Every sample, in order.
+        pub samples: Vec<Sample>,
+        /// Input skipped (when the plugin skips rather than fails).
+        pub skipped: Vec<DatasetError>,
+    }
+
+    /// The host's side of one generation: configuration, input files, seed.
+    #[derive(Default)]
+    pub struct Harness {
+        config: serde_json::Value,
+        seed: u64,
+        files: Vec<(String, Vec<u8>)>,
+    }
+
+    impl Harness {
+        /// No configuration, no files, seed 0.
+        pub fn new() -> Harness {
+            Harness {
+                config: serde_json::json!({}),
+                ..Harness::default()
             }
         }
-        match data {
-            Some(d) => frames.push(Frame {
-                event,
-                data: d.into_bytes(),
-            }),
-            None if comment => frames.push(Frame {
-                event: None,
-                data: Vec::new(),
-            }),
-            None => {}
+
+        /// The plugin's configuration.
+        pub fn config(mut self, config: serde_json::Value) -> Harness {
+            self.config = config;
+            self
+        }
+
+        /// The run's seed.
+        pub fn seed(mut self, seed: u64) -> Harness {
+            self.seed = seed;
+            self
+        }
+
+        /// An input file named `name` holding `contents`.
+        pub fn file(mut self, name: &str, contents: impl Into<Vec<u8>>) -> Harness {
+            self.files.push((name.to_string(), contents.into()));
+            self
+        }
+
+        /// Check the configuration, open, and drain the generation as the host does.
+        pub fn run<D: Dataset>(self) -> Result<Prepared, DatasetError> {
+            super::set_config(self.config.clone());
+            super::set_seed(self.seed);
+            with_host(|h| h.files = self.files);
+            D::check_config(&self.config).map_err(|e| {
+                DatasetError::new(format!(
+                    "config{}: {}",
+                    e.field.map(|f| format!(" `{f}`")).unwrap_or_default(),
+                    e.message
+                ))
+            })?;
+            let mut d = D::open()?;
+            let mut out = Prepared::default();
+            loop {
+                let Batch { samples, skipped, done } = d.next_batch(256)?;
+                out.samples.extend(samples);
+                out.skipped.extend(skipped);
+                if done {
+                    return Ok(out);
+                }
+            }
         }
     }
-    frames
 }
 
-/// Decode `frames` as one streamed 200 response with codec `C`, one frame per
-/// `push` call, and return every event in order followed by those of `finish`.
-pub fn decode_stream<C: Codec>(frames: Vec<Frame>, options: DecodeOptions) -> Result<Vec<Event>, String> {
-    let head = ResponseHead {
-        status: 200,
-        headers: vec![("content-type".into(), "text/event-stream".into())],
-    };
-    let mut decoder = C::decoder(head, options);
-    let mut events = Vec::new();
-    for frame in frames {
-        for fe in decoder.push(vec![frame])? {
-            events.push(fe.event);
-        }
+#[cfg(feature = "reporter")]
+mod reporter_harness {
+    use super::with_host;
+    use crate::reporter::{OutputFile, ReportInput, Reporter};
+
+    /// Render `summary` (with these records) as the host would.
+    pub fn render<R: Reporter>(
+        summary: serde_json::Value,
+        records: Vec<serde_json::Value>,
+    ) -> Result<Vec<OutputFile>, String> {
+        with_host(|h| h.records = records.iter().map(ToString::to_string).collect());
+        let schema_version = summary["schema_version"].as_u64().unwrap_or(0) as u32;
+        R::render(ReportInput {
+            schema_version,
+            summary,
+        })
     }
-    events.extend(decoder.finish()?);
-    Ok(events)
 }

@@ -6,8 +6,9 @@ use std::process::{Command, Output};
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ is in the workspace")
+        .ancestors()
+        .nth(2)
+        .expect("host/cli/ is in the workspace")
         .to_path_buf()
 }
 
@@ -43,6 +44,8 @@ pub fn test_plugin(package: &str) -> PathBuf {
             "wrong-version",
             "-p",
             "ollama-generate",
+            "-p",
+            "frozen-contract",
         ])
         .env_remove("CARGO_TARGET_DIR")
         .status()
@@ -184,7 +187,7 @@ impl Reply {
 
     /// SSE data payloads, in order, with the time of the read that completed each.
     pub fn sse(&self) -> Vec<(std::time::Instant, String)> {
-        let mut framer = barrage::framing::Framer::new(barrage::framing::Framing::Sse);
+        let mut framer = barrage_core::framing::Framer::new(barrage_core::framing::Framing::Sse);
         let mut frames = Vec::new();
         for (at, b) in &self.chunks {
             framer.push(b, *at, &mut frames);

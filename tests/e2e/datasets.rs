@@ -85,7 +85,7 @@ fn synthetic_prompts_have_the_asked_lengths_with_a_real_tokenizer_and_seeds_repr
     ];
     let (a, stderr) = prepare(dir.path(), &args);
     assert!(stderr.contains("synthetic: 300 samples"), "{stderr}");
-    let t = barrage::tokenizer::load(tok_arg).unwrap();
+    let t = barrage_plugin_host::tokenizer::load(tok_arg).unwrap();
     assert!(t.exact());
     let lens: Vec<f64> = a
         .iter()
@@ -166,7 +166,7 @@ fn a_chat_template_counts_and_renders_chat_prompts() {
     )
     .unwrap();
     let (samples, _) = prepare(dir.path(), &["--config", config.to_str().unwrap()]);
-    let t = barrage::tokenizer::load(tok.to_str().unwrap()).unwrap();
+    let t = barrage_plugin_host::tokenizer::load(tok.to_str().unwrap()).unwrap();
     assert_eq!(samples.len(), 10);
     for s in &samples {
         let text = text(s);

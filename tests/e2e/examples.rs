@@ -14,9 +14,9 @@ fn every_example_config_is_valid() {
             continue;
         }
         if name.starts_with("sim-") {
-            barrage::sim::SimConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            barrage_sim::SimConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
         } else {
-            let config = barrage::load::RunConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            let config = barrage_engine::config::RunConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
             config.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
             if let Some(sim) = &config.sim {
                 sim.validate().unwrap_or_else(|e| panic!("{name}: sim: {e}"));

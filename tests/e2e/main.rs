@@ -12,6 +12,7 @@ mod datasets;
 mod examples;
 mod report;
 mod run;
+mod sdk;
 mod sim;
 mod tls;
 mod workers;

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use barrage::sim::config::Dist;
-use barrage::sim::{Mode, SimConfig, Simulator};
+use barrage_sim::config::Dist;
+use barrage_sim::{Mode, SimConfig, Simulator};
 use serde_json::json;
 
 use crate::common::{SimProcess, barrage, client, metric, parse_prometheus, request, run};

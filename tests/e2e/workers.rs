@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use barrage::framing::{Framer, Framing, TimedFrame};
-use barrage::plugin::{
-    CodecPlugin, CodecWorkers, EngineOptions, FailureKind, PluginContext, PluginEngine, PluginSource, Registry, wire,
+use barrage_core::framing::{Framer, Framing, TimedFrame};
+use barrage_core::types as wire;
+use barrage_plugin_host::tokenizer::WordTokenizer;
+use barrage_plugin_host::{
+    CodecPlugin, CodecWorkers, EngineOptions, FailureKind, PluginContext, PluginEngine, PluginSource, Registry,
 };
-use barrage::tokenizer::WordTokenizer;
 
 use crate::common::{fixture, test_plugin, workspace};
 
@@ -29,7 +30,7 @@ fn ctx() -> PluginContext {
         config_json: "{}".into(),
         seed: 1,
         tokenizer: WordTokenizer::shared(),
-        log_level: barrage::plugin::state::parse_level("error").unwrap(),
+        log_level: barrage_plugin_host::state::parse_level("error").unwrap(),
     }
 }
 
@@ -140,7 +141,7 @@ fn encode_runs_on_plugin_threads_and_codec_errors_are_data() {
         extra: None,
     };
     let encoded = workers
-        .encode(spec(barrage::plugin::bindings::Prompt::Text("hello".into())))
+        .encode(spec(wire::Prompt::Text("hello".into())))
         .blocking_recv()
         .unwrap()
         .unwrap();
@@ -153,7 +154,7 @@ fn encode_runs_on_plugin_threads_and_codec_errors_are_data() {
     assert_eq!(body["stream_options"]["include_usage"], true);
     assert_eq!(encoded.framing, wire::Framing::Sse);
 
-    let chat = barrage::plugin::bindings::Prompt::Messages(vec![barrage::plugin::bindings::Message {
+    let chat = wire::Prompt::Messages(vec![wire::ChatMessage {
         role: "user".into(),
         content: "x".into(),
     }]);

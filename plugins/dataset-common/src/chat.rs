@@ -1,6 +1,6 @@
 //! ShareGPT conversations: `{"id": …, "conversations": [{"from": "human", "value": …}, {"from": "gpt", …}]}`.
 
-use barrage_dataset_sdk::Message;
+use barrage_sdk::dataset::Message;
 use serde::Deserialize;
 
 use crate::input::Item;
@@ -36,7 +36,7 @@ impl Conversation {
     /// Parse one ShareGPT item. Roles `human`/`user` and `gpt`/`assistant`/
     /// `chatgpt`/`bard`/`bing` are understood; a conversation is cut at the
     /// first place where users and assistants stop alternating.
-    pub fn parse(item: &Item) -> Result<Conversation, barrage_dataset_sdk::DatasetError> {
+    pub fn parse(item: &Item) -> Result<Conversation, barrage_sdk::dataset::DatasetError> {
         let raw: Raw =
             serde_json::from_str(&item.text).map_err(|e| item.error(format!("not a ShareGPT conversation: {e}")))?;
         let turns = raw.conversations.or(raw.conversation).or(raw.messages).ok_or_else(|| {
@@ -100,6 +100,6 @@ impl Conversation {
 pub fn message_tokens(messages: &[Message]) -> u32 {
     messages
         .iter()
-        .map(|m| barrage_dataset_sdk::tokenizer::count(&m.content))
+        .map(|m| barrage_sdk::dataset::tokenizer::count(&m.content))
         .sum()
 }

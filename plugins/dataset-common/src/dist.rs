@@ -14,7 +14,7 @@
 //! Every draw is clamped to `[min, max]` when given (normal and lognormal)
 //! and to at least 1.
 
-use barrage_dataset_sdk::random;
+use barrage_sdk::dataset::random;
 use serde::{Deserialize, Deserializer};
 
 /// A distribution of lengths.

@@ -4,7 +4,7 @@
 
 use std::io::BufRead;
 
-use barrage_dataset_sdk::{DatasetError, files};
+use barrage_sdk::dataset::{DatasetError, files};
 use serde::Deserialize;
 
 /// What to do with a malformed record.
@@ -22,8 +22,8 @@ impl OnError {
     /// Add `sample` to `batch`, or apply the policy to its error.
     pub fn keep(
         self,
-        sample: Result<barrage_dataset_sdk::Sample, DatasetError>,
-        batch: &mut barrage_dataset_sdk::Batch,
+        sample: Result<barrage_sdk::dataset::Sample, DatasetError>,
+        batch: &mut barrage_sdk::dataset::Batch,
     ) -> Result<(), DatasetError> {
         match sample {
             Ok(s) => {
@@ -290,8 +290,8 @@ impl Iterator for JsonItems {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use barrage_dataset_sdk::testing::Harness;
-    use barrage_dataset_sdk::{Batch, Dataset, PluginInfo, Sample};
+    use barrage_sdk::dataset::{Batch, Dataset, PluginInfo, Sample};
+    use barrage_sdk::testing::Harness;
 
     /// A dataset echoing each item's line and text, to drive the readers under the harness.
     struct Echo(std::vec::IntoIter<Result<Item, DatasetError>>);
@@ -326,7 +326,7 @@ mod tests {
         Ok(p.samples
             .into_iter()
             .map(|s| match s.prompt {
-                barrage_dataset_sdk::Prompt::Text(t) => (s.id, t),
+                barrage_sdk::dataset::Prompt::Text(t) => (s.id, t),
                 _ => unreachable!(),
             })
             .collect())

@@ -15,7 +15,7 @@ pub mod text;
 
 use std::collections::VecDeque;
 
-use barrage_dataset_sdk::{Batch, ConfigError, DatasetError, Sample};
+use barrage_sdk::dataset::{Batch, ConfigError, DatasetError, Sample};
 
 /// Samples prepared up front, served in batches.
 #[derive(Default)]
@@ -46,7 +46,7 @@ impl Queue {
 
 /// Read the plugin's configuration into `T`, or a config error naming the field.
 pub fn config<T: serde::de::DeserializeOwned>() -> Result<T, DatasetError> {
-    barrage_dataset_sdk::config::get::<T>().map_err(|e| DatasetError::new(format!("configuration: {e}")))
+    barrage_sdk::dataset::config::get::<T>().map_err(|e| DatasetError::new(format!("configuration: {e}")))
 }
 
 /// Check that the configuration deserializes into `T` (for `check_config`).
@@ -75,7 +75,7 @@ pub fn check_valid<T: serde::de::DeserializeOwned>(
 /// A seeded shuffle (Fisher–Yates on the run's random source).
 pub fn shuffle<T>(items: &mut [T]) {
     for i in (1..items.len()).rev() {
-        let j = (barrage_dataset_sdk::random::next_u64() % (i as u64 + 1)) as usize;
+        let j = (barrage_sdk::dataset::random::next_u64() % (i as u64 + 1)) as usize;
         items.swap(i, j);
     }
 }

@@ -2,7 +2,7 @@
 //! sample it makes. Shared by the `jsonl` and `csv` datasets so both accept
 //! the same fields.
 
-use barrage_dataset_sdk::{Message, Prompt, Sample, SessionTurn, tokenizer};
+use barrage_sdk::dataset::{Message, Prompt, Sample, SessionTurn, tokenizer};
 use serde::Deserialize;
 
 use crate::input::Item;
@@ -52,7 +52,7 @@ pub struct MessageField {
 
 impl Fields {
     /// The sample `id` of these fields, or what is wrong with them.
-    pub fn into_sample(self, id: u64, item: &Item) -> Result<Sample, barrage_dataset_sdk::DatasetError> {
+    pub fn into_sample(self, id: u64, item: &Item) -> Result<Sample, barrage_sdk::dataset::DatasetError> {
         let prompt = match (self.prompt, self.messages) {
             (Some(_), Some(_)) => return Err(item.error("give `prompt` or `messages`, not both")),
             (None, None) => return Err(item.error("no prompt: give `prompt` (text) or `messages` (a chat)")),

@@ -7,7 +7,7 @@
 //! and re-encoding can merge tokens at the cut, the cut moves by a token or
 //! two until the text counts exactly as asked.
 
-use barrage_dataset_sdk::tokenizer;
+use barrage_sdk::dataset::tokenizer;
 
 /// Public-domain prose (Melville, Austen, Lincoln, Dickens) and plain
 /// technical and descriptive paragraphs.
@@ -38,7 +38,7 @@ impl Corpus {
 
     /// A random start position.
     pub fn random_start(&self) -> usize {
-        (barrage_dataset_sdk::random::next_u64() % self.ids.len().max(1) as u64) as usize
+        (barrage_sdk::dataset::random::next_u64() % self.ids.len().max(1) as u64) as usize
     }
 
     /// `n` token ids from position `start`, wrapping around.

@@ -8,7 +8,7 @@
 //! are absent. Other columns are refused so a typo does not go unnoticed;
 //! list them in `ignore_columns` to keep them out.
 
-use barrage_dataset_sdk::{Batch, ConfigError, Dataset, DatasetError, PluginInfo};
+use barrage_sdk::dataset::{Batch, ConfigError, Dataset, DatasetError, PluginInfo};
 use dataset_common::input::{Item, OnError, file_names};
 use dataset_common::record::Fields;
 use serde::Deserialize;
@@ -58,7 +58,7 @@ enum Column {
 pub struct Csv {
     config: Config,
     files: std::vec::IntoIter<String>,
-    current: Option<(String, Vec<Column>, csv::Reader<barrage_dataset_sdk::files::Reader>)>,
+    current: Option<(String, Vec<Column>, csv::Reader<barrage_sdk::dataset::files::Reader>)>,
     next_id: u64,
 }
 
@@ -66,11 +66,11 @@ impl Csv {
     fn open_file(
         &self,
         file: &str,
-    ) -> Result<(Vec<Column>, csv::Reader<barrage_dataset_sdk::files::Reader>), DatasetError> {
+    ) -> Result<(Vec<Column>, csv::Reader<barrage_sdk::dataset::files::Reader>), DatasetError> {
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(self.config.delimiter.unwrap_or(',') as u8)
             .flexible(false)
-            .from_reader(barrage_dataset_sdk::files::Reader::open(file));
+            .from_reader(barrage_sdk::dataset::files::Reader::open(file));
         let headers = reader
             .headers()
             .map_err(|e| DatasetError::at(file, 1, format!("cannot read the header row: {e}")))?
@@ -232,13 +232,13 @@ impl Dataset for Csv {
     }
 }
 
-barrage_dataset_sdk::export_dataset!(Csv);
+barrage_sdk::export_dataset!(Csv);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use barrage_dataset_sdk::Prompt;
-    use barrage_dataset_sdk::testing::Harness;
+    use barrage_sdk::dataset::Prompt;
+    use barrage_sdk::testing::Harness;
 
     #[test]
     fn rows_columns_and_errors() {

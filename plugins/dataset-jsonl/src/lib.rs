@@ -9,7 +9,7 @@
 //! `max_tokens`), `at_ms`, `session`, `turn`, `think_time_ms`, `extra`
 //! (see `dataset_common::record::Fields`).
 
-use barrage_dataset_sdk::{Batch, ConfigError, Dataset, DatasetError, PluginInfo};
+use barrage_sdk::dataset::{Batch, ConfigError, Dataset, DatasetError, PluginInfo};
 use dataset_common::input::{FileSeq, Lines, OnError, file_names};
 use dataset_common::record::Fields;
 use serde::Deserialize;
@@ -74,13 +74,13 @@ impl Dataset for Jsonl {
     }
 }
 
-barrage_dataset_sdk::export_dataset!(Jsonl);
+barrage_sdk::export_dataset!(Jsonl);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use barrage_dataset_sdk::Prompt;
-    use barrage_dataset_sdk::testing::Harness;
+    use barrage_sdk::dataset::Prompt;
+    use barrage_sdk::testing::Harness;
 
     #[test]
     fn prompts_messages_and_errors_by_line() {

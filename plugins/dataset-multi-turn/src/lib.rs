@@ -7,7 +7,7 @@
 //! `assistant_tokens`), not the server's, so every prompt is prepared before
 //! the run and identical across runs and servers.
 
-use barrage_dataset_sdk::{
+use barrage_sdk::dataset::{
     Batch, ConfigError, Dataset, DatasetError, Message, PluginInfo, Prompt, Sample, SessionTurn, tokenizer,
 };
 use dataset_common::chat::{Conversation, message_tokens};
@@ -221,12 +221,12 @@ impl MultiTurn {
     }
 }
 
-barrage_dataset_sdk::export_dataset!(MultiTurn);
+barrage_sdk::export_dataset!(MultiTurn);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use barrage_dataset_sdk::testing::Harness;
+    use barrage_sdk::testing::Harness;
 
     #[test]
     fn synthetic_sessions_grow_their_history() {

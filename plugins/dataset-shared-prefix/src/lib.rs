@@ -6,7 +6,7 @@
 //! question of its own. The shared part is `prefix_tokens`, or
 //! `share_ratio` × `prompt_tokens`.
 
-use barrage_dataset_sdk::{Batch, ConfigError, Dataset, DatasetError, Message, PluginInfo, Prompt, Sample, tokenizer};
+use barrage_sdk::dataset::{Batch, ConfigError, Dataset, DatasetError, Message, PluginInfo, Prompt, Sample, tokenizer};
 use dataset_common::Queue;
 use dataset_common::dist::Length;
 use dataset_common::text::Corpus;
@@ -166,12 +166,12 @@ impl Dataset for SharedPrefix {
     }
 }
 
-barrage_dataset_sdk::export_dataset!(SharedPrefix);
+barrage_sdk::export_dataset!(SharedPrefix);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use barrage_dataset_sdk::testing::Harness;
+    use barrage_sdk::testing::Harness;
 
     fn texts(config: serde_json::Value) -> Vec<String> {
         Harness::new()

@@ -6,7 +6,7 @@
 //! (as counted by the run's tokenizer) unless `output_tokens` is given.
 //! Length filters drop conversations outside the bounds (counted, logged).
 
-use barrage_dataset_sdk::{Batch, ConfigError, Dataset, DatasetError, PluginInfo, Prompt, Sample, tokenizer};
+use barrage_sdk::dataset::{Batch, ConfigError, Dataset, DatasetError, PluginInfo, Prompt, Sample, tokenizer};
 use dataset_common::chat::{Conversation, message_tokens};
 use dataset_common::dist::Length;
 use dataset_common::input::{FileSeq, JsonItems, OnError, file_names};
@@ -123,7 +123,7 @@ impl Dataset for ShareGpt {
             }
         }
         if batch.done && self.filtered > 0 {
-            barrage_dataset_sdk::log_info(&format!(
+            barrage_sdk::log::info(&format!(
                 "{} conversations left out by the length filters or for having no complete exchange",
                 self.filtered
             ));
@@ -179,12 +179,12 @@ impl ShareGpt {
     }
 }
 
-barrage_dataset_sdk::export_dataset!(ShareGpt);
+barrage_sdk::export_dataset!(ShareGpt);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use barrage_dataset_sdk::testing::Harness;
+    use barrage_sdk::testing::Harness;
 
     const DATA: &str = r#"[
       {"id": "a", "conversations": [{"from": "human", "value": "what is a cat"}, {"from": "gpt", "value": "a small animal that purrs"}, {"from": "human", "value": "and a dog"}, {"from": "gpt", "value": "a loyal animal"}]},

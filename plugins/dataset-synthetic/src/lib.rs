@@ -9,7 +9,7 @@
 //!   output_tokens: {dist: lognormal, mean: 200, stddev: 100}
 //! ```
 
-use barrage_dataset_sdk::{Batch, ConfigError, Dataset, DatasetError, Message, PluginInfo, Prompt, Sample};
+use barrage_sdk::dataset::{Batch, ConfigError, Dataset, DatasetError, Message, PluginInfo, Prompt, Sample};
 use dataset_common::dist::Length;
 use dataset_common::text::Corpus;
 use serde::Deserialize;
@@ -92,7 +92,7 @@ impl Dataset for Synthetic {
         while self.next < self.config.count && batch.samples.len() < max as usize {
             let tokens = self.config.prompt_tokens.tokens();
             let text = self.corpus.text(self.corpus.random_start(), tokens);
-            let prompt_tokens = barrage_dataset_sdk::tokenizer::count(&text);
+            let prompt_tokens = barrage_sdk::dataset::tokenizer::count(&text);
             let prompt = match self.config.format {
                 Format::Text => Prompt::Text(text),
                 Format::Messages => Prompt::Messages(vec![Message {
@@ -113,12 +113,12 @@ impl Dataset for Synthetic {
     }
 }
 
-barrage_dataset_sdk::export_dataset!(Synthetic);
+barrage_sdk::export_dataset!(Synthetic);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use barrage_dataset_sdk::testing::Harness;
+    use barrage_sdk::testing::Harness;
 
     #[test]
     fn lengths_are_exact_and_seeded() {

@@ -16,7 +16,7 @@
 
 use std::io::BufRead;
 
-use barrage_dataset_sdk::{Batch, ConfigError, Dataset, DatasetError, PluginInfo, Prompt, Sample, tokenizer};
+use barrage_sdk::dataset::{Batch, ConfigError, Dataset, DatasetError, PluginInfo, Prompt, Sample, tokenizer};
 use dataset_common::input::{Item, Lines, OnError, file_names};
 use dataset_common::text::{Corpus, exact_text};
 use serde::Deserialize;
@@ -144,7 +144,7 @@ fn parse_timestamp(s: &str) -> Option<i64> {
 }
 
 fn detect(file: &str) -> Result<Format, DatasetError> {
-    let mut r = std::io::BufReader::new(barrage_dataset_sdk::files::Reader::open(file));
+    let mut r = std::io::BufReader::new(barrage_sdk::dataset::files::Reader::open(file));
     let mut first = String::new();
     r.read_line(&mut first)
         .map_err(|e| DatasetError::at(file, 1, format!("cannot read: {e}")))?;
@@ -242,7 +242,7 @@ impl Dataset for Trace {
             }
         }
         if !skipped.is_empty() {
-            barrage_dataset_sdk::log_info(&format!("{} malformed trace rows skipped", skipped.len()));
+            barrage_sdk::log::info(&format!("{} malformed trace rows skipped", skipped.len()));
         }
         rows.sort_by_key(|r| r.at_ns);
         let first = rows.first().map_or(0, |r| r.at_ns);
@@ -255,7 +255,7 @@ impl Dataset for Trace {
         Ok(Trace {
             rows: rows.into_iter(),
             corpus: Corpus::load(),
-            salt: barrage_dataset_sdk::random::next_u64(),
+            salt: barrage_sdk::dataset::random::next_u64(),
             block_tokens: c.block_tokens,
             base_ns: from,
             time_scale: c.time_scale,
@@ -317,12 +317,12 @@ fn block_prompt(corpus: &Corpus, salt: u64, block_tokens: u32, hash_ids: &[u64],
     exact_text(&ids, input)
 }
 
-barrage_dataset_sdk::export_dataset!(Trace);
+barrage_sdk::export_dataset!(Trace);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use barrage_dataset_sdk::testing::Harness;
+    use barrage_sdk::testing::Harness;
 
     #[test]
     fn azure_timestamps_become_offsets() {

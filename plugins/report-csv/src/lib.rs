@@ -2,7 +2,7 @@
 //! whole run); with `per_request = true` in its configuration, also
 //! `requests.csv`, one row per request.
 
-use barrage_reporter_sdk::{ConfigError, OutputFile, PluginInfo, ReportInput, Reporter, config, records};
+use barrage_sdk::reporter::{ConfigError, OutputFile, PluginInfo, ReportInput, Reporter, config, records};
 use report_common::{LATENCIES, num, percentile_keys, sections};
 use serde_json::Value;
 
@@ -182,12 +182,12 @@ impl Reporter for Csv {
     }
 }
 
-barrage_reporter_sdk::export_reporter!(Csv);
+barrage_sdk::export_reporter!(Csv);
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use barrage_reporter_sdk::testing;
+    use barrage_sdk::testing;
 
     fn summary() -> Value {
         serde_json::json!({

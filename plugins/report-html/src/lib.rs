@@ -6,7 +6,7 @@
 
 mod chart;
 
-use barrage_reporter_sdk::{OutputFile, PluginInfo, ReportInput, Reporter};
+use barrage_sdk::reporter::{OutputFile, PluginInfo, ReportInput, Reporter};
 use chart::{Chart, Series, line_chart};
 use report_common::{
     LATENCIES, fmt, headline, html_escape, latency_rows, num, percentile_keys, section_name, sections,
@@ -275,7 +275,7 @@ impl Reporter for Html {
     }
 }
 
-barrage_reporter_sdk::export_reporter!(Html);
+barrage_sdk::export_reporter!(Html);
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! Barrage reporter `json`: `report.json`, the run summary in its
 //! versioned schema (`docs/metrics.md`), for dashboards and scripts.
 
-use barrage_reporter_sdk::{OutputFile, PluginInfo, ReportInput, Reporter};
+use barrage_sdk::reporter::{OutputFile, PluginInfo, ReportInput, Reporter};
 
 /// The `json` reporter.
 pub struct Json;
@@ -22,7 +22,7 @@ impl Reporter for Json {
     }
 }
 
-barrage_reporter_sdk::export_reporter!(Json);
+barrage_sdk::export_reporter!(Json);
 
 #[cfg(test)]
 mod tests {
@@ -31,11 +31,11 @@ mod tests {
     #[test]
     fn writes_the_summary() {
         let summary = serde_json::json!({"schema_version": 1, "total": {"sent": 2}});
-        let files = barrage_reporter_sdk::testing::render::<Json>(summary.clone(), vec![]).unwrap();
+        let files = barrage_sdk::testing::render::<Json>(summary.clone(), vec![]).unwrap();
         assert_eq!(files[0].path, "report.json");
         let back: serde_json::Value = serde_json::from_slice(&files[0].contents).unwrap();
         assert_eq!(back, summary);
         let old = serde_json::json!({"schema_version": 7});
-        assert!(barrage_reporter_sdk::testing::render::<Json>(old, vec![]).is_err());
+        assert!(barrage_sdk::testing::render::<Json>(old, vec![]).is_err());
     }
 }

@@ -1,7 +1,7 @@
 //! Barrage reporter `markdown`: `report.md`, the headline figures and the
 //! latency distributions of every stage as Markdown tables.
 
-use barrage_reporter_sdk::{OutputFile, PluginInfo, ReportInput, Reporter};
+use barrage_sdk::reporter::{OutputFile, PluginInfo, ReportInput, Reporter};
 use report_common::{fmt, headline, latency_rows, num, percentile_keys, section_name, sections};
 use serde_json::Value;
 
@@ -75,7 +75,7 @@ impl Reporter for Markdown {
     }
 }
 
-barrage_reporter_sdk::export_reporter!(Markdown);
+barrage_sdk::export_reporter!(Markdown);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,36 @@
+//! `barrage merge`: merge the shards of a distributed run into one.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::options::{MetricsArgs, PluginOptions, print_and_report};
+
+#[derive(Debug, Args)]
+pub(crate) struct MergeArgs {
+    /// Results directories of the shards.
+    #[arg(required = true, num_args = 2..)]
+    runs: Vec<PathBuf>,
+    /// The merged run's directory.
+    #[arg(long, value_name = "DIR")]
+    output: PathBuf,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+    #[command(flatten)]
+    plugins: PluginOptions,
+}
+
+pub(crate) fn execute(args: MergeArgs) -> Result<ExitCode> {
+    let first = barrage_engine::results::RunDir::open(&args.runs[0])?;
+    let (config, options) = args.metrics.settings_for(&first)?;
+    let summary = barrage_engine::report::merge(&args.runs, &args.output, options)?;
+    Ok(print_and_report(
+        &args.plugins,
+        &config,
+        &summary,
+        &args.output,
+        &args.output,
+    ))
+}

@@ -1,0 +1,246 @@
+//! `barrage plugin list | inspect | decode`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+
+use barrage_core::framing::{Framer, Framing};
+use barrage_core::types::{DecodeOptions, ResponseHead};
+use barrage_plugin_host::describe::{Description, describe};
+use barrage_plugin_host::{CodecPlugin, CodecWorkers, Registry, contract};
+
+use crate::options::{PluginOptions, read_plugin_config};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PluginCommand {
+    /// List built-in and installed plugins with kind, version and sha256.
+    List(ListArgs),
+    /// Show a plugin file's world, contract version, imports and exports.
+    Inspect(InspectArgs),
+    /// Decode recorded response bodies with a codec, one file per response,
+    /// through the same framing and plugin threads a run uses.
+    Decode(DecodeArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    plugins: PluginOptions,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// The plugin: a .wasm file, or the name of a built-in or installed plugin.
+    plugin: String,
+    #[command(flatten)]
+    plugins: PluginOptions,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DecodeArgs {
+    /// The codec: a built-in or installed name, or a .wasm file.
+    #[arg(long)]
+    codec: String,
+    /// The codec's configuration: a JSON object, or @FILE with JSON or TOML.
+    #[arg(long, value_name = "JSON|@FILE")]
+    codec_config: Option<String>,
+    /// How the bodies are framed: sse, ndjson, raw or grpc.
+    #[arg(long, default_value = "sse")]
+    framing: Framing,
+    /// Include the text of content and reasoning deltas.
+    #[arg(long)]
+    text: bool,
+    /// Feed each body to the framer in reads of this many bytes, as a socket would.
+    #[arg(long, value_name = "BYTES", default_value_t = 4096)]
+    read_size: usize,
+    /// Plugin threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Recorded response bodies, one response per file.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    plugins: PluginOptions,
+}
+
+pub(crate) fn list(args: ListArgs) -> Result<ExitCode> {
+    let engine = args.plugins.engine()?;
+    let registry = args.plugins.registry();
+    let ctx = args.plugins.context("{}".into(), 0)?;
+    println!(
+        "{:<22} {:<9} {:<9} {:<9} {:<64} SOURCE",
+        "NAME", "KIND", "VERSION", "CONTRACT", "SHA256"
+    );
+    let sources = Registry::builtins().chain(registry.installed());
+    for source in sources {
+        let overridden = matches!(source, barrage_plugin_host::PluginSource::Builtin { name, .. } if registry.overrides_builtin(name));
+        let mut location = source.location();
+        if overridden {
+            location.push_str(" (overridden by the installed plugin)");
+        }
+        match describe(&engine, &source, ctx.clone()) {
+            Ok(d) => {
+                let (name, version) = match &d.info {
+                    Ok(info) => (info.name.clone(), info.version.clone()),
+                    Err(_) => (source.label(), "?".into()),
+                };
+                let kind = d.contract.world.map(|w| w.name()).unwrap_or("?");
+                let contract = d.contract.versions.join(",");
+                println!(
+                    "{name:<22} {kind:<9} {version:<9} {contract:<9} {:<64} {location}",
+                    d.sha256
+                );
+                if let Err(e) = &d.info {
+                    println!("  ! {e}");
+                }
+            }
+            Err(e) => println!(
+                "{:<22} {:<9} {:<9} {:<9} {:<64} {location}\n  ! {e}",
+                source.label(),
+                "?",
+                "?",
+                "?",
+                "?"
+            ),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn inspect(args: InspectArgs) -> Result<ExitCode> {
+    let engine = args.plugins.engine()?;
+    let source = args.plugins.registry().resolve(&args.plugin)?;
+    let ctx = args.plugins.context("{}".into(), 0)?;
+    let d: Description = describe(&engine, &source, ctx)?;
+    println!("plugin:    {}", source.location());
+    println!("size:      {} bytes", d.size);
+    println!("sha256:    {}", d.sha256);
+    println!(
+        "world:     {}",
+        d.contract
+            .world
+            .map(|w| w.name())
+            .unwrap_or("none (not a Barrage plugin)")
+    );
+    let versions = if d.contract.versions.is_empty() {
+        "none".to_string()
+    } else {
+        d.contract.versions.join(", ")
+    };
+    println!("contract:  {} {versions}", contract::PACKAGE);
+    match d.contract.supported_version() {
+        Ok(_) => println!("supported: yes (this host supports {})", contract::supported_list()),
+        Err(found) => println!(
+            "supported: no: it targets {found}; this host supports {}",
+            contract::supported_list()
+        ),
+    }
+    match &d.info {
+        Ok(info) => {
+            println!("name:      {}", info.name);
+            println!("version:   {}", info.version);
+            println!("about:     {}", info.description);
+        }
+        Err(e) => println!("info:      unavailable: {e}"),
+    }
+    println!("imports:");
+    for i in &d.contract.imports {
+        let note = if i.starts_with(contract::PACKAGE) {
+            ""
+        } else {
+            "  (not provided: traps if called)"
+        };
+        println!("  {i}{note}");
+    }
+    println!("exports:");
+    for e in &d.contract.exports {
+        println!("  {e}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn decode(args: DecodeArgs) -> Result<ExitCode> {
+    if args.read_size == 0 {
+        bail!("--read-size must be at least 1");
+    }
+    let engine = args.plugins.engine()?;
+    let source = args
+        .plugins
+        .registry()
+        .resolve_in(barrage_plugin_host::World::Codec, &args.codec)?;
+    let config = read_plugin_config(args.codec_config.as_deref(), "--codec-config")?;
+    let ctx = args.plugins.context(config, 0)?;
+    let plugin = CodecPlugin::load(&engine, &source, ctx)?;
+    let workers = CodecWorkers::start(plugin.clone(), args.threads).context("starting plugin threads")?;
+    let framing = args.framing;
+    let options = || DecodeOptions { want_text: args.text };
+
+    // Open every stream first and feed them interleaved, as concurrent
+    // responses arrive, so one failing stream visibly leaves the others be.
+    let mut bodies = Vec::new();
+    for path in &args.files {
+        let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let head = ResponseHead {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+        };
+        bodies.push((path, body, workers.open(head, options()), Framer::new(framing)));
+    }
+    let longest = bodies.iter().map(|b| b.1.len()).max().unwrap_or(0);
+    let mut offset = 0;
+    while offset < longest {
+        for (_, body, stream, framer) in &mut bodies {
+            if offset < body.len() {
+                let end = (offset + args.read_size).min(body.len());
+                let mut frames = Vec::new();
+                framer.push(&body[offset..end], Instant::now(), &mut frames);
+                workers.push(*stream, frames);
+            }
+        }
+        offset += args.read_size;
+    }
+    let mut failed = 0;
+    let mut by_kind = std::collections::BTreeMap::new();
+    for (path, _, stream, framer) in &mut bodies {
+        let mut frames = Vec::new();
+        let end = Instant::now();
+        framer.finish(end, &mut frames);
+        workers.push(*stream, frames);
+        let outcome = workers
+            .finish(*stream, end)
+            .blocking_recv()
+            .context("a plugin thread stopped unexpectedly")?;
+        println!("# {}", path.display());
+        for e in &outcome.events {
+            println!("{} {}", e.frame, e.event);
+        }
+        match &outcome.failure {
+            None => println!("ok: {} frames, {} events", outcome.frames, outcome.events.len()),
+            Some(f) => {
+                failed += 1;
+                *by_kind.entry(f.kind.to_string()).or_insert(0) += 1;
+                println!("failed: {f}");
+            }
+        }
+    }
+    let summary: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} plugin {k}")).collect();
+    println!(
+        "{} responses: {} decoded, {} failed{}",
+        bodies.len(),
+        bodies.len() - failed,
+        failed,
+        if summary.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", summary.join(", "))
+        }
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

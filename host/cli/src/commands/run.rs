@@ -1,0 +1,272 @@
+//! `barrage run`: benchmark a server, or the embedded simulator.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use barrage_engine::config::{RunConfig, Stage};
+use barrage_engine::load::shape::ShapeKind;
+use barrage_plugin_host::CodecPlugin;
+
+use crate::options::{DatasetArgs, MetricsArgs, PluginOptions, prepare_dataset, read_plugin_config, write_reports};
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// YAML run configuration (see docs/load.md); flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Server base URL, e.g. http://127.0.0.1:8000. None: the embedded simulator.
+    #[arg(long)]
+    target: Option<String>,
+    /// Codec plugin: built-in or installed name, or a .wasm file.
+    #[arg(long)]
+    codec: Option<String>,
+    /// The codec's configuration: a JSON object, or @FILE with JSON or TOML.
+    #[arg(long, value_name = "JSON|@FILE")]
+    codec_config: Option<String>,
+    /// Model name to send.
+    #[arg(long)]
+    model: Option<String>,
+    /// One stage at this request rate (requests/s).
+    #[arg(long, conflicts_with = "concurrency")]
+    rate: Option<f64>,
+    /// Shape of the --rate stage.
+    #[arg(long, value_enum, default_value = "constant")]
+    shape: ShapeKind,
+    /// One closed-loop stage with this many virtual users.
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Length of the flag-given stage, seconds.
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// Requests in the flag-given stage.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Results directory (default runs/<UTC time>).
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Seed for the schedule and prompts.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Output tokens per request.
+    #[arg(long)]
+    max_tokens: Option<u32>,
+    /// Prompt length in tokens of --tokenizer (words with the default tokenizer).
+    #[arg(long)]
+    prompt_tokens: Option<u32>,
+    /// No live progress lines.
+    #[arg(long)]
+    quiet: bool,
+    /// HTTP/2 only (h2c on http://, h2 on https://).
+    #[arg(long)]
+    http2: bool,
+    /// Trust the certificates in this PEM file too (https:// targets).
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// Accept any server certificate (testing only).
+    #[arg(long)]
+    insecure: bool,
+    #[command(flatten)]
+    dataset: DatasetArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+    #[command(flatten)]
+    plugins: PluginOptions,
+}
+
+/// `runs/<UTC yyyymmdd-hhmmss>`.
+fn default_output_dir() -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    PathBuf::from("runs").join(format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    ))
+}
+
+impl RunArgs {
+    /// Apply these flags over `config` (the file's, or the defaults).
+    fn apply(&mut self, config: &mut RunConfig) -> Result<()> {
+        if let Some(v) = self.target.take() {
+            config.target = Some(v);
+        }
+        if let Some(v) = self.codec.take() {
+            config.codec = v;
+        }
+        if let Some(v) = self.model.take() {
+            config.model = v;
+        }
+        if let Some(v) = self.seed {
+            config.seed = v;
+        }
+        if let Some(v) = self.max_tokens {
+            config.request.max_tokens = v;
+        }
+        if let Some(v) = self.prompt_tokens {
+            config.request.prompt_tokens = v;
+        }
+        if let Some(v) = self.output.take() {
+            config.output = Some(v);
+        }
+        if self.http2 {
+            config.http2 = true;
+        }
+        if let Some(v) = self.ca_file.take() {
+            config.tls.ca_file = Some(v);
+        }
+        if self.insecure {
+            config.tls.insecure = true;
+        }
+        if self.rate.is_some() || self.concurrency.is_some() {
+            let duration = self
+                .duration
+                .or(if self.requests.is_none() { Some(10.0) } else { None });
+            config.stages = vec![Stage {
+                shape: if self.concurrency.is_some() {
+                    ShapeKind::Concurrency
+                } else {
+                    self.shape
+                },
+                rate: self.rate,
+                burstiness: Some(1.0),
+                concurrency: self.concurrency,
+                duration_s: duration,
+                requests: self.requests,
+                ..Stage::default()
+            }];
+        } else if self.duration.is_some() || self.requests.is_some() {
+            for stage in &mut config.stages {
+                if self.duration.is_some() {
+                    stage.duration_s = self.duration;
+                }
+                if self.requests.is_some() {
+                    stage.requests = self.requests;
+                }
+            }
+        }
+        if let Some(c) = &self.codec_config {
+            let value: serde_json::Value = serde_json::from_str(&read_plugin_config(Some(c), "--codec-config")?)?;
+            config.codec_config = serde_json::from_value(value)?;
+        }
+        self.metrics.apply(&mut config.report);
+        self.dataset.apply(config)?;
+        if let Some(t) = &self.plugins.tokenizer {
+            config.tokenizer = Some(t.clone());
+        }
+        self.plugins.tokenizer = config.tokenizer.clone();
+        Ok(())
+    }
+}
+
+pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => RunConfig::from_file(path)?,
+        None => RunConfig::default(),
+    };
+    let origin = args
+        .config
+        .as_ref()
+        .map_or("flags".to_string(), |p| p.display().to_string());
+    args.apply(&mut config)?;
+    config
+        .validate()
+        .map_err(|m| anyhow::anyhow!("run config {origin}: {m}"))?;
+    if let Some(sim) = &config.sim {
+        sim.validate()
+            .map_err(|m| anyhow::anyhow!("run config {origin}: sim.{m}"))?;
+    }
+    let dir = config.output.clone().unwrap_or_else(default_output_dir);
+    let engine = args.plugins.engine()?;
+    let source = args
+        .plugins
+        .registry()
+        .resolve_in(barrage_plugin_host::World::Codec, &config.codec)?;
+    let plugin_config = serde_json::to_string(&config.codec_config)?;
+    let plugin = CodecPlugin::load(&engine, &source, args.plugins.context(plugin_config, config.seed)?)?;
+    let workload = match prepare_dataset(&config, &args.plugins, &engine)? {
+        Some(prepared) => {
+            for (i, stage) in config.stages.iter().enumerate() {
+                if stage.shape == ShapeKind::Trace && !prepared.timed() {
+                    bail!(
+                        "run config {origin}: stages[{i}]: shape trace sends each sample at its time, and the \
+                         {} dataset's samples have none (use the trace dataset, or at_ms in jsonl/csv records)",
+                        prepared.plugin
+                    );
+                }
+            }
+            barrage_engine::load::Workload::dataset(std::sync::Arc::new(prepared))
+        }
+        None => barrage_engine::load::Workload::synthetic(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .on_thread_start(barrage_engine::load::normal_priority)
+        .enable_all()
+        .build()
+        .context("starting tokio")?;
+    let stop = barrage_engine::load::StopSignal::default();
+    let report = runtime.block_on(async {
+        let signals = {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                barrage_engine::signals::wait_for_stop().await;
+                eprintln!("\nstopping: finishing in-flight requests (Ctrl-C again to quit at once)");
+                stop.stop("interrupted");
+                barrage_engine::signals::wait_for_stop().await;
+                eprintln!("quitting at once; records so far are in the results directory");
+                std::process::exit(130);
+            })
+        };
+        let (target, sim) = match &config.target {
+            Some(t) => (t.clone(), None),
+            None => {
+                let mut sim_config = config.sim.clone().unwrap_or_default();
+                sim_config.port = 0;
+                sim_config.host = "127.0.0.1".into();
+                let sim = barrage_sim::Simulator::start(sim_config).await?;
+                eprintln!(
+                    "no --target: benchmarking the embedded simulator at http://{}",
+                    sim.addr()
+                );
+                (format!("http://{}", sim.addr()), Some(sim))
+            }
+        };
+        let report = barrage_engine::load::run(
+            config.clone(),
+            plugin,
+            workload,
+            &target,
+            &dir,
+            stop.clone(),
+            !args.quiet,
+        )
+        .await;
+        if let Some(sim) = sim {
+            sim.shutdown().await;
+        }
+        signals.abort();
+        report
+    })?;
+    print!("{}", barrage_engine::report::console_table(&report));
+    write_reports(&args.plugins, &config.report, &report, &dir, &dir);
+    Ok(if report.run.stopped {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

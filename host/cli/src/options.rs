@@ -1,0 +1,298 @@
+//! Flag groups several commands share (plugins, datasets, metrics), and
+//! what they share doing with them: loading plugin configuration, preparing
+//! a dataset, writing reports.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use barrage_engine::config::ReportConfig;
+use barrage_engine::metrics::Summary;
+use barrage_plugin_host::engine::default_cache_dir;
+use barrage_plugin_host::state::parse_level;
+use barrage_plugin_host::{EngineOptions, PluginContext, PluginEngine, Registry};
+
+/// Where prompts come from: shared by `run` and `dataset prepare`.
+#[derive(Debug, Args)]
+pub(crate) struct DatasetArgs {
+    /// Dataset plugin: synthetic, sharegpt, jsonl, csv, shared-prefix, multi-turn, trace, an installed name or a .wasm file.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) dataset: Option<String>,
+    /// An input file of the dataset (repeatable; relative to the working directory).
+    #[arg(long = "dataset-file", value_name = "FILE")]
+    pub(crate) dataset_files: Vec<PathBuf>,
+    /// The dataset plugin's options: JSON, or @FILE (.json or .toml).
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub(crate) dataset_config: Option<String>,
+    /// Prepare the dataset afresh instead of reusing the cache.
+    #[arg(long)]
+    pub(crate) no_dataset_cache: bool,
+}
+
+impl DatasetArgs {
+    /// Apply these flags over `config`'s `dataset:` section.
+    pub(crate) fn apply(&self, config: &mut barrage_engine::config::RunConfig) -> Result<()> {
+        if let Some(name) = &self.dataset {
+            match &mut config.dataset {
+                Some(d) if d.plugin == *name => {}
+                slot => {
+                    *slot = Some(barrage_plugin_host::prepare::DatasetConfig {
+                        plugin: name.clone(),
+                        files: Vec::new(),
+                        config: Default::default(),
+                        cache: true,
+                        chat_template: None,
+                        apply_chat_template: false,
+                    })
+                }
+            }
+        }
+        let flags_given = !self.dataset_files.is_empty() || self.dataset_config.is_some() || self.no_dataset_cache;
+        let Some(d) = config.dataset.as_mut() else {
+            if flags_given {
+                bail!("--dataset-file, --dataset-config and --no-dataset-cache need a dataset: give --dataset NAME");
+            }
+            return Ok(());
+        };
+        if !self.dataset_files.is_empty() {
+            let cwd = std::env::current_dir().context("reading the working directory")?;
+            d.files = self.dataset_files.iter().map(|f| cwd.join(f)).collect();
+        }
+        if let Some(c) = &self.dataset_config {
+            let value: serde_json::Value = serde_json::from_str(&read_plugin_config(Some(c), "--dataset-config")?)?;
+            d.config = serde_json::from_value(value)?;
+        }
+        if self.no_dataset_cache {
+            d.cache = false;
+        }
+        Ok(())
+    }
+}
+
+/// How results are summarized: shared by `run`, `report`, `merge` and `compare`.
+#[derive(Debug, Args)]
+pub(crate) struct MetricsArgs {
+    /// An objective for goodput, e.g. "ttft < 200ms" (repeatable; or several comma-separated).
+    #[arg(long, value_name = "OBJECTIVE")]
+    pub(crate) slo: Vec<String>,
+    /// Percentiles to report, comma-separated, e.g. 50,90,99,99.9.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub(crate) percentiles: Option<Vec<f64>>,
+    /// Reporter plugins to run (repeatable): json, csv, markdown, html, or a name or .wasm file.
+    #[arg(long = "reporter", value_name = "NAME")]
+    pub(crate) reporters: Vec<String>,
+}
+
+impl MetricsArgs {
+    /// The report settings of `run`'s configuration with these flags over
+    /// them, and the metrics options they ask for.
+    pub(crate) fn settings_for(
+        &self,
+        run: &barrage_engine::results::RunDir,
+    ) -> Result<(ReportConfig, barrage_engine::metrics::MetricsOptions)> {
+        let mut config = run.config().map(|c| c.report).unwrap_or_default();
+        self.apply(&mut config);
+        let options = config.metrics_options().map_err(|m| anyhow::anyhow!("{m}"))?;
+        Ok((config, options))
+    }
+
+    /// Apply these flags over `config`.
+    pub(crate) fn apply(&self, config: &mut ReportConfig) {
+        if !self.slo.is_empty() {
+            config.slo = self.slo.clone();
+        }
+        if let Some(p) = &self.percentiles {
+            config.percentiles = p.clone();
+        }
+        if !self.reporters.is_empty() {
+            config.reporters = self.reporters.clone();
+        }
+    }
+}
+
+/// Settings for loading and running plugins.
+#[derive(Debug, Args)]
+pub(crate) struct PluginOptions {
+    /// Directory of installed plugins (default: $BARRAGE_PLUGIN_DIR or ~/.local/share/barrage/plugins).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) plugin_dir: Option<PathBuf>,
+    /// Most linear memory a plugin instance may use, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pub(crate) plugin_memory_mib: usize,
+    /// Longest a single codec call may run, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    pub(crate) plugin_deadline_ms: u64,
+    /// Where compiled plugins are cached (default: $BARRAGE_CACHE_DIR or ~/.cache/barrage/compiled).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Lowest level of plugin log lines printed: trace, debug, info, warn, error.
+    #[arg(long, value_name = "LEVEL", default_value = "warn")]
+    pub(crate) plugin_log: String,
+    /// Tokenizer offered to plugins: words (approximate), cl100k_base,
+    /// o200k_base, a tokenizer.json (or its directory), or a model id in the
+    /// local Hugging Face cache.
+    #[arg(long, value_name = "SPEC")]
+    pub(crate) tokenizer: Option<String>,
+}
+
+impl PluginOptions {
+    pub(crate) fn engine(&self) -> Result<PluginEngine> {
+        if self.plugin_memory_mib == 0 || self.plugin_deadline_ms == 0 {
+            bail!("--plugin-memory-mib and --plugin-deadline-ms must be greater than 0");
+        }
+        let options = EngineOptions {
+            memory_limit: self.plugin_memory_mib << 20,
+            call_deadline: Duration::from_millis(self.plugin_deadline_ms),
+            cache_dir: self.cache_dir.clone().or_else(default_cache_dir),
+            ..EngineOptions::default()
+        };
+        Ok(PluginEngine::new(options)?)
+    }
+
+    pub(crate) fn registry(&self) -> Registry {
+        match &self.plugin_dir {
+            Some(dir) => Registry {
+                plugin_dir: Some(dir.clone()),
+            },
+            None => Registry::from_env(),
+        }
+    }
+
+    /// The context every plugin of a command gets; `seed` is the run's
+    /// (host.wit promises each plugin the run's seed), 0 where there is no run.
+    pub(crate) fn context(&self, config_json: String, seed: u64) -> Result<PluginContext> {
+        let log_level = parse_level(&self.plugin_log).with_context(|| {
+            format!(
+                "--plugin-log `{}`: expected trace, debug, info, warn or error",
+                self.plugin_log
+            )
+        })?;
+        let spec = self.tokenizer.as_deref().unwrap_or("words");
+        let tokenizer = barrage_plugin_host::tokenizer::load(spec).with_context(|| "--tokenizer".to_string())?;
+        Ok(PluginContext {
+            name: "".into(),
+            config_json: config_json.into(),
+            seed,
+            tokenizer,
+            log_level,
+        })
+    }
+}
+
+/// Read `--codec-config`: inline JSON, or `@FILE` holding JSON or TOML. The
+/// result is a JSON object.
+pub(crate) fn read_plugin_config(arg: Option<&str>, flag: &str) -> Result<String> {
+    let Some(arg) = arg else { return Ok("{}".into()) };
+    let (text, origin) = match arg.strip_prefix('@') {
+        Some(path) => (
+            std::fs::read_to_string(path).with_context(|| format!("reading plugin configuration {path}"))?,
+            path.to_string(),
+        ),
+        None => (arg.to_string(), flag.to_string()),
+    };
+    let value: serde_json::Value = if origin.ends_with(".toml") {
+        let table: toml::Table = toml::from_str(&text).with_context(|| format!("{origin}: not valid TOML"))?;
+        serde_json::to_value(table).with_context(|| format!("{origin}: cannot be converted to JSON"))?
+    } else {
+        serde_json::from_str(&text).with_context(|| format!("{origin}: not valid JSON"))?
+    };
+    if !value.is_object() {
+        bail!("{origin}: a plugin configuration must be a table (a JSON object), not {value}");
+    }
+    Ok(value.to_string())
+}
+
+/// Run the configured reporters; a reporter that fails is reported and the
+/// others still run (the summary and records are already on disk).
+pub(crate) fn write_reports(
+    plugins: &PluginOptions,
+    config: &ReportConfig,
+    summary: &Summary,
+    run_dir: &Path,
+    out_dir: &Path,
+) -> bool {
+    let engine = match plugins.engine() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("reports not written: {e:#}");
+            return false;
+        }
+    };
+    let registry = plugins.registry();
+    let context = |json: String| plugins.context(json, summary.run.seed).map_err(|e| format!("{e:#}"));
+    let host = barrage_engine::report::ReporterHost {
+        engine: &engine,
+        registry: &registry,
+        context: &context,
+    };
+    let mut ok = true;
+    for (name, outcome) in host.render_all(
+        config,
+        summary,
+        &run_dir.join(barrage_engine::results::RECORDS),
+        out_dir,
+    ) {
+        match outcome {
+            Ok(files) => {
+                for f in files {
+                    println!("report ({name}): {}", f.display());
+                }
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!("reporter {name} failed: {e}");
+            }
+        }
+    }
+    ok
+}
+
+/// The console table, then the reporters; exit code 4 if a reporter failed.
+pub(crate) fn print_and_report(
+    plugins: &PluginOptions,
+    config: &ReportConfig,
+    summary: &Summary,
+    run_dir: &Path,
+    out_dir: &Path,
+) -> ExitCode {
+    print!("{}", barrage_engine::report::console_table(summary));
+    if write_reports(plugins, config, summary, run_dir, out_dir) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(4)
+    }
+}
+
+/// Prepare `config`'s dataset, if it has one, printing what it made.
+pub(crate) fn prepare_dataset(
+    config: &barrage_engine::config::RunConfig,
+    plugins: &PluginOptions,
+    engine: &PluginEngine,
+) -> Result<Option<barrage_plugin_host::prepare::Prepared>> {
+    let Some(dataset) = &config.dataset else {
+        return Ok(None);
+    };
+    let context = plugins.context("{}".into(), config.seed)?;
+    let registry = plugins.registry();
+    let prepared = barrage_plugin_host::prepare::prepare(
+        dataset,
+        barrage_plugin_host::prepare::PrepareEnv {
+            engine,
+            registry: &registry,
+            context,
+            base_dir: &config.base_dir,
+            cache_dir: barrage_plugin_host::prepare::default_cache_dir(),
+        },
+    )?;
+    eprintln!("{} in {:.2} s", prepared.stats(), prepared.seconds);
+    for s in prepared.skipped.iter().take(5) {
+        eprintln!("  skipped {}", s.at);
+    }
+    if prepared.skipped.len() > 5 {
+        eprintln!("  … and {} more", prepared.skipped.len() - 5);
+    }
+    Ok(Some(prepared))
+}

@@ -1,0 +1,331 @@
+//! Cutting response bodies into frames, natively, as bytes arrive.
+//!
+//! The host, not the plugin, frames streams: a frame is timestamped the moment
+//! it is cut, on the task that reads the socket, before any plugin sees it.
+//! Reads may split a frame anywhere (even inside a `\r\n`) or carry several
+//! frames at once; the framers keep the unfinished tail between calls.
+
+use std::time::Instant;
+
+use memchr::memchr;
+
+/// One frame, cut and timestamped by the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedFrame {
+    /// When the bytes that completed this frame were read.
+    pub at: Instant,
+    /// The SSE `event:` field, when present.
+    pub event: Option<String>,
+    /// The SSE data (lines joined by `\n`), or the NDJSON line, or the chunk.
+    pub data: Vec<u8>,
+}
+
+/// How a stream is cut; the contract's `framing` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Each chunk as read.
+    Raw,
+    /// Server-sent events.
+    Sse,
+    /// Newline-delimited JSON.
+    Ndjson,
+    /// gRPC length-prefixed messages.
+    GrpcMessages,
+}
+
+impl Framing {
+    /// Every framing, by the name users give it.
+    pub const NAMES: &[(&str, Framing)] = &[
+        ("raw", Framing::Raw),
+        ("sse", Framing::Sse),
+        ("ndjson", Framing::Ndjson),
+        ("grpc", Framing::GrpcMessages),
+    ];
+}
+
+impl std::str::FromStr for Framing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Framing, String> {
+        Framing::NAMES
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, f)| *f)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Framing::NAMES.iter().map(|(n, _)| *n).collect();
+                format!("unknown framing `{s}`; expected one of {}", names.join(", "))
+            })
+    }
+}
+
+/// An incremental framer for one response body.
+#[derive(Debug)]
+pub struct Framer {
+    framing: Framing,
+    buf: Vec<u8>,
+    /// Offset in `buf` up to which lines have already been scanned.
+    scanned: usize,
+    /// SSE event under construction.
+    sse: SseEvent,
+}
+
+#[derive(Debug, Default)]
+struct SseEvent {
+    event: Option<String>,
+    data: Option<Vec<u8>>,
+    comment: bool,
+}
+
+impl Framer {
+    /// A framer for a body framed as `framing`.
+    pub fn new(framing: Framing) -> Framer {
+        Framer {
+            framing,
+            buf: Vec::new(),
+            scanned: 0,
+            sse: SseEvent::default(),
+        }
+    }
+
+    /// Feed bytes read at `at`; complete frames are appended to `out`.
+    pub fn push(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedFrame>) {
+        match self.framing {
+            Framing::Raw => {
+                if !bytes.is_empty() {
+                    out.push(TimedFrame {
+                        at,
+                        event: None,
+                        data: bytes.to_vec(),
+                    });
+                }
+            }
+            // With nothing held back (the usual case: a read ends where a
+            // frame does), lines are cut from the read itself and only an
+            // unfinished tail is kept.
+            Framing::Sse | Framing::Ndjson if self.buf.is_empty() => {
+                let used = self.cut_lines(bytes, 0, at, out);
+                self.buf.extend_from_slice(&bytes[used..]);
+                self.scanned = self.buf.len();
+            }
+            Framing::Sse | Framing::Ndjson => {
+                self.buf.extend_from_slice(bytes);
+                self.cut_held(at, out);
+            }
+            Framing::GrpcMessages => {
+                self.buf.extend_from_slice(bytes);
+                self.cut_grpc(at, out);
+            }
+        }
+    }
+
+    /// The body ended: flush a final frame that lacked its terminator.
+    pub fn finish(&mut self, at: Instant, out: &mut Vec<TimedFrame>) {
+        match self.framing {
+            Framing::Raw | Framing::GrpcMessages => {}
+            Framing::Sse | Framing::Ndjson => {
+                if !self.buf.is_empty() {
+                    // A last line without its newline still counts.
+                    self.buf.push(b'\n');
+                    self.cut_held(at, out);
+                }
+                if self.framing == Framing::Sse {
+                    self.dispatch_sse(at, out);
+                }
+            }
+        }
+    }
+
+    /// Bytes held back waiting for the rest of a frame.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Cut the lines of the held-back buffer.
+    fn cut_held(&mut self, at: Instant, out: &mut Vec<TimedFrame>) {
+        // Taken out meanwhile, so the SSE state can change.
+        let buf = std::mem::take(&mut self.buf);
+        let used = self.cut_lines(&buf, self.scanned, at, out);
+        self.buf = buf;
+        self.buf.drain(..used);
+        self.scanned = self.buf.len();
+    }
+
+    /// Handle every complete line of `buf` (none ends before `search`);
+    /// returns the length of those lines. Lines are read in place: a
+    /// frame's data is its only copy.
+    fn cut_lines(&mut self, buf: &[u8], mut search: usize, at: Instant, out: &mut Vec<TimedFrame>) -> usize {
+        let mut start = 0;
+        while let Some(pos) = memchr(b'\n', &buf[search..]) {
+            let end = search + pos;
+            let mut line = &buf[start..end];
+            if let [rest @ .., b'\r'] = line {
+                line = rest;
+            }
+            match self.framing {
+                Framing::Sse => self.sse_line(line, at, out),
+                _ => {
+                    if !line.trim_ascii().is_empty() {
+                        out.push(TimedFrame {
+                            at,
+                            event: None,
+                            data: line.to_vec(),
+                        });
+                    }
+                }
+            }
+            start = end + 1;
+            search = start;
+        }
+        start
+    }
+
+    fn sse_line(&mut self, line: &[u8], at: Instant, out: &mut Vec<TimedFrame>) {
+        if line.is_empty() {
+            return self.dispatch_sse(at, out);
+        }
+        if line[0] == b':' {
+            self.sse.comment = true;
+            return;
+        }
+        let (field, value) = match memchr(b':', line) {
+            Some(i) => {
+                let v = &line[i + 1..];
+                (&line[..i], v.strip_prefix(b" ").unwrap_or(v))
+            }
+            None => (line, &b""[..]),
+        };
+        match field {
+            b"data" => match &mut self.sse.data {
+                Some(d) => {
+                    d.push(b'\n');
+                    d.extend_from_slice(value);
+                }
+                None => self.sse.data = Some(value.to_vec()),
+            },
+            b"event" => self.sse.event = Some(String::from_utf8_lossy(value).into_owned()),
+            // `id:` and `retry:` do not matter to a benchmark.
+            _ => {}
+        }
+    }
+
+    fn dispatch_sse(&mut self, at: Instant, out: &mut Vec<TimedFrame>) {
+        let ev = std::mem::take(&mut self.sse);
+        match ev.data {
+            Some(data) => out.push(TimedFrame {
+                at,
+                event: ev.event,
+                data,
+            }),
+            // A comment-only event is a keep-alive: passed on with empty data
+            // so it is counted, never mistaken for output.
+            None if ev.comment => out.push(TimedFrame {
+                at,
+                event: None,
+                data: Vec::new(),
+            }),
+            None => {}
+        }
+    }
+
+    fn cut_grpc(&mut self, at: Instant, out: &mut Vec<TimedFrame>) {
+        let mut start = 0;
+        while self.buf.len() - start >= 5 {
+            let len = u32::from_be_bytes([
+                self.buf[start + 1],
+                self.buf[start + 2],
+                self.buf[start + 3],
+                self.buf[start + 4],
+            ]) as usize;
+            if self.buf.len() - start - 5 < len {
+                break;
+            }
+            let data = self.buf[start + 5..start + 5 + len].to_vec();
+            out.push(TimedFrame { at, event: None, data });
+            start += 5 + len;
+        }
+        self.buf.drain(..start);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cut_in_pieces(framing: Framing, body: &[u8], piece: usize) -> Vec<(Option<String>, String)> {
+        let mut f = Framer::new(framing);
+        let mut out = Vec::new();
+        let now = Instant::now();
+        for chunk in body.chunks(piece) {
+            f.push(chunk, now, &mut out);
+        }
+        f.finish(now, &mut out);
+        out.into_iter()
+            .map(|fr| (fr.event, String::from_utf8(fr.data).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn sse_is_the_same_whatever_the_read_sizes() {
+        let body = b"data: {\"a\":1}\r\n\r\n: ping\n\nevent: error\ndata: x\ndata: y\n\ndata: [DONE]\n\n";
+        let expected = vec![
+            (None, "{\"a\":1}".to_string()),
+            (None, String::new()),
+            (Some("error".to_string()), "x\ny".to_string()),
+            (None, "[DONE]".to_string()),
+        ];
+        for piece in [1, 2, 3, 7, 16, body.len()] {
+            assert_eq!(cut_in_pieces(Framing::Sse, body, piece), expected, "piece size {piece}");
+        }
+    }
+
+    #[test]
+    fn sse_last_event_without_blank_line_is_kept() {
+        assert_eq!(
+            cut_in_pieces(Framing::Sse, b"data: end", 4),
+            vec![(None, "end".to_string())]
+        );
+    }
+
+    #[test]
+    fn ndjson_skips_blank_lines_and_keeps_an_unterminated_last_line() {
+        let body = b"{\"a\":1}\n\n{\"b\":2}\r\n{\"c\":3}";
+        for piece in [1, 5, body.len()] {
+            let lines: Vec<String> = cut_in_pieces(Framing::Ndjson, body, piece)
+                .into_iter()
+                .map(|(_, d)| d)
+                .collect();
+            assert_eq!(lines, ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]);
+        }
+    }
+
+    #[test]
+    fn grpc_messages_are_cut_by_their_length_prefix() {
+        let mut body = Vec::new();
+        for msg in [&b"hello"[..], b"", b"world!"] {
+            body.push(0);
+            body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
+            body.extend_from_slice(msg);
+        }
+        for piece in [1, 3, body.len()] {
+            let msgs: Vec<String> = cut_in_pieces(Framing::GrpcMessages, &body, piece)
+                .into_iter()
+                .map(|(_, d)| d)
+                .collect();
+            assert_eq!(msgs, ["hello", "", "world!"]);
+        }
+    }
+
+    #[test]
+    fn frames_carry_the_time_of_the_read_that_completed_them() {
+        let mut f = Framer::new(Framing::Sse);
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        let t1 = t0 + std::time::Duration::from_millis(5);
+        f.push(b"data: a\n", t0, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(f.pending(), 0);
+        f.push(b"\ndata: b\n\n", t1, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|fr| fr.at == t1));
+    }
+}

@@ -1,0 +1,9 @@
+//! What every part of Barrage shares: the host's request and response types,
+//! the native framers, the seeded random source, TLS settings and the clock.
+//! It depends on no other Barrage crate.
+
+pub mod clock;
+pub mod framing;
+pub mod rng;
+pub mod tls;
+pub mod types;

@@ -1,0 +1,482 @@
+//! The run's configuration: a YAML file, overridden by command-line flags.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::load::shape::{RampKind, ShapeKind};
+
+/// What an open-loop stage does with an arrival when `max_concurrency`
+/// requests are already in flight.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CapPolicy {
+    /// Wait for a slot; the wait shows as send lag and queue wait.
+    #[default]
+    Queue,
+    /// Do not send it; counted as dropped.
+    Drop,
+}
+
+/// One stage of load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// How load is offered.
+    pub shape: ShapeKind,
+    /// Requests per second (for `ramp`, the rate at the end of the stage).
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// `ramp`: the rate at the start of the stage.
+    #[serde(default)]
+    pub from_rate: Option<f64>,
+    /// `gamma`: the shape of the gap distribution (1 = Poisson, < 1 burstier).
+    #[serde(default)]
+    pub burstiness: Option<f64>,
+    /// `concurrency`: virtual users.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// `concurrency`: pause between a user's requests, ms.
+    #[serde(default)]
+    pub think_time_ms: f64,
+    /// Stage length, seconds.
+    #[serde(default)]
+    pub duration_s: Option<f64>,
+    /// Requests in the stage.
+    #[serde(default)]
+    pub requests: Option<u64>,
+    /// Pause after the stage, seconds.
+    #[serde(default)]
+    pub pause_after_s: f64,
+    /// `ramp`: linear (default) or exponential.
+    #[serde(default)]
+    pub ramp: RampKind,
+    /// `ramp` of a closed loop: users at the start (to `concurrency` at the end).
+    #[serde(default)]
+    pub from_concurrency: Option<usize>,
+    /// `burst`: the rate during a burst.
+    #[serde(default)]
+    pub burst_rate: Option<f64>,
+    /// `burst`: how long a burst lasts, seconds.
+    #[serde(default)]
+    pub burst_s: Option<f64>,
+    /// `burst`: when the (first) burst starts, seconds into the stage.
+    #[serde(default)]
+    pub burst_at_s: f64,
+    /// `burst`: repeat the burst every this many seconds.
+    #[serde(default)]
+    pub period_s: Option<f64>,
+    /// `expression`: the rate as an expression of `t`, e.g. `5 + 20*sin(t/60)`.
+    #[serde(default)]
+    pub rate_expr: Option<String>,
+    /// Open loop: most requests in flight at once.
+    #[serde(default)]
+    pub max_concurrency: Option<usize>,
+    /// Open loop: queue or drop arrivals at the cap.
+    #[serde(default)]
+    pub on_cap: CapPolicy,
+    /// Requests sent in the stage's first seconds are recorded but not measured.
+    #[serde(default)]
+    pub warmup_s: f64,
+    /// Requests sent in the stage's last seconds (of `duration_s`) are recorded but not measured.
+    #[serde(default)]
+    pub cooldown_s: f64,
+}
+
+impl Default for Stage {
+    fn default() -> Self {
+        Stage {
+            shape: ShapeKind::Constant,
+            rate: None,
+            from_rate: None,
+            burstiness: None,
+            concurrency: None,
+            think_time_ms: 0.0,
+            duration_s: None,
+            requests: None,
+            pause_after_s: 0.0,
+            ramp: RampKind::Linear,
+            from_concurrency: None,
+            burst_rate: None,
+            burst_s: None,
+            burst_at_s: 0.0,
+            period_s: None,
+            rate_expr: None,
+            max_concurrency: None,
+            on_cap: CapPolicy::Queue,
+            warmup_s: 0.0,
+            cooldown_s: 0.0,
+        }
+    }
+}
+
+impl Stage {
+    /// What the stage asks for, for reports: its description and requested rate or users.
+    pub fn info(&self) -> crate::metrics::StageInfo {
+        let closed = matches!(self.shape, ShapeKind::Concurrency)
+            || (self.shape == ShapeKind::Ramp && self.from_concurrency.is_some());
+        let mut label = match (self.shape, closed) {
+            (ShapeKind::Concurrency, _) => format!("concurrency {}", self.concurrency.unwrap_or(1)),
+            (ShapeKind::Ramp, true) => format!(
+                "ramp {} → {} users",
+                self.from_concurrency.unwrap_or(0),
+                self.concurrency.unwrap_or(1)
+            ),
+            (ShapeKind::Ramp, false) => format!(
+                "ramp {} → {}/s",
+                self.from_rate.unwrap_or(0.0),
+                self.rate.unwrap_or(0.0)
+            ),
+            (ShapeKind::Expression, _) => format!("rate {}", self.rate_expr.as_deref().unwrap_or("?")),
+            (ShapeKind::Trace, _) => "trace replay".to_string(),
+            (kind, _) => format!(
+                "{} {}/s",
+                serde_json::to_value(kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+                self.rate.unwrap_or(0.0)
+            ),
+        };
+        if let Some(d) = self.duration_s {
+            label.push_str(&format!(" for {d}s"));
+        }
+        if let Some(n) = self.requests {
+            label.push_str(&format!(" ({n} requests)"));
+        }
+        crate::metrics::StageInfo {
+            label,
+            requested_rate: if closed { None } else { self.rate },
+            requested_concurrency: if closed { self.concurrency } else { None },
+        }
+    }
+}
+
+/// How results are summarized and reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportConfig {
+    /// Percentiles of every distribution (each > 0 and ≤ 100).
+    pub percentiles: Vec<f64>,
+    /// Objectives for goodput, e.g. `ttft < 200ms` (several per entry, comma-separated).
+    pub slo: Vec<String>,
+    /// Reporter plugins run at the end: built-in names (`json`, `csv`,
+    /// `markdown`, `html`), installed names or `.wasm` paths.
+    pub reporters: Vec<String>,
+    /// Configuration of each reporter, by the name used in `reporters`.
+    pub reporter_config: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+}
+
+impl Default for ReportConfig {
+    fn default() -> Self {
+        ReportConfig {
+            percentiles: crate::metrics::DEFAULT_PERCENTILES.to_vec(),
+            slo: Vec::new(),
+            reporters: ["json", "csv", "markdown", "html"].map(String::from).to_vec(),
+            reporter_config: BTreeMap::new(),
+        }
+    }
+}
+
+impl ReportConfig {
+    /// The metrics options this asks for, or what is wrong (the key and why).
+    pub fn metrics_options(&self) -> Result<crate::metrics::MetricsOptions, String> {
+        if let Some(p) = self.percentiles.iter().find(|p| !(**p > 0.0 && **p <= 100.0)) {
+            return Err(format!(
+                "report.percentiles: {p} is not a percentile; give numbers > 0 and ≤ 100, e.g. 99.9"
+            ));
+        }
+        let slos = crate::metrics::slo::parse_all(&self.slo).map_err(|e| format!("report.slo: {e}"))?;
+        Ok(crate::metrics::MetricsOptions {
+            percentiles: self.percentiles.clone(),
+            slos,
+        })
+    }
+}
+
+/// What each request asks for (until datasets land: a synthetic prompt).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestConfig {
+    /// Tokens in the synthetic prompt, counted by the run's tokenizer (words with the default).
+    pub prompt_tokens: u32,
+    /// Output tokens asked for.
+    pub max_tokens: u32,
+    /// Ask the server to ignore end-of-sequence (exact output lengths).
+    pub ignore_eos: bool,
+    /// Stream responses.
+    pub stream: bool,
+    /// Per-request timeout, seconds.
+    pub timeout_s: f64,
+}
+
+impl Default for RequestConfig {
+    fn default() -> Self {
+        RequestConfig {
+            prompt_tokens: 64,
+            max_tokens: 64,
+            ignore_eos: true,
+            stream: true,
+            timeout_s: 120.0,
+        }
+    }
+}
+
+/// The whole run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Base URL of the server (`http://host:port`); none: the embedded simulator.
+    pub target: Option<String>,
+    /// Codec plugin: a built-in or installed name, or a `.wasm` path.
+    pub codec: String,
+    /// The codec's configuration table.
+    pub codec_config: BTreeMap<String, serde_json::Value>,
+    /// Model name sent.
+    pub model: String,
+    /// Seed for the schedule and prompts.
+    pub seed: u64,
+    /// Results directory; default `runs/<UTC time>`.
+    pub output: Option<PathBuf>,
+    /// What each request asks.
+    pub request: RequestConfig,
+    /// Extra headers on every request.
+    pub headers: BTreeMap<String, String>,
+    /// Name of an environment variable holding an API key, sent as a bearer token (never written to results).
+    pub api_key_env: Option<String>,
+    /// Most idle connections kept per host (0: no limit; with `max_connections`, that many).
+    pub connections: usize,
+    /// Most requests on the wire at once, so most open HTTP/1.1 connections
+    /// (0: no limit); a request past it waits for a slot, which shows as send lag.
+    pub max_connections: usize,
+    /// HTTP/2 only: h2c on http://, h2 on https://.
+    pub http2: bool,
+    /// TLS for https:// targets.
+    pub tls: barrage_core::tls::ClientTls,
+    /// Plugin threads decoding responses (default: one per core, at most 4:
+    /// at thousands of streams a second one thread cannot keep up).
+    pub plugin_threads: usize,
+    /// After a stop, how long in-flight requests may finish, seconds.
+    pub grace_period_s: f64,
+    /// Stop the run when more than this fraction of finished requests failed (after 20).
+    pub max_error_rate: Option<f64>,
+    /// The load.
+    pub stages: Vec<Stage>,
+    /// Simulator settings when no target is given.
+    pub sim: Option<barrage_sim::SimConfig>,
+    /// Percentiles, objectives and reporters.
+    pub report: ReportConfig,
+    /// Tokenizer offered to plugins (see `--tokenizer`); none: `words`, approximate.
+    pub tokenizer: Option<String>,
+    /// Where prompts come from; none: a synthetic prompt of `request.prompt_tokens`.
+    pub dataset: Option<barrage_plugin_host::prepare::DatasetConfig>,
+    /// Directory the dataset's relative paths are resolved against: the
+    /// config file's, or the working directory.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            target: None,
+            codec: "openai-chat".into(),
+            codec_config: BTreeMap::new(),
+            model: "barrage-sim".into(),
+            seed: 0,
+            output: None,
+            request: RequestConfig::default(),
+            headers: BTreeMap::new(),
+            api_key_env: None,
+            connections: 0,
+            max_connections: 0,
+            http2: false,
+            tls: barrage_core::tls::ClientTls::default(),
+            plugin_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            grace_period_s: 5.0,
+            max_error_rate: None,
+            stages: vec![Stage {
+                shape: ShapeKind::Constant,
+                rate: Some(20.0),
+                duration_s: Some(10.0),
+                ..Stage::default()
+            }],
+            sim: None,
+            report: ReportConfig::default(),
+            tokenizer: None,
+            dataset: None,
+            base_dir: PathBuf::new(),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RunConfigError {
+    /// Unreadable file.
+    #[error("cannot read run config {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Malformed YAML or wrong keys or types.
+    #[error("run config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// The YAML parser's message, with line and column.
+        message: String,
+    },
+    /// Values out of range.
+    #[error("run config {origin}: {message}")]
+    Invalid {
+        /// The file or `flags`.
+        origin: String,
+        /// Which key, and what is expected.
+        message: String,
+    },
+}
+
+impl RunConfig {
+    /// Read a YAML file.
+    pub fn from_file(path: &Path) -> Result<RunConfig, RunConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RunConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut config = if text.trim().is_empty() {
+            RunConfig::default()
+        } else {
+            serde_yaml_ng::from_str(&text).map_err(|e| RunConfigError::Parse {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?
+        };
+        config.base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(config)
+    }
+
+    /// Check ranges. The message names the key and what it accepts.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.stages.is_empty() {
+            return Err("stages: at least one stage is needed".into());
+        }
+        self.report.metrics_options()?;
+        if let Some(t) = &self.target
+            && !(t.starts_with("http://") || t.starts_with("https://"))
+        {
+            return Err(format!("target: `{t}` is not an http:// or https:// URL"));
+        }
+        if self.request.max_tokens == 0 {
+            return Err("request.max_tokens must be at least 1".into());
+        }
+        if !(self.request.timeout_s > 0.0 && self.request.timeout_s.is_finite()) {
+            return Err(format!(
+                "request.timeout_s must be a number of seconds > 0, got {}",
+                self.request.timeout_s
+            ));
+        }
+        if !(self.grace_period_s >= 0.0 && self.grace_period_s.is_finite()) {
+            return Err(format!("grace_period_s must be ≥ 0, got {}", self.grace_period_s));
+        }
+        if let Some(r) = self.max_error_rate
+            && !(0.0..=1.0).contains(&r)
+        {
+            return Err(format!("max_error_rate is a fraction from 0 to 1, got {r}"));
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            let at = format!("stages[{i}]");
+            if s.duration_s.is_none() && s.requests.is_none() && s.shape != ShapeKind::Trace {
+                return Err(format!("{at}: give duration_s or requests (or both) so the stage ends"));
+            }
+            if let Some(d) = s.duration_s
+                && !(d > 0.0 && d.is_finite())
+            {
+                return Err(format!("{at}.duration_s must be > 0 seconds, got {d}"));
+            }
+            if !(s.pause_after_s >= 0.0 && s.pause_after_s.is_finite()) {
+                return Err(format!("{at}.pause_after_s must be ≥ 0, got {}", s.pause_after_s));
+            }
+            let positive = |name: &str, v: Option<f64>| match v {
+                Some(v) if v > 0.0 && v.is_finite() => Ok(()),
+                Some(v) => Err(format!("{at}.{name} must be a number > 0, got {v}")),
+                None => Err(format!("{at}: shape {:?} needs {name}", s.shape)),
+            };
+            match s.shape {
+                ShapeKind::Constant | ShapeKind::Poisson => positive("rate", s.rate)?,
+                ShapeKind::Gamma => {
+                    positive("rate", s.rate)?;
+                    positive("burstiness", s.burstiness)?;
+                }
+                ShapeKind::Ramp => {
+                    if s.duration_s.is_none() {
+                        return Err(format!("{at}: a ramp needs duration_s"));
+                    }
+                    match (s.from_concurrency, s.concurrency) {
+                        (Some(a), Some(b)) if a > 0 && b > 0 => {}
+                        (Some(_), _) | (None, Some(_)) => {
+                            return Err(format!(
+                                "{at}: a concurrency ramp needs from_concurrency ≥ 1 and concurrency ≥ 1"
+                            ));
+                        }
+                        (None, None) => {
+                            positive("rate", s.rate)?;
+                            positive("from_rate", s.from_rate)?;
+                        }
+                    }
+                }
+                ShapeKind::Burst => {
+                    positive("rate", s.rate)?;
+                    positive("burst_rate", s.burst_rate)?;
+                    positive("burst_s", s.burst_s)?;
+                    if let Some(p) = s.period_s
+                        && !(p > 0.0 && p.is_finite())
+                    {
+                        return Err(format!("{at}.period_s must be > 0, got {p}"));
+                    }
+                    if !(s.burst_at_s >= 0.0 && s.burst_at_s.is_finite()) {
+                        return Err(format!("{at}.burst_at_s must be ≥ 0, got {}", s.burst_at_s));
+                    }
+                }
+                ShapeKind::Expression => {
+                    let Some(src) = &s.rate_expr else {
+                        return Err(format!(
+                            "{at}: shape expression needs rate_expr, e.g. \"5 + 20*sin(t/60)\""
+                        ));
+                    };
+                    crate::load::expr::Expr::parse(src).map_err(|e| format!("{at}.rate_expr `{src}`: {e}"))?;
+                    if s.duration_s.is_none() {
+                        return Err(format!("{at}: an expression rate needs duration_s"));
+                    }
+                }
+                ShapeKind::Trace => {
+                    if self.dataset.is_none() {
+                        return Err(format!(
+                            "{at}: shape trace sends a dataset's samples at their times; add a `dataset:` \
+                             section (e.g. plugin: trace, files: [my-trace.jsonl])"
+                        ));
+                    }
+                }
+                ShapeKind::Concurrency => match s.concurrency {
+                    Some(c) if c > 0 => {}
+                    _ => return Err(format!("{at}: shape concurrency needs concurrency ≥ 1")),
+                },
+            }
+            if s.max_concurrency == Some(0) {
+                return Err(format!("{at}.max_concurrency must be at least 1"));
+            }
+            for (name, v) in [("warmup_s", s.warmup_s), ("cooldown_s", s.cooldown_s)] {
+                if !(v >= 0.0 && v.is_finite()) {
+                    return Err(format!("{at}.{name} must be ≥ 0 seconds, got {v}"));
+                }
+            }
+            if !(s.think_time_ms >= 0.0 && s.think_time_ms.is_finite()) {
+                return Err(format!("{at}.think_time_ms must be ≥ 0, got {}", s.think_time_ms));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! Barrage's load engine: the run configuration, the pacer and its threads,
+//! the transport, metrics, the results directory and reports.
+//!
+//! Start with `docs/architecture.md` for the map of crates and threads.
+
+pub mod config;
+pub mod load;
+pub mod metrics;
+pub mod report;
+pub mod results;
+pub mod signals;
+pub mod transport;

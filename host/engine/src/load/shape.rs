@@ -1,0 +1,323 @@
+//! Arrival schedules: when each request of an open-loop stage is sent.
+//!
+//! Every schedule is computed from the run's seed alone, so the same seed
+//! gives the same send times, to the nanosecond, on every run.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use barrage_core::rng::Rng;
+
+/// How load is offered during a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ShapeKind {
+    /// Evenly spaced arrivals at `rate`.
+    Constant,
+    /// Poisson arrivals at `rate` (exponential gaps).
+    Poisson,
+    /// Gamma-distributed gaps at `rate`; `burstiness` is the gamma shape
+    /// (1 is Poisson, below 1 burstier, above 1 smoother).
+    Gamma,
+    /// Closed loop: `concurrency` virtual users, each sending its next
+    /// request when its last one ends (after `think_time_ms`).
+    Concurrency,
+    /// Poisson arrivals whose rate moves from `from_rate` to `rate` over the
+    /// stage, linearly or exponentially (an inhomogeneous Poisson process).
+    /// With `from_concurrency` and `concurrency` instead: a closed loop whose
+    /// number of users moves the same way.
+    Ramp,
+    /// Poisson arrivals at `rate`, rising to `burst_rate` for `burst_s`
+    /// seconds at `burst_at_s`, and again every `period_s` if given.
+    Burst,
+    /// Poisson arrivals whose rate is `rate_expr`, an expression of `t`
+    /// (seconds since the stage started), e.g. `5 + 20*sin(t/60)`.
+    Expression,
+    /// Each dataset sample at its own time (`at_ms` after the stage starts):
+    /// trace replay. Ends when the dataset is sent, or at `duration_s` or
+    /// `requests`.
+    Trace,
+}
+
+/// How a ramp moves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RampKind {
+    /// In equal steps.
+    #[default]
+    Linear,
+    /// By equal factors.
+    Exponential,
+}
+
+/// A rate (requests/s) as a function of seconds since the stage started.
+pub type RateFn = std::sync::Arc<dyn Fn(f64) -> f64 + Send + Sync>;
+
+/// An open-loop arrival generator for one stage.
+pub struct Arrivals {
+    kind: ShapeKind,
+    rate: f64,
+    from_rate: f64,
+    burstiness: f64,
+    duration: Option<Duration>,
+    max_requests: Option<u64>,
+    rng: Rng,
+    /// For thinning: the rate function and an upper bound of it.
+    varying: Option<(RateFn, f64)>,
+    /// Time of the last arrival, seconds from the stage start (for ramps:
+    /// the integrated rate Λ reached so far).
+    t: f64,
+    n: u64,
+}
+
+impl Arrivals {
+    /// Arrivals for a stage; `stream` keeps stages' random streams apart.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        kind: ShapeKind,
+        rate: f64,
+        from_rate: f64,
+        burstiness: f64,
+        duration: Option<Duration>,
+        max_requests: Option<u64>,
+        seed: u64,
+        stream: u64,
+    ) -> Arrivals {
+        Arrivals {
+            kind,
+            rate,
+            from_rate,
+            burstiness,
+            duration,
+            max_requests,
+            rng: Rng::stream(seed, stream),
+            varying: None,
+            t: 0.0,
+            n: 0,
+        }
+    }
+
+    /// Arrivals of an inhomogeneous Poisson process with rate `rate(t)`,
+    /// bounded above by `max_rate`, by thinning (Lewis and Shedler).
+    pub fn varying(
+        rate: RateFn,
+        max_rate: f64,
+        duration: Option<Duration>,
+        max_requests: Option<u64>,
+        seed: u64,
+        stream: u64,
+    ) -> Arrivals {
+        let mut a = Arrivals::new(
+            ShapeKind::Expression,
+            max_rate,
+            max_rate,
+            1.0,
+            duration,
+            max_requests,
+            seed,
+            stream,
+        );
+        a.varying = Some((rate, max_rate));
+        a
+    }
+
+    /// Invert the ramp's integrated rate Λ(t) = r0·t + (r1 − r0)·t²/(2D).
+    fn ramp_time(&self, lambda: f64) -> f64 {
+        let d = self.duration.map_or(1.0, |d| d.as_secs_f64());
+        let (r0, r1) = (self.from_rate, self.rate);
+        let a = (r1 - r0) / (2.0 * d);
+        if a.abs() < 1e-12 {
+            return lambda / r0.max(1e-12);
+        }
+        // a·t² + r0·t − Λ = 0, the non-negative root.
+        (-r0 + (r0 * r0 + 4.0 * a * lambda).max(0.0).sqrt()) / (2.0 * a)
+    }
+}
+
+impl Iterator for Arrivals {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        if self.max_requests.is_some_and(|m| self.n >= m) {
+            return None;
+        }
+        let at = match self.kind {
+            ShapeKind::Constant => self.n as f64 / self.rate,
+            ShapeKind::Poisson => {
+                if self.n > 0 {
+                    self.t += self.rng.exponential(1.0 / self.rate);
+                }
+                self.t
+            }
+            ShapeKind::Gamma => {
+                if self.n > 0 {
+                    let k = self.burstiness;
+                    self.t += self.rng.gamma(k, 1.0 / (self.rate * k));
+                }
+                self.t
+            }
+            _ if self.varying.is_some() => {
+                let (rate, max) = self.varying.clone()?;
+                let end = self.duration.map_or(f64::INFINITY, |d| d.as_secs_f64());
+                loop {
+                    self.t += self.rng.exponential(1.0 / max);
+                    if self.t >= end || !self.t.is_finite() {
+                        return None;
+                    }
+                    if self.rng.f64() * max <= rate(self.t).max(0.0) {
+                        break self.t;
+                    }
+                }
+            }
+            ShapeKind::Ramp => {
+                self.t += self.rng.exponential(1.0);
+                self.ramp_time(self.t)
+            }
+            ShapeKind::Concurrency | ShapeKind::Burst | ShapeKind::Expression | ShapeKind::Trace => return None,
+        };
+        if self.duration.is_some_and(|d| at >= d.as_secs_f64()) || !at.is_finite() {
+            return None;
+        }
+        self.n += 1;
+        Some(Duration::from_secs_f64(at))
+    }
+}
+
+/// The arrivals of an open-loop stage.
+pub fn stage_arrivals(stage: &crate::config::Stage, seed: u64, index: usize) -> Arrivals {
+    let duration = stage.duration_s.map(Duration::from_secs_f64);
+    let (seed, stream) = (seed, index as u64);
+    let rate = stage.rate.unwrap_or(1.0);
+    match stage.shape {
+        ShapeKind::Ramp if stage.ramp == RampKind::Exponential => {
+            let (r0, r1) = (stage.from_rate.unwrap_or(1.0), rate);
+            let d = stage.duration_s.unwrap_or(1.0);
+            let f: RateFn = std::sync::Arc::new(move |t| r0 * (r1 / r0).powf(t / d));
+            Arrivals::varying(f, r0.max(r1), duration, stage.requests, seed, stream)
+        }
+        ShapeKind::Burst => {
+            let (base, burst) = (rate, stage.burst_rate.unwrap_or(rate));
+            let (at, len, period) = (stage.burst_at_s, stage.burst_s.unwrap_or(0.0), stage.period_s);
+            let f: RateFn = std::sync::Arc::new(move |t| {
+                let into = t - at;
+                let in_burst = into >= 0.0 && period.map_or(into, |p| into.rem_euclid(p)) < len;
+                if in_burst { burst } else { base }
+            });
+            Arrivals::varying(f, base.max(burst), duration, stage.requests, seed, stream)
+        }
+        ShapeKind::Expression => {
+            let expr = stage
+                .rate_expr
+                .as_deref()
+                .and_then(|e| super::expr::Expr::parse(e).ok());
+            let expr = expr.unwrap_or(super::expr::Expr::Num(0.0));
+            let d = stage.duration_s.unwrap_or(1.0);
+            // Bound the rate by sampling it finely, with a margin: thinning
+            // needs an upper bound, and a smooth expression does not peak
+            // much between 4,096 samples.
+            let max = (0..=4096)
+                .map(|i| expr.eval(d * i as f64 / 4096.0))
+                .filter(|v| v.is_finite())
+                .fold(0.0, f64::max);
+            let f: RateFn = std::sync::Arc::new(move |t| expr.eval(t));
+            Arrivals::varying(f, (max * 1.1).max(1e-9), duration, stage.requests, seed, stream)
+        }
+        kind => Arrivals::new(
+            kind,
+            rate,
+            stage.from_rate.unwrap_or(1.0),
+            stage.burstiness.unwrap_or(1.0),
+            duration,
+            stage.requests,
+            seed,
+            stream,
+        ),
+    }
+}
+
+/// Users a closed-loop stage wants at `t` seconds (a concurrency ramp moves
+/// from `from_concurrency` to `concurrency`).
+pub fn users_at(stage: &crate::config::Stage, t: f64) -> usize {
+    let to = stage.concurrency.unwrap_or(1) as f64;
+    let Some(from) = stage.from_concurrency.filter(|_| stage.shape == ShapeKind::Ramp) else {
+        return to as usize;
+    };
+    let from = from as f64;
+    let x = (t / stage.duration_s.unwrap_or(1.0)).clamp(0.0, 1.0);
+    let n = match stage.ramp {
+        RampKind::Linear => from + (to - from) * x,
+        RampKind::Exponential => from * (to / from).powf(x),
+    };
+    n.round().max(1.0) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offsets(kind: ShapeKind, rate: f64, from: f64, k: f64, secs: f64, seed: u64) -> Vec<f64> {
+        Arrivals::new(kind, rate, from, k, Some(Duration::from_secs_f64(secs)), None, seed, 0)
+            .map(|d| d.as_secs_f64())
+            .collect()
+    }
+
+    #[test]
+    fn constant_is_evenly_spaced() {
+        let o = offsets(ShapeKind::Constant, 100.0, 0.0, 1.0, 2.0, 0);
+        assert_eq!(o.len(), 200);
+        assert!(o.windows(2).all(|w| ((w[1] - w[0]) - 0.01).abs() < 1e-9));
+    }
+
+    #[test]
+    fn poisson_and_gamma_have_the_asked_rate_and_dispersion() {
+        for (kind, k, cv) in [
+            (ShapeKind::Poisson, 1.0, 1.0),
+            (ShapeKind::Gamma, 0.25, 2.0),
+            (ShapeKind::Gamma, 4.0, 0.5),
+        ] {
+            let o = offsets(kind, 1000.0, 0.0, k, 50.0, 3);
+            let gaps: Vec<f64> = o.windows(2).map(|w| w[1] - w[0]).collect();
+            let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+            let sd = (gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64).sqrt();
+            assert!((mean * 1000.0 - 1.0).abs() < 0.03, "{kind:?} mean gap {mean}");
+            assert!((sd / mean - cv).abs() < 0.05 * cv, "{kind:?} cv {}", sd / mean);
+        }
+    }
+
+    #[test]
+    fn ramps_move_the_rate_linearly() {
+        let o = offsets(ShapeKind::Ramp, 400.0, 100.0, 1.0, 20.0, 5);
+        let first = o.iter().filter(|&&t| t < 2.0).count() as f64 / 2.0;
+        let last = o.iter().filter(|&&t| t >= 18.0).count() as f64 / 2.0;
+        // Expected: ~115/s over the first 2 s and ~385/s over the last 2 s.
+        assert!((first - 115.0).abs() < 25.0, "{first}");
+        assert!((last - 385.0).abs() < 45.0, "{last}");
+        assert!((o.len() as f64 - 5000.0).abs() < 250.0, "{}", o.len());
+    }
+
+    #[test]
+    fn thinning_follows_a_varying_rate() {
+        // 100/s for the first 5 s, 400/s for the next 5 s.
+        let rate: RateFn = std::sync::Arc::new(|t| if t < 5.0 { 100.0 } else { 400.0 });
+        let o: Vec<f64> = Arrivals::varying(rate, 400.0, Some(Duration::from_secs(10)), None, 1, 0)
+            .map(|d| d.as_secs_f64())
+            .collect();
+        let first = o.iter().filter(|&&t| t < 5.0).count() as f64;
+        let second = o.len() as f64 - first;
+        assert!((first - 500.0).abs() < 4.0 * 500f64.sqrt(), "{first}");
+        assert!((second - 2000.0).abs() < 4.0 * 2000f64.sqrt(), "{second}");
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_schedule() {
+        assert_eq!(
+            offsets(ShapeKind::Poisson, 50.0, 0.0, 1.0, 5.0, 9),
+            offsets(ShapeKind::Poisson, 50.0, 0.0, 1.0, 5.0, 9)
+        );
+        assert_ne!(
+            offsets(ShapeKind::Poisson, 50.0, 0.0, 1.0, 5.0, 9),
+            offsets(ShapeKind::Poisson, 50.0, 0.0, 1.0, 5.0, 10)
+        );
+    }
+}

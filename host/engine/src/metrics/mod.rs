@@ -1,0 +1,25 @@
+//! Metrics: per-request records, their aggregation into distributions,
+//! throughput, goodput and a time series, and the run summary.
+//!
+//! - [`record`]: one request, and the per-request quantities (TTFT, TPOT, …).
+//! - [`hist`]: HDR-histogram distributions with configurable percentiles.
+//! - [`slo`]: objectives for goodput.
+//! - [`stage`]: per-stage aggregates and the request accounting.
+//! - [`summary`]: the run summary and its per-second time series.
+//!
+//! Every quantity is defined in `docs/metrics.md`; the code follows it.
+
+pub mod hist;
+pub mod record;
+pub mod slo;
+pub mod stage;
+pub mod summary;
+
+pub use hist::{DEFAULT_PERCENTILES, Dist, Hist};
+pub use record::{Record, RequestInfo, Status, TokenSource};
+pub use slo::Slo;
+pub use stage::{ScheduleCounts, StageInfo, StageSummary};
+pub use summary::{Aggregator, MetricsOptions, RunFacts, SCHEMA_VERSION, Summary};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,432 @@
+//! One request's record: what `records.jsonl` holds per line, and the
+//! per-request quantities every metric is built from.
+//!
+//! Times are milliseconds from the run's start (a monotonic clock); the
+//! run's wall-clock start is in `meta.json`. The definitions are in
+//! `docs/metrics.md`.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::transport::{Ending, Exchange};
+use barrage_core::types::Event;
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// A complete response with output.
+    #[default]
+    Ok,
+    /// A non-2xx status.
+    HttpError,
+    /// An error object from the server (in the stream or the body).
+    ServerError,
+    /// No response within the timeout.
+    Timeout,
+    /// Stopped by the user before it finished.
+    Cancelled,
+    /// Connecting, sending or reading failed (including a cut connection).
+    TransportError,
+    /// The codec plugin failed on this request or response.
+    PluginError,
+    /// The stream ended without its end marker or finish reason.
+    Truncated,
+    /// The server sent a frame the codec could not parse.
+    Malformed,
+}
+
+impl Status {
+    /// The name used in records and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::HttpError => "http_error",
+            Status::ServerError => "server_error",
+            Status::Timeout => "timeout",
+            Status::Cancelled => "cancelled",
+            Status::TransportError => "transport_error",
+            Status::PluginError => "plugin_error",
+            Status::Truncated => "truncated",
+            Status::Malformed => "malformed",
+        }
+    }
+
+    /// A failure: neither a success nor cancelled by the user.
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Status::Ok | Status::Cancelled)
+    }
+}
+
+/// Where a token count came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// The server's usage report.
+    Usage,
+    /// Token counts the codec read off each frame.
+    Frames,
+    /// One token per output frame: approximate.
+    #[default]
+    FrameCount,
+    /// Counted by the run's tokenizer.
+    Tokenizer,
+}
+
+impl TokenSource {
+    /// The name used in records and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            TokenSource::Usage => "usage",
+            TokenSource::Frames => "frames",
+            TokenSource::FrameCount => "frame_count",
+            TokenSource::Tokenizer => "tokenizer",
+        }
+    }
+}
+
+/// One request, as written to `records.jsonl`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Record {
+    /// Request id (also sent as `x-request-id`).
+    pub id: u64,
+    /// Stage index.
+    pub stage: usize,
+    /// Session of a multi-turn conversation, when the dataset has sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<u64>,
+    /// Index of the dataset sample the prompt came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample: Option<u64>,
+    /// Which load generator sent it, in a run merged from shards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<u32>,
+    /// Scheduled send, ms from run start.
+    pub scheduled_ms: f64,
+    /// Actual send, ms.
+    pub sent_ms: f64,
+    /// Time waited for a connection slot under `max_connections`, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_wait_ms: Option<f64>,
+    /// The connection used: numbered from 0 in the order the run opened them.
+    #[serde(default)]
+    pub connection_id: Option<u64>,
+    /// When the request had its connection: the send for a pooled one, or
+    /// when a new one was established (connect and TLS done), ms.
+    #[serde(default)]
+    pub connection_acquired_ms: Option<f64>,
+    /// Response headers, ms.
+    pub headers_ms: Option<f64>,
+    /// First body byte, ms.
+    pub first_byte_ms: Option<f64>,
+    /// First frame carrying output (content or reasoning), ms.
+    pub first_token_ms: Option<f64>,
+    /// First frame carrying answer content (not reasoning), ms.
+    #[serde(default)]
+    pub first_answer_ms: Option<f64>,
+    /// Last frame carrying output, ms.
+    pub last_token_ms: Option<f64>,
+    /// End of the exchange (stream end, error or cancel), ms.
+    pub end_ms: f64,
+    /// Arrival of every output-carrying frame, ms.
+    pub content_frames_ms: Vec<f64>,
+    /// Tokens in each of those frames, where the codec knows them (left
+    /// out of the file when it knows none).
+    #[serde(default, skip_serializing_if = "all_unknown")]
+    pub content_frame_tokens: Vec<Option<u32>>,
+    /// Output frames that carried reasoning.
+    #[serde(default)]
+    pub reasoning_frames: u32,
+    /// Prompt tokens.
+    pub prompt_tokens: Option<u32>,
+    /// Where `prompt_tokens` came from.
+    #[serde(default)]
+    pub prompt_tokens_source: Option<TokenSource>,
+    /// Output tokens.
+    pub output_tokens: u32,
+    /// Where `output_tokens` came from.
+    pub output_tokens_source: TokenSource,
+    /// How it ended.
+    pub status: Status,
+    /// HTTP status.
+    pub http_status: Option<u16>,
+    /// HTTP version of the response.
+    pub http_version: Option<String>,
+    /// The error, if any.
+    pub error: Option<String>,
+    /// Finish reason.
+    pub finish_reason: Option<String>,
+    /// Request body bytes.
+    pub bytes_sent: u64,
+    /// Response body bytes.
+    pub bytes_received: u64,
+    /// False for requests sent in a stage's warm-up or cool-down: counted,
+    /// but left out of latency and throughput figures.
+    pub measured: bool,
+    /// Time waited for a slot under the stage's concurrency cap, ms.
+    pub queue_wait_ms: Option<f64>,
+}
+
+fn all_unknown(tokens: &[Option<u32>]) -> bool {
+    tokens.iter().all(Option::is_none)
+}
+
+/// What the engine knows of a request before it is sent: its place in the
+/// run's schedule and in the dataset.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestInfo {
+    /// Request id.
+    pub id: u64,
+    /// Stage index.
+    pub stage: usize,
+    /// When it was due.
+    pub scheduled: Instant,
+    /// False in a stage's warm-up or cool-down.
+    pub measured: bool,
+    /// Time spent waiting for a slot under the stage's concurrency cap.
+    pub queue_wait: Option<std::time::Duration>,
+    /// The dataset sample it sends.
+    pub sample: Option<u64>,
+    /// The session the sample belongs to.
+    pub session: Option<u64>,
+}
+
+impl RequestInfo {
+    /// A measured request `id` of `stage`, due at `scheduled`, with no dataset sample.
+    pub fn new(id: u64, stage: usize, scheduled: Instant) -> RequestInfo {
+        RequestInfo {
+            id,
+            stage,
+            scheduled,
+            measured: true,
+            queue_wait: None,
+            sample: None,
+            session: None,
+        }
+    }
+}
+
+/// From whole nanoseconds since `origin`, so a time prints as its exact
+/// decimal (2.169002, not 2.1690020000000003).
+fn ms_since(origin: Instant, t: Instant) -> f64 {
+    t.saturating_duration_since(origin).as_nanos() as f64 / 1e6
+}
+
+impl Record {
+    /// A measured request `id` of `stage` with no dataset sample, from its exchange.
+    pub fn from_exchange(id: u64, stage: usize, origin: Instant, scheduled: Instant, ex: &Exchange) -> Record {
+        Record::sent(&RequestInfo::new(id, stage, scheduled), origin, ex)
+    }
+
+    /// A request the codec could not encode: nothing was sent.
+    pub fn not_encoded(info: &RequestInfo, origin: Instant, failure: &barrage_plugin_host::PluginFailure) -> Record {
+        let now = ms_since(origin, Instant::now());
+        Record {
+            sent_ms: now,
+            end_ms: now,
+            status: Status::PluginError,
+            error: Some(failure.to_string()),
+            ..Record::planned(info, origin)
+        }
+    }
+
+    /// The fields every record of `info` has, whatever happened to it.
+    fn planned(info: &RequestInfo, origin: Instant) -> Record {
+        Record {
+            id: info.id,
+            stage: info.stage,
+            session: info.session,
+            sample: info.sample,
+            scheduled_ms: ms_since(origin, info.scheduled),
+            measured: info.measured,
+            queue_wait_ms: info.queue_wait.map(|d| d.as_secs_f64() * 1000.0),
+            ..Record::default()
+        }
+    }
+
+    /// A request that was sent, from its exchange.
+    pub fn sent(info: &RequestInfo, origin: Instant, ex: &Exchange) -> Record {
+        let ms = |t: Instant| ms_since(origin, t);
+        let mut frames_ms = Vec::new();
+        let mut frame_tokens = Vec::new();
+        let mut last_frame = None;
+        let mut first_answer = None;
+        let mut reasoning_frames = 0u32;
+        let mut last_reasoning_frame = None;
+        let (mut usage, mut finish, mut server_error, mut done, mut malformed) = (None, None, None, false, None);
+        for e in &ex.decoded.events {
+            match &e.event {
+                Event::Content(d) | Event::Reasoning(d) => {
+                    if matches!(e.event, Event::Reasoning(_)) {
+                        if last_reasoning_frame != Some(e.frame) {
+                            reasoning_frames += 1;
+                            last_reasoning_frame = Some(e.frame);
+                        }
+                    } else if first_answer.is_none() {
+                        first_answer = Some(ms(e.at));
+                    }
+                    // Several deltas of one frame (content and reasoning) count once.
+                    if last_frame != Some(e.frame) {
+                        frames_ms.push(ms(e.at));
+                        frame_tokens.push(d.tokens);
+                        last_frame = Some(e.frame);
+                    } else if let (Some(last), Some(t)) = (frame_tokens.last_mut(), d.tokens) {
+                        *last = Some(last.unwrap_or(0) + t);
+                    }
+                }
+                Event::Usage(u) => usage = Some(*u),
+                Event::Finish(r) => finish = Some(r.clone()),
+                Event::ServerError(err) => {
+                    server_error = Some(format!("{}: {}", err.code.as_deref().unwrap_or("error"), err.message))
+                }
+                Event::Done => done = true,
+                Event::Malformed(m) => malformed = malformed.or(Some(format!("malformed frame: {m}"))),
+                _ => {}
+            }
+        }
+        let (output_tokens, source) = match (
+            usage.and_then(|u| u.completion_tokens),
+            frame_tokens.iter().all(Option::is_some),
+        ) {
+            (Some(n), _) => (n, TokenSource::Usage),
+            (None, true) if !frame_tokens.is_empty() => {
+                (frame_tokens.iter().map(|t| t.unwrap_or(0)).sum(), TokenSource::Frames)
+            }
+            _ => (frames_ms.len() as u32, TokenSource::FrameCount),
+        };
+        let (status, error) = match (&ex.ending, ex.status) {
+            (Ending::Timeout, _) => (Status::Timeout, Some("timed out".to_string())),
+            (Ending::Cancelled, _) => (Status::Cancelled, Some("cancelled by stop".to_string())),
+            (Ending::TransportError(e), _) => (Status::TransportError, Some(e.clone())),
+            (Ending::Complete, Some(s)) if !(200..300).contains(&s) => (
+                Status::HttpError,
+                Some(server_error.unwrap_or_else(|| format!("HTTP {s}"))),
+            ),
+            (Ending::Complete, _) if ex.decoded.failure.is_some() => {
+                (Status::PluginError, ex.decoded.failure.as_ref().map(|f| f.to_string()))
+            }
+            (Ending::Complete, _) if server_error.is_some() => (Status::ServerError, server_error),
+            (Ending::Complete, _) if malformed.is_some() => (Status::Malformed, malformed),
+            (Ending::Complete, _) if ex.decoded.frames > 1 && (!done || finish.is_none()) => (
+                Status::Truncated,
+                Some(
+                    if !done {
+                        "stream ended without its end marker"
+                    } else {
+                        "stream ended without a finish reason"
+                    }
+                    .to_string(),
+                ),
+            ),
+            (Ending::Complete, _) => (Status::Ok, None),
+        };
+        let prompt_tokens = usage.and_then(|u| u.prompt_tokens);
+        Record {
+            sent_ms: ms(ex.sent),
+            connection_wait_ms: ex.slot_wait.map(|d| d.as_nanos() as f64 / 1e6),
+            connection_id: ex.connection.map(|c| c.id),
+            connection_acquired_ms: ex.connection.map(|c| ms(c.established.max(ex.sent))),
+            headers_ms: ex.headers_at.map(ms),
+            first_byte_ms: ex.first_byte.map(ms),
+            first_token_ms: frames_ms.first().copied(),
+            first_answer_ms: first_answer,
+            last_token_ms: frames_ms.last().copied(),
+            end_ms: ms(ex.end),
+            content_frames_ms: frames_ms,
+            content_frame_tokens: frame_tokens,
+            reasoning_frames,
+            prompt_tokens,
+            prompt_tokens_source: prompt_tokens.map(|_| TokenSource::Usage),
+            output_tokens,
+            output_tokens_source: source,
+            status,
+            http_status: ex.status,
+            http_version: ex.version.map(str::to_string),
+            error,
+            finish_reason: finish,
+            bytes_sent: ex.bytes_sent,
+            bytes_received: ex.bytes_received,
+            ..Record::planned(info, origin)
+        }
+    }
+
+    /// Time to first token: send → first output frame.
+    pub fn ttft(&self) -> Option<f64> {
+        self.first_token_ms.map(|t| t - self.sent_ms)
+    }
+
+    /// Time to first byte: send → first body byte.
+    pub fn ttfb(&self) -> Option<f64> {
+        self.first_byte_ms.map(|t| t - self.sent_ms)
+    }
+
+    /// Time to first answer token, for responses that reasoned first.
+    pub fn ttfa(&self) -> Option<f64> {
+        if self.reasoning_frames == 0 {
+            return None;
+        }
+        self.first_answer_ms.map(|t| t - self.sent_ms)
+    }
+
+    /// Gaps between consecutive output frames.
+    pub fn inter_chunk(&self) -> impl Iterator<Item = f64> + '_ {
+        self.content_frames_ms.windows(2).map(|w| w[1] - w[0])
+    }
+
+    /// Tokens carried by output frame `i`: the codec's count where it gave
+    /// one; otherwise the output tokens spread evenly over the frames (so a
+    /// server's usage count still spreads over multi-token frames); never
+    /// less than one.
+    pub fn frame_tokens(&self, i: usize) -> u32 {
+        if let Some(Some(n)) = self.content_frame_tokens.get(i) {
+            return (*n).max(1);
+        }
+        let frames = self.content_frames_ms.len() as u64;
+        if frames == 0 {
+            return 1;
+        }
+        let total = u64::from(self.output_tokens);
+        let i = i as u64;
+        (((i + 1) * total / frames) - (i * total / frames)).max(1) as u32
+    }
+
+    /// Inter-token latency: each gap between output frames divided evenly
+    /// over the tokens of the frame that ends it, as `(per-token gap, tokens)`.
+    pub fn inter_token(&self) -> impl Iterator<Item = (f64, u32)> + '_ {
+        self.content_frames_ms.windows(2).enumerate().map(|(i, w)| {
+            let k = self.frame_tokens(i + 1);
+            ((w[1] - w[0]) / f64::from(k), k)
+        })
+    }
+
+    /// The largest gap between output frames.
+    pub fn max_inter_chunk(&self) -> Option<f64> {
+        self.inter_chunk().reduce(f64::max)
+    }
+
+    /// Time per output token after the first: (last − first output frame) / (output tokens − 1).
+    pub fn tpot(&self) -> Option<f64> {
+        match (self.first_token_ms, self.last_token_ms) {
+            (Some(first), Some(last)) if self.output_tokens > 1 => {
+                Some((last - first) / f64::from(self.output_tokens - 1))
+            }
+            _ => None,
+        }
+    }
+
+    /// End-to-end latency: send → last output frame.
+    pub fn e2e(&self) -> Option<f64> {
+        self.last_token_ms.map(|t| t - self.sent_ms)
+    }
+
+    /// End-to-end latency to the end of the stream: send → stream end.
+    pub fn e2e_stream(&self) -> f64 {
+        self.end_ms - self.sent_ms
+    }
+
+    /// Normalized latency: (send → stream end) / output tokens.
+    pub fn normalized(&self) -> Option<f64> {
+        (self.output_tokens > 0).then(|| self.e2e_stream() / f64::from(self.output_tokens))
+    }
+}

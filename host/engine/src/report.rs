@@ -1,0 +1,476 @@
+//! Reports: the console table, reporter plugins writing files, and the
+//! commands that work on finished runs (`barrage report`, `merge`,
+//! `compare`). Summaries are always rebuilt from `records.jsonl`, so a report
+//! regenerated later (other percentiles, other objectives) or from a run
+//! killed mid-way is computed exactly as the live one was.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::config::ReportConfig;
+use crate::metrics::{Aggregator, MetricsOptions, Record, RunFacts, ScheduleCounts, StageInfo, StageSummary, Summary};
+use crate::results::{self, Meta, ResultsError, RunDir, ShardMeta};
+use barrage_plugin_host::reporter::RecordFeed;
+use barrage_plugin_host::{PluginContext, PluginEngine, PluginError, PluginFailure, Registry, ReporterPlugin};
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A results directory could not be read or written.
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    /// A reporter could not be loaded.
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// A reporter failed.
+    #[error("{0}")]
+    Failed(#[from] PluginFailure),
+    /// The request is not possible (e.g. merging nothing).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What loading a reporter needs: the engine, where plugins are found, and
+/// the context (configuration, seed, log level) for each.
+pub struct ReporterHost<'a> {
+    /// The plugin engine.
+    pub engine: &'a PluginEngine,
+    /// Where named plugins are found.
+    pub registry: &'a Registry,
+    /// Builds a plugin's context from its configuration (JSON text).
+    pub context: &'a dyn Fn(String) -> Result<PluginContext, String>,
+}
+
+impl ReporterHost<'_> {
+    /// Run every reporter of `config` on `summary`; files go to `out_dir`.
+    /// A failing reporter does not stop the others: each outcome is returned.
+    pub fn render_all(
+        &self,
+        config: &ReportConfig,
+        summary: &Summary,
+        records: &Path,
+        out_dir: &Path,
+    ) -> Vec<(String, Result<Vec<PathBuf>, ReportError>)> {
+        let json = match serde_json::to_string(summary) {
+            Ok(j) => j,
+            Err(e) => return vec![("summary".into(), Err(ReportError::Invalid(e.to_string())))],
+        };
+        config
+            .reporters
+            .iter()
+            .map(|name| {
+                let outcome = self.render_one(
+                    name,
+                    config,
+                    summary.schema_version,
+                    &json,
+                    summary.total.sent,
+                    records,
+                    out_dir,
+                );
+                (name.clone(), outcome)
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn render_one(
+        &self,
+        name: &str,
+        config: &ReportConfig,
+        schema_version: u32,
+        json: &str,
+        record_count: u64,
+        records: &Path,
+        out_dir: &Path,
+    ) -> Result<Vec<PathBuf>, ReportError> {
+        let plugin_config = config.reporter_config.get(name).cloned().unwrap_or_default();
+        let plugin_config = serde_json::to_string(&plugin_config).unwrap_or_else(|_| "{}".into());
+        let ctx = (self.context)(plugin_config).map_err(ReportError::Invalid)?;
+        let source = self.registry.resolve_in(barrage_plugin_host::World::Reporter, name)?;
+        let plugin = ReporterPlugin::load(self.engine, &source, ctx)?;
+        let files = plugin.render(schema_version, json.to_string(), || {
+            RecordFeed::open(records, record_count)
+        })?;
+        let mut written = Vec::new();
+        for f in files {
+            let path = out_dir.join(&f.path);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| ResultsError::Io {
+                    path: parent.display().to_string(),
+                    source,
+                })?;
+            }
+            std::fs::write(&path, &f.contents).map_err(|source| ResultsError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            written.push(path);
+        }
+        Ok(written)
+    }
+}
+
+/// Rebuild a run's summary from its records, with `options`. The schedule
+/// counts (dropped, not sent) come from the run's own summary when it wrote
+/// one; a run killed before that has only its records, and says so.
+pub fn rebuild(run: &RunDir, options: MetricsOptions) -> Result<(Summary, u64), ReportError> {
+    let config = run.config().ok();
+    let stage_count = config.as_ref().map_or(0, |c| c.stages.len());
+    let mut agg = Aggregator::new(stage_count, options);
+    let mut last = 0f64;
+    let skipped = run.for_each_record(|r| {
+        last = last.max(r.end_ms);
+        agg.add(&r);
+    })?;
+    let infos: Vec<StageInfo> = config
+        .as_ref()
+        .map(|c| c.stages.iter().map(crate::load::Stage::info).collect())
+        .unwrap_or_default();
+    let (facts, counts) = match &run.summary {
+        Some(old) => (
+            old.run.clone(),
+            old.stages
+                .iter()
+                .map(|s| ScheduleCounts {
+                    scheduled: s.scheduled,
+                    dropped: s.dropped,
+                    not_sent: s.not_sent,
+                })
+                .collect(),
+        ),
+        None => (facts_from_meta(&run.meta, last / 1000.0), Vec::new()),
+    };
+    let mut summary = agg.summary(&run.dir.display().to_string(), facts, &infos, &counts);
+    if run.summary.is_none() {
+        // Without the pacer's counts, every record is all that is known.
+        for s in summary.stages.iter_mut().chain(std::iter::once(&mut summary.total)) {
+            s.scheduled = s.sent;
+            s.accounted = s.reconciles();
+        }
+    }
+    Ok((summary, skipped))
+}
+
+fn facts_from_meta(meta: &Meta, duration_s: f64) -> RunFacts {
+    RunFacts {
+        started_unix_ms: meta.started_unix_ms,
+        duration_s,
+        stopped: true,
+        stop_reason: Some("the run did not finish (no summary.json); rebuilt from its records".into()),
+        complete: false,
+        target: meta.target.clone(),
+        codec: meta.plugin.name.clone(),
+        seed: meta.seed,
+        shards: 1,
+    }
+}
+
+/// Merge runs made by several load generators into one run in `out`: the
+/// records are put on a common clock (the earliest start) and concatenated,
+/// and the summary is rebuilt from them, so every histogram is exact.
+pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<Summary, ReportError> {
+    if inputs.len() < 2 {
+        return Err(ReportError::Invalid(
+            "give at least two run directories to merge".into(),
+        ));
+    }
+    let runs: Vec<RunDir> = inputs.iter().map(|d| RunDir::open(d)).collect::<Result<_, _>>()?;
+    let origin = runs.iter().map(|r| r.meta.started_unix_ms).min().unwrap_or(0);
+    std::fs::create_dir_all(out).map_err(|source| ResultsError::Io {
+        path: out.display().to_string(),
+        source,
+    })?;
+    let records_path = out.join(results::RECORDS);
+    let file = std::fs::File::create(&records_path).map_err(|source| ResultsError::Io {
+        path: records_path.display().to_string(),
+        source,
+    })?;
+    let mut writer = std::io::BufWriter::new(file);
+    let stage_count = runs
+        .iter()
+        .filter_map(|r| r.config().ok())
+        .map(|c| c.stages.len())
+        .max()
+        .unwrap_or(0);
+    let mut agg = Aggregator::new(stage_count, options);
+    let mut shards = Vec::new();
+    let mut counts: Vec<ScheduleCounts> = Vec::new();
+    let mut duration_s = 0f64;
+    let mut write_error = None;
+    for (i, run) in runs.iter().enumerate() {
+        let offset_ms = (run.meta.started_unix_ms - origin) as f64;
+        shards.push(ShardMeta {
+            dir: run.dir.display().to_string(),
+            host: run.meta.host.clone(),
+            started_unix_ms: run.meta.started_unix_ms,
+            offset_ms,
+        });
+        run.for_each_record(|mut r: Record| {
+            shift(&mut r, offset_ms);
+            r.shard = Some(i as u32);
+            duration_s = duration_s.max(r.end_ms / 1000.0);
+            if let Err(e) = serde_json::to_writer(&mut writer, &r)
+                .map_err(std::io::Error::from)
+                .and_then(|()| writer.write_all(b"\n"))
+            {
+                write_error.get_or_insert(e);
+            }
+            agg.add(&r);
+        })?;
+        for (j, s) in run.summary.iter().flat_map(|s| s.stages.iter()).enumerate() {
+            if counts.len() <= j {
+                counts.resize(j + 1, ScheduleCounts::default());
+            }
+            counts[j].scheduled += s.scheduled;
+            counts[j].dropped += s.dropped;
+            counts[j].not_sent += s.not_sent;
+        }
+    }
+    if let Some(source) = write_error.or_else(|| writer.flush().err()) {
+        return Err(ResultsError::Io {
+            path: records_path.display().to_string(),
+            source,
+        }
+        .into());
+    }
+    let first = &runs[0];
+    let complete = runs.iter().all(|r| r.summary.is_some());
+    let mut meta = first.meta.clone();
+    meta.started_unix_ms = origin;
+    meta.host = runs.iter().map(|r| r.meta.host.as_str()).collect::<Vec<_>>().join(",");
+    meta.shards = shards;
+    results::write_json(&out.join(results::META), &meta)?;
+    if let Ok(config) = std::fs::read(first.dir.join(results::CONFIG)) {
+        std::fs::write(out.join(results::CONFIG), config).map_err(|source| ResultsError::Io {
+            path: out.join(results::CONFIG).display().to_string(),
+            source,
+        })?;
+    }
+    let infos: Vec<StageInfo> = first
+        .config()
+        .map(|c| c.stages.iter().map(crate::load::Stage::info).collect())
+        .unwrap_or_default();
+    let facts = RunFacts {
+        started_unix_ms: origin,
+        duration_s,
+        stopped: runs.iter().any(|r| r.summary.as_ref().is_none_or(|s| s.run.stopped)),
+        stop_reason: runs
+            .iter()
+            .find_map(|r| r.summary.as_ref().and_then(|s| s.run.stop_reason.clone())),
+        complete,
+        target: first.meta.target.clone(),
+        codec: first.meta.plugin.name.clone(),
+        seed: first.meta.seed,
+        shards: runs.len() as u32,
+    };
+    let summary = agg.summary(&out.display().to_string(), facts, &infos, &counts);
+    results::write_json(&out.join(results::SUMMARY), &summary)?;
+    Ok(summary)
+}
+
+/// Move a record's times by `ms`.
+fn shift(r: &mut Record, ms: f64) {
+    if ms == 0.0 {
+        return;
+    }
+    for t in [&mut r.scheduled_ms, &mut r.sent_ms, &mut r.end_ms] {
+        *t += ms;
+    }
+    for t in [
+        &mut r.headers_ms,
+        &mut r.first_byte_ms,
+        &mut r.first_token_ms,
+        &mut r.first_answer_ms,
+        &mut r.last_token_ms,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        *t += ms;
+    }
+    for t in &mut r.content_frames_ms {
+        *t += ms;
+    }
+}
+
+fn cell(d: &Option<crate::metrics::Dist>, p: f64) -> Option<f64> {
+    d.as_ref().and_then(|d| d.p(p))
+}
+
+/// The headline figures compared across runs: (name, value of a section).
+type Figure = (&'static str, fn(&StageSummary) -> Option<f64>);
+
+const FIGURES: &[Figure] = &[
+    ("sent", |s| Some(s.sent as f64)),
+    ("failed", |s| Some(s.failed as f64)),
+    ("req/s", |s| Some(s.requests_per_s)),
+    ("output tok/s", |s| Some(s.output_tokens_per_s)),
+    ("goodput req/s", |s| s.goodput.as_ref().map(|g| g.requests_per_s)),
+    ("ttft p50 ms", |s| cell(&s.ttft_ms, 50.0)),
+    ("ttft p99 ms", |s| cell(&s.ttft_ms, 99.0)),
+    ("itl p50 ms", |s| cell(&s.inter_token_ms, 50.0)),
+    ("tpot p50 ms", |s| cell(&s.tpot_ms, 50.0)),
+    ("tpot p99 ms", |s| cell(&s.tpot_ms, 99.0)),
+    ("e2e p50 ms", |s| cell(&s.e2e_ms, 50.0)),
+    ("e2e p99 ms", |s| cell(&s.e2e_ms, 99.0)),
+];
+
+fn f2(v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| format!("{v:.2}"))
+}
+
+/// The table printed at the end of every run.
+pub fn console_table(summary: &Summary) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "results: {}", summary.dir);
+    if let Some(reason) = &summary.run.stop_reason {
+        let _ = writeln!(out, "stopped early: {reason}");
+    }
+    let _ = writeln!(
+        out,
+        "{:<6} {:>7} {:>7} {:>6} {:>6} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "stage",
+        "sent",
+        "ok",
+        "failed",
+        "drop",
+        "req/s",
+        "rate",
+        "ttft p50",
+        "ttft p99",
+        "itl p50",
+        "tpot p50",
+        "e2e p99",
+        "tok/s",
+        "lag p99"
+    );
+    let rows: Vec<&StageSummary> = summary
+        .stages
+        .iter()
+        .chain((summary.stages.len() > 1).then_some(&summary.total))
+        .collect();
+    for s in rows {
+        let _ = writeln!(
+            out,
+            "{:<6} {:>7} {:>7} {:>6} {:>6} {:>8.2} {:>8.2} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9.1} {:>8}",
+            s.stage.map_or("all".to_string(), |i| i.to_string()),
+            s.sent,
+            s.succeeded,
+            s.failed,
+            s.dropped,
+            s.requests_per_s,
+            s.achieved_rate,
+            f2(cell(&s.ttft_ms, 50.0)),
+            f2(cell(&s.ttft_ms, 99.0)),
+            f2(cell(&s.inter_token_ms, 50.0)),
+            f2(cell(&s.tpot_ms, 50.0)),
+            f2(cell(&s.e2e_ms, 99.0)),
+            s.output_tokens_per_s,
+            f2(cell(&s.send_lag_ms, 99.0)),
+        );
+        if let Some(g) = &s.goodput {
+            let _ = writeln!(
+                out,
+                "       goodput {:.2} req/s ({:.1} % of requests met {})",
+                g.requests_per_s,
+                g.share * 100.0,
+                g.slos.join(", ")
+            );
+        }
+        for (msg, n) in &s.errors {
+            let _ = writeln!(out, "       {n} × {msg}");
+        }
+        if !s.accounted {
+            let _ = writeln!(
+                out,
+                "       WARNING: counts do not reconcile (scheduled {} = sent {} + dropped {} + not sent {}; sent = ok {} + failed {} + cancelled {})",
+                s.scheduled, s.sent, s.dropped, s.not_sent, s.succeeded, s.failed, s.cancelled
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "(times in ms; itl = inter-token latency; rate = achieved send rate; details in summary.json and records.jsonl)"
+    );
+    out
+}
+
+/// Runs side by side, with the difference of each from the first. Stages are
+/// compared by index; `all` compares whole runs.
+pub fn compare_table(names: &[String], summaries: &[Summary]) -> String {
+    let mut out = String::new();
+    let stages = summaries.iter().map(|s| s.stages.len()).max().unwrap_or(0);
+    let sections: Vec<Option<usize>> = (0..stages).map(Some).chain((stages > 1).then_some(None)).collect();
+    for section in sections {
+        let pick = |s: &Summary| -> Option<StageSummary> {
+            match section {
+                Some(i) => s.stages.get(i).cloned(),
+                None => Some(s.total.clone()),
+            }
+        };
+        let _ = writeln!(
+            out,
+            "\n## {}\n",
+            section.map_or("all stages".to_string(), |i| {
+                let label = summaries
+                    .first()
+                    .and_then(|s| s.stages.get(i))
+                    .map(|s| s.label.clone())
+                    .unwrap_or_default();
+                format!("stage {i}: {label}")
+            })
+        );
+        let _ = write!(out, "| figure |");
+        for (i, n) in names.iter().enumerate() {
+            let _ = write!(out, " {n} |");
+            if i > 0 {
+                let _ = write!(out, " Δ |");
+            }
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "|---|{}", "---:|".repeat(names.len() * 2 - 1));
+        let picked: Vec<Option<StageSummary>> = summaries.iter().map(pick).collect();
+        for (name, f) in FIGURES {
+            let values: Vec<Option<f64>> = picked.iter().map(|s| s.as_ref().and_then(f)).collect();
+            let _ = write!(out, "| {name} |");
+            for (i, v) in values.iter().enumerate() {
+                let _ = write!(out, " {} |", f2(*v));
+                if i > 0 {
+                    let delta = match (values[0], v) {
+                        (Some(a), Some(b)) if a != 0.0 => format!("{:+.1} %", (b - a) / a * 100.0),
+                        _ => "-".into(),
+                    };
+                    let _ = write!(out, " {delta} |");
+                }
+            }
+            let _ = writeln!(out);
+        }
+    }
+    out
+}
+
+/// The summaries of runs to compare, rebuilt with one set of options so
+/// percentiles and objectives match.
+pub fn load_for_compare(dirs: &[PathBuf], options: &MetricsOptions) -> Result<Vec<Summary>, ReportError> {
+    dirs.iter()
+        .map(|d| Ok(rebuild(&RunDir::open(d)?, options.clone())?.0))
+        .collect()
+}
+
+/// Distinct, short names for run directories (their last path part).
+pub fn run_names(dirs: &[PathBuf]) -> Vec<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    dirs.iter()
+        .map(|d| {
+            let base = d
+                .file_name()
+                .map_or_else(|| d.display().to_string(), |n| n.to_string_lossy().into_owned());
+            let n = seen.entry(base.clone()).or_default();
+            *n += 1;
+            if *n > 1 { format!("{base}#{n}") } else { base }
+        })
+        .collect()
+}

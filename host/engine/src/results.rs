@@ -1,0 +1,259 @@
+//! The results directory of a run: records streamed to `records.jsonl` as
+//! they complete, and reading a directory back (`barrage report`, `merge`,
+//! `compare`).
+//!
+//! A run directory holds `meta.json` (who, when, which plugin), `config.yaml`
+//! (the resolved configuration), `records.jsonl` (one record per request),
+//! `summary.json` (the aggregates) and the reporters' files.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{Aggregator, MetricsOptions, Record, Summary};
+
+/// Why a results directory could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file holds something else than expected.
+    #[error("{path}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+    Invalid {
+        /// The file.
+        path: String,
+        /// 1-based line, for JSON Lines.
+        line: Option<u64>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
+    move |source| ResultsError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Appends records to `records.jsonl` and aggregates them.
+pub struct RecordSink {
+    out: BufWriter<std::fs::File>,
+    path: PathBuf,
+    /// The aggregates so far.
+    pub aggregator: Aggregator,
+}
+
+impl RecordSink {
+    /// Create `records.jsonl` in `dir`.
+    pub fn create(dir: &Path, stages: usize, options: MetricsOptions) -> Result<RecordSink, ResultsError> {
+        let path = dir.join(RECORDS);
+        let out = BufWriter::with_capacity(256 * 1024, std::fs::File::create(&path).map_err(io(&path))?);
+        Ok(RecordSink {
+            out,
+            path,
+            aggregator: Aggregator::new(stages, options),
+        })
+    }
+
+    /// Write and aggregate one record. The buffer reaches the disk whenever
+    /// the records thread is idle (and when full), so a crash loses only
+    /// what arrived in the last busy moment.
+    pub fn add(&mut self, r: &Record) -> Result<(), ResultsError> {
+        serde_json::to_writer(&mut self.out, r)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.out.write_all(b"\n"))
+            .map_err(io(&self.path))?;
+        self.aggregator.add(r);
+        Ok(())
+    }
+
+    /// Flush to disk.
+    pub fn flush(&mut self) -> Result<(), ResultsError> {
+        self.out.flush().map_err(io(&self.path))
+    }
+}
+
+/// File names in a run directory.
+pub const RECORDS: &str = "records.jsonl";
+/// The summary.
+pub const SUMMARY: &str = "summary.json";
+/// Who, when, which plugin.
+pub const META: &str = "meta.json";
+/// The resolved configuration.
+pub const CONFIG: &str = "config.yaml";
+
+/// `meta.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Meta {
+    /// Barrage version.
+    pub barrage_version: String,
+    /// The run's seed.
+    pub seed: u64,
+    /// Wall-clock start, ms since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// The run's time origin on CLOCK_MONOTONIC (ns): record times are ms after it.
+    pub origin_monotonic_ns: u64,
+    /// The server benchmarked.
+    pub target: String,
+    /// The machine.
+    pub host: String,
+    /// The codec plugin.
+    pub plugin: PluginMeta,
+    /// The tokenizer plugins were given, and whether it is exact (`words` is not).
+    #[serde(default)]
+    pub tokenizer: TokenizerMeta,
+    /// For a merged run: the runs it was made from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<ShardMeta>,
+    /// The dataset the prompts came from, when one was configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<barrage_plugin_host::prepare::DatasetStats>,
+}
+
+/// A plugin's identity in `meta.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PluginMeta {
+    /// Name.
+    pub name: String,
+    /// Its own version.
+    pub version: String,
+    /// sha256 of the component.
+    pub sha256: String,
+    /// Contract version it targets.
+    pub contract: String,
+    /// Where it came from.
+    pub source: String,
+}
+
+/// The run's tokenizer in `meta.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TokenizerMeta {
+    /// Its name (`words`, `cl100k_base`, a model id or file).
+    pub name: String,
+    /// False for the approximate `words` rule.
+    pub exact: bool,
+}
+
+/// One input of a merged run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShardMeta {
+    /// The run directory.
+    pub dir: String,
+    /// Its host.
+    pub host: String,
+    /// Its start, ms since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Added to its record times to put them on the merged run's clock, ms.
+    pub offset_ms: f64,
+}
+
+/// A run directory, opened for reading.
+pub struct RunDir {
+    /// The directory.
+    pub dir: PathBuf,
+    /// `meta.json`.
+    pub meta: Meta,
+    /// `summary.json`, when the run got to write it.
+    pub summary: Option<Summary>,
+}
+
+impl RunDir {
+    /// Open `dir`: it must hold `meta.json` and `records.jsonl`.
+    pub fn open(dir: &Path) -> Result<RunDir, ResultsError> {
+        let meta_path = dir.join(META);
+        if !dir.join(RECORDS).exists() {
+            return Err(ResultsError::Invalid {
+                path: dir.display().to_string(),
+                line: None,
+                message: format!("not a Barrage results directory: it has no {RECORDS}"),
+            });
+        }
+        let meta: Meta = read_json(&meta_path)?;
+        let summary_path = dir.join(SUMMARY);
+        let summary = if summary_path.exists() {
+            Some(read_json(&summary_path)?)
+        } else {
+            None
+        };
+        Ok(RunDir {
+            dir: dir.to_path_buf(),
+            meta,
+            summary,
+        })
+    }
+
+    /// The resolved configuration, as the run wrote it.
+    pub fn config(&self) -> Result<crate::config::RunConfig, ResultsError> {
+        let path = self.dir.join(CONFIG);
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        serde_yaml_ng::from_str(&text).map_err(|e| ResultsError::Invalid {
+            path: path.display().to_string(),
+            line: e.location().map(|l| l.line() as u64),
+            message: e.to_string(),
+        })
+    }
+
+    /// Visit every record in order. A line cut short by a hard stop (the
+    /// last line only) is skipped and counted in the return value; any
+    /// other bad line is an error naming it.
+    pub fn for_each_record(&self, mut f: impl FnMut(Record)) -> Result<u64, ResultsError> {
+        let path = self.dir.join(RECORDS);
+        let file = std::fs::File::open(&path).map_err(io(&path))?;
+        let mut reader = BufReader::with_capacity(256 * 1024, file);
+        let mut line = String::new();
+        let mut number = 0u64;
+        let mut pending: Option<(u64, String)> = None;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).map_err(io(&path))? == 0 {
+                break;
+            }
+            number += 1;
+            if let Some((n, message)) = pending.take() {
+                return Err(ResultsError::Invalid {
+                    path: path.display().to_string(),
+                    line: Some(n),
+                    message,
+                });
+            }
+            let text = line.trim_end();
+            if text.is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Record>(text) {
+                Ok(r) => f(r),
+                // A bad line is an error unless it is the last one and cut short.
+                Err(e) => pending = Some((number, format!("not a record: {e}"))),
+            }
+        }
+        Ok(u64::from(pending.is_some()))
+    }
+}
+
+/// Read and parse a JSON file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ResultsError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    serde_json::from_slice(&bytes).map_err(|e| ResultsError::Invalid {
+        path: path.display().to_string(),
+        line: Some(e.line() as u64),
+        message: e.to_string(),
+    })
+}
+
+/// Write `value` as pretty JSON.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ResultsError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| ResultsError::Invalid {
+        path: path.display().to_string(),
+        line: None,
+        message: e.to_string(),
+    })?;
+    std::fs::write(path, bytes).map_err(io(path))
+}

@@ -1,0 +1,824 @@
+//! HTTP transport: hyper with TCP_NODELAY on every connection, connection
+//! pooling, per-request timeouts, custom headers and an API key from the
+//! environment. Bodies are framed and timestamped here, on the I/O task,
+//! before a plugin sees them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Body as _;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
+use hyper_util::rt::TokioExecutor;
+use tower_service::Service;
+
+use barrage_core::framing::{Framer, TimedFrame};
+use barrage_core::types::{DecodeOptions, EncodedRequest, HttpRequest, ResponseHead, WireRequest};
+use barrage_plugin_host::{CodecWorkers, PluginFailure, StreamOutcome};
+
+mod h1;
+
+/// Why a transport could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The target URL is unusable.
+    #[error("target `{target}`: {message}")]
+    Target {
+        /// The URL.
+        target: String,
+        /// Why.
+        message: String,
+    },
+    /// A header name or value is invalid.
+    #[error("header `{name}`: {message}")]
+    Header {
+        /// The header.
+        name: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// How one exchange ended, as far as the transport can tell.
+#[derive(Debug)]
+pub enum Ending {
+    /// The body was read to its end.
+    Complete,
+    /// The request timed out.
+    Timeout,
+    /// Connecting, sending or reading failed.
+    TransportError(String),
+    /// The run was stopped before it finished.
+    Cancelled,
+}
+
+/// One request and response, timed by the host.
+#[derive(Debug)]
+pub struct Exchange {
+    /// When the request was handed to the connection.
+    pub sent: Instant,
+    /// How long the request waited for a slot under `max_connections`.
+    pub slot_wait: Option<Duration>,
+    /// The connection the response came on: its number in this run and
+    /// when it was established (after `sent` when this request waited for a new one).
+    pub connection: Option<ConnInfo>,
+    /// When the response headers arrived.
+    pub headers_at: Option<Instant>,
+    /// When the first body byte arrived.
+    pub first_byte: Option<Instant>,
+    /// When the exchange ended.
+    pub end: Instant,
+    /// HTTP status, once known.
+    pub status: Option<u16>,
+    /// The HTTP version the response came in, e.g. `HTTP/2.0`.
+    pub version: Option<&'static str>,
+    /// How it ended.
+    pub ending: Ending,
+    /// Body bytes received.
+    pub bytes_received: u64,
+    /// Request body bytes sent.
+    pub bytes_sent: u64,
+    /// Decoded events with frame times (streams), or the unary events.
+    pub decoded: StreamOutcome,
+}
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct TransportOptions {
+    /// Extra headers on every request.
+    pub headers: Vec<(String, String)>,
+    /// Sent as a bearer token; never logged.
+    pub api_key: Option<String>,
+    /// Idle connections kept per host (0: no limit).
+    pub max_idle_per_host: usize,
+    /// Most requests on the wire at once, and so (HTTP/1.1) most open
+    /// connections (0: no limit). A request waits for a slot before it is sent.
+    pub max_connections: usize,
+    /// Per-request timeout (and connect timeout).
+    pub timeout: Duration,
+    /// Speak HTTP/2 only: h2c (prior knowledge) on http://, h2 by ALPN on https://.
+    /// Otherwise HTTP/1.1 on http://, and whatever ALPN picks on https://.
+    pub http2: bool,
+    /// TLS settings for https:// targets.
+    pub tls: barrage_core::tls::ClientTls,
+}
+
+/// Frames a stream hands to its plugin thread at once. Batching here, on
+/// the I/O task, turns a response's dozens of frames into a few jobs (and
+/// plugin-thread wake-ups); frames are already timestamped, so decoding
+/// later changes no time.
+const STREAM_BATCH_FRAMES: usize = 32;
+
+/// Which connection a response came on, and when that connection was
+/// established. The connector attaches it to every connection; hyper hands
+/// it back with each response.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// Connections are numbered from 0 in the order they were opened.
+    pub id: u64,
+    /// When connecting (and the TLS handshake) finished.
+    pub established: Instant,
+}
+
+/// The HTTPS-or-HTTP connector, numbering and timing each new connection,
+/// and holding the number of open connections to `max_connections`: a new
+/// connection waits for one to close, while hyper's pool hands the waiting
+/// request any connection that falls idle first.
+#[derive(Clone)]
+struct TimedConnector {
+    inner: HttpsConnector<HttpConnector>,
+    next_id: Arc<AtomicU64>,
+    open: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+type InnerStream = <HttpsConnector<HttpConnector> as Service<hyper::Uri>>::Response;
+type InnerError = <HttpsConnector<HttpConnector> as Service<hyper::Uri>>::Error;
+
+impl Service<hyper::Uri> for TimedConnector {
+    type Response = TimedStream;
+    type Error = InnerError;
+    type Future = Pin<Box<dyn Future<Output = Result<TimedStream, InnerError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        let mut inner = self.inner.clone();
+        let next_id = self.next_id.clone();
+        let open = self.open.clone();
+        Box::pin(async move {
+            let permit = match open {
+                Some(open) => open.acquire_owned().await.ok(),
+                None => None,
+            };
+            let inner = inner.call(uri).await?;
+            let info = ConnInfo {
+                id: next_id.fetch_add(1, Ordering::Relaxed),
+                established: Instant::now(),
+            };
+            Ok(TimedStream {
+                inner,
+                info,
+                _permit: permit,
+            })
+        })
+    }
+}
+
+/// A connection carrying its [`ConnInfo`]; reads and writes pass through.
+struct TimedStream {
+    inner: InnerStream,
+    info: ConnInfo,
+    /// Its place under `max_connections`, given back when it closes.
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Connection for TimedStream {
+    fn connected(&self) -> Connected {
+        self.inner.connected().extra(self.info)
+    }
+}
+
+impl hyper::rt::Read for TimedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for TimedStream {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+}
+
+/// The HTTP client of a run.
+pub struct Transport {
+    client: Client<TimedConnector, Full<Bytes>>,
+    /// Connections driven by their exchanges, for plain-HTTP/1.1 targets
+    /// (see [`h1`]); other targets use `client`.
+    direct: Option<h1::Pool>,
+    /// `host[:port]` of the target, sent as `Host` on direct connections.
+    authority: HeaderValue,
+    /// The target's path prefix (no trailing `/`), for direct connections.
+    prefix: String,
+    base: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    timeout: Duration,
+    /// Slots under `max_connections`, if set.
+    slots: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl Transport {
+    /// A client for `target` (`http(s)://host:port`, optionally with a path prefix).
+    pub fn new(target: &str, options: &TransportOptions) -> Result<Transport, TransportError> {
+        let bad = |message: String| TransportError::Target {
+            target: target.to_string(),
+            message,
+        };
+        let uri: hyper::Uri = target.parse().map_err(|e| bad(format!("not a URL: {e}")))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(bad("use an http:// or https:// URL".into()));
+        }
+        if uri.host().is_none() {
+            return Err(bad("the URL has no host".into()));
+        }
+        let mut http = HttpConnector::new();
+        // Nagle's algorithm with delayed ACKs stalls small request writes
+        // by ~40 ms on loopback; every connection sends at once instead.
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(options.timeout));
+        // The TLS connector passes http:// through untouched.
+        http.enforce_http(false);
+        let tls = barrage_core::tls::client_config(&options.tls).map_err(|e| bad(e.to_string()))?;
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        // ALPN offers what the client will speak: h2 alone, or both.
+        let connector = if options.http2 {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().enable_http2().wrap_connector(http)
+        };
+        let connector = TimedConnector {
+            inner: connector,
+            next_id: Arc::new(AtomicU64::new(0)),
+            open: (options.max_connections > 0).then(|| Arc::new(tokio::sync::Semaphore::new(options.max_connections))),
+        };
+        let mut builder = Client::builder(TokioExecutor::new());
+        match (options.max_idle_per_host, options.max_connections) {
+            (0, 0) => {}
+            (0, cap) => {
+                builder.pool_max_idle_per_host(cap);
+            }
+            (idle, _) => {
+                builder.pool_max_idle_per_host(idle);
+            }
+        }
+        builder.http2_only(options.http2);
+        // Long responses must not be read in small pieces.
+        builder.http1_read_buf_exact_size(64 * 1024);
+        builder
+            .http2_initial_stream_window_size(4 << 20)
+            .http2_initial_connection_window_size(16 << 20);
+        let direct = (uri.scheme_str() == Some("http") && !options.http2).then(|| {
+            let idle = match (options.max_idle_per_host, options.max_connections) {
+                (0, cap) => cap,
+                (idle, _) => idle,
+            };
+            h1::Pool::new(connector.clone(), uri.clone(), idle)
+        });
+        let authority = uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            .ok_or_else(|| bad("the URL has no host".into()))?;
+        let client = builder.build(connector);
+        let mut parsed = Vec::new();
+        for (k, v) in &options.headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| TransportError::Header {
+                name: k.clone(),
+                message: e.to_string(),
+            })?;
+            let value = HeaderValue::from_str(v).map_err(|e| TransportError::Header {
+                name: k.clone(),
+                message: e.to_string(),
+            })?;
+            parsed.push((name, value));
+        }
+        if let Some(key) = &options.api_key {
+            let mut value = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| TransportError::Header {
+                name: "authorization".into(),
+                message: "the API key holds characters a header cannot".into(),
+            })?;
+            value.set_sensitive(true);
+            parsed.push((hyper::header::AUTHORIZATION, value));
+        }
+        Ok(Transport {
+            client,
+            direct,
+            authority,
+            prefix: uri.path().trim_end_matches('/').to_string(),
+            base: target.trim_end_matches('/').to_string(),
+            headers: parsed,
+            timeout: options.timeout,
+            slots: (options.max_connections > 0)
+                .then(|| Arc::new(tokio::sync::Semaphore::new(options.max_connections))),
+        })
+    }
+
+    /// Send `req` and read its response, framing and decoding it with
+    /// `workers`. Never fails: errors are part of the returned exchange.
+    pub async fn execute(
+        &self,
+        req: &EncodedRequest,
+        request_id: u64,
+        workers: &CodecWorkers,
+        options: DecodeOptions,
+        cancel: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Exchange {
+        let sent = Instant::now();
+        let mut ex = Exchange {
+            sent,
+            slot_wait: None,
+            connection: None,
+            headers_at: None,
+            first_byte: None,
+            end: sent,
+            status: None,
+            version: None,
+            ending: Ending::Complete,
+            bytes_received: 0,
+            bytes_sent: 0,
+            decoded: StreamOutcome::default(),
+        };
+        let WireRequest::Http(http) = &req.request else {
+            ex.ending =
+                Ending::TransportError("the codec asked for gRPC, which this transport does not speak yet".into());
+            return ex;
+        };
+        ex.bytes_sent = http.body.len() as u64;
+        let outgoing = match &self.direct {
+            Some(pool) => self
+                .request_bytes(http, request_id)
+                .map(|bytes| Outgoing::Direct(pool, bytes)),
+            None => self.request(http, request_id).map(|r| Outgoing::Pooled(Box::new(r))),
+        };
+        let outgoing = match outgoing {
+            Ok(o) => o,
+            Err(e) => {
+                ex.ending = Ending::TransportError(format!("the codec built an invalid request: {e}"));
+                return ex;
+            }
+        };
+        let deadline = tokio::time::Instant::from_std(sent + self.timeout);
+        let exchange = async {
+            // Held until the body is read: at most `max_connections` requests on the wire.
+            let _slot = match &self.slots {
+                Some(slots) => {
+                    let waited = Instant::now();
+                    let slot = slots.clone().acquire_owned().await.ok();
+                    ex.slot_wait = Some(waited.elapsed());
+                    slot
+                }
+                None => None,
+            };
+            ex.sent = Instant::now();
+            let body = Body { req, workers, options };
+            match outgoing {
+                Outgoing::Direct(pool, bytes) => exchange_direct(pool, &http.method, &bytes, body, &mut ex).await,
+                Outgoing::Pooled(request) => self.exchange_pooled(*request, body, &mut ex).await,
+            }
+        };
+        // What can cut the exchange short is armed only from the second
+        // poll on: the first runs on the pacer (see `load::start_here`), and
+        // the timer and the cancel signal each register under a lock that
+        // runtime workers also take, a wait there that would be send lag.
+        let cut = async {
+            tokio::task::yield_now().await;
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => Ending::Timeout,
+                _ = cancel.wait_for(|c| *c) => Ending::Cancelled,
+            }
+        };
+        // Biased: the exchange is polled first, so the request is written
+        // before anything else is done.
+        let cut_short = tokio::select! {
+            biased;
+            _ = exchange => None,
+            ending = cut => Some(ending),
+        };
+        if let Some(ending) = cut_short {
+            ex.ending = ending;
+        }
+        ex.end = Instant::now();
+        ex
+    }
+
+    /// The request for hyper's client.
+    fn request(&self, http: &HttpRequest, request_id: u64) -> Result<hyper::Request<Full<Bytes>>, String> {
+        let mut builder = hyper::Request::builder()
+            .method(http.method.as_str())
+            .uri(format!("{}{}", self.base, http.path));
+        for (k, v) in &http.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        for (k, v) in &self.headers {
+            builder = builder.header(k, v);
+        }
+        builder = builder.header("x-request-id", request_id.to_string());
+        builder
+            .body(Full::new(Bytes::copy_from_slice(&http.body)))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The request as bytes for a direct HTTP/1.1 connection: head and body
+    /// in one buffer, written with one system call. Names and values are
+    /// checked as hyper would; `content-length` is always the body's, so the
+    /// codec's own `content-length` or `transfer-encoding` is not sent.
+    fn request_bytes(&self, http: &HttpRequest, request_id: u64) -> Result<Vec<u8>, String> {
+        let method = hyper::Method::from_bytes(http.method.as_bytes())
+            .map_err(|_| format!("`{}` is not an HTTP method", http.method))?;
+        if !http.path.starts_with('/') || !http.path.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+            return Err(format!(
+                "path `{}` must start with `/` and hold no spaces or control characters",
+                http.path
+            ));
+        }
+        let mut out = Vec::with_capacity(256 + http.body.len());
+        out.extend_from_slice(method.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(self.prefix.as_bytes());
+        out.extend_from_slice(http.path.as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut line = |name: &[u8], value: &[u8]| {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        };
+        let mut host_given = false;
+        for (k, v) in &http.headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header `{k}`: {e}"))?;
+            let value = HeaderValue::from_str(v).map_err(|e| format!("header `{k}`: {e}"))?;
+            if name == hyper::header::CONTENT_LENGTH || name == hyper::header::TRANSFER_ENCODING {
+                continue;
+            }
+            host_given |= name == hyper::header::HOST;
+            line(name.as_str().as_bytes(), value.as_bytes());
+        }
+        for (name, value) in &self.headers {
+            host_given |= name == hyper::header::HOST;
+            line(name.as_str().as_bytes(), value.as_bytes());
+        }
+        if !host_given {
+            line(b"host", self.authority.as_bytes());
+        }
+        line(b"x-request-id", request_id.to_string().as_bytes());
+        if !http.body.is_empty() || !matches!(method, hyper::Method::GET | hyper::Method::HEAD) {
+            line(b"content-length", http.body.len().to_string().as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&http.body);
+        Ok(out)
+    }
+
+    /// One exchange through hyper's pooled client (HTTP/2, TLS).
+    async fn exchange_pooled(&self, request: hyper::Request<Full<Bytes>>, body: Body<'_>, ex: &mut Exchange) {
+        let response = match self.client.request(request).await {
+            Ok(r) => r,
+            Err(e) => {
+                ex.ending = Ending::TransportError(error_chain(&e));
+                return;
+            }
+        };
+        ex.connection = response.extensions().get::<ConnInfo>().copied();
+        ex.headers_at = Some(Instant::now());
+        let status = response.status().as_u16();
+        ex.status = Some(status);
+        ex.version = Some(match response.version() {
+            hyper::Version::HTTP_2 => "HTTP/2.0",
+            hyper::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        });
+        let head = ResponseHead {
+            status,
+            headers: response
+                .headers()
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect(),
+        };
+        let mut sink = body.sink(head);
+        let mut reader = Reader {
+            body: response.into_body(),
+            chunks: Vec::new(),
+            at: None,
+        };
+        loop {
+            let step = reader.next().await;
+            // Every chunk taken at once is stamped with the time the first was.
+            let at = reader.at.take().unwrap_or_else(Instant::now);
+            for data in reader.chunks.drain(..) {
+                sink.take(ex, &data, at);
+            }
+            match step {
+                Step::More => sink.hand_over(),
+                Step::End => break,
+                Step::Failed(e) => {
+                    ex.ending = Ending::TransportError(e);
+                    break;
+                }
+            }
+        }
+        sink.end(ex, Instant::now()).await;
+    }
+}
+
+/// One exchange on a direct HTTP/1.1 connection (see [`h1`]).
+async fn exchange_direct(pool: &h1::Pool, method: &str, request: &[u8], body: Body<'_>, ex: &mut Exchange) {
+    let mut conn = match pool.checkout().await {
+        Ok(c) => c,
+        Err(e) => {
+            ex.ending = Ending::TransportError(format!("connect: {}", error_chain(e.as_ref())));
+            return;
+        }
+    };
+    let (head, head_at) = loop {
+        ex.connection = Some(conn.info);
+        let (nothing_received, message) = match conn.write_all(request).await {
+            Ok(()) => match conn.read_head(method).await {
+                Ok(head) => break head,
+                Err(e) => (e.nothing_received, e.message),
+            },
+            Err(e) => (true, format!("sending the request: {e}")),
+        };
+        // The server closed an idle connection just as the request went out
+        // on it: nothing was answered, so the request goes once more, on a
+        // new connection (which is not retried).
+        if nothing_received && conn.reused() {
+            conn = match pool.connect().await {
+                Ok(c) => c,
+                Err(e) => {
+                    ex.ending = Ending::TransportError(format!("connect: {}", error_chain(e.as_ref())));
+                    return;
+                }
+            };
+            continue;
+        }
+        ex.ending = Ending::TransportError(message);
+        return;
+    };
+    ex.headers_at = Some(head_at);
+    ex.status = Some(head.status);
+    ex.version = Some(head.version);
+    let mut sink = body.sink(ResponseHead {
+        status: head.status,
+        headers: head.headers,
+    });
+    let mut decoder = head.body;
+    let mut at = head_at;
+    loop {
+        match conn
+            .read_body(&mut decoder, &mut at, |data, at| sink.take(ex, data, at))
+            .await
+        {
+            Ok(h1::Read::More) => sink.hand_over(),
+            Ok(h1::Read::End) => break,
+            Err(e) => {
+                ex.ending = Ending::TransportError(e);
+                break;
+            }
+        }
+    }
+    let end = Instant::now();
+    if matches!(ex.ending, Ending::Complete) && conn.finished(head.keep_alive) {
+        pool.give_back(conn);
+    }
+    sink.end(ex, end).await;
+}
+
+/// A request ready for its connection.
+enum Outgoing<'a> {
+    /// Bytes for a direct HTTP/1.1 connection from this pool.
+    Direct(&'a h1::Pool, Vec<u8>),
+    /// A request for hyper's client (boxed: it is ten times the size).
+    Pooled(Box<hyper::Request<Full<Bytes>>>),
+}
+
+/// What a response body needs to be decoded.
+struct Body<'a> {
+    req: &'a EncodedRequest,
+    workers: &'a CodecWorkers,
+    options: DecodeOptions,
+}
+
+impl<'a> Body<'a> {
+    /// Where the body of a response with `head` goes as it is read.
+    fn sink(self, head: ResponseHead) -> BodySink<'a> {
+        // A stream is decoded as it arrives; anything else once it is whole.
+        let streaming = self.req.streaming && (200..300).contains(&head.status);
+        let (framer, stream, unary) = if streaming {
+            let framer = Framer::new(self.req.framing);
+            let guard = StreamGuard {
+                workers: self.workers,
+                opening: Some((head, self.options)),
+                handle: None,
+            };
+            (Some(framer), Some(guard), None)
+        } else {
+            (None, None, Some(head))
+        };
+        BodySink {
+            body: self,
+            framer,
+            frames: Vec::new(),
+            whole: Vec::new(),
+            stream,
+            unary,
+        }
+    }
+}
+
+/// A response body being read: a stream is cut into timestamped frames and
+/// handed to its plugin thread in batches; any other body is gathered whole.
+struct BodySink<'a> {
+    body: Body<'a>,
+    /// Set for a stream.
+    framer: Option<Framer>,
+    frames: Vec<TimedFrame>,
+    stream: Option<StreamGuard<'a>>,
+    /// The whole body and its head, for anything but a stream.
+    whole: Vec<u8>,
+    unary: Option<ResponseHead>,
+}
+
+impl BodySink<'_> {
+    /// Body bytes read at `at`.
+    fn take(&mut self, ex: &mut Exchange, data: &[u8], at: Instant) {
+        ex.first_byte.get_or_insert(at);
+        ex.bytes_received += data.len() as u64;
+        match &mut self.framer {
+            Some(framer) => framer.push(data, at, &mut self.frames),
+            None => self.whole.extend_from_slice(data),
+        }
+    }
+
+    /// Between reads: hand a full batch of frames to the plugin thread.
+    fn hand_over(&mut self) {
+        if self.frames.len() >= STREAM_BATCH_FRAMES
+            && let Some(stream) = self.stream.as_mut()
+        {
+            stream.push(std::mem::take(&mut self.frames));
+        }
+    }
+
+    /// The body ended at `end` (or reading it failed): decode what is left.
+    async fn end(mut self, ex: &mut Exchange, end: Instant) {
+        if let Some(framer) = self.framer.as_mut() {
+            framer.finish(end, &mut self.frames);
+        }
+        if let Some(stream) = self.stream.take() {
+            ex.decoded = stream.finish(std::mem::take(&mut self.frames), end).await;
+            return;
+        }
+        let Some(head) = self.unary.take() else { return };
+        let whole = std::mem::take(&mut self.whole);
+        match self.body.workers.decode_unary(head, whole, self.body.options).await {
+            Ok(Ok(events)) => {
+                ex.decoded.events = events
+                    .into_iter()
+                    .map(|event| barrage_plugin_host::TimedEvent {
+                        at: end,
+                        frame: 0,
+                        event,
+                    })
+                    .collect();
+                ex.decoded.frames = 1;
+            }
+            Ok(Err(f)) => ex.decoded.failure = Some(f),
+            Err(_) => ex.decoded = lost_worker(),
+        }
+    }
+}
+
+/// What one wait for body data ended with.
+enum Step {
+    /// Chunks arrived; more may follow.
+    More,
+    /// The body ended (its last chunks, if any, are in `chunks`).
+    End,
+    /// Reading failed.
+    Failed(String),
+}
+
+/// Reads a hyper response body, taking every chunk that is already there in
+/// one go: hyper yields one HTTP chunk per poll, while one socket read often
+/// holds dozens.
+struct Reader {
+    body: hyper::body::Incoming,
+    /// Data taken by the last [`Reader::next`].
+    chunks: Vec<Bytes>,
+    /// When the first of `chunks` was taken.
+    at: Option<Instant>,
+}
+
+impl Reader {
+    /// Wait for data, then take all that is ready.
+    async fn next(&mut self) -> Step {
+        std::future::poll_fn(|cx| {
+            loop {
+                match Pin::new(&mut self.body).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
+                            self.at.get_or_insert_with(Instant::now);
+                            self.chunks.push(data);
+                        }
+                    }
+                    Poll::Ready(Some(Err(e))) => return Poll::Ready(Step::Failed(error_chain(&e))),
+                    Poll::Ready(None) => return Poll::Ready(Step::End),
+                    Poll::Pending if self.chunks.is_empty() => return Poll::Pending,
+                    Poll::Pending => return Poll::Ready(Step::More),
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// A stream being decoded; cancelled on the plugin thread if the exchange
+/// is dropped (timeout, stop) before it finishes, so no instance leaks. It
+/// is opened on the plugin thread with its first frames, not before.
+struct StreamGuard<'a> {
+    workers: &'a CodecWorkers,
+    opening: Option<(ResponseHead, DecodeOptions)>,
+    handle: Option<barrage_plugin_host::StreamHandle>,
+}
+
+impl StreamGuard<'_> {
+    fn handle(&mut self) -> Option<barrage_plugin_host::StreamHandle> {
+        if let Some((head, options)) = self.opening.take() {
+            self.handle = Some(self.workers.open(head, options));
+        }
+        self.handle
+    }
+
+    fn push(&mut self, frames: Vec<TimedFrame>) {
+        if let Some(h) = self.handle() {
+            self.workers.push(h, frames);
+        }
+    }
+
+    async fn finish(mut self, frames: Vec<TimedFrame>, end: Instant) -> StreamOutcome {
+        match self.handle().and_then(|_| self.handle.take()) {
+            Some(h) => self
+                .workers
+                .finish_with(h, frames, end)
+                .await
+                .unwrap_or_else(|_| lost_worker()),
+            None => lost_worker(),
+        }
+    }
+}
+
+impl Drop for StreamGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.workers.cancel(h);
+        }
+    }
+}
+
+fn lost_worker() -> StreamOutcome {
+    StreamOutcome {
+        failure: Some(PluginFailure {
+            plugin: "?".into(),
+            kind: barrage_plugin_host::FailureKind::Trap,
+            message: "the plugin thread stopped".into(),
+        }),
+        ..StreamOutcome::default()
+    }
+}
+
+/// An error with its causes, e.g. `client error (Connect): tcp connect error: Connection refused`.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}

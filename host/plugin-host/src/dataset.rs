@@ -1,0 +1,209 @@
+//! A loaded dataset plugin: runs a generation to its end before the run,
+//! reading only the input files the configuration names.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::bindings::{Dataset, DatasetPre, Pre};
+use crate::component::{classify_error, new_store};
+use crate::engine::{EPOCH_TICK, PluginEngine};
+use crate::prepare::Sample;
+use crate::registry::PluginSource;
+use crate::state::{HostState, PluginContext};
+use crate::{FailureKind, PluginError, PluginFailure, PluginInfo};
+
+/// A problem with the input, located as precisely as the format allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    /// Input file name as written in the configuration.
+    pub file: Option<String>,
+    /// 1-based line number, when the format has lines.
+    pub line: Option<u64>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// One `next-batch` answer.
+pub(crate) struct DatasetBatch {
+    pub samples: Vec<Sample>,
+    pub skipped: Vec<InputError>,
+    pub done: bool,
+}
+
+/// Longest one `open` or `next-batch` call may run. Generous: preparing a
+/// batch may mean reading and tokenizing megabytes, and nothing is timed.
+pub const BATCH_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Samples asked for per `next-batch` call.
+const BATCH: u32 = 1024;
+
+/// Largest read a plugin may ask for in one call.
+const MAX_READ: u32 = 16 << 20;
+
+/// The input files a dataset plugin may read: names as configured, paths resolved.
+#[derive(Default)]
+pub struct FileAccess {
+    files: Vec<(String, PathBuf)>,
+    open: BTreeMap<String, std::fs::File>,
+}
+
+impl FileAccess {
+    /// Give access to `files` (name as configured, resolved path).
+    pub fn new(files: Vec<(String, PathBuf)>) -> FileAccess {
+        FileAccess {
+            files,
+            open: BTreeMap::new(),
+        }
+    }
+
+    fn file(&mut self, name: &str) -> Result<&std::fs::File, String> {
+        if !self.open.contains_key(name) {
+            let path = self
+                .files
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, p)| p.clone())
+                .ok_or_else(|| format!("`{name}` is not one of the dataset's files"))?;
+            let f = std::fs::File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            self.open.insert(name.to_string(), f);
+        }
+        Ok(&self.open[name])
+    }
+}
+
+/// The host side of the `files` import.
+impl HostState {
+    pub(crate) fn file_names(&mut self) -> Vec<String> {
+        self.files
+            .as_ref()
+            .map_or_else(Vec::new, |f| f.files.iter().map(|(n, _)| n.clone()).collect())
+    }
+
+    pub(crate) fn file_size(&mut self, name: &str) -> Result<u64, String> {
+        let access = self.files.as_mut().ok_or("this plugin has no input files")?;
+        access
+            .file(name)?
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn file_read(&mut self, name: &str, offset: u64, len: u32) -> Result<Vec<u8>, String> {
+        let access = self.files.as_mut().ok_or("this plugin has no input files")?;
+        let file = access.file(name)?;
+        let mut buf = vec![0u8; len.min(MAX_READ) as usize];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match file.read_at(&mut buf[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading {name}: {e}")),
+            }
+        }
+        buf.truncate(filled);
+        Ok(buf)
+    }
+}
+
+/// Why a generation stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    /// The plugin reported a problem with its input or configuration.
+    #[error("{}", describe(.0))]
+    Input(InputError),
+    /// The plugin trapped, ran out of time or memory.
+    #[error(transparent)]
+    Failed(#[from] PluginFailure),
+}
+
+/// `file:line: message`, as precisely as the plugin located it.
+pub fn describe(e: &InputError) -> String {
+    match (&e.file, e.line) {
+        (Some(f), Some(l)) => format!("{f}:{l}: {}", e.message),
+        (Some(f), None) => format!("{f}: {}", e.message),
+        _ => e.message.clone(),
+    }
+}
+
+/// A dataset plugin ready to generate.
+pub struct DatasetPlugin {
+    /// What the plugin says it is.
+    pub info: PluginInfo,
+    /// sha256 of the component.
+    pub sha256: String,
+    engine: PluginEngine,
+    pre: DatasetPre,
+    ctx: PluginContext,
+}
+
+impl DatasetPlugin {
+    /// Load a dataset plugin: compile, check the contract, read its info and have it check its configuration.
+    pub fn load(
+        engine: &PluginEngine,
+        source: &PluginSource,
+        ctx: PluginContext,
+    ) -> Result<DatasetPlugin, PluginError> {
+        let loaded = crate::component::load::<DatasetPre>(engine, source, ctx)?;
+        Ok(DatasetPlugin {
+            info: loaded.info,
+            sha256: loaded.sha256,
+            engine: engine.clone(),
+            pre: loaded.pre,
+            ctx: loaded.ctx,
+        })
+    }
+
+    /// Run a whole generation over `files`: every sample, in order, and the
+    /// input the plugin skipped.
+    pub fn generate(&self, files: FileAccess) -> Result<(Vec<Sample>, Vec<InputError>), GenerateError> {
+        let fail = |kind: FailureKind, message: String| PluginFailure {
+            plugin: self.info.name.clone(),
+            kind,
+            message,
+        };
+        let mut store = new_store(&self.engine, self.ctx.clone());
+        store.data_mut().files = Some(files);
+        let ticks = (BATCH_DEADLINE.as_nanos() / EPOCH_TICK.as_nanos()) as u64;
+        store.set_epoch_deadline(ticks);
+        let dataset: Dataset = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| fail(FailureKind::Trap, format!("could not instantiate: {e:#}")))?;
+        let trapped = |store: &mut wasmtime::Store<HostState>, e: wasmtime::Error| {
+            let (kind, message) = classify_error(store.data_mut(), &e, BATCH_DEADLINE);
+            GenerateError::Failed(fail(kind, message))
+        };
+        store.set_epoch_deadline(ticks);
+        let generator = match dataset.open(&mut store) {
+            Ok(Ok(g)) => g,
+            Ok(Err(e)) => return Err(GenerateError::Input(e)),
+            Err(e) => return Err(trapped(&mut store, e)),
+        };
+        let (mut samples, mut skipped) = (Vec::new(), Vec::new());
+        loop {
+            store.set_epoch_deadline(ticks);
+            let batch = match dataset.next_batch(&mut store, generator, BATCH) {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => return Err(GenerateError::Input(e)),
+                Err(e) => return Err(trapped(&mut store, e)),
+            };
+            let empty = batch.samples.is_empty() && batch.skipped.is_empty();
+            samples.extend(batch.samples);
+            skipped.extend(batch.skipped);
+            if batch.done {
+                break;
+            }
+            if empty {
+                return Err(GenerateError::Failed(fail(
+                    FailureKind::Returned,
+                    "returned an empty batch without saying it was done".into(),
+                )));
+            }
+        }
+        let _ = generator.resource_drop(&mut store);
+        Ok((samples, skipped))
+    }
+}

@@ -1,0 +1,438 @@
+//! Plugin threads: where codec calls run, off the I/O tasks.
+//!
+//! wasmtime stores are driven synchronously here, on plain OS threads: sync
+//! WASI calls inside a tokio worker panic, and plugin time must never delay
+//! the task that reads a socket (and so shift a timestamp). The I/O side only
+//! sends jobs; frames arrive already timestamped.
+//!
+//! Each streamed response gets an instance (store) of its own for its whole
+//! life, taken from the thread's free list and returned when the stream ends.
+//! So a trap, timeout or memory-limit hit fails exactly the one response being
+//! decoded; its instance is dropped and the free list refills on demand.
+//! Jobs that queue up while a thread is busy are handled as one batch: the
+//! frames of one stream become a single `push` call.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+use wasmtime::component::ResourceAny;
+
+use barrage_core::framing::TimedFrame;
+use barrage_core::types::{DecodeOptions, EncodedRequest, Event, RequestSpec, ResponseHead};
+
+use crate::codec::{CodecInstance, CodecPlugin};
+use crate::{FailureKind, PluginFailure};
+
+/// Most idle instances a thread keeps for reuse.
+const MAX_IDLE_INSTANCES: usize = 64;
+/// Most jobs taken off the queue at once.
+const MAX_BATCH: usize = 512;
+
+/// A decoded event with the time and index of the frame it came from.
+#[derive(Debug, Clone)]
+pub struct TimedEvent {
+    /// When the host cut the frame (or, for events from `finish`, when the stream ended).
+    pub at: Instant,
+    /// 0-based index of the frame in the stream (frames count for `finish`).
+    pub frame: u32,
+    /// What the codec made of it.
+    pub event: Event,
+}
+
+/// Everything decoded from one streamed response.
+#[derive(Debug, Default)]
+pub struct StreamOutcome {
+    /// Events in order.
+    pub events: Vec<TimedEvent>,
+    /// Frames received.
+    pub frames: u32,
+    /// Set when the plugin failed on this stream; decoding stopped there.
+    pub failure: Option<PluginFailure>,
+}
+
+/// A streamed response being decoded on one plugin thread.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamHandle {
+    worker: usize,
+    id: u64,
+}
+
+enum Job {
+    Encode {
+        spec: RequestSpec,
+        reply: oneshot::Sender<Result<EncodedRequest, PluginFailure>>,
+    },
+    Open {
+        id: u64,
+        head: ResponseHead,
+        options: DecodeOptions,
+    },
+    Push {
+        id: u64,
+        frames: Vec<TimedFrame>,
+    },
+    Finish {
+        id: u64,
+        /// The stream's last frames, decoded before it finishes.
+        frames: Vec<TimedFrame>,
+        at: Instant,
+        reply: oneshot::Sender<StreamOutcome>,
+    },
+    Cancel {
+        id: u64,
+    },
+    Unary {
+        head: ResponseHead,
+        body: Vec<u8>,
+        options: DecodeOptions,
+        reply: oneshot::Sender<Result<Vec<Event>, PluginFailure>>,
+    },
+}
+
+struct Worker {
+    tx: Option<mpsc::Sender<Job>>,
+    join: Option<JoinHandle<()>>,
+}
+
+/// A pool of plugin threads running one codec.
+pub struct CodecWorkers {
+    plugin: Arc<CodecPlugin>,
+    workers: Vec<Worker>,
+    next_worker: AtomicUsize,
+    next_id: AtomicU64,
+}
+
+impl CodecWorkers {
+    /// Start `threads` plugin threads (at least one) for `plugin`.
+    pub fn start(plugin: Arc<CodecPlugin>, threads: usize) -> std::io::Result<CodecWorkers> {
+        let mut workers = Vec::new();
+        for i in 0..threads.max(1) {
+            let (tx, rx) = mpsc::channel();
+            let p = plugin.clone();
+            let join = std::thread::Builder::new()
+                .name(format!("barrage-plugin-{i}"))
+                .spawn(move || WorkerThread::new(p).run(rx))?;
+            workers.push(Worker {
+                tx: Some(tx),
+                join: Some(join),
+            });
+        }
+        Ok(CodecWorkers {
+            plugin,
+            workers,
+            next_worker: AtomicUsize::new(0),
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    /// The codec being run.
+    pub fn plugin(&self) -> &Arc<CodecPlugin> {
+        &self.plugin
+    }
+
+    fn send(&self, worker: usize, job: Job) {
+        if let Some(tx) = &self.workers[worker].tx {
+            // A worker only stops when `self` is dropped, so sending cannot
+            // fail while `self` lives; if it ever did, the reply channel
+            // closes and the caller sees a failure.
+            let _ = tx.send(job);
+        }
+    }
+
+    fn pick(&self) -> usize {
+        self.next_worker.fetch_add(1, Ordering::Relaxed) % self.workers.len()
+    }
+
+    /// Encode a request on a plugin thread; await or `blocking_recv` the reply.
+    pub fn encode(&self, spec: RequestSpec) -> oneshot::Receiver<Result<EncodedRequest, PluginFailure>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(self.pick(), Job::Encode { spec, reply });
+        rx
+    }
+
+    /// Begin decoding a streamed response.
+    pub fn open(&self, head: ResponseHead, options: DecodeOptions) -> StreamHandle {
+        let handle = StreamHandle {
+            worker: self.pick(),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+        };
+        self.send(
+            handle.worker,
+            Job::Open {
+                id: handle.id,
+                head,
+                options,
+            },
+        );
+        handle
+    }
+
+    /// Hand over frames cut from the stream (never blocks).
+    pub fn push(&self, stream: StreamHandle, frames: Vec<TimedFrame>) {
+        if !frames.is_empty() {
+            self.send(stream.worker, Job::Push { id: stream.id, frames });
+        }
+    }
+
+    /// The stream ended at `at`; the reply carries everything decoded.
+    pub fn finish(&self, stream: StreamHandle, at: Instant) -> oneshot::Receiver<StreamOutcome> {
+        self.finish_with(stream, Vec::new(), at)
+    }
+
+    /// Hand over the stream's last frames and finish it, in one job.
+    pub fn finish_with(
+        &self,
+        stream: StreamHandle,
+        frames: Vec<TimedFrame>,
+        at: Instant,
+    ) -> oneshot::Receiver<StreamOutcome> {
+        let (reply, rx) = oneshot::channel();
+        self.send(
+            stream.worker,
+            Job::Finish {
+                id: stream.id,
+                frames,
+                at,
+                reply,
+            },
+        );
+        rx
+    }
+
+    /// Forget a stream (its request was cancelled).
+    pub fn cancel(&self, stream: StreamHandle) {
+        self.send(stream.worker, Job::Cancel { id: stream.id });
+    }
+
+    /// Decode a whole non-streamed body on a plugin thread.
+    pub fn decode_unary(
+        &self,
+        head: ResponseHead,
+        body: Vec<u8>,
+        options: DecodeOptions,
+    ) -> oneshot::Receiver<Result<Vec<Event>, PluginFailure>> {
+        let (reply, rx) = oneshot::channel();
+        self.send(
+            self.pick(),
+            Job::Unary {
+                head,
+                body,
+                options,
+                reply,
+            },
+        );
+        rx
+    }
+}
+
+impl Drop for CodecWorkers {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            w.tx.take();
+        }
+        for w in &mut self.workers {
+            if let Some(join) = w.join.take() {
+                let _ = join.join();
+            }
+        }
+    }
+}
+
+struct Stream {
+    /// The instance and decoder, until the stream ends or fails.
+    decoding: Option<(CodecInstance, ResourceAny)>,
+    outcome: StreamOutcome,
+}
+
+struct WorkerThread {
+    plugin: Arc<CodecPlugin>,
+    idle: Vec<CodecInstance>,
+    streams: HashMap<u64, Stream>,
+}
+
+impl WorkerThread {
+    fn new(plugin: Arc<CodecPlugin>) -> WorkerThread {
+        WorkerThread {
+            plugin,
+            idle: Vec::new(),
+            streams: HashMap::new(),
+        }
+    }
+
+    fn run(mut self, rx: mpsc::Receiver<Job>) {
+        let mut batch = Vec::new();
+        let mut pending: HashMap<u64, Vec<TimedFrame>> = HashMap::new();
+        while let Ok(first) = rx.recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            for job in batch.drain(..) {
+                match job {
+                    // Frames wait so that all of a stream's frames in this
+                    // batch go to the plugin in one call; anything else
+                    // about that stream flushes them first, keeping order.
+                    Job::Push { id, mut frames } => pending.entry(id).or_default().append(&mut frames),
+                    Job::Finish {
+                        id,
+                        mut frames,
+                        at,
+                        reply,
+                    } => {
+                        pending.entry(id).or_default().append(&mut frames);
+                        self.flush(id, &mut pending);
+                        let _ = reply.send(self.finish(id, at));
+                    }
+                    Job::Cancel { id } => {
+                        pending.remove(&id);
+                        self.cancel(id);
+                    }
+                    Job::Open { id, head, options } => self.open(id, &head, options),
+                    Job::Encode { spec, reply } => {
+                        let _ = reply.send(self.with_instance(|i| i.encode(spec)));
+                    }
+                    Job::Unary {
+                        head,
+                        body,
+                        options,
+                        reply,
+                    } => {
+                        let _ = reply.send(self.with_instance(|i| i.decode_unary(&head, &body, options)));
+                    }
+                }
+            }
+            let ids: Vec<u64> = pending.keys().copied().collect();
+            for id in ids {
+                self.flush(id, &mut pending);
+            }
+        }
+    }
+
+    fn take_instance(&mut self) -> Result<CodecInstance, PluginFailure> {
+        match self.idle.pop() {
+            Some(i) => Ok(i),
+            None => self.plugin.instance(),
+        }
+    }
+
+    fn give_back(&mut self, instance: CodecInstance) {
+        if !instance.is_poisoned() && self.idle.len() < MAX_IDLE_INSTANCES {
+            self.idle.push(instance);
+        }
+    }
+
+    fn with_instance<R>(
+        &mut self,
+        f: impl FnOnce(&mut CodecInstance) -> Result<R, PluginFailure>,
+    ) -> Result<R, PluginFailure> {
+        let mut instance = self.take_instance()?;
+        let result = f(&mut instance);
+        self.give_back(instance);
+        result
+    }
+
+    fn open(&mut self, id: u64, head: &ResponseHead, options: DecodeOptions) {
+        let mut outcome = StreamOutcome::default();
+        let decoding = match self.take_instance() {
+            Ok(mut instance) => match instance.open(head, options) {
+                Ok(decoder) => Some((instance, decoder)),
+                Err(f) => {
+                    outcome.failure = Some(f);
+                    self.give_back(instance);
+                    None
+                }
+            },
+            Err(f) => {
+                outcome.failure = Some(f);
+                None
+            }
+        };
+        self.streams.insert(id, Stream { decoding, outcome });
+    }
+
+    fn flush(&mut self, id: u64, pending: &mut HashMap<u64, Vec<TimedFrame>>) {
+        let Some(frames) = pending.remove(&id) else { return };
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let base = stream.outcome.frames;
+        stream.outcome.frames += frames.len() as u32;
+        let Some((instance, decoder)) = stream.decoding.as_mut() else {
+            return;
+        };
+        let times: Vec<Instant> = frames.iter().map(|f| f.at).collect();
+        match instance.push(*decoder, frames) {
+            Ok(events) => {
+                for (frame, event) in events {
+                    // A plugin naming a frame it was not given is a plugin bug;
+                    // time such an event by the last frame rather than trust it.
+                    let idx = (frame as usize).min(times.len() - 1);
+                    stream.outcome.events.push(TimedEvent {
+                        at: times[idx],
+                        frame: base + idx as u32,
+                        event,
+                    });
+                }
+            }
+            Err(f) => self.fail(id, f),
+        }
+    }
+
+    fn fail(&mut self, id: u64, failure: PluginFailure) {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.outcome.failure = Some(failure);
+            if let Some((mut instance, decoder)) = stream.decoding.take() {
+                // A request-level error (not a trap) leaves the instance
+                // usable once its decoder is freed.
+                if !instance.is_poisoned() {
+                    instance.close(decoder);
+                }
+                self.give_back(instance);
+            }
+        }
+    }
+
+    fn finish(&mut self, id: u64, at: Instant) -> StreamOutcome {
+        let Some(mut stream) = self.streams.remove(&id) else {
+            return StreamOutcome {
+                failure: Some(PluginFailure {
+                    plugin: self.plugin.name().to_string(),
+                    kind: FailureKind::Returned,
+                    message: "stream finished twice or never opened".into(),
+                }),
+                ..StreamOutcome::default()
+            };
+        };
+        if let Some((mut instance, decoder)) = stream.decoding.take() {
+            let frame = stream.outcome.frames;
+            match instance.finish(decoder) {
+                Ok(events) => {
+                    stream
+                        .outcome
+                        .events
+                        .extend(events.into_iter().map(|event| TimedEvent { at, frame, event }))
+                }
+                Err(f) => stream.outcome.failure = Some(f),
+            }
+            self.give_back(instance);
+        }
+        stream.outcome
+    }
+
+    fn cancel(&mut self, id: u64) {
+        if let Some(mut stream) = self.streams.remove(&id)
+            && let Some((mut instance, decoder)) = stream.decoding.take()
+        {
+            instance.close(decoder);
+            self.give_back(instance);
+        }
+    }
+}
