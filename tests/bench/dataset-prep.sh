@@ -47,7 +47,7 @@ with open(f"{work}/corpus.txt", "w") as f:
         f.write(text(200) + "\n")
 PY
 ls -la "$work/sharegpt.json" | awk '{printf "data: %.1f MB, %s conversations\n", $5 / 1e6, '"$COUNT"'}'
-cargo run --quiet --release -p barrage --example train-tokenizer -- "$work/corpus.txt" "$work/tokenizer.json" 32000
+cargo run --quiet --release -p barrage-plugin-host --example train-tokenizer -- "$work/corpus.txt" "$work/tokenizer.json" 32000
 
 prep() {
     /usr/bin/time -f "  %e s wall, %U s user, peak RSS %M KiB" \

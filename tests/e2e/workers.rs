@@ -31,6 +31,7 @@ fn ctx() -> PluginContext {
         seed: 1,
         tokenizer: WordTokenizer::shared(),
         log_level: barrage_plugin_host::state::parse_level("error").unwrap(),
+        log: barrage_plugin_host::state::no_log(),
     }
 }
 

@@ -12,7 +12,7 @@ use clap::Args;
 use barrage_engine::config::ReportConfig;
 use barrage_engine::metrics::Summary;
 use barrage_plugin_host::engine::default_cache_dir;
-use barrage_plugin_host::state::parse_level;
+use barrage_plugin_host::state::{LogLevel, parse_level};
 use barrage_plugin_host::{EngineOptions, PluginContext, PluginEngine, Registry};
 
 /// Where prompts come from: shared by `run` and `dataset prepare`.
@@ -178,6 +178,9 @@ impl PluginOptions {
             seed,
             tokenizer,
             log_level,
+            log: std::sync::Arc::new(|plugin: &str, level: LogLevel, message: &str| {
+                eprintln!("[plugin {plugin}] {level:?}: {message}")
+            }),
         })
     }
 }
@@ -288,6 +291,9 @@ pub(crate) fn prepare_dataset(
         },
     )?;
     eprintln!("{} in {:.2} s", prepared.stats(), prepared.seconds);
+    if let Some(e) = &prepared.cache_error {
+        eprintln!("note: {e}");
+    }
     for s in prepared.skipped.iter().take(5) {
         eprintln!("  skipped {}", s.at);
     }

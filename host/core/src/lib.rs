@@ -2,6 +2,7 @@
 //! the native framers, the seeded random source, TLS settings and the clock.
 //! It depends on no other Barrage crate.
 
+pub mod body;
 pub mod clock;
 pub mod framing;
 pub mod rng;

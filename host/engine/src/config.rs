@@ -480,3 +480,69 @@ impl RunConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(yaml: &str) -> Result<(), String> {
+        let config: RunConfig = serde_yaml_ng::from_str(yaml).map_err(|e| format!("parse: {e}"))?;
+        config.validate()
+    }
+
+    #[test]
+    fn the_defaults_and_every_shipped_shape_validate() {
+        assert_eq!(RunConfig::default().validate(), Ok(()));
+        for yaml in [
+            "stages: [{shape: constant, rate: 10, duration_s: 1}]",
+            "stages: [{shape: poisson, rate: 10, requests: 5}]",
+            "stages: [{shape: gamma, rate: 10, burstiness: 0.5, duration_s: 1}]",
+            "stages: [{shape: concurrency, concurrency: 4, requests: 5}]",
+            "stages: [{shape: ramp, from_concurrency: 1, concurrency: 8, duration_s: 3}]",
+        ] {
+            assert_eq!(check(yaml), Ok(()), "{yaml}");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_naming_its_key() {
+        for (yaml, key) in [
+            ("stages: []", "stages"),
+            (
+                "target: ftp://x\nstages: [{shape: constant, rate: 1, requests: 1}]",
+                "target",
+            ),
+            ("request: {max_tokens: 0}", "request.max_tokens"),
+            ("request: {timeout_s: 0}", "request.timeout_s"),
+            ("grace_period_s: -1", "grace_period_s"),
+            ("max_error_rate: 1.5", "max_error_rate"),
+            ("stages: [{shape: constant, rate: 10}]", "stages[0]"),
+            ("stages: [{shape: constant, rate: 0, requests: 1}]", "stages[0].rate"),
+            (
+                "stages: [{shape: constant, rate: 1, duration_s: -2}]",
+                "stages[0].duration_s",
+            ),
+            (
+                "stages: [{shape: constant, rate: 1, requests: 1}, {shape: poisson, requests: 1}]",
+                "stages[1]",
+            ),
+            ("stages: [{shape: gamma, rate: 1, requests: 1}]", "burstiness"),
+            (
+                "stages: [{shape: ramp, from_concurrency: 1, concurrency: 8}]",
+                "stages[0]",
+            ),
+        ] {
+            let message = check(yaml).expect_err(yaml);
+            assert!(message.contains(key), "{yaml}: `{message}` does not name `{key}`");
+        }
+    }
+
+    #[test]
+    fn an_unknown_key_is_a_parse_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.yaml");
+        std::fs::write(&path, "stages: [{shape: constant, rate: 1, requests: 1}]\nratee: 3\n").unwrap();
+        let e = RunConfig::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("run.yaml") && e.contains("ratee"), "{e}");
+    }
+}

@@ -474,3 +474,69 @@ pub fn run_names(dirs: &[PathBuf]) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Status;
+
+    fn record(id: u64, sent_ms: f64) -> Record {
+        Record {
+            id,
+            sent_ms,
+            scheduled_ms: sent_ms,
+            first_token_ms: Some(sent_ms + 5.0),
+            content_frames_ms: vec![sent_ms + 5.0, sent_ms + 7.0],
+            last_token_ms: Some(sent_ms + 7.0),
+            end_ms: sent_ms + 8.0,
+            output_tokens: 2,
+            status: Status::Ok,
+            measured: true,
+            ..Record::default()
+        }
+    }
+
+    #[test]
+    fn merge_puts_shards_on_one_clock_and_counts_every_record_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, out) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("merged"));
+        results::tests::run_dir(&a, 1_000, &[record(0, 0.0), record(1, 10.0)]);
+        // The second shard started 500 ms later: its times move by 500 ms.
+        results::tests::run_dir(&b, 1_500, &[record(0, 0.0), record(1, 10.0), record(2, 20.0)]);
+        let summary = merge(&[a.clone(), b.clone()], &out, MetricsOptions::default()).unwrap();
+        assert_eq!(summary.run.shards, 2);
+        assert!(!summary.run.complete, "the shards wrote no summary of their own");
+        let merged = RunDir::open(&out).unwrap();
+        let mut seen = Vec::new();
+        merged
+            .for_each_record(|r| seen.push((r.shard, r.id, r.sent_ms)))
+            .unwrap();
+        assert_eq!(
+            seen,
+            vec![
+                (Some(0), 0, 0.0),
+                (Some(0), 1, 10.0),
+                (Some(1), 0, 500.0),
+                (Some(1), 1, 510.0),
+                (Some(1), 2, 520.0)
+            ]
+        );
+        assert_eq!(merged.meta.started_unix_ms, 1_000);
+        assert_eq!(merged.meta.host, "host-1000,host-1500");
+        assert_eq!(merged.meta.shards[1].offset_ms, 500.0);
+        assert_eq!((summary.total.sent, summary.total.succeeded), (5, 5));
+    }
+
+    #[test]
+    fn merge_needs_two_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = merge(
+            &[dir.path().to_path_buf()],
+            &dir.path().join("m"),
+            MetricsOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("at least two"), "{e}");
+    }
+}

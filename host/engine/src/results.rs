@@ -257,3 +257,77 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ResultsErr
     })?;
     std::fs::write(path, bytes).map_err(io(path))
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::metrics::{Record, Status};
+
+    fn record(id: u64, stage: usize) -> Record {
+        Record {
+            id,
+            stage,
+            sent_ms: id as f64,
+            end_ms: id as f64 + 10.0,
+            status: Status::Ok,
+            measured: true,
+            ..Record::default()
+        }
+    }
+
+    /// A run directory holding `records`, as a run leaves it (meta, records).
+    pub(crate) fn run_dir(dir: &Path, started_unix_ms: u64, records: &[Record]) {
+        std::fs::create_dir_all(dir).unwrap();
+        let mut sink = RecordSink::create(dir, 1, MetricsOptions::default()).unwrap();
+        for r in records {
+            sink.add(r).unwrap();
+        }
+        sink.flush().unwrap();
+        let meta = Meta {
+            started_unix_ms,
+            host: format!("host-{started_unix_ms}"),
+            ..Meta::default()
+        };
+        write_json(&dir.join(META), &meta).unwrap();
+    }
+
+    #[test]
+    fn records_written_are_read_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let recs: Vec<Record> = (0..5).map(|i| record(i, 0)).collect();
+        run_dir(dir.path(), 1, &recs);
+        let run = RunDir::open(dir.path()).unwrap();
+        assert!(
+            run.summary.is_none(),
+            "no summary: the run was killed before it wrote one"
+        );
+        let mut ids = Vec::new();
+        assert_eq!(run.for_each_record(|r| ids.push(r.id)).unwrap(), 0);
+        assert_eq!(ids, vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_cut_last_line_is_skipped_and_any_other_bad_line_named() {
+        let dir = tempfile::tempdir().unwrap();
+        run_dir(dir.path(), 1, &[record(0, 0), record(1, 0)]);
+        let path = dir.path().join(RECORDS);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"id\":2,\"sta");
+        std::fs::write(&path, &text).unwrap();
+        let run = RunDir::open(dir.path()).unwrap();
+        let mut n = 0;
+        assert_eq!(run.for_each_record(|_| n += 1).unwrap(), 1, "one line skipped");
+        assert_eq!(n, 2);
+        text.push_str("\n{\"id\":3}\n");
+        std::fs::write(&path, &text).unwrap();
+        let e = run.for_each_record(|_| {}).unwrap_err().to_string();
+        assert!(e.contains("records.jsonl:3"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_without_records_is_not_a_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = RunDir::open(dir.path()).err().expect("refused").to_string();
+        assert!(e.contains("not a Barrage results directory"), "{e}");
+    }
+}

@@ -40,6 +40,7 @@ fn ctx() -> PluginContext {
         seed: 0,
         tokenizer: WordTokenizer::shared(),
         log_level: barrage_plugin_host::state::parse_level("error").expect("level"),
+        log: barrage_plugin_host::state::no_log(),
     }
 }
 

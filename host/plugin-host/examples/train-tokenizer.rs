@@ -3,7 +3,7 @@
 //! need a real tokenizer file on a machine without network access to a
 //! model hub.
 //!
-//!     cargo run --release -p barrage --example train-tokenizer -- CORPUS.txt OUT/tokenizer.json [VOCAB]
+//!     cargo run --release -p barrage-plugin-host --example train-tokenizer -- CORPUS.txt OUT/tokenizer.json [VOCAB]
 
 use tokenizers::models::TrainerWrapper;
 use tokenizers::models::bpe::{BPE, BpeTrainer};

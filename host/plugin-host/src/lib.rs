@@ -27,6 +27,7 @@ pub mod prepare;
 pub mod registry;
 pub mod reporter;
 pub mod state;
+pub mod stream;
 pub mod tokenizer;
 pub mod workers;
 

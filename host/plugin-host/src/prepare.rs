@@ -116,6 +116,10 @@ pub struct Prepared {
     /// Seconds spent preparing (or loading from the cache).
     #[serde(skip)]
     pub seconds: f64,
+    /// Why the prepared samples could not be cached, if they could not
+    /// (the run goes on; the caller says so).
+    #[serde(skip)]
+    pub cache_error: Option<String>,
 }
 
 impl Prepared {
@@ -392,6 +396,7 @@ pub fn prepare(config: &DatasetConfig, env: PrepareEnv<'_>) -> Result<Prepared, 
         skipped: skipped.iter().map(|e| Skipped { at: describe(e) }).collect(),
         from_cache: false,
         seconds: 0.0,
+        cache_error: None,
     };
     if prepared.samples.is_empty() {
         return Err(DatasetError::Input {
@@ -417,7 +422,7 @@ pub fn prepare(config: &DatasetConfig, env: PrepareEnv<'_>) -> Result<Prepared, 
     if let Some(path) = &cache_file
         && let Err(e) = write_cache(path, &prepared)
     {
-        eprintln!("note: dataset cache not written to {}: {e}", path.display());
+        prepared.cache_error = Some(format!("dataset cache not written to {}: {e}", path.display()));
     }
     prepared.seconds = started.elapsed().as_secs_f64();
     Ok(prepared)
@@ -495,6 +500,7 @@ mod tests {
             skipped: vec![],
             from_cache: false,
             seconds: 0.0,
+            cache_error: None,
         };
         p.group_sessions();
         let ids: Vec<u64> = p.samples.iter().map(|s| s.id).collect();

@@ -34,8 +34,19 @@ pub struct PluginContext {
     pub seed: u64,
     /// The run's tokenizer.
     pub tokenizer: Arc<dyn Tokenizer>,
-    /// Lowest level of plugin log lines written to stderr.
+    /// Lowest level of plugin log lines passed to `log`.
     pub log_level: LogLevel,
+    /// Where plugin log lines go: the host library prints nothing itself.
+    pub log: LogSink,
+}
+
+/// Receives each plugin log line at or above the context's level:
+/// (plugin name, level, message).
+pub type LogSink = Arc<dyn Fn(&str, LogLevel, &str) + Send + Sync>;
+
+/// A sink that drops every line.
+pub fn no_log() -> LogSink {
+    Arc::new(|_, _, _| {})
 }
 
 /// The data of one plugin store.
@@ -114,7 +125,7 @@ impl HostState {
             self.last_panic = Some(message.clone());
         }
         if level >= self.ctx.log_level {
-            eprintln!("[plugin {}] {level:?}: {message}", self.ctx.name);
+            (self.ctx.log)(&self.ctx.name, level, &message);
         }
     }
 

@@ -7,9 +7,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 
-use barrage_core::framing::{Framer, Framing};
+use barrage_core::body::ResponseSink;
+use barrage_core::framing::Framing;
 use barrage_core::types::{DecodeOptions, ResponseHead};
 use barrage_plugin_host::describe::{Description, describe};
+use barrage_plugin_host::stream::DecodeSink;
 use barrage_plugin_host::{CodecPlugin, CodecWorkers, Registry, contract};
 
 use crate::options::{PluginOptions, read_plugin_config};
@@ -175,44 +177,38 @@ pub(crate) fn decode(args: DecodeArgs) -> Result<ExitCode> {
     let ctx = args.plugins.context(config, 0)?;
     let plugin = CodecPlugin::load(&engine, &source, ctx)?;
     let workers = CodecWorkers::start(plugin.clone(), args.threads).context("starting plugin threads")?;
-    let framing = args.framing;
-    let options = || DecodeOptions { want_text: args.text };
+    let options = DecodeOptions { want_text: args.text };
 
-    // Open every stream first and feed them interleaved, as concurrent
-    // responses arrive, so one failing stream visibly leaves the others be.
+    // Every response is opened first and fed interleaved, as concurrent
+    // responses arrive, so one failing stream visibly leaves the others be;
+    // each goes through the same sink a run reads responses into.
     let mut bodies = Vec::new();
     for path in &args.files {
         let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let head = ResponseHead {
+        let mut sink = DecodeSink::stream(&workers, args.framing, options);
+        sink.head(ResponseHead {
             status: 200,
             headers: vec![("content-type".into(), "text/event-stream".into())],
-        };
-        bodies.push((path, body, workers.open(head, options()), Framer::new(framing)));
+        });
+        bodies.push((path, body, sink));
     }
     let longest = bodies.iter().map(|b| b.1.len()).max().unwrap_or(0);
     let mut offset = 0;
     while offset < longest {
-        for (_, body, stream, framer) in &mut bodies {
+        for (_, body, sink) in &mut bodies {
             if offset < body.len() {
                 let end = (offset + args.read_size).min(body.len());
-                let mut frames = Vec::new();
-                framer.push(&body[offset..end], Instant::now(), &mut frames);
-                workers.push(*stream, frames);
+                sink.data(&body[offset..end], Instant::now());
+                sink.read_done();
             }
         }
         offset += args.read_size;
     }
     let mut failed = 0;
     let mut by_kind = std::collections::BTreeMap::new();
-    for (path, _, stream, framer) in &mut bodies {
-        let mut frames = Vec::new();
-        let end = Instant::now();
-        framer.finish(end, &mut frames);
-        workers.push(*stream, frames);
-        let outcome = workers
-            .finish(*stream, end)
-            .blocking_recv()
-            .context("a plugin thread stopped unexpectedly")?;
+    let responses = bodies.len();
+    for (path, _, sink) in bodies {
+        let outcome = sink.end(Instant::now()).blocking_outcome();
         println!("# {}", path.display());
         for e in &outcome.events {
             println!("{} {}", e.frame, e.event);
@@ -229,8 +225,8 @@ pub(crate) fn decode(args: DecodeArgs) -> Result<ExitCode> {
     let summary: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} plugin {k}")).collect();
     println!(
         "{} responses: {} decoded, {} failed{}",
-        bodies.len(),
-        bodies.len() - failed,
+        responses,
+        responses - failed,
         failed,
         if summary.is_empty() {
             String::new()

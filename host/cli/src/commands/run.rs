@@ -2,11 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use barrage_engine::config::{RunConfig, Stage};
+use barrage_engine::load::ProgressSink;
 use barrage_engine::load::shape::ShapeKind;
 use barrage_plugin_host::CodecPlugin;
 
@@ -74,6 +76,39 @@ pub(crate) struct RunArgs {
     metrics: MetricsArgs,
     #[command(flatten)]
     plugins: PluginOptions,
+}
+
+/// Progress lines on stderr: rewritten in place four times a second on a
+/// terminal, a line a second otherwise (a log).
+struct StderrProgress {
+    tty: bool,
+}
+
+impl StderrProgress {
+    fn boxed() -> Box<dyn ProgressSink> {
+        use std::io::IsTerminal;
+        Box::new(StderrProgress {
+            tty: std::io::stderr().is_terminal(),
+        })
+    }
+}
+
+impl ProgressSink for StderrProgress {
+    fn interval(&self) -> Duration {
+        Duration::from_millis(if self.tty { 250 } else { 1000 })
+    }
+
+    fn line(&mut self, line: &str) {
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    fn finish(&mut self) {
+        eprintln!();
+    }
 }
 
 /// `runs/<UTC yyyymmdd-hhmmss>`.
@@ -253,14 +288,14 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
             &target,
             &dir,
             stop.clone(),
-            !args.quiet,
+            (!args.quiet).then(StderrProgress::boxed),
         )
         .await;
         if let Some(sim) = sim {
             sim.shutdown().await;
         }
         signals.abort();
-        report
+        anyhow::Ok(report?)
     })?;
     print!("{}", barrage_engine::report::console_table(&report));
     write_reports(&args.plugins, &config.report, &report, &dir, &dir);

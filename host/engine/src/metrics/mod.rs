@@ -16,7 +16,7 @@ pub mod stage;
 pub mod summary;
 
 pub use hist::{DEFAULT_PERCENTILES, Dist, Hist};
-pub use record::{Record, RequestInfo, Status, TokenSource};
+pub use record::{Record, RequestInfo, Response, Status, TokenSource};
 pub use slo::Slo;
 pub use stage::{ScheduleCounts, StageInfo, StageSummary};
 pub use summary::{Aggregator, MetricsOptions, RunFacts, SCHEMA_VERSION, Summary};

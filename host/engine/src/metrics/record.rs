@@ -11,6 +11,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::transport::{Ending, Exchange};
 use barrage_core::types::Event;
+use barrage_plugin_host::StreamOutcome;
+
+/// What a sent request's record is made of: the exchange as the transport
+/// timed it, and what the codec decoded from its response.
+#[derive(Debug)]
+pub struct Response {
+    /// The exchange.
+    pub exchange: Exchange,
+    /// Decoded events with frame times (streams), or a whole body's events.
+    pub decoded: StreamOutcome,
+}
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -214,9 +225,9 @@ fn ms_since(origin: Instant, t: Instant) -> f64 {
 }
 
 impl Record {
-    /// A measured request `id` of `stage` with no dataset sample, from its exchange.
-    pub fn from_exchange(id: u64, stage: usize, origin: Instant, scheduled: Instant, ex: &Exchange) -> Record {
-        Record::sent(&RequestInfo::new(id, stage, scheduled), origin, ex)
+    /// A measured request `id` of `stage` with no dataset sample, from its response.
+    pub fn from_exchange(id: u64, stage: usize, origin: Instant, scheduled: Instant, response: &Response) -> Record {
+        Record::sent(&RequestInfo::new(id, stage, scheduled), origin, response)
     }
 
     /// A request the codec could not encode: nothing was sent.
@@ -245,8 +256,9 @@ impl Record {
         }
     }
 
-    /// A request that was sent, from its exchange.
-    pub fn sent(info: &RequestInfo, origin: Instant, ex: &Exchange) -> Record {
+    /// A request that was sent, from its response.
+    pub fn sent(info: &RequestInfo, origin: Instant, response: &Response) -> Record {
+        let (ex, decoded) = (&response.exchange, &response.decoded);
         let ms = |t: Instant| ms_since(origin, t);
         let mut frames_ms = Vec::new();
         let mut frame_tokens = Vec::new();
@@ -255,7 +267,7 @@ impl Record {
         let mut reasoning_frames = 0u32;
         let mut last_reasoning_frame = None;
         let (mut usage, mut finish, mut server_error, mut done, mut malformed) = (None, None, None, false, None);
-        for e in &ex.decoded.events {
+        for e in &decoded.events {
             match &e.event {
                 Event::Content(d) | Event::Reasoning(d) => {
                     if matches!(e.event, Event::Reasoning(_)) {
@@ -303,12 +315,12 @@ impl Record {
                 Status::HttpError,
                 Some(server_error.unwrap_or_else(|| format!("HTTP {s}"))),
             ),
-            (Ending::Complete, _) if ex.decoded.failure.is_some() => {
-                (Status::PluginError, ex.decoded.failure.as_ref().map(|f| f.to_string()))
+            (Ending::Complete, _) if decoded.failure.is_some() => {
+                (Status::PluginError, decoded.failure.as_ref().map(|f| f.to_string()))
             }
             (Ending::Complete, _) if server_error.is_some() => (Status::ServerError, server_error),
             (Ending::Complete, _) if malformed.is_some() => (Status::Malformed, malformed),
-            (Ending::Complete, _) if ex.decoded.frames > 1 && (!done || finish.is_none()) => (
+            (Ending::Complete, _) if decoded.frames > 1 && (!done || finish.is_none()) => (
                 Status::Truncated,
                 Some(
                     if !done {

@@ -9,7 +9,7 @@ use barrage_plugin_host::{StreamOutcome, TimedEvent};
 
 /// An exchange sent at `origin` + 0 whose frames arrive at the given ms
 /// offsets, each frame carrying the given events.
-fn exchange(origin: Instant, frames: Vec<(f64, Vec<Event>)>, end_ms: f64) -> Exchange {
+fn exchange(origin: Instant, frames: Vec<(f64, Vec<Event>)>, end_ms: f64) -> Response {
     let at = |ms: f64| origin + Duration::from_secs_f64(ms / 1000.0);
     let mut events = Vec::new();
     let n = frames.len() as u32;
@@ -22,7 +22,7 @@ fn exchange(origin: Instant, frames: Vec<(f64, Vec<Event>)>, end_ms: f64) -> Exc
             });
         }
     }
-    Exchange {
+    let exchange = Exchange {
         sent: origin,
         slot_wait: None,
         connection: None,
@@ -34,6 +34,9 @@ fn exchange(origin: Instant, frames: Vec<(f64, Vec<Event>)>, end_ms: f64) -> Exc
         ending: Ending::Complete,
         bytes_received: 100,
         bytes_sent: 10,
+    };
+    Response {
+        exchange,
         decoded: StreamOutcome {
             events,
             frames: n,
@@ -237,18 +240,18 @@ fn failed_and_truncated_requests_are_counted_but_not_timed() {
     );
     assert_eq!(truncated.status, Status::Truncated);
     let mut http = exchange(o, vec![], 5.0);
-    http.status = Some(503);
+    http.exchange.status = Some(503);
     let http = Record::from_exchange(3, 0, o, o, &http);
     assert_eq!(
         (http.status, http.error.as_deref()),
         (Status::HttpError, Some("HTTP 503"))
     );
     let mut timeout = exchange(o, vec![(10.0, vec![content(Some(1))])], 100.0);
-    timeout.ending = Ending::Timeout;
+    timeout.exchange.ending = Ending::Timeout;
     let timeout = Record::from_exchange(4, 0, o, o, &timeout);
     assert_eq!(timeout.status, Status::Timeout);
     let mut cancelled = exchange(o, vec![], 50.0);
-    cancelled.ending = Ending::Cancelled;
+    cancelled.exchange.ending = Ending::Cancelled;
     let cancelled = Record::from_exchange(5, 0, o, o, &cancelled);
 
     let options = MetricsOptions {

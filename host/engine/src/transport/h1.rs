@@ -503,6 +503,11 @@ impl Pool {
             let idle = match self.idle.try_lock() {
                 Ok(mut idle) => idle.pop(),
                 Err(TryLockError::Poisoned(p)) => p.into_inner().pop(),
+                // At the connection cap a new connection would wait for one
+                // to close, and the idle ones never do: wait for the lock.
+                Err(TryLockError::WouldBlock) if self.connector.at_cap() => {
+                    self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()
+                }
                 Err(TryLockError::WouldBlock) => None,
             };
             let Some(mut conn) = idle else { break };

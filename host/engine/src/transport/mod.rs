@@ -1,7 +1,8 @@
 //! HTTP transport: hyper with TCP_NODELAY on every connection, connection
 //! pooling, per-request timeouts, custom headers and an API key from the
-//! environment. Bodies are framed and timestamped here, on the I/O task,
-//! before a plugin sees them.
+//! environment. Every read is timestamped here, on the I/O task, and handed
+//! with its time to a [`ResponseSink`]; the transport knows nothing of
+//! decoding.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,9 +21,8 @@ use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use tower_service::Service;
 
-use barrage_core::framing::{Framer, TimedFrame};
-use barrage_core::types::{DecodeOptions, EncodedRequest, HttpRequest, ResponseHead, WireRequest};
-use barrage_plugin_host::{CodecWorkers, PluginFailure, StreamOutcome};
+use barrage_core::body::ResponseSink;
+use barrage_core::types::{EncodedRequest, HttpRequest, ResponseHead, WireRequest};
 
 mod h1;
 
@@ -86,8 +86,6 @@ pub struct Exchange {
     pub bytes_received: u64,
     /// Request body bytes sent.
     pub bytes_sent: u64,
-    /// Decoded events with frame times (streams), or the unary events.
-    pub decoded: StreamOutcome,
 }
 
 /// How to connect.
@@ -111,12 +109,6 @@ pub struct TransportOptions {
     pub tls: barrage_core::tls::ClientTls,
 }
 
-/// Frames a stream hands to its plugin thread at once. Batching here, on
-/// the I/O task, turns a response's dozens of frames into a few jobs (and
-/// plugin-thread wake-ups); frames are already timestamped, so decoding
-/// later changes no time.
-const STREAM_BATCH_FRAMES: usize = 32;
-
 /// Which connection a response came on, and when that connection was
 /// established. The connector attaches it to every connection; hyper hands
 /// it back with each response.
@@ -137,6 +129,13 @@ struct TimedConnector {
     inner: HttpsConnector<HttpConnector>,
     next_id: Arc<AtomicU64>,
     open: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+impl TimedConnector {
+    /// Whether `max_connections` connections are open.
+    fn at_cap(&self) -> bool {
+        self.open.as_ref().is_some_and(|open| open.available_permits() == 0)
+    }
 }
 
 type InnerStream = <HttpsConnector<HttpConnector> as Service<hyper::Uri>>::Response;
@@ -338,16 +337,17 @@ impl Transport {
         })
     }
 
-    /// Send `req` and read its response, framing and decoding it with
-    /// `workers`. Never fails: errors are part of the returned exchange.
-    pub async fn execute(
+    /// Send `req` and read its response into `sink`. Never fails: errors
+    /// are part of the returned exchange. The sink's outcome is there when
+    /// a response was read to its end (or until reading it failed), not
+    /// when the exchange was cut short by its timeout or a stop.
+    pub async fn execute<S: ResponseSink>(
         &self,
         req: &EncodedRequest,
         request_id: u64,
-        workers: &CodecWorkers,
-        options: DecodeOptions,
+        sink: S,
         cancel: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> Exchange {
+    ) -> (Exchange, Option<S::Outcome>) {
         let sent = Instant::now();
         let mut ex = Exchange {
             sent,
@@ -361,12 +361,11 @@ impl Transport {
             ending: Ending::Complete,
             bytes_received: 0,
             bytes_sent: 0,
-            decoded: StreamOutcome::default(),
         };
         let WireRequest::Http(http) = &req.request else {
             ex.ending =
                 Ending::TransportError("the codec asked for gRPC, which this transport does not speak yet".into());
-            return ex;
+            return (ex, None);
         };
         ex.bytes_sent = http.body.len() as u64;
         let outgoing = match &self.direct {
@@ -379,7 +378,7 @@ impl Transport {
             Ok(o) => o,
             Err(e) => {
                 ex.ending = Ending::TransportError(format!("the codec built an invalid request: {e}"));
-                return ex;
+                return (ex, None);
             }
         };
         let deadline = tokio::time::Instant::from_std(sent + self.timeout);
@@ -395,10 +394,9 @@ impl Transport {
                 None => None,
             };
             ex.sent = Instant::now();
-            let body = Body { req, workers, options };
             match outgoing {
-                Outgoing::Direct(pool, bytes) => exchange_direct(pool, &http.method, &bytes, body, &mut ex).await,
-                Outgoing::Pooled(request) => self.exchange_pooled(*request, body, &mut ex).await,
+                Outgoing::Direct(pool, bytes) => exchange_direct(pool, &http.method, &bytes, sink, &mut ex).await,
+                Outgoing::Pooled(request) => self.exchange_pooled(*request, sink, &mut ex).await,
             }
         };
         // What can cut the exchange short is armed only from the second
@@ -414,16 +412,16 @@ impl Transport {
         };
         // Biased: the exchange is polled first, so the request is written
         // before anything else is done.
-        let cut_short = tokio::select! {
+        let outcome = tokio::select! {
             biased;
-            _ = exchange => None,
-            ending = cut => Some(ending),
+            outcome = exchange => outcome,
+            ending = cut => {
+                ex.ending = ending;
+                None
+            }
         };
-        if let Some(ending) = cut_short {
-            ex.ending = ending;
-        }
         ex.end = Instant::now();
-        ex
+        (ex, outcome)
     }
 
     /// The request for hyper's client.
@@ -495,12 +493,17 @@ impl Transport {
     }
 
     /// One exchange through hyper's pooled client (HTTP/2, TLS).
-    async fn exchange_pooled(&self, request: hyper::Request<Full<Bytes>>, body: Body<'_>, ex: &mut Exchange) {
+    async fn exchange_pooled<S: ResponseSink>(
+        &self,
+        request: hyper::Request<Full<Bytes>>,
+        mut sink: S,
+        ex: &mut Exchange,
+    ) -> Option<S::Outcome> {
         let response = match self.client.request(request).await {
             Ok(r) => r,
             Err(e) => {
                 ex.ending = Ending::TransportError(error_chain(&e));
-                return;
+                return None;
             }
         };
         ex.connection = response.extensions().get::<ConnInfo>().copied();
@@ -520,7 +523,7 @@ impl Transport {
                 .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
                 .collect(),
         };
-        let mut sink = body.sink(head);
+        sink.head(head);
         let mut reader = Reader {
             body: response.into_body(),
             chunks: Vec::new(),
@@ -531,10 +534,10 @@ impl Transport {
             // Every chunk taken at once is stamped with the time the first was.
             let at = reader.at.take().unwrap_or_else(Instant::now);
             for data in reader.chunks.drain(..) {
-                sink.take(ex, &data, at);
+                take(ex, &mut sink, &data, at);
             }
             match step {
-                Step::More => sink.hand_over(),
+                Step::More => sink.read_done(),
                 Step::End => break,
                 Step::Failed(e) => {
                     ex.ending = Ending::TransportError(e);
@@ -542,17 +545,30 @@ impl Transport {
                 }
             }
         }
-        sink.end(ex, Instant::now()).await;
+        Some(sink.end(Instant::now()))
     }
 }
 
+/// Body bytes read at `at`: counted and timed for the exchange, then the sink's.
+fn take<S: ResponseSink>(ex: &mut Exchange, sink: &mut S, data: &[u8], at: Instant) {
+    ex.first_byte.get_or_insert(at);
+    ex.bytes_received += data.len() as u64;
+    sink.data(data, at);
+}
+
 /// One exchange on a direct HTTP/1.1 connection (see [`h1`]).
-async fn exchange_direct(pool: &h1::Pool, method: &str, request: &[u8], body: Body<'_>, ex: &mut Exchange) {
+async fn exchange_direct<S: ResponseSink>(
+    pool: &h1::Pool,
+    method: &str,
+    request: &[u8],
+    mut sink: S,
+    ex: &mut Exchange,
+) -> Option<S::Outcome> {
     let mut conn = match pool.checkout().await {
         Ok(c) => c,
         Err(e) => {
             ex.ending = Ending::TransportError(format!("connect: {}", error_chain(e.as_ref())));
-            return;
+            return None;
         }
     };
     let (head, head_at) = loop {
@@ -572,18 +588,18 @@ async fn exchange_direct(pool: &h1::Pool, method: &str, request: &[u8], body: Bo
                 Ok(c) => c,
                 Err(e) => {
                     ex.ending = Ending::TransportError(format!("connect: {}", error_chain(e.as_ref())));
-                    return;
+                    return None;
                 }
             };
             continue;
         }
         ex.ending = Ending::TransportError(message);
-        return;
+        return None;
     };
     ex.headers_at = Some(head_at);
     ex.status = Some(head.status);
     ex.version = Some(head.version);
-    let mut sink = body.sink(ResponseHead {
+    sink.head(ResponseHead {
         status: head.status,
         headers: head.headers,
     });
@@ -591,10 +607,10 @@ async fn exchange_direct(pool: &h1::Pool, method: &str, request: &[u8], body: Bo
     let mut at = head_at;
     loop {
         match conn
-            .read_body(&mut decoder, &mut at, |data, at| sink.take(ex, data, at))
+            .read_body(&mut decoder, &mut at, |data, at| take(ex, &mut sink, data, at))
             .await
         {
-            Ok(h1::Read::More) => sink.hand_over(),
+            Ok(h1::Read::More) => sink.read_done(),
             Ok(h1::Read::End) => break,
             Err(e) => {
                 ex.ending = Ending::TransportError(e);
@@ -606,7 +622,7 @@ async fn exchange_direct(pool: &h1::Pool, method: &str, request: &[u8], body: Bo
     if matches!(ex.ending, Ending::Complete) && conn.finished(head.keep_alive) {
         pool.give_back(conn);
     }
-    sink.end(ex, end).await;
+    Some(sink.end(end))
 }
 
 /// A request ready for its connection.
@@ -615,102 +631,6 @@ enum Outgoing<'a> {
     Direct(&'a h1::Pool, Vec<u8>),
     /// A request for hyper's client (boxed: it is ten times the size).
     Pooled(Box<hyper::Request<Full<Bytes>>>),
-}
-
-/// What a response body needs to be decoded.
-struct Body<'a> {
-    req: &'a EncodedRequest,
-    workers: &'a CodecWorkers,
-    options: DecodeOptions,
-}
-
-impl<'a> Body<'a> {
-    /// Where the body of a response with `head` goes as it is read.
-    fn sink(self, head: ResponseHead) -> BodySink<'a> {
-        // A stream is decoded as it arrives; anything else once it is whole.
-        let streaming = self.req.streaming && (200..300).contains(&head.status);
-        let (framer, stream, unary) = if streaming {
-            let framer = Framer::new(self.req.framing);
-            let guard = StreamGuard {
-                workers: self.workers,
-                opening: Some((head, self.options)),
-                handle: None,
-            };
-            (Some(framer), Some(guard), None)
-        } else {
-            (None, None, Some(head))
-        };
-        BodySink {
-            body: self,
-            framer,
-            frames: Vec::new(),
-            whole: Vec::new(),
-            stream,
-            unary,
-        }
-    }
-}
-
-/// A response body being read: a stream is cut into timestamped frames and
-/// handed to its plugin thread in batches; any other body is gathered whole.
-struct BodySink<'a> {
-    body: Body<'a>,
-    /// Set for a stream.
-    framer: Option<Framer>,
-    frames: Vec<TimedFrame>,
-    stream: Option<StreamGuard<'a>>,
-    /// The whole body and its head, for anything but a stream.
-    whole: Vec<u8>,
-    unary: Option<ResponseHead>,
-}
-
-impl BodySink<'_> {
-    /// Body bytes read at `at`.
-    fn take(&mut self, ex: &mut Exchange, data: &[u8], at: Instant) {
-        ex.first_byte.get_or_insert(at);
-        ex.bytes_received += data.len() as u64;
-        match &mut self.framer {
-            Some(framer) => framer.push(data, at, &mut self.frames),
-            None => self.whole.extend_from_slice(data),
-        }
-    }
-
-    /// Between reads: hand a full batch of frames to the plugin thread.
-    fn hand_over(&mut self) {
-        if self.frames.len() >= STREAM_BATCH_FRAMES
-            && let Some(stream) = self.stream.as_mut()
-        {
-            stream.push(std::mem::take(&mut self.frames));
-        }
-    }
-
-    /// The body ended at `end` (or reading it failed): decode what is left.
-    async fn end(mut self, ex: &mut Exchange, end: Instant) {
-        if let Some(framer) = self.framer.as_mut() {
-            framer.finish(end, &mut self.frames);
-        }
-        if let Some(stream) = self.stream.take() {
-            ex.decoded = stream.finish(std::mem::take(&mut self.frames), end).await;
-            return;
-        }
-        let Some(head) = self.unary.take() else { return };
-        let whole = std::mem::take(&mut self.whole);
-        match self.body.workers.decode_unary(head, whole, self.body.options).await {
-            Ok(Ok(events)) => {
-                ex.decoded.events = events
-                    .into_iter()
-                    .map(|event| barrage_plugin_host::TimedEvent {
-                        at: end,
-                        frame: 0,
-                        event,
-                    })
-                    .collect();
-                ex.decoded.frames = 1;
-            }
-            Ok(Err(f)) => ex.decoded.failure = Some(f),
-            Err(_) => ex.decoded = lost_worker(),
-        }
-    }
 }
 
 /// What one wait for body data ended with.
@@ -757,60 +677,6 @@ impl Reader {
     }
 }
 
-/// A stream being decoded; cancelled on the plugin thread if the exchange
-/// is dropped (timeout, stop) before it finishes, so no instance leaks. It
-/// is opened on the plugin thread with its first frames, not before.
-struct StreamGuard<'a> {
-    workers: &'a CodecWorkers,
-    opening: Option<(ResponseHead, DecodeOptions)>,
-    handle: Option<barrage_plugin_host::StreamHandle>,
-}
-
-impl StreamGuard<'_> {
-    fn handle(&mut self) -> Option<barrage_plugin_host::StreamHandle> {
-        if let Some((head, options)) = self.opening.take() {
-            self.handle = Some(self.workers.open(head, options));
-        }
-        self.handle
-    }
-
-    fn push(&mut self, frames: Vec<TimedFrame>) {
-        if let Some(h) = self.handle() {
-            self.workers.push(h, frames);
-        }
-    }
-
-    async fn finish(mut self, frames: Vec<TimedFrame>, end: Instant) -> StreamOutcome {
-        match self.handle().and_then(|_| self.handle.take()) {
-            Some(h) => self
-                .workers
-                .finish_with(h, frames, end)
-                .await
-                .unwrap_or_else(|_| lost_worker()),
-            None => lost_worker(),
-        }
-    }
-}
-
-impl Drop for StreamGuard<'_> {
-    fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            self.workers.cancel(h);
-        }
-    }
-}
-
-fn lost_worker() -> StreamOutcome {
-    StreamOutcome {
-        failure: Some(PluginFailure {
-            plugin: "?".into(),
-            kind: barrage_plugin_host::FailureKind::Trap,
-            message: "the plugin thread stopped".into(),
-        }),
-        ..StreamOutcome::default()
-    }
-}
-
 /// An error with its causes, e.g. `client error (Connect): tcp connect error: Connection refused`.
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -821,4 +687,225 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use barrage_core::types::Framing;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Collects what the transport hands a sink, with each read's time.
+    #[derive(Default)]
+    struct Collect {
+        head: Option<ResponseHead>,
+        reads: Vec<(Vec<u8>, Instant)>,
+        read_done: usize,
+    }
+
+    struct Collected {
+        sink: Collect,
+        end: Instant,
+    }
+
+    impl ResponseSink for Collect {
+        type Outcome = Collected;
+
+        fn head(&mut self, head: ResponseHead) {
+            assert!(self.head.is_none(), "one head");
+            self.head = Some(head);
+        }
+
+        fn data(&mut self, data: &[u8], at: Instant) {
+            assert!(self.head.is_some(), "the head comes first");
+            self.reads.push((data.to_vec(), at));
+        }
+
+        fn read_done(&mut self) {
+            self.read_done += 1;
+        }
+
+        fn end(self, at: Instant) -> Collected {
+            Collected { sink: self, end: at }
+        }
+    }
+
+    impl Collected {
+        fn body(&self) -> Vec<u8> {
+            self.sink.reads.iter().flat_map(|(d, _)| d.clone()).collect()
+        }
+    }
+
+    fn request() -> EncodedRequest {
+        EncodedRequest {
+            request: WireRequest::Http(HttpRequest {
+                method: "POST".into(),
+                path: "/v1/completions".into(),
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: b"{}".to_vec(),
+            }),
+            streaming: true,
+            framing: Framing::Sse,
+        }
+    }
+
+    fn options(timeout_ms: u64, http2: bool) -> TransportOptions {
+        TransportOptions {
+            headers: vec![("x-run".into(), "test".into())],
+            api_key: None,
+            max_idle_per_host: 0,
+            max_connections: 0,
+            timeout: Duration::from_millis(timeout_ms),
+            http2,
+            tls: barrage_core::tls::ClientTls::default(),
+        }
+    }
+
+    const EVENTS: [&str; 3] = ["data: one\n\n", "data: two\n\n", "data: [DONE]\n\n"];
+
+    /// An HTTP/1.1 server on loopback that answers one request with a
+    /// chunked body, one chunk per event, `gap` apart; returns its address
+    /// and the request head it read.
+    async fn chunked_server(gap: Duration) -> (String, tokio::task::JoinHandle<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 4096];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await
+                .unwrap();
+            for e in EVENTS {
+                tokio::time::sleep(gap).await;
+                s.write_all(format!("{:x}\r\n{e}\r\n", e.len()).as_bytes())
+                    .await
+                    .unwrap();
+            }
+            s.write_all(b"0\r\n\r\n").await.unwrap();
+            String::from_utf8_lossy(&got).into_owned()
+        });
+        (format!("http://{addr}"), task)
+    }
+
+    #[tokio::test]
+    async fn the_direct_path_hands_the_sink_every_body_byte_with_its_read_time() {
+        let (target, server) = chunked_server(Duration::from_millis(20)).await;
+        let transport = Transport::new(&target, &options(5_000, false)).unwrap();
+        let (_tx, mut cancel) = tokio::sync::watch::channel(false);
+        let (ex, out) = transport.execute(&request(), 7, Collect::default(), &mut cancel).await;
+        let out = out.expect("a complete response reaches the sink's end");
+        let head = server.await.unwrap();
+        assert!(head.starts_with("POST /v1/completions HTTP/1.1\r\n"), "{head}");
+        assert!(
+            head.contains("x-request-id: 7\r\n") && head.contains("x-run: test\r\n"),
+            "{head}"
+        );
+        assert!(matches!(ex.ending, Ending::Complete), "{:?}", ex.ending);
+        assert_eq!(ex.status, Some(200));
+        let sink_head = out.sink.head.as_ref().unwrap();
+        assert_eq!(sink_head.status, 200);
+        assert!(
+            sink_head
+                .headers
+                .iter()
+                .any(|(k, v)| k == "content-type" && v == "text/event-stream")
+        );
+        assert_eq!(out.body(), EVENTS.concat().as_bytes(), "the chunked framing is gone");
+        assert_eq!(ex.bytes_received, EVENTS.concat().len() as u64);
+        // The events were sent 20 ms apart, so they were separate reads, each
+        // timed when it was read, in order, between the head and the end (the
+        // last at least one gap after the first, however the first two met).
+        assert!(out.sink.reads.len() >= 3, "{}", out.sink.reads.len());
+        let times: Vec<Instant> = out.sink.reads.iter().map(|(_, t)| *t).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]));
+        assert!(times[times.len() - 1] - times[0] >= Duration::from_millis(15));
+        assert!(ex.headers_at.unwrap() <= times[0] && *times.last().unwrap() <= out.end);
+        assert_eq!(ex.first_byte, Some(times[0]));
+        assert!(out.sink.read_done >= 2, "the sink hears of reads between data");
+    }
+
+    #[tokio::test]
+    async fn the_hyper_path_does_the_same_over_http2() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let service = hyper::service::service_fn(|_req| async {
+                let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+                tokio::spawn(async move {
+                    for e in EVENTS {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        let _ = tx.send(Ok(Frame::data(Bytes::from_static(e.as_bytes())))).await;
+                    }
+                });
+                let body = StreamBody::new(tokio_stream(rx));
+                Ok::<_, Infallible>(hyper::Response::builder().status(200).body(body).unwrap())
+            });
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(s), service)
+                .await;
+        });
+        let transport = Transport::new(&target, &options(5_000, true)).unwrap();
+        let (_tx, mut cancel) = tokio::sync::watch::channel(false);
+        let (ex, out) = transport.execute(&request(), 1, Collect::default(), &mut cancel).await;
+        let out = out.expect("a complete response");
+        assert!(matches!(ex.ending, Ending::Complete), "{:?}", ex.ending);
+        assert_eq!(ex.version, Some("HTTP/2.0"));
+        assert_eq!(out.sink.head.as_ref().unwrap().status, 200);
+        assert_eq!(out.body(), EVENTS.concat().as_bytes());
+        let times: Vec<Instant> = out.sink.reads.iter().map(|(_, t)| *t).collect();
+        assert!(times.len() >= 3 && times.windows(2).all(|w| w[0] <= w[1]));
+        assert!(times[times.len() - 1] - times[0] >= Duration::from_millis(15));
+    }
+
+    #[tokio::test]
+    async fn a_timeout_cuts_the_exchange_short_and_the_sink_never_ends() {
+        let (target, _server) = chunked_server(Duration::from_secs(5)).await;
+        let transport = Transport::new(&target, &options(200, false)).unwrap();
+        let (_tx, mut cancel) = tokio::sync::watch::channel(false);
+        let (ex, out) = transport.execute(&request(), 1, Collect::default(), &mut cancel).await;
+        assert!(matches!(ex.ending, Ending::Timeout), "{:?}", ex.ending);
+        assert!(out.is_none());
+        assert!(ex.end - ex.sent >= Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn a_grpc_request_is_a_transport_error_before_anything_is_sent() {
+        let transport = Transport::new("http://127.0.0.1:9", &options(200, false)).unwrap();
+        let req = EncodedRequest {
+            request: WireRequest::Grpc(barrage_core::types::GrpcRequest {
+                service: "s".into(),
+                method: "m".into(),
+                metadata: vec![],
+                message: vec![],
+                server_streaming: true,
+            }),
+            streaming: true,
+            framing: Framing::GrpcMessages,
+        };
+        let (_tx, mut cancel) = tokio::sync::watch::channel(false);
+        let (ex, out) = transport.execute(&req, 1, Collect::default(), &mut cancel).await;
+        assert!(
+            matches!(&ex.ending, Ending::TransportError(m) if m.contains("gRPC")),
+            "{:?}",
+            ex.ending
+        );
+        assert!(out.is_none());
+    }
+
+    /// A channel as the stream of frames `StreamBody` takes.
+    fn tokio_stream<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+        futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    }
 }

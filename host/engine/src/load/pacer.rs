@@ -1,0 +1,223 @@
+//! The pacer thread: walks the stages and sends each open-loop arrival at
+//! its scheduled time (sleep, then spin), taking the next encoded unit from
+//! the feed; closed-loop stages are handed to their virtual users.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::closed_loop;
+use super::feeder::{Feed, Ready};
+use super::request::{Launch, Slot, launch};
+use super::shape::{self, ShapeKind};
+use super::shared::{Ctx, StopSignal, Window};
+use crate::config::{self, RunConfig};
+use crate::metrics::ScheduleCounts;
+
+/// How long before a send time the pacer stops sleeping and spins. Its
+/// sleeps have a 1 ns timer slack and (where allowed) a raised priority
+/// ([`raise_pacer_priority`]), so they wake within tens of microseconds; a
+/// longer spin bought no accuracy in `tests/bench/loadgen.sh` and cost up
+/// to half a core at 5,000 req/s.
+const SPIN: Duration = Duration::from_micros(25);
+
+/// Give the calling thread the default scheduling policy and priority. The
+/// runtime's threads start with it: tokio starts blocking-pool threads from
+/// whichever thread first needs one, possibly the pacer, and a thread
+/// inherits its creator's priority.
+pub fn normal_priority() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain system call on the calling thread with a valid parameter.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
+    let _ = rustix::process::setpriority_process(None, 0);
+}
+
+/// Put the calling thread (the pacer) ahead of the run's other threads
+/// where the process may (root or `CAP_SYS_NICE`): on a busy machine a
+/// woken pacer otherwise waits behind the plugin threads or a co-located
+/// server, and that wait is send lag. First choice is `SCHED_FIFO` at the
+/// lowest real-time priority: it is never preempted by ordinary threads,
+/// and its time on the CPU is bounded (a spin of at most [`SPIN`] and one
+/// request write per arrival; the kernel's real-time throttling caps the
+/// rest). Else nice −20; else the default priority, merely less exact.
+fn raise_pacer_priority() {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: plain system call on the calling thread with a valid parameter.
+    let fifo = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
+    if !fifo {
+        let _ = rustix::process::setpriority_process(None, -20);
+    }
+}
+
+/// Take two slow kernel paths out of the run, where they would stall the
+/// pacer (it opens connections, and allocates): both were seen blocking it
+/// for milliseconds with `perf record -e sched:sched_switch`.
+/// - The descriptor table grows by doubling when a new descriptor does not
+///   fit, and each growth waits for an RCU grace period. It is grown once,
+///   here, to the descriptor limit (at most 65,536 entries, 512 KiB).
+/// - A page fault in memory eligible for transparent huge pages zeroes 2 MiB
+///   at once. Huge pages are turned off for this process.
+///
+/// Both are best efforts: without them the run is merely less exact.
+pub(super) fn quiet_kernel_paths() {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(65_536)
+        .min(65_536);
+    if let Some(top) = limit.checked_sub(1).and_then(|t| libc::c_int::try_from(t).ok()) {
+        // SAFETY: duplicates stderr to the lowest free descriptor >= `top`
+        // and closes that new descriptor again; no other descriptor is touched.
+        unsafe {
+            let fd = libc::fcntl(2, libc::F_DUPFD_CLOEXEC, top);
+            if fd >= 0 {
+                libc::close(fd);
+            }
+        }
+    }
+    // SAFETY: a plain prctl on this process with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
+/// Sleep to within [`SPIN`] of `t`, then busy-wait the rest. The pacer
+/// thread runs with a 1 ns timer slack (see [`pace_stages`]), so its sleeps
+/// wake within tens of microseconds instead of the default 50 µs slack plus
+/// scheduling; the spin covers the remainder without burning a core between
+/// widely spaced arrivals.
+fn pace_until(t: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= t {
+            return;
+        }
+        let left = t - now;
+        if left > SPIN + Duration::from_micros(50) {
+            std::thread::sleep(left - SPIN);
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+/// Offer every stage's load; returns what each stage's schedule produced.
+pub(super) fn pace_stages(
+    config: &RunConfig,
+    ctx: &Arc<Ctx>,
+    feed: Feed,
+    handle: &tokio::runtime::Handle,
+    stop: &StopSignal,
+) -> Vec<ScheduleCounts> {
+    // Precise wake-ups for this thread only; without the privilege it is
+    // merely less precise.
+    let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
+    let mut scheduled = Vec::new();
+    let feed = Arc::new(feed);
+    // After the feeder is started: threads inherit their creator's priority.
+    raise_pacer_priority();
+    let units = ctx.workload.units.len() as u64;
+    // A unit taken off the feed by a trace stage that turned out to belong to
+    // the next pass over the dataset: the next stage sends it.
+    let mut held: Option<Ready> = None;
+    for (index, stage) in config.stages.iter().enumerate() {
+        let closed_loop = stage.shape == ShapeKind::Concurrency
+            || (stage.shape == ShapeKind::Ramp && stage.from_concurrency.is_some());
+        if stop.is_stopped() {
+            // Stopped before this stage began: its whole schedule is not sent.
+            let left = match stage.shape {
+                _ if closed_loop => 0,
+                ShapeKind::Trace => stage.requests.map_or(units, |r| r.min(units)),
+                _ => shape::stage_arrivals(stage, config.seed, index).count() as u64,
+            };
+            scheduled.push(ScheduleCounts {
+                scheduled: left,
+                dropped: 0,
+                not_sent: left,
+            });
+            continue;
+        }
+        let start = Instant::now();
+        let window = Window::of(stage, start);
+        let mut counts = ScheduleCounts::default();
+        if closed_loop {
+            counts.scheduled = closed_loop::run(ctx, &feed, handle, index, stage, start);
+        } else {
+            let cap = stage.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+            let mut arrivals = shape::stage_arrivals(stage, config.seed, index);
+            let trace_end = stage.duration_s.map(|d| start + Duration::from_secs_f64(d));
+            let mut trace_base: Option<(u64, f64)> = None;
+            let mut sent_in_stage = 0u64;
+            loop {
+                let (at, ready) = if stage.shape == ShapeKind::Trace {
+                    if stage.requests.is_some_and(|r| sent_in_stage >= r) {
+                        break;
+                    }
+                    let Some(ready) = held.take().or_else(|| feed.next_blocking()) else {
+                        break;
+                    };
+                    let at_ms = ctx
+                        .workload
+                        .unit(ready.unit)
+                        .first()
+                        .and_then(|s| s.at_ms)
+                        .unwrap_or(0.0);
+                    // The stage replays one pass over the dataset; times are
+                    // from the first unit it sends (0 when that is the first sample).
+                    let (first_unit, base) = *trace_base
+                        .get_or_insert((ready.unit, if ready.unit % units.max(1) == 0 { 0.0 } else { at_ms }));
+                    let at = start + Duration::from_secs_f64(((at_ms - base).max(0.0)) / 1000.0);
+                    if ready.unit >= first_unit + units || trace_end.is_some_and(|e| at >= e) {
+                        held = Some(ready);
+                        break;
+                    }
+                    (at, Some(ready))
+                } else {
+                    let Some(offset) = arrivals.next() else { break };
+                    (start + offset, held.take().or_else(|| feed.next_blocking()))
+                };
+                pace_until(at);
+                let Some(ready) = ready else {
+                    counts.not_sent = 1 + arrivals.count() as u64;
+                    break;
+                };
+                if stop.is_stopped() {
+                    counts.not_sent = 1 + match stage.shape {
+                        ShapeKind::Trace => stage
+                            .requests
+                            .map_or(units, |r| r.min(units))
+                            .saturating_sub(sent_in_stage + 1),
+                        _ => arrivals.count() as u64,
+                    };
+                    break;
+                }
+                counts.scheduled += 1;
+                sent_in_stage += 1;
+                let slot = match (&cap, stage.on_cap) {
+                    (None, _) => Slot::Free,
+                    (Some(sem), config::CapPolicy::Drop) => match sem.clone().try_acquire_owned() {
+                        Ok(p) => Slot::Held(p),
+                        Err(_) => {
+                            counts.dropped += 1;
+                            continue;
+                        }
+                    },
+                    (Some(sem), config::CapPolicy::Queue) => Slot::Wait(sem.clone()),
+                };
+                let place = Launch {
+                    stage_index: index,
+                    stage: stage.clone(),
+                    at,
+                    window,
+                    slot,
+                };
+                launch(ctx, handle, ready, place);
+            }
+            counts.scheduled += counts.not_sent;
+        }
+        scheduled.push(counts);
+        if stage.pause_after_s > 0.0 && !stop.is_stopped() {
+            let until = Instant::now() + Duration::from_secs_f64(stage.pause_after_s);
+            while Instant::now() < until && !stop.is_stopped() {
+                std::thread::sleep(Duration::from_millis(10).min(until.saturating_duration_since(Instant::now())));
+            }
+        }
+    }
+    scheduled
+}

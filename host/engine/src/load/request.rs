@@ -1,0 +1,170 @@
+//! One unit of work on the runtime: its requests sent in order (a
+//! session's later turns each after the previous response and its think
+//! time), each turned into one record for the records thread.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use barrage_plugin_host::StreamOutcome;
+use barrage_plugin_host::prepare::Sample;
+use barrage_plugin_host::stream::DecodeSink;
+
+use super::feeder::Ready;
+use super::shared::{Ctx, Window};
+use crate::config::Stage;
+use crate::metrics::{Record, RequestInfo, Response};
+
+/// A unit's place in the schedule, fixed when it is launched.
+pub(super) struct Launch {
+    pub stage_index: usize,
+    pub stage: Stage,
+    /// When its first request was due.
+    pub at: Instant,
+    pub window: Window,
+    pub slot: Slot,
+}
+
+/// A request's place under an open-loop stage's concurrency cap.
+pub(super) enum Slot {
+    /// No cap.
+    Free,
+    /// A slot taken at arrival.
+    Held(tokio::sync::OwnedSemaphorePermit),
+    /// Wait for a slot before sending.
+    Wait(Arc<tokio::sync::Semaphore>),
+}
+
+/// Start a unit on the runtime: its first request now (see [`start_here`]),
+/// a session's further turns each after the previous response and the think time.
+pub(super) fn launch(ctx: &Arc<Ctx>, handle: &tokio::runtime::Handle, ready: Ready, launch: Launch) {
+    ctx.counters.start();
+    let ctx = ctx.clone();
+    start_here(handle, async move {
+        let (_permit, queue_wait) = match launch.slot {
+            Slot::Free => (None, None),
+            Slot::Held(p) => (Some(p), None),
+            Slot::Wait(sem) => {
+                let p = sem.acquire_owned().await.ok();
+                (p, Some(launch.at.elapsed()))
+            }
+        };
+        let mut queue_wait = queue_wait;
+        send_unit(&ctx, ready, &launch.stage, |k| {
+            let scheduled = if k == 0 {
+                launch.at
+            } else {
+                ctx.followups[launch.stage_index].fetch_add(1, Ordering::Relaxed);
+                ctx.counters.sent.fetch_add(1, Ordering::Relaxed);
+                Instant::now()
+            };
+            Some(Turn {
+                stage: launch.stage_index,
+                scheduled,
+                window: launch.window,
+                queue_wait: queue_wait.take(),
+            })
+        })
+        .await;
+        ctx.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+/// Where a unit's turn sits when it is about to go.
+pub(super) struct Turn {
+    pub stage: usize,
+    pub scheduled: Instant,
+    pub window: Window,
+    pub queue_wait: Option<Duration>,
+}
+
+/// Send a unit's requests in order; `place(k)` says where turn `k` sits
+/// when it is about to go, or that it must not go. Returns false if the
+/// unit stopped early (a stop, a think time cut by cancellation, or
+/// `place` saying no).
+pub(super) async fn send_unit(
+    ctx: &Ctx,
+    ready: Ready,
+    stage: &Stage,
+    mut place: impl FnMut(usize) -> Option<Turn>,
+) -> bool {
+    let samples = ctx.workload.unit(ready.unit);
+    for (k, encoded) in ready.encoded.into_iter().enumerate() {
+        let sample = samples.get(k);
+        if k > 0 && (!think(ctx, think_time(sample, stage)).await || ctx.stopping.load(Ordering::SeqCst)) {
+            return false;
+        }
+        let Some(turn) = place(k) else { return false };
+        let info = RequestInfo {
+            id: ready.first_id + k as u64,
+            stage: turn.stage,
+            scheduled: turn.scheduled,
+            measured: turn.window.contains(turn.scheduled),
+            queue_wait: turn.queue_wait,
+            sample: sample.map(|s| s.id),
+            session: sample.and_then(|s| s.session).map(|t| t.session),
+        };
+        send_one(ctx, &info, encoded).await;
+    }
+    true
+}
+
+/// The pause before a session's turn after the first: the sample's think
+/// time, else the stage's.
+fn think_time(sample: Option<&Sample>, stage: &Stage) -> Duration {
+    let ms = sample
+        .and_then(|s| s.session)
+        .and_then(|t| t.think_time_ms)
+        .unwrap_or(stage.think_time_ms);
+    Duration::from_secs_f64(ms.max(0.0) / 1000.0)
+}
+
+/// Sleep `pause` before a session's next turn; false if the run's in-flight
+/// requests were cancelled meanwhile (the grace period after a stop ran
+/// out), so a long think time never holds up the end of a run.
+pub(super) async fn think(ctx: &Ctx, pause: Duration) -> bool {
+    let mut cancel = ctx.cancel.clone();
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => true,
+        _ = cancel.wait_for(|c| *c) => false,
+    }
+}
+
+/// Poll `task` once on this thread, then hand it to the runtime. On the
+/// pacer this writes the request to its connection at the scheduled time
+/// (a direct HTTP/1.1 connection is driven by the exchange itself), instead
+/// of whenever a busy runtime worker gets to a newly spawned task: under
+/// load that wait, not the pacer, was most of the send lag. The first poll
+/// uses a no-op waker; the runtime polls the task again at once, with its
+/// own, so no wake-up is lost.
+fn start_here(handle: &tokio::runtime::Handle, task: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _runtime = handle.enter();
+    let mut task = Box::pin(task);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if task.as_mut().poll(&mut cx).is_pending() {
+        handle.spawn(task);
+    }
+}
+
+/// Send one request and hand its record to the records thread.
+async fn send_one(
+    ctx: &Ctx,
+    info: &RequestInfo,
+    encoded: Result<barrage_core::types::EncodedRequest, barrage_plugin_host::PluginFailure>,
+) {
+    let record = match encoded {
+        Ok(req) => {
+            let mut cancel = ctx.cancel.clone();
+            let sink = DecodeSink::new(&ctx.workers, &req, ctx.options);
+            let (exchange, decoding) = ctx.transport.execute(&req, info.id, sink, &mut cancel).await;
+            let decoded = match decoding {
+                Some(d) => d.outcome().await,
+                None => StreamOutcome::default(),
+            };
+            Record::sent(info, ctx.origin, &Response { exchange, decoded })
+        }
+        Err(failure) => Record::not_encoded(info, ctx.origin, &failure),
+    };
+    let _ = ctx.records.send(record);
+    ctx.counters.done.fetch_add(1, Ordering::Relaxed);
+}

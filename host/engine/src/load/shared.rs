@@ -1,0 +1,149 @@
+//! What the run's threads and request tasks share: the run's state, what
+//! requests carry, and how a run is stopped.
+
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use barrage_core::types::DecodeOptions;
+use barrage_plugin_host::CodecWorkers;
+use barrage_plugin_host::prepare::{Prepared, Sample};
+use tokio::sync::watch;
+
+use crate::config::Stage;
+use crate::metrics::Record;
+use crate::transport::Transport;
+
+/// Shared state of a run.
+pub(super) struct Ctx {
+    pub origin: Instant,
+    pub transport: Transport,
+    pub workers: CodecWorkers,
+    pub options: DecodeOptions,
+    pub records: mpsc::Sender<Record>,
+    pub cancel: watch::Receiver<bool>,
+    pub stopping: Arc<AtomicBool>,
+    pub counters: Arc<Counters>,
+    pub workload: Workload,
+    /// Per stage: turns after a session's first, sent by the session's own
+    /// task; they add to the stage's schedule.
+    pub followups: Vec<AtomicU64>,
+}
+
+/// Live counts, for progress lines and the drain at the end.
+#[derive(Default)]
+pub(super) struct Counters {
+    pub sent: AtomicU64,
+    pub done: AtomicU64,
+    pub failed: AtomicU64,
+    pub in_flight: AtomicU64,
+}
+
+impl Counters {
+    /// A request (or a session's turn) begins.
+    pub fn start(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What requests carry: the built-in synthetic prompt, or a dataset's samples.
+pub struct Workload {
+    pub(super) dataset: Option<Arc<Prepared>>,
+    /// Units of the dataset: a session's turns or a single sample.
+    pub(super) units: Vec<Range<usize>>,
+}
+
+impl Workload {
+    /// Synthetic prompts of `request.prompt_tokens`.
+    pub fn synthetic() -> Workload {
+        Workload {
+            dataset: None,
+            units: Vec::new(),
+        }
+    }
+
+    /// The samples of a prepared dataset.
+    pub fn dataset(prepared: Arc<Prepared>) -> Workload {
+        Workload {
+            units: prepared.units(),
+            dataset: Some(prepared),
+        }
+    }
+
+    /// The samples of unit `n` (counting on past the end wraps around).
+    pub(super) fn unit(&self, n: u64) -> &[Sample] {
+        match &self.dataset {
+            Some(d) if !self.units.is_empty() => &d.samples[self.units[(n % self.units.len() as u64) as usize].clone()],
+            _ => &[],
+        }
+    }
+
+    /// Requests in unit `n`.
+    pub(super) fn unit_len(&self, n: u64) -> u64 {
+        if self.dataset.is_none() {
+            1
+        } else {
+            self.unit(n).len() as u64
+        }
+    }
+}
+
+/// How the run learns it should stop.
+#[derive(Clone)]
+pub struct StopSignal {
+    pub(super) flag: Arc<AtomicBool>,
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+impl Default for StopSignal {
+    fn default() -> Self {
+        StopSignal {
+            flag: Arc::new(AtomicBool::new(false)),
+            reason: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+impl StopSignal {
+    /// Ask the run to stop sending, for `reason`.
+    pub fn stop(&self, reason: &str) {
+        let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if r.is_none() {
+            *r = Some(reason.to_string());
+        }
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked.
+    pub fn is_stopped(&self) -> bool {
+        self.flag.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn reason(&self) -> Option<String> {
+        self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The part of a stage whose requests are measured (warm-up and cool-down excluded).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Window {
+    from: Instant,
+    until: Option<Instant>,
+}
+
+impl Window {
+    pub fn of(stage: &Stage, start: Instant) -> Window {
+        Window {
+            from: start + Duration::from_secs_f64(stage.warmup_s),
+            until: stage
+                .duration_s
+                .map(|d| start + Duration::from_secs_f64((d - stage.cooldown_s).max(0.0))),
+        }
+    }
+
+    pub fn contains(&self, t: Instant) -> bool {
+        t >= self.from && self.until.is_none_or(|u| t < u)
+    }
+}

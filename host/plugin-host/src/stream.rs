@@ -1,0 +1,391 @@
+//! A response on its way to the plugin threads: the sink the transport
+//! reads a response into. A stream is cut into timestamped frames by the
+//! host's framer and handed to its plugin thread in batches; any other body
+//! is gathered whole and decoded once it ends.
+
+use std::time::Instant;
+
+use barrage_core::body::ResponseSink;
+use barrage_core::framing::{Framer, TimedFrame};
+use barrage_core::types::{DecodeOptions, EncodedRequest, Event, ResponseHead};
+use tokio::sync::oneshot;
+
+use crate::workers::{CodecWorkers, StreamHandle, StreamOutcome, TimedEvent};
+use crate::{FailureKind, PluginFailure};
+
+/// Frames a stream hands to its plugin thread at once. Batching on the I/O
+/// task turns a response's dozens of frames into a few jobs (and
+/// plugin-thread wake-ups); frames are already timestamped, so decoding
+/// later changes no time.
+pub const STREAM_BATCH_FRAMES: usize = 32;
+
+/// Decodes one response with `workers` as the transport reads it.
+pub struct DecodeSink<'a> {
+    workers: &'a CodecWorkers,
+    options: DecodeOptions,
+    /// The codec asked for a stream, and how to cut it.
+    stream: Option<barrage_core::framing::Framing>,
+    body: Body<'a>,
+}
+
+enum Body<'a> {
+    /// No head yet.
+    Waiting,
+    /// A stream being cut and handed over.
+    Stream {
+        framer: Framer,
+        frames: Vec<TimedFrame>,
+        guard: StreamGuard<'a>,
+    },
+    /// Anything else, gathered whole.
+    Whole { head: ResponseHead, bytes: Vec<u8> },
+}
+
+impl<'a> DecodeSink<'a> {
+    /// A sink for the response to `req`.
+    pub fn new(workers: &'a CodecWorkers, req: &EncodedRequest, options: DecodeOptions) -> DecodeSink<'a> {
+        DecodeSink {
+            workers,
+            options,
+            stream: req.streaming.then_some(req.framing),
+            body: Body::Waiting,
+        }
+    }
+
+    /// A sink that decodes a successful response as a stream cut by `framing`
+    /// (recorded bodies, `barrage plugin decode`).
+    pub fn stream(
+        workers: &'a CodecWorkers,
+        framing: barrage_core::framing::Framing,
+        options: DecodeOptions,
+    ) -> DecodeSink<'a> {
+        DecodeSink {
+            workers,
+            options,
+            stream: Some(framing),
+            body: Body::Waiting,
+        }
+    }
+}
+
+impl<'a> ResponseSink for DecodeSink<'a> {
+    type Outcome = Decoding;
+
+    fn head(&mut self, head: ResponseHead) {
+        // A stream is decoded as it arrives; anything else (an error
+        // response too) once it is whole.
+        self.body = match self.stream {
+            Some(framing) if (200..300).contains(&head.status) => Body::Stream {
+                framer: Framer::new(framing),
+                frames: Vec::new(),
+                guard: StreamGuard {
+                    workers: self.workers,
+                    state: GuardState::Unopened(head, self.options),
+                },
+            },
+            _ => Body::Whole {
+                head,
+                bytes: Vec::new(),
+            },
+        };
+    }
+
+    fn data(&mut self, data: &[u8], at: Instant) {
+        match &mut self.body {
+            Body::Stream { framer, frames, .. } => framer.push(data, at, frames),
+            Body::Whole { bytes, .. } => bytes.extend_from_slice(data),
+            Body::Waiting => {}
+        }
+    }
+
+    fn read_done(&mut self) {
+        if let Body::Stream { frames, guard, .. } = &mut self.body
+            && frames.len() >= STREAM_BATCH_FRAMES
+        {
+            guard.push(std::mem::take(frames));
+        }
+    }
+
+    fn end(self, at: Instant) -> Decoding {
+        match self.body {
+            Body::Stream {
+                mut framer,
+                mut frames,
+                guard,
+            } => {
+                framer.finish(at, &mut frames);
+                guard.finish(frames, at)
+            }
+            Body::Whole { head, bytes } => Decoding::Whole {
+                reply: self.workers.decode_unary(head, bytes, self.options),
+                at,
+            },
+            Body::Waiting => Decoding::Nothing,
+        }
+    }
+}
+
+/// A response handed to the plugin threads in full; its events to come.
+pub enum Decoding {
+    /// A stream's outcome.
+    Stream(oneshot::Receiver<StreamOutcome>),
+    /// A whole body's events, all timed at `at`.
+    Whole {
+        /// The plugin thread's answer.
+        reply: oneshot::Receiver<Result<Vec<Event>, PluginFailure>>,
+        /// When the body ended.
+        at: Instant,
+    },
+    /// There was no response to decode.
+    Nothing,
+}
+
+impl Decoding {
+    /// Wait for the plugin thread's answer.
+    pub async fn outcome(self) -> StreamOutcome {
+        match self {
+            Decoding::Stream(reply) => reply.await.unwrap_or_else(|_| lost_worker()),
+            Decoding::Whole { reply, at } => whole(reply.await.ok(), at),
+            Decoding::Nothing => StreamOutcome::default(),
+        }
+    }
+
+    /// Wait for the answer on a thread that is not a runtime's.
+    pub fn blocking_outcome(self) -> StreamOutcome {
+        match self {
+            Decoding::Stream(reply) => reply.blocking_recv().unwrap_or_else(|_| lost_worker()),
+            Decoding::Whole { reply, at } => whole(reply.blocking_recv().ok(), at),
+            Decoding::Nothing => StreamOutcome::default(),
+        }
+    }
+}
+
+/// A whole body's events, timed at its end; `None`: the plugin thread is gone.
+fn whole(reply: Option<Result<Vec<Event>, PluginFailure>>, at: Instant) -> StreamOutcome {
+    match reply {
+        Some(Ok(events)) => StreamOutcome {
+            events: events
+                .into_iter()
+                .map(|event| TimedEvent { at, frame: 0, event })
+                .collect(),
+            frames: 1,
+            failure: None,
+        },
+        Some(Err(f)) => StreamOutcome {
+            failure: Some(f),
+            ..StreamOutcome::default()
+        },
+        None => lost_worker(),
+    }
+}
+
+/// A stream being decoded; cancelled on the plugin thread if it is dropped
+/// (a timeout, a stop) before it finishes, so no instance leaks. It is
+/// opened on the plugin thread with its first frames, not before.
+struct StreamGuard<'a> {
+    workers: &'a CodecWorkers,
+    state: GuardState,
+}
+
+enum GuardState {
+    Unopened(ResponseHead, DecodeOptions),
+    Open(StreamHandle),
+    Finished,
+}
+
+impl StreamGuard<'_> {
+    fn handle(&mut self) -> Option<StreamHandle> {
+        if let GuardState::Unopened(..) = self.state
+            && let GuardState::Unopened(head, options) = std::mem::replace(&mut self.state, GuardState::Finished)
+        {
+            self.state = GuardState::Open(self.workers.open(head, options));
+        }
+        match self.state {
+            GuardState::Open(h) => Some(h),
+            _ => None,
+        }
+    }
+
+    fn push(&mut self, frames: Vec<TimedFrame>) {
+        if let Some(h) = self.handle() {
+            self.workers.push(h, frames);
+        }
+    }
+
+    fn finish(mut self, frames: Vec<TimedFrame>, end: Instant) -> Decoding {
+        let handle = self.handle();
+        self.state = GuardState::Finished;
+        match handle {
+            Some(h) => Decoding::Stream(self.workers.finish_with(h, frames, end)),
+            None => Decoding::Nothing,
+        }
+    }
+}
+
+impl Drop for StreamGuard<'_> {
+    fn drop(&mut self) {
+        if let GuardState::Open(h) = self.state {
+            self.workers.cancel(h);
+        }
+    }
+}
+
+fn lost_worker() -> StreamOutcome {
+    StreamOutcome {
+        failure: Some(PluginFailure {
+            plugin: "?".into(),
+            kind: FailureKind::Trap,
+            message: "the plugin thread stopped".into(),
+        }),
+        ..StreamOutcome::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use barrage_core::framing::Framing;
+
+    use super::*;
+    use crate::{CodecPlugin, EngineOptions, PluginContext, PluginEngine, Registry};
+
+    fn chat_workers() -> CodecWorkers {
+        let engine = PluginEngine::new(EngineOptions {
+            max_instances: 16,
+            ..EngineOptions::default()
+        })
+        .unwrap();
+        let source = Registry { plugin_dir: None }.resolve("openai-chat").unwrap();
+        let ctx = PluginContext {
+            name: "".into(),
+            config_json: "{}".into(),
+            seed: 0,
+            tokenizer: crate::tokenizer::WordTokenizer::shared(),
+            log_level: crate::state::LogLevel::Error,
+            log: crate::state::no_log(),
+        };
+        let plugin: Arc<CodecPlugin> = CodecPlugin::load(&engine, &source, ctx).unwrap();
+        CodecWorkers::start(plugin, 2).unwrap()
+    }
+
+    /// A chat stream of `n` one-word chunks, a finish and `[DONE]`.
+    fn chat_stream(n: usize) -> Vec<u8> {
+        let mut body = String::new();
+        for i in 0..n {
+            body += &format!(
+                "data: {{\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\" w{i}\"}},\"finish_reason\":null}}]}}\n\n"
+            );
+        }
+        body += "data: {\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+        body += "data: [DONE]\n\n";
+        body.into_bytes()
+    }
+
+    fn ok_head() -> ResponseHead {
+        ResponseHead {
+            status: 200,
+            headers: vec![("content-type".into(), "text/event-stream".into())],
+        }
+    }
+
+    /// Feed `body` in reads of `size` bytes, read `k` at `origin` + `k` µs.
+    fn decode(workers: &CodecWorkers, body: &[u8], size: usize, origin: Instant) -> StreamOutcome {
+        let mut sink = DecodeSink::stream(workers, Framing::Sse, DecodeOptions { want_text: false });
+        sink.head(ok_head());
+        let mut reads = 0u64;
+        for piece in body.chunks(size) {
+            sink.data(piece, origin + Duration::from_micros(reads));
+            sink.read_done();
+            reads += 1;
+        }
+        sink.end(origin + Duration::from_micros(reads)).blocking_outcome()
+    }
+
+    #[test]
+    fn a_stream_decodes_to_the_same_events_however_its_reads_fall() {
+        let workers = chat_workers();
+        // More frames than one batch, so the stream goes over in several.
+        let body = chat_stream(3 * STREAM_BATCH_FRAMES + 5);
+        let origin = Instant::now();
+        let whole = decode(&workers, &body, body.len(), origin);
+        assert!(whole.failure.is_none(), "{:?}", whole.failure);
+        assert_eq!(whole.frames as usize, 3 * STREAM_BATCH_FRAMES + 7);
+        let content = whole
+            .events
+            .iter()
+            .filter(|e| matches!(e.event, Event::Content(_)))
+            .count();
+        assert_eq!(content, 3 * STREAM_BATCH_FRAMES + 5);
+        assert!(matches!(whole.events.last().map(|e| &e.event), Some(Event::Done)));
+        let shape = |o: &StreamOutcome| {
+            o.events
+                .iter()
+                .map(|e| (e.frame, e.event.to_string()))
+                .collect::<Vec<_>>()
+        };
+        for size in [1, 7, 100, 4096] {
+            let split = decode(&workers, &body, size, origin);
+            assert_eq!(shape(&split), shape(&whole), "reads of {size} bytes");
+            // Each event is timed by the read that completed its frame: in
+            // frame order, never before the stream began, never after it ended.
+            assert!(
+                split
+                    .events
+                    .windows(2)
+                    .all(|w| w[0].frame <= w[1].frame && w[0].at <= w[1].at)
+            );
+            let reads = body.len().div_ceil(size) as u64;
+            assert!(
+                split
+                    .events
+                    .iter()
+                    .all(|e| e.at >= origin && e.at <= origin + Duration::from_micros(reads))
+            );
+        }
+    }
+
+    #[test]
+    fn an_error_status_is_decoded_whole_even_for_a_stream() {
+        let workers = chat_workers();
+        let req = EncodedRequest {
+            request: barrage_core::types::WireRequest::Http(barrage_core::types::HttpRequest {
+                method: "POST".into(),
+                path: "/".into(),
+                headers: vec![],
+                body: vec![],
+            }),
+            streaming: true,
+            framing: Framing::Sse,
+        };
+        let mut sink = DecodeSink::new(&workers, &req, DecodeOptions { want_text: false });
+        sink.head(ResponseHead {
+            status: 503,
+            headers: vec![("content-type".into(), "application/json".into())],
+        });
+        let at = Instant::now();
+        sink.data(br#"{"error":{"message":"over"#, at);
+        sink.read_done();
+        sink.data(br#"loaded","code":"503"}}"#, at);
+        let outcome = sink.end(at).blocking_outcome();
+        assert_eq!(outcome.frames, 1);
+        assert!(
+            outcome
+                .events
+                .iter()
+                .any(|e| matches!(&e.event, Event::ServerError(s) if s.message == "overloaded")),
+            "{:?}",
+            outcome.events
+        );
+    }
+
+    #[test]
+    fn no_head_means_nothing_to_decode() {
+        let workers = chat_workers();
+        let sink = DecodeSink::stream(&workers, Framing::Sse, DecodeOptions { want_text: false });
+        let outcome = sink.end(Instant::now()).blocking_outcome();
+        assert_eq!(outcome.frames, 0);
+        assert!(outcome.events.is_empty() && outcome.failure.is_none());
+    }
+}
