@@ -311,6 +311,60 @@ impl Default for RunConfig {
     }
 }
 
+/// What drives a stage's sends, decided once, when the configuration is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageKind {
+    /// Open loop: arrivals at the times the stage's shape draws.
+    Arrivals,
+    /// Open loop: each sample at its own time (trace replay).
+    Trace,
+    /// Closed loop: virtual users, each sending when its last response ended.
+    Users,
+}
+
+impl StageKind {
+    fn of(stage: &Stage) -> StageKind {
+        match stage.shape {
+            ShapeKind::Concurrency => StageKind::Users,
+            ShapeKind::Ramp if stage.from_concurrency.is_some() => StageKind::Users,
+            ShapeKind::Trace => StageKind::Trace,
+            _ => StageKind::Arrivals,
+        }
+    }
+}
+
+/// A run configuration that passed its checks, with each stage's kind.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The configuration.
+    pub config: RunConfig,
+    /// Per stage, what drives its sends.
+    pub kinds: Vec<StageKind>,
+}
+
+/// A value out of range in a run configuration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigError {
+    /// The key at fault, e.g. `stages[1].rate`.
+    pub key: String,
+    /// What is wrong and what is accepted; it starts with the key.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// The checks' messages all start with the key they are about.
+    fn new(message: String) -> ConfigError {
+        let key = message
+            .split([':', ' '])
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('.')
+            .to_string();
+        ConfigError { key, message }
+    }
+}
+
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum RunConfigError {
@@ -359,8 +413,20 @@ impl RunConfig {
         Ok(config)
     }
 
-    /// Check ranges. The message names the key and what it accepts.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Check every key and decide what drives each stage: a run
+    /// configuration the engine can run as it stands.
+    pub fn plan(self) -> Result<Plan, ConfigError> {
+        let kinds = self.validate()?;
+        Ok(Plan { config: self, kinds })
+    }
+
+    /// Check ranges; each stage's kind. The error names the key and what it accepts.
+    pub fn validate(&self) -> Result<Vec<StageKind>, ConfigError> {
+        self.check().map_err(ConfigError::new)?;
+        Ok(self.stages.iter().map(StageKind::of).collect())
+    }
+
+    fn check(&self) -> Result<(), String> {
         if self.stages.is_empty() {
             return Err("stages: at least one stage is needed".into());
         }
@@ -487,12 +553,12 @@ mod tests {
 
     fn check(yaml: &str) -> Result<(), String> {
         let config: RunConfig = serde_yaml_ng::from_str(yaml).map_err(|e| format!("parse: {e}"))?;
-        config.validate()
+        config.validate().map(drop).map_err(|e| e.to_string())
     }
 
     #[test]
     fn the_defaults_and_every_shipped_shape_validate() {
-        assert_eq!(RunConfig::default().validate(), Ok(()));
+        assert!(RunConfig::default().validate().is_ok());
         for yaml in [
             "stages: [{shape: constant, rate: 10, duration_s: 1}]",
             "stages: [{shape: poisson, rate: 10, requests: 5}]",
@@ -535,6 +601,30 @@ mod tests {
             let message = check(yaml).expect_err(yaml);
             assert!(message.contains(key), "{yaml}: `{message}` does not name `{key}`");
         }
+    }
+
+    #[test]
+    fn the_error_names_its_key_and_each_stage_gets_its_kind_once() {
+        let config: RunConfig = serde_yaml_ng::from_str(
+            "stages: [{shape: constant, rate: 1, requests: 1}, {shape: poisson, rate: 0, requests: 1}]",
+        )
+        .unwrap();
+        assert_eq!(config.validate().unwrap_err().key, "stages[1].rate");
+        let config: RunConfig = serde_yaml_ng::from_str(
+            "stages: [{shape: constant, rate: 1, requests: 1}, {shape: concurrency, concurrency: 2, requests: 1}, \
+             {shape: ramp, from_concurrency: 1, concurrency: 3, duration_s: 1}, {shape: ramp, from_rate: 1, rate: 3, duration_s: 1}]",
+        )
+        .unwrap();
+        let plan = config.plan().unwrap();
+        assert_eq!(
+            plan.kinds,
+            vec![
+                StageKind::Arrivals,
+                StageKind::Users,
+                StageKind::Users,
+                StageKind::Arrivals
+            ]
+        );
     }
 
     #[test]

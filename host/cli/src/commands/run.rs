@@ -219,9 +219,8 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
         .as_ref()
         .map_or("flags".to_string(), |p| p.display().to_string());
     args.apply(&mut config)?;
-    config
-        .validate()
-        .map_err(|m| anyhow::anyhow!("run config {origin}: {m}"))?;
+    let plan = config.plan().map_err(|m| anyhow::anyhow!("run config {origin}: {m}"))?;
+    let config = &plan.config;
     if let Some(sim) = &config.sim {
         sim.validate()
             .map_err(|m| anyhow::anyhow!("run config {origin}: sim.{m}"))?;
@@ -234,7 +233,7 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
         .resolve_in(barrage_plugin_host::World::Codec, &config.codec)?;
     let plugin_config = serde_json::to_string(&config.codec_config)?;
     let plugin = CodecPlugin::load(&engine, &source, args.plugins.context(plugin_config, config.seed)?)?;
-    let workload = match prepare_dataset(&config, &args.plugins, &engine)? {
+    let workload = match prepare_dataset(config, &args.plugins, &engine)? {
         Some(prepared) => {
             for (i, stage) in config.stages.iter().enumerate() {
                 if stage.shape == ShapeKind::Trace && !prepared.timed() {
@@ -282,7 +281,7 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
             }
         };
         let report = barrage_engine::load::run(
-            config.clone(),
+            plan.clone(),
             plugin,
             workload,
             &target,

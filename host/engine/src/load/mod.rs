@@ -29,7 +29,7 @@ use barrage_core::types::DecodeOptions;
 use barrage_plugin_host::{CodecPlugin, CodecWorkers};
 use tokio::sync::watch;
 
-pub use crate::config::{RunConfig, RunConfigError, Stage};
+pub use crate::config::{Plan, RunConfig, RunConfigError, Stage};
 use crate::metrics::{Record, RunFacts, Summary};
 use crate::results::{RecordSink, ResultsError};
 use crate::transport::{Transport, TransportError};
@@ -68,10 +68,10 @@ pub enum RunError {
     Report(String),
 }
 
-/// Run `config` against `target` with `plugin`, writing into `dir`; progress
+/// Run `plan` against `target` with `plugin`, writing into `dir`; progress
 /// lines, if wanted, go to `progress`.
 pub async fn run(
-    config: RunConfig,
+    plan: Plan,
     plugin: Arc<CodecPlugin>,
     workload: Workload,
     target: &str,
@@ -79,6 +79,7 @@ pub async fn run(
     stop: StopSignal,
     progress: Option<Box<dyn ProgressSink>>,
 ) -> Result<Summary, RunError> {
+    let config = &plan.config;
     std::fs::create_dir_all(dir).map_err(|source| RunError::Output {
         path: dir.display().to_string(),
         source,
@@ -109,7 +110,7 @@ pub async fn run(
     let origin_ns = barrage_core::clock::monotonic_ns();
     let metrics_options = config.report.metrics_options().map_err(RunError::Report)?;
     let dataset = workload.dataset.as_ref().map(|d| d.stats());
-    let meta = write_meta(dir, &config, &plugin, target, origin_ns, dataset)?;
+    let meta = write_meta(dir, config, &plugin, target, origin_ns, dataset)?;
     let live = records::Live {
         counters: Arc::default(),
         ttft_p50_us: Arc::new(AtomicU64::new(u64::MAX)),
@@ -135,15 +136,15 @@ pub async fn run(
     });
 
     // The pacer runs on its own thread; it hands requests to this runtime.
-    let feed = feeder::start(&config, &ctx)?;
+    let feed = feeder::start(config, &ctx)?;
     let handle = tokio::runtime::Handle::current();
     let pacer = {
         let ctx = ctx.clone();
-        let config = config.clone();
+        let plan = plan.clone();
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("barrage-pacer".into())
-            .spawn(move || pacer::pace_stages(&config, &ctx, feed, &handle, &stop))
+            .spawn(move || pacer::pace_stages(&plan, &ctx, feed, &handle, &stop))
             .map_err(RunError::Thread)?
     };
     let mut scheduled = tokio::task::spawn_blocking(move || pacer.join().unwrap_or_default())

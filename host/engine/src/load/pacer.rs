@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use super::closed_loop;
 use super::feeder::{Feed, Ready};
 use super::request::{Launch, Slot, launch};
-use super::shape::{self, ShapeKind};
+use super::shape;
 use super::shared::{Ctx, StopSignal, Window};
-use crate::config::{self, RunConfig};
+use crate::config::{self, Plan, Stage, StageKind};
 use crate::metrics::ScheduleCounts;
 
 /// How long before a send time the pacer stops sleeping and spins. Its
@@ -97,9 +97,23 @@ fn pace_until(t: Instant) {
     }
 }
 
+/// The pacer's state across stages.
+struct Pacer<'a> {
+    plan: &'a Plan,
+    ctx: &'a Arc<Ctx>,
+    feed: Arc<Feed>,
+    handle: &'a tokio::runtime::Handle,
+    stop: &'a StopSignal,
+    /// Units of the dataset (0 without one).
+    units: u64,
+    /// A unit taken off the feed by a trace stage that turned out to belong
+    /// to the next pass over the dataset: the next stage sends it.
+    held: Option<Ready>,
+}
+
 /// Offer every stage's load; returns what each stage's schedule produced.
 pub(super) fn pace_stages(
-    config: &RunConfig,
+    plan: &Plan,
     ctx: &Arc<Ctx>,
     feed: Feed,
     handle: &tokio::runtime::Handle,
@@ -108,110 +122,20 @@ pub(super) fn pace_stages(
     // Precise wake-ups for this thread only; without the privilege it is
     // merely less precise.
     let _ = rustix::thread::set_current_timer_slack(std::num::NonZeroU64::new(1));
-    let mut scheduled = Vec::new();
-    let feed = Arc::new(feed);
     // After the feeder is started: threads inherit their creator's priority.
     raise_pacer_priority();
-    let units = ctx.workload.units.len() as u64;
-    // A unit taken off the feed by a trace stage that turned out to belong to
-    // the next pass over the dataset: the next stage sends it.
-    let mut held: Option<Ready> = None;
-    for (index, stage) in config.stages.iter().enumerate() {
-        let closed_loop = stage.shape == ShapeKind::Concurrency
-            || (stage.shape == ShapeKind::Ramp && stage.from_concurrency.is_some());
-        if stop.is_stopped() {
-            // Stopped before this stage began: its whole schedule is not sent.
-            let left = match stage.shape {
-                _ if closed_loop => 0,
-                ShapeKind::Trace => stage.requests.map_or(units, |r| r.min(units)),
-                _ => shape::stage_arrivals(stage, config.seed, index).count() as u64,
-            };
-            scheduled.push(ScheduleCounts {
-                scheduled: left,
-                dropped: 0,
-                not_sent: left,
-            });
-            continue;
-        }
-        let start = Instant::now();
-        let window = Window::of(stage, start);
-        let mut counts = ScheduleCounts::default();
-        if closed_loop {
-            counts.scheduled = closed_loop::run(ctx, &feed, handle, index, stage, start);
-        } else {
-            let cap = stage.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
-            let mut arrivals = shape::stage_arrivals(stage, config.seed, index);
-            let trace_end = stage.duration_s.map(|d| start + Duration::from_secs_f64(d));
-            let mut trace_base: Option<(u64, f64)> = None;
-            let mut sent_in_stage = 0u64;
-            loop {
-                let (at, ready) = if stage.shape == ShapeKind::Trace {
-                    if stage.requests.is_some_and(|r| sent_in_stage >= r) {
-                        break;
-                    }
-                    let Some(ready) = held.take().or_else(|| feed.next_blocking()) else {
-                        break;
-                    };
-                    let at_ms = ctx
-                        .workload
-                        .unit(ready.unit)
-                        .first()
-                        .and_then(|s| s.at_ms)
-                        .unwrap_or(0.0);
-                    // The stage replays one pass over the dataset; times are
-                    // from the first unit it sends (0 when that is the first sample).
-                    let (first_unit, base) = *trace_base
-                        .get_or_insert((ready.unit, if ready.unit % units.max(1) == 0 { 0.0 } else { at_ms }));
-                    let at = start + Duration::from_secs_f64(((at_ms - base).max(0.0)) / 1000.0);
-                    if ready.unit >= first_unit + units || trace_end.is_some_and(|e| at >= e) {
-                        held = Some(ready);
-                        break;
-                    }
-                    (at, Some(ready))
-                } else {
-                    let Some(offset) = arrivals.next() else { break };
-                    (start + offset, held.take().or_else(|| feed.next_blocking()))
-                };
-                pace_until(at);
-                let Some(ready) = ready else {
-                    counts.not_sent = 1 + arrivals.count() as u64;
-                    break;
-                };
-                if stop.is_stopped() {
-                    counts.not_sent = 1 + match stage.shape {
-                        ShapeKind::Trace => stage
-                            .requests
-                            .map_or(units, |r| r.min(units))
-                            .saturating_sub(sent_in_stage + 1),
-                        _ => arrivals.count() as u64,
-                    };
-                    break;
-                }
-                counts.scheduled += 1;
-                sent_in_stage += 1;
-                let slot = match (&cap, stage.on_cap) {
-                    (None, _) => Slot::Free,
-                    (Some(sem), config::CapPolicy::Drop) => match sem.clone().try_acquire_owned() {
-                        Ok(p) => Slot::Held(p),
-                        Err(_) => {
-                            counts.dropped += 1;
-                            continue;
-                        }
-                    },
-                    (Some(sem), config::CapPolicy::Queue) => Slot::Wait(sem.clone()),
-                };
-                let place = Launch {
-                    stage_index: index,
-                    stage: stage.clone(),
-                    at,
-                    window,
-                    slot,
-                };
-                launch(ctx, handle, ready, place);
-            }
-            counts.scheduled += counts.not_sent;
-        }
-        scheduled.push(counts);
+    let mut pacer = Pacer {
+        plan,
+        ctx,
+        feed: Arc::new(feed),
+        handle,
+        stop,
+        units: ctx.workload.units.len() as u64,
+        held: None,
+    };
+    let mut scheduled = Vec::new();
+    for ((index, stage), &kind) in plan.config.stages.iter().enumerate().zip(&plan.kinds) {
+        scheduled.push(pacer.stage(index, stage, kind));
         if stage.pause_after_s > 0.0 && !stop.is_stopped() {
             let until = Instant::now() + Duration::from_secs_f64(stage.pause_after_s);
             while Instant::now() < until && !stop.is_stopped() {
@@ -220,4 +144,112 @@ pub(super) fn pace_stages(
         }
     }
     scheduled
+}
+
+impl Pacer<'_> {
+    /// Offer stage `index`'s load.
+    fn stage(&mut self, index: usize, stage: &Stage, kind: StageKind) -> ScheduleCounts {
+        if self.stop.is_stopped() {
+            // Stopped before this stage began: its whole schedule is not sent.
+            let left = match kind {
+                StageKind::Users => 0,
+                StageKind::Trace => self.trace_len(stage),
+                StageKind::Arrivals => shape::stage_arrivals(stage, self.plan.config.seed, index).count() as u64,
+            };
+            return ScheduleCounts {
+                scheduled: left,
+                dropped: 0,
+                not_sent: left,
+            };
+        }
+        let start = Instant::now();
+        match kind {
+            StageKind::Users => ScheduleCounts {
+                scheduled: closed_loop::run(self.ctx, &self.feed, self.handle, index, stage, start),
+                ..ScheduleCounts::default()
+            },
+            StageKind::Arrivals | StageKind::Trace => self.open_loop(index, stage, kind, start),
+        }
+    }
+
+    /// Requests a trace stage sends: one pass over the dataset, or fewer.
+    fn trace_len(&self, stage: &Stage) -> u64 {
+        stage.requests.map_or(self.units, |r| r.min(self.units))
+    }
+
+    /// An open-loop stage: each arrival (or trace sample) at its time.
+    fn open_loop(&mut self, index: usize, stage: &Stage, kind: StageKind, start: Instant) -> ScheduleCounts {
+        let (ctx, units) = (self.ctx, self.units);
+        let window = Window::of(stage, start);
+        let mut counts = ScheduleCounts::default();
+        let cap = stage.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
+        let mut arrivals = shape::stage_arrivals(stage, self.plan.config.seed, index);
+        let trace_end = stage.duration_s.map(|d| start + Duration::from_secs_f64(d));
+        let mut trace_base: Option<(u64, f64)> = None;
+        let mut sent_in_stage = 0u64;
+        loop {
+            let (at, ready) = if kind == StageKind::Trace {
+                if stage.requests.is_some_and(|r| sent_in_stage >= r) {
+                    break;
+                }
+                let Some(ready) = self.held.take().or_else(|| self.feed.next_blocking()) else {
+                    break;
+                };
+                let at_ms = ctx
+                    .workload
+                    .unit(ready.unit)
+                    .first()
+                    .and_then(|s| s.at_ms)
+                    .unwrap_or(0.0);
+                // The stage replays one pass over the dataset; times are
+                // from the first unit it sends (0 when that is the first sample).
+                let (first_unit, base) =
+                    *trace_base.get_or_insert((ready.unit, if ready.unit % units.max(1) == 0 { 0.0 } else { at_ms }));
+                let at = start + Duration::from_secs_f64(((at_ms - base).max(0.0)) / 1000.0);
+                if ready.unit >= first_unit + units || trace_end.is_some_and(|e| at >= e) {
+                    self.held = Some(ready);
+                    break;
+                }
+                (at, Some(ready))
+            } else {
+                let Some(offset) = arrivals.next() else { break };
+                (start + offset, self.held.take().or_else(|| self.feed.next_blocking()))
+            };
+            pace_until(at);
+            let Some(ready) = ready else {
+                counts.not_sent = 1 + arrivals.count() as u64;
+                break;
+            };
+            if self.stop.is_stopped() {
+                counts.not_sent = 1 + match kind {
+                    StageKind::Trace => self.trace_len(stage).saturating_sub(sent_in_stage + 1),
+                    _ => arrivals.count() as u64,
+                };
+                break;
+            }
+            counts.scheduled += 1;
+            sent_in_stage += 1;
+            let slot = match (&cap, stage.on_cap) {
+                (None, _) => Slot::Free,
+                (Some(sem), config::CapPolicy::Drop) => match sem.clone().try_acquire_owned() {
+                    Ok(p) => Slot::Held(p),
+                    Err(_) => {
+                        counts.dropped += 1;
+                        continue;
+                    }
+                },
+                (Some(sem), config::CapPolicy::Queue) => Slot::Wait(sem.clone()),
+            };
+            let place = Launch {
+                stage_index: index,
+                stage: stage.clone(),
+                at,
+                window,
+                slot,
+            };
+            launch(ctx, self.handle, ready, place);
+        }
+        counts.scheduled += counts.not_sent;
+        counts
+    }
 }

@@ -175,36 +175,50 @@ impl records::Host for HostState {
 
 // Exports, world by world.
 
-/// A pre-instantiated codec.
-#[derive(Clone)]
-pub(crate) struct CodecPre(codec::CodecPre<HostState>);
+/// A world's pre-instance and instance: the same wrappers for every world,
+/// with `meta` (which every world exports) on the instance.
+macro_rules! world {
+    ($module:ident, $pre:ident, $instance:ident, $what:literal) => {
+        #[doc = concat!("A pre-instantiated ", $what, ".")]
+        pub(crate) struct $pre($module::$pre<HostState>);
 
-/// A codec instance.
-pub(crate) struct Codec(codec::Codec);
+        #[doc = concat!("An instance of a ", $what, ".")]
+        pub(crate) struct $instance($module::$instance);
 
-impl CodecPre {
-    pub(super) fn new(linker: &Linker<HostState>, component: &Component) -> wasmtime::Result<CodecPre> {
-        Ok(CodecPre(codec::CodecPre::new(linker.instantiate_pre(component)?)?))
-    }
+        impl $pre {
+            pub(super) fn new(linker: &Linker<HostState>, component: &Component) -> wasmtime::Result<$pre> {
+                Ok($pre($module::$pre::new(linker.instantiate_pre(component)?)?))
+            }
 
-    pub(super) fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Codec> {
-        self.0.instantiate(store).map(Codec)
-    }
+            pub(super) fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<$instance> {
+                self.0.instantiate(store).map($instance)
+            }
+        }
+
+        impl $instance {
+            pub(super) fn info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo> {
+                self.0.barrage_plugin_meta().call_info(store).map(Into::into)
+            }
+
+            pub(super) fn check_config(
+                &self,
+                store: &mut Store<HostState>,
+            ) -> wasmtime::Result<Result<(), ConfigError>> {
+                Ok(self
+                    .0
+                    .barrage_plugin_meta()
+                    .call_check_config(store)?
+                    .map_err(Into::into))
+            }
+        }
+    };
 }
 
+world!(codec, CodecPre, Codec, "codec");
+world!(dataset, DatasetPre, Dataset, "dataset plugin");
+world!(reporter, ReporterPre, Reporter, "reporter");
+
 impl Codec {
-    pub(super) fn info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo> {
-        self.0.barrage_plugin_meta().call_info(store).map(Into::into)
-    }
-
-    pub(super) fn check_config(&self, store: &mut Store<HostState>) -> wasmtime::Result<Result<(), ConfigError>> {
-        Ok(self
-            .0
-            .barrage_plugin_meta()
-            .call_check_config(store)?
-            .map_err(Into::into))
-    }
-
     pub(super) fn encode(
         &self,
         store: &mut Store<HostState>,
@@ -289,37 +303,7 @@ impl Codec {
     }
 }
 
-/// A pre-instantiated dataset plugin.
-pub(crate) struct DatasetPre(dataset::DatasetPre<HostState>);
-
-/// A dataset plugin instance.
-pub(crate) struct Dataset(dataset::Dataset);
-
-impl DatasetPre {
-    pub(super) fn new(linker: &Linker<HostState>, component: &Component) -> wasmtime::Result<DatasetPre> {
-        Ok(DatasetPre(dataset::DatasetPre::new(
-            linker.instantiate_pre(component)?,
-        )?))
-    }
-
-    pub(super) fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Dataset> {
-        self.0.instantiate(store).map(Dataset)
-    }
-}
-
 impl Dataset {
-    pub(super) fn info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo> {
-        self.0.barrage_plugin_meta().call_info(store).map(Into::into)
-    }
-
-    pub(super) fn check_config(&self, store: &mut Store<HostState>) -> wasmtime::Result<Result<(), ConfigError>> {
-        Ok(self
-            .0
-            .barrage_plugin_meta()
-            .call_check_config(store)?
-            .map_err(Into::into))
-    }
-
     pub(super) fn open(&self, store: &mut Store<HostState>) -> wasmtime::Result<Result<ResourceAny, InputError>> {
         Ok(self
             .0
@@ -349,37 +333,7 @@ impl Dataset {
     }
 }
 
-/// A pre-instantiated reporter.
-pub(crate) struct ReporterPre(reporter::ReporterPre<HostState>);
-
-/// A reporter instance.
-pub(crate) struct Reporter(reporter::Reporter);
-
-impl ReporterPre {
-    pub(super) fn new(linker: &Linker<HostState>, component: &Component) -> wasmtime::Result<ReporterPre> {
-        Ok(ReporterPre(reporter::ReporterPre::new(
-            linker.instantiate_pre(component)?,
-        )?))
-    }
-
-    pub(super) fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Reporter> {
-        self.0.instantiate(store).map(Reporter)
-    }
-}
-
 impl Reporter {
-    pub(super) fn info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo> {
-        self.0.barrage_plugin_meta().call_info(store).map(Into::into)
-    }
-
-    pub(super) fn check_config(&self, store: &mut Store<HostState>) -> wasmtime::Result<Result<(), ConfigError>> {
-        Ok(self
-            .0
-            .barrage_plugin_meta()
-            .call_check_config(store)?
-            .map_err(Into::into))
-    }
-
     pub(super) fn wants_records(&self, store: &mut Store<HostState>) -> wasmtime::Result<bool> {
         self.0.barrage_plugin_report_renderer().call_wants_records(store)
     }
