@@ -181,13 +181,14 @@ impl Default for ReportConfig {
 
 impl ReportConfig {
     /// The metrics options this asks for, or what is wrong (the key and why).
-    pub fn metrics_options(&self) -> Result<crate::metrics::MetricsOptions, String> {
+    pub fn metrics_options(&self) -> Result<crate::metrics::MetricsOptions, ConfigError> {
         if let Some(p) = self.percentiles.iter().find(|p| !(**p > 0.0 && **p <= 100.0)) {
-            return Err(format!(
+            return Err(ConfigError::new(format!(
                 "report.percentiles: {p} is not a percentile; give numbers > 0 and ≤ 100, e.g. 99.9"
-            ));
+            )));
         }
-        let slos = crate::metrics::slo::parse_all(&self.slo).map_err(|e| format!("report.slo: {e}"))?;
+        let slos =
+            crate::metrics::slo::parse_all(&self.slo).map_err(|e| ConfigError::new(format!("report.slo: {e}")))?;
         Ok(crate::metrics::MetricsOptions {
             percentiles: self.percentiles.clone(),
             slos,
@@ -354,7 +355,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     /// The checks' messages all start with the key they are about.
-    fn new(message: String) -> ConfigError {
+    pub(crate) fn new(message: String) -> ConfigError {
         let key = message
             .split([':', ' '])
             .next()
@@ -430,7 +431,7 @@ impl RunConfig {
         if self.stages.is_empty() {
             return Err("stages: at least one stage is needed".into());
         }
-        self.report.metrics_options()?;
+        self.report.metrics_options().map_err(|e| e.message)?;
         if let Some(t) = &self.target
             && !(t.starts_with("http://") || t.starts_with("https://"))
         {

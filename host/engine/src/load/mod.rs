@@ -64,8 +64,8 @@ pub enum RunError {
     #[error("api_key_env: the environment variable `{0}` is not set")]
     ApiKey(String),
     /// The report settings are invalid.
-    #[error("report: {0}")]
-    Report(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// Run `plan` against `target` with `plugin`, writing into `dir`; progress
@@ -108,7 +108,7 @@ pub async fn run(
     // lets records be compared with another process's monotonic times.
     let origin = Instant::now();
     let origin_ns = barrage_core::clock::monotonic_ns();
-    let metrics_options = config.report.metrics_options().map_err(RunError::Report)?;
+    let metrics_options = config.report.metrics_options()?;
     let dataset = workload.dataset.as_ref().map(|d| d.stats());
     let meta = write_meta(dir, config, &plugin, target, origin_ns, dataset)?;
     let live = records::Live {
