@@ -1,6 +1,7 @@
 //! What `barrage plugin list` and `inspect` show: a plugin's identity, read
 //! through the `meta` interface every world exports.
 
+use crate::bindings::Contract;
 use crate::component::{LoadedComponent, new_store};
 use crate::contract::ContractInfo;
 use crate::engine::PluginEngine;
@@ -26,9 +27,12 @@ pub struct Description {
 /// Read `source` and, if its contract is supported, ask it who it is.
 pub fn describe(engine: &PluginEngine, source: &PluginSource, ctx: PluginContext) -> Result<Description, PluginError> {
     let loaded = LoadedComponent::load(engine, source)?;
-    let info = match loaded.contract.supported_version() {
-        Ok(_) => ask_info(engine, &loaded, ctx),
-        Err(found) => Err(format!("targets {found}, not supported by this host")),
+    let info = match loaded.contract(&source.label()) {
+        Ok(contract) => ask_info(engine, contract, &loaded, ctx),
+        Err(_) => Err(format!(
+            "targets {}, not supported by this host",
+            loaded.contract.supported_version().err().unwrap_or_default()
+        )),
     };
     Ok(Description {
         source: source.clone(),
@@ -39,8 +43,12 @@ pub fn describe(engine: &PluginEngine, source: &PluginSource, ctx: PluginContext
     })
 }
 
-fn ask_info(engine: &PluginEngine, loaded: &LoadedComponent, ctx: PluginContext) -> Result<PluginInfo, String> {
-    let contract = loaded.contract("plugin").map_err(|e| e.to_string())?;
+fn ask_info(
+    engine: &PluginEngine,
+    contract: Contract,
+    loaded: &LoadedComponent,
+    ctx: PluginContext,
+) -> Result<PluginInfo, String> {
     let ask = || {
         let linker = contract.linker(engine.engine(), &loaded.component, None)?;
         let mut store = new_store(engine, ctx);

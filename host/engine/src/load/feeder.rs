@@ -72,12 +72,9 @@ fn feed(config: &RunConfig, ctx: &Ctx, tx: &mpsc::Sender<Ready>) {
             .map(|k| {
                 let spec = spec(config, tokenizer.as_ref(), next_id + k, samples.get(k as usize));
                 // A trap poisons the instance; the next request gets a new one.
-                if instance.as_ref().is_none_or(|i| i.is_poisoned()) {
-                    instance = None;
-                }
                 let codec = match &mut instance {
-                    Some(i) => i,
-                    None => instance.insert(plugin.instance()?),
+                    Some(i) if !i.is_poisoned() => i,
+                    slot => slot.insert(plugin.instance()?),
                 };
                 codec.encode(spec).map_err(|f| PluginFailure {
                     message: format!("the codec could not encode this request: {}", f.message),

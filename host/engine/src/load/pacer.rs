@@ -181,6 +181,9 @@ impl Pacer<'_> {
     fn open_loop(&mut self, index: usize, stage: &Stage, kind: StageKind, start: Instant) -> ScheduleCounts {
         let (ctx, units) = (self.ctx, self.units);
         let window = Window::of(stage, start);
+        // Shared by the stage's launches: cloning the stage per arrival
+        // would allocate on the pacer.
+        let shared_stage = Arc::new(stage.clone());
         let mut counts = ScheduleCounts::default();
         let cap = stage.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
         let mut arrivals = shape::stage_arrivals(stage, self.plan.config.seed, index);
@@ -242,7 +245,7 @@ impl Pacer<'_> {
             };
             let place = Launch {
                 stage_index: index,
-                stage: stage.clone(),
+                stage: shared_stage.clone(),
                 at,
                 window,
                 slot,

@@ -18,7 +18,7 @@ use crate::metrics::{Record, RequestInfo, Response};
 /// A unit's place in the schedule, fixed when it is launched.
 pub(super) struct Launch {
     pub stage_index: usize,
-    pub stage: Stage,
+    pub stage: Arc<Stage>,
     /// When its first request was due.
     pub at: Instant,
     pub window: Window,
@@ -41,7 +41,7 @@ pub(super) fn launch(ctx: &Arc<Ctx>, handle: &tokio::runtime::Handle, ready: Rea
     ctx.counters.start();
     let ctx = ctx.clone();
     start_here(handle, async move {
-        let (_permit, queue_wait) = match launch.slot {
+        let (_permit, mut queue_wait) = match launch.slot {
             Slot::Free => (None, None),
             Slot::Held(p) => (Some(p), None),
             Slot::Wait(sem) => {
@@ -49,7 +49,6 @@ pub(super) fn launch(ctx: &Arc<Ctx>, handle: &tokio::runtime::Handle, ready: Rea
                 (p, Some(launch.at.elapsed()))
             }
         };
-        let mut queue_wait = queue_wait;
         send_unit(&ctx, ready, &launch.stage, |k| {
             let scheduled = if k == 0 {
                 launch.at
