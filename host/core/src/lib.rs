@@ -5,6 +5,7 @@
 pub mod body;
 pub mod clock;
 pub mod framing;
+pub mod invalid;
 pub mod rng;
 pub mod tls;
 pub mod types;

@@ -344,27 +344,7 @@ pub struct Plan {
 }
 
 /// A value out of range in a run configuration.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct ConfigError {
-    /// The key at fault, e.g. `stages[1].rate`.
-    pub key: String,
-    /// What is wrong and what is accepted; it starts with the key.
-    pub message: String,
-}
-
-impl ConfigError {
-    /// The checks' messages all start with the key they are about.
-    pub(crate) fn new(message: String) -> ConfigError {
-        let key = message
-            .split([':', ' '])
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('.')
-            .to_string();
-        ConfigError { key, message }
-    }
-}
+pub use barrage_core::invalid::InvalidKey as ConfigError;
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]

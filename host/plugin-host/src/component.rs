@@ -42,7 +42,7 @@ impl LoadedComponent {
     /// The binding module for this component's contract version, or why it
     /// has none, with a message naming the plugin and the versions.
     pub fn contract(&self, name: &str) -> Result<Contract, PluginError> {
-        let incompatible = |found| match self.contract.versions.is_empty() {
+        let incompatible = |found: String| match self.contract.versions.is_empty() {
             true => PluginError::WrongWorld {
                 name: name.to_string(),
                 problem: format!(
@@ -57,7 +57,10 @@ impl LoadedComponent {
                 supported: supported_list(),
             },
         };
-        let version = self.contract.supported_version().map_err(incompatible)?;
+        let version = self
+            .contract
+            .supported_version()
+            .map_err(|e| incompatible(e.to_string()))?;
         Contract::for_version(version).ok_or_else(|| incompatible(format!("barrage:plugin@{version}")))
     }
 

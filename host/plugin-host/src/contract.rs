@@ -140,20 +140,35 @@ impl ContractInfo {
     }
 
     /// The single supported version this component targets, or why not.
-    pub fn supported_version(&self) -> Result<Version, String> {
+    pub fn supported_version(&self) -> Result<Version, Unsupported> {
         match self.versions.as_slice() {
-            [] => Err("it names no barrage:plugin interface".into()),
+            [] => Err(Unsupported::NoInterface),
             [v] => {
-                let version = Version::parse(v).ok_or_else(|| format!("{PACKAGE}@{v}"))?;
+                let version = Version::parse(v).ok_or_else(|| Unsupported::Version(v.clone()))?;
                 if SUPPORTED_VERSIONS.iter().any(|h| version.runs_on(*h)) {
                     Ok(version)
                 } else {
-                    Err(format!("{PACKAGE}@{v}"))
+                    Err(Unsupported::Version(v.clone()))
                 }
             }
-            many => Err(format!("several versions at once ({})", many.join(", "))),
+            many => Err(Unsupported::Several(many.to_vec())),
         }
     }
+}
+
+/// Why a component's contract is not one this host runs; the message says
+/// what it targets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unsupported {
+    /// No `barrage:plugin` import or export at all.
+    #[error("it names no barrage:plugin interface")]
+    NoInterface,
+    /// A version this host has no binding module for.
+    #[error("{PACKAGE}@{0}")]
+    Version(String),
+    /// Interfaces of several versions in one component.
+    #[error("several versions at once ({})", .0.join(", "))]
+    Several(Vec<String>),
 }
 
 /// The versions this host supports, for messages: `barrage:plugin@0.1.0`.

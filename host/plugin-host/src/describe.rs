@@ -31,7 +31,12 @@ pub fn describe(engine: &PluginEngine, source: &PluginSource, ctx: PluginContext
         Ok(contract) => ask_info(engine, contract, &loaded, ctx),
         Err(_) => Err(format!(
             "targets {}, not supported by this host",
-            loaded.contract.supported_version().err().unwrap_or_default()
+            loaded
+                .contract
+                .supported_version()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
         )),
     };
     Ok(Description {

@@ -278,7 +278,7 @@ pub enum DatasetError {
     Failed(crate::PluginFailure),
     /// The chat template could not be read or rendered.
     #[error("chat template: {0}")]
-    Template(String),
+    Template(#[from] crate::tokenizer::TemplateError),
 }
 
 /// What preparing needs besides the configuration.
@@ -332,9 +332,9 @@ pub fn prepare(config: &DatasetConfig, env: PrepareEnv<'_>) -> Result<Prepared, 
                 .map_err(DatasetError::Template)?,
         ),
         None if config.apply_chat_template => {
-            return Err(DatasetError::Template(
+            return Err(DatasetError::Template(crate::tokenizer::TemplateError(
                 "apply_chat_template needs chat_template (a Jinja file, a tokenizer_config.json, or `auto`)".into(),
-            ));
+            )));
         }
         None => None,
     };

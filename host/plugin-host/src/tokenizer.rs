@@ -285,10 +285,22 @@ pub struct ChatTemplate {
     eos: String,
 }
 
+/// Why a chat template could not be loaded or rendered; the message names
+/// the file or the template's own error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TemplateError(pub String);
+
+impl From<String> for TemplateError {
+    fn from(message: String) -> TemplateError {
+        TemplateError(message)
+    }
+}
+
 impl ChatTemplate {
     /// Load `spec`: `auto` (next to the tokenizer's `tokenizer.json`), a
     /// `tokenizer_config.json`, or a Jinja file; relative paths from `base`.
-    pub fn load(spec: &str, base: &Path, tokenizer: &dyn Tokenizer) -> Result<ChatTemplate, String> {
+    pub fn load(spec: &str, base: &Path, tokenizer: &dyn Tokenizer) -> Result<ChatTemplate, TemplateError> {
         let path = if spec == "auto" {
             let dir = tokenizer.directory().ok_or_else(|| {
                 format!(
@@ -328,7 +340,7 @@ impl ChatTemplate {
                 _ => String::new(),
             };
             if source.is_empty() {
-                return Err(format!("{} has no `chat_template`", path.display()));
+                return Err(format!("{} has no `chat_template`", path.display()).into());
             }
             ChatTemplate {
                 source,
@@ -352,7 +364,7 @@ impl ChatTemplate {
         &self.source
     }
 
-    fn environment(&self) -> Result<minijinja::Environment<'static>, String> {
+    fn environment(&self) -> Result<minijinja::Environment<'static>, TemplateError> {
         let mut env = minijinja::Environment::new();
         // Hugging Face templates call Python string methods (`.strip()`, `.startswith()`).
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
@@ -365,7 +377,7 @@ impl ChatTemplate {
     }
 
     /// The prompt text for `messages`, ending with the assistant's turn opened.
-    pub fn render(&self, messages: &[barrage_core::types::ChatMessage]) -> Result<String, String> {
+    pub fn render(&self, messages: &[barrage_core::types::ChatMessage]) -> Result<String, TemplateError> {
         let env = self.environment()?;
         let t = env.get_template("chat").map_err(|e| e.to_string())?;
         t.render(minijinja::context! {
@@ -374,7 +386,7 @@ impl ChatTemplate {
             bos_token => self.bos.clone(),
             eos_token => self.eos.clone(),
         })
-        .map_err(|e| format!("rendering failed: {e}"))
+        .map_err(|e| TemplateError(format!("rendering failed: {e}")))
     }
 }
 
@@ -490,10 +502,10 @@ mod tests {
             t.render(&[m("system", "  be brief "), m("user", "hi")]).unwrap(),
             "<s>[S]be brief[USER]hi[ASSISTANT]"
         );
-        let e = ChatTemplate::load("auto", dir.path(), words.as_ref()).err().unwrap();
+        let e = ChatTemplate::load("auto", dir.path(), words.as_ref()).err().unwrap().0;
         assert!(e.contains("not a file"), "{e}");
         std::fs::write(dir.path().join("t.jinja"), "{{ raise_exception('no system role') }}").unwrap();
         let t = ChatTemplate::load("t.jinja", dir.path(), words.as_ref()).unwrap();
-        assert!(t.render(&[m("user", "x")]).unwrap_err().contains("no system role"));
+        assert!(t.render(&[m("user", "x")]).unwrap_err().0.contains("no system role"));
     }
 }

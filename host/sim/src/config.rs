@@ -403,15 +403,19 @@ impl SimConfig {
                 message: e.to_string(),
             })?
         };
-        config.validate().map_err(|message| ConfigError::Invalid {
+        config.check().map_err(|message| ConfigError::Invalid {
             origin: origin.to_string(),
             message,
         })?;
         Ok(config)
     }
 
-    /// Check ranges; the message names the field and what it accepts.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Check ranges; the error names the field and what it accepts.
+    pub fn validate(&self) -> Result<(), barrage_core::invalid::InvalidKey> {
+        self.check().map_err(barrage_core::invalid::InvalidKey::new)
+    }
+
+    fn check(&self) -> Result<(), String> {
         let b = &self.batching;
         let positive = [
             ("batching.step_base_ms", b.step_base_ms),
