@@ -217,15 +217,17 @@ pub(crate) fn write_reports(
     run_dir: &Path,
     out_dir: &Path,
 ) -> bool {
-    let engine = match plugins.engine() {
-        Ok(e) => e,
+    let (engine, context) = match plugins
+        .engine()
+        .and_then(|e| Ok((e, plugins.context("{}".into(), summary.run.seed)?)))
+    {
+        Ok(ready) => ready,
         Err(e) => {
             eprintln!("reports not written: {e:#}");
             return false;
         }
     };
     let registry = plugins.registry();
-    let context = |json: String| plugins.context(json, summary.run.seed).map_err(|e| format!("{e:#}"));
     let host = barrage_engine::report::ReporterHost {
         engine: &engine,
         registry: &registry,

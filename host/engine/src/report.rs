@@ -33,14 +33,14 @@ pub enum ReportError {
 }
 
 /// What loading a reporter needs: the engine, where plugins are found, and
-/// the context (configuration, seed, log level) for each.
+/// the context (seed, tokenizer, log level) each gets with its own configuration.
 pub struct ReporterHost<'a> {
     /// The plugin engine.
     pub engine: &'a PluginEngine,
     /// Where named plugins are found.
     pub registry: &'a Registry,
-    /// Builds a plugin's context from its configuration (JSON text).
-    pub context: &'a dyn Fn(String) -> Result<PluginContext, String>,
+    /// The context every reporter starts from.
+    pub context: &'a PluginContext,
 }
 
 impl ReporterHost<'_> {
@@ -88,7 +88,10 @@ impl ReporterHost<'_> {
     ) -> Result<Vec<PathBuf>, ReportError> {
         let plugin_config = config.reporter_config.get(name).cloned().unwrap_or_default();
         let plugin_config = serde_json::to_string(&plugin_config).unwrap_or_else(|_| "{}".into());
-        let ctx = (self.context)(plugin_config).map_err(ReportError::Invalid)?;
+        let ctx = PluginContext {
+            config_json: plugin_config.into(),
+            ..self.context.clone()
+        };
         let source = self.registry.resolve_in(barrage_plugin_host::World::Reporter, name)?;
         let plugin = ReporterPlugin::load(self.engine, &source, ctx)?;
         let files = plugin.render(schema_version, json.to_string(), || {

@@ -76,63 +76,73 @@ impl fmt::Display for Slo {
     }
 }
 
-impl FromStr for Slo {
-    type Err = String;
+/// Why a text is not an objective; the message shows the expected form.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SloError(pub String);
 
-    fn from_str(s: &str) -> Result<Slo, String> {
-        let text = s.trim();
-        let names = || METRICS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
-        let (lhs, rhs, inclusive) = if let Some((l, r)) = text.split_once("<=") {
-            (l, r, true)
-        } else if let Some((l, r)) = text.split_once('<') {
-            (l, r, false)
-        } else {
-            return Err(format!(
-                "`{text}` is not an objective; write `METRIC < LIMIT`, e.g. `ttft < 200ms` (metrics: {})",
-                names()
-            ));
-        };
-        let name = lhs.trim();
-        let metric = METRICS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, m)| *m)
-            .ok_or_else(|| {
-                format!(
-                    "`{name}` in `{text}` is not a metric an objective can bound; use one of {}",
-                    names()
-                )
-            })?;
-        let rhs = rhs.trim();
-        let (number, unit) = rhs.split_at(
-            rhs.find(|c: char| c.is_ascii_alphabetic() || c == 'µ')
-                .unwrap_or(rhs.len()),
-        );
-        let value: f64 = number
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{rhs}` in `{text}` is not a duration like `200ms`, `1.5s` or `500us`"))?;
-        let factor = match unit.trim() {
-            "ms" | "" => 1.0,
-            "s" => 1000.0,
-            "us" | "µs" => 0.001,
-            other => return Err(format!("unit `{other}` in `{text}`: use ms, s or us")),
-        };
-        if !(value > 0.0 && value.is_finite()) {
-            return Err(format!("the limit in `{text}` must be a duration > 0"));
-        }
-        Ok(Slo {
-            metric,
-            limit_ms: value * factor,
-            inclusive,
-            text: text.to_string(),
-        })
+impl FromStr for Slo {
+    type Err = SloError;
+
+    fn from_str(s: &str) -> Result<Slo, SloError> {
+        parse(s).map_err(SloError)
     }
+}
+
+/// The objective `s` describes, or what is wrong with it.
+fn parse(s: &str) -> Result<Slo, String> {
+    let text = s.trim();
+    let names = || METRICS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+    let (lhs, rhs, inclusive) = if let Some((l, r)) = text.split_once("<=") {
+        (l, r, true)
+    } else if let Some((l, r)) = text.split_once('<') {
+        (l, r, false)
+    } else {
+        return Err(format!(
+            "`{text}` is not an objective; write `METRIC < LIMIT`, e.g. `ttft < 200ms` (metrics: {})",
+            names()
+        ));
+    };
+    let name = lhs.trim();
+    let metric = METRICS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, m)| *m)
+        .ok_or_else(|| {
+            format!(
+                "`{name}` in `{text}` is not a metric an objective can bound; use one of {}",
+                names()
+            )
+        })?;
+    let rhs = rhs.trim();
+    let (number, unit) = rhs.split_at(
+        rhs.find(|c: char| c.is_ascii_alphabetic() || c == 'µ')
+            .unwrap_or(rhs.len()),
+    );
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{rhs}` in `{text}` is not a duration like `200ms`, `1.5s` or `500us`"))?;
+    let factor = match unit.trim() {
+        "ms" | "" => 1.0,
+        "s" => 1000.0,
+        "us" | "µs" => 0.001,
+        other => return Err(format!("unit `{other}` in `{text}`: use ms, s or us")),
+    };
+    if !(value > 0.0 && value.is_finite()) {
+        return Err(format!("the limit in `{text}` must be a duration > 0"));
+    }
+    Ok(Slo {
+        metric,
+        limit_ms: value * factor,
+        inclusive,
+        text: text.to_string(),
+    })
 }
 
 /// Parse objectives from config entries, each of which may hold several
 /// separated by commas.
-pub fn parse_all<'a>(entries: impl IntoIterator<Item = &'a String>) -> Result<Vec<Slo>, String> {
+pub fn parse_all<'a>(entries: impl IntoIterator<Item = &'a String>) -> Result<Vec<Slo>, SloError> {
     entries
         .into_iter()
         .flat_map(|e| e.split(','))
@@ -168,11 +178,11 @@ mod tests {
 
     #[test]
     fn bad_objectives_say_what_is_wrong() {
-        let e = "latency < 3ms".parse::<Slo>().unwrap_err();
+        let e = "latency < 3ms".parse::<Slo>().unwrap_err().0;
         assert!(e.contains("`latency`") && e.contains("ttft"), "{e}");
-        assert!("ttft 200".parse::<Slo>().unwrap_err().contains("METRIC < LIMIT"));
-        assert!("ttft < fast".parse::<Slo>().unwrap_err().contains("not a duration"));
-        assert!("ttft < 3h".parse::<Slo>().unwrap_err().contains("unit `h`"));
+        assert!("ttft 200".parse::<Slo>().unwrap_err().0.contains("METRIC < LIMIT"));
+        assert!("ttft < fast".parse::<Slo>().unwrap_err().0.contains("not a duration"));
+        assert!("ttft < 3h".parse::<Slo>().unwrap_err().0.contains("unit `h`"));
         assert!("ttft < -3ms".parse::<Slo>().is_err());
     }
 
