@@ -43,18 +43,20 @@ impl Framing {
     ];
 }
 
-impl std::str::FromStr for Framing {
-    type Err = String;
+/// A name that is no framing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown framing `{0}`; expected one of raw, sse, ndjson, grpc")]
+pub struct UnknownFraming(pub String);
 
-    fn from_str(s: &str) -> Result<Framing, String> {
+impl std::str::FromStr for Framing {
+    type Err = UnknownFraming;
+
+    fn from_str(s: &str) -> Result<Framing, UnknownFraming> {
         Framing::NAMES
             .iter()
             .find(|(n, _)| *n == s)
             .map(|(_, f)| *f)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Framing::NAMES.iter().map(|(n, _)| *n).collect();
-                format!("unknown framing `{s}`; expected one of {}", names.join(", "))
-            })
+            .ok_or_else(|| UnknownFraming(s.to_string()))
     }
 }
 
