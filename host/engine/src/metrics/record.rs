@@ -225,7 +225,9 @@ fn ms_since(origin: Instant, t: Instant) -> f64 {
 }
 
 impl Record {
-    /// A measured request `id` of `stage` with no dataset sample, from its response.
+    /// A measured request `id` of `stage` with no dataset sample, from its
+    /// response: the shape the metric tests build records in.
+    #[cfg(test)]
     pub fn from_exchange(id: u64, stage: usize, origin: Instant, scheduled: Instant, response: &Response) -> Record {
         Record::sent(&RequestInfo::new(id, stage, scheduled), origin, response)
     }
