@@ -75,6 +75,23 @@ pub use request_codec::{
     HttpRequest, RequestSpec, ResponseHead, ServerError, Usage, WireRequest,
 };
 
+/// Merge a request's `extra` fields (`RequestSpec::extra`: a JSON object
+/// from the run or dataset configuration) into a JSON request `body`. The
+/// host does not do this for a codec, since only the codec knows its body;
+/// a JSON codec calls this last, so the extra fields win over generated ones,
+/// as the contract promises.
+pub fn merge_extra(body: &mut serde_json::Map<String, serde_json::Value>, extra: Option<&str>) -> Result<(), String> {
+    let Some(extra) = extra else { return Ok(()) };
+    match serde_json::from_str::<serde_json::Value>(extra) {
+        Ok(serde_json::Value::Object(fields)) => {
+            body.extend(fields);
+            Ok(())
+        }
+        Ok(_) => Err("extra request fields must be a JSON object".into()),
+        Err(e) => Err(format!("extra request fields are not valid JSON: {e}")),
+    }
+}
+
 /// A model-server protocol.
 ///
 /// All functions are associated functions: the host may run several instances

@@ -45,7 +45,7 @@ pub mod prelude {
     pub use crate::codec::{
         Codec, ConfigError, ContentDelta, DecodeOptions, Decoder, EncodedRequest, Event, Frame, FrameEvent, Framing,
         Generation, GrpcRequest, HttpRequest, Message, PluginInfo, Prompt, RequestSpec, ResponseHead, ServerError,
-        Usage, WireRequest,
+        Usage, WireRequest, merge_extra,
     };
     pub use crate::host::{config, log, random, tokenizer};
 }

@@ -177,22 +177,103 @@ mod codec_harness {
         frames
     }
 
-    /// Decode `frames` as one streamed 200 response with codec `C`, one frame per
-    /// `push` call, and return every event in order followed by those of `finish`.
+    /// Most frames the host hands one `push` call; it never hands none.
+    pub const MAX_BATCH: usize = 32;
+
+    /// Most events one call may return per frame it was given (plus this
+    /// many once); the host fails a response whose codec returns more.
+    pub const EVENTS_PER_FRAME: usize = 64;
+
+    /// Decode `frames` as one streamed 200 response with codec `C` and
+    /// return every event in order, followed by those of `finish`, each with
+    /// the index of its frame in the stream (`finish`'s: the frame count).
+    ///
+    /// The host hands a stream's frames to `push` in batches of 1 to
+    /// [`MAX_BATCH`], however they happened to arrive, so this decodes the
+    /// stream three ways (a frame per call, batches of [`MAX_BATCH`], and
+    /// batches of 1, 2, 3, ... frames) and fails unless all three give the
+    /// same events for the same frames. It also checks what the host checks:
+    /// every event names a frame of its batch, and no call returns more
+    /// events than the host takes.
+    pub fn decode_stream_indexed<C: Codec>(
+        frames: Vec<Frame>,
+        options: DecodeOptions,
+    ) -> Result<Vec<(u32, Event)>, String> {
+        let one_by_one: Vec<usize> = vec![1; frames.len()];
+        let full: Vec<usize> = (0..frames.len().div_ceil(MAX_BATCH))
+            .map(|i| (frames.len() - i * MAX_BATCH).min(MAX_BATCH))
+            .collect();
+        let mut growing = Vec::new();
+        let (mut left, mut size) = (frames.len(), 1);
+        while left > 0 {
+            growing.push(size.min(left).min(MAX_BATCH));
+            left -= size.min(left).min(MAX_BATCH);
+            size += 1;
+        }
+        let first = decode_in_batches::<C>(&frames, &one_by_one, options)?;
+        for sizes in [full, growing] {
+            let other = decode_in_batches::<C>(&frames, &sizes, options)?;
+            // The generated types have no PartialEq; their Debug text is exact.
+            if format!("{other:?}") != format!("{first:?}") {
+                return Err(format!(
+                    "the decoder's events depend on how frames are batched: one frame per push gave {first:?}, \
+                     batches of {sizes:?} gave {other:?}"
+                ));
+            }
+        }
+        Ok(first)
+    }
+
+    /// [`decode_stream_indexed`] without the frame indexes.
     pub fn decode_stream<C: Codec>(frames: Vec<Frame>, options: DecodeOptions) -> Result<Vec<Event>, String> {
+        Ok(decode_stream_indexed::<C>(frames, options)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
+    }
+
+    fn decode_in_batches<C: Codec>(
+        frames: &[Frame],
+        sizes: &[usize],
+        options: DecodeOptions,
+    ) -> Result<Vec<(u32, Event)>, String> {
         let head = ResponseHead {
             status: 200,
             headers: vec![("content-type".into(), "text/event-stream".into())],
         };
         let mut decoder = C::decoder(head, options);
         let mut events = Vec::new();
-        for frame in frames {
-            for fe in decoder.push(vec![frame])? {
-                events.push(fe.event);
+        let mut base = 0usize;
+        for &n in sizes {
+            let batch = frames[base..base + n].to_vec();
+            let out = decoder.push(batch)?;
+            check_count(out.len(), n)?;
+            for fe in out {
+                if fe.frame as usize >= n {
+                    return Err(format!(
+                        "push returned an event for frame {} of a batch of {n} frames (indexes are 0-based, \
+                         within the batch); the host fails such a response",
+                        fe.frame
+                    ));
+                }
+                events.push(((base + fe.frame as usize) as u32, fe.event));
             }
+            base += n;
         }
-        events.extend(decoder.finish()?);
+        let last = decoder.finish()?;
+        check_count(last.len(), 0)?;
+        events.extend(last.into_iter().map(|e| (frames.len() as u32, e)));
         Ok(events)
+    }
+
+    fn check_count(events: usize, frames: usize) -> Result<(), String> {
+        let max = EVENTS_PER_FRAME * (frames + 1);
+        if events > max {
+            return Err(format!(
+                "a call given {frames} frames returned {events} events; the host takes at most {max}"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -287,5 +368,78 @@ mod reporter_harness {
             schema_version,
             summary,
         })
+    }
+}
+
+#[cfg(all(test, feature = "codec"))]
+mod tests {
+    use super::*;
+    use crate::codec::{
+        Codec, ContentDelta, DecodeOptions, Decoder, EncodedRequest, Event, FrameEvent, PluginInfo, RequestSpec,
+        ResponseHead,
+    };
+
+    /// Decodes each frame as one token; its `ANSWER` is how it goes wrong.
+    struct Counting<const ANSWER: u8>;
+    struct Stream<const ANSWER: u8>;
+
+    impl<const ANSWER: u8> Codec for Counting<ANSWER> {
+        type Decoder = Stream<ANSWER>;
+        fn info() -> PluginInfo {
+            PluginInfo {
+                name: "counting".into(),
+                version: "0".into(),
+                description: String::new(),
+            }
+        }
+        fn encode(_spec: RequestSpec) -> Result<EncodedRequest, String> {
+            Err("decode only".into())
+        }
+        fn decoder(_head: ResponseHead, _options: DecodeOptions) -> Stream<ANSWER> {
+            Stream
+        }
+        fn decode_unary(_: ResponseHead, _: Vec<u8>, _: DecodeOptions) -> Result<Vec<Event>, String> {
+            Ok(vec![])
+        }
+    }
+
+    const RIGHT: u8 = 0;
+    /// One event per batch, not per frame: its events depend on the batching.
+    const PER_BATCH: u8 = 1;
+    /// Names the frame after the batch's last.
+    const PAST_THE_END: u8 = 2;
+
+    impl<const ANSWER: u8> Decoder for Stream<ANSWER> {
+        fn push(&mut self, frames: Vec<crate::codec::Frame>) -> Result<Vec<FrameEvent>, String> {
+            let token = |frame| FrameEvent {
+                frame,
+                event: Event::Content(ContentDelta {
+                    bytes: 1,
+                    tokens: Some(1),
+                    text: None,
+                }),
+            };
+            Ok(match ANSWER {
+                PER_BATCH => vec![token(0)],
+                PAST_THE_END => vec![token(frames.len() as u32)],
+                _ => (0..frames.len() as u32).map(token).collect(),
+            })
+        }
+    }
+
+    #[test]
+    fn the_harness_pushes_as_the_host_does_and_catches_what_the_host_refuses() {
+        let frames: Vec<_> = (0..70).map(|i| frame(&i.to_string())).collect();
+        let options = DecodeOptions { want_text: false };
+        let events = decode_stream_indexed::<Counting<RIGHT>>(frames.clone(), options).unwrap();
+        let indexes: Vec<u32> = events.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indexes, (0..70).collect::<Vec<_>>());
+        let batched = decode_stream::<Counting<PER_BATCH>>(frames.clone(), options).unwrap_err();
+        assert!(batched.contains("depend on how frames are batched"), "{batched}");
+        let past = decode_stream::<Counting<PAST_THE_END>>(frames, options).unwrap_err();
+        assert!(
+            past.contains("push returned an event for frame 1 of a batch of 1 frames"),
+            "{past}"
+        );
     }
 }

@@ -24,11 +24,11 @@ fn a_looping_plugin_fails_only_its_response() {
         .arg(&good));
     assert_eq!(code, 1, "a failed response makes the exit code 1: {stderr}");
     assert!(
-        stdout.contains("failed: plugin 'loop-forever' timeout: call ran past its 20 ms deadline"),
+        stdout.contains("failed: plugin 'loop_forever' timeout: call ran past its 20 ms deadline"),
         "{stdout}"
     );
     assert_eq!(
-        stdout.matches("ok: 6 frames, 6 events").count(),
+        stdout.matches("ok: 6 frames, 7 events").count(),
         2,
         "both good responses decode: {stdout}"
     );
@@ -64,12 +64,12 @@ fn a_plugin_past_its_memory_limit_fails_only_its_response() {
     assert_eq!(code, 1);
     assert_eq!(
         stdout
-            .matches("failed: plugin 'memory-hog' memory limit: memory limit of 32 MiB reached")
+            .matches("failed: plugin 'memory_hog' memory limit: memory limit of 32 MiB reached")
             .count(),
         2,
         "{stdout}"
     );
-    assert_eq!(stdout.matches("ok: 6 frames, 6 events").count(), 2, "{stdout}");
+    assert_eq!(stdout.matches("ok: 6 frames, 7 events").count(), 2, "{stdout}");
     assert!(
         stdout.ends_with("4 responses: 2 decoded, 2 failed (2 plugin memory limit)\n"),
         "{stdout}"

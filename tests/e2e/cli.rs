@@ -57,10 +57,16 @@ fn an_installed_plugin_overrides_the_builtin_of_the_same_name() {
         stdout.contains("built-in (overridden by the installed plugin)"),
         "{stdout}"
     );
-    assert!(
-        stdout
-            .lines()
-            .any(|l| l.starts_with("loop-forever") && l.contains(dir.path().to_str().unwrap())),
+    // One name: the row is the name it is picked by; what it calls itself is a note.
+    let lines: Vec<&str> = stdout.lines().collect();
+    let row = lines
+        .iter()
+        .position(|l| l.starts_with("openai-chat ") && l.contains(dir.path().to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(
+        lines[row + 1],
+        "  note: it calls itself 'loop-forever'; it is picked (--codec, --dataset, --reporter) and named in \
+         messages by its file name, 'openai-chat'",
         "{stdout}"
     );
 

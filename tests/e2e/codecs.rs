@@ -25,7 +25,10 @@ fn decoded(codec: &str, file: &std::path::Path, read_size: usize) -> String {
             &read_size.to_string(),
         ])
         .arg(file));
-    assert_eq!(code, 0, "decode failed: {stderr}");
+    // As `run` judges it: a stream holding a server error or a bad frame
+    // is not ok, and the exit code says so.
+    let ok = stdout.lines().any(|l| l.starts_with("ok: "));
+    assert_eq!(code, if ok { 0 } else { 1 }, "{stdout}{stderr}");
     // Drop the file header and the summary: what is left is the events.
     stdout
         .lines()
@@ -80,31 +83,52 @@ fn text_is_left_out_unless_asked() {
 #[test]
 fn sdk_example_builds_loads_and_decodes_ndjson() {
     let plugin = test_plugin("ollama-generate");
-    let (code, stdout, stderr) = run(barrage()
-        .args([
-            "plugin",
-            "decode",
-            "--framing",
-            "ndjson",
-            "--text",
-            "--read-size",
-            "5",
-            "--codec",
-        ])
-        .arg(&plugin)
-        .arg(fixture("ollama-generate.ndjson")));
-    assert_eq!(code, 0, "{stderr}");
-    let events: Vec<&str> = stdout.lines().skip(1).collect();
+    let decode = |malformed: &str| {
+        run(barrage()
+            .args([
+                "plugin",
+                "decode",
+                "--framing",
+                "ndjson",
+                "--text",
+                "--read-size",
+                "5",
+                "--malformed-frames",
+                malformed,
+                "--codec",
+            ])
+            .arg(&plugin)
+            .arg(fixture("ollama-generate.ndjson")))
+    };
+    let events = [
+        "0 content bytes=3 tokens=1 text=\"The\"",
+        "1 content bytes=4 tokens=1 text=\" sky\"",
+        "2 malformed \"expected ident at line 1 column 2\"",
+        "3 finish stop",
+        "3 usage prompt=26 completion=2 cached=- reasoning=-",
+        "3 done",
+    ];
+    // The bad frame fails the response, as in a run...
+    let (code, stdout, stderr) = decode("fail");
+    assert_eq!(code, 1, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(lines[..6], events);
     assert_eq!(
-        events,
+        lines[6..],
         [
-            "0 content bytes=3 tokens=1 text=\"The\"",
-            "1 content bytes=4 tokens=1 text=\" sky\"",
-            "2 malformed \"expected ident at line 1 column 2\"",
-            "3 finish stop",
-            "3 usage prompt=26 completion=2 cached=- reasoning=-",
-            "3 done",
-            "ok: 4 frames, 6 events",
+            "malformed: 4 frames, 6 events: malformed frame: expected ident at line 1 column 2",
+            "1 responses: 0 decoded, 1 failed (1 malformed)",
+        ]
+    );
+    // ...unless malformed frames are only counted.
+    let (code, stdout, stderr) = decode("count");
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(lines[..6], events);
+    assert_eq!(
+        lines[6..],
+        [
+            "ok: 4 frames, 6 events (1 malformed frames counted and skipped)",
             "1 responses: 1 decoded, 0 failed",
         ]
     );

@@ -46,14 +46,21 @@ pub fn test_plugin(package: &str) -> PathBuf {
             "ollama-generate",
             "-p",
             "frozen-contract",
+            "-p",
+            "hostile",
         ])
         .env_remove("CARGO_TARGET_DIR")
         .status()
         .expect("run cargo");
     assert!(status.success(), "building the test plugins failed");
-    let path = target_dir
-        .join("wasm32-wasip2/plugin")
-        .join(format!("{}.wasm", package.replace('-', "_")));
+    // A library's file name has `_` for `-`; a program's (`wasi-command`) keeps it.
+    let dir = target_dir.join("wasm32-wasip2/plugin");
+    let library = dir.join(format!("{}.wasm", package.replace('-', "_")));
+    let path = if library.exists() {
+        library
+    } else {
+        dir.join(format!("{package}.wasm"))
+    };
     assert!(path.exists(), "{} was not built", path.display());
     path
 }
@@ -63,6 +70,7 @@ pub fn test_plugin(package: &str) -> PathBuf {
 pub fn barrage() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_barrage"));
     cmd.env("BARRAGE_CACHE_DIR", workspace().join("target/test-compiled-cache"));
+    cmd.env("BARRAGE_CACHE_KEY", workspace().join("target/test-cache.key"));
     cmd.env("BARRAGE_PLUGIN_DIR", workspace().join("target/no-installed-plugins"));
     cmd
 }

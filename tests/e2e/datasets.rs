@@ -464,7 +464,7 @@ fn assert_sent_at_trace_times(recs: &[serde_json::Value], samples: &[serde_json:
             (r["scheduled_ms"].as_f64().unwrap() - t0 - at).abs() < 0.5,
             "scheduled at the trace's time: {r}"
         );
-        assert_eq!(r["output_tokens"], s["output_tokens"]);
+        assert_eq!(r["output_tokens"], s["output_tokens"], "{r}");
         let lag = r["sent_ms"].as_f64().unwrap() - t0 - at;
         assert!(lag > -0.5, "sent before its time: {r}");
         let e = first_lag.entry((at * 1000.0) as u64).or_insert(f64::MAX);

@@ -5,6 +5,7 @@
 mod common;
 
 mod bad_plugins;
+mod boundary;
 mod cli;
 mod codecs;
 mod contract;

@@ -98,7 +98,7 @@ fn a_runaway_call_is_stopped_within_100ms_and_the_run_continues() {
     let stopped_after = started.elapsed();
     let failure = outcome.failure.expect("the looping call fails");
     assert_eq!(failure.kind, FailureKind::Timeout);
-    assert_eq!(failure.plugin, "loop-forever");
+    assert_eq!(failure.plugin, "loop_forever", "the name it was picked by: its file's");
     assert!(
         stopped_after < Duration::from_millis(100),
         "stopped after {stopped_after:?}"

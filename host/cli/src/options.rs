@@ -11,7 +11,7 @@ use clap::Args;
 
 use barrage_engine::config::ReportConfig;
 use barrage_engine::metrics::Summary;
-use barrage_plugin_host::engine::default_cache_dir;
+use barrage_plugin_host::engine::{default_cache_dir, default_total_budget};
 use barrage_plugin_host::state::{LogLevel, parse_level};
 use barrage_plugin_host::{EngineOptions, PluginContext, PluginEngine, Registry};
 
@@ -122,9 +122,23 @@ pub(crate) struct PluginOptions {
     /// Most linear memory a plugin instance may use, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     pub(crate) plugin_memory_mib: usize,
-    /// Longest a single codec call may run, in milliseconds.
+    /// Longest a single plugin call may run, in milliseconds of CPU time.
     #[arg(long, value_name = "MS", default_value_t = 50)]
     pub(crate) plugin_deadline_ms: u64,
+    /// Longest a codec's `encode` may run per 64 KiB of prompt, in
+    /// milliseconds of CPU time (encodes run ahead of the schedule, one after
+    /// another: a slow one delays the rest).
+    #[arg(long, value_name = "MS", default_value_t = 10)]
+    pub(crate) plugin_encode_deadline_ms: u64,
+    /// Most linear memory all instances of one plugin may hold together, in
+    /// MiB; past it new streams fail (default: none of its own, the
+    /// all-plugins budget covers it).
+    #[arg(long, value_name = "MIB")]
+    pub(crate) plugin_memory_budget_mib: Option<usize>,
+    /// Most linear memory all plugins may hold together, in MiB (default:
+    /// half the machine's memory).
+    #[arg(long, value_name = "MIB")]
+    pub(crate) plugins_memory_budget_mib: Option<usize>,
     /// Where compiled plugins are cached (default: $BARRAGE_CACHE_DIR or ~/.cache/barrage/compiled).
     #[arg(long, value_name = "DIR")]
     pub(crate) cache_dir: Option<PathBuf>,
@@ -140,12 +154,21 @@ pub(crate) struct PluginOptions {
 
 impl PluginOptions {
     pub(crate) fn engine(&self) -> Result<PluginEngine> {
-        if self.plugin_memory_mib == 0 || self.plugin_deadline_ms == 0 {
-            bail!("--plugin-memory-mib and --plugin-deadline-ms must be greater than 0");
+        if self.plugin_memory_mib == 0 || self.plugin_deadline_ms == 0 || self.plugin_encode_deadline_ms == 0 {
+            bail!("--plugin-memory-mib, --plugin-deadline-ms and --plugin-encode-deadline-ms must be greater than 0");
         }
+        if self.plugin_memory_budget_mib == Some(0) || self.plugins_memory_budget_mib == Some(0) {
+            bail!("--plugin-memory-budget-mib and --plugins-memory-budget-mib must be greater than 0");
+        }
+        let total_budget = self
+            .plugins_memory_budget_mib
+            .map_or_else(default_total_budget, |mib| mib << 20);
         let options = EngineOptions {
             memory_limit: self.plugin_memory_mib << 20,
             call_deadline: Duration::from_millis(self.plugin_deadline_ms),
+            encode_deadline: Duration::from_millis(self.plugin_encode_deadline_ms),
+            total_budget,
+            plugin_budget: self.plugin_memory_budget_mib.map_or(usize::MAX, |mib| mib << 20),
             cache_dir: self.cache_dir.clone().or_else(default_cache_dir),
             ..EngineOptions::default()
         };

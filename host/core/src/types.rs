@@ -31,6 +31,18 @@ pub enum Prompt {
     TokenIds(Vec<u32>),
 }
 
+impl Prompt {
+    /// Roughly how many bytes it takes to write out: what encoding it costs.
+    pub fn size(&self) -> usize {
+        match self {
+            Prompt::Text(t) => t.len(),
+            Prompt::Messages(m) => m.iter().map(|m| m.role.len() + m.content.len()).sum(),
+            // Up to ten digits and a separator each.
+            Prompt::TokenIds(ids) => ids.len() * 11,
+        }
+    }
+}
+
 /// Generation parameters of one request.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Generation {

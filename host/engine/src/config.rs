@@ -258,6 +258,10 @@ pub struct RunConfig {
     /// Plugin threads decoding responses (default: one per core, at most 4:
     /// at thousands of streams a second one thread cannot keep up).
     pub plugin_threads: usize,
+    /// What a frame the codec could not parse does: `fail` the request
+    /// (status `malformed`), or `count` it in the record and judge the
+    /// request on the rest.
+    pub malformed_frames: crate::metrics::MalformedFrames,
     /// After a stop, how long in-flight requests may finish, seconds.
     pub grace_period_s: f64,
     /// Stop the run when more than this fraction of finished requests failed (after 20).
@@ -295,6 +299,7 @@ impl Default for RunConfig {
             http2: false,
             tls: barrage_core::tls::ClientTls::default(),
             plugin_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
+            malformed_frames: crate::metrics::MalformedFrames::Fail,
             grace_period_s: 5.0,
             max_error_rate: None,
             stages: vec![Stage {

@@ -168,6 +168,7 @@ fn facts_from_meta(meta: &Meta, duration_s: f64) -> RunFacts {
         codec: meta.plugin.name.clone(),
         seed: meta.seed,
         shards: 1,
+        host: None,
     }
 }
 
@@ -268,6 +269,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<
         codec: first.meta.plugin.name.clone(),
         seed: first.meta.seed,
         shards: runs.len() as u32,
+        host: None,
     };
     let summary = agg.summary(&out.display().to_string(), facts, &infos, &counts);
     results::write_json(&out.join(results::SUMMARY), &summary)?;

@@ -6,6 +6,7 @@
 //! so a failed instance is dropped and another made from the pre-instance.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use barrage_core::framing::TimedFrame;
 use barrage_core::types::{DecodeOptions, EncodedRequest, Event, RequestSpec, ResponseHead};
@@ -13,10 +14,11 @@ use wasmtime::Store;
 use wasmtime::component::ResourceAny;
 
 use crate::bindings::{Codec, CodecPre, Pre};
-use crate::component::{classify_error, new_store};
+use crate::bounds;
+use crate::component::{arm, classify_error, new_store};
 use crate::engine::PluginEngine;
 use crate::registry::PluginSource;
-use crate::state::{HostState, PluginContext};
+use crate::state::{HostState, MemoryBudget, PluginContext};
 use crate::{FailureKind, PluginError, PluginFailure, PluginInfo};
 
 /// A codec plugin ready to make instances.
@@ -32,6 +34,7 @@ pub struct CodecPlugin {
     engine: PluginEngine,
     pre: CodecPre,
     ctx: PluginContext,
+    budget: Arc<MemoryBudget>,
 }
 
 impl CodecPlugin {
@@ -51,12 +54,23 @@ impl CodecPlugin {
             engine: engine.clone(),
             pre: loaded.pre,
             ctx: loaded.ctx,
+            budget: loaded.budget,
         }))
     }
 
-    /// The plugin's name.
+    /// The name it was picked by (its file's, or the built-in's).
     pub fn name(&self) -> &str {
-        &self.info.name
+        &self.ctx.name
+    }
+
+    /// Linear memory its live instances held together, at most.
+    pub fn memory_peak(&self) -> usize {
+        self.budget.peak()
+    }
+
+    /// How long one `encode` may run.
+    pub fn encode_deadline(&self) -> Duration {
+        self.engine.options().encode_deadline
     }
 
     /// The tokenizer its instances are offered.
@@ -66,7 +80,7 @@ impl CodecPlugin {
 
     /// A fresh instance in a store of its own.
     pub fn instance(self: &Arc<Self>) -> Result<CodecInstance, PluginFailure> {
-        let mut store = new_store(&self.engine, self.ctx.clone());
+        let mut store = new_store(&self.engine, self.ctx.clone(), &self.budget);
         match self.pre.instantiate(&mut store) {
             Ok(codec) => Ok(CodecInstance {
                 plugin: self.clone(),
@@ -83,8 +97,14 @@ impl CodecPlugin {
     }
 }
 
-/// One instance of a codec in its own store. Every call runs under the
-/// engine's deadline and memory limit; after a failed call the instance is
+/// Bytes of input an encode gets one encode deadline for: writing out 64 KiB
+/// of prompt takes well under a millisecond, so a codec doing real work
+/// never meets the deadline, and a loop meets it at once.
+pub const ENCODE_DEADLINE_PER: usize = 64 << 10;
+
+/// One instance of a codec in its own store. Every call runs under a
+/// deadline (`encode` its own), the memory limit and budgets, and what it
+/// returns is bounded (see [`bounds`]); after a trap the instance is
 /// poisoned and must be dropped.
 pub struct CodecInstance {
     plugin: Arc<CodecPlugin>,
@@ -104,19 +124,31 @@ impl CodecInstance {
         &self.plugin
     }
 
+    /// Linear memory this instance holds.
+    pub fn memory(&self) -> usize {
+        self.store.data().limiter.held()
+    }
+
     fn call<R>(
         &mut self,
+        deadline: Duration,
         f: impl FnOnce(&Codec, &mut Store<HostState>) -> wasmtime::Result<Result<R, String>>,
     ) -> Result<R, PluginFailure> {
         if self.poisoned {
             return Err(self.failure(FailureKind::Trap, "instance was poisoned by an earlier failure".into()));
         }
-        self.store.set_epoch_deadline(self.plugin.engine.deadline_ticks());
+        arm(&mut self.store, deadline);
         match f(&self.codec, &mut self.store) {
             Ok(Ok(r)) => Ok(r),
-            Ok(Err(message)) => Err(self.failure(FailureKind::Returned, message)),
-            Err(e) => Err(self.classify(e)),
+            Ok(Err(message)) => {
+                Err(self.failure(FailureKind::Returned, bounds::cut_owned(message, bounds::MAX_MESSAGE)))
+            }
+            Err(e) => Err(self.classify(e, deadline)),
         }
+    }
+
+    fn decode_deadline(&self) -> Duration {
+        self.plugin.engine.options().call_deadline
     }
 
     fn failure(&self, kind: FailureKind, message: String) -> PluginFailure {
@@ -127,43 +159,84 @@ impl CodecInstance {
         }
     }
 
-    fn classify(&mut self, err: wasmtime::Error) -> PluginFailure {
+    fn classify(&mut self, err: wasmtime::Error, deadline: Duration) -> PluginFailure {
         self.poisoned = true;
-        let deadline = self.plugin.engine.options().call_deadline;
         let (kind, message) = classify_error(self.store.data_mut(), &err, deadline);
         self.failure(kind, message)
     }
 
-    /// Encode a request.
+    /// A failure unless a call given `frames` frames returned at most as
+    /// many events as the host takes.
+    fn check_count(&self, events: usize, frames: usize) -> Result<(), PluginFailure> {
+        let max = bounds::max_events(frames);
+        if events > max {
+            return Err(self.failure(
+                FailureKind::Output,
+                format!(
+                    "returned {events} events for {frames} frames; a call may return at most {max} ({} per frame, plus {})",
+                    bounds::EVENTS_PER_FRAME,
+                    bounds::EVENTS_PER_FRAME
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `events`, counted and each bounded.
+    fn bounded(&self, mut events: Vec<Event>, frames: usize) -> Result<Vec<Event>, PluginFailure> {
+        self.check_count(events.len(), frames)?;
+        events.iter_mut().for_each(bounds::event);
+        Ok(events)
+    }
+
+    /// Encode a request, under the encode deadline: the configured one per
+    /// [`ENCODE_DEADLINE_PER`] bytes of prompt and extra fields (at least
+    /// once), since writing out a long-context prompt is real work that a
+    /// loop is not.
     pub fn encode(&mut self, spec: RequestSpec) -> Result<EncodedRequest, PluginFailure> {
-        self.call(|c, s| c.encode(s, spec))
+        let size = spec.prompt.size() + spec.extra.as_ref().map_or(0, String::len);
+        let deadline = self.plugin.encode_deadline() * (1 + size / ENCODE_DEADLINE_PER) as u32;
+        self.call(deadline, |c, s| c.encode(s, spec))
     }
 
     /// Start decoding a streamed response.
     pub fn open(&mut self, head: &ResponseHead, options: DecodeOptions) -> Result<ResourceAny, PluginFailure> {
-        self.call(|c, s| c.open(s, head, options).map(Ok))
+        self.call(self.decode_deadline(), |c, s| c.open(s, head, options).map(Ok))
     }
 
-    /// Decode a batch of frames of the stream `decoder`; each event comes
-    /// with the index of its frame in the batch, as the plugin gave it
-    /// (unchecked).
+    /// Decode a batch of frames of the stream `decoder` (never empty); each
+    /// event comes with the index of its frame in the batch, checked to be
+    /// one of the batch's.
     pub fn push(&mut self, decoder: ResourceAny, frames: Vec<TimedFrame>) -> Result<Vec<(u32, Event)>, PluginFailure> {
-        self.call(|c, s| c.push(s, decoder, frames))
+        let n = frames.len();
+        let mut tagged = self.call(self.decode_deadline(), |c, s| c.push(s, decoder, frames))?;
+        self.check_count(tagged.len(), n)?;
+        for (frame, event) in &mut tagged {
+            if *frame as usize >= n {
+                return Err(self.failure(
+                    FailureKind::Output,
+                    format!("returned an event for frame {frame} of a batch of {n} frames (indexes are 0-based)"),
+                ));
+            }
+            bounds::event(event);
+        }
+        Ok(tagged)
     }
 
     /// End the stream `decoder` and free it.
     pub fn finish(&mut self, decoder: ResourceAny) -> Result<Vec<Event>, PluginFailure> {
-        let events = self.call(|c, s| c.finish(s, decoder));
+        let events = self.call(self.decode_deadline(), |c, s| c.finish(s, decoder));
         self.close(decoder);
-        events
+        self.bounded(events?, 0)
     }
 
     /// Free the stream `decoder` without finishing it (a cancelled request).
     pub fn close(&mut self, decoder: ResourceAny) {
         if !self.poisoned {
-            self.store.set_epoch_deadline(self.plugin.engine.deadline_ticks());
+            let deadline = self.decode_deadline();
+            arm(&mut self.store, deadline);
             if let Err(e) = decoder.resource_drop(&mut self.store) {
-                let _ = self.classify(e);
+                let _ = self.classify(e, self.decode_deadline());
             }
         }
     }
@@ -175,6 +248,7 @@ impl CodecInstance {
         body: &[u8],
         options: DecodeOptions,
     ) -> Result<Vec<Event>, PluginFailure> {
-        self.call(|c, s| c.decode_unary(s, head, body, options))
+        let events = self.call(self.decode_deadline(), |c, s| c.decode_unary(s, head, body, options))?;
+        self.bounded(events, 1)
     }
 }

@@ -4,13 +4,15 @@
 //! every call runs in and how a failed call is classified.
 
 use wasmtime::component::Component;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings::{Contract, Meta, Pre};
 use crate::contract::{ContractInfo, World, supported_list};
+use std::sync::Arc;
+
 use crate::engine::{PluginEngine, sha256_hex};
 use crate::registry::PluginSource;
-use crate::state::{HostState, PluginContext};
+use crate::state::{CallDeadline, HostState, LogBudget, MemoryBudget, MemoryHit, PluginContext};
 use crate::{FailureKind, PluginError, PluginInfo};
 
 /// A component read from disk or the binary, compiled and its contract read.
@@ -90,6 +92,8 @@ pub(crate) struct Loaded<P> {
     pub pre: P,
     /// The context its instances get, named as the plugin names itself.
     pub ctx: PluginContext,
+    /// What all its instances' memory counts against.
+    pub budget: Arc<MemoryBudget>,
 }
 
 /// Load a plugin of `P`'s world: compile, check the contract, instantiate
@@ -111,15 +115,18 @@ pub(crate) fn load<P: Pre>(
         .map_err(start)?;
     let pre = P::new(contract, &linker, &loaded.component).map_err(start)?;
     ctx.name = label.clone().into();
-    let mut store = new_store(engine, ctx.clone());
+    ctx.log = LogBudget::wrap(ctx.name.clone(), ctx.log);
+    let budget = engine.plugin_budget(&label);
+    let mut store = new_store(engine, ctx.clone(), &budget);
     let instance = pre.instantiate(&mut store).map_err(start)?;
+    // The plugin is known by one name: the one users pick it by (the file's
+    // or the built-in's), in errors and logs too, whatever it calls itself
+    // (`plugin list` and `inspect` show that).
     let info = instance.info(&mut store).map_err(start)?;
-    ctx.name = info.name.clone().into();
-    store.data_mut().ctx.name = ctx.name.clone();
-    store.set_epoch_deadline(engine.deadline_ticks());
+    arm(&mut store, engine.options().call_deadline);
     if let Err(e) = instance.check_config(&mut store).map_err(start)? {
         return Err(PluginError::Config {
-            name: info.name.clone(),
+            name: label,
             field: e.field,
             message: e.message,
         });
@@ -130,46 +137,110 @@ pub(crate) fn load<P: Pre>(
         contract_version: loaded.contract.versions.first().cloned().unwrap_or_default(),
         pre,
         ctx,
+        budget,
     })
 }
 
-/// A new store for `ctx`, with the memory limit and a deadline armed per call.
-pub(crate) fn new_store(engine: &PluginEngine, ctx: PluginContext) -> Store<HostState> {
-    let mut store = Store::new(engine.engine(), HostState::new(ctx, engine.options().memory_limit));
+/// A new store for `ctx`, with the memory limit, the plugin's `budget` and
+/// the process's, and a deadline armed per call ([`arm`]).
+pub(crate) fn new_store(engine: &PluginEngine, ctx: PluginContext, budget: &Arc<MemoryBudget>) -> Store<HostState> {
+    let budgets = [budget.clone(), engine.total_budget().clone()];
+    let mut store = Store::new(
+        engine.engine(),
+        HostState::new(ctx, engine.options().memory_limit, budgets),
+    );
     store.limiter(|s| &mut s.limiter);
-    store.epoch_deadline_trap();
-    // Instantiation runs the plugin's start code: give it the same deadline.
-    store.set_epoch_deadline(engine.deadline_ticks());
+    // At every epoch tick a running call checks its deadline; past it, the
+    // call traps as interrupted.
+    store.epoch_deadline_callback(|store| match store.data().deadline.passed() {
+        true => Err(Trap::Interrupt.into()),
+        false => Ok(UpdateDeadline::Continue(1)),
+    });
+    // Instantiation runs the plugin's start code: give it the call deadline.
+    arm(&mut store, engine.options().call_deadline);
     store
 }
 
-/// Why a plugin call failed: the memory cap, the deadline (`deadline` is
-/// named in the message), or a trap, with the panic message the SDK logged
-/// just before it when there was one.
+/// Give the call about to run in `store` `deadline` of CPU time.
+pub(crate) fn arm(store: &mut Store<HostState>, deadline: std::time::Duration) {
+    store.data_mut().deadline = CallDeadline::start(deadline);
+    store.set_epoch_deadline(1);
+}
+
+/// Why a plugin call failed: the memory cap or a budget, the deadline
+/// (`deadline` is named in the message), or a trap, with the panic message
+/// the SDK logged just before it, or the import that trapped.
 pub(crate) fn classify_error(
     state: &mut HostState,
     err: &wasmtime::Error,
     deadline: std::time::Duration,
 ) -> (FailureKind, String) {
-    if state.limiter.hit {
-        (
-            FailureKind::MemoryLimit,
-            format!("memory limit of {} MiB reached", state.limiter.limit >> 20),
-        )
-    } else if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-        (
+    match state.limiter.hit.take() {
+        Some(MemoryHit::Instance(limit)) => {
+            return (
+                FailureKind::MemoryLimit,
+                format!("memory limit of {} MiB reached", limit >> 20),
+            );
+        }
+        Some(MemoryHit::Budget(covers, limit)) => {
+            return (
+                FailureKind::MemoryLimit,
+                format!(
+                    "memory budget of {} MiB for {covers} reached: its other live instances hold the rest \
+                     (raise --plugin-memory-budget-mib or --plugins-memory-budget-mib, or lower concurrency)",
+                    limit >> 20
+                ),
+            );
+        }
+        None => {}
+    }
+    if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+        return (
             FailureKind::Timeout,
-            format!("call ran past its {} ms deadline and was stopped", deadline.as_millis()),
-        )
-    } else {
-        let detail = match err.downcast_ref::<Trap>() {
-            Some(trap) => trap.to_string(),
-            None => format!("{err}"),
-        };
-        let message = match state.last_panic.take() {
-            Some(panic) => format!("{panic} ({detail})"),
-            None => detail,
-        };
-        (FailureKind::Trap, message)
+            format!(
+                "call ran past its {} ms deadline (CPU time) and was stopped",
+                deadline.as_millis()
+            ),
+        );
+    }
+    let detail = match err.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        // Not a wasm trap: an import that refused (the trapping stubs name
+        // the import they stand for). The outermost context is wasmtime's
+        // backtrace; the cause is the root.
+        None => forbidden_import(&err.root_cause().to_string()),
+    };
+    let message = match state.last_panic.take() {
+        Some(panic) => format!("{panic} ({detail})"),
+        None => detail,
+    };
+    (FailureKind::Trap, message)
+}
+
+/// wasmtime's words for a call to an import the linker stubbed out, said as
+/// what it means for a plugin; any other message as it is.
+fn forbidden_import(message: &str) -> String {
+    match message
+        .strip_prefix("unknown import: `")
+        .and_then(|rest| rest.strip_suffix("` has not been defined"))
+    {
+        Some(import) => format!(
+            "called `{import}`, which plugins are not given: a plugin has no files, network, clocks or \
+             environment; everything it needs comes through the barrage:plugin contract"
+        ),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_forbidden_import_is_named_as_such() {
+        assert_eq!(
+            super::forbidden_import("unknown import: `wasi:sockets/tcp@0.2.6#connect` has not been defined"),
+            "called `wasi:sockets/tcp@0.2.6#connect`, which plugins are not given: a plugin has no files, \
+             network, clocks or environment; everything it needs comes through the barrage:plugin contract"
+        );
+        assert_eq!(super::forbidden_import("something else"), "something else");
     }
 }

@@ -157,11 +157,13 @@ impl ContractInfo {
 }
 
 /// Why a component's contract is not one this host runs; the message says
-/// what it targets.
+/// what it targets, and reads after "it targets".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Unsupported {
     /// No `barrage:plugin` import or export at all.
-    #[error("it names no barrage:plugin interface")]
+    #[error(
+        "no barrage:plugin interface at all (a WASI command program, or a component for another host, is not a plugin)"
+    )]
     NoInterface,
     /// A version this host has no binding module for.
     #[error("{PACKAGE}@{0}")]

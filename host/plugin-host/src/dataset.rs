@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::bindings::{Dataset, DatasetPre, Pre};
 use crate::component::{classify_error, new_store};
-use crate::engine::{EPOCH_TICK, PluginEngine};
+use crate::engine::PluginEngine;
 use crate::prepare::Sample;
 use crate::registry::PluginSource;
 use crate::state::{HostState, PluginContext};
@@ -137,6 +137,7 @@ pub struct DatasetPlugin {
     engine: PluginEngine,
     pre: DatasetPre,
     ctx: PluginContext,
+    budget: std::sync::Arc<crate::state::MemoryBudget>,
 }
 
 impl DatasetPlugin {
@@ -153,21 +154,26 @@ impl DatasetPlugin {
             engine: engine.clone(),
             pre: loaded.pre,
             ctx: loaded.ctx,
+            budget: loaded.budget,
         })
+    }
+
+    /// The name it was picked by (its file's, or the built-in's).
+    pub fn name(&self) -> &str {
+        &self.ctx.name
     }
 
     /// Run a whole generation over `files`: every sample, in order, and the
     /// input the plugin skipped.
     pub fn generate(&self, files: FileAccess) -> Result<(Vec<Sample>, Vec<InputError>), GenerateError> {
         let fail = |kind: FailureKind, message: String| PluginFailure {
-            plugin: self.info.name.clone(),
+            plugin: self.ctx.name.to_string(),
             kind,
             message,
         };
-        let mut store = new_store(&self.engine, self.ctx.clone());
+        let mut store = new_store(&self.engine, self.ctx.clone(), &self.budget);
         store.data_mut().files = Some(files);
-        let ticks = (BATCH_DEADLINE.as_nanos() / EPOCH_TICK.as_nanos()) as u64;
-        store.set_epoch_deadline(ticks);
+        crate::component::arm(&mut store, BATCH_DEADLINE);
         let dataset: Dataset = self
             .pre
             .instantiate(&mut store)
@@ -176,7 +182,7 @@ impl DatasetPlugin {
             let (kind, message) = classify_error(store.data_mut(), &e, BATCH_DEADLINE);
             GenerateError::Failed(fail(kind, message))
         };
-        store.set_epoch_deadline(ticks);
+        crate::component::arm(&mut store, BATCH_DEADLINE);
         let generator = match dataset.open(&mut store) {
             Ok(Ok(g)) => g,
             Ok(Err(e)) => return Err(GenerateError::Input(e)),
@@ -184,7 +190,7 @@ impl DatasetPlugin {
         };
         let (mut samples, mut skipped) = (Vec::new(), Vec::new());
         loop {
-            store.set_epoch_deadline(ticks);
+            crate::component::arm(&mut store, BATCH_DEADLINE);
             let batch = match dataset.next_batch(&mut store, generator, BATCH) {
                 Ok(Ok(b)) => b,
                 Ok(Err(e)) => return Err(GenerateError::Input(e)),

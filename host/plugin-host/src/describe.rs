@@ -28,7 +28,7 @@ pub struct Description {
 pub fn describe(engine: &PluginEngine, source: &PluginSource, ctx: PluginContext) -> Result<Description, PluginError> {
     let loaded = LoadedComponent::load(engine, source)?;
     let info = match loaded.contract(&source.label()) {
-        Ok(contract) => ask_info(engine, contract, &loaded, ctx),
+        Ok(contract) => ask_info(engine, contract, &loaded, &source.label(), ctx),
         Err(_) => Err(format!(
             "targets {}, not supported by this host",
             loaded
@@ -52,11 +52,13 @@ fn ask_info(
     engine: &PluginEngine,
     contract: Contract,
     loaded: &LoadedComponent,
+    name: &str,
     ctx: PluginContext,
 ) -> Result<PluginInfo, String> {
     let ask = || {
         let linker = contract.linker(engine.engine(), &loaded.component, None)?;
-        let mut store = new_store(engine, ctx);
+        let budget = engine.plugin_budget(name);
+        let mut store = new_store(engine, ctx, &budget);
         contract.info(&linker, &mut store, &loaded.component)
     };
     ask().map_err(|e| format!("{e:#}"))

@@ -11,9 +11,10 @@ use wasmtime::component::Component;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::PluginError;
+use crate::state::MemoryBudget;
 
-/// How often the epoch advances. A call's deadline is rounded up to whole
-/// ticks, so a runaway call stops within its deadline plus one tick.
+/// How often the epoch advances: a running call checks its deadline at each
+/// tick, so a runaway call stops within its deadline plus one tick.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Limits and locations for plugins.
@@ -21,10 +22,22 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub struct EngineOptions {
     /// Most linear memory one plugin instance may have.
     pub memory_limit: usize,
-    /// Longest one call into a codec may run before it traps.
+    /// Longest one call into a plugin may run before it traps.
     pub call_deadline: Duration,
+    /// Longest one `encode` may run: encodes run ahead of the schedule on
+    /// one thread, so a slow one delays every request after it.
+    pub encode_deadline: Duration,
+    /// Most linear memory all live instances of one plugin may hold
+    /// together (`usize::MAX`: no budget of its own).
+    pub plugin_budget: usize,
+    /// Most linear memory all plugins' instances may hold together.
+    pub total_budget: usize,
     /// Where compiled components are cached; `None` disables the cache.
     pub cache_dir: Option<PathBuf>,
+    /// The secret that authenticates cache entries (created on first use);
+    /// kept outside the cache, so a cache copied in from elsewhere or
+    /// written by someone else is recompiled, never run.
+    pub cache_key: Option<PathBuf>,
     /// Most plugin instances alive at once (the pooling allocator's size).
     pub max_instances: u32,
 }
@@ -34,10 +47,27 @@ impl Default for EngineOptions {
         EngineOptions {
             memory_limit: 256 << 20,
             call_deadline: Duration::from_millis(50),
+            encode_deadline: Duration::from_millis(10),
+            plugin_budget: usize::MAX,
+            total_budget: default_total_budget(),
             cache_dir: default_cache_dir(),
+            cache_key: default_cache_key(),
             max_instances: 1000,
         }
     }
+}
+
+/// Half the machine's memory (from `/proc/meminfo`), else 4 GiB: plugins
+/// may not take the host's memory from under it.
+pub fn default_total_budget() -> usize {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib.saturating_mul(1024) / 2)
+        })
+        .unwrap_or(4 << 30)
 }
 
 /// `$BARRAGE_CACHE_DIR`, else `$XDG_CACHE_HOME/barrage/compiled`, else
@@ -52,12 +82,27 @@ pub fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("barrage").join("compiled"))
 }
 
+/// `$BARRAGE_CACHE_KEY`, else `$XDG_CONFIG_HOME/barrage/cache.key`, else
+/// `~/.config/barrage/cache.key`.
+pub fn default_cache_key() -> Option<PathBuf> {
+    if let Some(file) = std::env::var_os("BARRAGE_CACHE_KEY") {
+        return Some(PathBuf::from(file));
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("barrage").join("cache.key"))
+}
+
 /// The engine and its options. Cheap to clone; clones share one engine.
 #[derive(Clone)]
 pub struct PluginEngine {
     engine: Engine,
     options: Arc<EngineOptions>,
     compat: Arc<str>,
+    total_budget: Arc<MemoryBudget>,
+    /// The cache's key; without one nothing is cached.
+    cache_key: Option<Arc<[u8; 32]>>,
 }
 
 impl PluginEngine {
@@ -83,8 +128,17 @@ impl PluginEngine {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compat = format!("{:016x}", hasher.finish()).into();
+        // No key (an unwritable config directory) means no cache, not an
+        // unauthenticated one.
+        let cache_key = options
+            .cache_key
+            .as_deref()
+            .and_then(|p| read_or_create_key(p).ok())
+            .map(Arc::new);
         Ok(PluginEngine {
             engine,
+            cache_key,
+            total_budget: MemoryBudget::new("all plugins", options.total_budget),
             options: Arc::new(options),
             compat,
         })
@@ -100,42 +154,133 @@ impl PluginEngine {
         &self.options
     }
 
-    /// Epoch ticks a call may run for.
-    pub(crate) fn deadline_ticks(&self) -> u64 {
-        let tick = EPOCH_TICK.as_nanos();
-        // Round up, and add one: the first tick may come at once.
-        (self.options.call_deadline.as_nanos().div_ceil(tick) as u64).max(1) + 1
+    /// The budget all plugins' memory counts against.
+    pub(crate) fn total_budget(&self) -> &Arc<MemoryBudget> {
+        &self.total_budget
+    }
+
+    /// A fresh budget for the instances of the plugin named `name`.
+    pub(crate) fn plugin_budget(&self, name: &str) -> Arc<MemoryBudget> {
+        MemoryBudget::new(format!("plugin '{name}'"), self.options.plugin_budget)
     }
 
     /// Compile `bytes` (named `name` in errors), from the disk cache when
     /// this engine compiled the same bytes before.
     pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Component, PluginError> {
         check_is_component(name, bytes)?;
-        let cache_file = self
-            .options
-            .cache_dir
-            .as_ref()
-            .map(|dir| dir.join(format!("{}-{}.cwasm", sha256_hex(bytes), self.compat)));
-        if let Some(path) = &cache_file
-            && path.exists()
+        let source = sha256_hex(bytes);
+        let cache = match (&self.options.cache_dir, &self.cache_key) {
+            (Some(dir), Some(key)) => Some((dir.join(format!("{source}-{}.cwasm", self.compat)), key)),
+            _ => None,
+        };
+        if let Some((path, key)) = &cache
+            && let Some(component) = self.cached(path, key, &source)
         {
-            // SAFETY: the file is one this host wrote (below), named by the
-            // sha256 of the source bytes and the engine's compatibility hash,
-            // in the user's own cache directory; wasmtime also rejects blobs
-            // from other engine versions or settings.
-            if let Ok(component) = unsafe { Component::deserialize_file(&self.engine, path) } {
-                return Ok(component);
-            }
+            return Ok(component);
         }
         let component = Component::from_binary(&self.engine, bytes).map_err(|e| PluginError::Compile {
             name: name.to_string(),
             message: format!("{e:#}"),
         })?;
-        if let Some(path) = &cache_file {
+        if let Some((path, key)) = &cache {
             // The cache is an optimisation: failing to write it is not an error.
-            let _ = write_atomically(path, &component);
+            let _ = component
+                .serialize()
+                .map_err(std::io::Error::other)
+                .and_then(|artifact| write_atomically(path, &sealed(key, &source, &self.compat, &artifact)));
         }
         Ok(component)
+    }
+
+    /// The cached compilation of the component whose sha256 is `source`, if
+    /// the entry is one this machine's key sealed for exactly that source
+    /// and engine. Anything else (missing, damaged, swapped for another
+    /// plugin's entry, written without the key) is ignored and recompiled.
+    fn cached(&self, path: &Path, key: &[u8; 32], source: &str) -> Option<Component> {
+        let file = std::fs::read(path).ok()?;
+        let artifact = unseal(key, source, &self.compat, &file)?;
+        // SAFETY: the artifact is authenticated: this machine's key sealed it
+        // for these source bytes and this engine when this host serialized
+        // it (`compile`); wasmtime also rejects blobs from other engine
+        // versions or settings.
+        unsafe { Component::deserialize(&self.engine, artifact) }.ok()
+    }
+}
+
+/// The first line of a cache entry; the MAC and the artifact follow.
+const CACHE_MAGIC: &[u8] = b"barrage-compiled-v1\n";
+
+/// A cache entry: magic, HMAC-SHA256 over (source digest, engine hash,
+/// artifact), artifact.
+fn sealed(key: &[u8; 32], source: &str, compat: &str, artifact: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(CACHE_MAGIC.len() + 32 + artifact.len());
+    out.extend_from_slice(CACHE_MAGIC);
+    out.extend_from_slice(&hmac_sha256(key, &[source.as_bytes(), compat.as_bytes(), artifact]));
+    out.extend_from_slice(artifact);
+    out
+}
+
+/// The artifact of a cache entry, if its MAC is right for `source` and `compat`.
+fn unseal<'a>(key: &[u8; 32], source: &str, compat: &str, file: &'a [u8]) -> Option<&'a [u8]> {
+    let rest = file.strip_prefix(CACHE_MAGIC)?;
+    if rest.len() < 32 {
+        return None;
+    }
+    let (mac, artifact) = rest.split_at(32);
+    let expected = hmac_sha256(key, &[source.as_bytes(), compat.as_bytes(), artifact]);
+    // Constant time, so a forger learns nothing from how long a refusal takes.
+    let diff = mac.iter().zip(expected.iter()).fold(0u8, |d, (a, b)| d | (a ^ b));
+    (diff == 0).then_some(artifact)
+}
+
+fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    let mut inner_pad = [0x36u8; 64];
+    let mut outer_pad = [0x5cu8; 64];
+    for (i, k) in key.iter().enumerate() {
+        inner_pad[i] ^= k;
+        outer_pad[i] ^= k;
+    }
+    let mut inner = Sha256::new();
+    inner.update(inner_pad);
+    for p in parts {
+        inner.update(p);
+    }
+    let mut outer = Sha256::new();
+    outer.update(outer_pad);
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// The 32-byte key at `path`, created (mode 0600, from the OS's random
+/// source) if there is none.
+fn read_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(bytes) = std::fs::read(path) {
+        return bytes
+            .try_into()
+            .map_err(|_| std::io::Error::other("the cache key is not 32 bytes"));
+    }
+    let mut key = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut key)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(mut f) => {
+            f.write_all(&key)?;
+            Ok(key)
+        }
+        // Another process made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::read(path)?
+            .try_into()
+            .map_err(|_| std::io::Error::other("the cache key is not 32 bytes")),
+        Err(e) => Err(e),
     }
 }
 
@@ -164,8 +309,7 @@ fn build_engine(options: &EngineOptions, pooling: bool) -> Result<Engine, Plugin
     Engine::new(&config).map_err(|e| PluginError::Engine(format!("{e:#}")))
 }
 
-fn write_atomically(path: &Path, component: &Component) -> std::io::Result<()> {
-    let bytes = component.serialize().map_err(std::io::Error::other)?;
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -7,6 +7,7 @@
 //! - [`contract`]: which world and WIT version a component implements.
 //! - [`bindings`]: one module per supported contract version, converting
 //!   to and from the host's types; nothing else sees generated code.
+//! - [`bounds`]: how much a plugin may hand the host (strings, events, logs).
 //! - [`component`]: loading any plugin (compile, check, link, pre-instantiate).
 //! - [`registry`]: built-in, installed and user-supplied plugins by name.
 //! - [`codec`]: a loaded codec and its instances (one store each).
@@ -17,6 +18,7 @@
 //! - [`tokenizer`], [`prepare`]: the run's tokenizer; datasets prepared and cached.
 
 mod bindings;
+pub mod bounds;
 pub mod codec;
 pub mod component;
 pub mod contract;
@@ -155,6 +157,9 @@ pub enum FailureKind {
     Trap,
     /// The plugin returned an error for this request.
     Returned,
+    /// The plugin returned something the host does not take: an event for a
+    /// frame it was not given, more events than a call may return.
+    Output,
 }
 
 impl fmt::Display for FailureKind {
@@ -164,6 +169,7 @@ impl fmt::Display for FailureKind {
             FailureKind::MemoryLimit => "memory limit",
             FailureKind::Trap => "trap",
             FailureKind::Returned => "error",
+            FailureKind::Output => "bad output",
         })
     }
 }

@@ -372,7 +372,7 @@ pub fn prepare(config: &DatasetConfig, env: PrepareEnv<'_>) -> Result<Prepared, 
     let cache_file = env
         .cache_dir
         .filter(|_| config.cache)
-        .map(|d| d.join(format!("{}-{}.jsonl", plugin.info.name, &key[..32])));
+        .map(|d| d.join(format!("{}-{}.jsonl", plugin.name(), &key[..32])));
     if let Some(path) = &cache_file
         && let Some(mut prepared) = read_cache(path)
     {
@@ -383,13 +383,13 @@ pub fn prepare(config: &DatasetConfig, env: PrepareEnv<'_>) -> Result<Prepared, 
 
     let (samples, skipped) = plugin.generate(FileAccess::new(files)).map_err(|e| match e {
         GenerateError::Input(e) => DatasetError::Input {
-            plugin: plugin.info.name.clone(),
+            plugin: plugin.name().to_string(),
             message: describe(&e),
         },
         GenerateError::Failed(f) => DatasetError::Failed(f),
     })?;
     let mut prepared = Prepared {
-        plugin: plugin.info.name.clone(),
+        plugin: plugin.name().to_string(),
         version: plugin.info.version.clone(),
         sha256: plugin.sha256.clone(),
         samples,

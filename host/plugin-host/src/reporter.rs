@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::bindings::{Pre, Reporter, ReporterPre};
 use crate::component::{classify_error, new_store};
-use crate::engine::{EPOCH_TICK, PluginEngine};
+use crate::engine::PluginEngine;
 use crate::registry::PluginSource;
 use crate::state::{HostState, PluginContext};
 use crate::{FailureKind, PluginError, PluginFailure, PluginInfo};
@@ -79,6 +79,7 @@ pub struct ReporterPlugin {
     engine: PluginEngine,
     pre: ReporterPre,
     ctx: PluginContext,
+    budget: std::sync::Arc<crate::state::MemoryBudget>,
 }
 
 /// A file a reporter made.
@@ -104,6 +105,7 @@ impl ReporterPlugin {
             engine: engine.clone(),
             pre: loaded.pre,
             ctx: loaded.ctx,
+            budget: loaded.budget,
         })
     }
 
@@ -116,11 +118,11 @@ impl ReporterPlugin {
         records: impl FnOnce() -> std::io::Result<RecordFeed>,
     ) -> Result<Vec<ReportFile>, PluginFailure> {
         let fail = |kind: FailureKind, message: String| PluginFailure {
-            plugin: self.info.name.clone(),
+            plugin: self.ctx.name.to_string(),
             kind,
             message,
         };
-        let mut store = new_store(&self.engine, self.ctx.clone());
+        let mut store = new_store(&self.engine, self.ctx.clone(), &self.budget);
         let reporter: Reporter = self
             .pre
             .instantiate(&mut store)
@@ -132,8 +134,7 @@ impl ReporterPlugin {
             let feed = records().map_err(|e| fail(FailureKind::Returned, format!("cannot read the records: {e}")))?;
             store.data_mut().records = Some(feed);
         }
-        let ticks = (RENDER_DEADLINE.as_nanos() / EPOCH_TICK.as_nanos()) as u64;
-        store.set_epoch_deadline(ticks);
+        crate::component::arm(&mut store, RENDER_DEADLINE);
         let files = match reporter.render(&mut store, schema_version, summary_json) {
             Ok(Ok(files)) => files,
             Ok(Err(message)) => return Err(fail(FailureKind::Returned, message)),

@@ -3,8 +3,11 @@
 //! binding modules call these.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+
+use crate::bounds;
 
 use crate::tokenizer::Tokenizer;
 
@@ -49,9 +52,49 @@ pub fn no_log() -> LogSink {
     Arc::new(|_, _, _| {})
 }
 
+/// How long the call running in a store may go on: a budget of the CPU time
+/// of the thread running it, so a plugin thread or feeder preempted on a
+/// busy machine does not make a quick call overrun (plugins cannot block,
+/// so their CPU time is their work), with a wall-clock backstop of
+/// [`WALL_BACKSTOP`] times the budget.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CallDeadline {
+    pub(crate) limit: std::time::Duration,
+    cpu_start: std::time::Duration,
+    wall_start: std::time::Instant,
+}
+
+/// How many times its CPU budget a call may take in wall time.
+pub(crate) const WALL_BACKSTOP: u32 = 10;
+
+impl CallDeadline {
+    /// A budget of `limit` starting now, on this thread.
+    pub(crate) fn start(limit: std::time::Duration) -> CallDeadline {
+        CallDeadline {
+            limit,
+            cpu_start: thread_cpu_time(),
+            wall_start: std::time::Instant::now(),
+        }
+    }
+
+    /// The call has used its CPU budget (or far more than it in wall time).
+    pub(crate) fn passed(&self) -> bool {
+        thread_cpu_time().saturating_sub(self.cpu_start) >= self.limit
+            || self.wall_start.elapsed() >= self.limit * WALL_BACKSTOP
+    }
+}
+
+/// CPU time (user and system) this thread has used.
+fn thread_cpu_time() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    std::time::Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
 /// The data of one plugin store.
 pub struct HostState {
     pub(crate) ctx: PluginContext,
+    /// The deadline of the call running now.
+    pub(crate) deadline: CallDeadline,
     rng: u64,
     pub(crate) limiter: MemoryLimiter,
     /// The panic message the SDK logged just before the instance trapped.
@@ -63,7 +106,7 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(ctx: PluginContext, memory_limit: usize) -> HostState {
+    pub(crate) fn new(ctx: PluginContext, memory_limit: usize, budgets: [Arc<MemoryBudget>; 2]) -> HostState {
         let rng = ctx.seed;
         let limits = StoreLimitsBuilder::new()
             .memory_size(memory_limit)
@@ -72,11 +115,14 @@ impl HostState {
             .build();
         HostState {
             ctx,
+            deadline: CallDeadline::start(std::time::Duration::ZERO),
             rng,
             limiter: MemoryLimiter {
                 limits,
                 limit: memory_limit,
-                hit: false,
+                hit: None,
+                budgets,
+                held: 0,
             },
             last_panic: None,
             records: None,
@@ -85,25 +131,189 @@ impl HostState {
     }
 }
 
+/// What stopped a plugin's memory from growing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MemoryHit {
+    /// The per-instance limit, in bytes.
+    Instance(usize),
+    /// A budget shared by several instances: what it covers, its size in bytes.
+    Budget(String, usize),
+}
+
+/// Linear memory shared out among many stores: all instances of one plugin,
+/// or all plugins of the process. A store takes what it grows by and gives
+/// it all back when it is dropped, so the sum of live instances' memories
+/// never passes `limit`, however many streams a plugin holds open.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    covers: String,
+    limit: usize,
+    used: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl MemoryBudget {
+    /// A budget of `limit` bytes for what `covers` names ("plugin 'x'", "all plugins").
+    pub fn new(covers: impl Into<String>, limit: usize) -> Arc<MemoryBudget> {
+        Arc::new(MemoryBudget {
+            covers: covers.into(),
+            limit,
+            used: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes taken now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Most bytes ever taken at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&after| after <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Note what is taken now as the peak, if it is: only once a growth has
+    /// been granted by every budget, so a refused one never counts.
+    fn note_peak(&self) {
+        self.peak.fetch_max(self.used(), Ordering::Relaxed);
+    }
+
+    fn give(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+}
+
 /// wasmtime's `StoreLimits` (memory and table caps, growth failures trap),
-/// plus a note of whether the memory cap was what stopped the plugin, so the
-/// failure is reported as a memory-limit hit rather than a bare trap.
+/// the budgets this store's memory counts against, and a note of what
+/// stopped the plugin, so the failure is reported as a memory-limit hit
+/// rather than a bare trap.
 pub(crate) struct MemoryLimiter {
     limits: StoreLimits,
     pub(crate) limit: usize,
-    pub(crate) hit: bool,
+    pub(crate) hit: Option<MemoryHit>,
+    /// The plugin's budget, then the process's.
+    budgets: [Arc<MemoryBudget>; 2],
+    /// Bytes this store has taken from the budgets.
+    held: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(&mut self, current: usize, desired: usize, max: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
-            self.hit = true;
+            self.hit = Some(MemoryHit::Instance(self.limit));
+            return self.limits.memory_growing(current, desired, max);
         }
-        self.limits.memory_growing(current, desired, max)
+        let more = desired.saturating_sub(current);
+        for (i, budget) in self.budgets.iter().enumerate() {
+            if !budget.take(more) {
+                for taken in &self.budgets[..i] {
+                    taken.give(more);
+                }
+                self.hit = Some(MemoryHit::Budget(budget.covers.clone(), budget.limit));
+                return Err(wasmtime::Error::msg(format!(
+                    "memory budget of {} MiB for {} reached",
+                    budget.limit >> 20,
+                    budget.covers
+                )));
+            }
+        }
+        let grown = self.limits.memory_growing(current, desired, max);
+        if matches!(grown, Ok(true)) {
+            self.held += more;
+            self.budgets.iter().for_each(|b| b.note_peak());
+        } else {
+            for b in &self.budgets {
+                b.give(more);
+            }
+        }
+        grown
     }
 
     fn table_growing(&mut self, current: usize, desired: usize, max: Option<usize>) -> wasmtime::Result<bool> {
         self.limits.table_growing(current, desired, max)
+    }
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        for b in &self.budgets {
+            b.give(self.held);
+        }
+    }
+}
+
+impl MemoryLimiter {
+    /// Linear memory this store holds.
+    pub(crate) fn held(&self) -> usize {
+        self.held
+    }
+}
+
+/// Log lines a plugin may write: each line is cut to
+/// [`bounds::MAX_LOG_LINE`] bytes, and past [`bounds::LOG_BUDGET`] bytes a
+/// plugin's lines are dropped and counted. The count is reported when the
+/// plugin is unloaded.
+pub(crate) struct LogBudget {
+    name: Arc<str>,
+    inner: LogSink,
+    bytes: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl LogBudget {
+    /// `sink`, for `name`'s lines, bounded.
+    pub(crate) fn wrap(name: Arc<str>, sink: LogSink) -> LogSink {
+        let budget = Arc::new(LogBudget {
+            name,
+            inner: sink,
+            bytes: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        Arc::new(move |plugin: &str, level: LogLevel, message: &str| budget.line(plugin, level, message))
+    }
+
+    fn line(&self, plugin: &str, level: LogLevel, message: &str) {
+        let line = bounds::cut(message, bounds::MAX_LOG_LINE);
+        let before = self.bytes.fetch_add(line.len() as u64, Ordering::Relaxed);
+        if before + line.len() as u64 <= bounds::LOG_BUDGET as u64 {
+            (self.inner)(plugin, level, &line);
+            return;
+        }
+        if self.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+            (self.inner)(
+                plugin,
+                LogLevel::Warn,
+                &format!(
+                    "this plugin has logged {} MiB; its further lines are dropped and counted",
+                    bounds::LOG_BUDGET >> 20
+                ),
+            );
+        }
+    }
+}
+
+impl Drop for LogBudget {
+    fn drop(&mut self) {
+        let dropped = *self.dropped.get_mut();
+        if dropped > 0 {
+            (self.inner)(
+                &self.name,
+                LogLevel::Warn,
+                &format!(
+                    "{dropped} log lines dropped past the {} MiB log budget",
+                    bounds::LOG_BUDGET >> 20
+                ),
+            );
+        }
     }
 }
 
@@ -122,7 +332,7 @@ pub fn parse_level(s: &str) -> Option<LogLevel> {
 impl HostState {
     pub(crate) fn plugin_log(&mut self, level: LogLevel, message: String) {
         if message.starts_with("plugin panicked") {
-            self.last_panic = Some(message.clone());
+            self.last_panic = Some(bounds::cut_owned(message.clone(), bounds::MAX_MESSAGE));
         }
         if level >= self.ctx.log_level {
             (self.ctx.log)(&self.ctx.name, level, &message);

@@ -243,31 +243,14 @@ fn lost_worker() -> StreamOutcome {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::time::Duration;
 
     use barrage_core::framing::Framing;
 
     use super::*;
-    use crate::{CodecPlugin, EngineOptions, PluginContext, PluginEngine, Registry};
 
     fn chat_workers() -> CodecWorkers {
-        let engine = PluginEngine::new(EngineOptions {
-            max_instances: 16,
-            ..EngineOptions::default()
-        })
-        .unwrap();
-        let source = Registry { plugin_dir: None }.resolve("openai-chat").unwrap();
-        let ctx = PluginContext {
-            name: "".into(),
-            config_json: "{}".into(),
-            seed: 0,
-            tokenizer: crate::tokenizer::WordTokenizer::shared(),
-            log_level: crate::state::LogLevel::Error,
-            log: crate::state::no_log(),
-        };
-        let plugin: Arc<CodecPlugin> = CodecPlugin::load(&engine, &source, ctx).unwrap();
-        CodecWorkers::start(plugin, 2).unwrap()
+        CodecWorkers::start(crate::workers::tests::chat_plugin(), 2).unwrap()
     }
 
     /// A chat stream of `n` one-word chunks, a finish and `[DONE]`.

@@ -30,6 +30,10 @@ use crate::{FailureKind, PluginFailure};
 
 /// Most idle instances a thread keeps for reuse.
 const MAX_IDLE_INSTANCES: usize = 64;
+/// An instance whose memory grew past this is dropped rather than kept
+/// idle: idle memory counts against the plugin's budget, and would leave
+/// none for new streams.
+const MAX_IDLE_MEMORY: usize = 16 << 20;
 /// Most jobs taken off the queue at once.
 const MAX_BATCH: usize = 512;
 
@@ -92,6 +96,9 @@ enum Job {
         options: DecodeOptions,
         reply: oneshot::Sender<Result<Vec<Event>, PluginFailure>>,
     },
+    /// A host bug on the plugin thread, for the test of its restart.
+    #[cfg(test)]
+    Panic,
 }
 
 struct Worker {
@@ -105,18 +112,21 @@ pub struct CodecWorkers {
     workers: Vec<Worker>,
     next_worker: AtomicUsize,
     next_id: AtomicU64,
+    restarts: Arc<AtomicU64>,
 }
 
 impl CodecWorkers {
     /// Start `threads` plugin threads (at least one) for `plugin`.
     pub fn start(plugin: Arc<CodecPlugin>, threads: usize) -> std::io::Result<CodecWorkers> {
         let mut workers = Vec::new();
+        let restarts = Arc::new(AtomicU64::new(0));
         for i in 0..threads.max(1) {
             let (tx, rx) = mpsc::channel();
             let p = plugin.clone();
+            let restarted = restarts.clone();
             let join = std::thread::Builder::new()
                 .name(format!("barrage-plugin-{i}"))
-                .spawn(move || WorkerThread::new(p).run(rx))?;
+                .spawn(move || supervise(&p, &rx, &restarted))?;
             workers.push(Worker {
                 tx: Some(tx),
                 join: Some(join),
@@ -127,7 +137,14 @@ impl CodecWorkers {
             workers,
             next_worker: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
+            restarts,
         })
+    }
+
+    /// How often a plugin thread panicked (a host bug) and was restarted;
+    /// the streams it held failed as "the plugin thread stopped".
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
     }
 
     /// The codec being run.
@@ -243,6 +260,22 @@ impl Drop for CodecWorkers {
     }
 }
 
+/// Run a plugin thread's jobs; if handling one panics (a host bug: plugin
+/// misbehaviour is data, never a panic), count it and start over with a
+/// fresh state, so one bad stream cannot stop every later request. The
+/// streams the lost state held fail: their replies are dropped.
+fn supervise(plugin: &Arc<CodecPlugin>, rx: &mpsc::Receiver<Job>, restarts: &AtomicU64) {
+    loop {
+        let thread = WorkerThread::new(plugin.clone());
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| thread.run(rx))) {
+            Ok(()) => return,
+            Err(_) => {
+                restarts.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 struct Stream {
     /// The instance and decoder, until the stream ends or fails.
     decoding: Option<(CodecInstance, ResourceAny)>,
@@ -264,7 +297,7 @@ impl WorkerThread {
         }
     }
 
-    fn run(mut self, rx: mpsc::Receiver<Job>) {
+    fn run(mut self, rx: &mpsc::Receiver<Job>) {
         let mut batch = Vec::new();
         let mut pending: HashMap<u64, Vec<TimedFrame>> = HashMap::new();
         while let Ok(first) = rx.recv() {
@@ -307,6 +340,8 @@ impl WorkerThread {
                     } => {
                         let _ = reply.send(self.with_instance(|i| i.decode_unary(&head, &body, options)));
                     }
+                    #[cfg(test)]
+                    Job::Panic => panic!("a host bug on the plugin thread"),
                 }
             }
             let ids: Vec<u64> = pending.keys().copied().collect();
@@ -324,7 +359,7 @@ impl WorkerThread {
     }
 
     fn give_back(&mut self, instance: CodecInstance) {
-        if !instance.is_poisoned() && self.idle.len() < MAX_IDLE_INSTANCES {
+        if !instance.is_poisoned() && self.idle.len() < MAX_IDLE_INSTANCES && instance.memory() <= MAX_IDLE_MEMORY {
             self.idle.push(instance);
         }
     }
@@ -363,25 +398,27 @@ impl WorkerThread {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
+        // A stream's last read may carry no frame: the plugin is only ever
+        // given batches of at least one.
+        if frames.is_empty() {
+            return;
+        }
         let base = stream.outcome.frames;
         stream.outcome.frames += frames.len() as u32;
         let Some((instance, decoder)) = stream.decoding.as_mut() else {
             return;
         };
         let times: Vec<Instant> = frames.iter().map(|f| f.at).collect();
+        // `push` checked every index against the batch.
         match instance.push(*decoder, frames) {
-            Ok(events) => {
-                for (frame, event) in events {
-                    // A plugin naming a frame it was not given is a plugin bug;
-                    // time such an event by the last frame rather than trust it.
-                    let idx = (frame as usize).min(times.len() - 1);
-                    stream.outcome.events.push(TimedEvent {
-                        at: times[idx],
-                        frame: base + idx as u32,
-                        event,
-                    });
-                }
-            }
+            Ok(events) => stream
+                .outcome
+                .events
+                .extend(events.into_iter().map(|(frame, event)| TimedEvent {
+                    at: times[frame as usize],
+                    frame: base + frame,
+                    event,
+                })),
             Err(f) => self.fail(id, f),
         }
     }
@@ -434,5 +471,65 @@ impl WorkerThread {
             instance.close(decoder);
             self.give_back(instance);
         }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::{EngineOptions, PluginContext, PluginEngine, Registry};
+
+    /// The built-in chat codec, loaded as a run loads it.
+    pub(crate) fn chat_plugin() -> Arc<CodecPlugin> {
+        let engine = PluginEngine::new(EngineOptions {
+            max_instances: 16,
+            ..EngineOptions::default()
+        })
+        .unwrap();
+        let source = Registry { plugin_dir: None }.resolve("openai-chat").unwrap();
+        let ctx = PluginContext {
+            name: "".into(),
+            config_json: "{}".into(),
+            seed: 0,
+            tokenizer: crate::tokenizer::WordTokenizer::shared(),
+            log_level: crate::state::LogLevel::Error,
+            log: crate::state::no_log(),
+        };
+        CodecPlugin::load(&engine, &source, ctx).unwrap()
+    }
+
+    #[test]
+    fn a_panicking_plugin_thread_is_restarted_and_later_streams_decode() {
+        let workers = CodecWorkers::start(chat_plugin(), 1).unwrap();
+        let head = ResponseHead {
+            status: 200,
+            headers: vec![],
+        };
+        let lost = workers.open(head.clone(), DecodeOptions { want_text: false });
+        workers.send(0, Job::Panic);
+        let now = Instant::now();
+        // Its reply is dropped with the state (the sink reads that as "the
+        // plugin thread stopped"), or, had the finish come after the
+        // restart, the stream is unknown: a failure either way.
+        let reply = workers.finish(lost, now).blocking_recv();
+        assert!(
+            reply.map_or(true, |o| o.failure.is_some()),
+            "the stream the lost state held fails"
+        );
+        let later = workers.open(head, DecodeOptions { want_text: false });
+        let frame = TimedFrame {
+            at: now,
+            event: None,
+            data: b"[DONE]".to_vec(),
+        };
+        let outcome = workers.finish_with(later, vec![frame], now).blocking_recv().unwrap();
+        assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
+        assert!(
+            matches!(outcome.events[..], [TimedEvent { event: Event::Done, .. }]),
+            "{:?}",
+            outcome.events
+        );
+        // Counted before the fresh state took its first job.
+        assert_eq!(workers.restarts(), 1);
     }
 }

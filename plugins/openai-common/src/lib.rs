@@ -158,13 +158,7 @@ pub fn encode(endpoint: Endpoint, settings: &Settings, spec: RequestSpec) -> Res
         }
         body.insert("stream_options".into(), Value::Object(options));
     }
-    if let Some(extra) = spec.extra {
-        match serde_json::from_str::<Value>(&extra) {
-            Ok(Value::Object(extra)) => body.extend(extra),
-            Ok(_) => return Err("extra request fields must be a JSON object".into()),
-            Err(e) => return Err(format!("extra request fields are not valid JSON: {e}")),
-        }
-    }
+    barrage_sdk::codec::merge_extra(&mut body, spec.extra.as_deref())?;
     let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
     if g.stream {
         headers.push(("accept".into(), "text/event-stream".into()));

@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use barrage_core::body::ResponseSink;
 use barrage_core::framing::Framing;
 use barrage_core::types::{DecodeOptions, ResponseHead};
+use barrage_engine::metrics::{MalformedFrames, Status, Verdict};
 use barrage_plugin_host::describe::{Description, describe};
 use barrage_plugin_host::stream::DecodeSink;
 use barrage_plugin_host::{CodecPlugin, CodecWorkers, Registry, contract};
@@ -61,6 +62,10 @@ pub(crate) struct DecodeArgs {
     /// Plugin threads.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// What a frame the codec cannot parse does, as in `run`: fail the
+    /// response, or count it and judge the response on the rest.
+    #[arg(long, value_name = "WHAT", default_value = "fail")]
+    malformed_frames: MalformedFrames,
     /// Recorded response bodies, one response per file.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -85,18 +90,23 @@ pub(crate) fn list(args: ListArgs) -> Result<ExitCode> {
         }
         match describe(&engine, &source, ctx.clone()) {
             Ok(d) => {
-                let (name, version) = match &d.info {
-                    Ok(info) => (info.name.clone(), info.version.clone()),
-                    Err(_) => (source.label(), "?".into()),
-                };
+                // The name `--codec` (and every message) knows it by.
+                let name = source.label();
+                let version = d.info.as_ref().map_or("?".into(), |info| info.version.clone());
                 let kind = d.contract.world.map(|w| w.name()).unwrap_or("?");
                 let contract = d.contract.versions.join(",");
                 println!(
                     "{name:<22} {kind:<9} {version:<9} {contract:<9} {:<64} {location}",
                     d.sha256
                 );
-                if let Err(e) = &d.info {
-                    println!("  ! {e}");
+                match &d.info {
+                    Err(e) => println!("  ! {e}"),
+                    Ok(info) if info.name != name => println!(
+                        "  note: it calls itself '{}'; it is picked (--codec, --dataset, --reporter) \
+                         and named in messages by its file name, '{name}'",
+                        info.name
+                    ),
+                    Ok(_) => {}
                 }
             }
             Err(e) => println!(
@@ -149,13 +159,22 @@ pub(crate) fn inspect(args: InspectArgs) -> Result<ExitCode> {
         Err(e) => println!("info:      unavailable: {e}"),
     }
     println!("imports:");
+    let mut stubbed = 0;
     for i in &d.contract.imports {
         let note = if i.starts_with(contract::PACKAGE) {
             ""
         } else {
+            stubbed += 1;
             "  (not provided: traps if called)"
         };
         println!("  {i}{note}");
+    }
+    if stubbed > 0 {
+        println!(
+            "  ({stubbed} imports outside the contract. Normal for a Rust plugin: the standard library links \
+             WASI in even when nothing calls it. The host gives plugins no files, network, clocks or \
+             environment, so each is a trap that fails only the call that reaches it.)"
+        );
     }
     println!("exports:");
     for e in &d.contract.exports {
@@ -213,16 +232,31 @@ pub(crate) fn decode(args: DecodeArgs) -> Result<ExitCode> {
         for e in &outcome.events {
             println!("{} {}", e.frame, e.event);
         }
-        match &outcome.failure {
-            None => println!("ok: {} frames, {} events", outcome.frames, outcome.events.len()),
-            Some(f) => {
+        // Judged as a run judges a complete 200 response, so a stream `run`
+        // would count as truncated or malformed is not called ok here.
+        let verdict = Verdict::of(&outcome);
+        let counts = format!("{} frames, {} events", outcome.frames, outcome.events.len());
+        match (
+            &outcome.failure,
+            verdict.judge(Some(200), &outcome, args.malformed_frames),
+        ) {
+            (Some(f), _) => {
                 failed += 1;
-                *by_kind.entry(f.kind.to_string()).or_insert(0) += 1;
+                *by_kind.entry(format!("plugin {}", f.kind)).or_insert(0) += 1;
                 println!("failed: {f}");
+            }
+            (None, (Status::Ok, _)) => match verdict.malformed_frames {
+                0 => println!("ok: {counts}"),
+                n => println!("ok: {counts} ({n} malformed frames counted and skipped)"),
+            },
+            (None, (status, why)) => {
+                failed += 1;
+                *by_kind.entry(status.name().to_string()).or_insert(0) += 1;
+                println!("{}: {counts}: {}", status.name(), why.unwrap_or_default());
             }
         }
     }
-    let summary: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} plugin {k}")).collect();
+    let summary: Vec<String> = by_kind.iter().map(|(k, n)| format!("{n} {k}")).collect();
     println!(
         "{} responses: {} decoded, {} failed{}",
         responses,

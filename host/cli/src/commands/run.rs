@@ -70,6 +70,10 @@ pub(crate) struct RunArgs {
     /// Accept any server certificate (testing only).
     #[arg(long)]
     insecure: bool,
+    /// What a frame the codec cannot parse does to its request: fail it
+    /// (status malformed), or count it and judge the request on the rest.
+    #[arg(long, value_name = "WHAT")]
+    malformed_frames: Option<barrage_engine::metrics::MalformedFrames>,
     #[command(flatten)]
     dataset: DatasetArgs,
     #[command(flatten)]
@@ -167,6 +171,9 @@ impl RunArgs {
         }
         if self.insecure {
             config.tls.insecure = true;
+        }
+        if let Some(v) = self.malformed_frames {
+            config.malformed_frames = v;
         }
         if self.rate.is_some() || self.concurrency.is_some() {
             let duration = self
@@ -298,7 +305,16 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
     })?;
     print!("{}", barrage_engine::report::console_table(&report));
     write_reports(&args.plugins, &config.report, &report, &dir, &dir);
-    Ok(if report.run.stopped {
+    let restarts = report.run.host.map_or(0, |h| h.plugin_thread_restarts);
+    if restarts > 0 {
+        eprintln!(
+            "error: a plugin thread panicked and was restarted {restarts} times; the streams it held \
+             failed (counted as plugin errors). This is a bug in Barrage: please report it."
+        );
+    }
+    Ok(if restarts > 0 {
+        ExitCode::from(4)
+    } else if report.run.stopped {
         ExitCode::from(3)
     } else {
         ExitCode::SUCCESS

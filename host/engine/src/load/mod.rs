@@ -30,7 +30,7 @@ use barrage_plugin_host::{CodecPlugin, CodecWorkers};
 use tokio::sync::watch;
 
 pub use crate::config::{Plan, RunConfig, RunConfigError, Stage};
-use crate::metrics::{Record, RunFacts, Summary};
+use crate::metrics::{HostUsage, Record, RunFacts, Summary};
 use crate::results::{RecordSink, ResultsError};
 use crate::transport::{Transport, TransportError};
 pub use pacer::normal_priority;
@@ -120,6 +120,7 @@ pub async fn run(
         transport,
         workers,
         options: DecodeOptions { want_text: false },
+        malformed: config.malformed_frames,
         records: records_tx,
         cancel: cancel_rx,
         stopping: stop.flag.clone(),
@@ -168,6 +169,11 @@ pub async fn run(
     for (counts, followups) in scheduled.iter_mut().zip(&ctx.followups) {
         counts.scheduled += followups.load(Ordering::Relaxed);
     }
+    let host = HostUsage {
+        peak_rss_mib: HostUsage::peak_rss_mib(),
+        plugin_memory_peak_mib: ctx.workers.plugin().memory_peak() as f64 / f64::from(1u32 << 20),
+        plugin_thread_restarts: ctx.workers.restarts(),
+    };
     // The last context closes the records channel (the feeder thread drops
     // its copy once the pacer's feed is gone).
     drop(ctx);
@@ -189,6 +195,7 @@ pub async fn run(
         codec: meta.plugin.name.clone(),
         seed: config.seed,
         shards: 1,
+        host: Some(host),
     };
     let summary = sink
         .aggregator

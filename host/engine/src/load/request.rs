@@ -160,7 +160,15 @@ async fn send_one(
                 Some(d) => d.outcome().await,
                 None => StreamOutcome::default(),
             };
-            Record::sent(info, ctx.origin, &Response { exchange, decoded })
+            Record::sent(
+                info,
+                ctx.origin,
+                &Response {
+                    exchange,
+                    decoded,
+                    malformed: ctx.malformed,
+                },
+            )
         }
         Err(failure) => Record::not_encoded(info, ctx.origin, &failure),
     };

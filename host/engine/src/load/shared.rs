@@ -21,6 +21,7 @@ pub(super) struct Ctx {
     pub transport: Transport,
     pub workers: CodecWorkers,
     pub options: DecodeOptions,
+    pub malformed: crate::metrics::MalformedFrames,
     pub records: mpsc::Sender<Record>,
     pub cancel: watch::Receiver<bool>,
     pub stopping: Arc<AtomicBool>,

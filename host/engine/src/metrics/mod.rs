@@ -16,10 +16,10 @@ pub mod stage;
 pub mod summary;
 
 pub use hist::{DEFAULT_PERCENTILES, Dist, Hist};
-pub use record::{Record, RequestInfo, Response, Status, TokenSource};
+pub use record::{MalformedFrames, Record, RequestInfo, Response, Status, TokenSource, Verdict};
 pub use slo::Slo;
 pub use stage::{ScheduleCounts, StageInfo, StageSummary};
-pub use summary::{Aggregator, MetricsOptions, RunFacts, SCHEMA_VERSION, Summary};
+pub use summary::{Aggregator, HostUsage, MetricsOptions, RunFacts, SCHEMA_VERSION, Summary};
 
 #[cfg(test)]
 mod tests;

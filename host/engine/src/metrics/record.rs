@@ -21,6 +21,103 @@ pub struct Response {
     pub exchange: Exchange,
     /// Decoded events with frame times (streams), or a whole body's events.
     pub decoded: StreamOutcome,
+    /// What a `malformed` event does to the request.
+    pub malformed: MalformedFrames,
+}
+
+/// What a frame the codec could not parse (a `malformed` event) does to its
+/// request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum MalformedFrames {
+    /// The request fails with status `malformed`: a server that sends
+    /// frames its protocol does not allow is not serving correctly.
+    #[default]
+    Fail,
+    /// The frame is counted (`malformed_frames` in the record) and skipped;
+    /// the request is judged on the rest.
+    Count,
+}
+
+/// What a response's events say about how it ended, and the verdict on a
+/// complete exchange: the rules `run` records and `plugin decode` prints.
+#[derive(Debug, Default)]
+pub struct Verdict {
+    /// The `done` event came.
+    pub done: bool,
+    /// The finish reason.
+    pub finish: Option<String>,
+    /// The server's error, `code: message`.
+    pub server_error: Option<String>,
+    /// Why the first malformed frame was malformed.
+    pub malformed: Option<String>,
+    /// Malformed frames.
+    pub malformed_frames: u32,
+}
+
+impl Verdict {
+    /// Read the ending off `decoded`'s events.
+    pub fn of(decoded: &StreamOutcome) -> Verdict {
+        let mut v = Verdict::default();
+        for e in &decoded.events {
+            match &e.event {
+                Event::Finish(r) => v.finish = Some(r.clone()),
+                Event::ServerError(err) => {
+                    v.server_error = Some(format!("{}: {}", err.code.as_deref().unwrap_or("error"), err.message))
+                }
+                Event::Done => v.done = true,
+                Event::Malformed(m) => {
+                    v.malformed_frames += 1;
+                    v.malformed = v.malformed.take().or(Some(format!("malformed frame: {m}")));
+                }
+                _ => {}
+            }
+        }
+        v
+    }
+
+    /// The status of an exchange that ran to its end with HTTP status
+    /// `http` (none for a body that never had one), and its error. A
+    /// streamed response of more than one frame is complete only with both
+    /// a `done` and a `finish` event.
+    pub fn judge(
+        &self,
+        http: Option<u16>,
+        decoded: &StreamOutcome,
+        malformed: MalformedFrames,
+    ) -> (Status, Option<String>) {
+        match http {
+            Some(s) if !(200..300).contains(&s) => {
+                return (
+                    Status::HttpError,
+                    Some(self.server_error.clone().unwrap_or_else(|| format!("HTTP {s}"))),
+                );
+            }
+            _ => {}
+        }
+        if let Some(f) = &decoded.failure {
+            return (Status::PluginError, Some(f.to_string()));
+        }
+        if let Some(e) = &self.server_error {
+            return (Status::ServerError, Some(e.clone()));
+        }
+        if let (Some(m), MalformedFrames::Fail) = (&self.malformed, malformed) {
+            return (Status::Malformed, Some(m.clone()));
+        }
+        if decoded.frames > 1 && !self.done {
+            return (
+                Status::Truncated,
+                Some("stream ended without its end marker (no `done` event)".into()),
+            );
+        }
+        if decoded.frames > 1 && self.finish.is_none() {
+            return (
+                Status::Truncated,
+                Some("stream ended without a finish reason (no `finish` event)".into()),
+            );
+        }
+        (Status::Ok, None)
+    }
 }
 
 /// How a request ended.
@@ -168,6 +265,10 @@ pub struct Record {
     pub error: Option<String>,
     /// Finish reason.
     pub finish_reason: Option<String>,
+    /// Frames the codec could not parse (counted and skipped under
+    /// `malformed_frames: count`; under `fail` the first fails the request).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub malformed_frames: u32,
     /// Request body bytes.
     pub bytes_sent: u64,
     /// Response body bytes.
@@ -177,6 +278,10 @@ pub struct Record {
     pub measured: bool,
     /// Time waited for a slot under the stage's concurrency cap, ms.
     pub queue_wait_ms: Option<f64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 fn all_unknown(tokens: &[Option<u32>]) -> bool {
@@ -268,7 +373,7 @@ impl Record {
         let mut first_answer = None;
         let mut reasoning_frames = 0u32;
         let mut last_reasoning_frame = None;
-        let (mut usage, mut finish, mut server_error, mut done, mut malformed) = (None, None, None, false, None);
+        let mut usage = None;
         for e in &decoded.events {
             match &e.event {
                 Event::Content(d) | Event::Reasoning(d) => {
@@ -290,15 +395,10 @@ impl Record {
                     }
                 }
                 Event::Usage(u) => usage = Some(*u),
-                Event::Finish(r) => finish = Some(r.clone()),
-                Event::ServerError(err) => {
-                    server_error = Some(format!("{}: {}", err.code.as_deref().unwrap_or("error"), err.message))
-                }
-                Event::Done => done = true,
-                Event::Malformed(m) => malformed = malformed.or(Some(format!("malformed frame: {m}"))),
                 _ => {}
             }
         }
+        let verdict = Verdict::of(decoded);
         let (output_tokens, source) = match (
             usage.and_then(|u| u.completion_tokens),
             frame_tokens.iter().all(Option::is_some),
@@ -309,31 +409,11 @@ impl Record {
             }
             _ => (frames_ms.len() as u32, TokenSource::FrameCount),
         };
-        let (status, error) = match (&ex.ending, ex.status) {
-            (Ending::Timeout, _) => (Status::Timeout, Some("timed out".to_string())),
-            (Ending::Cancelled, _) => (Status::Cancelled, Some("cancelled by stop".to_string())),
-            (Ending::TransportError(e), _) => (Status::TransportError, Some(e.clone())),
-            (Ending::Complete, Some(s)) if !(200..300).contains(&s) => (
-                Status::HttpError,
-                Some(server_error.unwrap_or_else(|| format!("HTTP {s}"))),
-            ),
-            (Ending::Complete, _) if decoded.failure.is_some() => {
-                (Status::PluginError, decoded.failure.as_ref().map(|f| f.to_string()))
-            }
-            (Ending::Complete, _) if server_error.is_some() => (Status::ServerError, server_error),
-            (Ending::Complete, _) if malformed.is_some() => (Status::Malformed, malformed),
-            (Ending::Complete, _) if decoded.frames > 1 && (!done || finish.is_none()) => (
-                Status::Truncated,
-                Some(
-                    if !done {
-                        "stream ended without its end marker"
-                    } else {
-                        "stream ended without a finish reason"
-                    }
-                    .to_string(),
-                ),
-            ),
-            (Ending::Complete, _) => (Status::Ok, None),
+        let (status, error) = match &ex.ending {
+            Ending::Timeout => (Status::Timeout, Some("timed out".to_string())),
+            Ending::Cancelled => (Status::Cancelled, Some("cancelled by stop".to_string())),
+            Ending::TransportError(e) => (Status::TransportError, Some(e.clone())),
+            Ending::Complete => verdict.judge(ex.status, decoded, response.malformed),
         };
         let prompt_tokens = usage.and_then(|u| u.prompt_tokens);
         Record {
@@ -358,7 +438,8 @@ impl Record {
             http_status: ex.status,
             http_version: ex.version.map(str::to_string),
             error,
-            finish_reason: finish,
+            malformed_frames: verdict.malformed_frames,
+            finish_reason: verdict.finish,
             bytes_sent: ex.bytes_sent,
             bytes_received: ex.bytes_received,
             ..Record::planned(info, origin)

@@ -116,6 +116,10 @@ impl Default for StageAgg {
 
 /// Distinct error messages kept per stage; the rest are counted under one key.
 const MAX_ERROR_KINDS: usize = 50;
+/// Longest error message a stage's error count is keyed by: long enough for
+/// a cause and its detail (an import's name, a panic's location), short
+/// enough to keep the console table readable.
+const MAX_ERROR_KEY: usize = 400;
 
 impl StageAgg {
     /// Add one record.
@@ -127,7 +131,7 @@ impl StageAgg {
         self.start = Some(self.start.map_or(r.scheduled_ms, |f| f.min(r.scheduled_ms)));
         self.end = self.end.max(r.end_ms);
         if let Some(e) = &r.error {
-            let message: String = e.chars().take(100).collect();
+            let message = barrage_plugin_host::bounds::cut(e, MAX_ERROR_KEY);
             let key = format!("{}: {message}", r.status.name());
             let key = if self.errors.len() < MAX_ERROR_KINDS || self.errors.contains_key(&key) {
                 key

@@ -54,6 +54,34 @@ pub struct RunFacts {
     pub seed: u64,
     /// Load generators the records came from (more than one after `barrage merge`).
     pub shards: u32,
+    /// What the load generator itself used (absent from merged or rebuilt summaries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostUsage>,
+}
+
+/// The load generator's own footprint in a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostUsage {
+    /// Peak resident memory of the process, MiB.
+    pub peak_rss_mib: f64,
+    /// Linear memory the codec's instances held at most, MiB, against its budget.
+    pub plugin_memory_peak_mib: f64,
+    /// Times a plugin thread panicked (a host bug) and was restarted; the
+    /// streams it held failed. Non-zero makes `run` exit with code 4.
+    pub plugin_thread_restarts: u64,
+}
+
+impl HostUsage {
+    /// Peak resident memory of this process so far, MiB.
+    pub fn peak_rss_mib() -> f64 {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+            return 0.0;
+        }
+        // Linux reports kibibytes.
+        usage.ru_maxrss as f64 / 1024.0
+    }
 }
 
 /// One second of the run (all requests, warm-up included).

@@ -42,6 +42,7 @@ fn exchange(origin: Instant, frames: Vec<(f64, Vec<Event>)>, end_ms: f64) -> Res
             frames: n,
             failure: None,
         },
+        malformed: MalformedFrames::Fail,
     }
 }
 
@@ -350,4 +351,25 @@ fn records_round_trip_through_json() {
     let line = serde_json::to_string(&r).unwrap();
     let back: Record = serde_json::from_str(&line).unwrap();
     assert_eq!(serde_json::to_string(&back).unwrap(), line);
+}
+
+#[test]
+fn a_malformed_frame_fails_the_request_or_is_counted_and_skipped() {
+    let o = Instant::now();
+    let frames = vec![
+        (10.0, vec![content(Some(1))]),
+        (15.0, vec![Event::Malformed("not JSON".into())]),
+        (20.0, vec![content(Some(1))]),
+        (21.0, end()),
+    ];
+    let mut ex = exchange(o, frames, 22.0);
+    let failed = Record::from_exchange(1, 0, o, o, &ex);
+    assert_eq!(failed.status, Status::Malformed);
+    assert_eq!(failed.error.as_deref(), Some("malformed frame: not JSON"));
+    assert_eq!(failed.malformed_frames, 1);
+    ex.malformed = MalformedFrames::Count;
+    let counted = Record::from_exchange(1, 0, o, o, &ex);
+    assert_eq!(counted.status, Status::Ok);
+    assert_eq!((counted.malformed_frames, counted.output_tokens), (1, 2));
+    assert!(counted.error.is_none());
 }

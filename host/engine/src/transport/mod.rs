@@ -223,6 +223,43 @@ impl hyper::rt::Write for TimedStream {
     }
 }
 
+/// A codec names only the path: the scheme, host and port are the user's
+/// target, so a path is an origin-form path (`/...`, no spaces or control
+/// characters), never an authority (`@host:port/...`) or absolute URI.
+fn check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') || path.starts_with("//") || !path.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(format!(
+            "path `{path}` must start with a single `/` and hold no spaces or control characters: \
+             a codec names the path only; the target's scheme, host and port are the user's"
+        ));
+    }
+    Ok(())
+}
+
+/// Headers that would steer a request elsewhere are the user's, and those
+/// about the connection the host's; a codec sets neither.
+fn check_codec_header(name: &str) -> Result<(), String> {
+    if name.eq_ignore_ascii_case("host") || name.starts_with(':') {
+        return Err(format!(
+            "header `{name}` is the target's: a codec may not set it (users can, with `headers:` in the run configuration)"
+        ));
+    }
+    const CONNECTION: [&str; 6] = [
+        "connection",
+        "upgrade",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+    ];
+    if CONNECTION.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+        return Err(format!(
+            "header `{name}` is about the connection, which the host owns: a codec may not set it"
+        ));
+    }
+    Ok(())
+}
+
 /// The HTTP client of a run.
 pub struct Transport {
     client: Client<TimedConnector, Full<Bytes>>,
@@ -426,10 +463,18 @@ impl Transport {
 
     /// The request for hyper's client.
     fn request(&self, http: &HttpRequest, request_id: u64) -> Result<hyper::Request<Full<Bytes>>, String> {
-        let mut builder = hyper::Request::builder()
-            .method(http.method.as_str())
-            .uri(format!("{}{}", self.base, http.path));
+        check_path(&http.path)?;
+        let uri: hyper::Uri = format!("{}{}", self.base, http.path)
+            .parse()
+            .map_err(|e| format!("path `{}`: {e}", http.path))?;
+        // Belt and braces: whatever the path held, the request goes to the
+        // target's own host and port.
+        if uri.authority().map(|a| a.as_str()) != Some(self.authority.to_str().unwrap_or_default()) {
+            return Err(format!("path `{}` would leave the target", http.path));
+        }
+        let mut builder = hyper::Request::builder().method(http.method.as_str()).uri(uri);
         for (k, v) in &http.headers {
+            check_codec_header(k)?;
             builder = builder.header(k.as_str(), v.as_str());
         }
         for (k, v) in &self.headers {
@@ -448,12 +493,7 @@ impl Transport {
     fn request_bytes(&self, http: &HttpRequest, request_id: u64) -> Result<Vec<u8>, String> {
         let method = hyper::Method::from_bytes(http.method.as_bytes())
             .map_err(|_| format!("`{}` is not an HTTP method", http.method))?;
-        if !http.path.starts_with('/') || !http.path.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-            return Err(format!(
-                "path `{}` must start with `/` and hold no spaces or control characters",
-                http.path
-            ));
-        }
+        check_path(&http.path)?;
         let mut out = Vec::with_capacity(256 + http.body.len());
         out.extend_from_slice(method.as_str().as_bytes());
         out.push(b' ');
@@ -468,6 +508,7 @@ impl Transport {
         };
         let mut host_given = false;
         for (k, v) in &http.headers {
+            check_codec_header(k)?;
             let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header `{k}`: {e}"))?;
             let value = HeaderValue::from_str(v).map_err(|e| format!("header `{k}`: {e}"))?;
             if name == hyper::header::CONTENT_LENGTH || name == hyper::header::TRANSFER_ENCODING {
@@ -476,6 +517,7 @@ impl Transport {
             host_given |= name == hyper::header::HOST;
             line(name.as_str().as_bytes(), value.as_bytes());
         }
+        // Only the user may name another host (`--header host:...`).
         for (name, value) in &self.headers {
             host_given |= name == hyper::header::HOST;
             line(name.as_str().as_bytes(), value.as_bytes());
@@ -902,6 +944,30 @@ mod tests {
             ex.ending
         );
         assert!(out.is_none());
+    }
+
+    #[test]
+    fn a_codec_names_an_origin_form_path_and_none_of_the_targets_or_connections_headers() {
+        for ok in ["/v1/completions", "/v2/models/m/infer?x=1", "/"] {
+            assert!(check_path(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "@evil:9/v1",
+            "http://evil/v1",
+            "//evil/v1",
+            "v1",
+            "",
+            "/a b",
+            "/a\r\nHost: evil",
+        ] {
+            assert!(check_path(bad).is_err(), "{bad:?}");
+        }
+        for bad in ["Host", "host", ":authority", "Connection", "upgrade", "TE"] {
+            assert!(check_codec_header(bad).is_err(), "{bad}");
+        }
+        for ok in ["content-type", "accept", "authorization", "x-api-key"] {
+            assert!(check_codec_header(ok).is_ok(), "{ok}");
+        }
     }
 
     /// A channel as the stream of frames `StreamBody` takes.

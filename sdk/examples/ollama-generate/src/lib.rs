@@ -70,6 +70,9 @@ impl Codec for OllamaGenerate {
         if let Some(k) = settings.keep_alive {
             body["keep_alive"] = k.into();
         }
+        if let Some(fields) = body.as_object_mut() {
+            barrage_sdk::codec::merge_extra(fields, spec.extra.as_deref())?;
+        }
         Ok(EncodedRequest {
             request: WireRequest::Http(HttpRequest {
                 method: "POST".into(),
@@ -180,7 +183,7 @@ mod tests {
     }
 
     #[test]
-    fn encodes_with_the_configured_keep_alive() {
+    fn encodes_with_the_configured_keep_alive_and_the_extra_fields() {
         testing::set_config(serde_json::json!({"keep_alive": "10m"}));
         let spec = RequestSpec {
             id: 1,
@@ -194,14 +197,16 @@ mod tests {
                 stream: true,
                 include_usage: false,
             },
-            extra: None,
+            // Extra fields win over generated ones.
+            extra: Some(r#"{"raw": true, "keep_alive": "1h"}"#.into()),
         };
         let req = OllamaGenerate::encode(spec).unwrap();
         let WireRequest::Http(http) = req.request else {
             panic!("HTTP expected")
         };
         let body: serde_json::Value = serde_json::from_slice(&http.body).unwrap();
-        assert_eq!(body["keep_alive"], "10m");
+        assert_eq!(body["keep_alive"], "1h");
+        assert_eq!(body["raw"], true);
         assert_eq!(body["options"]["num_predict"], 8);
         assert!(matches!(req.framing, Framing::Ndjson));
     }

@@ -1,6 +1,7 @@
 //! A codec whose decoder never returns when a frame contains `loop`; every
-//! other frame decodes as one content delta. The host must stop the call at
-//! its deadline, fail only that response, and keep decoding the others.
+//! other frame decodes as one content delta (`[DONE]` as a finish and the
+//! end). The host must stop the call at its deadline, fail only that
+//! response, and keep decoding the others.
 
 use barrage_sdk::prelude::*;
 
@@ -41,6 +42,19 @@ impl Decoder for Spin {
                 loop {
                     std::hint::black_box(());
                 }
+            }
+            // `[DONE]` ends the stream as a real codec's end would: a
+            // finish reason and the end marker.
+            if f.data == b"[DONE]" {
+                out.push(FrameEvent {
+                    frame: i as u32,
+                    event: Event::Finish("stop".into()),
+                });
+                out.push(FrameEvent {
+                    frame: i as u32,
+                    event: Event::Done,
+                });
+                continue;
             }
             out.push(FrameEvent {
                 frame: i as u32,

@@ -1,6 +1,7 @@
 //! A codec whose decoder allocates without bound when a frame contains `hog`;
-//! every other frame decodes as one content delta. The host must refuse the
-//! growth at the memory limit, fail only that response, and carry on.
+//! every other frame decodes as one content delta (`[DONE]` as a finish and
+//! the end). The host must refuse the growth at the memory limit, fail only
+//! that response, and carry on.
 
 use barrage_sdk::prelude::*;
 
@@ -44,6 +45,19 @@ impl Decoder for Hog {
                     let chunk = vec![0xA5u8; 1 << 20];
                     self.hoard.push(std::hint::black_box(chunk));
                 }
+            }
+            // `[DONE]` ends the stream as a real codec's end would: a
+            // finish reason and the end marker.
+            if f.data == b"[DONE]" {
+                out.push(FrameEvent {
+                    frame: i as u32,
+                    event: Event::Finish("stop".into()),
+                });
+                out.push(FrameEvent {
+                    frame: i as u32,
+                    event: Event::Done,
+                });
+                continue;
             }
             out.push(FrameEvent {
                 frame: i as u32,
