@@ -17,9 +17,9 @@ trap 'rm -rf "$work"' EXIT
 field() { python3 -c "import json,sys; s=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$1" "$2"; }
 
 echo "# hold: each stream holds 240 MiB (under the 256 MiB per-instance cap), 20 req/s for 3 s"
-for budget in none 1024; do
+for budget in default 1024; do
     flags=()
-    [ "$budget" = none ] || flags=(--plugin-memory-budget-mib "$budget")
+    [ "$budget" = default ] || flags=(--plugin-memory-budget-mib "$budget")
     "$BIN" run --quiet --codec "$HOSTILE" --codec-config '{"attack":"hold","mib":240}' \
         --plugin-deadline-ms 10000 --rate 20 --duration 3 --max-tokens 100 \
         --output "$work/hold-$budget" "${flags[@]}" >/dev/null 2>&1 || true

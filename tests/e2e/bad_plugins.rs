@@ -12,7 +12,7 @@ fn write(dir: &tempfile::TempDir, name: &str, body: &[u8]) -> std::path::PathBuf
 
 #[test]
 fn a_looping_plugin_fails_only_its_response() {
-    let plugin = test_plugin("loop-forever");
+    let plugin = test_plugin("misbehaving");
     let dir = tempfile::tempdir().unwrap();
     let spin = write(&dir, "spin.sse", b"data: one\n\ndata: loop\n\ndata: never decoded\n\n");
     let good = fixture("sse/chat-reasoning.sse");
@@ -24,7 +24,7 @@ fn a_looping_plugin_fails_only_its_response() {
         .arg(&good));
     assert_eq!(code, 1, "a failed response makes the exit code 1: {stderr}");
     assert!(
-        stdout.contains("failed: plugin 'loop_forever' timeout: call ran past its 20 ms deadline"),
+        stdout.contains("failed: plugin 'misbehaving' timeout: call ran past its 20 ms deadline"),
         "{stdout}"
     );
     assert_eq!(
@@ -40,7 +40,7 @@ fn a_looping_plugin_fails_only_its_response() {
 
 #[test]
 fn a_plugin_past_its_memory_limit_fails_only_its_response() {
-    let plugin = test_plugin("memory-hog");
+    let plugin = test_plugin("misbehaving");
     let dir = tempfile::tempdir().unwrap();
     let hog = write(&dir, "hog.sse", b"data: hog\n\n");
     let good = fixture("sse/chat-reasoning.sse");
@@ -64,7 +64,7 @@ fn a_plugin_past_its_memory_limit_fails_only_its_response() {
     assert_eq!(code, 1);
     assert_eq!(
         stdout
-            .matches("failed: plugin 'memory_hog' memory limit: memory limit of 32 MiB reached")
+            .matches("failed: plugin 'misbehaving' memory limit: memory limit of 32 MiB reached")
             .count(),
         2,
         "{stdout}"

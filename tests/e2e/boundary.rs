@@ -66,19 +66,8 @@ fn run_hostile(out: &Path, config: &str, extra: &[&str]) -> (i32, String, String
 #[test]
 fn a_codec_cannot_send_the_runs_requests_anywhere_but_the_target() {
     let dir = tempfile::tempdir().unwrap();
-    let key = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
-    let (cert, pem_key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, key.cert.pem()).unwrap();
-    std::fs::write(&pem_key, key.signing_key.serialize_pem()).unwrap();
     let plain = SimProcess::start(&["--mode", "zero"]);
-    let tls = SimProcess::start(&[
-        "--mode",
-        "zero",
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        pem_key.to_str().unwrap(),
-    ]);
+    let (tls, _) = SimProcess::zero_tls(dir.path());
     let attacker = Attacker::start();
     // The run's API key is what the attack is after.
     let config = dir.path().join("key.yaml");

@@ -49,8 +49,8 @@ fn inspect_shows_world_contract_imports_and_exports() {
 #[test]
 fn an_installed_plugin_overrides_the_builtin_of_the_same_name() {
     let dir = tempfile::tempdir().unwrap();
-    // Install the loop-forever test plugin under the built-in's name.
-    std::fs::copy(test_plugin("loop-forever"), dir.path().join("openai-chat.wasm")).unwrap();
+    // Install the misbehaving test plugin under the built-in's name.
+    std::fs::copy(test_plugin("misbehaving"), dir.path().join("openai-chat.wasm")).unwrap();
     let (code, stdout, _) = run(barrage().env("BARRAGE_PLUGIN_DIR", dir.path()).args(["plugin", "list"]));
     assert_eq!(code, 0);
     assert!(
@@ -65,7 +65,7 @@ fn an_installed_plugin_overrides_the_builtin_of_the_same_name() {
         .unwrap_or_else(|| panic!("{stdout}"));
     assert_eq!(
         lines[row + 1],
-        "  note: it calls itself 'loop-forever'; it is picked (--codec, --dataset, --reporter) and named in \
+        "  note: it calls itself 'misbehaving'; it is picked (--codec, --dataset, --reporter) and named in \
          messages by its file name, 'openai-chat'",
         "{stdout}"
     );

@@ -37,9 +37,7 @@ pub fn test_plugin(package: &str) -> PathBuf {
         .arg(&target_dir)
         .args([
             "-p",
-            "loop-forever",
-            "-p",
-            "memory-hog",
+            "misbehaving",
             "-p",
             "wrong-version",
             "-p",
@@ -115,6 +113,26 @@ impl SimProcess {
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("barrage sim did not start: {line:?}"));
         SimProcess { child, addr }
+    }
+
+    /// A `--mode zero` simulator serving HTTPS with a self-signed
+    /// certificate for `localhost` and `127.0.0.1`, written to `dir`; also
+    /// returns the certificate's PEM file (for `--ca-file`).
+    pub fn zero_tls(dir: &Path) -> (SimProcess, PathBuf) {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("a self-signed certificate");
+        let (cert, pem_key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, key.cert.pem()).expect("write the certificate");
+        std::fs::write(&pem_key, key.signing_key.serialize_pem()).expect("write the key");
+        let sim = SimProcess::start(&[
+            "--mode",
+            "zero",
+            "--tls-cert",
+            cert.to_str().expect("a UTF-8 path"),
+            "--tls-key",
+            pem_key.to_str().expect("a UTF-8 path"),
+        ]);
+        (sim, cert)
     }
 
     /// A simulator configured by `yaml`, written to `sim.yaml` in `dir`.

@@ -6,18 +6,7 @@ use crate::common::{SimProcess, barrage, metric, run, summary};
 #[test]
 fn https_targets_are_verified_against_system_roots_and_a_ca_file() {
     let dir = tempfile::tempdir().unwrap();
-    let key = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert, pem_key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, key.cert.pem()).unwrap();
-    std::fs::write(&pem_key, key.signing_key.serialize_pem()).unwrap();
-    let sim = SimProcess::start(&[
-        "--mode",
-        "zero",
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        pem_key.to_str().unwrap(),
-    ]);
+    let (sim, cert) = SimProcess::zero_tls(dir.path());
     let target = format!("https://127.0.0.1:{}", sim.addr.port());
     let go = |name: &str, extra: &[&str]| {
         let out = dir.path().join(name);

@@ -152,7 +152,7 @@ pub(crate) fn new_store(engine: &PluginEngine, ctx: PluginContext, budget: &Arc<
     store.limiter(|s| &mut s.limiter);
     // At every epoch tick a running call checks its deadline; past it, the
     // call traps as interrupted.
-    store.epoch_deadline_callback(|store| match store.data().deadline.passed() {
+    store.epoch_deadline_callback(|mut store| match store.data_mut().deadline.passed() {
         true => Err(Trap::Interrupt.into()),
         false => Ok(UpdateDeadline::Continue(1)),
     });

@@ -73,25 +73,25 @@ pub fn default_total_budget() -> usize {
 /// `$BARRAGE_CACHE_DIR`, else `$XDG_CACHE_HOME/barrage/compiled`, else
 /// `~/.cache/barrage/compiled`.
 pub fn default_cache_dir() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("BARRAGE_CACHE_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("barrage").join("compiled"))
+    user_path("BARRAGE_CACHE_DIR", "XDG_CACHE_HOME", ".cache", "compiled")
 }
 
 /// `$BARRAGE_CACHE_KEY`, else `$XDG_CONFIG_HOME/barrage/cache.key`, else
 /// `~/.config/barrage/cache.key`.
 pub fn default_cache_key() -> Option<PathBuf> {
-    if let Some(file) = std::env::var_os("BARRAGE_CACHE_KEY") {
-        return Some(PathBuf::from(file));
+    user_path("BARRAGE_CACHE_KEY", "XDG_CONFIG_HOME", ".config", "cache.key")
+}
+
+/// `$own` if set, else `$xdg/barrage/rel`, else `~/home_dir/barrage/rel`:
+/// where Barrage keeps a file of the user's, the XDG way.
+pub(crate) fn user_path(own: &str, xdg: &str, home_dir: &str, rel: &str) -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(own) {
+        return Some(PathBuf::from(path));
     }
-    let base = std::env::var_os("XDG_CONFIG_HOME")
+    let base = std::env::var_os(xdg)
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
-    Some(base.join("barrage").join("cache.key"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(home_dir)))?;
+    Some(base.join("barrage").join(rel))
 }
 
 /// The engine and its options. Cheap to clone; clones share one engine.

@@ -77,13 +77,9 @@ impl Registry {
     /// `$BARRAGE_PLUGIN_DIR`, else `$XDG_DATA_HOME/barrage/plugins`, else
     /// `~/.local/share/barrage/plugins`.
     pub fn from_env() -> Registry {
-        let plugin_dir = std::env::var_os("BARRAGE_PLUGIN_DIR").map(PathBuf::from).or_else(|| {
-            std::env::var_os("XDG_DATA_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-                .map(|d| d.join("barrage").join("plugins"))
-        });
-        Registry { plugin_dir }
+        Registry {
+            plugin_dir: crate::engine::user_path("BARRAGE_PLUGIN_DIR", "XDG_DATA_HOME", ".local/share", "plugins"),
+        }
     }
 
     /// The built-in plugins.

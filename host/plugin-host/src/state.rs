@@ -56,12 +56,15 @@ pub fn no_log() -> LogSink {
 /// of the thread running it, so a plugin thread or feeder preempted on a
 /// busy machine does not make a quick call overrun (plugins cannot block,
 /// so their CPU time is their work), with a wall-clock backstop of
-/// [`WALL_BACKSTOP`] times the budget.
+/// [`WALL_BACKSTOP`] times the budget. The CPU clock is first read at the
+/// call's first epoch tick, not when it starts: most calls end well before
+/// one, and so cost no system call; a call is charged from that tick on, so
+/// it stops within its budget plus one tick.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CallDeadline {
     pub(crate) limit: std::time::Duration,
-    cpu_start: std::time::Duration,
     wall_start: std::time::Instant,
+    cpu_start: Option<std::time::Duration>,
 }
 
 /// How many times its CPU budget a call may take in wall time.
@@ -72,15 +75,20 @@ impl CallDeadline {
     pub(crate) fn start(limit: std::time::Duration) -> CallDeadline {
         CallDeadline {
             limit,
-            cpu_start: thread_cpu_time(),
             wall_start: std::time::Instant::now(),
+            cpu_start: None,
         }
     }
 
-    /// The call has used its CPU budget (or far more than it in wall time).
-    pub(crate) fn passed(&self) -> bool {
-        thread_cpu_time().saturating_sub(self.cpu_start) >= self.limit
-            || self.wall_start.elapsed() >= self.limit * WALL_BACKSTOP
+    /// At an epoch tick: the call has used its CPU budget (or far more
+    /// than it in wall time).
+    pub(crate) fn passed(&mut self) -> bool {
+        if self.wall_start.elapsed() >= self.limit * WALL_BACKSTOP {
+            return true;
+        }
+        let now = thread_cpu_time();
+        let start = *self.cpu_start.get_or_insert(now);
+        now.saturating_sub(start) >= self.limit
     }
 }
 

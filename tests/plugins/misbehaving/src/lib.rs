@@ -1,24 +1,25 @@
-//! A codec whose decoder allocates without bound when a frame contains `hog`;
-//! every other frame decodes as one content delta (`[DONE]` as a finish and
-//! the end). The host must refuse the growth at the memory limit, fail only
-//! that response, and carry on.
+//! A codec that misbehaves on cue: a frame containing `loop` never returns,
+//! one containing `hog` allocates without bound. Every other frame decodes
+//! as one content delta (`[DONE]` as a finish and the end). The host must
+//! stop the call at its deadline or the growth at the memory limit, fail
+//! only that response, and keep decoding the others.
 
 use barrage_sdk::prelude::*;
 
-pub struct MemoryHog;
+pub struct Misbehaving;
 
-pub struct Hog {
+pub struct Stream {
     hoard: Vec<Vec<u8>>,
 }
 
-impl Codec for MemoryHog {
-    type Decoder = Hog;
+impl Codec for Misbehaving {
+    type Decoder = Stream;
 
     fn info() -> PluginInfo {
         PluginInfo {
-            name: "memory-hog".into(),
+            name: "misbehaving".into(),
             version: "0.1.0".into(),
-            description: "allocates on `hog` frames".into(),
+            description: "spins on `loop` frames, allocates on `hog` frames".into(),
         }
     }
 
@@ -26,8 +27,8 @@ impl Codec for MemoryHog {
         Err("not for sending".into())
     }
 
-    fn decoder(_head: ResponseHead, _options: DecodeOptions) -> Hog {
-        Hog { hoard: Vec::new() }
+    fn decoder(_head: ResponseHead, _options: DecodeOptions) -> Stream {
+        Stream { hoard: Vec::new() }
     }
 
     fn decode_unary(_head: ResponseHead, _body: Vec<u8>, _options: DecodeOptions) -> Result<Vec<Event>, String> {
@@ -35,10 +36,17 @@ impl Codec for MemoryHog {
     }
 }
 
-impl Decoder for Hog {
+impl Decoder for Stream {
     fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
         let mut out = Vec::new();
         for (i, f) in frames.iter().enumerate() {
+            let frame = i as u32;
+            if f.data.windows(4).any(|w| w == b"loop") {
+                #[allow(clippy::empty_loop)]
+                loop {
+                    std::hint::black_box(());
+                }
+            }
             if f.data.windows(3).any(|w| w == b"hog") {
                 loop {
                     // Touch the pages so nothing is optimised away.
@@ -46,21 +54,19 @@ impl Decoder for Hog {
                     self.hoard.push(std::hint::black_box(chunk));
                 }
             }
-            // `[DONE]` ends the stream as a real codec's end would: a
-            // finish reason and the end marker.
             if f.data == b"[DONE]" {
                 out.push(FrameEvent {
-                    frame: i as u32,
+                    frame,
                     event: Event::Finish("stop".into()),
                 });
                 out.push(FrameEvent {
-                    frame: i as u32,
+                    frame,
                     event: Event::Done,
                 });
                 continue;
             }
             out.push(FrameEvent {
-                frame: i as u32,
+                frame,
                 event: Event::Content(ContentDelta {
                     bytes: f.data.len() as u32,
                     tokens: Some(1),
@@ -72,4 +78,4 @@ impl Decoder for Hog {
     }
 }
 
-barrage_sdk::export_codec!(MemoryHog);
+barrage_sdk::export_codec!(Misbehaving);
