@@ -3,13 +3,13 @@
 //! the plugin who it is and have it check its configuration. Also the store
 //! every call runs in and how a failed call is classified.
 
+use std::sync::Arc;
+
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use crate::bindings::{Contract, Meta, Pre};
 use crate::contract::{ContractInfo, World, supported_list};
-use std::sync::Arc;
-
 use crate::engine::{PluginEngine, sha256_hex};
 use crate::registry::PluginSource;
 use crate::state::{CallDeadline, HostState, LogBudget, MemoryBudget, MemoryHit, PluginContext};
@@ -90,7 +90,7 @@ pub(crate) struct Loaded<P> {
     pub sha256: String,
     pub contract_version: String,
     pub pre: P,
-    /// The context its instances get, named as the plugin names itself.
+    /// The context its instances get, named as users pick the plugin.
     pub ctx: PluginContext,
     /// What all its instances' memory counts against.
     pub budget: Arc<MemoryBudget>,

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use wasmtime::{ResourceLimiter, StoreLimits, StoreLimitsBuilder};
 
 use crate::bounds;
-
 use crate::tokenizer::Tokenizer;
 
 /// Severity of a plugin's log line.
@@ -62,7 +61,7 @@ pub fn no_log() -> LogSink {
 /// it stops within its budget plus one tick.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CallDeadline {
-    pub(crate) limit: std::time::Duration,
+    limit: std::time::Duration,
     wall_start: std::time::Instant,
     cpu_start: Option<std::time::Duration>,
 }

@@ -68,7 +68,9 @@ impl Verdict {
                 Event::Done => v.done = true,
                 Event::Malformed(m) => {
                     v.malformed_frames += 1;
-                    v.malformed = v.malformed.take().or(Some(format!("malformed frame: {m}")));
+                    if v.malformed.is_none() {
+                        v.malformed = Some(format!("malformed frame: {m}"));
+                    }
                 }
                 _ => {}
             }

@@ -517,7 +517,7 @@ impl Transport {
             host_given |= name == hyper::header::HOST;
             line(name.as_str().as_bytes(), value.as_bytes());
         }
-        // Only the user may name another host (`--header host:...`).
+        // Only the user may name another host (`headers:` in the run configuration).
         for (name, value) in &self.headers {
             host_given |= name == hyper::header::HOST;
             line(name.as_str().as_bytes(), value.as_bytes());
