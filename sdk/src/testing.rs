@@ -177,9 +177,6 @@ mod codec_harness {
         frames
     }
 
-    /// Most frames the host hands one `push` call; it never hands none.
-    pub const MAX_BATCH: usize = 32;
-
     /// Most events one call may return per frame it was given (plus this
     /// many once); the host fails a response whose codec returns more.
     pub const EVENTS_PER_FRAME: usize = 64;
@@ -188,30 +185,29 @@ mod codec_harness {
     /// return every event in order, followed by those of `finish`, each with
     /// the index of its frame in the stream (`finish`'s: the frame count).
     ///
-    /// The host hands a stream's frames to `push` in batches of 1 to
-    /// [`MAX_BATCH`], however they happened to arrive, so this decodes the
-    /// stream three ways (a frame per call, batches of [`MAX_BATCH`], and
-    /// batches of 1, 2, 3, ... frames) and fails unless all three give the
-    /// same events for the same frames. It also checks what the host checks:
-    /// every event names a frame of its batch, and no call returns more
-    /// events than the host takes.
+    /// The host hands `push` every frame of a stream that is ready, one or
+    /// more (never none), however the bytes happened to arrive: a frame at
+    /// a time on a quiet stream, hundreds at once when a plugin thread was
+    /// busy. So this decodes the stream three ways (a frame per call, all
+    /// frames in one call, and batches of 1, 2, 3, ... frames) and fails
+    /// unless all three give the same events for the same frames. It also
+    /// checks what the host checks: every event names a frame of its batch,
+    /// and no call returns more events than the host takes.
     pub fn decode_stream_indexed<C: Codec>(
         frames: Vec<Frame>,
         options: DecodeOptions,
     ) -> Result<Vec<(u32, Event)>, String> {
         let one_by_one: Vec<usize> = vec![1; frames.len()];
-        let full: Vec<usize> = (0..frames.len().div_ceil(MAX_BATCH))
-            .map(|i| (frames.len() - i * MAX_BATCH).min(MAX_BATCH))
-            .collect();
+        let all_at_once: Vec<usize> = if frames.is_empty() { vec![] } else { vec![frames.len()] };
         let mut growing = Vec::new();
         let (mut left, mut size) = (frames.len(), 1);
         while left > 0 {
-            growing.push(size.min(left).min(MAX_BATCH));
-            left -= size.min(left).min(MAX_BATCH);
+            growing.push(size.min(left));
+            left -= size.min(left);
             size += 1;
         }
         let first = decode_in_batches::<C>(&frames, &one_by_one, options)?;
-        for sizes in [full, growing] {
+        for sizes in [all_at_once, growing] {
             let other = decode_in_batches::<C>(&frames, &sizes, options)?;
             // The generated types have no PartialEq; their Debug text is exact.
             if format!("{other:?}") != format!("{first:?}") {
