@@ -109,7 +109,7 @@ fn a_codec_cannot_send_the_runs_requests_anywhere_but_the_target() {
                 .arg(&out)
                 .args(&args);
             let (code, _, stderr) = run(&mut cmd);
-            assert_eq!(code, 0, "{transport} {form}: {stderr}");
+            assert_eq!(code, 5, "nothing succeeded: {transport} {form}: {stderr}");
             let s = summary(&out);
             assert_eq!(s["stages"][0]["succeeded"], 0, "{transport} {form}: {s}");
             assert_eq!(
@@ -241,7 +241,7 @@ fn plugin_output_reaching_records_and_the_console_is_bounded() {
         r#"{"attack":"flood","reason_mib":10,"log_mib":10,"events":0}"#,
         &["--plugin-deadline-ms", "5000", "--requests", "10", "--rate", "20"],
     );
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 5, "every response was malformed: {stderr}");
     let records_size = std::fs::metadata(out.join("records.jsonl")).unwrap().len();
     assert!(records_size < 200 << 10, "records.jsonl is {records_size} bytes");
     let records = records(&out);
@@ -390,7 +390,7 @@ fn a_call_to_an_import_outside_the_contract_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let (code, _, stderr) = run_hostile(&out, r#"{"attack":"read-file"}"#, &["--requests", "3", "--rate", "50"]);
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 5, "nothing succeeded: {stderr}");
     let s = summary(&out);
     let errors = s["stages"][0]["errors"].to_string();
     assert!(
@@ -421,4 +421,68 @@ fn a_wasi_command_program_is_told_apart_from_a_plugin() {
         stderr.contains("plugin 'wasi-command' is not a Barrage plugin"),
         "{stderr}"
     );
+}
+
+/// A loopback server that answers every request with `response` and closes.
+fn broken_server(response: &'static [u8]) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                // Read the request head (and a small body) before answering.
+                let mut buf = [0u8; 65536];
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(response);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_broken_server_never_looks_healthy() {
+    let json = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: 69\r\n\r\n\
+{\"choices\":[{\"index\":0,\"message\":{\"content\":\"hi\"},\"finish_reason\":\"stop\"}]}";
+    let headers_only = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+    let one_frame = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n\
+data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"},\"finish_reason\":null}]}\n\n";
+    let dir = tempfile::tempdir().unwrap();
+    for (name, response, status) in [
+        ("json", &json[..], "empty_response"),
+        ("headers-only", &headers_only[..], "empty_response"),
+        ("one-frame", &one_frame[..], "truncated"),
+    ] {
+        let addr = broken_server(response);
+        let out = dir.path().join(name);
+        let (code, _, stderr) = run(barrage()
+            .args([
+                "run",
+                "--quiet",
+                "--requests",
+                "3",
+                "--rate",
+                "50",
+                "--slo",
+                "ttft < 10s",
+            ])
+            .arg("--target")
+            .arg(format!("http://{addr}"))
+            .arg("--output")
+            .arg(&out));
+        // Nothing succeeded: a distinct exit code, and the report is still written.
+        assert_eq!(code, 5, "{name}: {stderr}");
+        assert!(
+            stderr.contains("error: no request succeeded (3 sent)"),
+            "{name}: {stderr}"
+        );
+        assert!(out.join("report.html").exists(), "{name}");
+        let s = summary(&out);
+        let stage = &s["stages"][0];
+        assert_eq!(stage["succeeded"], 0, "{name}: {s}");
+        assert_eq!(stage["by_status"][status], 3, "{name}: {s}");
+        assert_eq!(stage["goodput"]["good"], 0, "{name}: {s}");
+    }
 }

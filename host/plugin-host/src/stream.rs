@@ -170,6 +170,7 @@ fn whole(reply: Option<Result<Vec<Event>, PluginFailure>>, at: Instant) -> Strea
                 .collect(),
             frames: 1,
             failure: None,
+            streamed: false,
         },
         Some(Err(f)) => StreamOutcome {
             failure: Some(f),

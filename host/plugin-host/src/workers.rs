@@ -57,6 +57,9 @@ pub struct StreamOutcome {
     pub frames: u32,
     /// Set when the plugin failed on this stream; decoding stopped there.
     pub failure: Option<PluginFailure>,
+    /// The body was read as a stream (a 2xx answer to a streaming request),
+    /// not gathered whole: a stream must end with `done` and `finish`.
+    pub streamed: bool,
 }
 
 /// A streamed response being decoded on one plugin thread.
@@ -375,7 +378,10 @@ impl WorkerThread {
     }
 
     fn open(&mut self, id: u64, head: &ResponseHead, options: DecodeOptions) {
-        let mut outcome = StreamOutcome::default();
+        let mut outcome = StreamOutcome {
+            streamed: true,
+            ..StreamOutcome::default()
+        };
         let decoding = match self.take_instance() {
             Ok(mut instance) => match instance.open(head, options) {
                 Ok(decoder) => Some((instance, decoder)),

@@ -312,8 +312,18 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
              failed (counted as plugin errors). This is a bug in Barrage: please report it."
         );
     }
+    let none_succeeded = report.total.sent > 0 && report.total.succeeded == 0;
+    if none_succeeded && restarts == 0 {
+        eprintln!(
+            "error: no request succeeded ({} sent): a server (or codec) that answers nothing right is not \
+             measured; the errors are above and in summary.json",
+            report.total.sent
+        );
+    }
     Ok(if restarts > 0 {
         ExitCode::from(4)
+    } else if none_succeeded {
+        ExitCode::from(5)
     } else if report.run.stopped {
         ExitCode::from(3)
     } else {

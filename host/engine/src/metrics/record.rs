@@ -80,8 +80,8 @@ impl Verdict {
 
     /// The status of an exchange that ran to its end with HTTP status
     /// `http` (none for a body that never had one), and its error. A
-    /// streamed response of more than one frame is complete only with both
-    /// a `done` and a `finish` event.
+    /// streamed response is complete only with at least one frame and both a
+    /// `done` and a `finish` event; a body gathered whole needs neither.
     pub fn judge(
         &self,
         http: Option<u16>,
@@ -106,13 +106,19 @@ impl Verdict {
         if let (Some(m), MalformedFrames::Fail) = (&self.malformed, malformed) {
             return (Status::Malformed, Some(m.clone()));
         }
-        if decoded.frames > 1 && !self.done {
+        if decoded.streamed && decoded.frames == 0 {
+            return (
+                Status::EmptyResponse,
+                Some("the stream held no frame: its body was empty, or not in the framing the codec asked for".into()),
+            );
+        }
+        if decoded.streamed && !self.done {
             return (
                 Status::Truncated,
                 Some("stream ended without its end marker (no `done` event)".into()),
             );
         }
-        if decoded.frames > 1 && self.finish.is_none() {
+        if decoded.streamed && self.finish.is_none() {
             return (
                 Status::Truncated,
                 Some("stream ended without a finish reason (no `finish` event)".into()),
@@ -145,6 +151,10 @@ pub enum Status {
     Truncated,
     /// The server sent a frame the codec could not parse.
     Malformed,
+    /// A 2xx answer to a streaming request whose body held no frame: empty,
+    /// or not in the framing the codec asked for (a JSON object where SSE
+    /// was expected).
+    EmptyResponse,
 }
 
 impl Status {
@@ -160,6 +170,7 @@ impl Status {
             Status::PluginError => "plugin_error",
             Status::Truncated => "truncated",
             Status::Malformed => "malformed",
+            Status::EmptyResponse => "empty_response",
         }
     }
 

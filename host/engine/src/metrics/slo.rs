@@ -153,7 +153,8 @@ pub fn parse_all<'a>(entries: impl IntoIterator<Item = &'a String>) -> Result<Ve
 
 /// Whether `r` is good: succeeded and met every objective.
 pub fn is_good(r: &Record, slos: &[Slo]) -> bool {
-    r.status == Status::Ok && slos.iter().all(|s| s.met_by(r))
+    // An answer with no output is no answer, however fast.
+    r.status == Status::Ok && r.output_tokens > 0 && slos.iter().all(|s| s.met_by(r))
 }
 
 #[cfg(test)]

@@ -41,6 +41,7 @@ fn exchange(origin: Instant, frames: Vec<(f64, Vec<Event>)>, end_ms: f64) -> Res
             events,
             frames: n,
             failure: None,
+            streamed: true,
         },
         malformed: MalformedFrames::Fail,
     }
@@ -372,4 +373,23 @@ fn a_malformed_frame_fails_the_request_or_is_counted_and_skipped() {
     assert_eq!(counted.status, Status::Ok);
     assert_eq!((counted.malformed_frames, counted.output_tokens), (1, 2));
     assert!(counted.error.is_none());
+}
+
+#[test]
+fn a_stream_without_frames_or_an_end_is_never_ok_and_no_output_is_never_goodput() {
+    let o = Instant::now();
+    // Headers, then nothing: an empty stream.
+    let empty = Record::from_exchange(1, 0, o, o, &exchange(o, vec![], 5.0));
+    assert_eq!(empty.status, Status::EmptyResponse);
+    // One frame of output and no end: truncated, however short.
+    let one = Record::from_exchange(2, 0, o, o, &exchange(o, vec![(3.0, vec![content(Some(1))])], 4.0));
+    assert_eq!(one.status, Status::Truncated);
+    // A complete stream with no output succeeds, but is not good.
+    let silent = Record::from_exchange(3, 0, o, o, &exchange(o, vec![(3.0, end())], 4.0));
+    assert_eq!((silent.status, silent.output_tokens), (Status::Ok, 0));
+    assert!(!slo::is_good(&silent, &[]));
+    // A body gathered whole (not streamed) needs no end marker.
+    let mut whole = exchange(o, vec![(3.0, vec![content(Some(1))])], 4.0);
+    whole.decoded.streamed = false;
+    assert_eq!(Record::from_exchange(4, 0, o, o, &whole).status, Status::Ok);
 }
