@@ -409,3 +409,19 @@ fn bad_results_and_report_settings_get_clear_errors() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_last_line_cut_inside_a_character_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(&["--mode", "zero"]);
+    let out = dir.path().join("run");
+    run_ok(&sim, &out, &["--rate", "50", "--requests", "10", "--max-tokens", "4"]);
+    sim.stop();
+    // A hard stop mid-write: the last line ends in the first byte of `é`.
+    let mut records = std::fs::read(out.join("records.jsonl")).unwrap();
+    records.extend_from_slice(b"{\"id\":99,\"error\":\"caf\xc3");
+    std::fs::write(out.join("records.jsonl"), records).unwrap();
+    let (code, stdout, stderr) = run(barrage().arg("report").arg(&out));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(summary(&out)["stages"][0]["sent"], 10);
+}

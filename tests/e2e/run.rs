@@ -1040,3 +1040,84 @@ fn a_run_takes_slow_kernel_paths_out_before_sending() {
     assert_eq!(seen.1, Some(0), "transparent huge pages still enabled");
     assert!(summary(out.path())["stages"][0]["succeeded"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn a_target_port_out_of_range_is_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(barrage()
+        .args([
+            "run",
+            "--quiet",
+            "--requests",
+            "1",
+            "--target",
+            "http://127.0.0.1:99999",
+            "--output",
+        ])
+        .arg(dir.path().join("run")));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("http://127.0.0.1:99999") && stderr.contains("port `99999` is not a port: use 1 to 65535"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_rate_expression_that_sends_nothing_or_nests_too_deep_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = format!("{}1{}", "(".repeat(1000), ")".repeat(1000));
+    for (expr, message) in [
+        ("1/0", "is never a finite rate above 0 over the stage's 5 s"),
+        ("sqrt(-1)", "is never a finite rate above 0"),
+        (deep.as_str(), "nested deeper than 64 levels"),
+    ] {
+        let cfg = dir.path().join("run.yaml");
+        std::fs::write(
+            &cfg,
+            format!("stages:\n  - {{shape: expression, rate_expr: \"{expr}\", duration_s: 5}}\n"),
+        )
+        .unwrap();
+        let mut cmd = barrage();
+        cmd.args(["run", "--quiet", "--config"])
+            .arg(&cfg)
+            .arg("--output")
+            .arg(dir.path().join("run"));
+        let (code, _, stderr) = run(&mut cmd);
+        assert_eq!(code, 2, "{}: {stderr}", &expr[..expr.len().min(20)]);
+        assert!(stderr.contains("rate_expr") && stderr.contains(message), "{stderr}");
+        assert!(stderr.len() < 1000, "the expression is not echoed whole: {stderr}");
+    }
+}
+
+#[test]
+fn values_past_their_limits_are_refused_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    for (yaml, key) in [
+        (
+            "request: {timeout_s: 1e20}\n",
+            "request.timeout_s is 100000000000000000000; at most 10000000",
+        ),
+        (
+            "stages: [{shape: constant, rate: 1e12, duration_s: 5}]\n",
+            "stages[0].rate is 1000000000000; at most 1000000",
+        ),
+        (
+            "stages: [{shape: constant, rate: 10, duration_s: 5, warmup_s: 1e20}]\n",
+            "stages[0].warmup_s is",
+        ),
+    ] {
+        let cfg = dir.path().join("run.yaml");
+        std::fs::write(&cfg, yaml).unwrap();
+        let (code, _, stderr) = run(barrage()
+            .args(["run", "--quiet", "--config"])
+            .arg(&cfg)
+            .arg("--output")
+            .arg(dir.path().join("run")));
+        assert_eq!(code, 2, "{yaml}: {stderr}");
+        assert!(
+            stderr.contains(key) && stderr.contains("docs/load.md"),
+            "{yaml}: {stderr}"
+        );
+        assert!(!dir.path().join("run").exists(), "refused before anything ran");
+    }
+}

@@ -499,9 +499,24 @@ impl RunConfig {
                             "{at}: shape expression needs rate_expr, e.g. \"5 + 20*sin(t/60)\""
                         ));
                     };
-                    crate::load::expr::Expr::parse(src).map_err(|e| format!("{at}.rate_expr `{src}`: {e}"))?;
-                    if s.duration_s.is_none() {
+                    let shown = barrage_plugin_host::bounds::cut(src, 80);
+                    let expr =
+                        crate::load::expr::Expr::parse(src).map_err(|e| format!("{at}.rate_expr `{shown}`: {e}"))?;
+                    let Some(duration) = s.duration_s else {
                         return Err(format!("{at}: an expression rate needs duration_s"));
+                    };
+                    // A rate that is never a finite positive number sends
+                    // nothing: say so instead of running an empty stage.
+                    let steps = 1000;
+                    let sends = (0..=steps).any(|k| {
+                        let rate = expr.eval(duration * f64::from(k) / f64::from(steps));
+                        rate.is_finite() && rate > 0.0
+                    });
+                    if !sends {
+                        return Err(format!(
+                            "{at}.rate_expr `{shown}` is never a finite rate above 0 over the stage's {duration} s, \
+                             so the stage would send nothing"
+                        ));
                     }
                 }
                 ShapeKind::Trace => {
@@ -528,6 +543,82 @@ impl RunConfig {
             if !(s.think_time_ms >= 0.0 && s.think_time_ms.is_finite()) {
                 return Err(format!("{at}.think_time_ms must be ≥ 0, got {}", s.think_time_ms));
             }
+            s.check_limits(&at)?;
+        }
+        let limit = |key: &str, v: f64, max: f64| match v > max {
+            true => Err(format!("{key} is {v}; at most {max} (see the limits in docs/load.md)")),
+            false => Ok(()),
+        };
+        limit("request.timeout_s", self.request.timeout_s, MAX_SECONDS)?;
+        limit("grace_period_s", self.grace_period_s, MAX_SECONDS)?;
+        limit(
+            "request.prompt_tokens",
+            f64::from(self.request.prompt_tokens),
+            MAX_TOKENS,
+        )?;
+        limit("request.max_tokens", f64::from(self.request.max_tokens), MAX_TOKENS)?;
+        Ok(())
+    }
+}
+
+/// Longest time a run's settings may name, in seconds (about 116 days):
+/// longer ones cannot be scheduled, and are a typo.
+pub const MAX_SECONDS: f64 = 1e7;
+/// Highest rate a stage may ask, requests per second: far above what one
+/// client can send, and what keeps a stage's schedule countable.
+pub const MAX_RATE: f64 = 1e6;
+/// Most virtual users or in-flight requests a stage may ask (each is a task
+/// and a connection).
+pub const MAX_CONCURRENCY: f64 = 100_000.0;
+/// Most prompt or output tokens a request may ask.
+pub const MAX_TOKENS: f64 = 10_000_000.0;
+/// Gamma burstiness, from this to its inverse: beyond, the gaps are all
+/// zero or all one huge gap.
+pub const MIN_BURSTINESS: f64 = 1e-3;
+
+impl Stage {
+    /// Upper bounds on what a stage asks, so none panics, hangs or
+    /// allocates without bound.
+    fn check_limits(&self, at: &str) -> Result<(), String> {
+        let limit = |key: &str, v: Option<f64>, max: f64| match v {
+            Some(v) if v > max => Err(format!(
+                "{at}.{key} is {v}; at most {max} (see the limits in docs/load.md)"
+            )),
+            _ => Ok(()),
+        };
+        for (key, v) in [
+            ("duration_s", self.duration_s),
+            ("pause_after_s", Some(self.pause_after_s)),
+            ("warmup_s", Some(self.warmup_s)),
+            ("cooldown_s", Some(self.cooldown_s)),
+            ("burst_s", self.burst_s),
+            ("burst_at_s", Some(self.burst_at_s)),
+            ("period_s", self.period_s),
+        ] {
+            limit(key, v, MAX_SECONDS)?;
+        }
+        limit("think_time_ms", Some(self.think_time_ms), MAX_SECONDS * 1000.0)?;
+        for (key, v) in [
+            ("rate", self.rate),
+            ("from_rate", self.from_rate),
+            ("burst_rate", self.burst_rate),
+        ] {
+            limit(key, v, MAX_RATE)?;
+        }
+        for (key, v) in [
+            ("concurrency", self.concurrency),
+            ("from_concurrency", self.from_concurrency),
+            ("max_concurrency", self.max_concurrency),
+        ] {
+            limit(key, v.map(|n| n as f64), MAX_CONCURRENCY)?;
+        }
+        if let Some(b) = self.burstiness
+            && !(MIN_BURSTINESS..=1.0 / MIN_BURSTINESS).contains(&b)
+        {
+            return Err(format!(
+                "{at}.burstiness is {b}; it must be from {MIN_BURSTINESS} to {} (see the limits in docs/load.md)",
+                1.0 / MIN_BURSTINESS
+            ));
         }
         Ok(())
     }
@@ -540,6 +631,61 @@ mod tests {
     fn check(yaml: &str) -> Result<(), String> {
         let config: RunConfig = serde_yaml_ng::from_str(yaml).map_err(|e| format!("parse: {e}"))?;
         config.validate().map(drop).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn values_past_the_documented_limits_are_refused_naming_the_key() {
+        for (yaml, key) in [
+            (
+                "request: {timeout_s: 1e20}\n",
+                "request.timeout_s is 100000000000000000000",
+            ),
+            ("grace_period_s: 1e20\n", "grace_period_s is"),
+            (
+                "request: {prompt_tokens: 4000000000}\n",
+                "request.prompt_tokens is 4000000000",
+            ),
+            (
+                "stages: [{shape: constant, rate: 10, duration_s: 1e20}]\n",
+                "stages[0].duration_s is",
+            ),
+            (
+                "stages: [{shape: constant, rate: 10, duration_s: 5, warmup_s: 1e20}]\n",
+                "stages[0].warmup_s is",
+            ),
+            (
+                "stages: [{shape: constant, rate: 10, duration_s: 5, pause_after_s: 1e20}]\n",
+                "stages[0].pause_after_s is",
+            ),
+            (
+                "stages: [{shape: constant, rate: 1e12, duration_s: 5}]\n",
+                "stages[0].rate is 1000000000000; at most 1000000",
+            ),
+            (
+                "stages: [{shape: poisson, rate: 1e300, duration_s: 5}]\n",
+                "stages[0].rate is",
+            ),
+            (
+                "stages: [{shape: ramp, from_rate: 1, rate: 1e12, duration_s: 5}]\n",
+                "stages[0].rate is",
+            ),
+            (
+                "stages: [{shape: burst, rate: 1, burst_rate: 1e15, burst_s: 1, duration_s: 5}]\n",
+                "stages[0].burst_rate is",
+            ),
+            (
+                "stages: [{shape: gamma, rate: 1, burstiness: 1e-300, duration_s: 5}]\n",
+                "stages[0].burstiness is",
+            ),
+            (
+                "stages: [{shape: concurrency, concurrency: 1000000000, duration_s: 5}]\n",
+                "stages[0].concurrency is",
+            ),
+        ] {
+            let e = check(yaml).unwrap_err();
+            assert!(e.contains(key), "{yaml}: {e}");
+        }
+        assert!(check("stages: [{shape: constant, rate: 1000000, duration_s: 1e7}]\n").is_ok());
     }
 
     #[test]

@@ -208,12 +208,14 @@ impl RunDir {
         let path = self.dir.join(RECORDS);
         let file = std::fs::File::open(&path).map_err(io(&path))?;
         let mut reader = BufReader::with_capacity(256 * 1024, file);
-        let mut line = String::new();
+        // Bytes, not a String: a line cut inside a UTF-8 character must be
+        // a bad line (skipped if last), not an unreadable file.
+        let mut line = Vec::new();
         let mut number = 0u64;
         let mut pending: Option<(u64, String)> = None;
         loop {
             line.clear();
-            if reader.read_line(&mut line).map_err(io(&path))? == 0 {
+            if reader.read_until(b'\n', &mut line).map_err(io(&path))? == 0 {
                 break;
             }
             number += 1;
@@ -224,11 +226,11 @@ impl RunDir {
                     message,
                 });
             }
-            let text = line.trim_end();
+            let text = line.trim_ascii_end();
             if text.is_empty() {
                 continue;
             }
-            match serde_json::from_str::<Record>(text) {
+            match serde_json::from_slice::<Record>(text) {
                 Ok(r) => f(r),
                 // A bad line is an error unless it is the last one and cut short.
                 Err(e) => pending = Some((number, format!("not a record: {e}"))),

@@ -39,9 +39,18 @@ impl fmt::Display for ExprError {
 impl Expr {
     /// Parse `src`.
     pub fn parse(src: &str) -> Result<Expr, ExprError> {
+        // Parsing, evaluating and dropping an expression recurse over it:
+        // its length and nesting are bounded so none can overflow the stack.
+        if src.len() > MAX_LEN {
+            return Err(ExprError {
+                at: MAX_LEN,
+                message: format!("the expression is {} bytes long; at most {MAX_LEN}", src.len()),
+            });
+        }
         let mut p = Parser {
             s: src.as_bytes(),
             i: 0,
+            depth: 0,
         };
         let e = p.sum()?;
         p.ws();
@@ -85,9 +94,15 @@ impl Expr {
     }
 }
 
+/// Longest rate expression.
+const MAX_LEN: usize = 4096;
+/// Deepest nesting of parentheses, calls, signs and powers.
+const MAX_DEPTH: u32 = 64;
+
 struct Parser<'a> {
     s: &'a [u8],
     i: usize,
+    depth: u32,
 }
 
 impl Parser<'_> {
@@ -144,18 +159,34 @@ impl Parser<'_> {
         }
     }
 
-    fn power(&mut self) -> Result<Expr, ExprError> {
-        let base = self.unary()?;
-        if self.eat(b'^') {
-            // Right-associative: 2^3^2 = 2^(3^2).
-            return Ok(Expr::Bin('^', Box::new(base), Box::new(self.power()?)));
+    /// `f`, one level deeper.
+    fn nested(&mut self, f: impl FnOnce(&mut Self) -> Result<Expr, ExprError>) -> Result<Expr, ExprError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(ExprError {
+                at: self.i,
+                message: format!("nested deeper than {MAX_DEPTH} levels"),
+            });
         }
-        Ok(base)
+        self.depth += 1;
+        let e = f(self);
+        self.depth -= 1;
+        e
+    }
+
+    fn power(&mut self) -> Result<Expr, ExprError> {
+        self.nested(|p| {
+            let base = p.unary()?;
+            if p.eat(b'^') {
+                // Right-associative: 2^3^2 = 2^(3^2).
+                return Ok(Expr::Bin('^', Box::new(base), Box::new(p.power()?)));
+            }
+            Ok(base)
+        })
     }
 
     fn unary(&mut self) -> Result<Expr, ExprError> {
         if self.eat(b'-') {
-            return Ok(Expr::Neg(Box::new(self.unary()?)));
+            return self.nested(|p| Ok(Expr::Neg(Box::new(p.unary()?))));
         }
         self.atom()
     }
@@ -171,11 +202,12 @@ impl Parser<'_> {
         }
         let start = self.i;
         if self.s.get(self.i).is_some_and(|c| c.is_ascii_digit() || *c == b'.') {
-            while self
-                .s
-                .get(self.i)
-                .is_some_and(|c| c.is_ascii_digit() || *c == b'.' || *c == b'e' || *c == b'E')
-            {
+            while let Some(&c) = self.s.get(self.i) {
+                let exponent_sign =
+                    (c == b'-' || c == b'+') && matches!(self.s.get(self.i.wrapping_sub(1)), Some(b'e' | b'E'));
+                if !(c.is_ascii_digit() || c == b'.' || c == b'e' || c == b'E' || exponent_sign) {
+                    break;
+                }
                 self.i += 1;
             }
             let text = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("");
@@ -223,6 +255,21 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exponents_take_a_sign_and_nesting_and_length_are_bounded() {
+        assert_eq!(Expr::parse("1e-5").unwrap().eval(0.0), 1e-5);
+        assert_eq!(Expr::parse("2.5E+2 - 1e2").unwrap().eval(0.0), 150.0);
+        assert_eq!(Expr::parse("3-1").unwrap().eval(0.0), 2.0);
+        assert_eq!(Expr::parse("- - 4").unwrap().eval(0.0), 4.0);
+        let deep = format!("{}1{}", "(".repeat(2000), ")".repeat(2000));
+        let e = Expr::parse(&deep).unwrap_err();
+        assert!(e.message.contains("nested deeper than 64 levels"), "{}", e.message);
+        let signs = format!("{}1", "-".repeat(2000));
+        assert!(Expr::parse(&signs).unwrap_err().message.contains("nested deeper"));
+        let long = format!("1{}", "+1".repeat(5000));
+        assert!(Expr::parse(&long).unwrap_err().message.contains("at most 4096"));
+    }
 
     #[test]
     fn parses_and_evaluates() {

@@ -291,6 +291,19 @@ impl Transport {
         if uri.host().is_none() {
             return Err(bad("the URL has no host".into()));
         }
+        // An out-of-range port parses as no port at all, which would
+        // silently mean the scheme's default.
+        if let Some(authority) = uri.authority() {
+            let after_host = authority
+                .as_str()
+                .rsplit_once(']')
+                .map_or(authority.as_str(), |(_, rest)| rest);
+            if let Some((_, port)) = after_host.rsplit_once(':')
+                && !matches!(port.parse::<u16>(), Ok(1..))
+            {
+                return Err(bad(format!("port `{port}` is not a port: use 1 to 65535")));
+            }
+        }
         let mut http = HttpConnector::new();
         // Nagle's algorithm with delayed ACKs stalls small request writes
         // by ~40 ms on loopback; every connection sends at once instead.
@@ -944,6 +957,20 @@ mod tests {
             ex.ending
         );
         assert!(out.is_none());
+    }
+
+    #[test]
+    fn a_target_port_out_of_range_is_refused_not_defaulted() {
+        for bad in ["http://127.0.0.1:99999", "http://127.0.0.1:0", "http://[::1]:70000"] {
+            let e = Transport::new(bad, &options(200, false)).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains("is not a port")),
+                "{bad}: {e:?}"
+            );
+        }
+        for ok in ["http://127.0.0.1:8000", "http://[::1]:8000", "https://example.invalid"] {
+            assert!(Transport::new(ok, &options(200, false)).is_ok(), "{ok}");
+        }
     }
 
     #[test]
