@@ -106,3 +106,26 @@ fn unknown_plugin_names_list_the_known_ones() {
         "{stderr}"
     );
 }
+
+#[test]
+fn errors_say_their_cause_once_and_name_what_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(barrage().args(["run", "--config", "/nonexistent/run.yaml"]));
+    assert_eq!(code, 2);
+    assert_eq!(stderr.matches("No such file or directory").count(), 1, "{stderr}");
+    // A bad flag is the flag's error, not the config file's.
+    let cfg = dir.path().join("run.yaml");
+    std::fs::write(&cfg, "target: http://127.0.0.1:8000\n").unwrap();
+    let (code, _, stderr) = run(barrage().args(["run", "--target", "ftp://x", "--config"]).arg(&cfg));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.starts_with("error: --target `ftp://x` is not an http:// or https:// URL"),
+        "{stderr}"
+    );
+    // A directory where a dataset file belongs.
+    let (code, _, stderr) = run(barrage()
+        .args(["run", "--requests", "1", "--dataset", "jsonl", "--dataset-file"])
+        .arg(dir.path()));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("is a directory; name a file in it"), "{stderr}");
+}

@@ -1121,3 +1121,31 @@ fn values_past_their_limits_are_refused_not_a_panic() {
         assert!(!dir.path().join("run").exists(), "refused before anything ran");
     }
 }
+
+#[test]
+fn an_output_directory_holding_a_run_is_refused_unless_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(&["--mode", "zero"]);
+    let out = dir.path().join("run");
+    let go = |extra: &[&str]| {
+        run(barrage()
+            .args(["run", "--quiet", "--requests", "3", "--rate", "50", "--target"])
+            .arg(format!("http://{}", sim.addr))
+            .arg("--output")
+            .arg(&out)
+            .args(extra))
+    };
+    assert_eq!(go(&[]).0, 0);
+    std::fs::write(out.join("stale-report.md"), "from the old run").unwrap();
+    let (code, _, stderr) = go(&[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("already holds a run; give another --output, or --overwrite"),
+        "{stderr}"
+    );
+    assert!(out.join("stale-report.md").exists(), "the old run is untouched");
+    let (code, _, stderr) = go(&["--overwrite"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!out.join("stale-report.md").exists(), "nothing of the old run is left");
+    assert_eq!(records(&out).len(), 3);
+}

@@ -317,12 +317,16 @@ pub fn prepare(config: &DatasetConfig, env: PrepareEnv<'_>) -> Result<Prepared, 
         .map(|f| (f.display().to_string(), env.base_dir.join(f)))
         .collect();
     for (_, path) in &files {
-        if !path.is_file() {
-            return Err(DatasetError::File {
-                path: path.display().to_string(),
-                message: "no such file (relative paths are resolved against the config file's directory)".into(),
-            });
-        }
+        let problem = match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => continue,
+            Ok(m) if m.is_dir() => "is a directory; name a file in it",
+            Ok(_) => "is not a regular file",
+            Err(_) => "no such file (relative paths are resolved against the config file's directory)",
+        };
+        return Err(DatasetError::File {
+            path: path.display().to_string(),
+            message: problem.into(),
+        });
     }
     let config_json = serde_json::to_string(&config.config).unwrap_or_else(|_| "{}".into());
     let tokenizer = env.context.tokenizer.clone();

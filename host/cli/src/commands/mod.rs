@@ -54,7 +54,7 @@ pub fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::from(2)
         }
     }
@@ -72,4 +72,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Compare(args) => compare::execute(args),
         Command::Dataset(DatasetCommand::Prepare(args)) => dataset::prepare(args),
     }
+}
+
+/// An error and its causes, each said once: library errors carry their
+/// cause in their own message (`cannot read … : No such file`), and the
+/// chain would repeat it.
+fn message(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }

@@ -70,6 +70,9 @@ pub(crate) struct RunArgs {
     /// Accept any server certificate (testing only).
     #[arg(long)]
     insecure: bool,
+    /// Replace the run already in --output (removed first) instead of refusing.
+    #[arg(long)]
+    overwrite: bool,
     /// What a frame the codec cannot parse does to its request: fail it
     /// (status malformed), or count it and judge the request on the rest.
     #[arg(long, value_name = "WHAT")]
@@ -115,6 +118,37 @@ impl ProgressSink for StderrProgress {
     }
 }
 
+/// `dir`, unless it holds a run already: then only with `--overwrite`, which
+/// removes the old run first, so no stale file of it is left beside the
+/// new one.
+fn claim_output(dir: PathBuf, overwrite: bool) -> Result<PathBuf> {
+    let holds_run = ["meta.json", "records.jsonl", "summary.json"]
+        .iter()
+        .any(|f| dir.join(f).exists());
+    if holds_run {
+        if !overwrite {
+            bail!(
+                "{} already holds a run; give another --output, or --overwrite to replace it",
+                dir.display()
+            );
+        }
+        std::fs::remove_dir_all(&dir).with_context(|| format!("removing the old run in {}", dir.display()))?;
+    }
+    Ok(dir)
+}
+
+/// `dir`, or `dir-2`, `dir-3`, ... if it exists: two runs started in the same
+/// second get directories of their own.
+fn fresh(dir: PathBuf) -> PathBuf {
+    if !dir.exists() {
+        return dir;
+    }
+    (2u32..)
+        .map(|n| PathBuf::from(format!("{}-{n}", dir.display())))
+        .find(|d| !d.exists())
+        .unwrap_or(dir)
+}
+
 /// `runs/<UTC yyyymmdd-hhmmss>`.
 fn default_output_dir() -> PathBuf {
     let secs = std::time::SystemTime::now()
@@ -143,6 +177,11 @@ impl RunArgs {
     /// Apply these flags over `config` (the file's, or the defaults).
     fn apply(&mut self, config: &mut RunConfig) -> Result<()> {
         if let Some(v) = self.target.take() {
+            // Checked here, so a bad flag is reported as the flag, not under
+            // the config file's name.
+            if !(v.starts_with("http://") || v.starts_with("https://")) {
+                bail!("--target `{v}` is not an http:// or https:// URL");
+            }
             config.target = Some(v);
         }
         if let Some(v) = self.codec.take() {
@@ -232,7 +271,10 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
         sim.validate()
             .map_err(|m| anyhow::anyhow!("run config {origin}: sim.{m}"))?;
     }
-    let dir = config.output.clone().unwrap_or_else(default_output_dir);
+    let dir = match config.output.clone() {
+        Some(dir) => claim_output(dir, args.overwrite)?,
+        None => fresh(default_output_dir()),
+    };
     let engine = args.plugins.engine()?;
     let source = args
         .plugins
