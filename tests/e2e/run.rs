@@ -429,7 +429,7 @@ fn bad_run_input_gets_clear_messages() {
         run(barrage().args(["run", "--target", "ftp://127.0.0.1:1", "--requests", "1", "--rate", "1"]));
     assert_eq!(code, 2);
     assert!(
-        stderr.contains("target: `ftp://127.0.0.1:1` is not an http:// or https:// URL"),
+        stderr.contains("--target `ftp://127.0.0.1:1` is not an http:// or https:// URL"),
         "{stderr}"
     );
 }
