@@ -545,18 +545,18 @@ impl RunConfig {
             }
             s.check_limits(&at)?;
         }
-        let limit = |key: &str, v: f64, max: f64| match v > max {
-            true => Err(format!("{key} is {v}; at most {max} (see the limits in docs/load.md)")),
-            false => Ok(()),
-        };
-        limit("request.timeout_s", self.request.timeout_s, MAX_SECONDS)?;
-        limit("grace_period_s", self.grace_period_s, MAX_SECONDS)?;
-        limit(
+        at_most("request.timeout_s", Some(self.request.timeout_s), MAX_SECONDS)?;
+        at_most("grace_period_s", Some(self.grace_period_s), MAX_SECONDS)?;
+        at_most(
             "request.prompt_tokens",
-            f64::from(self.request.prompt_tokens),
+            Some(f64::from(self.request.prompt_tokens)),
             MAX_TOKENS,
         )?;
-        limit("request.max_tokens", f64::from(self.request.max_tokens), MAX_TOKENS)?;
+        at_most(
+            "request.max_tokens",
+            Some(f64::from(self.request.max_tokens)),
+            MAX_TOKENS,
+        )?;
         Ok(())
     }
 }
@@ -576,16 +576,19 @@ pub const MAX_TOKENS: f64 = 10_000_000.0;
 /// zero or all one huge gap.
 pub const MIN_BURSTINESS: f64 = 1e-3;
 
+/// Refuse `v` of `key` if it is above `max`.
+fn at_most(key: &str, v: Option<f64>, max: f64) -> Result<(), String> {
+    match v {
+        Some(v) if v > max => Err(format!("{key} is {v}; at most {max} (see the limits in docs/load.md)")),
+        _ => Ok(()),
+    }
+}
+
 impl Stage {
     /// Upper bounds on what a stage asks, so none panics, hangs or
     /// allocates without bound.
     fn check_limits(&self, at: &str) -> Result<(), String> {
-        let limit = |key: &str, v: Option<f64>, max: f64| match v {
-            Some(v) if v > max => Err(format!(
-                "{at}.{key} is {v}; at most {max} (see the limits in docs/load.md)"
-            )),
-            _ => Ok(()),
-        };
+        let limit = |key: &str, v: Option<f64>, max: f64| at_most(&format!("{at}.{key}"), v, max);
         for (key, v) in [
             ("duration_s", self.duration_s),
             ("pause_after_s", Some(self.pause_after_s)),

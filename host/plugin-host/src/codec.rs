@@ -236,7 +236,7 @@ impl CodecInstance {
             let deadline = self.decode_deadline();
             arm(&mut self.store, deadline);
             if let Err(e) = decoder.resource_drop(&mut self.store) {
-                let _ = self.classify(e, self.decode_deadline());
+                let _ = self.classify(e, deadline);
             }
         }
     }

@@ -60,22 +60,28 @@ impl Verdict {
     pub fn of(decoded: &StreamOutcome) -> Verdict {
         let mut v = Verdict::default();
         for e in &decoded.events {
-            match &e.event {
-                Event::Finish(r) => v.finish = Some(r.clone()),
-                Event::ServerError(err) => {
-                    v.server_error = Some(format!("{}: {}", err.code.as_deref().unwrap_or("error"), err.message))
-                }
-                Event::Done => v.done = true,
-                Event::Malformed(m) => {
-                    v.malformed_frames += 1;
-                    if v.malformed.is_none() {
-                        v.malformed = Some(format!("malformed frame: {m}"));
-                    }
-                }
-                _ => {}
-            }
+            v.note(&e.event);
         }
         v
+    }
+
+    /// Take one event into account (the record's own pass over the events
+    /// calls this, so they are read once).
+    pub fn note(&mut self, event: &Event) {
+        match event {
+            Event::Finish(r) => self.finish = Some(r.clone()),
+            Event::ServerError(err) => {
+                self.server_error = Some(format!("{}: {}", err.code.as_deref().unwrap_or("error"), err.message))
+            }
+            Event::Done => self.done = true,
+            Event::Malformed(m) => {
+                self.malformed_frames += 1;
+                if self.malformed.is_none() {
+                    self.malformed = Some(format!("malformed frame: {m}"));
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The status of an exchange that ran to its end with HTTP status
@@ -387,6 +393,7 @@ impl Record {
         let mut reasoning_frames = 0u32;
         let mut last_reasoning_frame = None;
         let mut usage = None;
+        let mut verdict = Verdict::default();
         for e in &decoded.events {
             match &e.event {
                 Event::Content(d) | Event::Reasoning(d) => {
@@ -408,10 +415,9 @@ impl Record {
                     }
                 }
                 Event::Usage(u) => usage = Some(*u),
-                _ => {}
+                other => verdict.note(other),
             }
         }
-        let verdict = Verdict::of(decoded);
         let (output_tokens, source) = match (
             usage.and_then(|u| u.completion_tokens),
             frame_tokens.iter().all(Option::is_some),
