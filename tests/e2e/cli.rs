@@ -119,7 +119,7 @@ fn errors_say_their_cause_once_and_name_what_was_given() {
     let (code, _, stderr) = run(barrage().args(["run", "--target", "ftp://x", "--config"]).arg(&cfg));
     assert_eq!(code, 2);
     assert!(
-        stderr.starts_with("error: --target `ftp://x` is not an http:// or https:// URL"),
+        stderr.starts_with("error: --target `ftp://x`: use an http:// or https:// URL"),
         "{stderr}"
     );
     // A directory where a dataset file belongs.

@@ -216,7 +216,7 @@ impl Reply {
         let mut framer = barrage_core::framing::Framer::new(barrage_core::framing::Framing::Sse);
         let mut frames = Vec::new();
         for (at, b) in &self.chunks {
-            framer.push(b, *at, &mut frames);
+            framer.push(b, *at, &mut frames).unwrap();
         }
         framer.finish(std::time::Instant::now(), &mut frames);
         frames

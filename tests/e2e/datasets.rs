@@ -480,6 +480,42 @@ fn assert_sent_at_trace_times(recs: &[serde_json::Value], samples: &[serde_json:
 }
 
 #[test]
+fn trace_times_past_what_the_engine_schedules_are_refused_naming_the_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three hours apart: scaled by 1,000 the second is 125 days out.
+    let trace = dir.path().join("long.csv");
+    std::fs::write(
+        &trace,
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n2024-01-15 09:00:00.0,20,5\n2024-01-15 12:00:00.0,20,5\n",
+    )
+    .unwrap();
+    for (scale, message) in [
+        ("1e300", "time_scale must be from 0.000001 to 1000000, got 1e300"),
+        (
+            "1000",
+            "sample 1 (id 1): at_ms is 10800000000.0, not a time from 0 to 10000000000 ms",
+        ),
+    ] {
+        let cfg = dir.path().join("run.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "dataset:\n  plugin: trace\n  files: [{}]\n  config: {{time_scale: {scale}}}\nstages:\n  - shape: trace\n",
+                trace.display()
+            ),
+        )
+        .unwrap();
+        let (code, _, stderr) = run(barrage()
+            .args(["run", "--quiet", "--config"])
+            .arg(&cfg)
+            .arg("--output")
+            .arg(dir.path().join("run")));
+        assert_eq!(code, 2, "{scale}: {stderr}");
+        assert!(stderr.contains(message), "{scale}: {stderr}");
+    }
+}
+
+#[test]
 fn an_azure_trace_is_replayed_at_its_timestamps_time_scaled() {
     let dir = tempfile::tempdir().unwrap();
     let sim = SimProcess::start(&["--mode", "zero"]);

@@ -11,6 +11,7 @@ mod codecs;
 mod contract;
 mod datasets;
 mod examples;
+mod hostile;
 mod report;
 mod run;
 mod sdk;

@@ -118,7 +118,9 @@ fn every_request_is_accounted_for_under_overload_and_a_stop() {
         &cfg,
         "request: {max_tokens: 20}\ngrace_period_s: 0.1\nstages:\n  \
          - {shape: constant, rate: 100, duration_s: 10, max_concurrency: 25, on_cap: drop}\n  \
-         - {shape: constant, rate: 10, duration_s: 5}\n",
+         - {shape: constant, rate: 10, duration_s: 5}\n  \
+         - {shape: constant, rate: 1000000, duration_s: 10000000}\n  \
+         - {shape: poisson, rate: 1000000, duration_s: 10000000}\n",
     )
     .unwrap();
     let out = dir.path().join("run");
@@ -161,6 +163,12 @@ fn every_request_is_accounted_for_under_overload_and_a_stop() {
     assert_eq!(st0["failed_by_class"]["http_error"].as_u64().unwrap(), n(st0, "failed"));
     let st1 = &s["stages"][1];
     assert_eq!((n(st1, "scheduled"), n(st1, "not_sent"), n(st1, "sent")), (50, 50, 0));
+    // Ten trillion arrivals not sent are counted, not iterated: exactly for
+    // a constant rate, the expected number for a random one.
+    let st2 = &s["stages"][2];
+    assert_eq!((n(st2, "not_sent"), n(st2, "sent")), (10_000_000_000_000, 0));
+    let st3 = &s["stages"][3];
+    assert_eq!((n(st3, "not_sent"), n(st3, "sent")), (10_000_000_000_001, 0));
     // Every sent request has a record, and the server saw each one.
     let recs = records(&out);
     assert_eq!(recs.len() as u64, n(&s["total"], "sent"));

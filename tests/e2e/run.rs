@@ -400,7 +400,7 @@ fn bad_run_input_gets_clear_messages() {
         (
             "target.yaml",
             "target: localhost:8000\n",
-            "target: `localhost:8000` is not an http:// or https:// URL",
+            "target `localhost:8000`: use an http:// or https:// URL",
         ),
     ];
     for (name, text, message) in cases {
@@ -429,7 +429,7 @@ fn bad_run_input_gets_clear_messages() {
         run(barrage().args(["run", "--target", "ftp://127.0.0.1:1", "--requests", "1", "--rate", "1"]));
     assert_eq!(code, 2);
     assert!(
-        stderr.contains("--target `ftp://127.0.0.1:1` is not an http:// or https:// URL"),
+        stderr.contains("--target `ftp://127.0.0.1:1`: use an http:// or https:// URL"),
         "{stderr}"
     );
 }
@@ -1042,24 +1042,23 @@ fn a_run_takes_slow_kernel_paths_out_before_sending() {
 }
 
 #[test]
-fn a_target_port_out_of_range_is_refused_before_anything_is_sent() {
+fn a_target_that_would_not_be_sent_to_as_written_is_refused_before_anything_is_sent() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, _, stderr) = run(barrage()
-        .args([
-            "run",
-            "--quiet",
-            "--requests",
-            "1",
-            "--target",
-            "http://127.0.0.1:99999",
-            "--output",
-        ])
-        .arg(dir.path().join("run")));
-    assert_eq!(code, 2, "{stderr}");
-    assert!(
-        stderr.contains("http://127.0.0.1:99999") && stderr.contains("port `99999` is not a port: use 1 to 65535"),
-        "{stderr}"
-    );
+    for (target, why) in [
+        ("http://127.0.0.1:99999", "port `99999` is not a port: use 1 to 65535"),
+        ("http://me:secret@127.0.0.1:8000", "the URL holds credentials"),
+        ("http://127.0.0.1:8000/v1?model=x", "the URL has a query or fragment"),
+    ] {
+        let (code, _, stderr) = run(barrage()
+            .args(["run", "--quiet", "--requests", "1", "--target", target, "--output"])
+            .arg(dir.path().join("run")));
+        assert_eq!(code, 2, "{target}: {stderr}");
+        assert!(stderr.contains(target) && stderr.contains(why), "{target}: {stderr}");
+        assert!(
+            !dir.path().join("run").exists(),
+            "{target}: refused before anything ran"
+        );
+    }
 }
 
 #[test]
@@ -1095,7 +1094,7 @@ fn values_past_their_limits_are_refused_not_a_panic() {
     for (yaml, key) in [
         (
             "request: {timeout_s: 1e20}\n",
-            "request.timeout_s is 100000000000000000000; at most 10000000",
+            "request.timeout_s is 1e20; at most 10000000",
         ),
         (
             "stages: [{shape: constant, rate: 1e12, duration_s: 5}]\n",
@@ -1104,6 +1103,11 @@ fn values_past_their_limits_are_refused_not_a_panic() {
         (
             "stages: [{shape: constant, rate: 10, duration_s: 5, warmup_s: 1e20}]\n",
             "stages[0].warmup_s is",
+        ),
+        ("max_frame_mib: 5000\n", "max_frame_mib is 5000; it must be from"),
+        (
+            "sim: {replicas: 100000000}\n",
+            "sim.replicas is 100000000; at most 1024",
         ),
     ] {
         let cfg = dir.path().join("run.yaml");

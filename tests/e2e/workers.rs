@@ -45,7 +45,7 @@ fn head() -> wire::ResponseHead {
 fn frames(body: &[u8]) -> Vec<TimedFrame> {
     let mut f = Framer::new(Framing::Sse);
     let mut out = Vec::new();
-    f.push(body, Instant::now(), &mut out);
+    f.push(body, Instant::now(), &mut out).unwrap();
     f.finish(Instant::now(), &mut out);
     out
 }

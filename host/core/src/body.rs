@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use crate::framing::FrameTooLarge;
 use crate::types::ResponseHead;
 
 /// Where the transport puts a response as it reads it. Every time is
@@ -23,6 +24,17 @@ pub trait ResponseSink {
     /// A natural point to hand collected work on.
     fn read_done(&mut self) {}
 
-    /// The body ended at `at`, completely or because reading it failed.
+    /// The sink takes no more of this response: a frame went over its
+    /// limit. The transport asks after every read and stops reading.
+    fn refused(&self) -> Option<FrameTooLarge> {
+        None
+    }
+
+    /// The body was read to its end at `at`.
     fn end(self, at: Instant) -> Self::Outcome;
+
+    /// The exchange was cut short at `at` (a timeout, a stop, a failed
+    /// read, a refusal): the outcome of what arrived whole; a frame still
+    /// unfinished is not one.
+    fn cut(self, at: Instant) -> Self::Outcome;
 }

@@ -60,10 +60,27 @@ impl std::str::FromStr for Framing {
     }
 }
 
+/// The frame limit unless configured: generous for any real frame, small
+/// enough that a few thousand streams cannot exhaust memory with it.
+pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
+
+/// A frame longer than the framer's limit: the rest of the body is not
+/// read, so a server that never ends a line cannot grow one without bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a frame exceeded the limit of {limit} bytes")]
+pub struct FrameTooLarge {
+    /// The limit, bytes.
+    pub limit: usize,
+}
+
 /// An incremental framer for one response body.
 #[derive(Debug)]
 pub struct Framer {
     framing: Framing,
+    /// Most bytes one frame may hold, counting the part still being read.
+    limit: usize,
+    /// A frame went over the limit.
+    refused: bool,
     buf: Vec<u8>,
     /// Offset in `buf` up to which lines have already been scanned.
     scanned: usize,
@@ -81,16 +98,42 @@ struct SseEvent {
 impl Framer {
     /// A framer for a body framed as `framing`.
     pub fn new(framing: Framing) -> Framer {
+        Framer::limited(framing, usize::MAX)
+    }
+
+    /// A framer that refuses a frame of more than `limit` bytes.
+    pub fn limited(framing: Framing, limit: usize) -> Framer {
         Framer {
             framing,
+            limit,
+            refused: false,
             buf: Vec::new(),
             scanned: 0,
             sse: SseEvent::default(),
         }
     }
 
-    /// Feed bytes read at `at`; complete frames are appended to `out`.
-    pub fn push(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedFrame>) {
+    /// Feed bytes read at `at`; complete frames are appended to `out`. An
+    /// error: a frame (complete or not) is over the limit; what was cut
+    /// before it is in `out`, and the framer takes nothing more.
+    pub fn push(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), FrameTooLarge> {
+        if self.refused {
+            return Err(FrameTooLarge { limit: self.limit });
+        }
+        let before = out.len();
+        self.cut(bytes, at, out);
+        let too_large = |len: usize| len > self.limit;
+        if too_large(self.pending()) || out[before..].iter().any(|f| too_large(f.data.len())) {
+            out.truncate(before + out[before..].iter().take_while(|f| !too_large(f.data.len())).count());
+            self.buf = Vec::new();
+            self.sse = SseEvent::default();
+            self.refused = true;
+            return Err(FrameTooLarge { limit: self.limit });
+        }
+        Ok(())
+    }
+
+    fn cut(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedFrame>) {
         match self.framing {
             Framing::Raw => {
                 if !bytes.is_empty() {
@@ -122,6 +165,9 @@ impl Framer {
 
     /// The body ended: flush a final frame that lacked its terminator.
     pub fn finish(&mut self, at: Instant, out: &mut Vec<TimedFrame>) {
+        if self.refused {
+            return;
+        }
         match self.framing {
             Framing::Raw | Framing::GrpcMessages => {}
             Framing::Sse | Framing::Ndjson => {
@@ -137,9 +183,10 @@ impl Framer {
         }
     }
 
-    /// Bytes held back waiting for the rest of a frame.
+    /// Bytes held back waiting for the rest of a frame (an SSE event's
+    /// earlier data lines too).
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.sse.data.as_ref().map_or(0, Vec::len)
     }
 
     /// Cut the lines of the held-back buffer.
@@ -258,7 +305,7 @@ mod tests {
         let mut out = Vec::new();
         let now = Instant::now();
         for chunk in body.chunks(piece) {
-            f.push(chunk, now, &mut out);
+            f.push(chunk, now, &mut out).unwrap();
         }
         f.finish(now, &mut out);
         out.into_iter()
@@ -318,15 +365,74 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_over_the_limit_is_refused_and_the_frames_before_it_kept() {
+        let grpc = |msgs: &[&[u8]]| {
+            let mut body = Vec::new();
+            for m in msgs {
+                body.push(0);
+                body.extend_from_slice(&(m.len() as u32).to_be_bytes());
+                body.extend_from_slice(m);
+            }
+            body
+        };
+        let long = "x".repeat(100);
+        let cases: Vec<(Framing, Vec<u8>)> = vec![
+            (Framing::Ndjson, format!("{{}}\n{long}\n{{}}\n").into_bytes()),
+            // A line that never ends.
+            (Framing::Ndjson, format!("{{}}\n{long}").into_bytes()),
+            (Framing::Sse, format!("data: a\n\ndata: {long}\n\n").into_bytes()),
+            // An event of many short data lines.
+            (
+                Framing::Sse,
+                format!("data: a\n\n{}", "data: xxxxxxxxxx\n".repeat(10)).into_bytes(),
+            ),
+            (Framing::GrpcMessages, grpc(&[b"a", long.as_bytes(), b"b"])),
+        ];
+        for (framing, body) in cases {
+            for piece in [1, 7, body.len()] {
+                let mut f = Framer::limited(framing, 64);
+                let mut out = Vec::new();
+                let now = Instant::now();
+                let refused = body
+                    .chunks(piece)
+                    .map(|c| f.push(c, now, &mut out))
+                    .find(Result::is_err);
+                assert_eq!(
+                    refused,
+                    Some(Err(FrameTooLarge { limit: 64 })),
+                    "{framing:?} in pieces of {piece}"
+                );
+                assert_eq!(
+                    out.len(),
+                    1,
+                    "{framing:?} in pieces of {piece}: the frame before is kept"
+                );
+                // Nothing more is taken.
+                assert!(f.push(b"\n\n{}\n", now, &mut out).is_err());
+                f.finish(now, &mut out);
+                assert_eq!(out.len(), 1);
+            }
+        }
+        // Up to the limit is fine.
+        let mut f = Framer::limited(Framing::Ndjson, 64);
+        let mut out = Vec::new();
+        assert!(
+            f.push(format!("{}\n", "y".repeat(64)).as_bytes(), Instant::now(), &mut out)
+                .is_ok()
+        );
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
     fn frames_carry_the_time_of_the_read_that_completed_them() {
         let mut f = Framer::new(Framing::Sse);
         let mut out = Vec::new();
         let t0 = Instant::now();
         let t1 = t0 + std::time::Duration::from_millis(5);
-        f.push(b"data: a\n", t0, &mut out);
+        f.push(b"data: a\n", t0, &mut out).unwrap();
         assert!(out.is_empty());
-        assert_eq!(f.pending(), 0);
-        f.push(b"\ndata: b\n\n", t1, &mut out);
+        assert_eq!(f.pending(), 1, "the event's data waits for its blank line");
+        f.push(b"\ndata: b\n\n", t1, &mut out).unwrap();
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|fr| fr.at == t1));
     }

@@ -262,6 +262,10 @@ pub struct RunConfig {
     /// (status `malformed`), or `count` it in the record and judge the
     /// request on the rest.
     pub malformed_frames: crate::metrics::MalformedFrames,
+    /// Most MiB in one frame of a response (a body gathered whole is one
+    /// frame); past it the request fails `too_large` and the rest of the
+    /// response is not read.
+    pub max_frame_mib: f64,
     /// After a stop, how long in-flight requests may finish, seconds.
     pub grace_period_s: f64,
     /// Stop the run when more than this fraction of finished requests failed (after 20).
@@ -300,6 +304,7 @@ impl Default for RunConfig {
             tls: barrage_core::tls::ClientTls::default(),
             plugin_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
             malformed_frames: crate::metrics::MalformedFrames::Fail,
+            max_frame_mib: (barrage_core::framing::DEFAULT_MAX_FRAME >> 20) as f64,
             grace_period_s: 5.0,
             max_error_rate: None,
             stages: vec![Stage {
@@ -399,6 +404,11 @@ impl RunConfig {
         Ok(config)
     }
 
+    /// `max_frame_mib` in bytes (the default if out of range, which the check refuses).
+    pub fn max_frame(&self) -> usize {
+        max_frame_bytes(self.max_frame_mib).unwrap_or(barrage_core::framing::DEFAULT_MAX_FRAME)
+    }
+
     /// Check every key and decide what drives each stage: a run
     /// configuration the engine can run as it stands.
     pub fn plan(self) -> Result<Plan, ConfigError> {
@@ -417,10 +427,8 @@ impl RunConfig {
             return Err("stages: at least one stage is needed".into());
         }
         self.report.metrics_options().map_err(|e| e.message)?;
-        if let Some(t) = &self.target
-            && !(t.starts_with("http://") || t.starts_with("https://"))
-        {
-            return Err(format!("target: `{t}` is not an http:// or https:// URL"));
+        if let Some(t) = &self.target {
+            crate::transport::check_target(t).map_err(|m| format!("target `{t}`: {m}"))?;
         }
         if self.request.max_tokens == 0 {
             return Err("request.max_tokens must be at least 1".into());
@@ -545,6 +553,12 @@ impl RunConfig {
             }
             s.check_limits(&at)?;
         }
+        if max_frame_bytes(self.max_frame_mib).is_none() {
+            return Err(format!(
+                "max_frame_mib is {}; it must be from {MIN_FRAME_MIB} (1 KiB) to {MAX_FRAME_MIB} (see the limits in docs/load.md)",
+                shown(self.max_frame_mib)
+            ));
+        }
         at_most("request.timeout_s", Some(self.request.timeout_s), MAX_SECONDS)?;
         at_most("grace_period_s", Some(self.grace_period_s), MAX_SECONDS)?;
         at_most(
@@ -576,10 +590,34 @@ pub const MAX_TOKENS: f64 = 10_000_000.0;
 /// zero or all one huge gap.
 pub const MIN_BURSTINESS: f64 = 1e-3;
 
+/// Smallest and largest frame limit, MiB.
+pub const MIN_FRAME_MIB: f64 = 1.0 / 1024.0;
+/// See [`MIN_FRAME_MIB`].
+pub const MAX_FRAME_MIB: f64 = 1024.0;
+
+/// A frame limit of `mib` in bytes; none if it is out of range.
+pub fn max_frame_bytes(mib: f64) -> Option<usize> {
+    (MIN_FRAME_MIB..=MAX_FRAME_MIB)
+        .contains(&mib)
+        .then(|| (mib * f64::from(1u32 << 20)) as usize)
+}
+
+/// `v` as a user wrote it: a whole number plainly, 1e300 as that, not as 301 digits.
+fn shown(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e16 {
+        format!("{v}")
+    } else {
+        format!("{v:?}")
+    }
+}
+
 /// Refuse `v` of `key` if it is above `max`.
 fn at_most(key: &str, v: Option<f64>, max: f64) -> Result<(), String> {
     match v {
-        Some(v) if v > max => Err(format!("{key} is {v}; at most {max} (see the limits in docs/load.md)")),
+        Some(v) if v > max => Err(format!(
+            "{key} is {}; at most {max} (see the limits in docs/load.md)",
+            shown(v)
+        )),
         _ => Ok(()),
     }
 }
@@ -639,10 +677,7 @@ mod tests {
     #[test]
     fn values_past_the_documented_limits_are_refused_naming_the_key() {
         for (yaml, key) in [
-            (
-                "request: {timeout_s: 1e20}\n",
-                "request.timeout_s is 100000000000000000000",
-            ),
+            ("request: {timeout_s: 1e20}\n", "request.timeout_s is 1e20"),
             ("grace_period_s: 1e20\n", "grace_period_s is"),
             (
                 "request: {prompt_tokens: 4000000000}\n",
@@ -684,6 +719,8 @@ mod tests {
                 "stages: [{shape: concurrency, concurrency: 1000000000, duration_s: 5}]\n",
                 "stages[0].concurrency is",
             ),
+            ("max_frame_mib: 0\n", "max_frame_mib is 0; it must be from"),
+            ("max_frame_mib: 1e300\n", "max_frame_mib is 1e300;"),
         ] {
             let e = check(yaml).unwrap_err();
             assert!(e.contains(key), "{yaml}: {e}");

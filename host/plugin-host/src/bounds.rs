@@ -18,6 +18,11 @@ pub const LOG_BUDGET: usize = 16 << 20;
 /// so `finish` and an empty batch have room too).
 pub const EVENTS_PER_FRAME: usize = 64;
 
+/// Latest send time or longest think time a dataset sample may name, ms
+/// (about 116 days, the engine's longest time): a time the schedule can
+/// hold, so a plugin's `1e300` is an error naming the sample, not a panic.
+pub const MAX_SAMPLE_MS: f64 = 1e10;
+
 /// `s`, cut at a character boundary to at most `max` bytes plus a marker
 /// naming how many bytes were cut.
 pub fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {

@@ -146,6 +146,27 @@ impl Prepared {
         !self.samples.is_empty() && self.samples.iter().all(|s| s.at_ms.is_some())
     }
 
+    /// Every sample's send and think times are ones the engine can
+    /// schedule; the error names the first sample that has none.
+    fn check_times(&self) -> Result<(), String> {
+        let bad = |ms: Option<f64>| ms.is_some_and(|ms| !(0.0..=crate::bounds::MAX_SAMPLE_MS).contains(&ms));
+        for (i, s) in self.samples.iter().enumerate() {
+            let think = s.session.and_then(|t| t.think_time_ms);
+            for (name, ms) in [("at_ms", s.at_ms), ("think_time_ms", think)] {
+                if bad(ms) {
+                    return Err(format!(
+                        "sample {i} (id {}): {name} is {:?}, not a time from 0 to {} ms (about 116 days); \
+                         check the input's times and the plugin's scaling of them (e.g. time_scale)",
+                        s.id,
+                        ms.unwrap_or_default(),
+                        crate::bounds::MAX_SAMPLE_MS
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Put each session's turns together, in turn order, where the session
     /// first appears; samples without a session keep their place.
     fn group_sessions(&mut self) {
@@ -379,6 +400,7 @@ pub fn prepare(config: &DatasetConfig, env: PrepareEnv<'_>) -> Result<Prepared, 
         .map(|d| d.join(format!("{}-{}.jsonl", plugin.name(), &key[..32])));
     if let Some(path) = &cache_file
         && let Some(mut prepared) = read_cache(path)
+        && prepared.check_times().is_ok()
     {
         prepared.from_cache = true;
         prepared.seconds = started.elapsed().as_secs_f64();
@@ -411,6 +433,10 @@ pub fn prepare(config: &DatasetConfig, env: PrepareEnv<'_>) -> Result<Prepared, 
             ),
         });
     }
+    prepared.check_times().map_err(|message| DatasetError::Input {
+        plugin: prepared.plugin.clone(),
+        message,
+    })?;
     prepared.group_sessions();
     if let Some(t) = &template {
         for s in &mut prepared.samples {

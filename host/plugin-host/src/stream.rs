@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use barrage_core::body::ResponseSink;
-use barrage_core::framing::{Framer, TimedFrame};
+use barrage_core::framing::{DEFAULT_MAX_FRAME, FrameTooLarge, Framer, TimedFrame};
 use barrage_core::types::{DecodeOptions, EncodedRequest, Event, ResponseHead};
 use tokio::sync::oneshot;
 
@@ -25,6 +25,9 @@ pub struct DecodeSink<'a> {
     options: DecodeOptions,
     /// The codec asked for a stream, and how to cut it.
     stream: Option<barrage_core::framing::Framing>,
+    /// Most bytes in one frame; a body gathered whole is one frame.
+    max_frame: usize,
+    refused: Option<FrameTooLarge>,
     body: Body<'a>,
 }
 
@@ -48,8 +51,16 @@ impl<'a> DecodeSink<'a> {
             workers,
             options,
             stream: req.streaming.then_some(req.framing),
+            max_frame: DEFAULT_MAX_FRAME,
+            refused: None,
             body: Body::Waiting,
         }
+    }
+
+    /// Refuse a response with a frame of more than `bytes`.
+    pub fn max_frame(mut self, bytes: usize) -> DecodeSink<'a> {
+        self.max_frame = bytes;
+        self
     }
 
     /// A sink that decodes a successful response as a stream cut by `framing`
@@ -63,6 +74,8 @@ impl<'a> DecodeSink<'a> {
             workers,
             options,
             stream: Some(framing),
+            max_frame: DEFAULT_MAX_FRAME,
+            refused: None,
             body: Body::Waiting,
         }
     }
@@ -76,7 +89,7 @@ impl<'a> ResponseSink for DecodeSink<'a> {
         // response too) once it is whole.
         self.body = match self.stream {
             Some(framing) if (200..300).contains(&head.status) => Body::Stream {
-                framer: Framer::new(framing),
+                framer: Framer::limited(framing, self.max_frame),
                 frames: Vec::new(),
                 guard: StreamGuard {
                     workers: self.workers,
@@ -91,11 +104,25 @@ impl<'a> ResponseSink for DecodeSink<'a> {
     }
 
     fn data(&mut self, data: &[u8], at: Instant) {
-        match &mut self.body {
-            Body::Stream { framer, frames, .. } => framer.push(data, at, frames),
-            Body::Whole { bytes, .. } => bytes.extend_from_slice(data),
-            Body::Waiting => {}
+        if self.refused.is_some() {
+            return;
         }
+        let refused = match &mut self.body {
+            Body::Stream { framer, frames, .. } => framer.push(data, at, frames).err(),
+            Body::Whole { bytes, .. } if bytes.len() + data.len() > self.max_frame => {
+                Some(FrameTooLarge { limit: self.max_frame })
+            }
+            Body::Whole { bytes, .. } => {
+                bytes.extend_from_slice(data);
+                None
+            }
+            Body::Waiting => None,
+        };
+        self.refused = refused;
+    }
+
+    fn refused(&self) -> Option<FrameTooLarge> {
+        self.refused
     }
 
     fn read_done(&mut self) {
@@ -121,6 +148,15 @@ impl<'a> ResponseSink for DecodeSink<'a> {
                 at,
             },
             Body::Waiting => Decoding::Nothing,
+        }
+    }
+
+    fn cut(self, at: Instant) -> Decoding {
+        match self.body {
+            // The frames cut so far are decoded; the unfinished tail is not a frame.
+            Body::Stream { frames, guard, .. } => guard.finish(frames, at),
+            // Part of a body is nothing a codec can read.
+            Body::Whole { .. } | Body::Waiting => Decoding::Nothing,
         }
     }
 }

@@ -354,6 +354,9 @@ impl Default for SimConfig {
     }
 }
 
+/// Most replicas the simulator runs.
+pub const MAX_REPLICAS: usize = 1024;
+
 /// A configuration file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -453,6 +456,13 @@ impl SimConfig {
         let a = &self.autoscaler;
         if a.enabled && (a.min_replicas == 0 || a.max_replicas < a.min_replicas) {
             return Err("autoscaler: need 1 ≤ min_replicas ≤ max_replicas".into());
+        }
+        for (field, n) in [("replicas", self.replicas), ("autoscaler.max_replicas", a.max_replicas)] {
+            if n > MAX_REPLICAS {
+                return Err(format!(
+                    "{field} is {n}; at most {MAX_REPLICAS}, each a step loop of its own (see the limits in docs/load.md)"
+                ));
+            }
         }
         if a.enabled && !(a.interval_s > 0.0 && a.stabilization_s >= 0.0 && a.provision_delay_s >= 0.0) {
             return Err("autoscaler: interval_s must be > 0, stabilization_s and provision_delay_s ≥ 0".into());

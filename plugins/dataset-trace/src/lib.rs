@@ -96,10 +96,18 @@ pub struct Trace {
     next_id: u64,
 }
 
+/// `time_scale` from this to its inverse: a replay a million times faster
+/// or slower is a typo.
+const MIN_TIME_SCALE: f64 = 1e-6;
+
 impl Config {
     fn validate(&self) -> Result<(), String> {
-        if !(self.time_scale > 0.0 && self.time_scale.is_finite()) {
-            return Err(format!("time_scale must be > 0, got {}", self.time_scale));
+        if !(MIN_TIME_SCALE..=1.0 / MIN_TIME_SCALE).contains(&self.time_scale) {
+            return Err(format!(
+                "time_scale must be from {MIN_TIME_SCALE} to {}, got {:?}",
+                1.0 / MIN_TIME_SCALE,
+                self.time_scale
+            ));
         }
         if let (Some(a), Some(b)) = (self.start_s, self.end_s)
             && a >= b

@@ -66,6 +66,9 @@ pub(crate) struct DecodeArgs {
     /// response, or count it and judge the response on the rest.
     #[arg(long, value_name = "WHAT", default_value = "fail")]
     malformed_frames: MalformedFrames,
+    /// Most MiB in one frame, as in `run`: a response with a longer one is `too_large`.
+    #[arg(long, value_name = "MIB", default_value_t = (barrage_core::framing::DEFAULT_MAX_FRAME >> 20) as f64)]
+    max_frame_mib: f64,
     /// Recorded response bodies, one response per file.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -197,6 +200,14 @@ pub(crate) fn decode(args: DecodeArgs) -> Result<ExitCode> {
     let plugin = CodecPlugin::load(&engine, &source, ctx)?;
     let workers = CodecWorkers::start(plugin.clone(), args.threads).context("starting plugin threads")?;
     let options = DecodeOptions { want_text: args.text };
+    let Some(max_frame) = barrage_engine::config::max_frame_bytes(args.max_frame_mib) else {
+        bail!(
+            "--max-frame-mib {} is out of range: from {} (1 KiB) to {}",
+            args.max_frame_mib,
+            barrage_engine::config::MIN_FRAME_MIB,
+            barrage_engine::config::MAX_FRAME_MIB
+        );
+    };
 
     // Every response is opened first and fed interleaved, as concurrent
     // responses arrive, so one failing stream visibly leaves the others be;
@@ -204,7 +215,7 @@ pub(crate) fn decode(args: DecodeArgs) -> Result<ExitCode> {
     let mut bodies = Vec::new();
     for path in &args.files {
         let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut sink = DecodeSink::stream(&workers, args.framing, options);
+        let mut sink = DecodeSink::stream(&workers, args.framing, options).max_frame(max_frame);
         sink.head(ResponseHead {
             status: 200,
             headers: vec![("content-type".into(), "text/event-stream".into())],
@@ -215,7 +226,7 @@ pub(crate) fn decode(args: DecodeArgs) -> Result<ExitCode> {
     let mut offset = 0;
     while offset < longest {
         for (_, body, sink) in &mut bodies {
-            if offset < body.len() {
+            if offset < body.len() && sink.refused().is_none() {
                 let end = (offset + args.read_size).min(body.len());
                 sink.data(&body[offset..end], Instant::now());
                 sink.read_done();
@@ -227,10 +238,25 @@ pub(crate) fn decode(args: DecodeArgs) -> Result<ExitCode> {
     let mut by_kind = std::collections::BTreeMap::new();
     let responses = bodies.len();
     for (path, _, sink) in bodies {
-        let outcome = sink.end(Instant::now()).blocking_outcome();
+        let refused = sink.refused();
+        let outcome = match refused {
+            Some(_) => sink.cut(Instant::now()),
+            None => sink.end(Instant::now()),
+        }
+        .blocking_outcome();
         println!("# {}", path.display());
         for e in &outcome.events {
             println!("{} {}", e.frame, e.event);
+        }
+        if let Some(r) = refused {
+            failed += 1;
+            *by_kind.entry(Status::TooLarge.name().to_string()).or_insert(0) += 1;
+            println!(
+                "{}: {r}, past --max-frame-mib {}; the rest was not read",
+                Status::TooLarge.name(),
+                args.max_frame_mib
+            );
+            continue;
         }
         // Judged as a run judges a complete 200 response, so a stream `run`
         // would count as truncated or malformed is not called ok here.

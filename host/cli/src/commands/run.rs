@@ -77,6 +77,10 @@ pub(crate) struct RunArgs {
     /// (status malformed), or count it and judge the request on the rest.
     #[arg(long, value_name = "WHAT")]
     malformed_frames: Option<barrage_engine::metrics::MalformedFrames>,
+    /// Most MiB in one frame of a response (default 16); a response with a
+    /// longer one fails as too_large and the rest of it is not read.
+    #[arg(long, value_name = "MIB")]
+    max_frame_mib: Option<f64>,
     #[command(flatten)]
     dataset: DatasetArgs,
     #[command(flatten)]
@@ -179,9 +183,7 @@ impl RunArgs {
         if let Some(v) = self.target.take() {
             // Checked here, so a bad flag is reported as the flag, not under
             // the config file's name.
-            if !(v.starts_with("http://") || v.starts_with("https://")) {
-                bail!("--target `{v}` is not an http:// or https:// URL");
-            }
+            barrage_engine::transport::check_target(&v).map_err(|m| anyhow::anyhow!("--target `{v}`: {m}"))?;
             config.target = Some(v);
         }
         if let Some(v) = self.codec.take() {
@@ -213,6 +215,9 @@ impl RunArgs {
         }
         if let Some(v) = self.malformed_frames {
             config.malformed_frames = v;
+        }
+        if let Some(v) = self.max_frame_mib {
+            config.max_frame_mib = v;
         }
         if self.rate.is_some() || self.concurrency.is_some() {
             let duration = self

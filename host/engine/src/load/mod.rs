@@ -121,6 +121,7 @@ pub async fn run(
         workers,
         options: DecodeOptions { want_text: false },
         malformed: config.malformed_frames,
+        max_frame: config.max_frame(),
         records: records_tx,
         cancel: cancel_rx,
         stopping: stop.flag.clone(),

@@ -154,7 +154,7 @@ impl Pacer<'_> {
             let left = match kind {
                 StageKind::Users => 0,
                 StageKind::Trace => self.trace_len(stage),
-                StageKind::Arrivals => shape::stage_arrivals(stage, self.plan.config.seed, index).count() as u64,
+                StageKind::Arrivals => shape::stage_arrivals(stage, self.plan.config.seed, index).left(),
             };
             return ScheduleCounts {
                 scheduled: left,
@@ -220,13 +220,13 @@ impl Pacer<'_> {
             };
             pace_until(at);
             let Some(ready) = ready else {
-                counts.not_sent = 1 + arrivals.count() as u64;
+                counts.not_sent = 1 + arrivals.left();
                 break;
             };
             if self.stop.is_stopped() {
                 counts.not_sent = 1 + match kind {
                     StageKind::Trace => self.trace_len(stage).saturating_sub(sent_in_stage + 1),
-                    _ => arrivals.count() as u64,
+                    _ => arrivals.left(),
                 };
                 break;
             }

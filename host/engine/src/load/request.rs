@@ -154,7 +154,7 @@ async fn send_one(
     let record = match encoded {
         Ok(req) => {
             let mut cancel = ctx.cancel.clone();
-            let sink = DecodeSink::new(&ctx.workers, &req, ctx.options);
+            let sink = DecodeSink::new(&ctx.workers, &req, ctx.options).max_frame(ctx.max_frame);
             let (exchange, decoding) = ctx.transport.execute(&req, info.id, sink, &mut cancel).await;
             let decoded = match decoding {
                 Some(d) => d.outcome().await,

@@ -122,6 +122,56 @@ impl Arrivals {
         a
     }
 
+    /// Arrivals still to come after those drawn, without drawing them (a
+    /// stopped stage's may number 10¹³): exact for a constant rate; for a
+    /// random schedule the expected number, the rate integrated over the
+    /// time left, rounded. Never more than `requests` allows.
+    pub fn left(&self) -> u64 {
+        let by_count = self.max_requests.map(|m| m.saturating_sub(self.n));
+        let by_time = self.duration.map(|d| self.left_in(d.as_secs_f64()));
+        match (by_count, by_time) {
+            (Some(c), Some(t)) => c.min(t),
+            (c, t) => c.or(t).unwrap_or(0),
+        }
+    }
+
+    /// Arrivals still to come before `end` seconds.
+    fn left_in(&self, end: f64) -> u64 {
+        // The first arrival of a random schedule is at 0; it is still to
+        // come until drawn.
+        let first = u64::from(self.n == 0);
+        let expected = match self.kind {
+            ShapeKind::Constant => {
+                // Arrival k is at k / rate: count the k < end · rate as the
+                // iterator's float comparison would.
+                let mut total = (end * self.rate).ceil().max(0.0) as u64;
+                while total > 0 && (total - 1) as f64 / self.rate >= end {
+                    total -= 1;
+                }
+                while (total as f64) / self.rate < end {
+                    total += 1;
+                }
+                return total.saturating_sub(self.n);
+            }
+            ShapeKind::Poisson | ShapeKind::Gamma => first as f64 + (end - self.t).max(0.0) * self.rate,
+            _ if self.varying.is_some() => {
+                let Some((rate, max)) = &self.varying else { return 0 };
+                // The rate integrated by the midpoint rule: a bounded cost,
+                // and a rate is never above the bound thinning used.
+                let steps = 4096;
+                let width = (end - self.t).max(0.0) / f64::from(steps);
+                (0..steps)
+                    .map(|i| rate(self.t + (f64::from(i) + 0.5) * width).clamp(0.0, *max))
+                    .sum::<f64>()
+                    * width
+            }
+            // `t` is the integrated rate Λ reached; Λ(end) is the mean of the two rates times the time.
+            ShapeKind::Ramp => (end * (self.from_rate + self.rate) / 2.0 - self.t).max(0.0),
+            ShapeKind::Concurrency | ShapeKind::Burst | ShapeKind::Expression | ShapeKind::Trace => 0.0,
+        };
+        expected.round().min(u64::MAX as f64) as u64
+    }
+
     /// Invert the ramp's integrated rate Λ(t) = r0·t + (r1 − r0)·t²/(2D).
     fn ramp_time(&self, lambda: f64) -> f64 {
         let d = self.duration.map_or(1.0, |d| d.as_secs_f64());
@@ -307,6 +357,75 @@ mod tests {
         let second = o.len() as f64 - first;
         assert!((first - 500.0).abs() < 4.0 * 500f64.sqrt(), "{first}");
         assert!((second - 2000.0).abs() < 4.0 * 2000f64.sqrt(), "{second}");
+    }
+
+    #[test]
+    fn the_arrivals_left_are_counted_without_drawing_them() {
+        let stage = |shape: &str| -> crate::config::Stage {
+            serde_yaml_ng::from_str(&format!(
+                "{{shape: {shape}, rate: 50, from_rate: 10, burst_rate: 200, burst_s: 2, \
+                 rate_expr: '20 + 10*sin(t)', duration_s: 40}}"
+            ))
+            .unwrap()
+        };
+        // Exact for a constant rate, wherever the count starts, with a
+        // duration, a request cap or both.
+        for (rate, secs, requests) in [
+            (50.0, 40.0, None),
+            (3.0, 1.0, None),
+            (7.0, 10.0, Some(33)),
+            (0.3, 7.0, None),
+        ] {
+            let fresh = || {
+                Arrivals::new(
+                    ShapeKind::Constant,
+                    rate,
+                    rate,
+                    1.0,
+                    Some(Duration::from_secs_f64(secs)),
+                    requests,
+                    1,
+                    0,
+                )
+            };
+            let total = fresh().count() as u64;
+            for drawn in [0, 1, total / 2, total] {
+                let mut a = fresh();
+                a.by_ref().take(drawn as usize).for_each(drop);
+                assert_eq!(a.left(), total - drawn, "rate {rate} for {secs} s, {drawn} drawn");
+            }
+        }
+        // The expected count for a random schedule: within a few standard
+        // deviations of what drawing gives.
+        for shape in ["poisson", "gamma", "ramp", "burst", "expression"] {
+            let st = stage(shape);
+            let drawn = stage_arrivals(&st, 3, 0).count() as f64;
+            let mut a = stage_arrivals(&st, 3, 0);
+            let expected = a.left() as f64;
+            assert!(
+                (expected - drawn).abs() < 4.0 * drawn.sqrt(),
+                "{shape}: {expected} vs {drawn}"
+            );
+            a.by_ref().take(100).for_each(drop);
+            let rest = a.left() as f64;
+            assert!(
+                (rest - (drawn - 100.0)).abs() < 4.0 * drawn.sqrt(),
+                "{shape}: {rest} vs {}",
+                drawn - 100.0
+            );
+        }
+        // Ten trillion left is counted as quickly as ten.
+        let huge = Arrivals::new(
+            ShapeKind::Constant,
+            1e6,
+            1e6,
+            1.0,
+            Some(Duration::from_secs_f64(1e7)),
+            None,
+            1,
+            0,
+        );
+        assert_eq!(huge.left(), 10_000_000_000_000);
     }
 
     #[test]

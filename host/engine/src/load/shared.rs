@@ -22,6 +22,8 @@ pub(super) struct Ctx {
     pub workers: CodecWorkers,
     pub options: DecodeOptions,
     pub malformed: crate::metrics::MalformedFrames,
+    /// Most bytes in one frame of a response.
+    pub max_frame: usize,
     pub records: mpsc::Sender<Record>,
     pub cancel: watch::Receiver<bool>,
     pub stopping: Arc<AtomicBool>,

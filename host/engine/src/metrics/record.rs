@@ -161,6 +161,9 @@ pub enum Status {
     /// or not in the framing the codec asked for (a JSON object where SSE
     /// was expected).
     EmptyResponse,
+    /// A frame of the response (or a body gathered whole) went over
+    /// `max_frame_mib`; the rest was not read.
+    TooLarge,
 }
 
 impl Status {
@@ -177,6 +180,7 @@ impl Status {
             Status::Truncated => "truncated",
             Status::Malformed => "malformed",
             Status::EmptyResponse => "empty_response",
+            Status::TooLarge => "too_large",
         }
     }
 
@@ -432,6 +436,14 @@ impl Record {
             Ending::Timeout => (Status::Timeout, Some("timed out".to_string())),
             Ending::Cancelled => (Status::Cancelled, Some("cancelled by stop".to_string())),
             Ending::TransportError(e) => (Status::TransportError, Some(e.clone())),
+            Ending::TooLarge(r) => (
+                Status::TooLarge,
+                Some(format!(
+                    "a frame of the response went over max_frame_mib ({} MiB), so the rest was not read; \
+                     raise max_frame_mib if the server's frames really are that long",
+                    r.limit as f64 / (1 << 20) as f64
+                )),
+            ),
             Ending::Complete => verdict.judge(ex.status, decoded, response.malformed),
         };
         let prompt_tokens = usage.and_then(|u| u.prompt_tokens);

@@ -58,6 +58,8 @@ pub enum Ending {
     TransportError(String),
     /// The run was stopped before it finished.
     Cancelled,
+    /// A frame of the response went over the frame limit; the rest was not read.
+    TooLarge(barrage_core::framing::FrameTooLarge),
 }
 
 /// One request and response, timed by the host.
@@ -284,26 +286,7 @@ impl Transport {
             target: target.to_string(),
             message,
         };
-        let uri: hyper::Uri = target.parse().map_err(|e| bad(format!("not a URL: {e}")))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) {
-            return Err(bad("use an http:// or https:// URL".into()));
-        }
-        if uri.host().is_none() {
-            return Err(bad("the URL has no host".into()));
-        }
-        // An out-of-range port parses as no port at all, which would
-        // silently mean the scheme's default.
-        if let Some(authority) = uri.authority() {
-            let after_host = authority
-                .as_str()
-                .rsplit_once(']')
-                .map_or(authority.as_str(), |(_, rest)| rest);
-            if let Some((_, port)) = after_host.rsplit_once(':')
-                && !matches!(port.parse::<u16>(), Ok(1..))
-            {
-                return Err(bad(format!("port `{port}` is not a port: use 1 to 65535")));
-            }
-        }
+        let uri = check_target(target).map_err(bad)?;
         let mut http = HttpConnector::new();
         // Nagle's algorithm with delayed ACKs stalls small request writes
         // by ~40 ms on loopback; every connection sends at once instead.
@@ -388,14 +371,14 @@ impl Transport {
     }
 
     /// Send `req` and read its response into `sink`. Never fails: errors
-    /// are part of the returned exchange. The sink's outcome is there when
-    /// a response was read to its end (or until reading it failed), not
-    /// when the exchange was cut short by its timeout or a stop.
+    /// are part of the returned exchange. The sink's outcome is there
+    /// whenever a response head arrived: what was read before a timeout, a
+    /// stop or a failed read is kept.
     pub async fn execute<S: ResponseSink>(
         &self,
         req: &EncodedRequest,
         request_id: u64,
-        sink: S,
+        mut sink: S,
         cancel: &mut tokio::sync::watch::Receiver<bool>,
     ) -> (Exchange, Option<S::Outcome>) {
         let sent = Instant::now();
@@ -445,8 +428,8 @@ impl Transport {
             };
             ex.sent = Instant::now();
             match outgoing {
-                Outgoing::Direct(pool, bytes) => exchange_direct(pool, &http.method, &bytes, sink, &mut ex).await,
-                Outgoing::Pooled(request) => self.exchange_pooled(*request, sink, &mut ex).await,
+                Outgoing::Direct(pool, bytes) => exchange_direct(pool, &http.method, &bytes, &mut sink, &mut ex).await,
+                Outgoing::Pooled(request) => self.exchange_pooled(*request, &mut sink, &mut ex).await,
             }
         };
         // What can cut the exchange short is armed only from the second
@@ -462,15 +445,16 @@ impl Transport {
         };
         // Biased: the exchange is polled first, so the request is written
         // before anything else is done.
-        let outcome = tokio::select! {
+        tokio::select! {
             biased;
-            outcome = exchange => outcome,
-            ending = cut => {
-                ex.ending = ending;
-                None
-            }
+            () = exchange => {}
+            ending = cut => ex.ending = ending,
         };
         ex.end = Instant::now();
+        let outcome = ex.headers_at.is_some().then(|| match ex.ending {
+            Ending::Complete => sink.end(ex.end),
+            _ => sink.cut(ex.end),
+        });
         (ex, outcome)
     }
 
@@ -551,14 +535,14 @@ impl Transport {
     async fn exchange_pooled<S: ResponseSink>(
         &self,
         request: hyper::Request<Full<Bytes>>,
-        mut sink: S,
+        sink: &mut S,
         ex: &mut Exchange,
-    ) -> Option<S::Outcome> {
+    ) {
         let response = match self.client.request(request).await {
             Ok(r) => r,
             Err(e) => {
                 ex.ending = Ending::TransportError(error_chain(&e));
-                return None;
+                return;
             }
         };
         ex.connection = response.extensions().get::<ConnInfo>().copied();
@@ -589,7 +573,10 @@ impl Transport {
             // Every chunk taken at once is stamped with the time the first was.
             let at = reader.at.take().unwrap_or_else(Instant::now);
             for data in reader.chunks.drain(..) {
-                take(ex, &mut sink, &data, at);
+                take(ex, sink, &data, at);
+            }
+            if refused(ex, sink) {
+                break;
             }
             match step {
                 Step::More => sink.read_done(),
@@ -600,8 +587,41 @@ impl Transport {
                 }
             }
         }
-        Some(sink.end(Instant::now()))
     }
+}
+
+/// `target` as a URL the transport sends to exactly as written: `http(s)://host[:port][/prefix]`.
+pub fn check_target(target: &str) -> Result<hyper::Uri, String> {
+    let uri: hyper::Uri = target.parse().map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("use an http:// or https:// URL".into());
+    }
+    if uri.host().is_none() {
+        return Err("the URL has no host".into());
+    }
+    // What would not survive being joined with each request's path:
+    // credentials would go out as the Host header, a query would end up
+    // in the middle of every path.
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err("the URL holds credentials; give them as a header (headers:) or an API key (api_key_env)".into());
+    }
+    if uri.query().is_some() || target.contains('#') {
+        return Err("the URL has a query or fragment; the target is a scheme, host, port and path prefix only".into());
+    }
+    // An out-of-range port parses as no port at all, which would
+    // silently mean the scheme's default.
+    if let Some(authority) = uri.authority() {
+        let after_host = authority
+            .as_str()
+            .rsplit_once(']')
+            .map_or(authority.as_str(), |(_, rest)| rest);
+        if let Some((_, port)) = after_host.rsplit_once(':')
+            && !matches!(port.parse::<u16>(), Ok(1..))
+        {
+            return Err(format!("port `{port}` is not a port: use 1 to 65535"));
+        }
+    }
+    Ok(uri)
 }
 
 /// Body bytes read at `at`: counted and timed for the exchange, then the sink's.
@@ -611,19 +631,28 @@ fn take<S: ResponseSink>(ex: &mut Exchange, sink: &mut S, data: &[u8], at: Insta
     sink.data(data, at);
 }
 
+/// Whether the sink refuses the rest of the response, which then ends the exchange.
+fn refused<S: ResponseSink>(ex: &mut Exchange, sink: &S) -> bool {
+    let refusal = sink.refused();
+    if let Some(r) = refusal {
+        ex.ending = Ending::TooLarge(r);
+    }
+    refusal.is_some()
+}
+
 /// One exchange on a direct HTTP/1.1 connection (see [`h1`]).
 async fn exchange_direct<S: ResponseSink>(
     pool: &h1::Pool,
     method: &str,
     request: &[u8],
-    mut sink: S,
+    sink: &mut S,
     ex: &mut Exchange,
-) -> Option<S::Outcome> {
+) {
     let mut conn = match pool.checkout().await {
         Ok(c) => c,
         Err(e) => {
             ex.ending = Ending::TransportError(format!("connect: {}", error_chain(e.as_ref())));
-            return None;
+            return;
         }
     };
     let (head, head_at) = loop {
@@ -643,13 +672,13 @@ async fn exchange_direct<S: ResponseSink>(
                 Ok(c) => c,
                 Err(e) => {
                     ex.ending = Ending::TransportError(format!("connect: {}", error_chain(e.as_ref())));
-                    return None;
+                    return;
                 }
             };
             continue;
         }
         ex.ending = Ending::TransportError(message);
-        return None;
+        return;
     };
     ex.headers_at = Some(head_at);
     ex.status = Some(head.status);
@@ -661,10 +690,13 @@ async fn exchange_direct<S: ResponseSink>(
     let mut decoder = head.body;
     let mut at = head_at;
     loop {
-        match conn
-            .read_body(&mut decoder, &mut at, |data, at| take(ex, &mut sink, data, at))
-            .await
-        {
+        let read = conn
+            .read_body(&mut decoder, &mut at, |data, at| take(ex, sink, data, at))
+            .await;
+        if refused(ex, sink) {
+            break;
+        }
+        match read {
             Ok(h1::Read::More) => sink.read_done(),
             Ok(h1::Read::End) => break,
             Err(e) => {
@@ -673,11 +705,9 @@ async fn exchange_direct<S: ResponseSink>(
             }
         }
     }
-    let end = Instant::now();
     if matches!(ex.ending, Ending::Complete) && conn.finished(head.keep_alive) {
         pool.give_back(conn);
     }
-    Some(sink.end(end))
 }
 
 /// A request ready for its connection.
@@ -762,11 +792,15 @@ mod tests {
         head: Option<ResponseHead>,
         reads: Vec<(Vec<u8>, Instant)>,
         read_done: usize,
+        /// Refuse the response once it holds more bytes than this.
+        refuse_over: Option<usize>,
     }
 
     struct Collected {
         sink: Collect,
         end: Instant,
+        /// Ended by `cut`, not `end`.
+        cut: bool,
     }
 
     impl ResponseSink for Collect {
@@ -786,8 +820,27 @@ mod tests {
             self.read_done += 1;
         }
 
+        fn refused(&self) -> Option<barrage_core::framing::FrameTooLarge> {
+            let held: usize = self.reads.iter().map(|(d, _)| d.len()).sum();
+            self.refuse_over
+                .filter(|limit| held > *limit)
+                .map(|limit| barrage_core::framing::FrameTooLarge { limit })
+        }
+
         fn end(self, at: Instant) -> Collected {
-            Collected { sink: self, end: at }
+            Collected {
+                sink: self,
+                end: at,
+                cut: false,
+            }
+        }
+
+        fn cut(self, at: Instant) -> Collected {
+            Collected {
+                sink: self,
+                end: at,
+                cut: true,
+            }
         }
     }
 
@@ -825,9 +878,9 @@ mod tests {
     const EVENTS: [&str; 3] = ["data: one\n\n", "data: two\n\n", "data: [DONE]\n\n"];
 
     /// An HTTP/1.1 server on loopback that answers one request with a
-    /// chunked body, one chunk per event, `gap` apart; returns its address
-    /// and the request head it read.
-    async fn chunked_server(gap: Duration) -> (String, tokio::task::JoinHandle<String>) {
+    /// chunked body, one chunk per event, each after its gap; returns its
+    /// address and the request head it read.
+    async fn chunked_server(gaps: [Duration; 3]) -> (String, tokio::task::JoinHandle<String>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
@@ -841,7 +894,7 @@ mod tests {
             s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
                 .await
                 .unwrap();
-            for e in EVENTS {
+            for (e, gap) in EVENTS.iter().zip(gaps) {
                 tokio::time::sleep(gap).await;
                 s.write_all(format!("{:x}\r\n{e}\r\n", e.len()).as_bytes())
                     .await
@@ -855,11 +908,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_direct_path_hands_the_sink_every_body_byte_with_its_read_time() {
-        let (target, server) = chunked_server(Duration::from_millis(20)).await;
+        let (target, server) = chunked_server([Duration::from_millis(20); 3]).await;
         let transport = Transport::new(&target, &options(5_000, false)).unwrap();
         let (_tx, mut cancel) = tokio::sync::watch::channel(false);
         let (ex, out) = transport.execute(&request(), 7, Collect::default(), &mut cancel).await;
         let out = out.expect("a complete response reaches the sink's end");
+        assert!(!out.cut);
         let head = server.await.unwrap();
         assert!(head.starts_with("POST /v1/completions HTTP/1.1\r\n"), "{head}");
         assert!(
@@ -890,8 +944,8 @@ mod tests {
         assert!(out.sink.read_done >= 2, "the sink hears of reads between data");
     }
 
-    #[tokio::test]
-    async fn the_hyper_path_does_the_same_over_http2() {
+    /// An h2c server on loopback that answers one request with the events, 20 ms apart.
+    async fn h2_server() -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move {
@@ -911,6 +965,12 @@ mod tests {
                 .serve_connection(hyper_util::rt::TokioIo::new(s), service)
                 .await;
         });
+        target
+    }
+
+    #[tokio::test]
+    async fn the_hyper_path_does_the_same_over_http2() {
+        let target = h2_server().await;
         let transport = Transport::new(&target, &options(5_000, true)).unwrap();
         let (_tx, mut cancel) = tokio::sync::watch::channel(false);
         let (ex, out) = transport.execute(&request(), 1, Collect::default(), &mut cancel).await;
@@ -925,14 +985,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_timeout_cuts_the_exchange_short_and_the_sink_never_ends() {
-        let (target, _server) = chunked_server(Duration::from_secs(5)).await;
-        let transport = Transport::new(&target, &options(200, false)).unwrap();
+    async fn a_timeout_cuts_the_exchange_short_and_the_sink_keeps_what_arrived() {
+        let (target, _server) = chunked_server([Duration::ZERO, Duration::from_secs(5), Duration::ZERO]).await;
+        let transport = Transport::new(&target, &options(300, false)).unwrap();
         let (_tx, mut cancel) = tokio::sync::watch::channel(false);
         let (ex, out) = transport.execute(&request(), 1, Collect::default(), &mut cancel).await;
         assert!(matches!(ex.ending, Ending::Timeout), "{:?}", ex.ending);
-        assert!(out.is_none());
-        assert!(ex.end - ex.sent >= Duration::from_millis(200));
+        assert!(ex.end - ex.sent >= Duration::from_millis(300));
+        let out = out.expect("a head arrived, so the sink has an outcome");
+        assert!(out.cut, "cut short, not ended");
+        assert_eq!(out.body(), EVENTS[0].as_bytes());
+        assert_eq!(out.end, ex.end);
+    }
+
+    #[tokio::test]
+    async fn a_refusing_sink_ends_the_exchange_as_too_large() {
+        for http2 in [false, true] {
+            let (target, _server) = if http2 {
+                (h2_server().await, None)
+            } else {
+                let (t, s) = chunked_server([Duration::from_millis(20); 3]).await;
+                (t, Some(s))
+            };
+            let transport = Transport::new(&target, &options(5_000, http2)).unwrap();
+            let (_tx, mut cancel) = tokio::sync::watch::channel(false);
+            let sink = Collect {
+                refuse_over: Some(EVENTS[0].len()),
+                ..Collect::default()
+            };
+            let (ex, out) = transport.execute(&request(), 1, sink, &mut cancel).await;
+            assert!(
+                matches!(ex.ending, Ending::TooLarge(r) if r.limit == EVENTS[0].len()),
+                "http2 {http2}: {:?}",
+                ex.ending
+            );
+            let out = out.unwrap();
+            assert!(out.cut);
+            // Reading stopped at the read that went over.
+            assert_eq!(out.body(), EVENTS[..2].concat().as_bytes(), "http2 {http2}");
+        }
     }
 
     #[tokio::test]
@@ -960,7 +1051,7 @@ mod tests {
     }
 
     #[test]
-    fn a_target_port_out_of_range_is_refused_not_defaulted() {
+    fn a_target_is_a_scheme_host_port_and_prefix_or_refused() {
         for bad in ["http://127.0.0.1:99999", "http://127.0.0.1:0", "http://[::1]:70000"] {
             let e = Transport::new(bad, &options(200, false)).err().map(|e| e.to_string());
             assert!(
@@ -968,8 +1059,23 @@ mod tests {
                 "{bad}: {e:?}"
             );
         }
-        for ok in ["http://127.0.0.1:8000", "http://[::1]:8000", "https://example.invalid"] {
+        for ok in [
+            "http://127.0.0.1:8000",
+            "http://[::1]:8000",
+            "https://example.invalid",
+            "http://127.0.0.1:8000/prefix/",
+        ] {
             assert!(Transport::new(ok, &options(200, false)).is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("http://user:secret@127.0.0.1:8000", "holds credentials"),
+            ("http://127.0.0.1:8000/v1?x=1", "query or fragment"),
+            ("http://127.0.0.1:8000/#top", "query or fragment"),
+            ("http://127.0.0.1:", "is not a port"),
+            ("ftp://127.0.0.1", "http:// or https://"),
+        ] {
+            let e = Transport::new(bad, &options(200, false)).err().map(|e| e.to_string());
+            assert!(e.as_deref().is_some_and(|e| e.contains(why)), "{bad}: {e:?}");
         }
     }
 
