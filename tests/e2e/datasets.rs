@@ -480,7 +480,7 @@ fn assert_sent_at_trace_times(recs: &[serde_json::Value], samples: &[serde_json:
 }
 
 #[test]
-fn trace_times_past_what_the_engine_schedules_are_refused_naming_the_sample() {
+fn dataset_values_past_what_the_engine_can_send_are_refused_naming_the_sample() {
     let dir = tempfile::tempdir().unwrap();
     // Three hours apart: scaled by 1,000 the second is 125 days out.
     let trace = dir.path().join("long.csv");
@@ -489,19 +489,52 @@ fn trace_times_past_what_the_engine_schedules_are_refused_naming_the_sample() {
         "TIMESTAMP,ContextTokens,GeneratedTokens\n2024-01-15 09:00:00.0,20,5\n2024-01-15 12:00:00.0,20,5\n",
     )
     .unwrap();
-    for (scale, message) in [
-        ("1e300", "time_scale must be from 0.000001 to 1000000, got 1e300"),
+    let huge_prompt = dir.path().join("huge.csv");
+    std::fs::write(
+        &huge_prompt,
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n2024-01-15 09:00:00.0,4000000000,5\n",
+    )
+    .unwrap();
+    let huge_output = dir.path().join("huge.jsonl");
+    std::fs::write(&huge_output, "{\"prompt\": \"hi\", \"output_tokens\": 20000000}\n").unwrap();
+    let trace_stage = "stages:\n  - shape: trace\n";
+    let rate_stage = "stages:\n  - {shape: constant, rate: 10, requests: 1}\n";
+    for (plugin, file, config, stages, message) in [
         (
-            "1000",
+            "trace",
+            &trace,
+            "{time_scale: 1e300}",
+            trace_stage,
+            "time_scale must be from 0.000001 to 1000000, got 1e300",
+        ),
+        (
+            "trace",
+            &trace,
+            "{time_scale: 1000}",
+            trace_stage,
             "sample 1 (id 1): at_ms is 10800000000.0, not a time from 0 to 10000000000 ms",
+        ),
+        (
+            "trace",
+            &huge_prompt,
+            "{}",
+            trace_stage,
+            "huge.csv:2: 4000000000 prompt tokens; at most 10000000 per request",
+        ),
+        (
+            "jsonl",
+            &huge_output,
+            "{}",
+            rate_stage,
+            "sample 0 (id 0): output_tokens is 20000000; at most 10000000",
         ),
     ] {
         let cfg = dir.path().join("run.yaml");
         std::fs::write(
             &cfg,
             format!(
-                "dataset:\n  plugin: trace\n  files: [{}]\n  config: {{time_scale: {scale}}}\nstages:\n  - shape: trace\n",
-                trace.display()
+                "dataset:\n  plugin: {plugin}\n  files: [{}]\n  config: {config}\n{stages}",
+                file.display()
             ),
         )
         .unwrap();
@@ -510,8 +543,8 @@ fn trace_times_past_what_the_engine_schedules_are_refused_naming_the_sample() {
             .arg(&cfg)
             .arg("--output")
             .arg(dir.path().join("run")));
-        assert_eq!(code, 2, "{scale}: {stderr}");
-        assert!(stderr.contains(message), "{scale}: {stderr}");
+        assert_eq!(code, 2, "{plugin} {config}: {stderr}");
+        assert!(stderr.contains(message), "{plugin} {config}: {stderr}");
     }
 }
 

@@ -78,6 +78,33 @@ async fn outputs_are_token_exact_and_deterministic() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_output_than_the_simulator_generates_is_a_bad_request_not_an_allocation() {
+    let sim = Simulator::start(config(Mode::Plain)).await.unwrap();
+    let c = client();
+    let reply = request(
+        &c,
+        sim.addr(),
+        "POST",
+        "/v1/chat/completions",
+        Some(chat(4_000_000_000, true)),
+        &[],
+    )
+    .await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply
+            .text()
+            .contains("max_tokens 4000000000 is more than this simulator generates (10000000)"),
+        "{}",
+        reply.text()
+    );
+    // The simulator goes on serving.
+    let ok = request(&c, sim.addr(), "POST", "/v1/chat/completions", Some(chat(3, true)), &[]).await;
+    assert_eq!(ok.status, 200);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn natural_lengths_respect_max_and_min_tokens() {
     let mut cfg = config(Mode::Zero);
     cfg.output_tokens = Some(Dist::Uniform { min: 1.0, max: 40.0 });

@@ -114,27 +114,39 @@ impl Framer {
     }
 
     /// Feed bytes read at `at`; complete frames are appended to `out`. An
-    /// error: a frame (complete or not) is over the limit; what was cut
-    /// before it is in `out`, and the framer takes nothing more.
+    /// error: a line, an SSE event's data or a gRPC message is longer than
+    /// the limit; the frames before it are in `out`, and the framer takes
+    /// nothing more. Where the reads fall changes neither the frames nor
+    /// the refusal.
     pub fn push(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), FrameTooLarge> {
         if self.refused {
-            return Err(FrameTooLarge { limit: self.limit });
+            return Err(self.too_large());
         }
-        let before = out.len();
-        self.cut(bytes, at, out);
-        let too_large = |len: usize| len > self.limit;
-        if too_large(self.pending()) || out[before..].iter().any(|f| too_large(f.data.len())) {
-            out.truncate(before + out[before..].iter().take_while(|f| !too_large(f.data.len())).count());
+        let cut = self.cut(bytes, at, out);
+        if cut.is_err() {
+            self.refused = true;
             self.buf = Vec::new();
             self.sse = SseEvent::default();
-            self.refused = true;
-            return Err(FrameTooLarge { limit: self.limit });
         }
-        Ok(())
+        cut
     }
 
-    fn cut(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedFrame>) {
+    fn too_large(&self) -> FrameTooLarge {
+        FrameTooLarge { limit: self.limit }
+    }
+
+    /// Refuse `len` bytes of one line, event or message if over the limit.
+    fn within(&self, len: usize) -> Result<(), FrameTooLarge> {
+        if len > self.limit {
+            Err(self.too_large())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn cut(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), FrameTooLarge> {
         match self.framing {
+            // A chunk as read is at most one read's bytes.
             Framing::Raw => {
                 if !bytes.is_empty() {
                     out.push(TimedFrame {
@@ -143,22 +155,25 @@ impl Framer {
                         data: bytes.to_vec(),
                     });
                 }
+                Ok(())
             }
             // With nothing held back (the usual case: a read ends where a
             // frame does), lines are cut from the read itself and only an
             // unfinished tail is kept.
             Framing::Sse | Framing::Ndjson if self.buf.is_empty() => {
-                let used = self.cut_lines(bytes, 0, at, out);
+                let used = self.cut_lines(bytes, 0, at, out)?;
+                self.within(bytes.len() - used)?;
                 self.buf.extend_from_slice(&bytes[used..]);
                 self.scanned = self.buf.len();
+                Ok(())
             }
             Framing::Sse | Framing::Ndjson => {
                 self.buf.extend_from_slice(bytes);
-                self.cut_held(at, out);
+                self.cut_held(at, out)
             }
             Framing::GrpcMessages => {
                 self.buf.extend_from_slice(bytes);
-                self.cut_grpc(at, out);
+                self.cut_grpc(at, out)
             }
         }
     }
@@ -172,9 +187,10 @@ impl Framer {
             Framing::Raw | Framing::GrpcMessages => {}
             Framing::Sse | Framing::Ndjson => {
                 if !self.buf.is_empty() {
-                    // A last line without its newline still counts.
+                    // A last line without its newline still counts (and
+                    // fits: its bytes were checked as they came).
                     self.buf.push(b'\n');
-                    self.cut_held(at, out);
+                    let _ = self.cut_held(at, out);
                 }
                 if self.framing == Framing::Sse {
                     self.dispatch_sse(at, out);
@@ -190,28 +206,38 @@ impl Framer {
     }
 
     /// Cut the lines of the held-back buffer.
-    fn cut_held(&mut self, at: Instant, out: &mut Vec<TimedFrame>) {
+    fn cut_held(&mut self, at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), FrameTooLarge> {
         // Taken out meanwhile, so the SSE state can change.
         let buf = std::mem::take(&mut self.buf);
-        let used = self.cut_lines(&buf, self.scanned, at, out);
+        let used = self.cut_lines(&buf, self.scanned, at, out)?;
+        self.within(buf.len() - used)?;
         self.buf = buf;
         self.buf.drain(..used);
         self.scanned = self.buf.len();
+        Ok(())
     }
 
     /// Handle every complete line of `buf` (none ends before `search`);
     /// returns the length of those lines. Lines are read in place: a
-    /// frame's data is its only copy.
-    fn cut_lines(&mut self, buf: &[u8], mut search: usize, at: Instant, out: &mut Vec<TimedFrame>) -> usize {
+    /// frame's data is its only copy. A line is measured with its `\r`, as
+    /// its unfinished tail is.
+    fn cut_lines(
+        &mut self,
+        buf: &[u8],
+        mut search: usize,
+        at: Instant,
+        out: &mut Vec<TimedFrame>,
+    ) -> Result<usize, FrameTooLarge> {
         let mut start = 0;
         while let Some(pos) = memchr(b'\n', &buf[search..]) {
             let end = search + pos;
+            self.within(end - start)?;
             let mut line = &buf[start..end];
             if let [rest @ .., b'\r'] = line {
                 line = rest;
             }
             match self.framing {
-                Framing::Sse => self.sse_line(line, at, out),
+                Framing::Sse => self.sse_line(line, at, out)?,
                 _ => {
                     if !line.trim_ascii().is_empty() {
                         out.push(TimedFrame {
@@ -225,16 +251,17 @@ impl Framer {
             start = end + 1;
             search = start;
         }
-        start
+        Ok(start)
     }
 
-    fn sse_line(&mut self, line: &[u8], at: Instant, out: &mut Vec<TimedFrame>) {
+    fn sse_line(&mut self, line: &[u8], at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), FrameTooLarge> {
         if line.is_empty() {
-            return self.dispatch_sse(at, out);
+            self.dispatch_sse(at, out);
+            return Ok(());
         }
         if line[0] == b':' {
             self.sse.comment = true;
-            return;
+            return Ok(());
         }
         let (field, value) = match memchr(b':', line) {
             Some(i) => {
@@ -246,6 +273,10 @@ impl Framer {
         match field {
             b"data" => match &mut self.sse.data {
                 Some(d) => {
+                    // An event of many short data lines is one frame.
+                    if d.len() + 1 + value.len() > self.limit {
+                        return Err(self.too_large());
+                    }
                     d.push(b'\n');
                     d.extend_from_slice(value);
                 }
@@ -255,6 +286,7 @@ impl Framer {
             // `id:` and `retry:` do not matter to a benchmark.
             _ => {}
         }
+        Ok(())
     }
 
     fn dispatch_sse(&mut self, at: Instant, out: &mut Vec<TimedFrame>) {
@@ -276,8 +308,9 @@ impl Framer {
         }
     }
 
-    fn cut_grpc(&mut self, at: Instant, out: &mut Vec<TimedFrame>) {
+    fn cut_grpc(&mut self, at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), FrameTooLarge> {
         let mut start = 0;
+        let mut result = Ok(());
         while self.buf.len() - start >= 5 {
             let len = u32::from_be_bytes([
                 self.buf[start + 1],
@@ -285,6 +318,11 @@ impl Framer {
                 self.buf[start + 3],
                 self.buf[start + 4],
             ]) as usize;
+            // Refused by its declared length, before its bytes arrive.
+            if let Err(e) = self.within(len) {
+                result = Err(e);
+                break;
+            }
             if self.buf.len() - start - 5 < len {
                 break;
             }
@@ -293,6 +331,7 @@ impl Framer {
             start += 5 + len;
         }
         self.buf.drain(..start);
+        result
     }
 }
 

@@ -516,10 +516,24 @@ impl RunConfig {
                     // A rate that is never a finite positive number sends
                     // nothing: say so instead of running an empty stage.
                     let steps = 1000;
-                    let sends = (0..=steps).any(|k| {
-                        let rate = expr.eval(duration * f64::from(k) / f64::from(steps));
-                        rate.is_finite() && rate > 0.0
-                    });
+                    let (mut sends, mut peak) = (false, (0.0, 0.0));
+                    for k in 0..=steps {
+                        let t = duration * f64::from(k) / f64::from(steps);
+                        let rate = expr.eval(t);
+                        sends |= rate.is_finite() && rate > 0.0;
+                        if rate.is_finite() && rate > peak.1 {
+                            peak = (t, rate);
+                        }
+                    }
+                    // The schedule is drawn against the expression's peak.
+                    if peak.1 > MAX_RATE {
+                        return Err(format!(
+                            "{at}.rate_expr `{shown}` reaches {} requests/s at t = {} s; at most {MAX_RATE} \
+                             (see the limits in docs/load.md)",
+                            number(peak.1),
+                            peak.0
+                        ));
+                    }
                     if !sends {
                         return Err(format!(
                             "{at}.rate_expr `{shown}` is never a finite rate above 0 over the stage's {duration} s, \
@@ -556,7 +570,7 @@ impl RunConfig {
         if max_frame_bytes(self.max_frame_mib).is_none() {
             return Err(format!(
                 "max_frame_mib is {}; it must be from {MIN_FRAME_MIB} (1 KiB) to {MAX_FRAME_MIB} (see the limits in docs/load.md)",
-                shown(self.max_frame_mib)
+                number(self.max_frame_mib)
             ));
         }
         at_most("request.timeout_s", Some(self.request.timeout_s), MAX_SECONDS)?;
@@ -603,7 +617,7 @@ pub fn max_frame_bytes(mib: f64) -> Option<usize> {
 }
 
 /// `v` as a user wrote it: a whole number plainly, 1e300 as that, not as 301 digits.
-fn shown(v: f64) -> String {
+fn number(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e16 {
         format!("{v}")
     } else {
@@ -616,7 +630,7 @@ fn at_most(key: &str, v: Option<f64>, max: f64) -> Result<(), String> {
     match v {
         Some(v) if v > max => Err(format!(
             "{key} is {}; at most {max} (see the limits in docs/load.md)",
-            shown(v)
+            number(v)
         )),
         _ => Ok(()),
     }
@@ -720,6 +734,10 @@ mod tests {
                 "stages[0].concurrency is",
             ),
             ("max_frame_mib: 0\n", "max_frame_mib is 0; it must be from"),
+            (
+                "stages: [{shape: expression, rate_expr: \"4 - 2e31*sin(t/61)\", duration_s: 600}]\n",
+                "stages[0].rate_expr `4 - 2e31*sin(t/61)` reaches 1.99999916538891",
+            ),
             ("max_frame_mib: 1e300\n", "max_frame_mib is 1e300;"),
         ] {
             let e = check(yaml).unwrap_err();

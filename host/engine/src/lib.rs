@@ -4,6 +4,8 @@
 //! Start with `docs/architecture.md` for the map of crates and threads.
 
 pub mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod load;
 pub mod metrics;
 pub mod report;

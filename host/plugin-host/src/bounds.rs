@@ -23,6 +23,10 @@ pub const EVENTS_PER_FRAME: usize = 64;
 /// hold, so a plugin's `1e300` is an error naming the sample, not a panic.
 pub const MAX_SAMPLE_MS: f64 = 1e10;
 
+/// Most output tokens a dataset sample may ask (the run's own limit on
+/// `request.max_tokens`).
+pub const MAX_SAMPLE_TOKENS: u32 = 10_000_000;
+
 /// `s`, cut at a character boundary to at most `max` bytes plus a marker
 /// naming how many bytes were cut.
 pub fn cut(s: &str, max: usize) -> std::borrow::Cow<'_, str> {

@@ -147,10 +147,18 @@ impl Prepared {
     }
 
     /// Every sample's send and think times are ones the engine can
-    /// schedule; the error names the first sample that has none.
-    fn check_times(&self) -> Result<(), String> {
+    /// schedule, and its output length one the run would allow; the error
+    /// names the first sample that is not.
+    fn check_samples(&self) -> Result<(), String> {
         let bad = |ms: Option<f64>| ms.is_some_and(|ms| !(0.0..=crate::bounds::MAX_SAMPLE_MS).contains(&ms));
         for (i, s) in self.samples.iter().enumerate() {
+            if let Some(n) = s.output_tokens.filter(|n| *n > crate::bounds::MAX_SAMPLE_TOKENS) {
+                return Err(format!(
+                    "sample {i} (id {}): output_tokens is {n}; at most {}",
+                    s.id,
+                    crate::bounds::MAX_SAMPLE_TOKENS
+                ));
+            }
             let think = s.session.and_then(|t| t.think_time_ms);
             for (name, ms) in [("at_ms", s.at_ms), ("think_time_ms", think)] {
                 if bad(ms) {
@@ -400,7 +408,7 @@ pub fn prepare(config: &DatasetConfig, env: PrepareEnv<'_>) -> Result<Prepared, 
         .map(|d| d.join(format!("{}-{}.jsonl", plugin.name(), &key[..32])));
     if let Some(path) = &cache_file
         && let Some(mut prepared) = read_cache(path)
-        && prepared.check_times().is_ok()
+        && prepared.check_samples().is_ok()
     {
         prepared.from_cache = true;
         prepared.seconds = started.elapsed().as_secs_f64();
@@ -433,7 +441,7 @@ pub fn prepare(config: &DatasetConfig, env: PrepareEnv<'_>) -> Result<Prepared, 
             ),
         });
     }
-    prepared.check_times().map_err(|message| DatasetError::Input {
+    prepared.check_samples().map_err(|message| DatasetError::Input {
         plugin: prepared.plugin.clone(),
         message,
     })?;

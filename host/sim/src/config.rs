@@ -354,6 +354,9 @@ impl Default for SimConfig {
     }
 }
 
+/// Most output tokens one request may ask of the simulator.
+pub const MAX_OUTPUT_TOKENS: u32 = 10_000_000;
+
 /// Most replicas the simulator runs.
 pub const MAX_REPLICAS: usize = 1024;
 
@@ -447,8 +450,11 @@ impl SimConfig {
         if self.stream_interval == 0 {
             return Err("stream_interval must be at least 1".into());
         }
-        if self.default_max_tokens == 0 {
-            return Err("default_max_tokens must be at least 1".into());
+        if !(1..=MAX_OUTPUT_TOKENS).contains(&self.default_max_tokens) {
+            return Err(format!(
+                "default_max_tokens must be from 1 to {MAX_OUTPUT_TOKENS}, got {}",
+                self.default_max_tokens
+            ));
         }
         if self.replicas == 0 {
             return Err("replicas must be at least 1".into());

@@ -481,6 +481,18 @@ async fn generate(state: Arc<State>, req: Request<Incoming>, endpoint: Endpoint)
         .or(parsed.max_tokens)
         .unwrap_or(config.default_max_tokens)
         .max(1);
+    // Token times are planned up front: a client's 4000000000 is refused as
+    // a real server refuses more than its context holds.
+    if max_tokens > crate::config::MAX_OUTPUT_TOKENS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BadRequestError",
+            &format!(
+                "max_tokens {max_tokens} is more than this simulator generates ({})",
+                crate::config::MAX_OUTPUT_TOKENS
+            ),
+        );
+    }
     let output_tokens = match (&config.output_tokens, parsed.ignore_eos) {
         (Some(d), false) => (sample_ms(d, &mut rng).round() as u32).clamp(parsed.min_tokens.max(1), max_tokens),
         _ => max_tokens,

@@ -96,6 +96,9 @@ pub struct Trace {
     next_id: u64,
 }
 
+/// Most tokens in one hash block (Mooncake's are 512).
+const MAX_BLOCK_TOKENS: u32 = 1 << 20;
+
 /// `time_scale` from this to its inverse: a replay a million times faster
 /// or slower is a typo.
 const MIN_TIME_SCALE: f64 = 1e-6;
@@ -114,10 +117,28 @@ impl Config {
         {
             return Err(format!("the window start_s {a} must come before end_s {b}"));
         }
-        if self.block_tokens == 0 {
-            return Err("block_tokens must be at least 1".into());
+        if !(1..=MAX_BLOCK_TOKENS).contains(&self.block_tokens) {
+            return Err(format!(
+                "block_tokens must be from 1 to {MAX_BLOCK_TOKENS}, got {}",
+                self.block_tokens
+            ));
         }
         Ok(())
+    }
+}
+
+/// Most prompt or output tokens a row may ask: a prompt is built up front,
+/// so a row's `4000000000` must be an error, not gigabytes of text.
+const MAX_TOKENS: u32 = 10_000_000;
+
+impl Row {
+    fn checked(self, item: &Item) -> Result<Row, DatasetError> {
+        for (name, n) in [("prompt", self.input), ("output", self.output)] {
+            if n > MAX_TOKENS {
+                return Err(item.error(format!("{n} {name} tokens; at most {MAX_TOKENS} per request")));
+            }
+        }
+        Ok(self)
     }
 }
 
@@ -148,6 +169,11 @@ fn parse_timestamp(s: &str) -> Option<i64> {
     }
     let digits: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
     let ns: i64 = digits.parse().ok()?;
+    // Nanoseconds in an i64 reach the years 1677 to 2262; a date beyond
+    // (or a year too long for the day count) is no timestamp of a trace.
+    if !(1678..=2261).contains(&y) {
+        return None;
+    }
     Some(((days_from_civil(y, mo, da) * 86_400 + h * 3600 + mi * 60 + se) * 1_000_000_000) + ns)
 }
 
@@ -189,12 +215,13 @@ fn parse_azure(item: &Item) -> Result<Row, DatasetError> {
             .parse::<u32>()
             .map_err(|_| item.error(format!("{name} `{}` is not a whole number", cells[i])))
     };
-    Ok(Row {
+    Row {
         at_ns,
         input: num(1, "ContextTokens")?,
         output: num(2, "GeneratedTokens")?,
         hash_ids: None,
-    })
+    }
+    .checked(item)
 }
 
 fn parse_mooncake(item: &Item) -> Result<Row, DatasetError> {
@@ -202,12 +229,13 @@ fn parse_mooncake(item: &Item) -> Result<Row, DatasetError> {
     if !(r.timestamp >= 0.0 && r.timestamp.is_finite()) {
         return Err(item.error(format!("timestamp {} must be ≥ 0 ms", r.timestamp)));
     }
-    Ok(Row {
+    Row {
         at_ns: (r.timestamp * 1e6).round() as i64,
         input: r.input_length,
         output: r.output_length,
         hash_ids: Some(r.hash_ids),
-    })
+    }
+    .checked(item)
 }
 
 impl Dataset for Trace {
@@ -254,8 +282,8 @@ impl Dataset for Trace {
         }
         rows.sort_by_key(|r| r.at_ns);
         let first = rows.first().map_or(0, |r| r.at_ns);
-        let from = first + c.start_s.map_or(0, |s| (s * 1e9) as i64);
-        let until = c.end_s.map(|s| first + (s * 1e9) as i64);
+        let from = first.saturating_add(c.start_s.map_or(0, |s| (s * 1e9) as i64));
+        let until = c.end_s.map(|s| first.saturating_add((s * 1e9) as i64));
         rows.retain(|r| r.at_ns >= from && until.is_none_or(|u| r.at_ns < u));
         if let Some(m) = c.max_requests {
             rows.truncate(m as usize);
@@ -287,7 +315,7 @@ impl Dataset for Trace {
                 prompt_tokens: Some(tokenizer::count(&text)),
                 prompt: Prompt::Text(text),
                 output_tokens: Some(row.output.clamp(1, self.max_output)),
-                at_ms: Some((row.at_ns - self.base_ns) as f64 / 1e6 * self.time_scale),
+                at_ms: Some((i128::from(row.at_ns) - i128::from(self.base_ns)) as f64 / 1e6 * self.time_scale),
                 ..Sample::text(self.next_id, String::new())
             });
             self.next_id += 1;
@@ -341,6 +369,16 @@ mod tests {
             52_000_000
         );
         assert_eq!(parse_timestamp("2023-13-01 00:00:00"), None);
+        let huge = "TIMESTAMP,ContextTokens,GeneratedTokens\n2024-01-15 09:00:00.0,4000000000,5\n";
+        let e = Harness::new().file("t.csv", huge).run::<Trace>().unwrap_err();
+        assert!(
+            e.message
+                .contains("4000000000 prompt tokens; at most 10000000 per request"),
+            "{e:?}"
+        );
+        // Found by the datasets fuzz target: beyond what nanoseconds hold.
+        assert_eq!(parse_timestamp("5205-01-15 09:00:00.0624450"), None);
+        assert_eq!(parse_timestamp("-99999999999999-01-01 00:00:00"), None);
         let csv = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03.5,40,10\n2023-11-16 18:17:03.0,30,8\n2023-11-16 18:17:05.0,20,2\n";
         let p = Harness::new()
             .file("t.csv", csv)

@@ -418,36 +418,46 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// What a parsed chunk means, as text, so two parses can be compared.
+fn events(chunk: Chunk<'_>) -> String {
+    let mut out = String::new();
+    super::decode_chunk(chunk, true, &mut Some(3), &mut |e| out.push_str(&format!("{e:?};")));
+    out
+}
+
+/// Whether the fast path took `data` (false: it left it to `serde_json`);
+/// an error when it took it and `serde_json` disagrees. The differential
+/// check of the tests and of the `openai_chunk` fuzz target.
+#[doc(hidden)]
+pub fn check_fast_path(data: &[u8]) -> Result<bool, String> {
+    let Some(fast) = chunk(data) else {
+        return Ok(false);
+    };
+    match serde_json::from_slice::<Chunk>(data) {
+        Ok(slow) => {
+            let (fast, slow) = (events(fast), events(slow));
+            if fast == slow {
+                return Ok(true);
+            }
+            Err(format!(
+                "fast and serde parses differ on {}: {fast} vs {slow}",
+                String::from_utf8_lossy(data)
+            ))
+        }
+        Err(e) => Err(format!(
+            "fast path accepted what serde_json refuses ({e}): {}",
+            String::from_utf8_lossy(data)
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::decode_chunk;
     use super::*;
-
-    /// What a parsed chunk means, as text, so two parses can be compared.
-    fn events(chunk: Chunk<'_>) -> String {
-        let mut out = String::new();
-        decode_chunk(chunk, true, &mut Some(3), &mut |e| out.push_str(&format!("{e:?};")));
-        out
-    }
 
     /// Whenever the fast path answers, `serde_json` agrees with it.
     fn agree(data: &[u8]) -> bool {
-        let Some(fast) = chunk(data) else {
-            return false;
-        };
-        match serde_json::from_slice::<Chunk>(data) {
-            Ok(slow) => assert_eq!(
-                events(fast),
-                events(slow),
-                "fast and serde parses differ on {}",
-                String::from_utf8_lossy(data)
-            ),
-            Err(e) => panic!(
-                "fast path accepted what serde_json refuses ({e}): {}",
-                String::from_utf8_lossy(data)
-            ),
-        }
-        true
+        check_fast_path(data).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Chunks as servers stream them; every one must take the fast path.

@@ -16,6 +16,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 mod fast;
+#[doc(hidden)]
+pub use fast::check_fast_path;
 
 /// Which OpenAI endpoint a codec speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,7 @@ mod progress;
 mod records;
 mod request;
 pub mod shape;
-mod shared;
+pub(crate) mod shared;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};

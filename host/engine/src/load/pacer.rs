@@ -82,17 +82,40 @@ pub(super) fn quiet_kernel_paths() {
 /// wake within tens of microseconds instead of the default 50 µs slack plus
 /// scheduling; the spin covers the remainder without burning a core between
 /// widely spaced arrivals.
-fn pace_until(t: Instant) {
+/// Returns early once the run is stopped (seen within [`STOP_CHECK`]), so
+/// a long gap between arrivals never holds up a stop.
+fn pace_until(t: Instant, stop: &StopSignal) {
     loop {
         let now = Instant::now();
-        if now >= t {
+        if now >= t || stop.is_stopped() {
             return;
         }
         let left = t - now;
         if left > SPIN + Duration::from_micros(50) {
-            std::thread::sleep(left - SPIN);
+            std::thread::sleep((left - SPIN).min(STOP_CHECK));
         } else {
             std::hint::spin_loop();
+        }
+    }
+}
+
+/// Longest the pacer sleeps without looking for a stop.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// The next arrival of `arrivals` after `start`, waiting (in schedule time)
+/// over stretches where a varying rate has none; none when the schedule is
+/// over or the run was stopped meanwhile.
+fn next_arrival(arrivals: &mut shape::Arrivals, start: Instant, stop: &StopSignal) -> Option<Duration> {
+    loop {
+        match arrivals.poll_next() {
+            shape::Next::At(offset) => return Some(offset),
+            shape::Next::End => return None,
+            shape::Next::NotBefore(offset) => {
+                pace_until(start + offset, stop);
+                if stop.is_stopped() {
+                    return None;
+                }
+            }
         }
     }
 }
@@ -215,10 +238,15 @@ impl Pacer<'_> {
                 }
                 (at, Some(ready))
             } else {
-                let Some(offset) = arrivals.next() else { break };
+                let Some(offset) = next_arrival(&mut arrivals, start, self.stop) else {
+                    if self.stop.is_stopped() {
+                        counts.not_sent = arrivals.left();
+                    }
+                    break;
+                };
                 (start + offset, self.held.take().or_else(|| self.feed.next_blocking()))
             };
-            pace_until(at);
+            pace_until(at, self.stop);
             let Some(ready) = ready else {
                 counts.not_sent = 1 + arrivals.left();
                 break;

@@ -185,12 +185,30 @@ impl Arrivals {
     }
 }
 
-impl Iterator for Arrivals {
-    type Item = Duration;
+/// What [`Arrivals::poll_next`] found.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Next {
+    /// The next arrival, from the stage start.
+    At(Duration),
+    /// No arrival before this time; ask again there.
+    NotBefore(Duration),
+    /// The schedule is over.
+    End,
+}
 
-    fn next(&mut self) -> Option<Duration> {
+/// A varying rate's candidates are drawn a second of schedule time at a
+/// time: where the rate is near zero, thinning may reject candidates for
+/// hours of schedule, and the pacer must be able to wait (and notice a
+/// stop) between them. A fixed grid keeps the schedule the same whoever
+/// draws it.
+const THINNING_STEP_S: f64 = 1.0;
+
+impl Arrivals {
+    /// The next arrival, or, for a varying rate, the second of schedule
+    /// time up to which there is none.
+    pub fn poll_next(&mut self) -> Next {
         if self.max_requests.is_some_and(|m| self.n >= m) {
-            return None;
+            return Next::End;
         }
         let at = match self.kind {
             ShapeKind::Constant => self.n as f64 / self.rate,
@@ -208,13 +226,24 @@ impl Iterator for Arrivals {
                 self.t
             }
             _ if self.varying.is_some() => {
-                let (rate, max) = self.varying.clone()?;
+                let Some((rate, max)) = self.varying.clone() else {
+                    return Next::End;
+                };
                 let end = self.duration.map_or(f64::INFINITY, |d| d.as_secs_f64());
+                let step_end = ((self.t / THINNING_STEP_S).floor() + 1.0) * THINNING_STEP_S;
                 loop {
-                    self.t += self.rng.exponential(1.0 / max);
-                    if self.t >= end || !self.t.is_finite() {
-                        return None;
+                    let candidate = self.t + self.rng.exponential(1.0 / max);
+                    if candidate >= step_end.min(end) || !candidate.is_finite() {
+                        // Exponential gaps forget: drawing on from the step's
+                        // end is the same process.
+                        self.t = step_end;
+                        return if step_end >= end {
+                            Next::End
+                        } else {
+                            Next::NotBefore(Duration::from_secs_f64(step_end))
+                        };
                     }
+                    self.t = candidate;
                     if self.rng.f64() * max <= rate(self.t).max(0.0) {
                         break self.t;
                     }
@@ -224,13 +253,28 @@ impl Iterator for Arrivals {
                 self.t += self.rng.exponential(1.0);
                 self.ramp_time(self.t)
             }
-            ShapeKind::Concurrency | ShapeKind::Burst | ShapeKind::Expression | ShapeKind::Trace => return None,
+            ShapeKind::Concurrency | ShapeKind::Burst | ShapeKind::Expression | ShapeKind::Trace => return Next::End,
         };
         if self.duration.is_some_and(|d| at >= d.as_secs_f64()) || !at.is_finite() {
-            return None;
+            return Next::End;
         }
         self.n += 1;
-        Some(Duration::from_secs_f64(at))
+        Next::At(Duration::from_secs_f64(at))
+    }
+}
+
+impl Iterator for Arrivals {
+    type Item = Duration;
+
+    /// The next arrival, however far the schedule has to be drawn to it.
+    fn next(&mut self) -> Option<Duration> {
+        loop {
+            match self.poll_next() {
+                Next::At(at) => return Some(at),
+                Next::NotBefore(_) => {}
+                Next::End => return None,
+            }
+        }
     }
 }
 
@@ -426,6 +470,33 @@ mod tests {
             0,
         );
         assert_eq!(huge.left(), 10_000_000_000_000);
+    }
+
+    #[test]
+    fn a_varying_rate_is_drawn_a_second_of_schedule_at_a_time() {
+        // A peak at the start, then (almost) nothing for a long stage.
+        let st: crate::config::Stage =
+            serde_yaml_ng::from_str("{shape: expression, rate_expr: '1000*exp(-t*t)', duration_s: 100000}").unwrap();
+        let mut polled = stage_arrivals(&st, 5, 0);
+        let (mut arrivals, mut waits) = (Vec::new(), Vec::new());
+        while waits.len() < 10 {
+            match polled.poll_next() {
+                Next::At(at) => arrivals.push(at),
+                Next::NotBefore(at) => waits.push(at),
+                Next::End => break,
+            }
+        }
+        // The peak's arrivals, then a wait at each whole second.
+        assert!(
+            arrivals.len() > 500 && arrivals.iter().all(|a| a.as_secs_f64() < 10.0),
+            "{}",
+            arrivals.len()
+        );
+        let seconds: Vec<f64> = waits.iter().map(Duration::as_secs_f64).collect();
+        assert!(seconds.windows(2).all(|w| w[1] == w[0] + 1.0), "{seconds:?}");
+        // Drawn through the waits, the schedule is the same.
+        let drawn: Vec<Duration> = stage_arrivals(&st, 5, 0).take(arrivals.len()).collect();
+        assert_eq!(drawn, arrivals);
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl StopSignal {
 
 /// The part of a stage whose requests are measured (warm-up and cool-down excluded).
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Window {
+pub(crate) struct Window {
     from: Instant,
     until: Option<Instant>,
 }

@@ -53,7 +53,7 @@ pub(super) struct Conn {
 }
 
 /// A response head.
-pub(super) struct Head {
+pub(crate) struct Head {
     /// Status code.
     pub status: u16,
     /// `HTTP/1.1` or `HTTP/1.0`.
@@ -228,7 +228,7 @@ impl HeadError {
 }
 
 /// What the bytes at the start of a response hold.
-enum Parsed {
+pub(crate) enum Parsed {
     /// Not a whole head yet.
     Partial,
     /// A whole interim (1xx) response of this many bytes, to skip.
@@ -237,7 +237,7 @@ enum Parsed {
     Head(Head, usize),
 }
 
-fn parse_head(bytes: &[u8], method: &str) -> Result<Parsed, String> {
+pub(crate) fn parse_head(bytes: &[u8], method: &str) -> Result<Parsed, String> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     let n = match response.parse(bytes) {
@@ -320,7 +320,7 @@ fn parse_head(bytes: &[u8], method: &str) -> Result<Parsed, String> {
 
 /// How a response body is delimited, and how far it has been read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum BodyDecoder {
+pub(crate) enum BodyDecoder {
     /// This many bytes are still to come.
     Length(u64),
     /// Chunked transfer coding, in this state.
@@ -341,7 +341,7 @@ const NEXT_CHUNK: Chunk = Chunk::Size {
 
 /// Where a chunked decoder is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Chunk {
+pub(crate) enum Chunk {
     /// In a chunk-size line: the size so far, its digit count, and whether
     /// an extension (`;…`) or whitespace after the size is being skipped.
     Size {
@@ -369,7 +369,7 @@ pub(super) enum Chunk {
 }
 
 impl BodyDecoder {
-    fn is_done(&self) -> bool {
+    pub fn is_done(&self) -> bool {
         matches!(self, BodyDecoder::Length(0) | BodyDecoder::Chunked(Chunk::Done))
     }
 

@@ -24,7 +24,7 @@ use tower_service::Service;
 use barrage_core::body::ResponseSink;
 use barrage_core::types::{EncodedRequest, HttpRequest, ResponseHead, WireRequest};
 
-mod h1;
+pub(crate) mod h1;
 
 /// Why a transport could not be set up.
 #[derive(Debug, thiserror::Error)]
