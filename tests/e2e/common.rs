@@ -83,6 +83,19 @@ pub fn run(cmd: &mut Command) -> (i32, String, String) {
     )
 }
 
+/// Let `child` run for `after`, then Ctrl-C it (SIGINT) and wait: its exit
+/// code, and how long it took to stop.
+pub fn interrupt_after(
+    child: &mut std::process::Child,
+    after: std::time::Duration,
+) -> (Option<i32>, std::time::Duration) {
+    std::thread::sleep(after);
+    let started = std::time::Instant::now();
+    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let status = child.wait().expect("wait for barrage");
+    (status.code(), started.elapsed())
+}
+
 /// A `barrage sim` process on a free loopback port; stopped (SIGTERM) on drop.
 pub struct SimProcess {
     child: std::process::Child,

@@ -703,18 +703,9 @@ fn ctrl_c_does_not_wait_out_a_sessions_think_time() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let started = std::time::Instant::now();
-    let _ = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(3));
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
+    let (code, took) = crate::common::interrupt_after(&mut child, std::time::Duration::from_millis(1500));
+    assert_eq!(code, Some(3));
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
     // Each session's first turn went out; the later turns, a minute away, did not.
     let s = summary(&out);
     assert_eq!(s["stages"][0]["sent"], 4);

@@ -125,10 +125,8 @@ fn every_request_is_accounted_for_under_overload_and_a_stop() {
     .unwrap();
     let out = dir.path().join("run");
     let mut child = spawn_run(&sim, &out, &["--config", cfg.to_str().unwrap()]);
-    std::thread::sleep(Duration::from_millis(2500));
-    let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(3));
+    let (code, _) = crate::common::interrupt_after(&mut child, Duration::from_millis(2500));
+    assert_eq!(code, Some(3));
     let s = summary(&out);
     let n = |st: &serde_json::Value, k: &str| st[k].as_u64().unwrap_or_else(|| panic!("{k} in {st}"));
     for st in s["stages"].as_array().unwrap().iter().chain([&s["total"]]) {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{SimProcess, barrage, records, run, summary};
+use crate::common::{SimProcess, barrage, interrupt_after, records, run, summary};
 
 /// Server-side arrival times (seconds, from the simulator's ground truth), sorted.
 fn arrivals(truth: &Path) -> Vec<f64> {
@@ -224,14 +224,8 @@ fn ctrl_c_stops_sending_and_leaves_a_complete_results_directory() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let started = std::time::Instant::now();
-    let _ = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
-    let took = started.elapsed();
-    assert_eq!(status.code(), Some(3), "a stopped run exits with 3");
+    let (code, took) = interrupt_after(&mut child, Duration::from_millis(1500));
+    assert_eq!(code, Some(3), "a stopped run exits with 3");
     assert!(
         took < Duration::from_secs(5),
         "stopped within the grace period: {took:?}"
@@ -265,15 +259,10 @@ fn a_stop_between_widely_spaced_arrivals_is_seen_at_once() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let started = std::time::Instant::now();
-    let _ = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
+    let (code, took) = interrupt_after(&mut child, Duration::from_millis(1500));
     // Not a timing figure: without the fix the pacer slept out the 100 s gap.
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
-    assert_eq!(status.code(), Some(3));
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert_eq!(code, Some(3));
     let st = &summary(&out)["stages"][0];
     assert_eq!(st["sent"], 1, "{st}");
     assert_eq!(st["not_sent"], 9, "the other nine arrivals: {st}");
