@@ -422,3 +422,79 @@ fn a_wasi_command_program_is_told_apart_from_a_plugin() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_slow_codec_moves_no_timestamp() {
+    // Every push burns ~80 ms of CPU on the one plugin thread, so the thread
+    // falls ~2 s behind the streams. Each record's times must still be when
+    // the bytes arrived: the simulator's ground truth of when it sent each
+    // frame, plus loopback delivery.
+    let dir = tempfile::tempdir().unwrap();
+    let truth = dir.path().join("truth.jsonl");
+    let sim = SimProcess::plain_with_truth("20", "5", &truth);
+    let out = dir.path().join("run");
+    let cfg = dir.path().join("run.yaml");
+    std::fs::write(&cfg, "plugin_threads: 1\n").unwrap();
+    let (code, _, stderr) = run_hostile(
+        &out,
+        r#"{"attack":"slow-decode","spins":60000000}"#,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "--target",
+            &format!("http://{}", sim.addr),
+            "--rate",
+            "50",
+            "--requests",
+            "30",
+            "--max-tokens",
+            "8",
+            "--plugin-deadline-ms",
+            "5000",
+        ],
+    );
+    sim.stop();
+    assert_eq!(code, 0, "{stderr}");
+    let s = summary(&out);
+    // The decoding really was slow: 30 pushes of ~80 ms on one thread
+    // outlast the 0.6 s of arrivals by far.
+    assert!(s["duration_s"].as_f64().unwrap() > 1.5, "{}", s["duration_s"]);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("meta.json")).unwrap()).unwrap();
+    let origin_ns = meta["origin_monotonic_ns"].as_u64().unwrap();
+    let sent_ms = |ns: u64| (ns as f64 - origin_ns as f64) / 1e6;
+    let truths: std::collections::BTreeMap<String, serde_json::Value> = std::fs::read_to_string(&truth)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| (v["request_id"].as_str().unwrap().to_string(), v))
+        .collect();
+    let recs = records(&out);
+    assert_eq!(recs.len(), 30);
+    // Under a slow decode a stamp taken after decoding is ~80 ms to seconds
+    // late; delivery over loopback, even on a busy machine, is far less.
+    let on_time = |measured: f64, truth: f64| (0.0..25.0).contains(&(measured - truth));
+    for r in &recs {
+        assert_eq!(r["status"], "ok", "{r}");
+        let t = &truths[&r["id"].to_string()];
+        let frames: Vec<f64> = t["frames_ns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| sent_ms(f.as_u64().unwrap()))
+            .collect();
+        let content: Vec<f64> = r["content_frames_ms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_f64().unwrap())
+            .collect();
+        // The codec counts every frame but `[DONE]` as content, in order.
+        assert_eq!(content.len(), frames.len() - 1, "{r}\n{t}");
+        for (i, (m, f)) in content.iter().zip(&frames).enumerate() {
+            assert!(on_time(*m, *f), "frame {i}: measured {m} ms, sent {f} ms\n{r}");
+        }
+        let end = r["end_ms"].as_f64().unwrap();
+        assert!(on_time(end, *frames.last().unwrap()), "end {end} ms\n{r}\n{t}");
+    }
+}

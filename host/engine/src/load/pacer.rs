@@ -20,15 +20,24 @@ use crate::metrics::ScheduleCounts;
 /// to half a core at 5,000 req/s.
 const SPIN: Duration = Duration::from_micros(25);
 
-/// Give the calling thread the default scheduling policy and priority. The
-/// runtime's threads start with it: tokio starts blocking-pool threads from
-/// whichever thread first needs one, possibly the pacer, and a thread
-/// inherits its creator's priority.
+/// Give the calling thread the default scheduling policy and the nice
+/// value the process was started with (`nice -n 10 barrage run` stays at
+/// 10). The runtime's threads start with it: tokio starts blocking-pool
+/// threads from whichever thread first needs one, possibly the pacer, and a
+/// thread inherits its creator's priority.
 pub fn normal_priority() {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: plain system call on the calling thread with a valid parameter.
     unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
-    let _ = rustix::process::setpriority_process(None, 0);
+    let _ = rustix::process::setpriority_process(None, started_nice());
+}
+
+/// The nice value the process was started with: read by the first thread
+/// to ask, which is a runtime worker or the pacer before it raises itself,
+/// both still at the priority they inherited.
+fn started_nice() -> i32 {
+    static STARTED: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(|| rustix::process::getpriority_process(None).unwrap_or(0))
 }
 
 /// Put the calling thread (the pacer) ahead of the run's other threads
@@ -40,6 +49,7 @@ pub fn normal_priority() {
 /// request write per arrival; the kernel's real-time throttling caps the
 /// rest). Else nice −20; else the default priority, merely less exact.
 fn raise_pacer_priority() {
+    started_nice();
     let param = libc::sched_param { sched_priority: 1 };
     // SAFETY: plain system call on the calling thread with a valid parameter.
     let fifo = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;

@@ -13,6 +13,8 @@
 //!   sane size, on every push (`reason_mib`, `events`, and `log_lines` lines
 //!   of `log_mib` MiB or `log_kib` KiB).
 //! - `slow-encode`: every second `encode` never returns.
+//! - `slow-decode`: every `push` first burns `spins` loop turns of CPU (no
+//!   clock here: calibrate by measuring), well within a generous deadline.
 //! - `read-file`: `encode` reads a file, which the sandbox does not allow.
 
 use barrage_sdk::prelude::*;
@@ -121,6 +123,13 @@ impl Codec for Hostile {
 impl Decoder for Stream {
     fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
         let attack = attack();
+        if attack == "slow-decode" {
+            let mut x = 0u64;
+            for i in 0..number("spins", 0) {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
+            std::hint::black_box(x);
+        }
         let n = frames.len() as u32;
         let mut out = Vec::new();
         for (i, f) in frames.iter().enumerate() {
