@@ -1187,3 +1187,63 @@ fn an_output_directory_holding_a_run_is_refused_unless_overwritten() {
     assert!(!out.join("stale-report.md").exists(), "nothing of the old run is left");
     assert_eq!(records(&out).len(), 3);
 }
+
+/// `barrage run` under a descriptor limit of `limit` (soft and hard), against `sim`.
+fn run_with_descriptor_limit(limit: u32, sim: &SimProcess, dir: &Path, yaml: &str) -> (i32, std::path::PathBuf) {
+    let cfg = dir.join("limited.yaml");
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = dir.join(format!("run-{}", yaml.len()));
+    let bin = barrage().get_program().to_owned();
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+        .arg(bin)
+        .args([
+            "run",
+            "--quiet",
+            "--target",
+            &format!("http://{}", sim.addr),
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--output")
+        .arg(&out)
+        .envs(
+            barrage()
+                .get_envs()
+                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
+        );
+    let (code, _, stderr) = run(&mut cmd);
+    assert!(code == 0 || code == 5, "{stderr}");
+    (code, out)
+}
+
+#[test]
+fn connections_stay_within_the_descriptor_limit_and_running_out_is_the_clients_failure() {
+    // 300 requests/s of 300 ms each want ~90 connections at once.
+    let dir = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(&["--mode", "plain", "--ttft-ms", "300", "--itl-ms", "1"]);
+    let load = "request: {max_tokens: 2}\nstages: [{shape: constant, rate: 300, requests: 300}]\n";
+    // By default the run opens no more than the limit allows (64 less 32
+    // kept back): the rest wait for a connection, as send lag, and succeed.
+    let (code, out) = run_with_descriptor_limit(64, &sim, dir.path(), load);
+    assert_eq!(code, 0);
+    let recs = records(&out);
+    assert!(
+        recs.iter().all(|r| r["status"] == "ok"),
+        "{:?}",
+        summary(&out)["stages"][0]["errors"]
+    );
+    let conns = connections(&recs);
+    assert!(conns.len() <= 32, "{} connections", conns.len());
+    assert!(summary(&out)["stages"][0]["send_lag_ms"]["p99"].as_f64().unwrap() > 100.0);
+    // Asked for more than the limit allows, the run runs out of descriptors:
+    // counted as the client's own failure, never as the server's.
+    let (_, out) = run_with_descriptor_limit(64, &sim, dir.path(), &format!("max_connections: 200\n{load}"));
+    let st = &summary(&out)["stages"][0];
+    assert!(st["by_status"]["client_resource"].as_u64().unwrap_or(0) > 0, "{st}");
+    assert!(st["by_status"].get("transport_error").is_none(), "{st}");
+    assert!(st["errors"].to_string().contains("Too many open files"), "{st}");
+    assert!(st["errors"].to_string().contains("ulimit -n"), "{st}");
+    sim.stop();
+}

@@ -249,7 +249,7 @@ pub struct RunConfig {
     /// Most idle connections kept per host (0: no limit; with `max_connections`, that many).
     pub connections: usize,
     /// Most requests on the wire at once, so most open HTTP/1.1 connections
-    /// (0: no limit); a request past it waits for a slot, which shows as send lag.
+    /// (0: what the descriptor limit allows); a request past it waits for a slot, which shows as send lag.
     pub max_connections: usize,
     /// HTTP/2 only: h2c on http://, h2 on https://.
     pub http2: bool,

@@ -94,7 +94,10 @@ pub async fn run(
             headers: config.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             api_key,
             max_idle_per_host: config.connections,
-            max_connections: config.max_connections,
+            max_connections: match config.max_connections {
+                0 => pacer::connection_budget(),
+                n => n,
+            },
             timeout: Duration::from_secs_f64(config.request.timeout_s),
             http2: config.http2,
             tls: config.tls.clone(),

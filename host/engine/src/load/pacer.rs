@@ -58,6 +58,34 @@ fn raise_pacer_priority() {
     }
 }
 
+/// Descriptors kept back from connections for everything else the process
+/// opens (results files, the plugin engine, the runtime), at most half the limit.
+const RESERVED_DESCRIPTORS: u64 = 256;
+
+/// How many connections the process can hold open: the soft descriptor
+/// limit, raised to the hard one first (allowed for any user), less what the
+/// rest of the process needs. Without such a bound, a client outrunning the
+/// server opens connections until `accept`… `connect` fails with "too many
+/// open files", and those failures would look like the server's.
+pub(super) fn connection_budget() -> usize {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let Some(hard) = limit.maximum
+        && limit.current.is_some_and(|soft| soft < hard)
+    {
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(hard),
+                maximum: Some(hard),
+            },
+        );
+    }
+    let soft = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20);
+    let budget = soft - RESERVED_DESCRIPTORS.min(soft / 2);
+    usize::try_from(budget).unwrap_or(usize::MAX).max(1)
+}
+
 /// Take two slow kernel paths out of the run, where they would stall the
 /// pacer (it opens connections, and allocates): both were seen blocking it
 /// for milliseconds with `perf record -e sched:sched_switch`.

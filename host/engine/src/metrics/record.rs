@@ -164,6 +164,9 @@ pub enum Status {
     /// A frame of the response (or a body gathered whole) went over
     /// `max_frame_mib`; the rest was not read.
     TooLarge,
+    /// The client ran out of descriptors, ports or memory before the
+    /// request reached the server: a failure of the client, not the server.
+    ClientResource,
 }
 
 impl Status {
@@ -181,6 +184,7 @@ impl Status {
             Status::Malformed => "malformed",
             Status::EmptyResponse => "empty_response",
             Status::TooLarge => "too_large",
+            Status::ClientResource => "client_resource",
         }
     }
 
@@ -436,6 +440,12 @@ impl Record {
             Ending::Timeout => (Status::Timeout, Some("timed out".to_string())),
             Ending::Cancelled => (Status::Cancelled, Some("cancelled by stop".to_string())),
             Ending::TransportError(e) => (Status::TransportError, Some(e.clone())),
+            Ending::ClientResource(e) => (
+                Status::ClientResource,
+                Some(format!(
+                    "{e}: the client ran out of a resource; raise the descriptor limit (ulimit -n) or lower max_connections"
+                )),
+            ),
             Ending::TooLarge(r) => (
                 Status::TooLarge,
                 Some(format!(

@@ -60,6 +60,28 @@ pub enum Ending {
     Cancelled,
     /// A frame of the response went over the frame limit; the rest was not read.
     TooLarge(barrage_core::framing::FrameTooLarge),
+    /// The client itself ran out of something (descriptors, ports, memory)
+    /// before the request reached the server: not the server's failure.
+    ClientResource(String),
+}
+
+/// A connect failure: the client's own when the system refused it a
+/// descriptor, a port or memory, else a transport error.
+fn connect_failed(e: &(dyn std::error::Error + 'static)) -> Ending {
+    let message = format!("connect: {}", error_chain(e));
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::EADDRNOTAVAIL | libc::ENOBUFS | libc::ENOMEM)
+            )
+        {
+            return Ending::ClientResource(message);
+        }
+        cause = err.source();
+    }
+    Ending::TransportError(message)
 }
 
 /// One request and response, timed by the host.
@@ -540,6 +562,10 @@ impl Transport {
     ) {
         let response = match self.client.request(request).await {
             Ok(r) => r,
+            Err(e) if e.is_connect() => {
+                ex.ending = connect_failed(&e);
+                return;
+            }
             Err(e) => {
                 ex.ending = Ending::TransportError(error_chain(&e));
                 return;
@@ -651,7 +677,7 @@ async fn exchange_direct<S: ResponseSink>(
     let mut conn = match pool.checkout().await {
         Ok(c) => c,
         Err(e) => {
-            ex.ending = Ending::TransportError(format!("connect: {}", error_chain(e.as_ref())));
+            ex.ending = connect_failed(e.as_ref());
             return;
         }
     };
@@ -671,7 +697,7 @@ async fn exchange_direct<S: ResponseSink>(
             conn = match pool.connect().await {
                 Ok(c) => c,
                 Err(e) => {
-                    ex.ending = Ending::TransportError(format!("connect: {}", error_chain(e.as_ref())));
+                    ex.ending = connect_failed(e.as_ref());
                     return;
                 }
             };
