@@ -64,8 +64,9 @@ impl std::str::FromStr for Framing {
 /// enough that a few thousand streams cannot exhaust memory with it.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 
-/// A frame longer than the framer's limit: the rest of the body is not
-/// read, so a server that never ends a line cannot grow one without bound.
+/// A line, an SSE event's data or a gRPC message longer than the framer's
+/// limit: the rest of the body is not read, so a server that never ends a
+/// line cannot grow one without bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a frame exceeded the limit of {limit} bytes")]
 pub struct FrameTooLarge {
@@ -77,7 +78,8 @@ pub struct FrameTooLarge {
 #[derive(Debug)]
 pub struct Framer {
     framing: Framing,
-    /// Most bytes one frame may hold, counting the part still being read.
+    /// Most bytes in one line, SSE event's data or gRPC message, counting
+    /// the part still being read.
     limit: usize,
     /// A frame went over the limit.
     refused: bool,

@@ -47,10 +47,28 @@ enum Body<'a> {
 impl<'a> DecodeSink<'a> {
     /// A sink for the response to `req`.
     pub fn new(workers: &'a CodecWorkers, req: &EncodedRequest, options: DecodeOptions) -> DecodeSink<'a> {
+        DecodeSink::cutting(workers, req.streaming.then_some(req.framing), options)
+    }
+
+    /// A sink that decodes a successful response as a stream cut by `framing`
+    /// (recorded bodies, `barrage plugin decode`).
+    pub fn stream(
+        workers: &'a CodecWorkers,
+        framing: barrage_core::framing::Framing,
+        options: DecodeOptions,
+    ) -> DecodeSink<'a> {
+        DecodeSink::cutting(workers, Some(framing), options)
+    }
+
+    fn cutting(
+        workers: &'a CodecWorkers,
+        stream: Option<barrage_core::framing::Framing>,
+        options: DecodeOptions,
+    ) -> DecodeSink<'a> {
         DecodeSink {
             workers,
             options,
-            stream: req.streaming.then_some(req.framing),
+            stream,
             max_frame: DEFAULT_MAX_FRAME,
             refused: None,
             body: Body::Waiting,
@@ -61,23 +79,6 @@ impl<'a> DecodeSink<'a> {
     pub fn max_frame(mut self, bytes: usize) -> DecodeSink<'a> {
         self.max_frame = bytes;
         self
-    }
-
-    /// A sink that decodes a successful response as a stream cut by `framing`
-    /// (recorded bodies, `barrage plugin decode`).
-    pub fn stream(
-        workers: &'a CodecWorkers,
-        framing: barrage_core::framing::Framing,
-        options: DecodeOptions,
-    ) -> DecodeSink<'a> {
-        DecodeSink {
-            workers,
-            options,
-            stream: Some(framing),
-            max_frame: DEFAULT_MAX_FRAME,
-            refused: None,
-            body: Body::Waiting,
-        }
     }
 }
 
