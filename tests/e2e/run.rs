@@ -452,22 +452,30 @@ fn bad_run_input_gets_clear_messages() {
     );
 }
 
+/// `barrage run` of `yaml` (written as `name` in `dir`) against `sim`; and
+/// its results directory.
+fn config_run(sim: &SimProcess, dir: &Path, name: &str, yaml: &str) -> (std::process::Command, std::path::PathBuf) {
+    let cfg = dir.join(format!("{name}.yaml"));
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = dir.join(name);
+    let mut cmd = barrage();
+    cmd.args([
+        "run",
+        "--quiet",
+        "--target",
+        &format!("http://{}", sim.addr),
+        "--config",
+    ])
+    .arg(&cfg)
+    .arg("--output")
+    .arg(&out);
+    (cmd, out)
+}
+
 /// Write `yaml` as a run config in `dir` and run it against `sim`; the results directory.
 fn run_config_against(sim: &SimProcess, dir: &Path, yaml: &str) -> std::path::PathBuf {
-    let cfg = dir.join("run.yaml");
-    std::fs::write(&cfg, yaml).unwrap();
-    let out = dir.join("run");
-    let (code, _, stderr) = run(barrage()
-        .args([
-            "run",
-            "--quiet",
-            "--target",
-            &format!("http://{}", sim.addr),
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg("--output")
-        .arg(&out));
+    let (mut cmd, out) = config_run(sim, dir, "run", yaml);
+    let (code, _, stderr) = run(&mut cmd);
     assert_eq!(code, 0, "{stderr}");
     out
 }
@@ -1188,32 +1196,18 @@ fn an_output_directory_holding_a_run_is_refused_unless_overwritten() {
     assert_eq!(records(&out).len(), 3);
 }
 
-/// `barrage run` under a descriptor limit of `limit` (soft and hard), against `sim`.
+/// `barrage run` of `yaml` against `sim` under a descriptor limit of
+/// `limit` (soft and hard, set by a shell that then becomes barrage).
 fn run_with_descriptor_limit(limit: u32, sim: &SimProcess, dir: &Path, yaml: &str) -> (i32, std::path::PathBuf) {
-    let cfg = dir.join("limited.yaml");
-    std::fs::write(&cfg, yaml).unwrap();
-    let out = dir.join(format!("run-{}", yaml.len()));
-    let bin = barrage().get_program().to_owned();
-    let mut cmd = std::process::Command::new("sh");
-    cmd.arg("-c")
+    let (cmd, out) = config_run(sim, dir, &format!("limited-{}", yaml.len()), yaml);
+    let mut limited = std::process::Command::new("sh");
+    limited
+        .arg("-c")
         .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
-        .arg(bin)
-        .args([
-            "run",
-            "--quiet",
-            "--target",
-            &format!("http://{}", sim.addr),
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg("--output")
-        .arg(&out)
-        .envs(
-            barrage()
-                .get_envs()
-                .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))),
-        );
-    let (code, _, stderr) = run(&mut cmd);
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    let (code, _, stderr) = run(&mut limited);
     assert!(code == 0 || code == 5, "{stderr}");
     (code, out)
 }
