@@ -12,6 +12,7 @@ mod contract;
 mod datasets;
 mod examples;
 mod hostile;
+mod overload;
 mod report;
 mod run;
 mod sdk;

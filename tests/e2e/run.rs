@@ -568,7 +568,9 @@ fn server_peak_concurrency(truth: &Path) -> i32 {
 
 #[test]
 fn a_concurrency_cap_drops_or_queues_arrivals_and_says_how_many() {
-    for policy in ["drop", "queue"] {
+    // A queued arrival waits at most max_send_lag_ms; with a long bound the
+    // queue grows through the stage, with a short one the rest is missed.
+    for (policy, lag_ms) in [("drop", 1000), ("queue", 60_000), ("queue", 200)] {
         let dir = tempfile::tempdir().unwrap();
         let truth = dir.path().join("truth.jsonl");
         let sim = SimProcess::plain_with_truth("100", "1", &truth);
@@ -576,7 +578,7 @@ fn a_concurrency_cap_drops_or_queues_arrivals_and_says_how_many() {
             &sim,
             dir.path(),
             &format!(
-                "request: {{max_tokens: 1}}\nstages:\n  - {{shape: constant, rate: 100, duration_s: 2, max_concurrency: 5, on_cap: {policy}}}\n"
+                "max_send_lag_ms: {lag_ms}\nrequest: {{max_tokens: 1}}\nstages:\n  - {{shape: constant, rate: 100, duration_s: 2, max_concurrency: 5, on_cap: {policy}}}\n"
             ),
         );
         sim.stop();
@@ -585,25 +587,35 @@ fn a_concurrency_cap_drops_or_queues_arrivals_and_says_how_many() {
             "{policy}: the server never had more than 5"
         );
         let s = &summary(&out)["stages"][0];
-        let (scheduled, sent, dropped) = (
+        let (scheduled, sent, dropped, missed) = (
             s["scheduled"].as_u64().unwrap(),
             s["sent"].as_u64().unwrap(),
             s["dropped"].as_u64().unwrap(),
+            s["missed"].as_u64().unwrap(),
         );
         assert_eq!(scheduled, 200);
-        assert_eq!(scheduled, sent + dropped, "{policy}: every arrival is sent or dropped");
-        if policy == "drop" {
-            // 5 slots of ~100 ms each serve ~50/s of the 100/s offered.
-            assert!(dropped > 60 && dropped < 140, "{dropped} dropped");
-            assert_eq!(s["queued"], 0);
-        } else {
-            assert_eq!(dropped, 0);
-            assert!(s["queued"].as_u64().unwrap() > 100, "{}", s["queued"]);
-            assert!(
-                s["queue_wait_ms"]["max"].as_f64().unwrap() > 500.0,
-                "the queue grows: {}",
-                s["queue_wait_ms"]
-            );
+        assert_eq!(
+            scheduled,
+            sent + dropped + missed,
+            "{policy}: every arrival is sent, dropped or missed"
+        );
+        let wait_max = s["queue_wait_ms"]["max"].as_f64().unwrap_or(0.0);
+        match (policy, lag_ms) {
+            ("drop", _) => {
+                // 5 slots of ~100 ms each serve ~50/s of the 100/s offered.
+                assert!(dropped > 60 && dropped < 140, "{dropped} dropped");
+                assert_eq!((s["queued"].as_u64(), missed), (Some(0), 0));
+            }
+            (_, 60_000) => {
+                assert_eq!((dropped, missed), (0, 0));
+                assert!(s["queued"].as_u64().unwrap() > 100, "{}", s["queued"]);
+                assert!(wait_max > 500.0, "the queue grows: {}", s["queue_wait_ms"]);
+            }
+            _ => {
+                assert_eq!(dropped, 0);
+                assert!(missed > 50, "past 200 ms in the queue an arrival is missed: {missed}");
+                assert!(wait_max < 200.0 + 100.0, "no queued arrival waited long: {wait_max}");
+            }
         }
     }
 }
@@ -646,7 +658,8 @@ fn a_connection_cap_bounds_connections_and_the_wait_shows_as_send_lag() {
     let capped = run_config_against(
         &sim,
         dir.path(),
-        "max_connections: 4\nrequest: {max_tokens: 10}\nstages: [{shape: constant, rate: 100, requests: 120}]\n",
+        // The wait reaches seconds: the bound is raised so every arrival goes.
+        "max_connections: 4\nmax_send_lag_ms: 60000\nrequest: {max_tokens: 10}\nstages: [{shape: constant, rate: 100, requests: 120}]\n",
     );
     sim.stop();
     let recs = records(&capped);
@@ -1217,7 +1230,9 @@ fn connections_stay_within_the_descriptor_limit_and_running_out_is_the_clients_f
     // 300 requests/s of 300 ms each want ~90 connections at once.
     let dir = tempfile::tempdir().unwrap();
     let sim = SimProcess::start(&["--mode", "plain", "--ttft-ms", "300", "--itl-ms", "1"]);
-    let load = "request: {max_tokens: 2}\nstages: [{shape: constant, rate: 300, requests: 300}]\n";
+    // The waits reach seconds: the bound is raised so every arrival goes.
+    let load =
+        "max_send_lag_ms: 60000\nrequest: {max_tokens: 2}\nstages: [{shape: constant, rate: 300, requests: 300}]\n";
     // By default the run opens no more than the limit allows (64 less 32
     // kept back): the rest wait for a connection, as send lag, and succeed.
     let (code, out) = run_with_descriptor_limit(64, &sim, dir.path(), load);

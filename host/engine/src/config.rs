@@ -266,6 +266,15 @@ pub struct RunConfig {
     /// frame); past it the request fails `too_large` and the rest of the
     /// response is not read.
     pub max_frame_mib: f64,
+    /// An arrival not sent within this many ms of its time (the client fell
+    /// behind, or it waited that long for a connection or a slot under the
+    /// stage's cap) is not sent at all: it is counted as missed.
+    pub max_send_lag_ms: f64,
+    /// Most MiB of response frames waiting for the plugin threads; past it,
+    /// arrivals are missed until they catch up (their backlog stays bounded).
+    pub max_decode_backlog_mib: f64,
+    /// Fail the run (exit 6) when a stage finds the client saturated.
+    pub strict_client: bool,
     /// After a stop, how long in-flight requests may finish, seconds.
     pub grace_period_s: f64,
     /// Stop the run when more than this fraction of finished requests failed (after 20).
@@ -305,6 +314,9 @@ impl Default for RunConfig {
             plugin_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
             malformed_frames: crate::metrics::MalformedFrames::Fail,
             max_frame_mib: (barrage_core::framing::DEFAULT_MAX_FRAME >> 20) as f64,
+            max_send_lag_ms: 1000.0,
+            max_decode_backlog_mib: 64.0,
+            strict_client: false,
             grace_period_s: 5.0,
             max_error_rate: None,
             stages: vec![Stage {
@@ -407,6 +419,17 @@ impl RunConfig {
     /// `max_frame_mib` in bytes (the default if out of range, which the check refuses).
     pub fn max_frame(&self) -> usize {
         max_frame_bytes(self.max_frame_mib).unwrap_or(barrage_core::framing::DEFAULT_MAX_FRAME)
+    }
+
+    /// `max_decode_backlog_mib` in bytes.
+    pub fn max_decode_backlog(&self) -> u64 {
+        (self.max_decode_backlog_mib * f64::from(1u32 << 20)) as u64
+    }
+
+    /// `max_send_lag_ms` as a duration (validated: positive and finite).
+    pub fn max_send_lag(&self) -> std::time::Duration {
+        std::time::Duration::try_from_secs_f64(self.max_send_lag_ms / 1000.0)
+            .unwrap_or(std::time::Duration::from_secs(1))
     }
 
     /// Check every key and decide what drives each stage: a run
@@ -575,6 +598,24 @@ impl RunConfig {
         }
         at_most("request.timeout_s", Some(self.request.timeout_s), MAX_SECONDS)?;
         at_most("grace_period_s", Some(self.grace_period_s), MAX_SECONDS)?;
+        if !(self.max_send_lag_ms > 0.0 && self.max_send_lag_ms.is_finite()) {
+            return Err(format!(
+                "max_send_lag_ms must be > 0 ms, got {}: it is how late an arrival may still be sent",
+                number(self.max_send_lag_ms)
+            ));
+        }
+        at_most("max_send_lag_ms", Some(self.max_send_lag_ms), MAX_SECONDS * 1000.0)?;
+        if !(self.max_decode_backlog_mib > 0.0 && self.max_decode_backlog_mib.is_finite()) {
+            return Err(format!(
+                "max_decode_backlog_mib must be > 0, got {}",
+                number(self.max_decode_backlog_mib)
+            ));
+        }
+        at_most(
+            "max_decode_backlog_mib",
+            Some(self.max_decode_backlog_mib),
+            MAX_FRAME_MIB * 1024.0,
+        )?;
         at_most(
             "request.prompt_tokens",
             Some(f64::from(self.request.prompt_tokens)),
@@ -734,6 +775,12 @@ mod tests {
                 "stages[0].concurrency is",
             ),
             ("max_frame_mib: 0\n", "max_frame_mib is 0; it must be from"),
+            ("max_send_lag_ms: 0\n", "max_send_lag_ms must be > 0 ms, got 0"),
+            ("max_send_lag_ms: 1e300\n", "max_send_lag_ms is"),
+            (
+                "max_decode_backlog_mib: -1\n",
+                "max_decode_backlog_mib must be > 0, got -1",
+            ),
             (
                 "stages: [{shape: expression, rate_expr: \"4 - 2e31*sin(t/61)\", duration_s: 600}]\n",
                 "stages[0].rate_expr `4 - 2e31*sin(t/61)` reaches 1.99999916538891",

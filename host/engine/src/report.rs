@@ -133,17 +133,7 @@ pub fn rebuild(run: &RunDir, options: MetricsOptions) -> Result<(Summary, u64), 
         .map(|c| c.stages.iter().map(crate::load::Stage::info).collect())
         .unwrap_or_default();
     let (facts, counts) = match &run.summary {
-        Some(old) => (
-            old.run.clone(),
-            old.stages
-                .iter()
-                .map(|s| ScheduleCounts {
-                    scheduled: s.scheduled,
-                    dropped: s.dropped,
-                    not_sent: s.not_sent,
-                })
-                .collect(),
-        ),
+        Some(old) => (old.run.clone(), old.stages.iter().map(ScheduleCounts::of).collect()),
         None => (facts_from_meta(&run.meta, last / 1000.0), Vec::new()),
     };
     let mut summary = agg.summary(&run.dir.display().to_string(), facts, &infos, &counts);
@@ -228,9 +218,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<
             if counts.len() <= j {
                 counts.resize(j + 1, ScheduleCounts::default());
             }
-            counts[j].scheduled += s.scheduled;
-            counts[j].dropped += s.dropped;
-            counts[j].not_sent += s.not_sent;
+            counts[j] = counts[j].plus(ScheduleCounts::of(s));
         }
     }
     if let Some(source) = write_error.or_else(|| writer.flush().err()) {
@@ -336,12 +324,13 @@ pub fn console_table(summary: &Summary) -> String {
     }
     let _ = writeln!(
         out,
-        "{:<6} {:>7} {:>7} {:>6} {:>6} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
+        "{:<6} {:>7} {:>7} {:>6} {:>6} {:>6} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
         "stage",
         "sent",
         "ok",
         "failed",
         "drop",
+        "missed",
         "req/s",
         "rate",
         "ttft p50",
@@ -360,12 +349,13 @@ pub fn console_table(summary: &Summary) -> String {
     for s in rows {
         let _ = writeln!(
             out,
-            "{:<6} {:>7} {:>7} {:>6} {:>6} {:>8.2} {:>8.2} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9.1} {:>8}",
+            "{:<6} {:>7} {:>7} {:>6} {:>6} {:>6} {:>8.2} {:>8.2} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9.1} {:>8}",
             s.stage.map_or("all".to_string(), |i| i.to_string()),
             s.sent,
             s.succeeded,
             s.failed,
             s.dropped,
+            s.missed,
             s.requests_per_s,
             s.achieved_rate,
             f2(cell(&s.ttft_ms, 50.0)),
@@ -388,11 +378,18 @@ pub fn console_table(summary: &Summary) -> String {
         for (msg, n) in &s.errors {
             let _ = writeln!(out, "       {n} × {msg}");
         }
+        if let Some(c) = s.client.as_ref().filter(|c| c.saturated) {
+            let _ = writeln!(
+                out,
+                "       CLIENT SATURATED: Barrage itself was a bottleneck here, so these figures describe it as much as the server: {}",
+                c.reasons.join("; ")
+            );
+        }
         if !s.accounted {
             let _ = writeln!(
                 out,
-                "       WARNING: counts do not reconcile (scheduled {} = sent {} + dropped {} + not sent {}; sent = ok {} + failed {} + cancelled {})",
-                s.scheduled, s.sent, s.dropped, s.not_sent, s.succeeded, s.failed, s.cancelled
+                "       WARNING: counts do not reconcile (scheduled {} = sent {} + dropped {} + missed {} + not sent {}; sent = ok {} + failed {} + cancelled {})",
+                s.scheduled, s.sent, s.dropped, s.missed, s.not_sent, s.succeeded, s.failed, s.cancelled
             );
         }
     }

@@ -102,6 +102,12 @@ impl CodecPlugin {
 /// never meets the deadline, and a loop meets it at once.
 pub const ENCODE_DEADLINE_PER: usize = 64 << 10;
 
+/// Frames a `push` gets one decode deadline for (and one more per
+/// [`ENCODE_DEADLINE_PER`] bytes of them): a plugin thread that fell
+/// behind hands a stream's queued frames to one call, thousands of them,
+/// which is real work that one deadline would cut short.
+pub const DECODE_DEADLINE_FRAMES: usize = 1024;
+
 /// One instance of a codec in its own store. Every call runs under a
 /// deadline (`encode` its own), the memory limit and budgets, and what it
 /// returns is bounded (see [`bounds`]); after a trap the instance is
@@ -204,12 +210,15 @@ impl CodecInstance {
         self.call(self.decode_deadline(), |c, s| c.open(s, head, options).map(Ok))
     }
 
-    /// Decode a batch of frames of the stream `decoder` (never empty); each
-    /// event comes with the index of its frame in the batch, checked to be
-    /// one of the batch's.
+    /// Decode a batch of frames of the stream `decoder` (never empty), under
+    /// one decode deadline per [`DECODE_DEADLINE_FRAMES`] frames and per
+    /// [`ENCODE_DEADLINE_PER`] bytes (at least one); each event comes with
+    /// the index of its frame in the batch, checked to be one of the batch's.
     pub fn push(&mut self, decoder: ResourceAny, frames: Vec<TimedFrame>) -> Result<Vec<(u32, Event)>, PluginFailure> {
         let n = frames.len();
-        let mut tagged = self.call(self.decode_deadline(), |c, s| c.push(s, decoder, frames))?;
+        let bytes: usize = frames.iter().map(|f| f.data.len()).sum();
+        let deadline = self.decode_deadline() * (1 + n / DECODE_DEADLINE_FRAMES + bytes / ENCODE_DEADLINE_PER) as u32;
+        let mut tagged = self.call(deadline, |c, s| c.push(s, decoder, frames))?;
         self.check_count(tagged.len(), n)?;
         for (frame, event) in &mut tagged {
             if *frame as usize >= n {

@@ -109,6 +109,59 @@ struct Worker {
     join: Option<JoinHandle<()>>,
 }
 
+/// Frames handed to the plugin threads and not yet taken up by one: what
+/// the threads are behind by. The load engine stops sending while it is
+/// past a bound, so a client that cannot decode as fast as it reads does
+/// not grow without limit.
+#[derive(Default)]
+pub struct Backlog {
+    frames: AtomicU64,
+    bytes: AtomicU64,
+    peak_frames: AtomicU64,
+    peak_bytes: AtomicU64,
+}
+
+/// What a frame holds on to while it waits: its data and its own size.
+fn held_bytes(frames: &[TimedFrame]) -> u64 {
+    frames
+        .iter()
+        .map(|f| (f.data.len() + std::mem::size_of::<TimedFrame>()) as u64)
+        .sum()
+}
+
+impl Backlog {
+    fn add(&self, frames: &[TimedFrame]) {
+        let bytes = held_bytes(frames);
+        let n = frames.len() as u64;
+        let now_frames = self.frames.fetch_add(n, Ordering::Relaxed) + n;
+        let now_bytes = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak_frames.fetch_max(now_frames, Ordering::Relaxed);
+        self.peak_bytes.fetch_max(now_bytes, Ordering::Relaxed);
+    }
+
+    fn taken(&self, frames: &[TimedFrame]) {
+        self.frames.fetch_sub(frames.len() as u64, Ordering::Relaxed);
+        self.bytes.fetch_sub(held_bytes(frames), Ordering::Relaxed);
+    }
+
+    /// Bytes waiting now.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// The most frames and bytes waiting at once since the last call; the
+    /// next period starts from what waits now.
+    pub fn take_peak(&self) -> (u64, u64) {
+        let frames = self
+            .peak_frames
+            .swap(self.frames.load(Ordering::Relaxed), Ordering::Relaxed);
+        let bytes = self
+            .peak_bytes
+            .swap(self.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+        (frames, bytes)
+    }
+}
+
 /// A pool of plugin threads running one codec.
 pub struct CodecWorkers {
     plugin: Arc<CodecPlugin>,
@@ -116,6 +169,7 @@ pub struct CodecWorkers {
     next_worker: AtomicUsize,
     next_id: AtomicU64,
     restarts: Arc<AtomicU64>,
+    backlog: Arc<Backlog>,
 }
 
 impl CodecWorkers {
@@ -123,13 +177,15 @@ impl CodecWorkers {
     pub fn start(plugin: Arc<CodecPlugin>, threads: usize) -> std::io::Result<CodecWorkers> {
         let mut workers = Vec::new();
         let restarts = Arc::new(AtomicU64::new(0));
+        let backlog = Arc::new(Backlog::default());
         for i in 0..threads.max(1) {
             let (tx, rx) = mpsc::channel();
             let p = plugin.clone();
             let restarted = restarts.clone();
+            let backlog = backlog.clone();
             let join = std::thread::Builder::new()
                 .name(format!("barrage-plugin-{i}"))
-                .spawn(move || supervise(&p, &rx, &restarted))?;
+                .spawn(move || supervise(&p, &rx, &restarted, &backlog))?;
             workers.push(Worker {
                 tx: Some(tx),
                 join: Some(join),
@@ -141,7 +197,13 @@ impl CodecWorkers {
             next_worker: AtomicUsize::new(0),
             next_id: AtomicU64::new(0),
             restarts,
+            backlog,
         })
+    }
+
+    /// Frames waiting for the plugin threads.
+    pub fn backlog(&self) -> &Backlog {
+        &self.backlog
     }
 
     /// How often a plugin thread panicked (a host bug) and was restarted;
@@ -195,6 +257,7 @@ impl CodecWorkers {
     /// Hand over frames cut from the stream (never blocks).
     pub fn push(&self, stream: StreamHandle, frames: Vec<TimedFrame>) {
         if !frames.is_empty() {
+            self.backlog.add(&frames);
             self.send(stream.worker, Job::Push { id: stream.id, frames });
         }
     }
@@ -212,6 +275,7 @@ impl CodecWorkers {
         at: Instant,
     ) -> oneshot::Receiver<StreamOutcome> {
         let (reply, rx) = oneshot::channel();
+        self.backlog.add(&frames);
         self.send(
             stream.worker,
             Job::Finish {
@@ -267,10 +331,10 @@ impl Drop for CodecWorkers {
 /// misbehaviour is data, never a panic), count it and start over with a
 /// fresh state, so one bad stream cannot stop every later request. The
 /// streams the lost state held fail: their replies are dropped.
-fn supervise(plugin: &Arc<CodecPlugin>, rx: &mpsc::Receiver<Job>, restarts: &AtomicU64) {
+fn supervise(plugin: &Arc<CodecPlugin>, rx: &mpsc::Receiver<Job>, restarts: &AtomicU64, backlog: &Backlog) {
     loop {
         let thread = WorkerThread::new(plugin.clone());
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| thread.run(rx))) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| thread.run(rx, backlog))) {
             Ok(()) => return,
             Err(_) => {
                 restarts.fetch_add(1, Ordering::Relaxed);
@@ -300,7 +364,7 @@ impl WorkerThread {
         }
     }
 
-    fn run(mut self, rx: &mpsc::Receiver<Job>) {
+    fn run(mut self, rx: &mpsc::Receiver<Job>, backlog: &Backlog) {
         let mut batch = Vec::new();
         let mut pending: HashMap<u64, Vec<TimedFrame>> = HashMap::new();
         while let Ok(first) = rx.recv() {
@@ -316,13 +380,17 @@ impl WorkerThread {
                     // Frames wait so that all of a stream's frames in this
                     // batch go to the plugin in one call; anything else
                     // about that stream flushes them first, keeping order.
-                    Job::Push { id, mut frames } => pending.entry(id).or_default().append(&mut frames),
+                    Job::Push { id, mut frames } => {
+                        backlog.taken(&frames);
+                        pending.entry(id).or_default().append(&mut frames);
+                    }
                     Job::Finish {
                         id,
                         mut frames,
                         at,
                         reply,
                     } => {
+                        backlog.taken(&frames);
                         pending.entry(id).or_default().append(&mut frames);
                         self.flush(id, &mut pending);
                         let _ = reply.send(self.finish(id, at));

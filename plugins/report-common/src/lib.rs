@@ -86,6 +86,7 @@ pub fn headline(stage: &Value) -> Vec<(&'static str, String)> {
         ("failed", fmt(n("failed"), 0)),
         ("cancelled", fmt(n("cancelled"), 0)),
         ("dropped at cap", fmt(n("dropped"), 0)),
+        ("missed (client behind)", fmt(n("missed"), 0)),
         ("not sent (stopped)", fmt(n("not_sent"), 0)),
         ("requested rate (req/s)", fmt(n("requested_rate"), 2)),
         ("achieved send rate (req/s)", fmt(n("achieved_rate"), 2)),
@@ -100,6 +101,26 @@ pub fn headline(stage: &Value) -> Vec<(&'static str, String)> {
         rows.push(("goodput share", fmt(num(&g["share"]).map(|s| s * 100.0), 1) + " %"));
     }
     rows
+}
+
+/// The warning for a section whose client was saturated: Barrage itself
+/// was a bottleneck, so its figures describe the client as much as the
+/// server. Every report shows it.
+pub fn client_warning(stage: &Value) -> Option<String> {
+    let client = &stage["client"];
+    if !client["saturated"].as_bool().unwrap_or(false) {
+        return None;
+    }
+    let reasons: Vec<&str> = client["reasons"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    Some(format!(
+        "Client saturated: Barrage itself was a bottleneck, so these figures describe the client as much as the server ({}).",
+        reasons.join("; ")
+    ))
 }
 
 /// The latency table of one section: a header (`count`, `mean`, the
@@ -148,5 +169,18 @@ mod tests {
         assert_eq!(fmt(Some(1.234), 1), "1.2");
         assert_eq!(fmt(None, 1), "-");
         assert!(check_schema(2).is_err());
+    }
+
+    #[test]
+    fn a_saturated_client_is_named_with_its_reasons() {
+        let calm = serde_json::json!({"client": {"saturated": false, "reasons": []}});
+        assert_eq!(client_warning(&calm), None);
+        assert_eq!(client_warning(&serde_json::json!({})), None);
+        let busy = serde_json::json!({"client": {"saturated": true, "reasons": ["7 arrivals were missed", "lag"]}});
+        let w = client_warning(&busy).unwrap();
+        assert!(
+            w.starts_with("Client saturated") && w.contains("7 arrivals were missed; lag"),
+            "{w}"
+        );
     }
 }

@@ -38,6 +38,7 @@ const STAGE_COLUMNS: &[&str] = &[
     "scheduled",
     "sent",
     "dropped",
+    "missed",
     "not_sent",
     "succeeded",
     "failed",
@@ -53,7 +54,15 @@ const STAGE_COLUMNS: &[&str] = &[
 fn stages_csv(summary: &Value) -> String {
     let pkeys = percentile_keys(summary);
     let mut header: Vec<String> = STAGE_COLUMNS.iter().map(|c| c.to_string()).collect();
-    header.extend(["goodput_requests_per_s".to_string(), "goodput_share".to_string()]);
+    header.extend(
+        [
+            "goodput_requests_per_s",
+            "goodput_share",
+            "client_saturated",
+            "client_reasons",
+        ]
+        .map(String::from),
+    );
     for (key, _) in LATENCIES {
         let base = key.trim_end_matches("_ms");
         for stat in ["count", "mean"]
@@ -79,6 +88,15 @@ fn stages_csv(summary: &Value) -> String {
             .collect();
         row.push(value(&stage["goodput"]["requests_per_s"]));
         row.push(value(&stage["goodput"]["share"]));
+        let client = &stage["client"];
+        row.push(value(&client["saturated"]));
+        let reasons: Vec<&str> = client["reasons"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        row.push(field(&reasons.join("; ")));
         for (key, _) in LATENCIES {
             let d = &stage[*key];
             for stat in ["count", "mean"]

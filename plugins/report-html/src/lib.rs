@@ -9,7 +9,7 @@ mod chart;
 use barrage_sdk::reporter::{OutputFile, PluginInfo, ReportInput, Reporter};
 use chart::{Chart, Series, line_chart};
 use report_common::{
-    LATENCIES, fmt, headline, html_escape, latency_rows, num, percentile_keys, section_name, sections,
+    LATENCIES, client_warning, fmt, headline, html_escape, latency_rows, num, percentile_keys, section_name, sections,
 };
 use serde_json::Value;
 
@@ -20,7 +20,7 @@ const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#22
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ddd}\
 table{border-collapse:collapse;margin:8px 0 16px}td,th{border:1px solid #ddd;padding:3px 8px;font-size:13px}\
 td.n{text-align:right;font-variant-numeric:tabular-nums}.charts{display:flex;flex-wrap:wrap;gap:12px}\
-.meta{color:#555;font-size:13px}";
+.meta{color:#555;font-size:13px}.warn{background:#fff3cd;border:1px solid #e0b000;padding:6px 10px;font-size:13px}";
 
 /// Marks the page once it is in the DOM: how many charts drew lines, and
 /// any script error, so a headless browser can check the render.
@@ -199,7 +199,11 @@ fn tables(s: &Value) -> String {
     let pkeys = percentile_keys(s);
     let mut out = String::new();
     for st in sections(s) {
-        out += &format!("<h2>{}</h2><table>", html_escape(&section_name(st)));
+        out += &format!("<h2>{}</h2>", html_escape(&section_name(st)));
+        if let Some(warning) = client_warning(st) {
+            out += &format!("<p class=warn>{}</p>", html_escape(&warning));
+        }
+        out += "<table>";
         for (name, v) in headline(st) {
             out += &format!("<tr><td>{name}</td><td class=n>{v}</td></tr>");
         }

@@ -2,7 +2,7 @@
 //! latency distributions of every stage as Markdown tables.
 
 use barrage_sdk::reporter::{OutputFile, PluginInfo, ReportInput, Reporter};
-use report_common::{fmt, headline, latency_rows, num, percentile_keys, section_name, sections};
+use report_common::{client_warning, fmt, headline, latency_rows, num, percentile_keys, section_name, sections};
 use serde_json::Value;
 
 /// The `markdown` reporter.
@@ -37,7 +37,11 @@ pub fn render_markdown(s: &Value) -> String {
     out += &format!("- precision: {}\n", text("precision"));
     let pkeys = percentile_keys(s);
     for stage in sections(s) {
-        out += &format!("\n## {}\n\n| figure | value |\n|---|---:|\n", section_name(stage));
+        out += &format!("\n## {}\n\n", section_name(stage));
+        if let Some(warning) = client_warning(stage) {
+            out += &format!("> **{warning}**\n\n");
+        }
+        out += "| figure | value |\n|---|---:|\n";
         for (name, v) in headline(stage) {
             out += &format!("| {name} | {v} |\n");
         }

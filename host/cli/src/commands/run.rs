@@ -81,6 +81,14 @@ pub(crate) struct RunArgs {
     /// longer one fails as too_large and the rest of it is not read.
     #[arg(long, value_name = "MIB")]
     max_frame_mib: Option<f64>,
+    /// Send an arrival at most this many ms late (default 1000); later, it
+    /// is not sent but counted as missed.
+    #[arg(long, value_name = "MS")]
+    max_send_lag_ms: Option<f64>,
+    /// Exit 6 when a stage finds Barrage itself saturated (missed
+    /// arrivals, send lag, late I/O wake-ups or no CPU left).
+    #[arg(long)]
+    strict_client: bool,
     #[command(flatten)]
     dataset: DatasetArgs,
     #[command(flatten)]
@@ -218,6 +226,12 @@ impl RunArgs {
         }
         if let Some(v) = self.max_frame_mib {
             config.max_frame_mib = v;
+        }
+        if let Some(v) = self.max_send_lag_ms {
+            config.max_send_lag_ms = v;
+        }
+        if self.strict_client {
+            config.strict_client = true;
         }
         if self.rate.is_some() || self.concurrency.is_some() {
             let duration = self
@@ -367,10 +381,26 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
             report.total.sent
         );
     }
+    let saturated: Vec<String> = report
+        .stages
+        .iter()
+        .filter(|s| s.client.as_ref().is_some_and(|c| c.saturated))
+        .map(|s| s.stage.map_or("all".into(), |i| i.to_string()))
+        .collect();
+    let strict = config.strict_client && !saturated.is_empty();
+    if !saturated.is_empty() {
+        eprintln!(
+            "{}: the client was saturated in stage {} (reasons above and in summary.json, stages[].client):              lower the rate, give Barrage more cores, or run several shards",
+            if config.strict_client { "error" } else { "warning" },
+            saturated.join(", ")
+        );
+    }
     Ok(if restarts > 0 {
         ExitCode::from(4)
     } else if none_succeeded {
         ExitCode::from(5)
+    } else if strict {
+        ExitCode::from(6)
     } else if report.run.stopped {
         ExitCode::from(3)
     } else {

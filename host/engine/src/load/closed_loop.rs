@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::feeder::Feed;
-use super::request::{Turn, send_unit, think};
+use super::request::{Turn, UnitEnd, send_unit, think};
 use super::shape;
 use super::shared::{Ctx, Window};
 use crate::config::Stage;
@@ -74,7 +74,8 @@ pub(super) fn run(
                     })
                     .await;
                     ctx.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
-                    if !finished {
+                    // A missed request (no connection in time) leaves the user to try its next.
+                    if finished == UnitEnd::Stopped {
                         return;
                     }
                 }

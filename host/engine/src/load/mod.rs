@@ -13,6 +13,7 @@
 mod closed_loop;
 pub mod expr;
 mod feeder;
+mod gauge;
 mod pacer;
 mod progress;
 mod records;
@@ -22,7 +23,7 @@ pub(crate) mod shared;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use barrage_core::types::DecodeOptions;
@@ -105,7 +106,7 @@ pub async fn run(
     )?;
     pacer::quiet_kernel_paths();
     let workers = CodecWorkers::start(plugin.clone(), config.plugin_threads).map_err(RunError::Thread)?;
-    let (records_tx, records_rx) = mpsc::channel::<Record>();
+    let (records_tx, records_rx) = tokio::sync::mpsc::channel::<Record>(records::QUEUE);
     let (cancel_tx, cancel_rx) = watch::channel(false);
     // Instant and CLOCK_MONOTONIC are the same clock on Linux; noting both
     // lets records be compared with another process's monotonic times.
@@ -131,6 +132,9 @@ pub async fn run(
         counters: live.counters.clone(),
         workload,
         followups: config.stages.iter().map(|_| AtomicU64::new(0)).collect(),
+        max_send_lag: config.max_send_lag(),
+        max_backlog: config.max_decode_backlog(),
+        missed: config.stages.iter().map(|_| AtomicU64::new(0)).collect(),
     });
 
     let sink = RecordSink::create(dir, config.stages.len(), metrics_options)?;
@@ -143,13 +147,15 @@ pub async fn run(
     // The pacer runs on its own thread; it hands requests to this runtime.
     let feed = feeder::start(config, &ctx)?;
     let handle = tokio::runtime::Handle::current();
+    let probe = Arc::new(gauge::IoProbe::default());
+    gauge::IoProbe::spawn(&probe);
     let pacer = {
         let ctx = ctx.clone();
         let plan = plan.clone();
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("barrage-pacer".into())
-            .spawn(move || pacer::pace_stages(&plan, &ctx, feed, &handle, &stop))
+            .spawn(move || pacer::pace_stages(&plan, &ctx, feed, &handle, &stop, &probe))
             .map_err(RunError::Thread)?
     };
     let mut scheduled = tokio::task::spawn_blocking(move || pacer.join().unwrap_or_default())
@@ -170,8 +176,9 @@ pub async fn run(
         sink.lock().unwrap_or_else(|p| p.into_inner()).finish();
     }
     let duration_s = origin.elapsed().as_secs_f64();
-    for (counts, followups) in scheduled.iter_mut().zip(&ctx.followups) {
+    for ((counts, followups), missed) in scheduled.iter_mut().zip(&ctx.followups).zip(&ctx.missed) {
         counts.scheduled += followups.load(Ordering::Relaxed);
+        counts.missed += missed.load(Ordering::Relaxed);
     }
     let host = HostUsage {
         peak_rss_mib: HostUsage::peak_rss_mib(),

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::closed_loop;
 use super::feeder::{Feed, Ready};
+use super::gauge::{IoProbe, StageGauge};
 use super::request::{Launch, Slot, launch};
 use super::shape;
 use super::shared::{Ctx, StopSignal, Window};
@@ -167,9 +168,11 @@ struct Pacer<'a> {
     stop: &'a StopSignal,
     /// Units of the dataset (0 without one).
     units: u64,
-    /// A unit taken off the feed by a trace stage that turned out to belong
-    /// to the next pass over the dataset: the next stage sends it.
+    /// A unit taken off the feed and not sent: a trace stage's that turned
+    /// out to belong to the next pass over the dataset (the next stage
+    /// sends it), or one an arrival that was missed did not use.
     held: Option<Ready>,
+    probe: &'a IoProbe,
 }
 
 /// Offer every stage's load; returns what each stage's schedule produced.
@@ -179,6 +182,7 @@ pub(super) fn pace_stages(
     feed: Feed,
     handle: &tokio::runtime::Handle,
     stop: &StopSignal,
+    probe: &IoProbe,
 ) -> Vec<ScheduleCounts> {
     // Precise wake-ups for this thread only; without the privilege it is
     // merely less precise.
@@ -193,6 +197,7 @@ pub(super) fn pace_stages(
         stop,
         units: ctx.workload.units.len() as u64,
         held: None,
+        probe,
     };
     let mut scheduled = Vec::new();
     for ((index, stage), &kind) in plan.config.stages.iter().enumerate().zip(&plan.kinds) {
@@ -219,18 +224,25 @@ impl Pacer<'_> {
             };
             return ScheduleCounts {
                 scheduled: left,
-                dropped: 0,
                 not_sent: left,
+                ..ScheduleCounts::default()
             };
         }
+        let backlog = self.ctx.workers.backlog();
+        let gauge = StageGauge::start(self.probe, backlog);
         let start = Instant::now();
-        match kind {
-            StageKind::Users => ScheduleCounts {
-                scheduled: closed_loop::run(self.ctx, &self.feed, self.handle, index, stage, start),
-                ..ScheduleCounts::default()
-            },
+        let (mut counts, missed_for_backlog) = match kind {
+            StageKind::Users => (
+                ScheduleCounts {
+                    scheduled: closed_loop::run(self.ctx, &self.feed, self.handle, index, stage, start),
+                    ..ScheduleCounts::default()
+                },
+                0,
+            ),
             StageKind::Arrivals | StageKind::Trace => self.open_loop(index, stage, kind, start),
-        }
+        };
+        counts.client = gauge.finish(self.probe, backlog, missed_for_backlog);
+        counts
     }
 
     /// Requests a trace stage sends: one pass over the dataset, or fewer.
@@ -238,8 +250,15 @@ impl Pacer<'_> {
         stage.requests.map_or(self.units, |r| r.min(self.units))
     }
 
-    /// An open-loop stage: each arrival (or trace sample) at its time.
-    fn open_loop(&mut self, index: usize, stage: &Stage, kind: StageKind, start: Instant) -> ScheduleCounts {
+    /// An open-loop stage: each arrival (or trace sample) at its time, or
+    /// missed when the pacer got to it more than `max_send_lag` late or
+    /// the decode backlog is past `max_decode_backlog_mib` (the plugin
+    /// threads are that far behind, and each new stream would only add to
+    /// what waits; streams in flight still hand their frames over, so
+    /// memory stays within the bound and what they bring). Never sent in a
+    /// burst to catch up: a client that fell behind skips what it could not
+    /// send in time. Returns the counts and the arrivals missed for the backlog.
+    fn open_loop(&mut self, index: usize, stage: &Stage, kind: StageKind, start: Instant) -> (ScheduleCounts, u64) {
         let (ctx, units) = (self.ctx, self.units);
         let window = Window::of(stage, start);
         // Shared by the stage's launches: cloning the stage per arrival
@@ -251,6 +270,9 @@ impl Pacer<'_> {
         let trace_end = stage.duration_s.map(|d| start + Duration::from_secs_f64(d));
         let mut trace_base: Option<(u64, f64)> = None;
         let mut sent_in_stage = 0u64;
+        let mut missed_for_backlog = 0u64;
+        let mut skip_before: Option<Instant> = None;
+        let backlog = ctx.workers.backlog();
         loop {
             let (at, ready) = if kind == StageKind::Trace {
                 if stage.requests.is_some_and(|r| sent_in_stage >= r) {
@@ -298,6 +320,26 @@ impl Pacer<'_> {
             }
             counts.scheduled += 1;
             sent_in_stage += 1;
+            // Once one arrival is too late, so is everything due before now:
+            // the pacer drops what it is behind on and goes on at the
+            // schedule's present, rather than stay `max_send_lag` behind.
+            let now = Instant::now();
+            let late = now.saturating_duration_since(at) > ctx.max_send_lag || skip_before.is_some_and(|t| at < t);
+            if late {
+                skip_before = Some(skip_before.map_or(now, |t| t.max(now)));
+            }
+            let full = !late && backlog.bytes() > ctx.max_backlog;
+            if late || full {
+                counts.missed += 1;
+                missed_for_backlog += u64::from(full);
+                ctx.counters.missed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // A trace sample is its own arrival; otherwise the unit goes
+                // to the next arrival, so no prompt is skipped.
+                if kind != StageKind::Trace {
+                    self.held = Some(ready);
+                }
+                continue;
+            }
             let slot = match (&cap, stage.on_cap) {
                 (None, _) => Slot::Free,
                 (Some(sem), config::CapPolicy::Drop) => match sem.clone().try_acquire_owned() {
@@ -319,6 +361,6 @@ impl Pacer<'_> {
             launch(ctx, self.handle, ready, place);
         }
         counts.scheduled += counts.not_sent;
-        counts
+        (counts, missed_for_backlog)
     }
 }

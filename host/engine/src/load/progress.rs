@@ -1,5 +1,5 @@
 //! Live progress: a line a second (four a second, rewritten in place, on
-//! a terminal) with what was sent, finished and failed, the achieved rate,
+//! a terminal) with what was sent, finished, failed and missed, the achieved rate,
 //! what is in flight and the TTFT median so far. The engine does not print:
 //! it hands each line to the caller's sink.
 
@@ -19,6 +19,10 @@ pub trait ProgressSink: Send + 'static {
     fn finish(&mut self);
 }
 
+/// How long without a finished request (while some are in flight) before
+/// the progress line says so.
+const STALL: Duration = Duration::from_secs(5);
+
 /// Where a run's progress lines go, shared with the task writing them.
 pub(super) type SharedSink = Arc<Mutex<Box<dyn ProgressSink>>>;
 
@@ -30,22 +34,40 @@ pub(super) fn spawn(sink: SharedSink, origin: Instant, live: &Live) -> tokio::ta
         let lock = || sink.lock().unwrap_or_else(|p| p.into_inner());
         let mut tick = tokio::time::interval(lock().interval());
         tick.tick().await;
+        // When a request last finished, so a stall shows instead of a line
+        // that merely stops changing.
+        let (mut last_done, mut done_at) = (0, Instant::now());
         loop {
             tick.tick().await;
             let elapsed = origin.elapsed().as_secs_f64();
             let sent = counters.sent.load(Ordering::Relaxed);
+            let done = counters.done.load(Ordering::Relaxed);
+            let in_flight = counters.in_flight.load(Ordering::Relaxed);
+            let missed = counters.missed.load(Ordering::Relaxed);
             let p50 = ttft.load(Ordering::Relaxed);
             let p50 = if p50 == u64::MAX {
                 "-".to_string()
             } else {
                 format!("{:.1} ms", p50 as f64 / 1000.0)
             };
+            if done != last_done {
+                (last_done, done_at) = (done, Instant::now());
+            }
+            let missed = if missed > 0 {
+                format!("  missed {missed}")
+            } else {
+                String::new()
+            };
+            let stalled = done_at.elapsed();
+            let stalled = if in_flight > 0 && stalled >= STALL {
+                format!("  (no request finished for {:.0} s)", stalled.as_secs_f64())
+            } else {
+                String::new()
+            };
             lock().line(&format!(
-                "[{elapsed:7.1}s] sent {sent}  done {}  failed {}  rate {:.1}/s  in flight {}  ttft p50 {p50}",
-                counters.done.load(Ordering::Relaxed),
+                "[{elapsed:7.1}s] sent {sent}  done {done}  failed {}{missed}  rate {:.1}/s  in flight {in_flight}  ttft p50 {p50}{stalled}",
                 counters.failed.load(Ordering::Relaxed),
                 sent as f64 / elapsed.max(1e-9),
-                counters.in_flight.load(Ordering::Relaxed),
             ));
         }
     })

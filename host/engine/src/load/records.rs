@@ -4,13 +4,19 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 use std::thread::JoinHandle;
+
+use tokio::sync::mpsc;
 
 use super::RunError;
 use super::shared::{Counters, StopSignal};
 use crate::metrics::Record;
 use crate::results::RecordSink;
+
+/// Records waiting for the records thread, at most. A request that finds
+/// the queue full waits (its response is complete and timed): this bounds
+/// what a slow disk can pile up, and a wait here changes no measurement.
+pub(super) const QUEUE: usize = 16_384;
 
 /// What the records thread hands back when the last record is in.
 pub(super) type Written = (RecordSink, Option<crate::results::ResultsError>);
@@ -25,7 +31,7 @@ pub(super) struct Live {
 /// Start the thread; it ends when every sender of `records` is gone.
 pub(super) fn start(
     mut sink: RecordSink,
-    records: mpsc::Receiver<Record>,
+    mut records: mpsc::Receiver<Record>,
     live: &Live,
     stop: StopSignal,
     max_error_rate: Option<f64>,
@@ -40,15 +46,15 @@ pub(super) fn start(
             loop {
                 let record = match records.try_recv() {
                     Ok(r) => r,
-                    Err(mpsc::TryRecvError::Empty) => {
+                    Err(mpsc::error::TryRecvError::Empty) => {
                         // Idle: put everything on disk, so a hard stop loses nothing.
                         let _ = sink.flush();
-                        match records.recv() {
-                            Ok(r) => r,
-                            Err(_) => break,
+                        match records.blocking_recv() {
+                            Some(r) => r,
+                            None => break,
                         }
                     }
-                    Err(mpsc::TryRecvError::Disconnected) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
                 };
                 finished += 1;
                 if record.status.is_failure() {

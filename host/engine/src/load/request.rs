@@ -25,6 +25,19 @@ pub(super) struct Launch {
     pub slot: Slot,
 }
 
+/// How a unit's sending ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum UnitEnd {
+    /// Every request of the unit was sent.
+    Sent,
+    /// It stopped early: a stop, a think time cut by cancellation, or
+    /// `place` saying no.
+    Stopped,
+    /// A request could not be sent within `max_send_lag_ms` (no slot or
+    /// connection came free): it and the unit's later turns were not sent.
+    Missed,
+}
+
 /// A request's place under an open-loop stage's concurrency cap.
 pub(super) enum Slot {
     /// No cap.
@@ -41,13 +54,18 @@ pub(super) fn launch(ctx: &Arc<Ctx>, handle: &tokio::runtime::Handle, ready: Rea
     ctx.counters.start();
     let ctx = ctx.clone();
     start_here(handle, async move {
+        let send_by = launch.at + ctx.max_send_lag;
         let (_permit, mut queue_wait) = match launch.slot {
             Slot::Free => (None, None),
             Slot::Held(p) => (Some(p), None),
-            Slot::Wait(sem) => {
-                let p = sem.acquire_owned().await.ok();
-                (p, Some(launch.at.elapsed()))
-            }
+            Slot::Wait(sem) => match tokio::time::timeout_at(send_by.into(), sem.acquire_owned()).await {
+                Ok(p) => (p.ok(), Some(launch.at.elapsed())),
+                Err(_) => {
+                    ctx.missed(launch.stage_index);
+                    ctx.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+                    return;
+                }
+            },
         };
         send_unit(&ctx, ready, &launch.stage, |k| {
             let scheduled = if k == 0 {
@@ -78,22 +96,22 @@ pub(super) struct Turn {
 }
 
 /// Send a unit's requests in order; `place(k)` says where turn `k` sits
-/// when it is about to go, or that it must not go. Returns false if the
-/// unit stopped early (a stop, a think time cut by cancellation, or
-/// `place` saying no).
+/// when it is about to go, or that it must not go.
 pub(super) async fn send_unit(
     ctx: &Ctx,
     ready: Ready,
     stage: &Stage,
     mut place: impl FnMut(usize) -> Option<Turn>,
-) -> bool {
+) -> UnitEnd {
     let samples = ctx.workload.unit(ready.unit);
     for (k, encoded) in ready.encoded.into_iter().enumerate() {
         let sample = samples.get(k);
         if k > 0 && (!think(ctx, think_time(sample, stage)).await || ctx.stopping.load(Ordering::SeqCst)) {
-            return false;
+            return UnitEnd::Stopped;
         }
-        let Some(turn) = place(k) else { return false };
+        let Some(turn) = place(k) else {
+            return UnitEnd::Stopped;
+        };
         let info = RequestInfo {
             id: ready.first_id + k as u64,
             stage: turn.stage,
@@ -103,9 +121,13 @@ pub(super) async fn send_unit(
             sample: sample.map(|s| s.id),
             session: sample.and_then(|s| s.session).map(|t| t.session),
         };
-        send_one(ctx, &info, encoded).await;
+        if !send_one(ctx, &info, encoded).await {
+            ctx.missed(info.stage);
+            ctx.counters.sent.fetch_sub(1, Ordering::Relaxed);
+            return UnitEnd::Missed;
+        }
     }
-    true
+    UnitEnd::Sent
 }
 
 /// The pause before a session's turn after the first: the sample's think
@@ -145,17 +167,24 @@ fn start_here(handle: &tokio::runtime::Handle, task: impl std::future::Future<Ou
     }
 }
 
-/// Send one request and hand its record to the records thread.
+/// Send one request and hand its record to the records thread; false
+/// when it was not sent within `max_send_lag_ms` of its time (no record).
 async fn send_one(
     ctx: &Ctx,
     info: &RequestInfo,
     encoded: Result<barrage_core::types::EncodedRequest, barrage_plugin_host::PluginFailure>,
-) {
+) -> bool {
     let record = match encoded {
         Ok(req) => {
             let mut cancel = ctx.cancel.clone();
             let sink = DecodeSink::new(&ctx.workers, &req, ctx.options).max_frame(ctx.max_frame);
-            let (exchange, decoding) = ctx.transport.execute(&req, info.id, sink, &mut cancel).await;
+            // A session's later turn, or a virtual user's request, is
+            // scheduled when it is placed: its wait is bounded from then.
+            let send_by = info.scheduled + ctx.max_send_lag;
+            let (exchange, decoding) = ctx.transport.execute(&req, info.id, sink, send_by, &mut cancel).await;
+            if matches!(exchange.ending, crate::transport::Ending::Missed) {
+                return false;
+            }
             let decoded = match decoding {
                 Some(d) => d.outcome().await,
                 None => StreamOutcome::default(),
@@ -172,6 +201,7 @@ async fn send_one(
         }
         Err(failure) => Record::not_encoded(info, ctx.origin, &failure),
     };
-    let _ = ctx.records.send(record);
+    let _ = ctx.records.send(record).await;
     ctx.counters.done.fetch_add(1, Ordering::Relaxed);
+    true
 }

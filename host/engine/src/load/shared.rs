@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use barrage_core::types::DecodeOptions;
@@ -24,7 +24,7 @@ pub(super) struct Ctx {
     pub malformed: crate::metrics::MalformedFrames,
     /// Most bytes in one frame of a response.
     pub max_frame: usize,
-    pub records: mpsc::Sender<Record>,
+    pub records: tokio::sync::mpsc::Sender<Record>,
     pub cancel: watch::Receiver<bool>,
     pub stopping: Arc<AtomicBool>,
     pub counters: Arc<Counters>,
@@ -32,6 +32,22 @@ pub(super) struct Ctx {
     /// Per stage: turns after a session's first, sent by the session's own
     /// task; they add to the stage's schedule.
     pub followups: Vec<AtomicU64>,
+    /// How late an arrival may still be sent (`max_send_lag_ms`).
+    pub max_send_lag: Duration,
+    /// Bytes of frames waiting for the plugin threads past which arrivals
+    /// are missed (`max_decode_backlog_mib`).
+    pub max_backlog: u64,
+    /// Per stage: requests missed by their task (no slot or connection in
+    /// time), beside those the pacer missed itself.
+    pub missed: Vec<AtomicU64>,
+}
+
+impl Ctx {
+    /// A request of stage `stage` was missed: not sent within `max_send_lag`.
+    pub fn missed(&self, stage: usize) {
+        self.missed[stage].fetch_add(1, Ordering::Relaxed);
+        self.counters.missed.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Live counts, for progress lines and the drain at the end.
@@ -41,6 +57,7 @@ pub(super) struct Counters {
     pub done: AtomicU64,
     pub failed: AtomicU64,
     pub in_flight: AtomicU64,
+    pub missed: AtomicU64,
 }
 
 impl Counters {

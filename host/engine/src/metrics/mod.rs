@@ -2,6 +2,7 @@
 //! throughput, goodput and a time series, and the run summary.
 //!
 //! - [`record`]: one request, and the per-request quantities (TTFT, TPOT, …).
+//! - [`client`]: whether the client itself was the bottleneck.
 //! - [`hist`]: HDR-histogram distributions with configurable percentiles.
 //! - [`slo`]: objectives for goodput.
 //! - [`stage`]: per-stage aggregates and the request accounting.
@@ -9,12 +10,14 @@
 //!
 //! Every quantity is defined in `docs/metrics.md`; the code follows it.
 
+pub mod client;
 pub mod hist;
 pub mod record;
 pub mod slo;
 pub mod stage;
 pub mod summary;
 
+pub use client::{ClientHealth, ClientLoad};
 pub use hist::{DEFAULT_PERCENTILES, Dist, Hist};
 pub use record::{MalformedFrames, Record, RequestInfo, Response, Status, TokenSource, Verdict};
 pub use slo::Slo;

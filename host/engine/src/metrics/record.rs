@@ -446,6 +446,12 @@ impl Record {
                     "{e}: the client ran out of a resource; raise the descriptor limit (ulimit -n) or lower max_connections"
                 )),
             ),
+            // The load engine keeps missed requests out of the records; one
+            // that got here was still not sent for want of a connection.
+            Ending::Missed => (
+                Status::ClientResource,
+                Some("not sent: no connection came free within max_send_lag_ms".to_string()),
+            ),
             Ending::TooLarge(r) => (
                 Status::TooLarge,
                 Some(format!(

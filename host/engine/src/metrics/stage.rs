@@ -4,20 +4,50 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::client::{ClientHealth, ClientLoad};
 use super::hist::{Dist, Hist};
 use super::record::{Record, Status, TokenSource};
 use super::slo::{self, Slo};
 
 /// What the schedule did with a stage's arrivals; the load engine knows
 /// these, the records do not.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ScheduleCounts {
     /// Arrivals the stage's schedule produced (for closed loop: requests started).
     pub scheduled: u64,
     /// Arrivals not sent because the stage's concurrency cap was reached (`on_cap: drop`).
     pub dropped: u64,
+    /// Arrivals not sent because the client could not send them within
+    /// `max_send_lag_ms` of their time, or its decode backlog was full.
+    pub missed: u64,
     /// Arrivals not sent because the run stopped first.
     pub not_sent: u64,
+    /// What the engine saw of the client meanwhile.
+    pub client: ClientLoad,
+}
+
+impl ScheduleCounts {
+    /// The counts a summary kept (for rebuilding it from records).
+    pub fn of(s: &StageSummary) -> ScheduleCounts {
+        ScheduleCounts {
+            scheduled: s.scheduled,
+            dropped: s.dropped,
+            missed: s.missed,
+            not_sent: s.not_sent,
+            client: s.client.as_ref().map(|c| c.load).unwrap_or_default(),
+        }
+    }
+
+    /// Both schedules' counts together (two stages, or one stage's shards).
+    pub fn plus(self, other: ScheduleCounts) -> ScheduleCounts {
+        ScheduleCounts {
+            scheduled: self.scheduled + other.scheduled,
+            dropped: self.dropped + other.dropped,
+            missed: self.missed + other.missed,
+            not_sent: self.not_sent + other.not_sent,
+            client: self.client.worst(other.client),
+        }
+    }
 }
 
 /// What the configuration says a stage asked for.
@@ -229,6 +259,7 @@ impl StageAgg {
             window_s,
             scheduled: counts.scheduled,
             dropped: counts.dropped,
+            missed: counts.missed,
             not_sent: counts.not_sent,
             sent,
             succeeded,
@@ -279,6 +310,11 @@ impl StageAgg {
             e2e_stream_ms: self.e2e_stream.dist(percentiles),
             normalized_ms_per_token: self.normalized.dist(percentiles),
             send_lag_ms: self.lag.dist(percentiles),
+            client: Some(ClientHealth::judge(
+                counts.missed,
+                self.lag.value_at(99.0),
+                counts.client,
+            )),
             prompt_tokens: self.prompt_len.dist(percentiles),
             output_tokens_per_request: self.output_len.dist(percentiles),
         };
@@ -309,6 +345,10 @@ pub struct StageSummary {
     pub scheduled: u64,
     /// Arrivals dropped at the stage's concurrency cap.
     pub dropped: u64,
+    /// Arrivals the client could not send within `max_send_lag_ms`, or
+    /// while its decode backlog was full.
+    #[serde(default)]
+    pub missed: u64,
     /// Arrivals not sent because the run stopped.
     pub not_sent: u64,
     /// Requests sent (every one has a record).
@@ -321,7 +361,7 @@ pub struct StageSummary {
     pub cancelled: u64,
     /// Failures by class.
     pub failed_by_class: BTreeMap<Status, u64>,
-    /// True when scheduled = sent + dropped + not sent and sent = succeeded + failed + cancelled.
+    /// True when scheduled = sent + dropped + missed + not sent and sent = succeeded + failed + cancelled.
     pub accounted: bool,
     /// Requests that waited for a slot under the cap (`on_cap: queue`).
     pub queued: u64,
@@ -373,6 +413,9 @@ pub struct StageSummary {
     pub normalized_ms_per_token: Option<Dist>,
     /// Actual − scheduled send.
     pub send_lag_ms: Option<Dist>,
+    /// Whether the client itself was the bottleneck, and the evidence.
+    #[serde(default)]
+    pub client: Option<ClientHealth>,
     /// Prompt tokens per request.
     pub prompt_tokens: Option<Dist>,
     /// Output tokens per request.
@@ -380,9 +423,9 @@ pub struct StageSummary {
 }
 
 impl StageSummary {
-    /// Whether scheduled = sent + dropped + not sent and sent = succeeded + failed + cancelled.
+    /// Whether scheduled = sent + dropped + missed + not sent and sent = succeeded + failed + cancelled.
     pub fn reconciles(&self) -> bool {
-        self.scheduled == self.sent + self.dropped + self.not_sent
+        self.scheduled == self.sent + self.dropped + self.missed + self.not_sent
             && self.sent == self.succeeded + self.failed + self.cancelled
     }
 }

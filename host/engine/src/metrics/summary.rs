@@ -270,11 +270,7 @@ impl Aggregator {
                 agg.summary(Some(i), &info, counts.get(i).copied().unwrap_or_default(), p, slos)
             })
             .collect();
-        let total_counts = counts.iter().fold(ScheduleCounts::default(), |a, c| ScheduleCounts {
-            scheduled: a.scheduled + c.scheduled,
-            dropped: a.dropped + c.dropped,
-            not_sent: a.not_sent + c.not_sent,
-        });
+        let total_counts = counts.iter().fold(ScheduleCounts::default(), |a, &c| a.plus(c));
         let total_info = StageInfo {
             label: "all stages".into(),
             ..StageInfo::default()

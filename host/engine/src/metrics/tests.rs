@@ -265,16 +265,23 @@ fn failed_and_truncated_requests_are_counted_but_not_timed() {
         agg.add(r);
     }
     let counts = [ScheduleCounts {
-        scheduled: 7,
+        scheduled: 8,
         dropped: 1,
+        missed: 1,
         not_sent: 1,
+        ..ScheduleCounts::default()
     }];
     let s = agg.summary("x", RunFacts::default(), &[], &counts);
     let st = &s.stages[0];
     assert_eq!((st.sent, st.succeeded, st.failed, st.cancelled), (5, 1, 3, 1));
     assert_eq!(st.failed_by_class.get(&Status::Truncated), Some(&1));
     assert_eq!(st.failed_by_class.get(&Status::HttpError), Some(&1));
-    assert!(st.accounted, "7 = 5 + 1 + 1 and 5 = 1 + 3 + 1");
+    assert!(st.accounted, "8 = 5 + 1 + 1 + 1 and 5 = 1 + 3 + 1");
+    let client = st.client.as_ref().unwrap();
+    assert!(
+        client.saturated && client.missed == 1,
+        "a missed arrival is the client's: {client:?}"
+    );
     assert_eq!(st.ttft_ms.as_ref().unwrap().count, 1, "only the success is timed");
     assert_eq!(st.errors.get("http_error: HTTP 503"), Some(&1));
     let g = st.goodput.as_ref().unwrap();
@@ -285,6 +292,7 @@ fn failed_and_truncated_requests_are_counted_but_not_timed() {
         scheduled: 8,
         dropped: 1,
         not_sent: 1,
+        ..ScheduleCounts::default()
     }];
     assert!(!agg.summary("x", RunFacts::default(), &[], &wrong).stages[0].accounted);
 }

@@ -63,6 +63,9 @@ pub enum Ending {
     /// The client itself ran out of something (descriptors, ports, memory)
     /// before the request reached the server: not the server's failure.
     ClientResource(String),
+    /// No slot under `max_connections` came free by the request's send-by
+    /// time, so it was not sent: a missed arrival, which has no record.
+    Missed,
 }
 
 /// A connect failure: the client's own when the system refused it a
@@ -401,6 +404,7 @@ impl Transport {
         req: &EncodedRequest,
         request_id: u64,
         mut sink: S,
+        send_by: Instant,
         cancel: &mut tokio::sync::watch::Receiver<bool>,
     ) -> (Exchange, Option<S::Outcome>) {
         let sent = Instant::now();
@@ -442,9 +446,15 @@ impl Transport {
             let _slot = match &self.slots {
                 Some(slots) => {
                     let waited = Instant::now();
-                    let slot = slots.clone().acquire_owned().await.ok();
+                    let slot = tokio::time::timeout_at(send_by.into(), slots.clone().acquire_owned()).await;
                     ex.slot_wait = Some(waited.elapsed());
-                    slot
+                    match slot {
+                        Ok(slot) => slot.ok(),
+                        Err(_) => {
+                            ex.ending = Ending::Missed;
+                            return;
+                        }
+                    }
                 }
                 None => None,
             };
@@ -876,6 +886,11 @@ mod tests {
         }
     }
 
+    /// A send-by time no test reaches.
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
     fn request() -> EncodedRequest {
         EncodedRequest {
             request: WireRequest::Http(HttpRequest {
@@ -937,7 +952,9 @@ mod tests {
         let (target, server) = chunked_server([Duration::from_millis(20); 3]).await;
         let transport = Transport::new(&target, &options(5_000, false)).unwrap();
         let (_tx, mut cancel) = tokio::sync::watch::channel(false);
-        let (ex, out) = transport.execute(&request(), 7, Collect::default(), &mut cancel).await;
+        let (ex, out) = transport
+            .execute(&request(), 7, Collect::default(), later(), &mut cancel)
+            .await;
         let out = out.expect("a complete response reaches the sink's end");
         assert!(!out.cut);
         let head = server.await.unwrap();
@@ -999,7 +1016,9 @@ mod tests {
         let target = h2_server().await;
         let transport = Transport::new(&target, &options(5_000, true)).unwrap();
         let (_tx, mut cancel) = tokio::sync::watch::channel(false);
-        let (ex, out) = transport.execute(&request(), 1, Collect::default(), &mut cancel).await;
+        let (ex, out) = transport
+            .execute(&request(), 1, Collect::default(), later(), &mut cancel)
+            .await;
         let out = out.expect("a complete response");
         assert!(matches!(ex.ending, Ending::Complete), "{:?}", ex.ending);
         assert_eq!(ex.version, Some("HTTP/2.0"));
@@ -1017,7 +1036,9 @@ mod tests {
         let (_tx, mut cancel) = tokio::sync::watch::channel(false);
         // The timeout runs from the call (the send is stamped a little later).
         let called = Instant::now();
-        let (ex, out) = transport.execute(&request(), 1, Collect::default(), &mut cancel).await;
+        let (ex, out) = transport
+            .execute(&request(), 1, Collect::default(), later(), &mut cancel)
+            .await;
         assert!(matches!(ex.ending, Ending::Timeout), "{:?}", ex.ending);
         assert!(ex.end - called >= Duration::from_millis(300), "{:?}", ex.end - called);
         let out = out.expect("a head arrived, so the sink has an outcome");
@@ -1041,7 +1062,7 @@ mod tests {
                 refuse_over: Some(EVENTS[0].len()),
                 ..Collect::default()
             };
-            let (ex, out) = transport.execute(&request(), 1, sink, &mut cancel).await;
+            let (ex, out) = transport.execute(&request(), 1, sink, later(), &mut cancel).await;
             assert!(
                 matches!(ex.ending, Ending::TooLarge(r) if r.limit == EVENTS[0].len()),
                 "http2 {http2}: {:?}",
@@ -1069,7 +1090,9 @@ mod tests {
             framing: Framing::GrpcMessages,
         };
         let (_tx, mut cancel) = tokio::sync::watch::channel(false);
-        let (ex, out) = transport.execute(&req, 1, Collect::default(), &mut cancel).await;
+        let (ex, out) = transport
+            .execute(&req, 1, Collect::default(), later(), &mut cancel)
+            .await;
         assert!(
             matches!(&ex.ending, Ending::TransportError(m) if m.contains("gRPC")),
             "{:?}",

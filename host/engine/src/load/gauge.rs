@@ -1,0 +1,90 @@
+//! What the client itself goes through during a stage: the process's CPU
+//! share, how late the I/O runtime wakes up, and the decode backlog. The
+//! pacer takes one [`StageGauge`] per stage; its reading is the evidence
+//! `metrics::ClientHealth` judges saturation from.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use barrage_plugin_host::Backlog;
+
+use crate::metrics::{ClientLoad, Hist};
+
+/// How often the I/O probe wakes up.
+const PROBE_EVERY: Duration = Duration::from_millis(10);
+
+/// A task on the I/O runtime that sleeps [`PROBE_EVERY`] and notes how much
+/// later it woke: a runtime busy enough to wake a timer late reads its
+/// sockets as late, and every read's timestamp with them.
+#[derive(Default)]
+pub(super) struct IoProbe {
+    lag: Mutex<Option<Hist>>,
+}
+
+impl IoProbe {
+    /// Start probing on the current runtime until `probe` is dropped elsewhere
+    /// (the task holds only a weak reference).
+    pub fn spawn(probe: &Arc<IoProbe>) {
+        let weak = Arc::downgrade(probe);
+        tokio::spawn(async move {
+            loop {
+                let asked = Instant::now() + PROBE_EVERY;
+                tokio::time::sleep_until(asked.into()).await;
+                let late = Instant::now().saturating_duration_since(asked);
+                let Some(probe) = weak.upgrade() else { return };
+                let mut lag = probe.lag.lock().unwrap_or_else(|p| p.into_inner());
+                lag.get_or_insert_with(Hist::ms).record(late.as_secs_f64() * 1000.0);
+            }
+        });
+    }
+
+    /// The delays since the last call (p99, max), ms.
+    fn take(&self) -> (f64, f64) {
+        let lag = self.lag.lock().unwrap_or_else(|p| p.into_inner()).take();
+        lag.map_or((0.0, 0.0), |h| {
+            (h.value_at(99.0).unwrap_or(0.0), h.value_at(100.0).unwrap_or(0.0))
+        })
+    }
+}
+
+/// The process's CPU time so far (user and system, all threads).
+fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(t.tv_sec.max(0) as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
+}
+
+/// One stage's gauge, from its start.
+pub(super) struct StageGauge {
+    wall: Instant,
+    cpu: Duration,
+}
+
+impl StageGauge {
+    /// Start a stage's gauge; the probe's and the backlog's peaks start over.
+    pub fn start(probe: &IoProbe, backlog: &Backlog) -> StageGauge {
+        probe.take();
+        backlog.take_peak();
+        StageGauge {
+            wall: Instant::now(),
+            cpu: process_cpu(),
+        }
+    }
+
+    /// What the stage put the client through, with the arrivals it missed
+    /// for a full decode backlog.
+    pub fn finish(self, probe: &IoProbe, backlog: &Backlog, missed_for_backlog: u64) -> ClientLoad {
+        let wall = self.wall.elapsed().as_secs_f64();
+        let cpu = process_cpu().saturating_sub(self.cpu).as_secs_f64();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let (io_lag_p99_ms, io_lag_max_ms) = probe.take();
+        let (frames, bytes) = backlog.take_peak();
+        ClientLoad {
+            cpu_share: if wall > 0.0 { (cpu / wall / cores).min(1.0) } else { 0.0 },
+            io_lag_p99_ms,
+            io_lag_max_ms,
+            decode_backlog_peak_frames: frames,
+            decode_backlog_peak_mib: bytes as f64 / f64::from(1u32 << 20),
+            missed_for_backlog,
+        }
+    }
+}
