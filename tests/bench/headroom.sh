@@ -33,6 +33,8 @@ if ! command -v nginx >/dev/null; then
     fi
 fi
 work=$(mktemp -d)
+# nginx's worker runs as an unprivileged user: it must be able to read the replay.
+chmod 755 "$work"
 nginx_pid=
 cleanup() {
     [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
@@ -51,6 +53,7 @@ curl -sS -N -X POST "http://$sim_addr/v1/chat/completions" -H 'content-type: app
     -d "{\"model\":\"barrage-sim\",\"messages\":[{\"role\":\"user\",\"content\":\"hello\"}],\"max_tokens\":$TOKENS,\"stream\":true,\"stream_options\":{\"include_usage\":true}}" \
     >"$work/www/v1/chat/completions"
 kill -TERM $sim; wait $sim 2>/dev/null || true
+chmod -R a+rX "$work/www"
 events=$(grep -c '^data:' "$work/www/v1/chat/completions")
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -22,13 +22,17 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-pin() { if command -v taskset >/dev/null; then taskset -c "$1" "${@:2}"; else "${@:2}"; fi; }
+# Client and server on different cores; taskset (and env) exec their
+# command, so $! is the process itself.
+pin=(taskset -c)
+command -v taskset >/dev/null || pin=(env)
 
-pin 1 "$BIN" sim --mode zero --port 0 >"$work/sim.out" 2>/dev/null &
+if [ "${pin[0]}" = taskset ]; then server=("${pin[@]}" 1); client=("${pin[@]}" 0); else server=(env); client=(env); fi
+"${server[@]}" "$BIN" sim --mode zero --port 0 >"$work/sim.out" 2>/dev/null &
 sim=$!
 for _ in $(seq 50); do grep -q listening "$work/sim.out" 2>/dev/null && break; sleep 0.1; done
 addr=$(sed -n 's/.*http:\/\/\([^ ]*\).*/\1/p' "$work/sim.out")
-pin 0 "$BIN" run --quiet --target "http://$addr" --rate "$RATE" --shape constant --duration "$DURATION" \
+"${client[@]}" "$BIN" run --quiet --target "http://$addr" --rate "$RATE" --shape constant --duration "$DURATION" \
     --max-tokens "$TOKENS" --prompt-tokens 16 --output "$work/run" >/dev/null 2>"$work/run.err" &
 client=$!
 echo "soak: $RATE req/s for $DURATION s, sampling every $INTERVAL s" >&2

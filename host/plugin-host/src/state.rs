@@ -66,8 +66,12 @@ pub(crate) struct CallDeadline {
     cpu_start: Option<std::time::Duration>,
 }
 
-/// How many times its CPU budget a call may take in wall time.
-pub(crate) const WALL_BACKSTOP: u32 = 10;
+/// How many times its CPU budget a call may take in wall time. Only a call
+/// that burns no CPU for its time (a host import stuck) needs it: a thread
+/// starved on a saturated client (one core for the pacer, the runtime and
+/// four plugin threads) was seen taking ten times a quick call's budget
+/// in wall time, and a backstop that low failed valid responses.
+pub(crate) const WALL_BACKSTOP: u32 = 100;
 
 impl CallDeadline {
     /// A budget of `limit` starting now, on this thread.

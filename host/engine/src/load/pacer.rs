@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::closed_loop;
 use super::feeder::{Feed, Ready};
-use super::gauge::{IoProbe, StageGauge};
+use super::gauge::{IoProbe, Missed, StageGauge, io_behind};
 use super::request::{Launch, Slot, launch};
 use super::shape;
 use super::shared::{Ctx, StopSignal, Window};
@@ -231,17 +231,17 @@ impl Pacer<'_> {
         let backlog = self.ctx.workers.backlog();
         let gauge = StageGauge::start(self.probe, backlog);
         let start = Instant::now();
-        let (mut counts, missed_for_backlog) = match kind {
+        let (mut counts, missed) = match kind {
             StageKind::Users => (
                 ScheduleCounts {
                     scheduled: closed_loop::run(self.ctx, &self.feed, self.handle, index, stage, start),
                     ..ScheduleCounts::default()
                 },
-                0,
+                Missed::default(),
             ),
             StageKind::Arrivals | StageKind::Trace => self.open_loop(index, stage, kind, start),
         };
-        counts.client = gauge.finish(self.probe, backlog, missed_for_backlog);
+        counts.client = gauge.finish(self.probe, backlog, missed);
         counts
     }
 
@@ -255,10 +255,11 @@ impl Pacer<'_> {
     /// the decode backlog is past `max_decode_backlog_mib` (the plugin
     /// threads are that far behind, and each new stream would only add to
     /// what waits; streams in flight still hand their frames over, so
-    /// memory stays within the bound and what they bring). Never sent in a
+    /// memory stays within the bound and what they bring), or while the I/O
+    /// runtime is behind ([`io_behind`]). Never sent in a
     /// burst to catch up: a client that fell behind skips what it could not
-    /// send in time. Returns the counts and the arrivals missed for the backlog.
-    fn open_loop(&mut self, index: usize, stage: &Stage, kind: StageKind, start: Instant) -> (ScheduleCounts, u64) {
+    /// send in time. Returns the counts and what was missed for want of capacity.
+    fn open_loop(&mut self, index: usize, stage: &Stage, kind: StageKind, start: Instant) -> (ScheduleCounts, Missed) {
         let (ctx, units) = (self.ctx, self.units);
         let window = Window::of(stage, start);
         // Shared by the stage's launches: cloning the stage per arrival
@@ -270,7 +271,7 @@ impl Pacer<'_> {
         let trace_end = stage.duration_s.map(|d| start + Duration::from_secs_f64(d));
         let mut trace_base: Option<(u64, f64)> = None;
         let mut sent_in_stage = 0u64;
-        let mut missed_for_backlog = 0u64;
+        let mut missed = Missed::default();
         let mut skip_before: Option<Instant> = None;
         let backlog = ctx.workers.backlog();
         loop {
@@ -329,9 +330,11 @@ impl Pacer<'_> {
                 skip_before = Some(skip_before.map_or(now, |t| t.max(now)));
             }
             let full = !late && backlog.bytes() > ctx.max_backlog;
-            if late || full {
+            let behind = !late && !full && io_behind(self.probe, self.handle);
+            if late || full || behind {
                 counts.missed += 1;
-                missed_for_backlog += u64::from(full);
+                missed.backlog += u64::from(full);
+                missed.io += u64::from(behind);
                 ctx.counters.missed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // A trace sample is its own arrival; otherwise the unit goes
                 // to the next arrival, so no prompt is skipped.
@@ -361,6 +364,6 @@ impl Pacer<'_> {
             launch(ctx, self.handle, ready, place);
         }
         counts.scheduled += counts.not_sent;
-        (counts, missed_for_backlog)
+        (counts, missed)
     }
 }

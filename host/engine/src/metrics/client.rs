@@ -29,8 +29,13 @@ pub struct ClientLoad {
     pub decode_backlog_peak_mib: f64,
     /// Of the missed arrivals, those missed because the decode backlog was
     /// at its bound (the rest: the pacer or a wait for a connection or a
-    /// slot ran past `max_send_lag_ms`).
+    /// slot ran past `max_send_lag_ms`, or the I/O threads were behind).
     pub missed_for_backlog: u64,
+    /// Of the missed arrivals, those missed because the I/O threads were
+    /// behind (a timer over 100 ms late, or over 1,024 woken tasks waiting):
+    /// responses already asked for were waiting unread.
+    #[serde(default)]
+    pub missed_for_io: u64,
 }
 
 impl ClientLoad {
@@ -43,6 +48,7 @@ impl ClientLoad {
             decode_backlog_peak_frames: self.decode_backlog_peak_frames.max(other.decode_backlog_peak_frames),
             decode_backlog_peak_mib: self.decode_backlog_peak_mib.max(other.decode_backlog_peak_mib),
             missed_for_backlog: self.missed_for_backlog + other.missed_for_backlog,
+            missed_for_io: self.missed_for_io + other.missed_for_io,
         }
     }
 }
@@ -70,16 +76,21 @@ impl ClientHealth {
     pub fn judge(missed: u64, send_lag_p99_ms: Option<f64>, load: ClientLoad) -> ClientHealth {
         let mut reasons = Vec::new();
         if missed > 0 {
-            let backlog = if load.missed_for_backlog > 0 {
-                format!(
-                    " ({} of them while the decode backlog was full)",
-                    load.missed_for_backlog
-                )
-            } else {
+            let causes: Vec<String> = [
+                (load.missed_for_backlog, "while the decode backlog was full"),
+                (load.missed_for_io, "while the I/O threads were behind"),
+            ]
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, why)| format!("{n} {why}"))
+            .collect();
+            let causes = if causes.is_empty() {
                 String::new()
+            } else {
+                format!(" ({})", causes.join(", "))
             };
             reasons.push(format!(
-                "{missed} arrivals were missed: not sent within max_send_lag_ms{backlog}"
+                "{missed} arrivals were missed: not sent within max_send_lag_ms, or held back{causes}"
             ));
         }
         if let Some(lag) = send_lag_p99_ms.filter(|&l| l > LAG_P99_MS) {
@@ -152,7 +163,19 @@ mod tests {
                         ..calm
                     },
                 ),
-                "2 of them while the decode backlog was full",
+                "(2 while the decode backlog was full)",
+            ),
+            (
+                ClientHealth::judge(
+                    5,
+                    None,
+                    ClientLoad {
+                        missed_for_backlog: 2,
+                        missed_for_io: 3,
+                        ..calm
+                    },
+                ),
+                "(2 while the decode backlog was full, 3 while the I/O threads were behind)",
             ),
         ];
         for (health, reason) in cases {
