@@ -102,27 +102,40 @@ fn the_packaged_sdk_builds_a_codec_outside_the_workspace() {
         codec.join("Cargo.toml"),
         format!(
             "[package]\nname = \"outside-codec\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n\
-             [dependencies]\nbarrage-sdk = {{ path = {:?}, features = [\"codec\"] }}\n\n[workspace]\n",
+             [dependencies]\nbarrage-sdk = {{ path = {:?}, features = [\"codec\"] }}\n\n[workspace]\n\n\
+             [profile.plugin]\ninherits = \"release\"\nopt-level = 3\ndebug = false\nstrip = true\nlto = true\n\
+             codegen-units = 1\npanic = \"abort\"\n",
             sdk.to_str().unwrap()
         ),
     )
     .unwrap();
     std::fs::write(codec.join("src/lib.rs"), CODEC).unwrap();
-    // The dependencies are the workspace's own, already in cargo's cache.
+    // The dependencies are the workspace's own, already in cargo's cache;
+    // at the workspace's versions (its lock), with its plugin profile and in
+    // the test plugins' target directory, what they compiled is reused: a
+    // build of its own took a minute of the suite.
+    std::fs::copy(workspace().join("Cargo.lock"), codec.join("Cargo.lock")).unwrap();
+    let target_dir = workspace().join("target/plugins");
+    let wasm = target_dir.join("wasm32-wasip2/plugin/outside_codec.wasm");
+    // Built now, not left from an earlier run.
+    std::fs::remove_file(&wasm).ok();
     let status = cargo()
         .current_dir(&codec)
         .args([
             "build",
             "--quiet",
             "--offline",
-            "--release",
+            "--profile",
+            "plugin",
             "--target",
             "wasm32-wasip2",
+            "--target-dir",
         ])
+        .arg(&target_dir)
+        .env_remove("CARGO_TARGET_DIR")
         .status()
         .unwrap();
     assert!(status.success(), "the codec did not build against the packaged SDK");
-    let wasm = codec.join("target/wasm32-wasip2/release/outside_codec.wasm");
     let (code, stdout, stderr) = run(barrage().args(["plugin", "inspect"]).arg(&wasm));
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("outside-lines"), "{stdout}");
