@@ -39,10 +39,34 @@ fn worst_lag(recs: &[serde_json::Value]) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn write_config(dir: &Path, yaml: &str) -> PathBuf {
+/// `barrage run --quiet` against `sim` with `yaml` as its config file and
+/// `args`; the exit code, stdout, stderr and the results directory.
+fn run_against(sim: &SimProcess, dir: &Path, yaml: &str, args: &[&str]) -> (i32, String, String, PathBuf) {
     let cfg = dir.join("run.yaml");
     std::fs::write(&cfg, yaml).unwrap();
-    cfg
+    let out = dir.join("run");
+    let (code, stdout, stderr) = run(barrage()
+        .args([
+            "run",
+            "--quiet",
+            "--target",
+            &format!("http://{}", sim.addr),
+            "--config",
+        ])
+        .arg(&cfg)
+        .arg("--output")
+        .arg(&out)
+        .args(args));
+    (code, stdout, stderr, out)
+}
+
+/// Whether one of the client's reasons for saturation says `text`.
+fn has_reason(client: &serde_json::Value, text: &str) -> bool {
+    client["reasons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r.as_str().unwrap().contains(text))
 }
 
 #[test]
@@ -52,23 +76,12 @@ fn past_its_saturation_the_client_misses_arrivals_says_so_everywhere_and_stays_b
     // beyond the bound, and the stage must end on time.
     let dir = tempfile::tempdir().unwrap();
     let sim = SimProcess::start(&["--mode", "zero"]);
-    let out = dir.path().join("run");
-    let cfg = write_config(
+    let (code, stdout, stderr, out) = run_against(
+        &sim,
         dir.path(),
         "max_send_lag_ms: 50\nrequest: {max_tokens: 16}\nstages: [{shape: constant, rate: 40000, duration_s: 2}]\n",
+        &["--strict-client"],
     );
-    let (code, stdout, stderr) = run(barrage()
-        .args([
-            "run",
-            "--quiet",
-            "--strict-client",
-            "--target",
-            &format!("http://{}", sim.addr),
-        ])
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--output")
-        .arg(&out));
     sim.stop();
     assert_eq!(code, 6, "--strict-client fails a saturated run: {stderr}");
     assert!(
@@ -84,14 +97,7 @@ fn past_its_saturation_the_client_misses_arrivals_says_so_everywhere_and_stays_b
     let client = &stage["client"];
     assert_eq!(client["saturated"], true, "{client}");
     assert_eq!(client["missed"], stage["missed"]);
-    assert!(
-        client["reasons"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r.as_str().unwrap().contains("arrivals were missed")),
-        "{client}"
-    );
+    assert!(has_reason(client, "arrivals were missed"), "{client}");
     let recs = records(&out);
     // The pacer checks the bound just before it sends; a little more covers
     // a preemption between the check and the send's stamp.
@@ -129,18 +135,13 @@ fn a_wait_for_a_connection_past_the_send_lag_bound_is_a_miss_not_a_late_send() {
     // offered; the rest wait for it, and past 300 ms are missed.
     let dir = tempfile::tempdir().unwrap();
     let sim = SimProcess::start(&["--mode", "plain", "--ttft-ms", "100", "--itl-ms", "10"]);
-    let out = dir.path().join("run");
-    let cfg = write_config(
+    let (code, _, stderr, out) = run_against(
+        &sim,
         dir.path(),
         "max_connections: 1\nmax_send_lag_ms: 300\nrequest: {max_tokens: 5}\n\
          stages: [{shape: constant, rate: 40, duration_s: 1.5}]\n",
+        &[],
     );
-    let (code, _, stderr) = run(barrage()
-        .args(["run", "--quiet", "--target", &format!("http://{}", sim.addr)])
-        .arg("--config")
-        .arg(&cfg)
-        .arg("--output")
-        .arg(&out));
     sim.stop();
     assert_eq!(
         code, 0,
@@ -169,29 +170,26 @@ fn a_decode_backlog_past_its_bound_misses_arrivals_until_the_plugin_threads_catc
     // new sends.
     let dir = tempfile::tempdir().unwrap();
     let sim = SimProcess::start(&["--mode", "zero"]);
-    let out = dir.path().join("run");
-    let cfg = write_config(dir.path(), "plugin_threads: 1\nmax_decode_backlog_mib: 0.25\n");
-    let (code, _, stderr) = run(barrage()
-        .args(["run", "--quiet", "--codec"])
-        .arg(test_plugin("hostile"))
-        .args([
+    let hostile = test_plugin("hostile");
+    let (code, _, stderr, out) = run_against(
+        &sim,
+        dir.path(),
+        "plugin_threads: 1\nmax_decode_backlog_mib: 0.25\n",
+        &[
+            "--codec",
+            hostile.to_str().unwrap(),
             "--codec-config",
             r#"{"attack":"slow-decode","spins":30000000}"#,
             "--plugin-deadline-ms",
             "5000",
-            "--target",
-            &format!("http://{}", sim.addr),
             "--rate",
             "100",
             "--duration",
             "2",
             "--max-tokens",
             "64",
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg("--output")
-        .arg(&out));
+        ],
+    );
     sim.stop();
     assert_eq!(code, 0, "{stderr}");
     let stage = &summary(&out)["stages"][0];
@@ -200,14 +198,7 @@ fn a_decode_backlog_past_its_bound_misses_arrivals_until_the_plugin_threads_catc
     assert!(n(&client["missed_for_backlog"]) > 0, "{client}");
     assert!(n(&stage["missed"]) >= n(&client["missed_for_backlog"]));
     assert_eq!(client["saturated"], true);
-    assert!(
-        client["reasons"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r.as_str().unwrap().contains("decode backlog was full")),
-        "{client}"
-    );
+    assert!(has_reason(client, "decode backlog was full"), "{client}");
     // The bound holds the backlog near it: what streams already in flight
     // add after it is reached, not everything the schedule asked.
     let peak = client["decode_backlog_peak_mib"].as_f64().unwrap();
@@ -223,25 +214,12 @@ fn a_long_stream_decoded_in_merged_batches_keeps_to_its_deadline_per_frame() {
     // grows with the frames it is given: a valid stream never times out.
     let dir = tempfile::tempdir().unwrap();
     let sim = SimProcess::start(&["--mode", "zero"]);
-    let out = dir.path().join("run");
-    let cfg = write_config(dir.path(), "plugin_threads: 1\n");
-    let (code, _, stderr) = run(barrage()
-        .args([
-            "run",
-            "--quiet",
-            "--target",
-            &format!("http://{}", sim.addr),
-            "--rate",
-            "2",
-            "--requests",
-            "2",
-            "--max-tokens",
-            "100000",
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg("--output")
-        .arg(&out));
+    let (code, _, stderr, out) = run_against(
+        &sim,
+        dir.path(),
+        "plugin_threads: 1\n",
+        &["--rate", "2", "--requests", "2", "--max-tokens", "100000"],
+    );
     sim.stop();
     assert_eq!(code, 0, "{stderr}");
     for r in records(&out) {

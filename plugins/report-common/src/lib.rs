@@ -107,20 +107,24 @@ pub fn headline(stage: &Value) -> Vec<(&'static str, String)> {
 /// was a bottleneck, so its figures describe the client as much as the
 /// server. Every report shows it.
 pub fn client_warning(stage: &Value) -> Option<String> {
-    let client = &stage["client"];
-    if !client["saturated"].as_bool().unwrap_or(false) {
+    if !stage["client"]["saturated"].as_bool().unwrap_or(false) {
         return None;
     }
-    let reasons: Vec<&str> = client["reasons"]
+    Some(format!(
+        "Client saturated: Barrage itself was a bottleneck, so these figures describe the client as much as the server ({}).",
+        client_reasons(stage)
+    ))
+}
+
+/// Why the section's client was saturated, one reason after another (empty when it was not).
+pub fn client_reasons(stage: &Value) -> String {
+    let reasons: Vec<&str> = stage["client"]["reasons"]
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(Value::as_str)
         .collect();
-    Some(format!(
-        "Client saturated: Barrage itself was a bottleneck, so these figures describe the client as much as the server ({}).",
-        reasons.join("; ")
-    ))
+    reasons.join("; ")
 }
 
 /// The latency table of one section: a header (`count`, `mean`, the

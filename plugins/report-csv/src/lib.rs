@@ -3,7 +3,7 @@
 //! `requests.csv`, one row per request.
 
 use barrage_sdk::reporter::{ConfigError, OutputFile, PluginInfo, ReportInput, Reporter, config, records};
-use report_common::{LATENCIES, num, percentile_keys, sections};
+use report_common::{LATENCIES, client_reasons, num, percentile_keys, sections};
 use serde_json::Value;
 
 /// The `csv` reporter.
@@ -88,15 +88,8 @@ fn stages_csv(summary: &Value) -> String {
             .collect();
         row.push(value(&stage["goodput"]["requests_per_s"]));
         row.push(value(&stage["goodput"]["share"]));
-        let client = &stage["client"];
-        row.push(value(&client["saturated"]));
-        let reasons: Vec<&str> = client["reasons"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        row.push(field(&reasons.join("; ")));
+        row.push(value(&stage["client"]["saturated"]));
+        row.push(field(&client_reasons(stage)));
         for (key, _) in LATENCIES {
             let d = &stage[*key];
             for stat in ["count", "mean"]

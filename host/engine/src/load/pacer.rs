@@ -327,7 +327,7 @@ impl Pacer<'_> {
             let now = Instant::now();
             let late = now.saturating_duration_since(at) > ctx.max_send_lag || skip_before.is_some_and(|t| at < t);
             if late {
-                skip_before = Some(skip_before.map_or(now, |t| t.max(now)));
+                skip_before = Some(now);
             }
             let full = !late && backlog.bytes() > ctx.max_backlog;
             let behind = !late && !full && io_behind(self.probe, self.handle);
