@@ -389,3 +389,23 @@ pub fn records(dir: &Path) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).expect("a JSON record"))
         .collect()
 }
+
+/// `barrage run` of `yaml` (written as `name` in `dir`) against `sim`; and
+/// its results directory.
+pub fn config_run(sim: &SimProcess, dir: &Path, name: &str, yaml: &str) -> (std::process::Command, std::path::PathBuf) {
+    let cfg = dir.join(format!("{name}.yaml"));
+    std::fs::write(&cfg, yaml).unwrap();
+    let out = dir.join(name);
+    let mut cmd = barrage();
+    cmd.args([
+        "run",
+        "--quiet",
+        "--target",
+        &format!("http://{}", sim.addr),
+        "--config",
+    ])
+    .arg(&cfg)
+    .arg("--output")
+    .arg(&out);
+    (cmd, out)
+}

@@ -42,21 +42,8 @@ fn worst_lag(recs: &[serde_json::Value]) -> f64 {
 /// `barrage run --quiet` against `sim` with `yaml` as its config file and
 /// `args`; the exit code, stdout, stderr and the results directory.
 fn run_against(sim: &SimProcess, dir: &Path, yaml: &str, args: &[&str]) -> (i32, String, String, PathBuf) {
-    let cfg = dir.join("run.yaml");
-    std::fs::write(&cfg, yaml).unwrap();
-    let out = dir.join("run");
-    let (code, stdout, stderr) = run(barrage()
-        .args([
-            "run",
-            "--quiet",
-            "--target",
-            &format!("http://{}", sim.addr),
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg("--output")
-        .arg(&out)
-        .args(args));
+    let (mut cmd, out) = config_run(sim, dir, "run", yaml);
+    let (code, stdout, stderr) = run(cmd.args(args));
     (code, stdout, stderr, out)
 }
 

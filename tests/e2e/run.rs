@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{SimProcess, barrage, interrupt_after, records, run, summary};
+use crate::common::{SimProcess, barrage, config_run, interrupt_after, records, run, summary};
 
 /// Server-side arrival times (seconds, from the simulator's ground truth), sorted.
 fn arrivals(truth: &Path) -> Vec<f64> {
@@ -450,26 +450,6 @@ fn bad_run_input_gets_clear_messages() {
         stderr.contains("--target `ftp://127.0.0.1:1`: use an http:// or https:// URL"),
         "{stderr}"
     );
-}
-
-/// `barrage run` of `yaml` (written as `name` in `dir`) against `sim`; and
-/// its results directory.
-fn config_run(sim: &SimProcess, dir: &Path, name: &str, yaml: &str) -> (std::process::Command, std::path::PathBuf) {
-    let cfg = dir.join(format!("{name}.yaml"));
-    std::fs::write(&cfg, yaml).unwrap();
-    let out = dir.join(name);
-    let mut cmd = barrage();
-    cmd.args([
-        "run",
-        "--quiet",
-        "--target",
-        &format!("http://{}", sim.addr),
-        "--config",
-    ])
-    .arg(&cfg)
-    .arg("--output")
-    .arg(&out);
-    (cmd, out)
 }
 
 /// Write `yaml` as a run config in `dir` and run it against `sim`; the results directory.
@@ -1012,7 +992,8 @@ fn the_pacer_runs_ahead_of_other_threads_when_the_process_may() {
         .unwrap_or_else(|| panic!("a barrage-pacer thread while the run paces: {seen:?}"));
     // No other thread inherits the pacer's priority (the feeder it starts,
     // blocking threads it may cause): they keep the one the run was started
-    // with, this test's (the suite may run under `nice`).
+    // with, this test's (the suite may run under `nice`), and the plugin
+    // threads yield to them, 5 nice levels lower.
     let own = std::fs::read_to_string("/proc/self/stat").unwrap();
     let own_nice: i64 = own[own.rfind(')').unwrap() + 2..]
         .split_whitespace()
@@ -1020,8 +1001,18 @@ fn the_pacer_runs_ahead_of_other_threads_when_the_process_may() {
         .unwrap()
         .parse()
         .unwrap();
+    assert!(
+        seen.iter().any(|(name, _, _)| name.starts_with("barrage-plugin")),
+        "{seen:?}"
+    );
     for (name, nice, policy) in &seen {
-        if name != "barrage-pacer" {
+        if name.starts_with("barrage-plugin") {
+            assert_eq!(
+                (*nice, *policy),
+                ((own_nice + 5).min(19), 0),
+                "{name} yields to reading"
+            );
+        } else if name != "barrage-pacer" {
             assert_eq!(
                 (*nice, *policy),
                 (own_nice, 0),
