@@ -987,6 +987,58 @@ mod tests {
         assert!(out.sink.read_done >= 2, "the sink hears of reads between data");
     }
 
+    #[tokio::test]
+    async fn a_connection_idle_past_its_timeout_is_closed_not_reused() {
+        // A keep-alive server answering every request on a connection with
+        // a two-byte body; each accepted connection reports when it closes.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = format!("http://{}", listener.local_addr().unwrap());
+        let (closed_tx, mut closed) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        tokio::spawn(async move {
+            for n in 0.. {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let closed = closed_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let mut got = Vec::new();
+                    loop {
+                        let read = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await.unwrap_or(0);
+                        if read == 0 {
+                            let _ = closed.send(n);
+                            return;
+                        }
+                        got.extend_from_slice(&buf[..read]);
+                        if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                            got.clear();
+                            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+                        }
+                    }
+                });
+            }
+        });
+        let mut transport = Transport::new(&target, &options(5_000, false)).unwrap();
+        transport
+            .direct
+            .as_mut()
+            .unwrap()
+            .set_idle_timeout(Duration::from_millis(100));
+        let (_tx, mut cancel) = tokio::sync::watch::channel(false);
+        let mut connection = async || {
+            let (ex, _) = transport
+                .execute(&request(), 1, Collect::default(), later(), &mut cancel)
+                .await;
+            assert!(matches!(ex.ending, Ending::Complete), "{:?}", ex.ending);
+            ex.connection.unwrap().id
+        };
+        let first = connection().await;
+        assert_eq!(connection().await, first, "reused while fresh");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let second = connection().await;
+        assert_ne!(second, first, "idle past its timeout: a new connection");
+        let gone = tokio::time::timeout(Duration::from_secs(5), closed.recv()).await;
+        assert_eq!(gone.unwrap(), Some(0), "and the idle one was closed");
+    }
+
     /// An h2c server on loopback that answers one request with the events, 20 ms apart.
     async fn h2_server() -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
