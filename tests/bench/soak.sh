@@ -22,17 +22,18 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-# Client and server on different cores; taskset (and env) exec their
-# command, so $! is the process itself.
-pin=(taskset -c)
-command -v taskset >/dev/null || pin=(env)
-
-if [ "${pin[0]}" = taskset ]; then server=("${pin[@]}" 1); client=("${pin[@]}" 0); else server=(env); client=(env); fi
-"${server[@]}" "$BIN" sim --mode zero --port 0 >"$work/sim.out" 2>/dev/null &
+# Client and server on different cores. taskset (and env, without it)
+# execs its command, so $! is the process itself.
+if command -v taskset >/dev/null; then
+    on_server=(taskset -c 1) on_client=(taskset -c 0)
+else
+    on_server=(env) on_client=(env)
+fi
+"${on_server[@]}" "$BIN" sim --mode zero --port 0 >"$work/sim.out" 2>/dev/null &
 sim=$!
 for _ in $(seq 50); do grep -q listening "$work/sim.out" 2>/dev/null && break; sleep 0.1; done
 addr=$(sed -n 's/.*http:\/\/\([^ ]*\).*/\1/p' "$work/sim.out")
-"${client[@]}" "$BIN" run --quiet --target "http://$addr" --rate "$RATE" --shape constant --duration "$DURATION" \
+"${on_client[@]}" "$BIN" run --quiet --target "http://$addr" --rate "$RATE" --shape constant --duration "$DURATION" \
     --max-tokens "$TOKENS" --prompt-tokens 16 --output "$work/run" >/dev/null 2>"$work/run.err" &
 client=$!
 echo "soak: $RATE req/s for $DURATION s, sampling every $INTERVAL s" >&2
