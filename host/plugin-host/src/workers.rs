@@ -44,7 +44,7 @@ const MAX_BATCH: usize = 512;
 /// late, and connections were held until thousands stood open. A nice
 /// thread gets about a third of the CPU of one at the default when both
 /// want it, and all of it when the CPU is free.
-pub const PLUGIN_THREAD_NICENESS: i32 = 5;
+const PLUGIN_THREAD_NICENESS: i32 = 5;
 
 /// Lower the calling thread's priority by [`PLUGIN_THREAD_NICENESS`]
 /// (always allowed; on Linux the nice value is per thread).
@@ -572,6 +572,14 @@ pub(crate) mod tests {
     use super::*;
     use crate::{EngineOptions, PluginContext, PluginEngine, Registry};
 
+    /// A 200 answer with no headers.
+    fn ok_head() -> ResponseHead {
+        ResponseHead {
+            status: 200,
+            headers: vec![],
+        }
+    }
+
     /// The built-in chat codec, loaded as a run loads it.
     pub(crate) fn chat_plugin() -> Arc<CodecPlugin> {
         let engine = PluginEngine::new(EngineOptions {
@@ -594,11 +602,7 @@ pub(crate) mod tests {
     #[test]
     fn a_panicking_plugin_thread_is_restarted_and_later_streams_decode() {
         let workers = CodecWorkers::start(chat_plugin(), 1).unwrap();
-        let head = ResponseHead {
-            status: 200,
-            headers: vec![],
-        };
-        let lost = workers.open(head.clone(), DecodeOptions { want_text: false });
+        let lost = workers.open(ok_head(), DecodeOptions { want_text: false });
         workers.send(0, Job::Panic);
         let now = Instant::now();
         // Its reply is dropped with the state (the sink reads that as "the
@@ -609,7 +613,7 @@ pub(crate) mod tests {
             reply.map_or(true, |o| o.failure.is_some()),
             "the stream the lost state held fails"
         );
-        let later = workers.open(head, DecodeOptions { want_text: false });
+        let later = workers.open(ok_head(), DecodeOptions { want_text: false });
         let frame = TimedFrame {
             at: now,
             event: None,
@@ -629,17 +633,13 @@ pub(crate) mod tests {
     #[test]
     fn the_backlog_counts_frames_until_a_plugin_thread_takes_them() {
         let workers = CodecWorkers::start(chat_plugin(), 1).unwrap();
-        let head = ResponseHead {
-            status: 200,
-            headers: vec![],
-        };
         let now = Instant::now();
         let frame = |data: &[u8]| TimedFrame {
             at: now,
             event: None,
             data: data.to_vec(),
         };
-        let stream = workers.open(head, DecodeOptions { want_text: false });
+        let stream = workers.open(ok_head(), DecodeOptions { want_text: false });
         let chunk = br#"{"choices":[{"index":0,"delta":{"content":"hi"}}]}"#;
         workers.push(stream, (0..100).map(|_| frame(chunk)).collect());
         let outcome = workers

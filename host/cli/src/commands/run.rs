@@ -385,12 +385,13 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
         .stages
         .iter()
         .filter(|s| s.client.as_ref().is_some_and(|c| c.saturated))
-        .map(|s| s.stage.map_or("all".into(), |i| i.to_string()))
+        .filter_map(|s| s.stage.map(|i| i.to_string()))
         .collect();
     let strict = config.strict_client && !saturated.is_empty();
     if !saturated.is_empty() {
         eprintln!(
-            "{}: the client was saturated in stage {} (reasons above and in summary.json, stages[].client):              lower the rate, give Barrage more cores, or run several shards",
+            "{}: the client was saturated in stage {} (reasons above and in summary.json, stages[].client): \
+             lower the rate, give Barrage more cores, or run several shards",
             if config.strict_client { "error" } else { "warning" },
             saturated.join(", ")
         );

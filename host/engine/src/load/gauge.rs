@@ -28,12 +28,12 @@ pub(super) struct IoProbe {
 /// a runtime that late has responses waiting unread, and every new request
 /// would only add to them (on one core, a pacer that kept sending starved
 /// the runtime until 16,000 requests were in flight and 400 done).
-pub(super) const IO_BEHIND_LIMIT: Duration = Duration::from_millis(100);
+const IO_BEHIND_LIMIT: Duration = Duration::from_millis(100);
 
 /// Tasks woken from other threads (requests the pacer handed over, decoded
 /// outcomes) waiting for an I/O thread, past which it is behind just the
 /// same: a timer can fire on time while the requests queue up.
-pub(super) const IO_QUEUE_LIMIT: usize = 1024;
+const IO_QUEUE_LIMIT: usize = 1024;
 
 /// Whether the I/O runtime is too far behind to be handed more requests.
 pub(super) fn io_behind(probe: &IoProbe, handle: &tokio::runtime::Handle) -> bool {
@@ -142,6 +142,6 @@ impl StageGauge {
 pub(super) struct Missed {
     /// The decode backlog was past `max_decode_backlog_mib`.
     pub backlog: u64,
-    /// The I/O runtime was more than [`IO_BEHIND_LIMIT`] behind.
+    /// The I/O runtime was behind ([`io_behind`]).
     pub io: u64,
 }

@@ -123,7 +123,6 @@ pub(super) async fn send_unit(
         };
         if !send_one(ctx, &info, encoded).await {
             ctx.missed(info.stage);
-            ctx.counters.sent.fetch_sub(1, Ordering::Relaxed);
             return UnitEnd::Missed;
         }
     }

@@ -43,10 +43,12 @@ pub(super) struct Ctx {
 }
 
 impl Ctx {
-    /// A request of stage `stage` was missed: not sent within `max_send_lag`.
+    /// A request of stage `stage` that its task had counted as sent was
+    /// missed after all: no slot or connection within `max_send_lag`.
     pub fn missed(&self, stage: usize) {
         self.missed[stage].fetch_add(1, Ordering::Relaxed);
         self.counters.missed.fetch_add(1, Ordering::Relaxed);
+        self.counters.sent.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
