@@ -17,13 +17,24 @@ pub fn fixture(rel: &str) -> PathBuf {
     workspace().join("tests/fixtures").join(rel)
 }
 
+/// Cargo for a build a test makes itself, as a plugin author would run it:
+/// none of the outer build's target directory or lint wrapper (`.ci/run`
+/// lints the workspace by building it through clippy-driver).
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    for var in ["CARGO_TARGET_DIR", "RUSTC_WORKSPACE_WRAPPER", "CLIPPY_ARGS"] {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
 /// The test plugins (`tests/plugins/*`) and the SDK example, built for
 /// wasm32-wasip2 by cargo, as a plugin author would build them. Cargo makes
 /// this a no-op after the first test that asks.
 pub fn test_plugin(package: &str) -> PathBuf {
     let ws = workspace();
     let target_dir = ws.join("target/plugins");
-    let status = Command::new(option_env!("CARGO").unwrap_or("cargo"))
+    let status = cargo()
         .current_dir(&ws)
         .args([
             "build",
@@ -47,7 +58,6 @@ pub fn test_plugin(package: &str) -> PathBuf {
             "-p",
             "hostile",
         ])
-        .env_remove("CARGO_TARGET_DIR")
         .status()
         .expect("run cargo");
     assert!(status.success(), "building the test plugins failed");

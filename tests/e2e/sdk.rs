@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::common::{barrage, run, workspace};
+use crate::common::{barrage, cargo, run, workspace};
 
 const CODEC: &str = r#"
 use barrage_sdk::prelude::*;
@@ -57,12 +57,6 @@ impl Decoder for LineDecoder {
 
 barrage_sdk::export_codec!(Lines);
 "#;
-
-fn cargo() -> Command {
-    let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-    cmd.env_remove("CARGO_TARGET_DIR");
-    cmd
-}
 
 #[test]
 fn the_packaged_sdk_builds_a_codec_outside_the_workspace() {
@@ -132,7 +126,6 @@ fn the_packaged_sdk_builds_a_codec_outside_the_workspace() {
             "--target-dir",
         ])
         .arg(&target_dir)
-        .env_remove("CARGO_TARGET_DIR")
         .status()
         .unwrap();
     assert!(status.success(), "the codec did not build against the packaged SDK");

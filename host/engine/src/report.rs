@@ -122,7 +122,7 @@ impl ReporterHost<'_> {
 pub fn rebuild(run: &RunDir, options: MetricsOptions) -> Result<(Summary, u64), ReportError> {
     let config = run.config().ok();
     let stage_count = config.as_ref().map_or(0, |c| c.stages.len());
-    let mut agg = Aggregator::new(stage_count, options);
+    let mut agg = Aggregator::new(stage_count, options, request_timeout_s(config.iter()));
     let mut last = 0f64;
     let skipped = run.for_each_record(|r| {
         last = last.max(r.end_ms);
@@ -147,6 +147,37 @@ pub fn rebuild(run: &RunDir, options: MetricsOptions) -> Result<(Summary, u64), 
     Ok((summary, skipped))
 }
 
+/// The longest request timeout of `configs` (the default without one).
+fn request_timeout_s<'a>(configs: impl Iterator<Item = &'a crate::config::RunConfig>) -> f64 {
+    configs
+        .map(|c| c.request.timeout_s)
+        .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.max(t))))
+        .unwrap_or_else(|| crate::config::RequestConfig::default().timeout_s)
+}
+
+/// A record ordered by when it ended.
+struct Ended(Record);
+
+impl PartialEq for Ended {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for Ended {}
+
+impl PartialOrd for Ended {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ended {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.end_ms.total_cmp(&other.0.end_ms)
+    }
+}
+
 fn facts_from_meta(meta: &Meta, duration_s: f64) -> RunFacts {
     RunFacts {
         started_unix_ms: meta.started_unix_ms,
@@ -163,8 +194,8 @@ fn facts_from_meta(meta: &Meta, duration_s: f64) -> RunFacts {
 }
 
 /// Merge runs made by several load generators into one run in `out`: the
-/// records are put on a common clock (the earliest start) and concatenated,
-/// and the summary is rebuilt from them, so every histogram is exact.
+/// records are put on a common clock (the earliest start) and interleaved
+/// in the order they ended, and the summary is rebuilt from them, so every histogram is exact.
 pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<Summary, ReportError> {
     if inputs.len() < 2 {
         return Err(ReportError::Invalid(
@@ -189,12 +220,14 @@ pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<
         .map(|c| c.stages.len())
         .max()
         .unwrap_or(0);
-    let mut agg = Aggregator::new(stage_count, options);
+    let configs: Vec<_> = runs.iter().filter_map(|r| r.config().ok()).collect();
+    let mut agg = Aggregator::new(stage_count, options, request_timeout_s(configs.iter()));
     let mut shards = Vec::new();
     let mut counts: Vec<ScheduleCounts> = Vec::new();
     let mut duration_s = 0f64;
     let mut write_error = None;
-    for (i, run) in runs.iter().enumerate() {
+    let mut readers = Vec::with_capacity(runs.len());
+    for run in &runs {
         let offset_ms = (run.meta.started_unix_ms - origin) as f64;
         shards.push(ShardMeta {
             dir: run.dir.display().to_string(),
@@ -202,23 +235,43 @@ pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<
             started_unix_ms: run.meta.started_unix_ms,
             offset_ms,
         });
-        run.for_each_record(|mut r: Record| {
-            shift(&mut r, offset_ms);
-            r.shard = Some(i as u32);
-            duration_s = duration_s.max(r.end_ms / 1000.0);
-            if let Err(e) = serde_json::to_writer(&mut writer, &r)
-                .map_err(std::io::Error::from)
-                .and_then(|()| writer.write_all(b"\n"))
-            {
-                write_error.get_or_insert(e);
-            }
-            agg.add(&r);
-        })?;
+        readers.push((run.records()?, offset_ms));
         for (j, s) in run.summary.iter().flat_map(|s| s.stages.iter()).enumerate() {
             if counts.len() <= j {
                 counts.resize(j + 1, ScheduleCounts::default());
             }
             counts[j] = counts[j].plus(ScheduleCounts::of(s));
+        }
+    }
+    // The shards' records interleaved in the order they ended, as one run's
+    // are: the time series settles its seconds as the newest end passes them.
+    let next = |shard: usize, readers: &mut Vec<(results::RecordReader, f64)>| {
+        let (reader, offset_ms) = &mut readers[shard];
+        reader.next().transpose().map(|r| {
+            r.map(|mut r| {
+                shift(&mut r, *offset_ms);
+                r.shard = Some(shard as u32);
+                Ended(r)
+            })
+        })
+    };
+    let mut heads = std::collections::BinaryHeap::new();
+    for shard in 0..readers.len() {
+        if let Some(r) = next(shard, &mut readers)? {
+            heads.push(std::cmp::Reverse((r, shard)));
+        }
+    }
+    while let Some(std::cmp::Reverse((Ended(r), shard))) = heads.pop() {
+        duration_s = duration_s.max(r.end_ms / 1000.0);
+        if let Err(e) = serde_json::to_writer(&mut writer, &r)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writer.write_all(b"\n"))
+        {
+            write_error.get_or_insert(e);
+        }
+        agg.add(&r);
+        if let Some(r) = next(shard, &mut readers)? {
+            heads.push(std::cmp::Reverse((r, shard)));
         }
     }
     if let Some(source) = write_error.or_else(|| writer.flush().err()) {
@@ -503,8 +556,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (a, b, out) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("merged"));
         results::tests::run_dir(&a, 1_000, &[record(0, 0.0), record(1, 10.0)]);
-        // The second shard started 500 ms later: its times move by 500 ms.
-        results::tests::run_dir(&b, 1_500, &[record(0, 0.0), record(1, 10.0), record(2, 20.0)]);
+        // The second shard started 5 ms later: its times move by 5 ms, and
+        // the merged records interleave in the order they ended.
+        results::tests::run_dir(&b, 1_005, &[record(0, 0.0), record(1, 10.0), record(2, 20.0)]);
         let summary = merge(&[a.clone(), b.clone()], &out, MetricsOptions::default()).unwrap();
         assert_eq!(summary.run.shards, 2);
         assert!(!summary.run.complete, "the shards wrote no summary of their own");
@@ -517,15 +571,15 @@ mod tests {
             seen,
             vec![
                 (Some(0), 0, 0.0),
+                (Some(1), 0, 5.0),
                 (Some(0), 1, 10.0),
-                (Some(1), 0, 500.0),
-                (Some(1), 1, 510.0),
-                (Some(1), 2, 520.0)
+                (Some(1), 1, 15.0),
+                (Some(1), 2, 25.0)
             ]
         );
         assert_eq!(merged.meta.started_unix_ms, 1_000);
-        assert_eq!(merged.meta.host, "host-1000,host-1500");
-        assert_eq!(merged.meta.shards[1].offset_ms, 500.0);
+        assert_eq!(merged.meta.host, "host-1000,host-1005");
+        assert_eq!(merged.meta.shards[1].offset_ms, 5.0);
         assert_eq!((summary.total.sent, summary.total.succeeded), (5, 5));
     }
 

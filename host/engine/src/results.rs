@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{Aggregator, MetricsOptions, Record, Summary};
+use crate::metrics::{Aggregator, Record, Summary};
 
 /// Why a results directory could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -52,15 +52,11 @@ pub struct RecordSink {
 }
 
 impl RecordSink {
-    /// Create `records.jsonl` in `dir`.
-    pub fn create(dir: &Path, stages: usize, options: MetricsOptions) -> Result<RecordSink, ResultsError> {
+    /// Create `records.jsonl` in `dir`, aggregating into `aggregator`.
+    pub fn create(dir: &Path, aggregator: Aggregator) -> Result<RecordSink, ResultsError> {
         let path = dir.join(RECORDS);
         let out = BufWriter::with_capacity(256 * 1024, std::fs::File::create(&path).map_err(io(&path))?);
-        Ok(RecordSink {
-            out,
-            path,
-            aggregator: Aggregator::new(stages, options),
-        })
+        Ok(RecordSink { out, path, aggregator })
     }
 
     /// Write and aggregate one record. The buffer reaches the disk whenever
@@ -205,38 +201,79 @@ impl RunDir {
     /// last line only) is skipped and counted in the return value; any
     /// other bad line is an error naming it.
     pub fn for_each_record(&self, mut f: impl FnMut(Record)) -> Result<u64, ResultsError> {
+        let mut records = self.records()?;
+        for r in records.by_ref() {
+            f(r?);
+        }
+        Ok(records.skipped())
+    }
+
+    /// The records in order, read as they are taken (see [`Self::for_each_record`]).
+    pub fn records(&self) -> Result<RecordReader, ResultsError> {
         let path = self.dir.join(RECORDS);
         let file = std::fs::File::open(&path).map_err(io(&path))?;
-        let mut reader = BufReader::with_capacity(256 * 1024, file);
-        // Bytes, not a String: a line cut inside a UTF-8 character must be
-        // a bad line (skipped if last), not an unreadable file.
-        let mut line = Vec::new();
-        let mut number = 0u64;
-        let mut pending: Option<(u64, String)> = None;
+        Ok(RecordReader {
+            reader: BufReader::with_capacity(256 * 1024, file),
+            path,
+            line: Vec::new(),
+            number: 0,
+            pending: None,
+            skipped: false,
+        })
+    }
+}
+
+/// Reads `records.jsonl` one record at a time.
+pub struct RecordReader {
+    reader: BufReader<std::fs::File>,
+    path: PathBuf,
+    // Bytes, not a String: a line cut inside a UTF-8 character must be
+    // a bad line (skipped if last), not an unreadable file.
+    line: Vec<u8>,
+    number: u64,
+    pending: Option<(u64, String)>,
+    skipped: bool,
+}
+
+impl RecordReader {
+    /// Lines skipped at the end (0 or 1), once the reader is exhausted.
+    pub fn skipped(&self) -> u64 {
+        u64::from(self.skipped)
+    }
+}
+
+impl Iterator for RecordReader {
+    type Item = Result<Record, ResultsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
         loop {
-            line.clear();
-            if reader.read_until(b'\n', &mut line).map_err(io(&path))? == 0 {
-                break;
+            self.line.clear();
+            match self.reader.read_until(b'\n', &mut self.line) {
+                Err(e) => return Some(Err(io(&self.path)(e))),
+                Ok(0) => {
+                    self.skipped |= self.pending.take().is_some();
+                    return None;
+                }
+                Ok(_) => {}
             }
-            number += 1;
-            if let Some((n, message)) = pending.take() {
-                return Err(ResultsError::Invalid {
-                    path: path.display().to_string(),
+            self.number += 1;
+            if let Some((n, message)) = self.pending.take() {
+                return Some(Err(ResultsError::Invalid {
+                    path: self.path.display().to_string(),
                     line: Some(n),
                     message,
-                });
+                }));
             }
-            let text = line.trim_ascii_end();
+            let text = self.line.trim_ascii_end();
             if text.is_empty() {
                 continue;
             }
             match serde_json::from_slice::<Record>(text) {
-                Ok(r) => f(r),
+                Ok(r) => return Some(Ok(r)),
                 // A bad line is an error unless it is the last one and cut short.
-                Err(e) => pending = Some((number, format!("not a record: {e}"))),
+                Err(e) => self.pending = Some((self.number, format!("not a record: {e}"))),
             }
         }
-        Ok(u64::from(pending.is_some()))
     }
 }
 
@@ -263,7 +300,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), ResultsErr
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::metrics::{Record, Status};
+    use crate::metrics::{MetricsOptions, Record, Status};
 
     fn record(id: u64, stage: usize) -> Record {
         Record {
@@ -280,7 +317,7 @@ pub(crate) mod tests {
     /// A run directory holding `records`, as a run leaves it (meta, records).
     pub(crate) fn run_dir(dir: &Path, started_unix_ms: u64, records: &[Record]) {
         std::fs::create_dir_all(dir).unwrap();
-        let mut sink = RecordSink::create(dir, 1, MetricsOptions::default()).unwrap();
+        let mut sink = RecordSink::create(dir, Aggregator::new(1, MetricsOptions::default(), 120.0)).unwrap();
         for r in records {
             sink.add(r).unwrap();
         }

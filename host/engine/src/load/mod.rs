@@ -31,7 +31,7 @@ use barrage_plugin_host::{CodecPlugin, CodecWorkers};
 use tokio::sync::watch;
 
 pub use crate::config::{Plan, RunConfig, RunConfigError, Stage};
-use crate::metrics::{HostUsage, Record, RunFacts, Summary};
+use crate::metrics::{Aggregator, HostUsage, Record, RunFacts, Summary};
 use crate::results::{RecordSink, ResultsError};
 use crate::transport::{Transport, TransportError};
 pub use pacer::normal_priority;
@@ -137,7 +137,8 @@ pub async fn run(
         missed: config.stages.iter().map(|_| AtomicU64::new(0)).collect(),
     });
 
-    let sink = RecordSink::create(dir, config.stages.len(), metrics_options)?;
+    let aggregator = Aggregator::new(config.stages.len(), metrics_options, config.request.timeout_s);
+    let sink = RecordSink::create(dir, aggregator)?;
     let writer = records::start(sink, records_rx, &live, stop.clone(), config.max_error_rate)?;
     let progress = progress.map(|sink| {
         let sink = Arc::new(Mutex::new(sink));

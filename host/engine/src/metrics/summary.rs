@@ -115,8 +115,22 @@ pub struct Point {
 struct Second {
     point: Point,
     busy_ms: f64,
+    /// Until the second is settled; then its quantiles are in `point`.
+    latency: Option<Box<Coarse>>,
+}
+
+#[derive(Default)]
+struct Coarse {
     ttft: Option<Histogram<u32>>,
     tpot: Option<Histogram<u32>>,
+}
+
+impl Coarse {
+    fn quantiles_into(&self, p: &mut Point) {
+        p.ttft_p50_ms = coarse_at(&self.ttft, 0.5);
+        p.ttft_p99_ms = coarse_at(&self.ttft, 0.99);
+        p.tpot_p50_ms = coarse_at(&self.tpot, 0.5);
+    }
 }
 
 fn coarse_record(h: &mut Option<Histogram<u32>>, ms: Option<f64>) {
@@ -131,17 +145,45 @@ fn coarse_at(h: &Option<Histogram<u32>>, q: f64) -> Option<f64> {
 }
 
 /// The per-second time series.
-#[derive(Default)]
+///
+/// A second's latency histograms (a few KiB) are folded into its three
+/// quantiles once no record can still be sent in it, so a run's memory does
+/// not grow with its length. Records come in about the order their requests
+/// end (live, and from `records.jsonl`), and a request ends within its
+/// timeout of being sent: a second is settled when the newest end seen is
+/// past it by the timeout and [`SETTLE_SLACK_MS`].
 pub struct Timeline {
     seconds: Vec<Second>,
+    settle_ms: f64,
+    newest_end_ms: f64,
+    /// Seconds before this one are settled.
+    settled: usize,
 }
+
+/// How long after its end a record may still reach the aggregator: what
+/// the plugin threads and the records queue can hold it back by is seconds.
+pub const SETTLE_SLACK_MS: f64 = 60_000.0;
 
 /// Longest run the time series covers (a week); later seconds are folded into the last.
 const MAX_SECONDS: usize = 7 * 24 * 3600;
 
 impl Timeline {
+    /// A time series for requests that end within `request_timeout_s` of being sent.
+    pub fn new(request_timeout_s: f64) -> Timeline {
+        Timeline {
+            seconds: Vec::new(),
+            settle_ms: request_timeout_s.max(0.0) * 1000.0 + SETTLE_SLACK_MS,
+            newest_end_ms: 0.0,
+            settled: 0,
+        }
+    }
+
+    fn index(ms: f64) -> usize {
+        ((ms.max(0.0) / 1000.0) as usize).min(MAX_SECONDS)
+    }
+
     fn at(&mut self, ms: f64) -> &mut Second {
-        let i = ((ms.max(0.0) / 1000.0) as usize).min(MAX_SECONDS);
+        let i = Self::index(ms);
         if self.seconds.len() <= i {
             self.seconds.resize_with(i + 1, Second::default);
         }
@@ -163,10 +205,16 @@ impl Timeline {
                 let k = r.frame_tokens(i);
                 self.at(*t).point.output_tokens += u64::from(k);
             }
+            let open = Self::index(r.sent_ms) >= self.settled;
             let sent = self.at(r.sent_ms);
             sent.point.input_tokens += u64::from(r.prompt_tokens.unwrap_or(0));
-            coarse_record(&mut sent.ttft, r.ttft());
-            coarse_record(&mut sent.tpot, r.tpot());
+            // A record later than the slack allows (none is expected) still
+            // counts everywhere but in its settled second's chart quantiles.
+            if open {
+                let latency = sent.latency.get_or_insert_default();
+                coarse_record(&mut latency.ttft, r.ttft());
+                coarse_record(&mut latency.tpot, r.tpot());
+            }
         }
         // Time in flight, spread over the seconds it spans.
         let (mut from, to) = (r.sent_ms.max(0.0), r.end_ms.max(r.sent_ms));
@@ -176,6 +224,31 @@ impl Timeline {
             self.at(from).busy_ms += upto - from;
             from = upto;
         }
+        if r.end_ms > self.newest_end_ms {
+            self.newest_end_ms = r.end_ms;
+            self.settle();
+        }
+    }
+
+    fn settle(&mut self) {
+        let before = ((self.newest_end_ms - self.settle_ms) / 1000.0).floor();
+        let before = if before > 0.0 {
+            (before as usize).min(self.seconds.len())
+        } else {
+            0
+        };
+        for s in self.seconds.iter_mut().take(before).skip(self.settled) {
+            if let Some(latency) = s.latency.take() {
+                latency.quantiles_into(&mut s.point);
+            }
+        }
+        self.settled = self.settled.max(before);
+    }
+
+    /// Seconds whose histograms are still held.
+    #[cfg(test)]
+    pub(crate) fn unsettled(&self) -> usize {
+        self.seconds.iter().filter(|s| s.latency.is_some()).count()
     }
 
     /// The series, one point per second from the run's start.
@@ -183,13 +256,16 @@ impl Timeline {
         self.seconds
             .iter()
             .enumerate()
-            .map(|(i, s)| Point {
-                t_s: i as f64,
-                concurrency: s.busy_ms / 1000.0,
-                ttft_p50_ms: coarse_at(&s.ttft, 0.5),
-                ttft_p99_ms: coarse_at(&s.ttft, 0.99),
-                tpot_p50_ms: coarse_at(&s.tpot, 0.5),
-                ..s.point.clone()
+            .map(|(i, s)| {
+                let mut p = Point {
+                    t_s: i as f64,
+                    concurrency: s.busy_ms / 1000.0,
+                    ..s.point.clone()
+                };
+                if let Some(latency) = &s.latency {
+                    latency.quantiles_into(&mut p);
+                }
+                p
             })
             .collect()
     }
@@ -230,13 +306,14 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
-    /// An aggregator for `stages` stages.
-    pub fn new(stages: usize, options: MetricsOptions) -> Aggregator {
+    /// An aggregator for `stages` stages of requests that end within
+    /// `request_timeout_s` of being sent.
+    pub fn new(stages: usize, options: MetricsOptions, request_timeout_s: f64) -> Aggregator {
         Aggregator {
             options,
             stages: vec![StageAgg::default(); stages],
             total: StageAgg::default(),
-            timeline: Timeline::default(),
+            timeline: Timeline::new(request_timeout_s),
         }
     }
 

@@ -127,7 +127,7 @@ fn multi_token_frames_spread_each_gap_over_its_tokens() {
     // TPOT = (50 − 10) / (7 − 1)
     assert!(close(r.tpot().unwrap(), 40.0 / 6.0));
 
-    let mut agg = Aggregator::new(1, MetricsOptions::default());
+    let mut agg = Aggregator::new(1, MetricsOptions::default(), 120.0);
     agg.add(&r);
     let s = agg.summary("x", RunFacts::default(), &[], &[]);
     let it = s.stages[0].inter_token_ms.as_ref().unwrap();
@@ -186,7 +186,7 @@ fn a_single_token_response_has_ttft_but_no_tpot_or_gaps() {
     assert!(close(r.ttft().unwrap(), 15.0));
     assert_eq!(r.tpot(), None);
     assert_eq!(r.inter_chunk().count(), 0);
-    let mut agg = Aggregator::new(1, MetricsOptions::default());
+    let mut agg = Aggregator::new(1, MetricsOptions::default(), 120.0);
     agg.add(&r);
     let s = agg.summary("x", RunFacts::default(), &[], &[]);
     assert_eq!(s.stages[0].ttft_ms.as_ref().unwrap().count, 1);
@@ -260,7 +260,7 @@ fn failed_and_truncated_requests_are_counted_but_not_timed() {
         slos: slo::parse_all(&["ttft < 50ms".to_string()]).unwrap(),
         ..MetricsOptions::default()
     };
-    let mut agg = Aggregator::new(1, options);
+    let mut agg = Aggregator::new(1, options, 120.0);
     for r in [&ok, &truncated, &http, &timeout, &cancelled] {
         agg.add(r);
     }
@@ -301,7 +301,7 @@ fn failed_and_truncated_requests_are_counted_but_not_timed() {
 fn throughput_and_the_time_series() {
     // Two requests: sent at 0 and 500 ms, each 3 one-token frames, ending
     // at 1500 and 2000 ms. Window 0 → 2000 ms.
-    let mut agg = Aggregator::new(1, MetricsOptions::default());
+    let mut agg = Aggregator::new(1, MetricsOptions::default(), 120.0);
     for (id, sent) in [(1, 0.0), (2, 500.0)] {
         let r = Record {
             id,
@@ -345,6 +345,86 @@ fn throughput_and_the_time_series() {
         "{:?}",
         ts[0].ttft_p50_ms
     );
+}
+
+#[test]
+fn a_long_time_series_holds_histograms_only_for_seconds_still_open() {
+    // An hour at 4 requests a second, latencies varying by the second,
+    // records arriving up to 3 s out of the order they ended (as from many
+    // tasks), with a 10 s timeout: a timeline that settles must hold about
+    // 70 seconds of histograms, and draw the same chart as one that never does.
+    let timeout_s = 10.0;
+    let mut settling = summary::Timeline::new(timeout_s);
+    let mut keeping = summary::Timeline::new(1e9);
+    let seconds = 3600;
+    let mut most_open = 0;
+    let mut pending: Vec<Record> = Vec::new();
+    for i in 0..seconds * 4 {
+        let sent = i as f64 * 250.0;
+        let ttft = 1.0 + (i % 37) as f64 * 3.0;
+        let e2e = ttft + 2000.0 + (i % 11) as f64 * 700.0;
+        pending.push(Record {
+            id: i as u64,
+            sent_ms: sent,
+            scheduled_ms: sent,
+            first_token_ms: Some(sent + ttft),
+            last_token_ms: Some(sent + e2e),
+            content_frames_ms: vec![sent + ttft, sent + e2e],
+            content_frame_tokens: vec![Some(1); 2],
+            end_ms: sent + e2e,
+            output_tokens: 2,
+            measured: true,
+            ..Record::default()
+        });
+        // Hand over, in a shuffled order, what ended more than 3 s ago.
+        let now = sent;
+        pending.sort_by_key(|r| r.id % 7);
+        let (ready, wait): (Vec<_>, Vec<_>) = pending.drain(..).partition(|r| r.end_ms + 3000.0 < now);
+        pending = wait;
+        for r in &ready {
+            settling.add(r);
+            keeping.add(r);
+        }
+        most_open = most_open.max(settling.unsettled());
+    }
+    for r in &pending {
+        settling.add(r);
+        keeping.add(r);
+    }
+    let bound = ((timeout_s * 1000.0 + summary::SETTLE_SLACK_MS) / 1000.0) as usize + 3 + 9;
+    assert!(
+        most_open <= bound,
+        "{most_open} seconds held histograms at once, at most {bound} expected"
+    );
+    assert!(
+        keeping.unsettled() > seconds - 20,
+        "the reference must keep every second"
+    );
+    let (a, b) = (settling.points(), keeping.points());
+    assert_eq!(a.len(), b.len());
+    for (a, b) in a.iter().zip(&b) {
+        assert_eq!(
+            (
+                a.sent,
+                a.completed,
+                a.output_tokens,
+                a.ttft_p50_ms,
+                a.ttft_p99_ms,
+                a.tpot_p50_ms
+            ),
+            (
+                b.sent,
+                b.completed,
+                b.output_tokens,
+                b.ttft_p50_ms,
+                b.ttft_p99_ms,
+                b.tpot_p50_ms
+            ),
+            "second {}",
+            a.t_s
+        );
+        assert!(close(a.concurrency, b.concurrency));
+    }
 }
 
 #[test]
