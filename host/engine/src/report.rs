@@ -151,7 +151,7 @@ pub fn rebuild(run: &RunDir, options: MetricsOptions) -> Result<(Summary, u64), 
 fn request_timeout_s<'a>(configs: impl Iterator<Item = &'a crate::config::RunConfig>) -> f64 {
     configs
         .map(|c| c.request.timeout_s)
-        .fold(None, |a: Option<f64>, t| Some(a.map_or(t, |a| a.max(t))))
+        .reduce(f64::max)
         .unwrap_or_else(|| crate::config::RequestConfig::default().timeout_s)
 }
 
@@ -195,7 +195,8 @@ fn facts_from_meta(meta: &Meta, duration_s: f64) -> RunFacts {
 
 /// Merge runs made by several load generators into one run in `out`: the
 /// records are put on a common clock (the earliest start) and interleaved
-/// in the order they ended, and the summary is rebuilt from them, so every histogram is exact.
+/// in the order they ended, and the summary is rebuilt from them, so every
+/// histogram is exact.
 pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<Summary, ReportError> {
     if inputs.len() < 2 {
         return Err(ReportError::Invalid(
@@ -214,13 +215,8 @@ pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<
         source,
     })?;
     let mut writer = std::io::BufWriter::new(file);
-    let stage_count = runs
-        .iter()
-        .filter_map(|r| r.config().ok())
-        .map(|c| c.stages.len())
-        .max()
-        .unwrap_or(0);
     let configs: Vec<_> = runs.iter().filter_map(|r| r.config().ok()).collect();
+    let stage_count = configs.iter().map(|c| c.stages.len()).max().unwrap_or(0);
     let mut agg = Aggregator::new(stage_count, options, request_timeout_s(configs.iter()));
     let mut shards = Vec::new();
     let mut counts: Vec<ScheduleCounts> = Vec::new();
@@ -245,7 +241,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<
     }
     // The shards' records interleaved in the order they ended, as one run's
     // are: the time series settles its seconds as the newest end passes them.
-    let next = |shard: usize, readers: &mut Vec<(results::RecordReader, f64)>| {
+    let next = |shard: usize, readers: &mut [(results::RecordReader, f64)]| {
         let (reader, offset_ms) = &mut readers[shard];
         reader.next().transpose().map(|r| {
             r.map(|mut r| {
