@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::config::ReportConfig;
@@ -209,19 +208,13 @@ pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<
         path: out.display().to_string(),
         source,
     })?;
-    let records_path = out.join(results::RECORDS);
-    let file = std::fs::File::create(&records_path).map_err(|source| ResultsError::Io {
-        path: records_path.display().to_string(),
-        source,
-    })?;
-    let mut writer = std::io::BufWriter::new(file);
     let configs: Vec<_> = runs.iter().filter_map(|r| r.config().ok()).collect();
     let stage_count = configs.iter().map(|c| c.stages.len()).max().unwrap_or(0);
-    let mut agg = Aggregator::new(stage_count, options, request_timeout_s(configs.iter()));
+    let agg = Aggregator::new(stage_count, options, request_timeout_s(configs.iter()));
+    let mut sink = results::RecordSink::create(out, agg)?;
     let mut shards = Vec::new();
     let mut counts: Vec<ScheduleCounts> = Vec::new();
     let mut duration_s = 0f64;
-    let mut write_error = None;
     let mut readers = Vec::with_capacity(runs.len());
     for run in &runs {
         let offset_ms = (run.meta.started_unix_ms - origin) as f64;
@@ -259,24 +252,13 @@ pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<
     }
     while let Some(std::cmp::Reverse((Ended(r), shard))) = heads.pop() {
         duration_s = duration_s.max(r.end_ms / 1000.0);
-        if let Err(e) = serde_json::to_writer(&mut writer, &r)
-            .map_err(std::io::Error::from)
-            .and_then(|()| writer.write_all(b"\n"))
-        {
-            write_error.get_or_insert(e);
-        }
-        agg.add(&r);
+        sink.add(&r)?;
         if let Some(r) = next(shard, &mut readers)? {
             heads.push(std::cmp::Reverse((r, shard)));
         }
     }
-    if let Some(source) = write_error.or_else(|| writer.flush().err()) {
-        return Err(ResultsError::Io {
-            path: records_path.display().to_string(),
-            source,
-        }
-        .into());
-    }
+    sink.flush()?;
+    let agg = sink.aggregator;
     let first = &runs[0];
     let complete = runs.iter().all(|r| r.summary.is_some());
     let mut meta = first.meta.clone();

@@ -59,9 +59,9 @@ impl RecordSink {
         Ok(RecordSink { out, path, aggregator })
     }
 
-    /// Write and aggregate one record. The buffer reaches the disk whenever
-    /// the records thread is idle (and when full), so a crash loses only
-    /// what arrived in the last busy moment.
+    /// Write and aggregate one record. The buffer reaches the disk on
+    /// [`Self::flush`] (the records thread's, whenever it has caught up) and
+    /// when full, so a crash loses only what arrived in the last moments.
     pub fn add(&mut self, r: &Record) -> Result<(), ResultsError> {
         serde_json::to_writer(&mut self.out, r)
             .map_err(std::io::Error::from)
