@@ -17,5 +17,6 @@ mod report;
 mod run;
 mod sdk;
 mod sim;
+mod thresholds;
 mod tls;
 mod workers;

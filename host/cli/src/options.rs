@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use barrage_engine::config::ReportConfig;
+use barrage_engine::gate::{Failure, Gate};
 use barrage_engine::metrics::Summary;
 use barrage_plugin_host::engine::{default_cache_dir, default_total_budget};
 use barrage_plugin_host::state::{LogLevel, parse_level};
@@ -78,6 +79,11 @@ pub(crate) struct MetricsArgs {
     /// An objective for goodput, e.g. "ttft < 200ms" (repeatable; or several comma-separated).
     #[arg(long, value_name = "OBJECTIVE")]
     pub(crate) slo: Vec<String>,
+    /// A pass/fail condition on the results, e.g. "ttft p99 < 300ms",
+    /// "error_rate < 1%", "stage 1: achieved_rate > 0.99 * requested"
+    /// (repeatable; or several comma-separated). A failed one: exit 7.
+    #[arg(long, value_name = "THRESHOLD")]
+    pub(crate) threshold: Vec<String>,
     /// Percentiles to report, comma-separated, e.g. 50,90,99,99.9.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub(crate) percentiles: Option<Vec<f64>>,
@@ -104,12 +110,77 @@ impl MetricsArgs {
         if !self.slo.is_empty() {
             config.slo = self.slo.clone();
         }
+        if !self.threshold.is_empty() {
+            config.thresholds = self.threshold.clone();
+        }
         if let Some(p) = &self.percentiles {
             config.percentiles = p.clone();
         }
         if !self.reporters.is_empty() {
             config.reporters = self.reporters.clone();
         }
+    }
+}
+
+/// Files for CI: shared by `run`, `report` and `merge`.
+#[derive(Debug, Args)]
+pub(crate) struct CiArgs {
+    /// Write a JUnit XML file: one test case per threshold and per check of
+    /// the run (ended as planned, requests succeeded).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) junit: Option<PathBuf>,
+    /// Append a Markdown summary (verdict, thresholds, headline figures) to
+    /// this file, e.g. "$GITHUB_STEP_SUMMARY".
+    #[arg(long, value_name = "FILE")]
+    pub(crate) ci_summary: Option<PathBuf>,
+}
+
+impl CiArgs {
+    /// Write the files asked for; false (and a message) if one could not be.
+    pub(crate) fn write(&self, gate: &Gate, summary: &Summary, console: &str) -> bool {
+        let mut ok = true;
+        if let Some(path) = &self.junit {
+            match std::fs::write(path, gate.junit(summary, console)) {
+                Ok(()) => println!("junit: {}", path.display()),
+                Err(e) => {
+                    ok = false;
+                    eprintln!("error: cannot write the JUnit file {}: {e}", path.display());
+                }
+            }
+        }
+        if let Some(path) = &self.ci_summary {
+            use std::io::Write as _;
+            let appended = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .and_then(|mut f| f.write_all(gate.markdown(summary).as_bytes()));
+            if let Err(e) = appended {
+                ok = false;
+                eprintln!("error: cannot append the CI summary to {}: {e}", path.display());
+            }
+        }
+        ok
+    }
+}
+
+/// The exit code of a run's verdict (docs/load.md lists them).
+pub(crate) fn exit_code(failure: Option<Failure>) -> ExitCode {
+    ExitCode::from(match failure {
+        None => 0,
+        Some(Failure::PluginRestarts) => 4,
+        Some(Failure::NoneSucceeded) => 5,
+        Some(Failure::ClientSaturated) => 6,
+        Some(Failure::Threshold) => 7,
+        Some(Failure::Stopped) => 3,
+    })
+}
+
+/// Each threshold that failed, on stderr.
+pub(crate) fn say_failed_thresholds(summary: &Summary) {
+    let failed: Vec<String> = summary.failed_thresholds().map(|t| t.describe()).collect();
+    if !failed.is_empty() {
+        eprintln!("error: {} threshold(s) failed: {}", failed.len(), failed.join("; "));
     }
 }
 
@@ -278,19 +349,29 @@ pub(crate) fn write_reports(
     ok
 }
 
-/// The console table, then the reporters; exit code 4 if a reporter failed.
+/// The console table, the reporters and the CI files of a rebuilt or
+/// merged run; exit code 4 if a reporter or a CI file failed, 7 if a
+/// threshold did.
 pub(crate) fn print_and_report(
     plugins: &PluginOptions,
+    ci: &CiArgs,
     config: &ReportConfig,
     summary: &Summary,
-    run_dir: &Path,
-    out_dir: &Path,
+    dirs: (&Path, &Path),
 ) -> ExitCode {
-    print!("{}", barrage_engine::report::console_table(summary));
-    if write_reports(plugins, config, summary, run_dir, out_dir) {
-        ExitCode::SUCCESS
-    } else {
+    let console = barrage_engine::report::console_table(summary);
+    print!("{console}");
+    let reports = write_reports(plugins, config, summary, dirs.0, dirs.1);
+    // Only the thresholds judge a rebuilt run: how it ran was the run's verdict.
+    let gate = Gate::of(summary, false);
+    let files = ci.write(&gate, summary, &console);
+    say_failed_thresholds(summary);
+    if !(reports && files) {
         ExitCode::from(4)
+    } else if summary.failed_thresholds().next().is_some() {
+        ExitCode::from(7)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -161,6 +161,9 @@ pub struct ReportConfig {
     pub percentiles: Vec<f64>,
     /// Objectives for goodput, e.g. `ttft < 200ms` (several per entry, comma-separated).
     pub slo: Vec<String>,
+    /// Pass/fail conditions on the summary, e.g. `ttft p99 < 300ms` (several
+    /// per entry, comma-separated); a failed one makes `run` exit 7.
+    pub thresholds: Vec<String>,
     /// Reporter plugins run at the end: built-in names (`json`, `csv`,
     /// `markdown`, `html`), installed names or `.wasm` paths.
     pub reporters: Vec<String>,
@@ -173,6 +176,7 @@ impl Default for ReportConfig {
         ReportConfig {
             percentiles: crate::metrics::DEFAULT_PERCENTILES.to_vec(),
             slo: Vec::new(),
+            thresholds: Vec::new(),
             reporters: ["json", "csv", "markdown", "html"].map(String::from).to_vec(),
             reporter_config: BTreeMap::new(),
         }
@@ -189,9 +193,16 @@ impl ReportConfig {
         }
         let slos =
             crate::metrics::slo::parse_all(&self.slo).map_err(|e| ConfigError::new(format!("report.slo: {e}")))?;
+        let thresholds = crate::metrics::threshold::parse_all(&self.thresholds)
+            .and_then(|ts| {
+                ts.iter().try_for_each(|t| t.check_percentiles(&self.percentiles))?;
+                Ok(ts)
+            })
+            .map_err(|e| ConfigError::new(format!("report.thresholds: {e}")))?;
         Ok(crate::metrics::MetricsOptions {
             percentiles: self.percentiles.clone(),
             slos,
+            thresholds,
         })
     }
 }
@@ -279,6 +290,11 @@ pub struct RunConfig {
     pub grace_period_s: f64,
     /// Stop the run when more than this fraction of finished requests failed (after 20).
     pub max_error_rate: Option<f64>,
+    /// Stop the run as soon as a threshold fails on the records so far
+    /// (judged every second, after `threshold_grace_s`).
+    pub abort_on_threshold: bool,
+    /// Seconds from the run's start before `abort_on_threshold` judges.
+    pub threshold_grace_s: f64,
     /// The load.
     pub stages: Vec<Stage>,
     /// Simulator settings when no target is given.
@@ -319,6 +335,8 @@ impl Default for RunConfig {
             strict_client: false,
             grace_period_s: 5.0,
             max_error_rate: None,
+            abort_on_threshold: false,
+            threshold_grace_s: 10.0,
             stages: vec![Stage {
                 shape: ShapeKind::Constant,
                 rate: Some(20.0),
@@ -469,6 +487,17 @@ impl RunConfig {
             && !(0.0..=1.0).contains(&r)
         {
             return Err(format!("max_error_rate is a fraction from 0 to 1, got {r}"));
+        }
+        if !(self.threshold_grace_s >= 0.0 && self.threshold_grace_s.is_finite()) {
+            return Err(format!(
+                "threshold_grace_s must be ≥ 0 seconds, got {}",
+                self.threshold_grace_s
+            ));
+        }
+        if self.abort_on_threshold && self.report.thresholds.is_empty() {
+            return Err(
+                "abort_on_threshold: there are no thresholds to judge; give report.thresholds (or --threshold)".into(),
+            );
         }
         for (i, s) in self.stages.iter().enumerate() {
             let at = format!("stages[{i}]");
@@ -819,6 +848,9 @@ mod tests {
             ("request: {timeout_s: 0}", "request.timeout_s"),
             ("grace_period_s: -1", "grace_period_s"),
             ("max_error_rate: 1.5", "max_error_rate"),
+            ("threshold_grace_s: -1", "threshold_grace_s"),
+            ("abort_on_threshold: true", "abort_on_threshold"),
+            ("report: {thresholds: [\"ttft p99 < 3h\"]}", "report.thresholds"),
             ("stages: [{shape: constant, rate: 10}]", "stages[0]"),
             ("stages: [{shape: constant, rate: 0, requests: 1}]", "stages[0].rate"),
             (

@@ -6,6 +6,7 @@
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gate;
 pub mod load;
 pub mod metrics;
 pub mod report;

@@ -346,6 +346,14 @@ fn f2(v: Option<f64>) -> String {
     v.map_or("-".into(), |v| format!("{v:.2}"))
 }
 
+/// Each stage, then all stages together when there are several.
+fn sections(summary: &Summary) -> impl Iterator<Item = &StageSummary> {
+    summary
+        .stages
+        .iter()
+        .chain((summary.stages.len() > 1).then_some(&summary.total))
+}
+
 /// The table printed at the end of every run.
 pub fn console_table(summary: &Summary) -> String {
     let mut out = String::new();
@@ -372,12 +380,7 @@ pub fn console_table(summary: &Summary) -> String {
         "tok/s",
         "lag p99"
     );
-    let rows: Vec<&StageSummary> = summary
-        .stages
-        .iter()
-        .chain((summary.stages.len() > 1).then_some(&summary.total))
-        .collect();
-    for s in rows {
+    for s in sections(summary) {
         let _ = writeln!(
             out,
             "{:<6} {:>7} {:>7} {:>6} {:>6} {:>6} {:>8.2} {:>8.2} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9.1} {:>8}",
@@ -428,6 +431,38 @@ pub fn console_table(summary: &Summary) -> String {
         out,
         "(times in ms; itl = inter-token latency; rate = achieved send rate; details in summary.json and records.jsonl)"
     );
+    if !summary.thresholds.is_empty() {
+        let failed = summary.failed_thresholds().count();
+        let _ = writeln!(
+            out,
+            "thresholds: {} of {} passed",
+            summary.thresholds.len() - failed,
+            summary.thresholds.len()
+        );
+        for t in &summary.thresholds {
+            let _ = writeln!(out, "  {} {}", if t.passed { "pass" } else { "FAIL" }, t.describe());
+        }
+    }
+    out
+}
+
+/// The headline figures of each stage (and of all, with several) as a
+/// Markdown table.
+pub fn figures_markdown(summary: &Summary) -> String {
+    let mut out = String::from("| stage |");
+    let mut rule = String::from("|---|");
+    for (name, _) in FIGURES {
+        let _ = write!(out, " {name} |");
+        rule.push_str("---:|");
+    }
+    let _ = writeln!(out, "\n{rule}");
+    for s in sections(summary) {
+        let _ = write!(out, "| {} |", s.stage.map_or("all".to_string(), |i| i.to_string()));
+        for (_, value) in FIGURES {
+            let _ = write!(out, " {} |", f2(value(s)));
+        }
+        out.push('\n');
+    }
     out
 }
 

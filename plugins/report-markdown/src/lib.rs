@@ -35,6 +35,24 @@ pub fn render_markdown(s: &Value) -> String {
         out += &format!("- objectives: {}\n", slos.join(", "));
     }
     out += &format!("- precision: {}\n", text("precision"));
+    if let Some(thresholds) = s["thresholds"].as_array().filter(|t| !t.is_empty()) {
+        let failed = thresholds.iter().filter(|t| t["passed"] != true).count();
+        out += &format!(
+            "\n## Thresholds: {} of {} passed\n\n| | threshold | scope | value | limit |\n|---|---|---|---:|---:|\n",
+            thresholds.len() - failed,
+            thresholds.len()
+        );
+        for t in thresholds {
+            let scope = t["stage"].as_u64().map_or("run".to_string(), |i| format!("stage {i}"));
+            out += &format!(
+                "| {} | `{}` | {scope} | {} | {} |\n",
+                if t["passed"] == true { "pass" } else { "**FAIL**" },
+                t["threshold"].as_str().unwrap_or("-").replace('|', "\\|"),
+                fmt(num(&t["value"]), 3),
+                fmt(num(&t["limit"]), 3)
+            );
+        }
+    }
     let pkeys = percentile_keys(s);
     for stage in sections(s) {
         out += &format!("\n## {}\n\n", section_name(stage));
@@ -95,8 +113,19 @@ mod tests {
                         "ttft_ms": {"count": 10, "mean": 20.0, "p50": 19.5, "p99.9": 30.25, "max": 31.0},
                         "errors": {"http_error: HTTP 500": 1}}],
             "total": {},
+            "thresholds": [{"threshold": "ttft p99 < 1ms", "stage": null, "value": 30.25, "limit": 1.0, "passed": false},
+                           {"threshold": "stages: sent > 5", "stage": 0, "value": 10.0, "limit": 5.0, "passed": true}],
         });
         let md = render_markdown(&s);
+        assert!(md.contains("## Thresholds: 1 of 2 passed"), "{md}");
+        assert!(
+            md.contains("| **FAIL** | `ttft p99 < 1ms` | run | 30.250 | 1.000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| pass | `stages: sent > 5` | stage 0 | 10.000 | 5.000 |"),
+            "{md}"
+        );
         assert!(md.contains("| TTFT | 10 | 20.00 | 19.50 | 30.25 | 31.00 |"), "{md}");
         assert!(md.contains("| throughput (req/s) | 4.95 |"));
         assert!(md.contains("| goodput share | 90.0 % |"));

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use crate::options::{MetricsArgs, PluginOptions, print_and_report};
+use crate::options::{CiArgs, MetricsArgs, PluginOptions, print_and_report};
 
 #[derive(Debug, Args)]
 pub(crate) struct MergeArgs {
@@ -19,6 +19,8 @@ pub(crate) struct MergeArgs {
     #[command(flatten)]
     metrics: MetricsArgs,
     #[command(flatten)]
+    ci: CiArgs,
+    #[command(flatten)]
     plugins: PluginOptions,
 }
 
@@ -28,9 +30,9 @@ pub(crate) fn execute(args: MergeArgs) -> Result<ExitCode> {
     let summary = barrage_engine::report::merge(&args.runs, &args.output, options)?;
     Ok(print_and_report(
         &args.plugins,
+        &args.ci,
         &config,
         &summary,
-        &args.output,
-        &args.output,
+        (&args.output, &args.output),
     ))
 }

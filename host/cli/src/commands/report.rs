@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::options::{MetricsArgs, PluginOptions, print_and_report};
+use crate::options::{CiArgs, MetricsArgs, PluginOptions, print_and_report};
 
 #[derive(Debug, Args)]
 pub(crate) struct ReportArgs {
@@ -17,6 +17,8 @@ pub(crate) struct ReportArgs {
     output: Option<PathBuf>,
     #[command(flatten)]
     metrics: MetricsArgs,
+    #[command(flatten)]
+    ci: CiArgs,
     #[command(flatten)]
     plugins: PluginOptions,
 }
@@ -34,5 +36,11 @@ pub(crate) fn execute(args: ReportArgs) -> Result<ExitCode> {
     let out = args.output.clone().unwrap_or_else(|| args.run.clone());
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     barrage_engine::results::write_json(&out.join(barrage_engine::results::SUMMARY), &summary)?;
-    Ok(print_and_report(&args.plugins, &config, &summary, &args.run, &out))
+    Ok(print_and_report(
+        &args.plugins,
+        &args.ci,
+        &config,
+        &summary,
+        (&args.run, &out),
+    ))
 }

@@ -12,7 +12,10 @@ use barrage_engine::load::ProgressSink;
 use barrage_engine::load::shape::ShapeKind;
 use barrage_plugin_host::CodecPlugin;
 
-use crate::options::{DatasetArgs, MetricsArgs, PluginOptions, prepare_dataset, read_plugin_config, write_reports};
+use crate::options::{
+    CiArgs, DatasetArgs, MetricsArgs, PluginOptions, exit_code, prepare_dataset, read_plugin_config,
+    say_failed_thresholds, write_reports,
+};
 
 #[derive(Debug, Args)]
 pub(crate) struct RunArgs {
@@ -89,10 +92,19 @@ pub(crate) struct RunArgs {
     /// arrivals, send lag, late I/O wake-ups or no CPU left).
     #[arg(long)]
     strict_client: bool,
+    /// Stop the run as soon as a threshold fails on the results so far
+    /// (judged every second, after --threshold-grace).
+    #[arg(long)]
+    abort_on_threshold: bool,
+    /// Seconds from the start before --abort-on-threshold judges (default 10).
+    #[arg(long, value_name = "SECONDS")]
+    threshold_grace: Option<f64>,
     #[command(flatten)]
     dataset: DatasetArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
+    #[command(flatten)]
+    ci: CiArgs,
     #[command(flatten)]
     plugins: PluginOptions,
 }
@@ -166,23 +178,8 @@ fn default_output_dir() -> PathBuf {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs()) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    PathBuf::from("runs").join(format!(
-        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    ))
+    let (y, m, d, hh, mm, ss) = barrage_core::clock::utc(secs);
+    PathBuf::from("runs").join(format!("{y:04}{m:02}{d:02}-{hh:02}{mm:02}{ss:02}"))
 }
 
 impl RunArgs {
@@ -232,6 +229,12 @@ impl RunArgs {
         }
         if self.strict_client {
             config.strict_client = true;
+        }
+        if self.abort_on_threshold {
+            config.abort_on_threshold = true;
+        }
+        if let Some(v) = self.threshold_grace {
+            config.threshold_grace_s = v;
         }
         if self.rate.is_some() || self.concurrency.is_some() {
             let duration = self
@@ -364,8 +367,11 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
         signals.abort();
         anyhow::Ok(report?)
     })?;
-    print!("{}", barrage_engine::report::console_table(&report));
+    let console = barrage_engine::report::console_table(&report);
+    print!("{console}");
     write_reports(&args.plugins, &config.report, &report, &dir, &dir);
+    let gate = barrage_engine::gate::Gate::of(&report, config.strict_client);
+    args.ci.write(&gate, &report, &console);
     let restarts = report.run.host.map_or(0, |h| h.plugin_thread_restarts);
     if restarts > 0 {
         eprintln!(
@@ -373,8 +379,7 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
              failed (counted as plugin errors). This is a bug in Barrage: please report it."
         );
     }
-    let none_succeeded = report.total.sent > 0 && report.total.succeeded == 0;
-    if none_succeeded && restarts == 0 {
+    if report.total.sent > 0 && report.total.succeeded == 0 && restarts == 0 {
         eprintln!(
             "error: no request succeeded ({} sent): a server (or codec) that answers nothing right is not \
              measured; the errors are above and in summary.json",
@@ -387,7 +392,6 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
         .filter(|s| s.client.as_ref().is_some_and(|c| c.saturated))
         .filter_map(|s| s.stage.map(|i| i.to_string()))
         .collect();
-    let strict = config.strict_client && !saturated.is_empty();
     if !saturated.is_empty() {
         eprintln!(
             "{}: the client was saturated in stage {} (reasons above and in summary.json, stages[].client): \
@@ -396,15 +400,6 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
             saturated.join(", ")
         );
     }
-    Ok(if restarts > 0 {
-        ExitCode::from(4)
-    } else if none_succeeded {
-        ExitCode::from(5)
-    } else if strict {
-        ExitCode::from(6)
-    } else if report.run.stopped {
-        ExitCode::from(3)
-    } else {
-        ExitCode::SUCCESS
-    })
+    say_failed_thresholds(&report);
+    Ok(exit_code(gate.failure))
 }

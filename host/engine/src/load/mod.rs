@@ -139,7 +139,17 @@ pub async fn run(
 
     let aggregator = Aggregator::new(config.stages.len(), metrics_options, config.request.timeout_s);
     let sink = RecordSink::create(dir, aggregator)?;
-    let writer = records::start(sink, records_rx, &live, stop.clone(), config.max_error_rate)?;
+    let infos: Vec<_> = config.stages.iter().map(Stage::info).collect();
+    let rules = records::StopRules {
+        max_error_rate: config.max_error_rate,
+        thresholds: config.abort_on_threshold.then(|| {
+            (
+                origin + Duration::from_secs_f64(config.threshold_grace_s),
+                infos.clone(),
+            )
+        }),
+    };
+    let writer = records::start(sink, records_rx, &live, stop.clone(), rules)?;
     let progress = progress.map(|sink| {
         let sink = Arc::new(Mutex::new(sink));
         (progress::spawn(sink.clone(), origin, &live), sink)
@@ -196,7 +206,6 @@ pub async fn run(
     if let Some(e) = io_error {
         return Err(e.into());
     }
-    let infos: Vec<_> = config.stages.iter().map(Stage::info).collect();
     let facts = RunFacts {
         started_unix_ms: meta.started_unix_ms,
         duration_s,

@@ -1,6 +1,6 @@
 //! The records thread: appends each record to `records.jsonl` as it
-//! completes, feeds the aggregates, stops the run past its error budget,
-//! and flushes whenever it has caught up (every few ms while records come),
+//! completes, feeds the aggregates, stops the run past its error budget
+//! or on a failed threshold, and flushes whenever it has caught up (every few ms while records come),
 //! so a hard stop loses only the last moments.
 
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::RunError;
 use super::shared::{Counters, StopSignal};
-use crate::metrics::Record;
+use crate::metrics::{Record, StageInfo};
 use crate::results::RecordSink;
 
 /// Records waiting for the records thread, at most. A request that finds
@@ -34,13 +34,26 @@ pub(super) struct Live {
     pub ttft_p50_us: Arc<AtomicU64>,
 }
 
+/// How often `abort_on_threshold` judges the records so far: a summary of
+/// every stage is too dear to build per record.
+const JUDGE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// When the records thread stops the run.
+pub(super) struct StopRules {
+    /// `max_error_rate`.
+    pub max_error_rate: Option<f64>,
+    /// With `abort_on_threshold`: when judging starts, and the stages'
+    /// descriptions (`achieved_rate > 0.99 * requested` needs them).
+    pub thresholds: Option<(std::time::Instant, Vec<StageInfo>)>,
+}
+
 /// Start the thread; it ends when every sender of `records` is gone.
 pub(super) fn start(
     mut sink: RecordSink,
     mut records: mpsc::Receiver<Record>,
     live: &Live,
     stop: StopSignal,
-    max_error_rate: Option<f64>,
+    rules: StopRules,
 ) -> Result<JoinHandle<Written>, RunError> {
     let counters = live.counters.clone();
     let ttft_p50 = live.ttft_p50_us.clone();
@@ -50,6 +63,7 @@ pub(super) fn start(
             let mut io_error = None;
             let (mut finished, mut failed) = (0u64, 0u64);
             let mut took_since_flush = false;
+            let mut judged = std::time::Instant::now();
             loop {
                 let record = match records.try_recv() {
                     Ok(r) => r,
@@ -83,7 +97,17 @@ pub(super) fn start(
                 {
                     ttft_p50.store((p50 * 1000.0) as u64, Ordering::Relaxed);
                 }
-                if let Some(max) = max_error_rate
+                if let Some((from, infos)) = &rules.thresholds
+                    && judged.elapsed() >= JUDGE_EVERY
+                    && std::time::Instant::now() >= *from
+                    && !stop.is_stopped()
+                {
+                    judged = std::time::Instant::now();
+                    if let Some(failure) = sink.aggregator.live_failure(infos) {
+                        stop.stop(&format!("threshold failed: {}", failure.describe()));
+                    }
+                }
+                if let Some(max) = rules.max_error_rate
                     && finished >= 20
                     && failed as f64 / finished as f64 > max
                 {

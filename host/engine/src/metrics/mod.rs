@@ -7,6 +7,7 @@
 //! - [`slo`]: objectives for goodput.
 //! - [`stage`]: per-stage aggregates and the request accounting.
 //! - [`summary`]: the run summary and its per-second time series.
+//! - [`threshold`]: pass/fail conditions on a stage's or the run's figures.
 //!
 //! Every quantity is defined in `docs/metrics.md`; the code follows it.
 
@@ -16,6 +17,7 @@ pub mod record;
 pub mod slo;
 pub mod stage;
 pub mod summary;
+pub mod threshold;
 
 pub use client::{ClientHealth, ClientLoad};
 pub use hist::{DEFAULT_PERCENTILES, Dist, Hist};
@@ -23,6 +25,7 @@ pub use record::{MalformedFrames, Record, RequestInfo, Response, Status, TokenSo
 pub use slo::Slo;
 pub use stage::{ScheduleCounts, StageInfo, StageSummary};
 pub use summary::{Aggregator, HostUsage, MetricsOptions, RunFacts, SCHEMA_VERSION, Summary};
+pub use threshold::{Threshold, ThresholdResult};
 
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,7 @@ use super::hist::{DEFAULT_PERCENTILES, PRECISION};
 use super::record::{Record, Status};
 use super::slo::Slo;
 use super::stage::{ScheduleCounts, StageAgg, StageInfo, StageSummary};
+use super::threshold::{Threshold, ThresholdResult};
 
 /// Version of the `summary.json` schema (`docs/metrics.md`). Bumped when a
 /// field changes meaning or goes away; new fields do not bump it.
@@ -21,6 +22,8 @@ pub struct MetricsOptions {
     pub percentiles: Vec<f64>,
     /// Objectives for goodput.
     pub slos: Vec<Slo>,
+    /// Pass/fail conditions judged on the summary.
+    pub thresholds: Vec<Threshold>,
 }
 
 impl Default for MetricsOptions {
@@ -28,6 +31,7 @@ impl Default for MetricsOptions {
         MetricsOptions {
             percentiles: DEFAULT_PERCENTILES.to_vec(),
             slos: Vec::new(),
+            thresholds: Vec::new(),
         }
     }
 }
@@ -295,6 +299,16 @@ pub struct Summary {
     pub total: StageSummary,
     /// One point per second.
     pub timeseries: Vec<Point>,
+    /// Each threshold's verdict, per stage it judges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<ThresholdResult>,
+}
+
+impl Summary {
+    /// The thresholds that failed.
+    pub fn failed_thresholds(&self) -> impl Iterator<Item = &ThresholdResult> {
+        self.thresholds.iter().filter(|t| !t.passed)
+    }
 }
 
 /// Builds a [`Summary`] from records, in any order.
@@ -333,6 +347,29 @@ impl Aggregator {
         self.stages.get(stage).and_then(StageAgg::ttft_p50)
     }
 
+    /// The first threshold failing on the records so far, if any: what
+    /// stops a run early (`abort_on_threshold`). Thresholds on figures only
+    /// the end of a stage knows, and those with no value yet (a stage not
+    /// started), are not judged.
+    pub fn live_failure(&self, infos: &[StageInfo]) -> Option<ThresholdResult> {
+        let live: Vec<&Threshold> = self.options.thresholds.iter().filter(|t| t.live()).collect();
+        if live.is_empty() {
+            return None;
+        }
+        let (p, slos) = (&self.options.percentiles, &self.options.slos);
+        let none = ScheduleCounts::default();
+        let stages: Vec<StageSummary> = self
+            .stages
+            .iter()
+            .enumerate()
+            .map(|(i, agg)| agg.summary(Some(i), &infos.get(i).cloned().unwrap_or_default(), none, p, slos))
+            .collect();
+        let total = self.total.summary(None, &StageInfo::default(), none, p, slos);
+        live.iter()
+            .flat_map(|t| t.judge_all(&stages, &total))
+            .find(|r| r.value.is_some() && r.limit.is_some() && !r.passed)
+    }
+
     /// The summary, given what the records cannot tell: each stage's
     /// description and schedule counts, and the run's facts.
     pub fn summary(&self, dir: &str, run: RunFacts, infos: &[StageInfo], counts: &[ScheduleCounts]) -> Summary {
@@ -352,6 +389,13 @@ impl Aggregator {
             label: "all stages".into(),
             ..StageInfo::default()
         };
+        let total = self.total.summary(None, &total_info, total_counts, p, slos);
+        let thresholds = self
+            .options
+            .thresholds
+            .iter()
+            .flat_map(|t| t.judge_all(&stages, &total))
+            .collect();
         Summary {
             schema_version: SCHEMA_VERSION,
             barrage_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -361,8 +405,9 @@ impl Aggregator {
             slos: slos.iter().map(ToString::to_string).collect(),
             precision: PRECISION.to_string(),
             stages,
-            total: self.total.summary(None, &total_info, total_counts, p, slos),
+            total,
             timeseries: self.timeline.points(),
+            thresholds,
         }
     }
 }
