@@ -6,6 +6,7 @@ mod common;
 
 mod bad_plugins;
 mod boundary;
+mod capacity;
 mod cli;
 mod codecs;
 mod contract;

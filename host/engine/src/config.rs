@@ -295,6 +295,15 @@ pub struct RunConfig {
     pub abort_on_threshold: bool,
     /// Seconds from the run's start before `abort_on_threshold` judges.
     pub threshold_grace_s: f64,
+    /// Stop the run when requests in flight grow second after second (an
+    /// overloaded server's queue), judged from this many seconds after the
+    /// start; none: never. `barrage sweep` sets it for each point.
+    pub stop_on_overload_after_s: Option<f64>,
+    /// End the run once its throughput is steady: the completions of the
+    /// full seconds from this many seconds after the start have a mean
+    /// known to 2 % (at least 5 of them); none: never. `barrage sweep` and
+    /// `search` set it for each point.
+    pub stop_when_stable_after_s: Option<f64>,
     /// The load.
     pub stages: Vec<Stage>,
     /// Simulator settings when no target is given.
@@ -337,6 +346,8 @@ impl Default for RunConfig {
             max_error_rate: None,
             abort_on_threshold: false,
             threshold_grace_s: 10.0,
+            stop_on_overload_after_s: None,
+            stop_when_stable_after_s: None,
             stages: vec![Stage {
                 shape: ShapeKind::Constant,
                 rate: Some(20.0),
@@ -493,6 +504,16 @@ impl RunConfig {
                 "threshold_grace_s must be ≥ 0 seconds, got {}",
                 self.threshold_grace_s
             ));
+        }
+        for (key, v) in [
+            ("stop_on_overload_after_s", self.stop_on_overload_after_s),
+            ("stop_when_stable_after_s", self.stop_when_stable_after_s),
+        ] {
+            if let Some(s) = v
+                && !(s >= 0.0 && s.is_finite())
+            {
+                return Err(format!("{key} must be ≥ 0 seconds, got {s}"));
+            }
         }
         if self.abort_on_threshold && self.report.thresholds.is_empty() {
             return Err(
@@ -849,6 +870,7 @@ mod tests {
             ("grace_period_s: -1", "grace_period_s"),
             ("max_error_rate: 1.5", "max_error_rate"),
             ("threshold_grace_s: -1", "threshold_grace_s"),
+            ("stop_on_overload_after_s: -1", "stop_on_overload_after_s"),
             ("abort_on_threshold: true", "abort_on_threshold"),
             ("report: {thresholds: [\"ttft p99 < 3h\"]}", "report.thresholds"),
             ("stages: [{shape: constant, rate: 10}]", "stages[0]"),

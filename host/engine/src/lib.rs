@@ -3,6 +3,7 @@
 //!
 //! Start with `docs/architecture.md` for the map of crates and threads.
 
+pub mod capacity;
 pub mod config;
 #[doc(hidden)]
 pub mod fuzzing;

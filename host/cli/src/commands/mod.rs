@@ -3,13 +3,16 @@
 //! Errors become `anyhow` errors with context here, at the edge; the
 //! libraries below use typed errors.
 
+mod capacity;
 mod compare;
 mod dataset;
 mod merge;
 mod plugin;
 mod report;
 mod run;
+mod search;
 mod sim;
+mod sweep;
 
 use std::process::ExitCode;
 
@@ -36,6 +39,10 @@ enum Command {
     Sim(sim::SimArgs),
     /// Benchmark a server (or, with no target, the embedded simulator).
     Run(Box<run::RunArgs>),
+    /// Find where a server saturates: a probe, then rates chosen around the knee.
+    Sweep(Box<sweep::SweepArgs>),
+    /// Find the highest rate that meets an objective (--slo, --threshold).
+    Search(Box<search::SearchArgs>),
     /// Rebuild a run's summary and reports from its records (other
     /// percentiles, objectives or reporters; or a run that was killed).
     Report(report::ReportArgs),
@@ -67,6 +74,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugin(PluginCommand::Decode(args)) => plugin::decode(args),
         Command::Sim(args) => sim::execute(args),
         Command::Run(args) => run::execute(*args),
+        Command::Sweep(args) => sweep::execute(*args),
+        Command::Search(args) => search::execute(*args),
         Command::Report(args) => report::execute(args),
         Command::Merge(args) => merge::execute(args),
         Command::Compare(args) => compare::execute(args),

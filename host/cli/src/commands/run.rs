@@ -146,9 +146,15 @@ impl ProgressSink for StderrProgress {
 /// removes the old run first, so no stale file of it is left beside the
 /// new one.
 fn claim_output(dir: PathBuf, overwrite: bool) -> Result<PathBuf> {
-    let holds_run = ["meta.json", "records.jsonl", "summary.json"]
-        .iter()
-        .any(|f| dir.join(f).exists());
+    let holds_run = [
+        "meta.json",
+        "records.jsonl",
+        "summary.json",
+        "sweep.json",
+        "search.json",
+    ]
+    .iter()
+    .any(|f| dir.join(f).exists());
     if holds_run {
         if !overwrite {
             bail!(
@@ -277,80 +283,146 @@ impl RunArgs {
     }
 }
 
-pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
-    let mut config = match &args.config {
-        Some(path) => RunConfig::from_file(path)?,
-        None => RunConfig::default(),
-    };
-    let origin = args
-        .config
-        .as_ref()
-        .map_or("flags".to_string(), |p| p.display().to_string());
-    args.apply(&mut config)?;
-    let plan = config.plan().map_err(|m| anyhow::anyhow!("run config {origin}: {m}"))?;
-    let config = &plan.config;
-    if let Some(sim) = &config.sim {
-        sim.validate()
-            .map_err(|m| anyhow::anyhow!("run config {origin}: sim.{m}"))?;
-    }
-    let dir = match config.output.clone() {
-        Some(dir) => claim_output(dir, args.overwrite)?,
-        None => fresh(default_output_dir()),
-    };
-    let engine = args.plugins.engine()?;
-    let source = args
-        .plugins
-        .registry()
-        .resolve_in(barrage_plugin_host::World::Codec, &config.codec)?;
-    let plugin_config = serde_json::to_string(&config.codec_config)?;
-    let plugin = CodecPlugin::load(&engine, &source, args.plugins.context(plugin_config, config.seed)?)?;
-    let workload = match prepare_dataset(config, &args.plugins, &engine)? {
-        Some(prepared) => {
-            for (i, stage) in config.stages.iter().enumerate() {
-                if stage.shape == ShapeKind::Trace && !prepared.timed() {
-                    bail!(
-                        "run config {origin}: stages[{i}]: shape trace sends each sample at its time, and the \
-                         {} dataset's samples have none (use the trace dataset, or at_ms in jsonl/csv records)",
-                        prepared.plugin
-                    );
-                }
-            }
-            barrage_engine::load::Workload::dataset(std::sync::Arc::new(prepared))
+/// What a run (or a sweep of runs) needs before it starts: the checked
+/// plan, its results directory, the codec and the prompts.
+pub(crate) struct Setup {
+    pub(crate) plan: barrage_engine::config::Plan,
+    pub(crate) dir: PathBuf,
+    pub(crate) plugin: std::sync::Arc<CodecPlugin>,
+    pub(crate) workload: barrage_engine::load::Workload,
+}
+
+impl RunArgs {
+    /// The configuration file with the flags over it, checked; the results
+    /// directory claimed; the codec loaded and the dataset prepared.
+    pub(crate) fn setup(&mut self) -> Result<Setup> {
+        let mut config = match &self.config {
+            Some(path) => RunConfig::from_file(path)?,
+            None => RunConfig::default(),
+        };
+        let origin = self
+            .config
+            .as_ref()
+            .map_or("flags".to_string(), |p| p.display().to_string());
+        self.apply(&mut config)?;
+        let plan = config.plan().map_err(|m| anyhow::anyhow!("run config {origin}: {m}"))?;
+        let config = &plan.config;
+        if let Some(sim) = &config.sim {
+            sim.validate()
+                .map_err(|m| anyhow::anyhow!("run config {origin}: sim.{m}"))?;
         }
-        None => barrage_engine::load::Workload::synthetic(),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+        let dir = match config.output.clone() {
+            Some(dir) => claim_output(dir, self.overwrite)?,
+            None => fresh(default_output_dir()),
+        };
+        let engine = self.plugins.engine()?;
+        let source = self
+            .plugins
+            .registry()
+            .resolve_in(barrage_plugin_host::World::Codec, &config.codec)?;
+        let plugin_config = serde_json::to_string(&config.codec_config)?;
+        let plugin = CodecPlugin::load(&engine, &source, self.plugins.context(plugin_config, config.seed)?)?;
+        let workload = match prepare_dataset(config, &self.plugins, &engine)? {
+            Some(prepared) => {
+                for (i, stage) in config.stages.iter().enumerate() {
+                    if stage.shape == ShapeKind::Trace && !prepared.timed() {
+                        bail!(
+                            "run config {origin}: stages[{i}]: shape trace sends each sample at its time, and the \
+                             {} dataset's samples have none (use the trace dataset, or at_ms in jsonl/csv records)",
+                            prepared.plugin
+                        );
+                    }
+                }
+                barrage_engine::load::Workload::dataset(std::sync::Arc::new(prepared))
+            }
+            None => barrage_engine::load::Workload::synthetic(),
+        };
+        Ok(Setup {
+            plan,
+            dir,
+            plugin,
+            workload,
+        })
+    }
+
+    /// Whether to print progress lines.
+    pub(crate) fn progress(&self) -> Option<Box<dyn ProgressSink>> {
+        (!self.quiet).then(StderrProgress::boxed)
+    }
+
+    /// The flags that give a run its one stage, if any was given: a sweep
+    /// or search chooses its own stages.
+    pub(crate) fn stage_flag(&self) -> Option<&'static str> {
+        [
+            (self.rate.is_some(), "--rate"),
+            (self.concurrency.is_some(), "--concurrency"),
+            (self.duration.is_some(), "--duration"),
+            (self.requests.is_some(), "--requests"),
+            (self.abort_on_threshold, "--abort-on-threshold"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+
+    /// Whether progress is to be shown.
+    pub(crate) fn quiet(&self) -> bool {
+        self.quiet
+    }
+}
+
+/// The runtime every run's socket I/O happens on.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
         .on_thread_start(barrage_engine::load::normal_priority)
         .enable_all()
         .build()
-        .context("starting tokio")?;
+        .context("starting tokio")
+}
+
+/// Ctrl-C and SIGTERM stop `stop`; a second one quits at once.
+pub(crate) fn stop_on_signals(stop: &barrage_engine::load::StopSignal) -> tokio::task::JoinHandle<()> {
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        barrage_engine::signals::wait_for_stop().await;
+        eprintln!("\nstopping: finishing in-flight requests (Ctrl-C again to quit at once)");
+        stop.stop("interrupted");
+        barrage_engine::signals::wait_for_stop().await;
+        eprintln!("quitting at once; records so far are in the results directory");
+        std::process::exit(130);
+    })
+}
+
+/// The configured target, or the embedded simulator started for it.
+pub(crate) async fn target_or_sim(config: &RunConfig) -> Result<(String, Option<barrage_sim::Simulator>)> {
+    Ok(match &config.target {
+        Some(t) => (t.clone(), None),
+        None => {
+            let mut sim_config = config.sim.clone().unwrap_or_default();
+            sim_config.port = 0;
+            sim_config.host = "127.0.0.1".into();
+            let sim = barrage_sim::Simulator::start(sim_config).await?;
+            eprintln!(
+                "no --target: benchmarking the embedded simulator at http://{}",
+                sim.addr()
+            );
+            (format!("http://{}", sim.addr()), Some(sim))
+        }
+    })
+}
+
+pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
+    let Setup {
+        plan,
+        dir,
+        plugin,
+        workload,
+    } = args.setup()?;
+    let config = &plan.config;
+    let runtime = runtime()?;
     let stop = barrage_engine::load::StopSignal::default();
     let report = runtime.block_on(async {
-        let signals = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                barrage_engine::signals::wait_for_stop().await;
-                eprintln!("\nstopping: finishing in-flight requests (Ctrl-C again to quit at once)");
-                stop.stop("interrupted");
-                barrage_engine::signals::wait_for_stop().await;
-                eprintln!("quitting at once; records so far are in the results directory");
-                std::process::exit(130);
-            })
-        };
-        let (target, sim) = match &config.target {
-            Some(t) => (t.clone(), None),
-            None => {
-                let mut sim_config = config.sim.clone().unwrap_or_default();
-                sim_config.port = 0;
-                sim_config.host = "127.0.0.1".into();
-                let sim = barrage_sim::Simulator::start(sim_config).await?;
-                eprintln!(
-                    "no --target: benchmarking the embedded simulator at http://{}",
-                    sim.addr()
-                );
-                (format!("http://{}", sim.addr()), Some(sim))
-            }
-        };
+        let signals = stop_on_signals(&stop);
+        let (target, sim) = target_or_sim(config).await?;
         let report = barrage_engine::load::run(
             plan.clone(),
             plugin,
@@ -358,7 +430,7 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
             &target,
             &dir,
             stop.clone(),
-            (!args.quiet).then(StderrProgress::boxed),
+            args.progress(),
         )
         .await;
         if let Some(sim) = sim {

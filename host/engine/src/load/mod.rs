@@ -148,6 +148,10 @@ pub async fn run(
                 infos.clone(),
             )
         }),
+        overload: config
+            .stop_on_overload_after_s
+            .map(|s| origin + Duration::from_secs_f64(s)),
+        stable: config.stop_when_stable_after_s.map(|s| (origin, s.ceil() as usize)),
     };
     let writer = records::start(sink, records_rx, &live, stop.clone(), rules)?;
     let progress = progress.map(|sink| {

@@ -71,6 +71,7 @@ impl Counters {
 }
 
 /// What requests carry: the built-in synthetic prompt, or a dataset's samples.
+#[derive(Clone)]
 pub struct Workload {
     pub(super) dataset: Option<Arc<Prepared>>,
     /// Units of the dataset: a session's turns or a single sample.
@@ -143,7 +144,8 @@ impl StopSignal {
         self.flag.load(Ordering::SeqCst)
     }
 
-    pub(super) fn reason(&self) -> Option<String> {
+    /// Why it was asked, if it was.
+    pub fn reason(&self) -> Option<String> {
         self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }

@@ -72,6 +72,9 @@ pub struct Goodput {
     pub requests_per_s: f64,
     /// Good requests / measured requests that were not cancelled.
     pub share: f64,
+    /// Measured requests that were not cancelled: the share's denominator.
+    #[serde(default)]
+    pub judged: u64,
 }
 
 /// Running aggregates of one stage (or of the whole run).
@@ -299,6 +302,7 @@ impl StageAgg {
                 } else {
                     0.0
                 },
+                judged: self.measured_settled,
             }),
             ttft_ms: self.ttft.dist(percentiles),
             ttfb_ms: self.ttfb.dist(percentiles),

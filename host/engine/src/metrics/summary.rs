@@ -255,6 +255,11 @@ impl Timeline {
         self.seconds.iter().filter(|s| s.latency.is_some()).count()
     }
 
+    /// Requests completed in each second so far, from the run's start.
+    pub fn completed(&self) -> Vec<u64> {
+        self.seconds.iter().map(|s| s.point.completed).collect()
+    }
+
     /// The series, one point per second from the run's start.
     pub fn points(&self) -> Vec<Point> {
         self.seconds
@@ -340,6 +345,11 @@ impl Aggregator {
         self.stages[r.stage].add(r, &self.options.slos);
         self.total.add(r, &self.options.slos);
         self.timeline.add(r);
+    }
+
+    /// Requests completed in each second so far, from the run's start.
+    pub fn completed_per_second(&self) -> Vec<u64> {
+        self.timeline.completed()
     }
 
     /// Median TTFT of stage `stage` so far, ms.

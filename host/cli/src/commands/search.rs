@@ -1,0 +1,99 @@
+//! `barrage search`: the highest rate that meets an objective.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use barrage_engine::capacity::search::{SearchOptions, markdown};
+
+use super::capacity::{Answer, PointArgs, Question, ask};
+use super::run::RunArgs;
+
+#[derive(Debug, Args)]
+pub(crate) struct SearchArgs {
+    /// Share of requests that must meet the --slo objectives: 99%, 0.99.
+    #[arg(long, value_name = "SHARE", default_value = "99%")]
+    attainment: String,
+    /// Confidence of the bound each rate is judged with: 95%, 0.95.
+    #[arg(long, value_name = "SHARE", default_value = "95%")]
+    confidence: String,
+    /// Lowest rate tried before the objective is called impossible, requests/s.
+    #[arg(long, value_name = "RATE", default_value_t = 0.1)]
+    min_rate: f64,
+    #[command(flatten)]
+    points: PointArgs,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+/// `99%` or `0.99`: a share in (0, 1].
+fn share(text: &str, flag: &str) -> Result<f64> {
+    let t = text.trim();
+    let v = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+        None => t.parse::<f64>(),
+    };
+    match v {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => bail!("{flag} `{text}`: give a share such as 99% or 0.99 (above 0, at most 100%)"),
+    }
+}
+
+pub(crate) fn execute(mut args: SearchArgs) -> Result<ExitCode> {
+    args.points.check(&args.run, "search")?;
+    let p = &args.points;
+    let options = SearchOptions {
+        attainment: share(&args.attainment, "--attainment")?,
+        confidence: share(&args.confidence, "--confidence")?,
+        point_s: p.point_duration,
+        warmup_s: p.warmup,
+        probe_s: p.probe_duration,
+        max_points: p.max_points,
+        max_rate: p.max_rate,
+        min_rate: args.min_rate,
+        precision: p.precision,
+        ..SearchOptions::default()
+    };
+    if options.confidence >= 1.0 {
+        bail!("--confidence must be below 100%");
+    }
+    if !(args.min_rate > 0.0 && args.min_rate.is_finite()) {
+        bail!("--min-rate must be > 0, got {}", args.min_rate);
+    }
+    let setup = args.run.setup()?;
+    let report_config = &setup.plan.config.report;
+    let objectives: Vec<String> = report_config
+        .slo
+        .iter()
+        .chain(&report_config.thresholds)
+        .cloned()
+        .collect();
+    let dir = setup.dir.clone();
+    let (answer, stop) = ask(setup, Question::Search(options, objectives), args.run.quiet())?;
+    let Answer::Search(report) = answer else {
+        unreachable!("a search answers with a search")
+    };
+    let page = markdown(&report);
+    std::fs::write(dir.join("search.md"), &page)?;
+    print!("{page}");
+    println!("results: {}", dir.display());
+    let all_failed = report
+        .note
+        .as_deref()
+        .is_some_and(|n| n.starts_with("every request failed"));
+    Ok(if all_failed {
+        eprintln!("error: {}", report.note.as_deref().unwrap_or_default());
+        ExitCode::from(5)
+    } else if stop.is_stopped() {
+        ExitCode::from(3)
+    } else if report.best.is_none() {
+        eprintln!(
+            "error: {}",
+            report.note.as_deref().unwrap_or("no rate tried meets the objective")
+        );
+        ExitCode::from(7)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,63 @@
+//! `barrage sweep`: find where a server saturates.
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use barrage_engine::capacity::sweep::{SweepOptions, markdown};
+
+use super::capacity::{Answer, PointArgs, Question, ask};
+use super::run::RunArgs;
+
+#[derive(Debug, Args)]
+pub(crate) struct SweepArgs {
+    /// Past the knee: throughput below this share of the offered rate, or a
+    /// gain below it for the rate added.
+    #[arg(long, value_name = "SHARE", default_value_t = 0.9)]
+    efficiency: f64,
+    #[command(flatten)]
+    points: PointArgs,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+pub(crate) fn execute(mut args: SweepArgs) -> Result<ExitCode> {
+    args.points.check(&args.run, "sweep")?;
+    if !(args.efficiency > 0.0 && args.efficiency < 1.0) {
+        bail!("--efficiency is a share between 0 and 1, got {}", args.efficiency);
+    }
+    let p = &args.points;
+    let options = SweepOptions {
+        point_s: p.point_duration,
+        warmup_s: p.warmup,
+        probe_s: p.probe_duration,
+        max_points: p.max_points,
+        max_rate: p.max_rate,
+        max_users: SweepOptions::default().max_users,
+        efficiency: args.efficiency,
+        precision: p.precision,
+    };
+    let setup = args.run.setup()?;
+    let dir = setup.dir.clone();
+    let (answer, stop) = ask(setup, Question::Sweep(options), args.run.quiet())?;
+    let Answer::Sweep(report) = answer else {
+        unreachable!("a sweep answers with a sweep")
+    };
+    let page = markdown(&report);
+    std::fs::write(dir.join("sweep.md"), &page)?;
+    print!("{page}");
+    println!("results: {}", dir.display());
+    let all_failed = report
+        .note
+        .as_deref()
+        .is_some_and(|n| n.starts_with("every request failed"));
+    Ok(if all_failed {
+        eprintln!("error: {}", report.note.as_deref().unwrap_or_default());
+        ExitCode::from(5)
+    } else if stop.is_stopped() {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,405 @@
+//! `barrage sweep`: where a server saturates. A closed-loop probe doubles
+//! its users until throughput stops growing, which brackets capacity
+//! (Little's law turns its latency at one user into the concurrency the
+//! knee needs); then open-loop points at offered rates around that
+//! estimate, each until its throughput is steady, the next rate chosen
+//! between the highest that was served and the lowest that was not, until
+//! the knee is pinned down. A point whose queue grows without bound stops
+//! itself (the overload guard) and counts as saturated.
+
+use serde::{Deserialize, Serialize};
+
+use super::{CapacityError, INTERRUPTED, Load, Point, Probe, Runner, mean_sd, rate_name, write};
+
+/// How a sweep runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepOptions {
+    /// Longest a point runs, seconds (it ends sooner once steady).
+    pub point_s: f64,
+    /// Seconds at a point's start that are not measured.
+    pub warmup_s: f64,
+    /// Seconds per probe level.
+    pub probe_s: f64,
+    /// Most open-loop points.
+    pub max_points: usize,
+    /// Highest rate tried, requests/s; none: no limit.
+    pub max_rate: Option<f64>,
+    /// Most users the probe tries.
+    pub max_users: usize,
+    /// A point is past the knee when its throughput is below this share of
+    /// its offered rate, or gained less than this share of the rate added
+    /// since the point below.
+    pub efficiency: f64,
+    /// The knee is pinned down once the rates bracketing it are this close
+    /// (a share of the higher one).
+    pub precision: f64,
+}
+
+impl Default for SweepOptions {
+    fn default() -> Self {
+        SweepOptions {
+            point_s: 20.0,
+            warmup_s: 3.0,
+            probe_s: 4.0,
+            max_points: 10,
+            max_rate: None,
+            max_users: 1024,
+            efficiency: 0.9,
+            precision: 0.05,
+        }
+    }
+}
+
+/// A point of the sweep and whether it was past the knee.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepPoint {
+    /// What the run measured.
+    #[serde(flatten)]
+    pub point: Point,
+    /// Past the knee: more offered load bought (almost) no throughput.
+    pub saturated: bool,
+}
+
+/// Where throughput stops following the offered rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Knee {
+    /// The rate, requests/s: the throughput the saturated points plateau at.
+    pub rate: f64,
+    /// Its standard error, from the points' own second-to-second variance
+    /// and their spread.
+    pub uncertainty: f64,
+    /// The highest offered rate that was still served.
+    pub below: Option<f64>,
+    /// The lowest offered rate that was not.
+    pub above: f64,
+}
+
+/// A sweep's answer (`sweep.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepReport {
+    /// How it ran.
+    pub options: SweepOptions,
+    /// The probe.
+    pub probe: Probe,
+    /// The points, by offered rate.
+    pub points: Vec<SweepPoint>,
+    /// The knee; none when no point was past it (or none was below it).
+    pub knee: Option<Knee>,
+    /// Why there is no knee, or why the sweep ended early.
+    pub note: Option<String>,
+    /// Requests sent by the probe and every point.
+    pub requests_spent: u64,
+}
+
+/// The file the report is written to, in the sweep's directory.
+pub const SWEEP_JSON: &str = "sweep.json";
+
+/// Run the sweep. Every point's run is in a directory of its own under the
+/// runner's; `sweep.json` is rewritten after each, so an interrupted sweep
+/// keeps what it found.
+pub async fn sweep(runner: &mut Runner<'_>, options: &SweepOptions) -> Result<SweepReport, CapacityError> {
+    let mut report = SweepReport {
+        options: options.clone(),
+        probe: Probe::default(),
+        points: Vec::new(),
+        knee: None,
+        note: None,
+        requests_spent: 0,
+    };
+    let (probe, note) = super::probe(runner, options.probe_s, options.warmup_s, options.max_users).await?;
+    report.probe = probe;
+    report.requests_spent = runner.spent;
+    report.note = note;
+    write(&runner.dir, SWEEP_JSON, &report)?;
+    let probe = &report.probe;
+    if runner.interrupted() {
+        report.note = Some(INTERRUPTED.into());
+    }
+    if report.note.is_some() {
+        write(&runner.dir, SWEEP_JSON, &report)?;
+        return Ok(report);
+    }
+    // Past its start (twice the latency at one user, at least the warm-up)
+    // a point whose queue keeps growing is saturated: it need not go on.
+    let settle = options
+        .warmup_s
+        .max(2.0 * probe.base_latency_ms.unwrap_or(0.0) / 1000.0);
+    // Popped from the end: the lowest rate first.
+    let mut queue: Vec<f64> = [1.15, 0.85, 0.5].iter().map(|k| k * probe.capacity_estimate).collect();
+    while report.points.len() < options.max_points && !runner.interrupted() {
+        let Some(rate) = queue.pop().or_else(|| next_rate(&report.points, options)) else {
+            break;
+        };
+        let rate = options.max_rate.map_or(rate, |m| rate.min(m));
+        if report.points.iter().any(|p| (p.point.load - rate).abs() < 1e-9) {
+            break;
+        }
+        let name = rate_name("rate-", report.points.len(), rate);
+        let (point, _) = runner
+            .point(&name, Load::Rate(rate), options.point_s, options.warmup_s, Some(settle))
+            .await?;
+        let failed_all = point.sent > 0 && point.succeeded == 0;
+        report.points.push(SweepPoint {
+            point,
+            saturated: false,
+        });
+        classify(&mut report.points, options);
+        report.knee = knee(&report.points);
+        report.requests_spent = runner.spent;
+        write(&runner.dir, SWEEP_JSON, &report)?;
+        if failed_all {
+            report.note = Some(format!(
+                "every request failed at {rate:.2} requests/s; the sweep stopped there (see {name}/summary.json)"
+            ));
+            break;
+        }
+    }
+    if runner.interrupted() {
+        report.note = Some(INTERRUPTED.into());
+    } else if report.knee.is_none() && report.note.is_none() {
+        report.note = Some(match report.points.iter().any(|p| p.saturated) {
+            true => "every point was past the knee; lower rates were not tried".into(),
+            false => format!(
+                "no point was past the knee up to {:.2} requests/s{}",
+                report.points.iter().map(|p| p.point.load).fold(0.0, f64::max),
+                if options.max_rate.is_some() {
+                    " (--max-rate)"
+                } else {
+                    ""
+                }
+            ),
+        });
+    }
+    write(&runner.dir, SWEEP_JSON, &report)?;
+    Ok(report)
+}
+
+/// Sort by offered rate and mark the points past the knee: those the
+/// overload guard stopped, those served below `efficiency` of their rate,
+/// and those whose throughput gained less than `efficiency` of the rate
+/// added since the point below while their latency inflated (end-to-end
+/// p50 half again that of the lowest rate): more load bought little but
+/// waiting.
+fn classify(points: &mut [SweepPoint], options: &SweepOptions) {
+    points.sort_by(|a, b| a.point.load.total_cmp(&b.point.load));
+    let base_latency = points.first().and_then(|p| p.point.e2e_p50_ms);
+    let mut below = (0.0, 0.0);
+    for p in points.iter_mut() {
+        let (load, x) = (p.point.load, p.point.throughput);
+        let overloaded = p.point.stopped.as_deref().is_some_and(|r| r.starts_with("overloaded"));
+        let gained = if load > below.0 {
+            (x - below.1) / (load - below.0)
+        } else {
+            1.0
+        };
+        let inflated = matches!((p.point.e2e_p50_ms, base_latency), (Some(l), Some(b)) if l > 1.5 * b);
+        p.saturated = overloaded || x < options.efficiency * load || (gained < options.efficiency && inflated);
+        below = (load, x);
+    }
+}
+
+/// The rate to try next, if the knee is not pinned down yet.
+fn next_rate(points: &[SweepPoint], options: &SweepOptions) -> Option<f64> {
+    let served = points.iter().filter(|p| !p.saturated).map(|p| p.point.load);
+    let past = points.iter().filter(|p| p.saturated).map(|p| p.point.load);
+    let (lo, hi) = (served.fold(None, max), past.fold(None, min));
+    match (lo, hi) {
+        (_, None) => {
+            let top = points.iter().map(|p| p.point.load).fold(0.0, f64::max);
+            let limit = options.max_rate.unwrap_or(f64::INFINITY);
+            (top < limit).then_some(top * 1.5)
+        }
+        (None, Some(hi)) => Some(hi * 0.5),
+        (Some(lo), Some(hi)) if lo < hi && (hi - lo) / hi > options.precision => Some((lo + hi) / 2.0),
+        // A second point past the knee, for the plateau's spread.
+        _ if points.iter().filter(|p| p.saturated).count() < 2 => hi.map(|h| h * 1.25),
+        _ => None,
+    }
+}
+
+fn max(a: Option<f64>, b: f64) -> Option<f64> {
+    Some(a.map_or(b, |a| a.max(b)))
+}
+
+fn min(a: Option<f64>, b: f64) -> Option<f64> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
+/// The knee: the throughput the saturated points plateau at, when there
+/// are points on both sides of it.
+fn knee(points: &[SweepPoint]) -> Option<Knee> {
+    let plateau: Vec<&Point> = points.iter().filter(|p| p.saturated).map(|p| &p.point).collect();
+    let served = points
+        .iter()
+        .filter(|p| !p.saturated)
+        .map(|p| p.point.load)
+        .fold(None, max);
+    if plateau.is_empty() || served.is_none() {
+        return None;
+    }
+    let seconds: f64 = plateau.iter().map(|p| p.seconds.max(1) as f64).sum();
+    let rate = plateau
+        .iter()
+        .map(|p| p.throughput * p.seconds.max(1) as f64)
+        .sum::<f64>()
+        / seconds;
+    let k = plateau.len() as f64;
+    // Within each point: the standard error of its mean second; between
+    // points: the spread of their means.
+    let within = plateau
+        .iter()
+        .map(|p| p.throughput_sd.powi(2) / p.seconds.max(1) as f64)
+        .sum::<f64>()
+        .sqrt()
+        / k;
+    let throughputs: Vec<f64> = plateau.iter().map(|p| p.throughput).collect();
+    let between = mean_sd(&throughputs).1 / k.sqrt();
+    Some(Knee {
+        rate,
+        uncertainty: (within.powi(2) + between.powi(2)).sqrt(),
+        below: served,
+        above: plateau.iter().map(|p| p.load).fold(f64::INFINITY, f64::min),
+    })
+}
+
+/// The sweep as a Markdown page (`sweep.md`) and console text.
+pub fn markdown(report: &SweepReport) -> String {
+    let mut m = String::from("# Barrage sweep\n\n");
+    let p = &report.probe;
+    m += &format!(
+        "Probe: {} levels up to {} users; throughput peaked at {:.2} requests/s{}.\n\n",
+        p.levels.len(),
+        p.levels.last().map_or(0.0, |l| l.load),
+        p.capacity_estimate,
+        match (p.base_latency_ms, p.knee_users) {
+            (Some(ms), Some(n)) => format!(" (latency {ms:.1} ms at one user: the knee needs about {n:.1} users)"),
+            _ => String::new(),
+        }
+    );
+    match &report.knee {
+        Some(k) => {
+            m += &format!(
+                "**Knee: {:.2} ± {:.2} requests/s** (served up to {}, saturated from {:.2}).\n\n",
+                k.rate,
+                k.uncertainty,
+                k.below.map_or("-".into(), |b| format!("{b:.2}")),
+                k.above
+            )
+        }
+        None => m += "**No knee found.**\n\n",
+    }
+    if let Some(note) = &report.note {
+        m += &format!("{note}\n\n");
+    }
+    m += "| offered req/s | throughput req/s | ± (sd) | sent | failed | ttft p50 | ttft p99 | tpot p50 | e2e p99 | past knee | run |\n";
+    m += "|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|---|\n";
+    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+    for sp in &report.points {
+        let p = &sp.point;
+        m += &format!(
+            "| {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} | `{}` |\n",
+            p.load,
+            p.throughput,
+            p.throughput_sd,
+            p.sent,
+            p.failed,
+            ms(p.ttft_p50_ms),
+            ms(p.ttft_p99_ms),
+            ms(p.tpot_p50_ms),
+            ms(p.e2e_p99_ms),
+            if sp.saturated { "yes" } else { "" },
+            p.name
+        );
+    }
+    m += &format!("\nRequests spent: {} (latencies in ms).\n", report.requests_spent);
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A point of a server that serves `min(rate, capacity)`.
+    fn at(rate: f64, capacity: f64) -> SweepPoint {
+        let x = rate.min(capacity);
+        SweepPoint {
+            point: Point {
+                name: String::new(),
+                load: rate,
+                throughput: x,
+                throughput_sd: x * 0.02,
+                seconds: 10,
+                achieved_rate: rate,
+                sent: (rate * 10.0) as u64,
+                succeeded: (rate * 10.0) as u64,
+                failed: 0,
+                ttft_p50_ms: None,
+                ttft_p99_ms: None,
+                tpot_p50_ms: None,
+                e2e_p50_ms: Some(if rate > capacity { 500.0 } else { 100.0 }),
+                e2e_p99_ms: None,
+                good_share: None,
+                good: 0,
+                judged: 0,
+                stopped: None,
+            },
+            saturated: false,
+        }
+    }
+
+    #[test]
+    fn bisection_between_served_and_saturated_finds_the_plateau() {
+        let options = SweepOptions::default();
+        let capacity = 80.0;
+        let mut points: Vec<SweepPoint> = [40.0, 68.0, 92.0].iter().map(|&r| at(r, capacity)).collect();
+        for _ in 0..options.max_points {
+            classify(&mut points, &options);
+            match next_rate(&points, &options) {
+                Some(r) => points.push(at(r, capacity)),
+                None => break,
+            }
+        }
+        classify(&mut points, &options);
+        let k = knee(&points).unwrap();
+        assert!((k.rate - capacity).abs() < 1e-9, "{k:?}");
+        assert!(k.uncertainty > 0.0 && k.uncertainty < 1.0, "{k:?}");
+        let (lo, hi) = (k.below.unwrap(), k.above);
+        assert!(
+            lo <= capacity && hi >= capacity && (hi - lo) / hi <= options.precision,
+            "{lo}..{hi}"
+        );
+        assert!(points.len() <= 8, "{} points", points.len());
+    }
+
+    #[test]
+    fn with_no_point_saturated_the_rates_rise_and_with_all_they_fall() {
+        let options = SweepOptions::default();
+        let mut points = vec![at(10.0, 1000.0), at(20.0, 1000.0)];
+        classify(&mut points, &options);
+        assert_eq!(next_rate(&points, &options), Some(30.0));
+        assert!(knee(&points).is_none());
+        let mut points = vec![at(100.0, 10.0), at(200.0, 10.0)];
+        classify(&mut points, &options);
+        assert!(points.iter().all(|p| p.saturated));
+        assert_eq!(next_rate(&points, &options), Some(50.0));
+        let capped = SweepOptions {
+            max_rate: Some(20.0),
+            ..SweepOptions::default()
+        };
+        let mut points = vec![at(10.0, 1000.0), at(20.0, 1000.0)];
+        classify(&mut points, &capped);
+        assert_eq!(next_rate(&points, &capped), None);
+    }
+
+    #[test]
+    fn an_overloaded_point_is_past_the_knee_whatever_it_served() {
+        let options = SweepOptions::default();
+        let mut points = vec![at(50.0, 100.0), at(60.0, 100.0)];
+        points[1].point.stopped = Some("overloaded: requests in flight rose".into());
+        classify(&mut points, &options);
+        assert_eq!(
+            points.iter().map(|p| p.saturated).collect::<Vec<_>>(),
+            vec![false, true]
+        );
+    }
+}

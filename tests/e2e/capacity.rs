@@ -1,0 +1,302 @@
+//! `barrage sweep` and `barrage search` against the simulator's batching
+//! model, whose capacity follows from its parameters: at full batch a
+//! replica serves `max_num_seqs / (output_tokens × step)` requests/s.
+
+use std::path::Path;
+
+use crate::common::{barrage, interrupt_after, run};
+
+/// A batching simulator embedded in the run (no --target).
+struct Profile {
+    max_num_seqs: usize,
+    step_base_ms: f64,
+    step_per_seq_ms: f64,
+    tokens: u32,
+}
+
+impl Profile {
+    fn capacity(&self) -> f64 {
+        let step_full_ms = self.step_base_ms + self.step_per_seq_ms * self.max_num_seqs as f64;
+        self.max_num_seqs as f64 / (f64::from(self.tokens) * step_full_ms / 1000.0)
+    }
+
+    fn write(&self, dir: &Path, name: &str, extra: &str) -> std::path::PathBuf {
+        let path = dir.join(format!("{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "request: {{max_tokens: {}, prompt_tokens: 16}}\n\
+                 sim:\n  mode: batching\n  batching: {{max_num_seqs: {}, step_base_ms: {}, step_per_seq_ms: {}, prefill_per_token_ms: 0}}\n{extra}",
+                self.tokens, self.max_num_seqs, self.step_base_ms, self.step_per_seq_ms
+            ),
+        )
+        .unwrap();
+        path
+    }
+}
+
+const SHORT: &[&str] = &["--point-duration", "5", "--warmup", "1", "--probe-duration", "3"];
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+fn f(v: &serde_json::Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// Requests sent by every run under `dir`, from their own summaries.
+fn sent_under(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path().join("summary.json");
+            p.exists().then(|| json(&p)["total"]["sent"].as_u64().unwrap())
+        })
+        .sum()
+}
+
+#[test]
+fn sweep_finds_the_knee_the_batching_model_implies_on_two_profiles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profiles = [
+        Profile {
+            max_num_seqs: 8,
+            step_base_ms: 8.0,
+            step_per_seq_ms: 0.25,
+            tokens: 10,
+        },
+        Profile {
+            max_num_seqs: 16,
+            step_base_ms: 10.0,
+            step_per_seq_ms: 0.5,
+            tokens: 8,
+        },
+    ];
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = profiles
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let config = p.write(tmp.path(), &format!("profile{i}"), "");
+                let out = tmp.path().join(format!("sweep{i}"));
+                scope.spawn(move || {
+                    let outcome = run(barrage()
+                        .args(["sweep", "--quiet", "--config"])
+                        .arg(&config)
+                        .arg("--output")
+                        .arg(&out)
+                        .args(SHORT));
+                    (outcome, out)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (profile, ((code, stdout, stderr), out)) in profiles.iter().zip(outcomes) {
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        let report = json(&out.join("sweep.json"));
+        let capacity = profile.capacity();
+        let knee = f(&report["knee"]["rate"]);
+        assert!(
+            (knee - capacity).abs() <= 0.1 * capacity,
+            "knee {knee:.1}/s vs the model's capacity {capacity:.1}/s\n{stdout}"
+        );
+        let points = report["points"].as_array().unwrap();
+        let (past, served): (Vec<_>, Vec<_>) = points.iter().partition(|p| p["saturated"] == true);
+        assert!(!past.is_empty() && !served.is_empty(), "{stdout}");
+        // Denser near the knee: the rates bracketing it are within the precision.
+        let below = f(&report["knee"]["below"]);
+        let above = f(&report["knee"]["above"]);
+        assert!((above - below) / above <= 0.05 + 1e-9, "{below} .. {above}");
+        // Every request spent is in a run of the sweep's own.
+        assert_eq!(report["requests_spent"].as_u64().unwrap(), sent_under(&out));
+        assert!(stdout.contains("**Knee: "), "{stdout}");
+        assert!(
+            std::fs::read_to_string(out.join("sweep.md"))
+                .unwrap()
+                .contains("| offered req/s |")
+        );
+    }
+}
+
+#[test]
+fn search_finds_the_highest_rate_meeting_an_objective_with_fewer_requests_than_doubling_and_bisection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = Profile {
+        max_num_seqs: 8,
+        step_base_ms: 8.0,
+        step_per_seq_ms: 0.25,
+        tokens: 10,
+    };
+    let config = profile.write(tmp.path(), "profile", "");
+    let out = tmp.path().join("search");
+    let objective = ["--slo", "ttft < 100ms", "--attainment", "95%"];
+    let (code, stdout, stderr) = run(barrage()
+        .args(["search", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&out)
+        .args(SHORT)
+        .args(objective));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let report = json(&out.join("search.json"));
+    let best = f(&report["best"]);
+    let failed_at = f(&report["failed_at"]);
+    assert!(
+        best < failed_at && (failed_at - best) / failed_at <= 0.05 + 1e-9,
+        "{best} .. {failed_at}"
+    );
+    let spent = report["requests_spent"].as_u64().unwrap();
+    assert_eq!(spent, sent_under(&out));
+
+    // The answer holds up: three runs at it meet the objective, one 10 % above does not.
+    let share_at = |rate: f64, name: &str| {
+        let dir = tmp.path().join(name);
+        let (code, stdout, stderr) = run(barrage()
+            .args(["run", "--quiet", "--config"])
+            .arg(&config)
+            .args(["--rate", &rate.to_string(), "--duration", "5", "--output"])
+            .arg(&dir)
+            .args(&objective[..2])
+            .args(["--reporter", "json"]));
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        f(&crate::common::summary(&dir)["total"]["goodput"]["share"])
+    };
+    for i in 0..3 {
+        let share = share_at(best, &format!("again{i}"));
+        assert!(share >= 0.95, "rerun {i} at {best:.2}/s: {share}");
+    }
+    let share = share_at(best * 1.1, "above");
+    assert!(share < 0.95, "10 % above {best:.2}/s: {share}");
+
+    // guidellm's method, written here: double from 1 request/s until the
+    // objective fails, then bisect to the same precision, each rate for the
+    // same 5 s. It is given the answer (a rate meets it iff it is below
+    // the lowest rate the search saw fail), so it never repeats a point or
+    // misjudges one: a count of requests it could not beat.
+    let meets = |r: f64| r < failed_at;
+    let (mut lo, mut hi, mut rate, mut requests) = (0.0, f64::INFINITY, 1.0, 0.0);
+    loop {
+        requests += rate * 5.0;
+        if meets(rate) {
+            lo = rate;
+        } else {
+            hi = rate;
+        }
+        if hi.is_infinite() {
+            rate *= 2.0;
+        } else if lo == 0.0 {
+            rate /= 2.0;
+        } else if (hi - lo) / hi > 0.05 {
+            rate = (lo + hi) / 2.0;
+        } else {
+            break;
+        }
+    }
+    eprintln!(
+        "search: {spent} requests for {best:.2}..{failed_at:.2}; doubling and bisection: {requests:.0} for {lo:.2}..{hi:.2}"
+    );
+    assert!(
+        (spent as f64) < requests,
+        "{spent} requests, doubling and bisection {requests:.0}"
+    );
+}
+
+#[test]
+fn sweeps_and_searches_refuse_bad_input_stop_on_a_dead_target_and_keep_their_points() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = Profile {
+        max_num_seqs: 8,
+        step_base_ms: 8.0,
+        step_per_seq_ms: 0.25,
+        tokens: 10,
+    };
+    let config = profile.write(tmp.path(), "profile", "");
+    for (args, expected) in [
+        (
+            vec!["sweep", "--rate", "5"],
+            "--rate sets a run's stage; a sweep chooses its own rates",
+        ),
+        (
+            vec!["search", "--attainment", "150%"],
+            "--attainment `150%`: give a share",
+        ),
+        (
+            vec!["search", "--slo", "latency < 3ms"],
+            "`latency` in `latency < 3ms` is not a metric",
+        ),
+        (
+            vec!["sweep", "--warmup", "9", "--point-duration", "5"],
+            "--warmup (9) must be shorter",
+        ),
+    ] {
+        let (code, stdout, stderr) = run(barrage()
+            .args(&args)
+            .arg("--config")
+            .arg(&config)
+            .arg("--output")
+            .arg(tmp.path().join("never")));
+        assert_eq!(code, 2, "{args:?}\n{stdout}\n{stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    assert!(!tmp.path().join("never").exists());
+
+    // A target that fails every request: the sweep stops at once, says why, keeps its file.
+    let dead = profile.write(tmp.path(), "dead", "  faults: {http_500: 1.0}\n");
+    let out = tmp.path().join("dead-sweep");
+    let (code, stdout, stderr) = run(barrage()
+        .args(["sweep", "--quiet", "--config"])
+        .arg(&dead)
+        .arg("--output")
+        .arg(&out)
+        .args(SHORT));
+    assert_eq!(code, 5, "{stdout}\n{stderr}");
+    assert!(stderr.contains("every request failed at 1 users"), "{stderr}");
+    assert_eq!(
+        json(&out.join("sweep.json"))["probe"]["levels"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // An objective no rate meets: the search says so, with the lowest rate tried.
+    let out = tmp.path().join("impossible");
+    let (code, stdout, stderr) = run(barrage()
+        .args(["search", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&out)
+        .args(SHORT)
+        .args(["--slo", "ttft < 1ms", "--min-rate", "20", "--max-points", "4"]));
+    assert_eq!(code, 7, "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("no rate meets the objective: the lowest tried, 20.00 requests/s"),
+        "{stderr}"
+    );
+
+    // Ctrl-C in the middle: every run so far is kept, and the sweep's page is written.
+    let out = tmp.path().join("interrupted");
+    let mut child = barrage()
+        .args(["sweep", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&out)
+        .args(SHORT)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, _) = interrupt_after(&mut child, std::time::Duration::from_secs(5));
+    assert_eq!(code, Some(3));
+    let report = json(&out.join("sweep.json"));
+    assert_eq!(report["note"], "interrupted: the points so far are kept");
+    let levels = report["probe"]["levels"].as_array().unwrap();
+    assert!(!levels.is_empty());
+    for level in levels {
+        let name = level["name"].as_str().unwrap();
+        assert!(out.join(name).join("summary.json").exists(), "{name} kept");
+    }
+    assert!(out.join("sweep.md").exists());
+}
