@@ -4,6 +4,7 @@
 
 mod common;
 
+mod autoscaling;
 mod bad_plugins;
 mod boundary;
 mod capacity;

@@ -149,7 +149,28 @@ impl Stage {
             label,
             requested_rate: if closed { None } else { self.rate },
             requested_concurrency: if closed { self.concurrency } else { None },
+            duration_s: self.duration_s,
+            bursts: self.bursts(),
+            burst_rate: (self.shape == ShapeKind::Burst).then_some(self.burst_rate).flatten(),
         }
+    }
+
+    /// A `burst` stage's bursts within its duration: (from, to), seconds
+    /// from its start (at most 10,000 are listed).
+    fn bursts(&self) -> Vec<(f64, f64)> {
+        let (ShapeKind::Burst, Some(len), Some(duration)) = (self.shape, self.burst_s, self.duration_s) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut at = self.burst_at_s;
+        while at < duration && out.len() < 10_000 {
+            out.push((at, (at + len).min(duration)));
+            match self.period_s {
+                Some(p) if p > 0.0 => at += p,
+                _ => break,
+            }
+        }
+        out
     }
 }
 
@@ -161,6 +182,9 @@ pub struct ReportConfig {
     pub percentiles: Vec<f64>,
     /// Objectives for goodput, e.g. `ttft < 200ms` (several per entry, comma-separated).
     pub slo: Vec<String>,
+    /// Share of a second's requests that must meet the objectives for the
+    /// second to count as meeting them (spike recovery, violation seconds).
+    pub slo_attainment: f64,
     /// Pass/fail conditions on the summary, e.g. `ttft p99 < 300ms` (several
     /// per entry, comma-separated); a failed one makes `run` exit 7.
     pub thresholds: Vec<String>,
@@ -176,6 +200,7 @@ impl Default for ReportConfig {
         ReportConfig {
             percentiles: crate::metrics::DEFAULT_PERCENTILES.to_vec(),
             slo: Vec::new(),
+            slo_attainment: 0.95,
             thresholds: Vec::new(),
             reporters: ["json", "csv", "markdown", "html"].map(String::from).to_vec(),
             reporter_config: BTreeMap::new(),
@@ -193,6 +218,12 @@ impl ReportConfig {
         }
         let slos =
             crate::metrics::slo::parse_all(&self.slo).map_err(|e| ConfigError::new(format!("report.slo: {e}")))?;
+        if !(self.slo_attainment > 0.0 && self.slo_attainment <= 1.0) {
+            return Err(ConfigError::new(format!(
+                "report.slo_attainment: {} is not a share; give a number above 0 and at most 1, e.g. 0.95",
+                self.slo_attainment
+            )));
+        }
         let thresholds = crate::metrics::threshold::parse_all(&self.thresholds)
             .and_then(|ts| {
                 ts.iter().try_for_each(|t| t.check_percentiles(&self.percentiles))?;
@@ -203,6 +234,7 @@ impl ReportConfig {
             percentiles: self.percentiles.clone(),
             slos,
             thresholds,
+            slo_attainment: self.slo_attainment,
         })
     }
 }
@@ -312,6 +344,9 @@ pub struct RunConfig {
     pub report: ReportConfig,
     /// Tokenizer offered to plugins (see `--tokenizer`); none: `words`, approximate.
     pub tokenizer: Option<String>,
+    /// Scrape the server's Prometheus metrics during the run (replicas,
+    /// queue, KV cache); none: not scraped.
+    pub server_metrics: Option<crate::server_metrics::ServerMetricsConfig>,
     /// Where prompts come from; none: a synthetic prompt of `request.prompt_tokens`.
     pub dataset: Option<barrage_plugin_host::prepare::DatasetConfig>,
     /// Directory the dataset's relative paths are resolved against: the
@@ -356,6 +391,7 @@ impl Default for RunConfig {
             }],
             sim: None,
             report: ReportConfig::default(),
+            server_metrics: None,
             tokenizer: None,
             dataset: None,
             base_dir: PathBuf::new(),
@@ -514,6 +550,9 @@ impl RunConfig {
             {
                 return Err(format!("{key} must be ≥ 0 seconds, got {s}"));
             }
+        }
+        if let Some(m) = &self.server_metrics {
+            crate::server_metrics::check(m)?;
         }
         if self.abort_on_threshold && self.report.thresholds.is_empty() {
             return Err(

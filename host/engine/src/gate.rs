@@ -277,6 +277,8 @@ mod tests {
                     passed: false,
                 },
             ],
+            server: None,
+            spikes: Vec::new(),
         }
     }
 

@@ -12,5 +12,6 @@ pub mod load;
 pub mod metrics;
 pub mod report;
 pub mod results;
+pub mod server_metrics;
 pub mod signals;
 pub mod transport;

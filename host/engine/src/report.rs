@@ -135,7 +135,17 @@ pub fn rebuild(run: &RunDir, options: MetricsOptions) -> Result<(Summary, u64), 
         Some(old) => (old.run.clone(), old.stages.iter().map(ScheduleCounts::of).collect()),
         None => (facts_from_meta(&run.meta, last / 1000.0), Vec::new()),
     };
-    let mut summary = agg.summary(&run.dir.display().to_string(), facts, &infos, &counts);
+    let server_url = config
+        .as_ref()
+        .and_then(|c| c.server_metrics.as_ref())
+        .map(|m| {
+            m.url
+                .clone()
+                .unwrap_or_else(|| format!("{}/metrics", run.meta.target.trim_end_matches('/')))
+        })
+        .unwrap_or_default();
+    let server = crate::server_metrics::ServerSeries::read(&run.dir, &server_url);
+    let mut summary = agg.summary(&run.dir.display().to_string(), facts, &infos, &counts, server);
     if run.summary.is_none() {
         // Without the pacer's counts, every record is all that is known.
         for s in summary.stages.iter_mut().chain(std::iter::once(&mut summary.total)) {
@@ -290,7 +300,8 @@ pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<
         shards: runs.len() as u32,
         host: None,
     };
-    let summary = agg.summary(&out.display().to_string(), facts, &infos, &counts);
+    // Shards' server gauges are not merged: each scraped the same server.
+    let summary = agg.summary(&out.display().to_string(), facts, &infos, &counts, None);
     results::write_json(&out.join(results::SUMMARY), &summary)?;
     Ok(summary)
 }
@@ -443,7 +454,70 @@ pub fn console_table(summary: &Summary) -> String {
             let _ = writeln!(out, "  {} {}", if t.passed { "pass" } else { "FAIL" }, t.describe());
         }
     }
+    if let Some(server) = &summary.server {
+        let most = |f: fn(&crate::server_metrics::ServerSample) -> Option<f64>| {
+            server.samples.iter().filter_map(f).reduce(f64::max)
+        };
+        let _ = writeln!(
+            out,
+            "server ({}): {} scrapes, {} failed{}; most replicas {}, waiting {}, running {}",
+            server.url,
+            server.scrapes,
+            server.errors,
+            server
+                .last_error
+                .as_deref()
+                .map_or(String::new(), |e| format!(" (last: {e})")),
+            f2(most(|s| s.replicas)),
+            f2(most(|s| s.waiting)),
+            f2(most(|s| s.running)),
+        );
+    }
+    for (i, spike) in summary.spikes.iter().enumerate() {
+        let _ = writeln!(out, "spike {i}: {}", describe_spike(spike));
+    }
     out
+}
+
+/// One spike in words, for the console.
+pub fn describe_spike(s: &crate::metrics::spikes::Spike) -> String {
+    let secs = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1} s"));
+    let mut text = format!(
+        "{:.1}–{:.1} s (stage {}, {} → {} req/s)",
+        s.start_s,
+        s.end_s,
+        s.stage,
+        f2(s.rate_before),
+        f2(s.rate)
+    );
+    match (s.violation_s, s.recovered) {
+        (None, _) => text.push_str("; no objectives to judge recovery by (--slo)"),
+        (Some(n), true) => {
+            let _ = write!(
+                text,
+                "; objectives missed {n} s, met again after {}",
+                secs(s.recovery_s)
+            );
+        }
+        (Some(n), false) => {
+            let _ = write!(text, "; objectives missed {n} s, NOT met again by the window's end");
+        }
+    }
+    if let Some(e) = s.excess_ttft_ms_s {
+        let _ = write!(text, "; excess TTFT {e:.0} ms·s");
+    }
+    if let Some(before) = s.replicas_before {
+        let _ = write!(
+            text,
+            "; replicas {} → {} (up after {}, down {} after the spike), {} replica·s",
+            f2(Some(before)),
+            f2(s.replicas_peak),
+            secs(s.scale_up_s),
+            secs(s.scale_down_s),
+            f2(s.replica_seconds)
+        );
+    }
+    text
 }
 
 /// The headline figures of each stage (and of all, with several) as a
@@ -491,33 +565,73 @@ pub fn compare_table(names: &[String], summaries: &[Summary]) -> String {
                 format!("stage {i}: {label}")
             })
         );
-        let _ = write!(out, "| figure |");
-        for (i, n) in names.iter().enumerate() {
-            let _ = write!(out, " {n} |");
-            if i > 0 {
-                let _ = write!(out, " Δ |");
-            }
-        }
-        let _ = writeln!(out);
-        let _ = writeln!(out, "|---|{}", "---:|".repeat(names.len() * 2 - 1));
+        header(&mut out, names);
         let picked: Vec<Option<StageSummary>> = summaries.iter().map(pick).collect();
         for (name, f) in FIGURES {
-            let values: Vec<Option<f64>> = picked.iter().map(|s| s.as_ref().and_then(f)).collect();
-            let _ = write!(out, "| {name} |");
-            for (i, v) in values.iter().enumerate() {
-                let _ = write!(out, " {} |", f2(*v));
-                if i > 0 {
-                    let delta = match (values[0], v) {
-                        (Some(a), Some(b)) if a != 0.0 => format!("{:+.1} %", (b - a) / a * 100.0),
-                        _ => "-".into(),
-                    };
-                    let _ = write!(out, " {delta} |");
-                }
-            }
-            let _ = writeln!(out);
+            row(
+                &mut out,
+                name,
+                &picked.iter().map(|s| s.as_ref().and_then(f)).collect::<Vec<_>>(),
+            );
+        }
+    }
+    // Spikes side by side: two autoscaler settings under the same load.
+    let spikes = summaries.iter().map(|s| s.spikes.len()).max().unwrap_or(0);
+    for k in 0..spikes {
+        let first = summaries.iter().find_map(|s| s.spikes.get(k));
+        let _ = writeln!(
+            out,
+            "\n## spike {k}{}\n",
+            first.map_or(String::new(), |s| format!(": stage {} at {:.1} s", s.stage, s.start_s))
+        );
+        header(&mut out, names);
+        for (name, f) in SPIKE_FIGURES {
+            let values: Vec<Option<f64>> = summaries.iter().map(|s| s.spikes.get(k).and_then(f)).collect();
+            row(&mut out, name, &values);
         }
     }
     out
+}
+
+/// The figures of a spike compared across runs.
+type SpikeFigure = (&'static str, fn(&crate::metrics::spikes::Spike) -> Option<f64>);
+
+const SPIKE_FIGURES: &[SpikeFigure] = &[
+    ("recovery s", |s| s.recovery_s),
+    ("objectives missed s", |s| s.violation_s.map(|n| n as f64)),
+    ("excess TTFT ms·s", |s| s.excess_ttft_ms_s),
+    ("scale-up s", |s| s.scale_up_s),
+    ("scale-down s", |s| s.scale_down_s),
+    ("peak replicas", |s| s.replicas_peak),
+    ("replica·s", |s| s.replica_seconds),
+];
+
+fn header(out: &mut String, names: &[String]) {
+    let _ = write!(out, "| figure |");
+    for (i, n) in names.iter().enumerate() {
+        let _ = write!(out, " {n} |");
+        if i > 0 {
+            let _ = write!(out, " Δ |");
+        }
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(out, "|---|{}", "---:|".repeat(names.len() * 2 - 1));
+}
+
+/// A row of values, each with its difference from the first.
+fn row(out: &mut String, name: &str, values: &[Option<f64>]) {
+    let _ = write!(out, "| {name} |");
+    for (i, v) in values.iter().enumerate() {
+        let _ = write!(out, " {} |", f2(*v));
+        if i > 0 {
+            let delta = match (values[0], v) {
+                (Some(a), Some(b)) if a != 0.0 => format!("{:+.1} %", (b - a) / a * 100.0),
+                _ => "-".into(),
+            };
+            let _ = write!(out, " {delta} |");
+        }
+    }
+    let _ = writeln!(out);
 }
 
 /// The summaries of runs to compare, rebuilt with one set of options so

@@ -92,6 +92,10 @@ pub(crate) struct RunArgs {
     /// arrivals, send lag, late I/O wake-ups or no CPU left).
     #[arg(long)]
     strict_client: bool,
+    /// Scrape the server's Prometheus metrics every second during the run
+    /// (replicas, queue, KV cache): the target's /metrics, or this URL.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    server_metrics: Option<String>,
     /// Stop the run as soon as a threshold fails on the results so far
     /// (judged every second, after --threshold-grace).
     #[arg(long)]
@@ -238,6 +242,12 @@ impl RunArgs {
         }
         if self.abort_on_threshold {
             config.abort_on_threshold = true;
+        }
+        if let Some(url) = self.server_metrics.take() {
+            let m = config.server_metrics.get_or_insert_with(Default::default);
+            if !url.is_empty() {
+                m.url = Some(url);
+            }
         }
         if let Some(v) = self.threshold_grace {
             config.threshold_grace_s = v;

@@ -154,6 +154,27 @@ pub async fn run(
         stable: config.stop_when_stable_after_s.map(|s| (origin, s.ceil() as usize)),
     };
     let writer = records::start(sink, records_rx, &live, stop.clone(), rules)?;
+    let scraper = match &config.server_metrics {
+        Some(m) => {
+            let url = match &m.url {
+                Some(u) => u.clone(),
+                None if target.starts_with("http://") => format!("{}/metrics", target.trim_end_matches('/')),
+                None => {
+                    return Err(RunError::Config(crate::config::ConfigError::new(
+                        "server_metrics: the target is not http://; give server_metrics.url".to_string(),
+                    )));
+                }
+            };
+            let interval = Duration::from_secs_f64(m.interval_s);
+            Some(
+                crate::server_metrics::spawn(url, interval, origin, dir).map_err(|source| RunError::Output {
+                    path: dir.join(crate::server_metrics::SERVER_JSONL).display().to_string(),
+                    source,
+                })?,
+            )
+        }
+        None => None,
+    };
     let progress = progress.map(|sink| {
         let sink = Arc::new(Mutex::new(sink));
         (progress::spawn(sink.clone(), origin, &live), sink)
@@ -222,9 +243,13 @@ pub async fn run(
         shards: 1,
         host: Some(host),
     };
+    let server = scraper.map(|(task, series)| {
+        task.abort();
+        std::mem::take(&mut *series.lock().unwrap_or_else(|p| p.into_inner()))
+    });
     let summary = sink
         .aggregator
-        .summary(&dir.display().to_string(), facts, &infos, &scheduled);
+        .summary(&dir.display().to_string(), facts, &infos, &scheduled, server);
     crate::results::write_json(&dir.join(crate::results::SUMMARY), &summary)?;
     Ok(summary)
 }

@@ -5,6 +5,7 @@
 //! - [`client`]: whether the client itself was the bottleneck.
 //! - [`hist`]: HDR-histogram distributions with configurable percentiles.
 //! - [`slo`]: objectives for goodput.
+//! - [`spikes`]: what each rise of the offered load did (autoscaling).
 //! - [`stage`]: per-stage aggregates and the request accounting.
 //! - [`summary`]: the run summary and its per-second time series.
 //! - [`threshold`]: pass/fail conditions on a stage's or the run's figures.
@@ -15,6 +16,7 @@ pub mod client;
 pub mod hist;
 pub mod record;
 pub mod slo;
+pub mod spikes;
 pub mod stage;
 pub mod summary;
 pub mod threshold;

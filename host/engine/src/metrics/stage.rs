@@ -59,6 +59,12 @@ pub struct StageInfo {
     pub requested_rate: Option<f64>,
     /// Requested virtual users (closed loop).
     pub requested_concurrency: Option<usize>,
+    /// The stage's length, seconds, when it has one.
+    pub duration_s: Option<f64>,
+    /// A `burst` stage's bursts: (from, to), seconds from the stage's start.
+    pub bursts: Vec<(f64, f64)>,
+    /// The rate during them.
+    pub burst_rate: Option<f64>,
 }
 
 /// Goodput: requests that succeeded and met every objective.

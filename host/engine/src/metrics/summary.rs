@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use super::hist::{DEFAULT_PERCENTILES, PRECISION};
 use super::record::{Record, Status};
 use super::slo::Slo;
+use super::spikes::Spike;
 use super::stage::{ScheduleCounts, StageAgg, StageInfo, StageSummary};
 use super::threshold::{Threshold, ThresholdResult};
+use crate::server_metrics::ServerSeries;
 
 /// Version of the `summary.json` schema (`docs/metrics.md`). Bumped when a
 /// field changes meaning or goes away; new fields do not bump it.
@@ -24,6 +26,8 @@ pub struct MetricsOptions {
     pub slos: Vec<Slo>,
     /// Pass/fail conditions judged on the summary.
     pub thresholds: Vec<Threshold>,
+    /// Share of a second's requests that must meet the objectives.
+    pub slo_attainment: f64,
 }
 
 impl Default for MetricsOptions {
@@ -32,6 +36,7 @@ impl Default for MetricsOptions {
             percentiles: DEFAULT_PERCENTILES.to_vec(),
             slos: Vec::new(),
             thresholds: Vec::new(),
+            slo_attainment: 0.95,
         }
     }
 }
@@ -97,6 +102,9 @@ pub struct Point {
     pub sent: u64,
     /// Requests that ended successfully in this second.
     pub completed: u64,
+    /// Requests sent in this second that met every objective (with objectives set).
+    #[serde(default)]
+    pub good: u64,
     /// Requests that ended in failure in this second.
     pub failed: u64,
     /// Output tokens that arrived in this second.
@@ -194,9 +202,11 @@ impl Timeline {
         &mut self.seconds[i]
     }
 
-    /// Add one record.
-    pub fn add(&mut self, r: &Record) {
-        self.at(r.sent_ms).point.sent += 1;
+    /// Add one record; `good`: it met every objective.
+    pub fn add(&mut self, r: &Record, good: bool) {
+        let sent = &mut self.at(r.sent_ms).point;
+        sent.sent += 1;
+        sent.good += u64::from(good);
         let ok = r.status == Status::Ok;
         let end = self.at(r.end_ms);
         if ok {
@@ -307,6 +317,12 @@ pub struct Summary {
     /// Each threshold's verdict, per stage it judges.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<ThresholdResult>,
+    /// The server's own gauges over the run, when scraped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerSeries>,
+    /// What each rise of the offered load did (see `metrics::spikes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spikes: Vec<Spike>,
 }
 
 impl Summary {
@@ -344,7 +360,8 @@ impl Aggregator {
         }
         self.stages[r.stage].add(r, &self.options.slos);
         self.total.add(r, &self.options.slos);
-        self.timeline.add(r);
+        let good = !self.options.slos.is_empty() && super::slo::is_good(r, &self.options.slos);
+        self.timeline.add(r, good);
     }
 
     /// Requests completed in each second so far, from the run's start.
@@ -381,8 +398,16 @@ impl Aggregator {
     }
 
     /// The summary, given what the records cannot tell: each stage's
-    /// description and schedule counts, and the run's facts.
-    pub fn summary(&self, dir: &str, run: RunFacts, infos: &[StageInfo], counts: &[ScheduleCounts]) -> Summary {
+    /// description and schedule counts, the run's facts and the server's
+    /// gauges if they were scraped.
+    pub fn summary(
+        &self,
+        dir: &str,
+        run: RunFacts,
+        infos: &[StageInfo],
+        counts: &[ScheduleCounts],
+        server: Option<ServerSeries>,
+    ) -> Summary {
         let p = &self.options.percentiles;
         let slos = &self.options.slos;
         let stages: Vec<StageSummary> = self
@@ -406,6 +431,9 @@ impl Aggregator {
             .iter()
             .flat_map(|t| t.judge_all(&stages, &total))
             .collect();
+        let timeseries = self.timeline.points();
+        let attainment = (!slos.is_empty()).then_some(self.options.slo_attainment);
+        let spikes = super::spikes::judge(infos, &stages, &timeseries, attainment, server.as_ref());
         Summary {
             schema_version: SCHEMA_VERSION,
             barrage_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -416,8 +444,10 @@ impl Aggregator {
             precision: PRECISION.to_string(),
             stages,
             total,
-            timeseries: self.timeline.points(),
+            timeseries,
             thresholds,
+            server,
+            spikes,
         }
     }
 }

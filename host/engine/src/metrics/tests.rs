@@ -129,7 +129,7 @@ fn multi_token_frames_spread_each_gap_over_its_tokens() {
 
     let mut agg = Aggregator::new(1, MetricsOptions::default(), 120.0);
     agg.add(&r);
-    let s = agg.summary("x", RunFacts::default(), &[], &[]);
+    let s = agg.summary("x", RunFacts::default(), &[], &[], None);
     let it = s.stages[0].inter_token_ms.as_ref().unwrap();
     assert_eq!(it.count, 6, "one sample per token after the first frame");
     // Four samples of 2.5 and two of 15: mean (10 + 30) / 6.
@@ -188,7 +188,7 @@ fn a_single_token_response_has_ttft_but_no_tpot_or_gaps() {
     assert_eq!(r.inter_chunk().count(), 0);
     let mut agg = Aggregator::new(1, MetricsOptions::default(), 120.0);
     agg.add(&r);
-    let s = agg.summary("x", RunFacts::default(), &[], &[]);
+    let s = agg.summary("x", RunFacts::default(), &[], &[], None);
     assert_eq!(s.stages[0].ttft_ms.as_ref().unwrap().count, 1);
     assert!(s.stages[0].tpot_ms.is_none() && s.stages[0].inter_token_ms.is_none());
 }
@@ -271,7 +271,7 @@ fn failed_and_truncated_requests_are_counted_but_not_timed() {
         not_sent: 1,
         ..ScheduleCounts::default()
     }];
-    let s = agg.summary("x", RunFacts::default(), &[], &counts);
+    let s = agg.summary("x", RunFacts::default(), &[], &counts, None);
     let st = &s.stages[0];
     assert_eq!((st.sent, st.succeeded, st.failed, st.cancelled), (5, 1, 3, 1));
     assert_eq!(st.failed_by_class.get(&Status::Truncated), Some(&1));
@@ -294,7 +294,7 @@ fn failed_and_truncated_requests_are_counted_but_not_timed() {
         not_sent: 1,
         ..ScheduleCounts::default()
     }];
-    assert!(!agg.summary("x", RunFacts::default(), &[], &wrong).stages[0].accounted);
+    assert!(!agg.summary("x", RunFacts::default(), &[], &wrong, None).stages[0].accounted);
 }
 
 #[test]
@@ -319,7 +319,7 @@ fn throughput_and_the_time_series() {
         };
         agg.add(&r);
     }
-    let s = agg.summary("x", RunFacts::default(), &[], &[]);
+    let s = agg.summary("x", RunFacts::default(), &[], &[], None);
     let st = &s.stages[0];
     assert!(close(st.window_s, 2.0));
     assert!(close(st.requests_per_s, 1.0));
@@ -382,14 +382,14 @@ fn a_long_time_series_holds_histograms_only_for_seconds_still_open() {
         let (ready, wait): (Vec<_>, Vec<_>) = pending.drain(..).partition(|r| r.end_ms + 3000.0 < now);
         pending = wait;
         for r in &ready {
-            settling.add(r);
-            keeping.add(r);
+            settling.add(r, false);
+            keeping.add(r, false);
         }
         most_open = most_open.max(settling.unsettled());
     }
     for r in &pending {
-        settling.add(r);
-        keeping.add(r);
+        settling.add(r, false);
+        keeping.add(r, false);
     }
     let bound = ((timeout_s * 1000.0 + summary::SETTLE_SLACK_MS) / 1000.0) as usize + 3 + 9;
     assert!(

@@ -1,0 +1,133 @@
+//! Autoscaling experiments: a spike against the simulator's autoscaler,
+//! whose provisioning delay is known, judged from the client's records and
+//! the replica counts scraped from its `/metrics`.
+
+use crate::common::{SimProcess, barrage, run, summary, workspace};
+
+fn f(v: &serde_json::Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn a_spike_reports_scale_up_and_recovery_that_follow_the_provisioning_delay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(workspace().join("examples/autoscaling.yaml")).unwrap();
+    assert!(example.contains("provision_delay_s: 5"));
+    let delays = [2.0, 6.0];
+    let runs: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = delays
+            .iter()
+            .map(|delay| {
+                let config = tmp.path().join(format!("delay{delay}.yaml"));
+                std::fs::write(
+                    &config,
+                    example.replace("provision_delay_s: 5", &format!("provision_delay_s: {delay}")),
+                )
+                .unwrap();
+                let out = tmp.path().join(format!("delay{delay}"));
+                scope.spawn(move || {
+                    let outcome = run(barrage()
+                        .args(["run", "--quiet", "--config"])
+                        .arg(&config)
+                        .arg("--output")
+                        .arg(&out)
+                        .args(["--reporter", "json"]));
+                    (outcome, out)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut recoveries = Vec::new();
+    for (delay, ((code, stdout, stderr), out)) in delays.iter().zip(&runs) {
+        assert_eq!(code, &0, "{stdout}\n{stderr}");
+        let s = summary(out);
+        let server = &s["server"];
+        assert_eq!(server["errors"], 0, "{server}");
+        assert!(server["scrapes"].as_u64().unwrap() > 40, "{server}");
+        let spikes = s["spikes"].as_array().unwrap();
+        assert_eq!(spikes.len(), 1, "one rise of the rate: {spikes:?}");
+        let spike = &spikes[0];
+        assert_eq!((f(&spike["rate_before"]), f(&spike["rate"])), (40.0, 100.0));
+        // The replica is asked for once the queue has held for the 1 s
+        // stabilization (the autoscaler looks every 0.5 s), and serves
+        // `delay` later; the scrape every 0.5 s sees it within a sample.
+        let scale_up = f(&spike["scale_up_s"]);
+        assert!(
+            scale_up >= 1.0 + delay && scale_up <= 1.0 + delay + 2.0,
+            "scale-up after {scale_up} s with a {delay} s provisioning delay"
+        );
+        assert_eq!(f(&spike["replicas_before"]), 1.0);
+        assert!(f(&spike["replicas_peak"]) >= 2.0);
+        // The objective is missed from the spike on and met again once the
+        // new replicas have drained the queue that built meanwhile.
+        assert_eq!(spike["recovered"], true, "{spike}");
+        let recovery = f(&spike["recovery_s"]);
+        assert!(
+            recovery >= scale_up - 1.0 && recovery <= scale_up + 8.0,
+            "recovery {recovery} s, scale-up {scale_up} s"
+        );
+        assert!(f(&spike["violation_s"]) >= 1.0 + delay);
+        assert!(f(&spike["excess_ttft_ms_s"]) > 0.0);
+        assert!(
+            f(&spike["replica_seconds"]) > 15.0,
+            "at least one replica through the window"
+        );
+        assert!(stdout.contains("spike 0: "), "{stdout}");
+        eprintln!(
+            "provisioning {delay} s: scale-up after {scale_up:.1} s, recovery after {recovery:.1} s, \
+             {} s missed, {:.0} replica·s",
+            spike["violation_s"],
+            f(&spike["replica_seconds"])
+        );
+        recoveries.push(recovery);
+    }
+    // Four seconds more of provisioning delay: at least that much later recovered.
+    assert!(
+        recoveries[1] - recoveries[0] >= 4.0 - 1.0,
+        "recoveries {recoveries:?} for delays {delays:?}"
+    );
+    let (code, stdout, stderr) = run(barrage().arg("compare").arg(&runs[0].1).arg(&runs[1].1));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("## spike 0: stage 1 at "), "{stdout}");
+    assert!(stdout.contains("| recovery s |"), "{stdout}");
+    assert!(stdout.contains("| scale-up s |"), "{stdout}");
+}
+
+#[test]
+fn a_scrape_target_that_fails_is_counted_and_the_run_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(&["--mode", "zero"]);
+    // Nothing listens on a port just freed; the simulator's models list is JSON.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for (url, expected) in [
+        (format!("http://{closed}/metrics"), "Connection refused"),
+        (
+            format!("http://{}/v1/models", sim.addr),
+            "is not Prometheus text format",
+        ),
+    ] {
+        let out = tmp.path().join(format!("run{}", url.len()));
+        let (code, stdout, stderr) = run(barrage()
+            .args(["run", "--quiet", "--target", &format!("http://{}", sim.addr)])
+            .args(["--rate", "20", "--duration", "2", "--server-metrics", &url, "--output"])
+            .arg(&out));
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        let s = summary(&out);
+        assert_eq!(s["total"]["sent"], 40, "the load was not disturbed");
+        let server = &s["server"];
+        assert!(server["errors"].as_u64().unwrap() >= 1, "{server}");
+        assert_eq!(server["scrapes"], 0, "{server}");
+        assert!(server["last_error"].as_str().unwrap().contains(expected), "{server}");
+        assert!(stdout.contains(&format!("server ({url}): 0 scrapes")), "{stdout}");
+        // Every failure is on disk too, and a rebuild keeps them.
+        let lines = std::fs::read_to_string(out.join("server.jsonl")).unwrap();
+        assert_eq!(lines.lines().count() as u64, server["errors"].as_u64().unwrap());
+        let (code, _, stderr) = run(barrage().arg("report").arg(&out).args(["--reporter", "json"]));
+        assert_eq!(code, 0, "{stderr}");
+        assert_eq!(summary(&out)["server"]["errors"], server["errors"]);
+    }
+}
