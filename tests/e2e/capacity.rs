@@ -276,7 +276,28 @@ fn sweeps_and_searches_refuse_bad_input_stop_on_a_dead_target_and_keep_their_poi
         "{stderr}"
     );
 
-    // Ctrl-C in the middle: every run so far is kept, and the sweep's page is written.
+    // Ctrl-C in the middle of a search, then of a sweep: every run so far
+    // is kept, and the answer's page is written.
+    let out = tmp.path().join("interrupted-search");
+    let mut child = barrage()
+        .args(["search", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&out)
+        .args(SHORT)
+        .args(["--slo", "ttft < 100ms"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (code, _) = interrupt_after(&mut child, std::time::Duration::from_secs(4));
+    assert_eq!(code, Some(3));
+    assert_eq!(
+        json(&out.join("search.json"))["note"],
+        "interrupted: the points so far are kept"
+    );
+    assert!(out.join("search.md").exists());
+
     let out = tmp.path().join("interrupted");
     let mut child = barrage()
         .args(["sweep", "--quiet", "--config"])

@@ -279,6 +279,7 @@ mod tests {
             ],
             server: None,
             spikes: Vec::new(),
+            load_marks: Vec::new(),
         }
     }
 

@@ -306,6 +306,67 @@ pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<
     Ok(summary)
 }
 
+/// Runs made one after another (the points of a sweep or a search) as one
+/// run in `out` with a stage each, in the order given (each run's own
+/// stages folded into it): the records on a common clock (the earliest
+/// start), the summary rebuilt from them. `meta.json`, `records.jsonl` and
+/// `summary.json` are written, so reporters and `barrage report` work on it.
+pub fn sequence(runs: &[(PathBuf, StageInfo)], out: &Path, options: MetricsOptions) -> Result<Summary, ReportError> {
+    let opened: Vec<RunDir> = runs.iter().map(|(d, _)| RunDir::open(d)).collect::<Result<_, _>>()?;
+    let Some(first) = opened.first() else {
+        return Err(ReportError::Invalid("no runs to put in sequence".into()));
+    };
+    let origin = opened.iter().map(|r| r.meta.started_unix_ms).min().unwrap_or(0);
+    let configs: Vec<_> = opened.iter().filter_map(|r| r.config().ok()).collect();
+    let agg = Aggregator::new(runs.len(), options, request_timeout_s(configs.iter()));
+    let mut sink = results::RecordSink::create(out, agg)?;
+    // In the order they ran, so the records come in about the order they ended.
+    let mut by_start: Vec<usize> = (0..opened.len()).collect();
+    by_start.sort_by_key(|&i| opened[i].meta.started_unix_ms);
+    let mut duration_s = 0f64;
+    for i in by_start {
+        let run = &opened[i];
+        let offset_ms = (run.meta.started_unix_ms - origin) as f64;
+        for r in run.records()? {
+            let mut r = r?;
+            r.stage = i;
+            shift(&mut r, offset_ms);
+            duration_s = duration_s.max(r.end_ms / 1000.0);
+            sink.add(&r)?;
+        }
+    }
+    sink.flush()?;
+    let counts: Vec<ScheduleCounts> = opened
+        .iter()
+        .map(|r| {
+            r.summary
+                .as_ref()
+                .map_or_else(ScheduleCounts::default, |s| ScheduleCounts::of(&s.total))
+        })
+        .collect();
+    let mut meta = first.meta.clone();
+    meta.started_unix_ms = origin;
+    results::write_json(&out.join(results::META), &meta)?;
+    let infos: Vec<StageInfo> = runs.iter().map(|(_, info)| info.clone()).collect();
+    let facts = RunFacts {
+        started_unix_ms: origin,
+        duration_s,
+        stopped: opened.iter().any(|r| r.summary.is_none()),
+        stop_reason: None,
+        complete: opened.iter().all(|r| r.summary.is_some()),
+        target: first.meta.target.clone(),
+        codec: first.meta.plugin.name.clone(),
+        seed: first.meta.seed,
+        shards: 1,
+        host: None,
+    };
+    let summary = sink
+        .aggregator
+        .summary(&out.display().to_string(), facts, &infos, &counts, None);
+    results::write_json(&out.join(results::SUMMARY), &summary)?;
+    Ok(summary)
+}
+
 /// Move a record's times by `ms`.
 fn shift(r: &mut Record, ms: f64) {
     if ms == 0.0 {

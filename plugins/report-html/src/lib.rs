@@ -159,6 +159,13 @@ fn load_curve_charts(s: &Value) -> Vec<String> {
         points: stages.iter().filter_map(|st| Some((offered(st)?, f(st)))).collect(),
         markers: true,
     };
+    // A sweep's knee, a search's answer.
+    let marks: Vec<(f64, String)> = s["load_marks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| Some((num(&m["load"])?, m["label"].as_str()?.to_string())))
+        .collect();
     let mut out = Vec::new();
     let throughput = [
         curve("achieved req/s", &|st| num(&st["requests_per_s"])),
@@ -169,7 +176,7 @@ fn load_curve_charts(s: &Value) -> Vec<String> {
             title: "Load curve: throughput",
             x_label,
             y_label: "requests/s",
-            marks: Vec::new(),
+            marks: marks.clone(),
         },
         &throughput,
     ) {
@@ -186,7 +193,7 @@ fn load_curve_charts(s: &Value) -> Vec<String> {
             title: "Load curve: latency",
             x_label,
             y_label: "ms",
-            marks: Vec::new(),
+            marks,
         },
         &latency,
     ) {
@@ -316,5 +323,17 @@ mod tests {
             !page.contains(" src=") && !page.contains("href=") && !page.contains("<link"),
             "nothing fetched"
         );
+    }
+
+    #[test]
+    fn a_sweeps_knee_is_marked_on_both_load_curves() {
+        let s = serde_json::json!({
+            "schema_version": 1, "percentiles": [50.0, 99.0],
+            "stages": [stage(0, 40.0, 40.0, 20.0), stage(1, 90.0, 80.0, 300.0)],
+            "total": {"stage": null}, "timeseries": [],
+            "load_marks": [{"load": 80.0, "label": "knee 80.0 ± 0.4 req/s"}],
+        });
+        let page = render_html(&s);
+        assert_eq!(page.matches("knee 80.0 ± 0.4 req/s").count(), 2, "{page}");
     }
 }

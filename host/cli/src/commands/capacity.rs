@@ -91,6 +91,22 @@ fn say(point: &Point) {
     );
 }
 
+/// The answer's runs at rates as one run in its directory, with `marks`,
+/// and the reporters run on it (the HTML report's load curve).
+pub(crate) fn report_as_run(
+    run: &super::run::RunArgs,
+    config: &barrage_engine::config::RunConfig,
+    dir: &std::path::Path,
+    runs: &[(String, f64)],
+    marks: Vec<barrage_engine::metrics::LoadMark>,
+) -> Result<()> {
+    let options = config.report.metrics_options().map_err(|m| anyhow::anyhow!("{m}"))?;
+    if let Some(summary) = barrage_engine::capacity::as_run(dir, runs, marks, options)? {
+        crate::options::write_reports(run.plugins(), &config.report, &summary, dir, dir);
+    }
+    Ok(())
+}
+
 /// Ask `question` of the setup's target; the stop is the user's (Ctrl-C).
 pub(crate) fn ask(setup: Setup, question: Question, quiet: bool) -> Result<(Answer, StopSignal)> {
     let runtime = runtime()?;

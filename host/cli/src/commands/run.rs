@@ -378,6 +378,11 @@ impl RunArgs {
     pub(crate) fn quiet(&self) -> bool {
         self.quiet
     }
+
+    /// The plugin flags.
+    pub(crate) fn plugins(&self) -> &PluginOptions {
+        &self.plugins
+    }
 }
 
 /// The runtime every run's socket I/O happens on.

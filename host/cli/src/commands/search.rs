@@ -7,7 +7,9 @@ use clap::Args;
 
 use barrage_engine::capacity::search::{SearchOptions, markdown};
 
-use super::capacity::{Answer, PointArgs, Question, ask};
+use barrage_engine::metrics::LoadMark;
+
+use super::capacity::{Answer, PointArgs, Question, ask, report_as_run};
 use super::run::RunArgs;
 
 #[derive(Debug, Args)]
@@ -70,10 +72,25 @@ pub(crate) fn execute(mut args: SearchArgs) -> Result<ExitCode> {
         .cloned()
         .collect();
     let dir = setup.dir.clone();
+    let config = setup.plan.config.clone();
     let (answer, stop) = ask(setup, Question::Search(options, objectives), args.run.quiet())?;
     let Answer::Search(report) = answer else {
         unreachable!("a search answers with a search")
     };
+    let runs: Vec<(String, f64)> = report
+        .trials
+        .iter()
+        .flat_map(|t| t.runs.iter().map(|r| (r.name.clone(), r.load)))
+        .collect();
+    let marks = report
+        .best
+        .iter()
+        .map(|&b| LoadMark {
+            load: b,
+            label: format!("meets the objective up to {b:.1} req/s"),
+        })
+        .collect();
+    report_as_run(&args.run, &config, &dir, &runs, marks)?;
     let page = markdown(&report);
     std::fs::write(dir.join("search.md"), &page)?;
     print!("{page}");

@@ -7,7 +7,9 @@ use clap::Args;
 
 use barrage_engine::capacity::sweep::{SweepOptions, markdown};
 
-use super::capacity::{Answer, PointArgs, Question, ask};
+use barrage_engine::metrics::LoadMark;
+
+use super::capacity::{Answer, PointArgs, Question, ask, report_as_run};
 use super::run::RunArgs;
 
 #[derive(Debug, Args)]
@@ -40,10 +42,25 @@ pub(crate) fn execute(mut args: SweepArgs) -> Result<ExitCode> {
     };
     let setup = args.run.setup()?;
     let dir = setup.dir.clone();
+    let config = setup.plan.config.clone();
     let (answer, stop) = ask(setup, Question::Sweep(options), args.run.quiet())?;
     let Answer::Sweep(report) = answer else {
         unreachable!("a sweep answers with a sweep")
     };
+    let runs: Vec<(String, f64)> = report
+        .points
+        .iter()
+        .map(|p| (p.point.name.clone(), p.point.load))
+        .collect();
+    let marks = report
+        .knee
+        .iter()
+        .map(|k| LoadMark {
+            load: k.rate,
+            label: format!("knee {:.1} ± {:.1} req/s", k.rate, k.uncertainty),
+        })
+        .collect();
+    report_as_run(&args.run, &config, &dir, &runs, marks)?;
     let page = markdown(&report);
     std::fs::write(dir.join("sweep.md"), &page)?;
     print!("{page}");

@@ -40,6 +40,41 @@ pub enum CapacityError {
     /// The answer's own files could not be written.
     #[error(transparent)]
     Results(#[from] crate::results::ResultsError),
+    /// The runs could not be put together as one.
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+}
+
+/// The answer's runs at rates as one run in its directory, a stage per run
+/// in order of rate, with `marks` on its load curve: what reporters draw
+/// (the HTML report's load curve shows the knee or the answer). `runs`:
+/// (directory name, offered rate); none, nothing is written.
+pub fn as_run(
+    dir: &Path,
+    runs: &[(String, f64)],
+    marks: Vec<crate::metrics::LoadMark>,
+    options: crate::metrics::MetricsOptions,
+) -> Result<Option<Summary>, CapacityError> {
+    if runs.is_empty() {
+        return Ok(None);
+    }
+    let mut sorted = runs.to_vec();
+    sorted.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let stages: Vec<(PathBuf, crate::metrics::StageInfo)> = sorted
+        .iter()
+        .map(|(name, rate)| {
+            let info = crate::metrics::StageInfo {
+                label: format!("{name}: constant {rate:.2}/s"),
+                requested_rate: Some(*rate),
+                ..crate::metrics::StageInfo::default()
+            };
+            (dir.join(name), info)
+        })
+        .collect();
+    let mut summary = crate::report::sequence(&stages, dir, options)?;
+    summary.load_marks = marks;
+    crate::results::write_json(&dir.join(crate::results::SUMMARY), &summary)?;
+    Ok(Some(summary))
 }
 
 /// What one run at one load measured, as the answers use it.

@@ -26,7 +26,7 @@ pub use hist::{DEFAULT_PERCENTILES, Dist, Hist};
 pub use record::{MalformedFrames, Record, RequestInfo, Response, Status, TokenSource, Verdict};
 pub use slo::Slo;
 pub use stage::{ScheduleCounts, StageInfo, StageSummary};
-pub use summary::{Aggregator, HostUsage, MetricsOptions, RunFacts, SCHEMA_VERSION, Summary};
+pub use summary::{Aggregator, HostUsage, LoadMark, MetricsOptions, RunFacts, SCHEMA_VERSION, Summary};
 pub use threshold::{Threshold, ThresholdResult};
 
 #[cfg(test)]

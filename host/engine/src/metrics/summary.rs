@@ -323,6 +323,18 @@ pub struct Summary {
     /// What each rise of the offered load did (see `metrics::spikes`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spikes: Vec<Spike>,
+    /// Offered loads to mark on the load curve: a sweep's knee, a search's answer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_marks: Vec<LoadMark>,
+}
+
+/// A vertical mark on the load curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadMark {
+    /// The offered load it marks (requests/s or users).
+    pub load: f64,
+    /// What it is, e.g. `knee 80.0 ± 0.4 req/s`.
+    pub label: String,
 }
 
 impl Summary {
@@ -448,6 +460,7 @@ impl Aggregator {
             thresholds,
             server,
             spikes,
+            load_marks: Vec::new(),
         }
     }
 }
