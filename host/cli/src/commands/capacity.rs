@@ -97,7 +97,7 @@ pub(crate) fn report_as_run(
     run: &super::run::RunArgs,
     config: &barrage_engine::config::RunConfig,
     dir: &std::path::Path,
-    runs: &[(String, f64)],
+    runs: &[(String, barrage_engine::capacity::Load)],
     marks: Vec<barrage_engine::metrics::LoadMark>,
 ) -> Result<()> {
     let options = config.report.metrics_options().map_err(|m| anyhow::anyhow!("{m}"))?;

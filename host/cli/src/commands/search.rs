@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use barrage_engine::capacity::search::{SearchOptions, markdown};
+use barrage_engine::capacity::search::{Over, SearchOptions, markdown};
 
 use barrage_engine::metrics::LoadMark;
 
@@ -17,6 +17,9 @@ pub(crate) struct SearchArgs {
     /// Share of requests that must meet the --slo objectives: 99%, 0.99.
     #[arg(long, value_name = "SHARE", default_value = "99%")]
     attainment: String,
+    /// What to vary: the arrival rate, or closed-loop users.
+    #[arg(long, value_enum, default_value = "rate")]
+    over: Over,
     /// Confidence of the bound each rate is judged with: 95%, 0.95.
     #[arg(long, value_name = "SHARE", default_value = "95%")]
     confidence: String,
@@ -46,6 +49,7 @@ pub(crate) fn execute(mut args: SearchArgs) -> Result<ExitCode> {
     args.points.check(&args.run, "search")?;
     let p = &args.points;
     let options = SearchOptions {
+        over: args.over,
         attainment: share(&args.attainment, "--attainment")?,
         confidence: share(&args.confidence, "--confidence")?,
         point_s: p.point_duration,
@@ -77,17 +81,18 @@ pub(crate) fn execute(mut args: SearchArgs) -> Result<ExitCode> {
     let Answer::Search(report) = answer else {
         unreachable!("a search answers with a search")
     };
-    let runs: Vec<(String, f64)> = report
+    let over = report.options.over;
+    let runs: Vec<(String, _)> = report
         .trials
         .iter()
-        .flat_map(|t| t.runs.iter().map(|r| (r.name.clone(), r.load)))
+        .flat_map(|t| t.runs.iter().map(move |r| (r.name.clone(), over.load(r.load))))
         .collect();
     let marks = report
         .best
         .iter()
         .map(|&b| LoadMark {
             load: b,
-            label: format!("meets the objective up to {b:.1} req/s"),
+            label: format!("meets the objective up to {b:.1} {}", over.unit()),
         })
         .collect();
     report_as_run(&args.run, &config, &dir, &runs, marks)?;

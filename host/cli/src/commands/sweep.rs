@@ -7,6 +7,7 @@ use clap::Args;
 
 use barrage_engine::capacity::sweep::{SweepOptions, markdown};
 
+use barrage_engine::capacity::Load;
 use barrage_engine::metrics::LoadMark;
 
 use super::capacity::{Answer, PointArgs, Question, ask, report_as_run};
@@ -47,10 +48,10 @@ pub(crate) fn execute(mut args: SweepArgs) -> Result<ExitCode> {
     let Answer::Sweep(report) = answer else {
         unreachable!("a sweep answers with a sweep")
     };
-    let runs: Vec<(String, f64)> = report
+    let runs: Vec<(String, Load)> = report
         .points
         .iter()
-        .map(|p| (p.point.name.clone(), p.point.load))
+        .map(|p| (p.point.name.clone(), Load::Rate(p.point.load)))
         .collect();
     let marks = report
         .knee

@@ -48,10 +48,10 @@ pub enum CapacityError {
 /// The answer's runs at rates as one run in its directory, a stage per run
 /// in order of rate, with `marks` on its load curve: what reporters draw
 /// (the HTML report's load curve shows the knee or the answer). `runs`:
-/// (directory name, offered rate); none, nothing is written.
+/// (directory name, its load); none, nothing is written.
 pub fn as_run(
     dir: &Path,
-    runs: &[(String, f64)],
+    runs: &[(String, Load)],
     marks: Vec<crate::metrics::LoadMark>,
     options: crate::metrics::MetricsOptions,
 ) -> Result<Option<Summary>, CapacityError> {
@@ -59,14 +59,21 @@ pub fn as_run(
         return Ok(None);
     }
     let mut sorted = runs.to_vec();
-    sorted.sort_by(|a, b| a.1.total_cmp(&b.1));
+    sorted.sort_by(|a, b| a.1.amount().total_cmp(&b.1.amount()));
     let stages: Vec<(PathBuf, crate::metrics::StageInfo)> = sorted
         .iter()
-        .map(|(name, rate)| {
-            let info = crate::metrics::StageInfo {
-                label: format!("{name}: constant {rate:.2}/s"),
-                requested_rate: Some(*rate),
-                ..crate::metrics::StageInfo::default()
+        .map(|(name, load)| {
+            let info = match *load {
+                Load::Rate(rate) => crate::metrics::StageInfo {
+                    label: format!("{name}: constant {rate:.2}/s"),
+                    requested_rate: Some(rate),
+                    ..crate::metrics::StageInfo::default()
+                },
+                Load::Users(n) => crate::metrics::StageInfo {
+                    label: format!("{name}: {n} users"),
+                    requested_concurrency: Some(n),
+                    ..crate::metrics::StageInfo::default()
+                },
             };
             (dir.join(name), info)
         })
@@ -205,6 +212,16 @@ pub enum Load {
     Users(usize),
 }
 
+impl Load {
+    /// Requests/s or users, as a number.
+    pub fn amount(self) -> f64 {
+        match self {
+            Load::Rate(r) => r,
+            Load::Users(n) => n as f64,
+        }
+    }
+}
+
 impl Runner<'_> {
     /// Run `load` for `duration_s` (the first `warmup_s` not measured) as
     /// point `name`, ending sooner once its throughput is steady
@@ -275,11 +292,7 @@ impl Runner<'_> {
             source,
         })?;
         self.spent += summary.total.sent;
-        let amount = match load {
-            Load::Rate(r) => r,
-            Load::Users(n) => n as f64,
-        };
-        let point = Point::of(name, amount, &summary, warmup_s);
+        let point = Point::of(name, load.amount(), &summary, warmup_s);
         (self.on_point)(&point);
         Ok((point, summary))
     }

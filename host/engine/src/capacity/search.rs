@@ -13,9 +13,41 @@ use serde::{Deserialize, Serialize};
 use super::{CapacityError, INTERRUPTED, Load, Point, Probe, Runner, rate_name, write};
 use crate::metrics::Summary;
 
+/// What a search varies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Over {
+    /// The open-loop arrival rate, requests/s.
+    #[default]
+    Rate,
+    /// Closed-loop users (concurrency).
+    Users,
+}
+
+impl Over {
+    /// The unit of a load, for messages.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Over::Rate => "requests/s",
+            Over::Users => "users",
+        }
+    }
+
+    /// `amount` as a load of this kind (users are whole, at least one).
+    pub fn load(self, amount: f64) -> Load {
+        match self {
+            Over::Rate => Load::Rate(amount),
+            Over::Users => Load::Users(amount.round().max(1.0) as usize),
+        }
+    }
+}
+
 /// How a search runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchOptions {
+    /// Rate or users.
+    #[serde(default)]
+    pub over: Over,
     /// Share of requests that must meet the objectives (0–1].
     pub attainment: f64,
     /// Confidence of the bound each point is judged with (0–1).
@@ -42,6 +74,7 @@ pub struct SearchOptions {
 impl Default for SearchOptions {
     fn default() -> Self {
         SearchOptions {
+            over: Over::Rate,
             attainment: 0.99,
             confidence: 0.95,
             point_s: 20.0,
@@ -59,9 +92,9 @@ impl Default for SearchOptions {
 /// How one rate fared, over every run at it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Trial {
-    /// Offered rate, requests/s.
+    /// Offered load: requests/s, or users (`over: users`).
     pub rate: f64,
-    /// The runs at this rate (more than one when a point was undecided).
+    /// The runs at this load (more than one when a point was undecided).
     pub runs: Vec<Point>,
     /// Requests that met the objectives, over all runs.
     pub good: u64,
@@ -170,8 +203,13 @@ pub async fn search(
         return Ok(report);
     }
     let z = z_of(options.confidence);
-    // Objectives usually give way a little before capacity.
-    let mut rate = 0.9 * report.probe.capacity_estimate;
+    // Objectives usually give way a little before capacity (for users:
+    // the users Little's law says reach it).
+    let mut rate = match options.over {
+        Over::Rate => 0.9 * report.probe.capacity_estimate,
+        Over::Users => report.probe.knee_users.unwrap_or(1.0).max(1.0).round(),
+    };
+    let unit = options.over.unit();
     let mut points = 0;
     loop {
         if let Some(m) = options.max_rate {
@@ -188,7 +226,7 @@ pub async fn search(
         write(&runner.dir, SEARCH_JSON, &report)?;
         if all_failed {
             report.note = Some(format!(
-                "every request failed at {rate:.2} requests/s; the search stopped there"
+                "every request failed at {rate:.2} {unit}; the search stopped there"
             ));
             break;
         }
@@ -197,13 +235,13 @@ pub async fn search(
             Next::Done => break,
             Next::Impossible(lowest) => {
                 report.note = Some(format!(
-                    "no rate meets the objective: the lowest tried, {lowest:.2} requests/s, did not"
+                    "no load meets the objective: the lowest tried, {lowest:.2} {unit}, did not"
                 ));
                 break;
             }
             Next::AtLimit(limit) => {
                 report.note = Some(format!(
-                    "the objective is met at the highest rate allowed, {limit:.2} requests/s (--max-rate)"
+                    "the objective is met at the highest load allowed, {limit:.2} {unit} (--max-rate)"
                 ));
                 break;
             }
@@ -242,12 +280,16 @@ async fn measure(
         decided: false,
     };
     for repeat in 0..=options.max_repeats {
+        let prefix = match options.over {
+            Over::Rate => "rate-",
+            Over::Users => "users-",
+        };
         let name = match repeat {
-            0 => rate_name("rate-", index, rate),
-            n => format!("{}-again{n}", rate_name("rate-", index, rate)),
+            0 => rate_name(prefix, index, rate),
+            n => format!("{}-again{n}", rate_name(prefix, index, rate)),
         };
         let (point, summary) = runner
-            .point(&name, Load::Rate(rate), options.point_s, options.warmup_s, None)
+            .point(&name, options.over.load(rate), options.point_s, options.warmup_s, None)
             .await?;
         *points += 1;
         judge(&mut trial, point, &summary, options, z);
@@ -308,7 +350,36 @@ enum Next {
     AtLimit(f64),
 }
 
+/// The next load; for users a whole number not tried yet, inside the bracket.
 fn next_rate(trials: &[Trial], options: &SearchOptions) -> Next {
+    let next = next_amount(trials, options);
+    if options.over == Over::Rate {
+        return next;
+    }
+    let (lo, hi) = bracket(trials);
+    match next {
+        Next::Rate(r) => {
+            let r = r.round().max(1.0);
+            let r = match lo {
+                Some(lo) if r <= lo => lo + 1.0,
+                _ => r,
+            };
+            let tried = |x: f64| trials.iter().any(|t| t.rate == x);
+            if hi.is_some_and(|h| r >= h) || tried(r) {
+                match trials.iter().map(|t| t.rate).reduce(f64::min) {
+                    Some(lowest) if lo.is_none() && lowest > 1.0 => Next::Rate(lowest - 1.0),
+                    Some(lowest) if lo.is_none() => Next::Impossible(lowest),
+                    _ => Next::Done,
+                }
+            } else {
+                Next::Rate(r)
+            }
+        }
+        other => other,
+    }
+}
+
+fn next_amount(trials: &[Trial], options: &SearchOptions) -> Next {
     let at = |r: f64| trials.iter().find(|t| t.rate == r);
     match bracket(trials) {
         (Some(lo), Some(hi)) => {
@@ -348,24 +419,27 @@ fn next_rate(trials: &[Trial], options: &SearchOptions) -> Next {
 pub fn markdown(report: &SearchReport) -> String {
     let mut m = String::from("# Barrage search\n\n");
     m += &format!(
-        "Objective: {} met by at least {:.2} % of requests (judged at {:.0} % confidence).\n\n",
+        "Objective: {} met by at least {:.2} % of requests (judged at {:.0} % confidence), over {}.\n\n",
         if report.objectives.is_empty() {
             "success".to_string()
         } else {
             report.objectives.join(", ")
         },
         report.options.attainment * 100.0,
-        report.options.confidence * 100.0
+        report.options.confidence * 100.0,
+        report.options.over.unit()
     );
+    let unit = report.options.over.unit();
     m += &match (report.best, report.failed_at) {
-        (Some(b), Some(f)) => format!("**Highest rate that meets it: {b:.2} requests/s**; {f:.2} does not.\n\n"),
-        (Some(b), None) => format!("**Highest rate that meets it: {b:.2} requests/s** (no higher rate failed).\n\n"),
-        (None, _) => "**No rate tried meets it.**\n\n".to_string(),
+        (Some(b), Some(f)) => format!("**Highest load that meets it: {b:.2} {unit}**; {f:.2} does not.\n\n"),
+        (Some(b), None) => format!("**Highest load that meets it: {b:.2} {unit}** (no higher load failed).\n\n"),
+        (None, _) => "**No load tried meets it.**\n\n".to_string(),
     };
     if let Some(note) = &report.note {
         m += &format!("{note}\n\n");
     }
-    m += "| rate req/s | runs | judged | attainment | interval | thresholds failed | meets | decided by |\n";
+    m += &format!("| {unit} | runs |");
+    m += " judged | attainment | interval | thresholds failed | meets | decided by |\n";
     m += "|---:|---:|---:|---:|---|---|:---:|---|\n";
     for t in &report.trials {
         m += &format!(
