@@ -35,7 +35,31 @@ impl Profile {
     }
 }
 
+/// 8 sequences of 10 tokens in 10 ms steps: 80 requests/s.
+const EIGHTY: Profile = Profile {
+    max_num_seqs: 8,
+    step_base_ms: 8.0,
+    step_per_seq_ms: 0.25,
+    tokens: 10,
+};
+
 const SHORT: &[&str] = &["--point-duration", "5", "--warmup", "1", "--probe-duration", "3"];
+
+/// `barrage sweep` or `search` (`command`, with its flags first) of
+/// `config` into `out`, with short runs and `extra` flags.
+fn answer(command: &[&str], config: &Path, out: &Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = barrage();
+    cmd.args(command)
+        .args(["--quiet", "--config"])
+        .arg(config)
+        .arg("--output")
+        .arg(out)
+        .args(SHORT)
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    cmd
+}
 
 fn json(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
@@ -60,12 +84,7 @@ fn sent_under(dir: &Path) -> u64 {
 fn sweep_finds_the_knee_the_batching_model_implies_on_two_profiles() {
     let tmp = tempfile::tempdir().unwrap();
     let profiles = [
-        Profile {
-            max_num_seqs: 8,
-            step_base_ms: 8.0,
-            step_per_seq_ms: 0.25,
-            tokens: 10,
-        },
+        EIGHTY,
         Profile {
             max_num_seqs: 16,
             step_base_ms: 10.0,
@@ -81,12 +100,7 @@ fn sweep_finds_the_knee_the_batching_model_implies_on_two_profiles() {
                 let config = p.write(tmp.path(), &format!("profile{i}"), "");
                 let out = tmp.path().join(format!("sweep{i}"));
                 scope.spawn(move || {
-                    let outcome = run(barrage()
-                        .args(["sweep", "--quiet", "--config"])
-                        .arg(&config)
-                        .arg("--output")
-                        .arg(&out)
-                        .args(SHORT));
+                    let outcome = run(&mut answer(&["sweep"], &config, &out, &[]));
                     (outcome, out)
                 })
             })
@@ -103,6 +117,12 @@ fn sweep_finds_the_knee_the_batching_model_implies_on_two_profiles() {
             "knee {knee:.1}/s vs the model's capacity {capacity:.1}/s\n{stdout}"
         );
         let points = report["points"].as_array().unwrap();
+        eprintln!(
+            "capacity {capacity:.1}/s: knee {knee:.2} ± {:.2}/s from {} rates, {} requests",
+            f(&report["knee"]["uncertainty"]),
+            points.len(),
+            report["requests_spent"]
+        );
         let (past, served): (Vec<_>, Vec<_>) = points.iter().partition(|p| p["saturated"] == true);
         assert!(!past.is_empty() && !served.is_empty(), "{stdout}");
         // Denser near the knee: the rates bracketing it are within the precision.
@@ -123,22 +143,11 @@ fn sweep_finds_the_knee_the_batching_model_implies_on_two_profiles() {
 #[test]
 fn search_finds_the_highest_rate_meeting_an_objective_with_fewer_requests_than_doubling_and_bisection() {
     let tmp = tempfile::tempdir().unwrap();
-    let profile = Profile {
-        max_num_seqs: 8,
-        step_base_ms: 8.0,
-        step_per_seq_ms: 0.25,
-        tokens: 10,
-    };
+    let profile = EIGHTY;
     let config = profile.write(tmp.path(), "profile", "");
     let out = tmp.path().join("search");
     let objective = ["--slo", "ttft < 100ms", "--attainment", "95%"];
-    let (code, stdout, stderr) = run(barrage()
-        .args(["search", "--quiet", "--config"])
-        .arg(&config)
-        .arg("--output")
-        .arg(&out)
-        .args(SHORT)
-        .args(objective));
+    let (code, stdout, stderr) = run(&mut answer(&["search"], &config, &out, &objective));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let report = json(&out.join("search.json"));
     let best = f(&report["best"]);
@@ -220,21 +229,15 @@ fn a_search_over_users_finds_the_batch_the_model_serves_without_a_queue() {
     // Eight sequences run at once, so up to eight users never wait for a
     // slot (TTFT is one 10 ms step); past some more, the queue for slots
     // makes TTFT miss 50 ms.
-    let profile = Profile {
-        max_num_seqs: 8,
-        step_base_ms: 8.0,
-        step_per_seq_ms: 0.25,
-        tokens: 10,
-    };
+    let profile = EIGHTY;
     let config = profile.write(tmp.path(), "profile", "");
     let out = tmp.path().join("users");
-    let (code, stdout, stderr) = run(barrage()
-        .args(["search", "--quiet", "--over", "users", "--config"])
-        .arg(&config)
-        .arg("--output")
-        .arg(&out)
-        .args(SHORT)
-        .args(["--slo", "ttft < 50ms", "--attainment", "95%"]));
+    let (code, stdout, stderr) = run(&mut answer(
+        &["search", "--over", "users"],
+        &config,
+        &out,
+        &["--slo", "ttft < 50ms", "--attainment", "95%"],
+    ));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let report = json(&out.join("search.json"));
     let (best, failed_at) = (f(&report["best"]), f(&report["failed_at"]));
@@ -257,12 +260,7 @@ fn a_search_over_users_finds_the_batch_the_model_serves_without_a_queue() {
 #[test]
 fn sweeps_and_searches_refuse_bad_input_stop_on_a_dead_target_and_keep_their_points() {
     let tmp = tempfile::tempdir().unwrap();
-    let profile = Profile {
-        max_num_seqs: 8,
-        step_base_ms: 8.0,
-        step_per_seq_ms: 0.25,
-        tokens: 10,
-    };
+    let profile = EIGHTY;
     let config = profile.write(tmp.path(), "profile", "");
     for (args, expected) in [
         (
@@ -296,12 +294,7 @@ fn sweeps_and_searches_refuse_bad_input_stop_on_a_dead_target_and_keep_their_poi
     // A target that fails every request: the sweep stops at once, says why, keeps its file.
     let dead = profile.write(tmp.path(), "dead", "  faults: {http_500: 1.0}\n");
     let out = tmp.path().join("dead-sweep");
-    let (code, stdout, stderr) = run(barrage()
-        .args(["sweep", "--quiet", "--config"])
-        .arg(&dead)
-        .arg("--output")
-        .arg(&out)
-        .args(SHORT));
+    let (code, stdout, stderr) = run(&mut answer(&["sweep"], &dead, &out, &[]));
     assert_eq!(code, 5, "{stdout}\n{stderr}");
     assert!(stderr.contains("every request failed at 1 users"), "{stderr}");
     assert_eq!(
@@ -314,13 +307,12 @@ fn sweeps_and_searches_refuse_bad_input_stop_on_a_dead_target_and_keep_their_poi
 
     // An objective no rate meets: the search says so, with the lowest rate tried.
     let out = tmp.path().join("impossible");
-    let (code, stdout, stderr) = run(barrage()
-        .args(["search", "--quiet", "--config"])
-        .arg(&config)
-        .arg("--output")
-        .arg(&out)
-        .args(SHORT)
-        .args(["--slo", "ttft < 1ms", "--min-rate", "20", "--max-points", "4"]));
+    let (code, stdout, stderr) = run(&mut answer(
+        &["search"],
+        &config,
+        &out,
+        &["--slo", "ttft < 1ms", "--min-rate", "20", "--max-points", "4"],
+    ));
     assert_eq!(code, 7, "{stdout}\n{stderr}");
     assert!(
         stderr.contains("no load meets the objective: the lowest tried, 20.00 requests/s"),
@@ -330,15 +322,7 @@ fn sweeps_and_searches_refuse_bad_input_stop_on_a_dead_target_and_keep_their_poi
     // Ctrl-C in the middle of a search, then of a sweep: every run so far
     // is kept, and the answer's page is written.
     let out = tmp.path().join("interrupted-search");
-    let mut child = barrage()
-        .args(["search", "--quiet", "--config"])
-        .arg(&config)
-        .arg("--output")
-        .arg(&out)
-        .args(SHORT)
-        .args(["--slo", "ttft < 100ms"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    let mut child = answer(&["search"], &config, &out, &["--slo", "ttft < 100ms"])
         .spawn()
         .unwrap();
     let (code, _) = interrupt_after(&mut child, std::time::Duration::from_secs(4));
@@ -350,16 +334,7 @@ fn sweeps_and_searches_refuse_bad_input_stop_on_a_dead_target_and_keep_their_poi
     assert!(out.join("search.md").exists());
 
     let out = tmp.path().join("interrupted");
-    let mut child = barrage()
-        .args(["sweep", "--quiet", "--config"])
-        .arg(&config)
-        .arg("--output")
-        .arg(&out)
-        .args(SHORT)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = answer(&["sweep"], &config, &out, &[]).spawn().unwrap();
     let (code, _) = interrupt_after(&mut child, std::time::Duration::from_secs(5));
     assert_eq!(code, Some(3));
     let report = json(&out.join("sweep.json"));

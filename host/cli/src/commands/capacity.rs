@@ -107,6 +107,30 @@ pub(crate) fn report_as_run(
     Ok(())
 }
 
+/// Write and print the answer's page; the exit code when the answer ended
+/// in a failure of the target (5) or a stop (3).
+pub(crate) fn conclude(
+    dir: &std::path::Path,
+    file: &str,
+    page: &str,
+    note: Option<&str>,
+    stop: &StopSignal,
+) -> Result<Option<std::process::ExitCode>> {
+    std::fs::write(dir.join(file), page)?;
+    print!("{page}");
+    println!("results: {}", dir.display());
+    Ok(
+        if let Some(note) = note.filter(|n| n.starts_with("every request failed")) {
+            eprintln!("error: {note}");
+            Some(std::process::ExitCode::from(5))
+        } else if stop.is_stopped() {
+            Some(std::process::ExitCode::from(3))
+        } else {
+            None
+        },
+    )
+}
+
 /// Ask `question` of the setup's target; the stop is the user's (Ctrl-C).
 pub(crate) fn ask(setup: Setup, question: Question, quiet: bool) -> Result<(Answer, StopSignal)> {
     let runtime = runtime()?;

@@ -9,7 +9,7 @@ use barrage_engine::capacity::search::{Over, SearchOptions, markdown};
 
 use barrage_engine::metrics::LoadMark;
 
-use super::capacity::{Answer, PointArgs, Question, ask, report_as_run};
+use super::capacity::{Answer, PointArgs, Question, ask, conclude, report_as_run};
 use super::run::RunArgs;
 
 #[derive(Debug, Args)]
@@ -97,25 +97,15 @@ pub(crate) fn execute(mut args: SearchArgs) -> Result<ExitCode> {
         .collect();
     report_as_run(&args.run, &config, &dir, &runs, marks)?;
     let page = markdown(&report);
-    std::fs::write(dir.join("search.md"), &page)?;
-    print!("{page}");
-    println!("results: {}", dir.display());
-    let all_failed = report
-        .note
-        .as_deref()
-        .is_some_and(|n| n.starts_with("every request failed"));
-    Ok(if all_failed {
-        eprintln!("error: {}", report.note.as_deref().unwrap_or_default());
-        ExitCode::from(5)
-    } else if stop.is_stopped() {
-        ExitCode::from(3)
-    } else if report.best.is_none() {
+    if let Some(code) = conclude(&dir, "search.md", &page, report.note.as_deref(), &stop)? {
+        return Ok(code);
+    }
+    if report.best.is_none() {
         eprintln!(
             "error: {}",
-            report.note.as_deref().unwrap_or("no rate tried meets the objective")
+            report.note.as_deref().unwrap_or("no load tried meets the objective")
         );
-        ExitCode::from(7)
-    } else {
-        ExitCode::SUCCESS
-    })
+        return Ok(ExitCode::from(7));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,7 @@ use barrage_engine::capacity::sweep::{SweepOptions, markdown};
 use barrage_engine::capacity::Load;
 use barrage_engine::metrics::LoadMark;
 
-use super::capacity::{Answer, PointArgs, Question, ask, report_as_run};
+use super::capacity::{Answer, PointArgs, Question, ask, conclude, report_as_run};
 use super::run::RunArgs;
 
 #[derive(Debug, Args)]
@@ -63,19 +63,6 @@ pub(crate) fn execute(mut args: SweepArgs) -> Result<ExitCode> {
         .collect();
     report_as_run(&args.run, &config, &dir, &runs, marks)?;
     let page = markdown(&report);
-    std::fs::write(dir.join("sweep.md"), &page)?;
-    print!("{page}");
-    println!("results: {}", dir.display());
-    let all_failed = report
-        .note
-        .as_deref()
-        .is_some_and(|n| n.starts_with("every request failed"));
-    Ok(if all_failed {
-        eprintln!("error: {}", report.note.as_deref().unwrap_or_default());
-        ExitCode::from(5)
-    } else if stop.is_stopped() {
-        ExitCode::from(3)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let code = conclude(&dir, "sweep.md", &page, report.note.as_deref(), &stop)?;
+    Ok(code.unwrap_or(ExitCode::SUCCESS))
 }

@@ -143,6 +143,12 @@ fn parse(s: &str) -> Result<Slo, String> {
 /// Parse objectives from config entries, each of which may hold several
 /// separated by commas.
 pub fn parse_all<'a>(entries: impl IntoIterator<Item = &'a String>) -> Result<Vec<Slo>, SloError> {
+    parse_list(entries)
+}
+
+/// Parse config entries, each of which may hold several items separated
+/// by commas (objectives, thresholds).
+pub fn parse_list<'a, T: FromStr>(entries: impl IntoIterator<Item = &'a String>) -> Result<Vec<T>, T::Err> {
     entries
         .into_iter()
         .flat_map(|e| e.split(','))

@@ -434,12 +434,7 @@ impl Threshold {
 /// Parse thresholds from config entries, each of which may hold several
 /// separated by commas.
 pub fn parse_all<'a>(entries: impl IntoIterator<Item = &'a String>) -> Result<Vec<Threshold>, ThresholdError> {
-    entries
-        .into_iter()
-        .flat_map(|e| e.split(','))
-        .filter(|s| !s.trim().is_empty())
-        .map(str::parse)
-        .collect()
+    super::slo::parse_list(entries)
 }
 
 #[cfg(test)]
