@@ -265,7 +265,11 @@ fn sweeps_and_searches_refuse_bad_input_stop_on_a_dead_target_and_keep_their_poi
     for (args, expected) in [
         (
             vec!["sweep", "--rate", "5"],
-            "--rate sets a run's stage; a sweep chooses its own rates",
+            "--rate is for a single run; a sweep chooses its own runs",
+        ),
+        (
+            vec!["search", "--junit", "j.xml"],
+            "--junit is for a single run; a search chooses its own runs",
         ),
         (
             vec!["search", "--attainment", "150%"],

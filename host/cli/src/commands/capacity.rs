@@ -37,9 +37,9 @@ pub(crate) struct PointArgs {
 impl PointArgs {
     /// Refuse values no run could have; `question` names the command.
     pub(crate) fn check(&self, run: &super::run::RunArgs, question: &str) -> Result<()> {
-        if let Some(flag) = run.stage_flag() {
+        if let Some(flag) = run.single_run_flag() {
             bail!(
-                "{flag} sets a run's stage; a {question} chooses its own rates (see --point-duration and --max-rate)"
+                "{flag} is for a single run; a {question} chooses its own runs (see --point-duration and --max-rate)"
             );
         }
         let positive = |v: f64| v > 0.0 && v.is_finite();

@@ -360,15 +360,17 @@ impl RunArgs {
         (!self.quiet).then(StderrProgress::boxed)
     }
 
-    /// The flags that give a run its one stage, if any was given: a sweep
-    /// or search chooses its own stages.
-    pub(crate) fn stage_flag(&self) -> Option<&'static str> {
+    /// A flag given that only a single run has (its one stage, aborting it,
+    /// its CI files), if any: a sweep or search chooses its own runs.
+    pub(crate) fn single_run_flag(&self) -> Option<&'static str> {
         [
             (self.rate.is_some(), "--rate"),
             (self.concurrency.is_some(), "--concurrency"),
             (self.duration.is_some(), "--duration"),
             (self.requests.is_some(), "--requests"),
             (self.abort_on_threshold, "--abort-on-threshold"),
+            (self.ci.junit.is_some(), "--junit"),
+            (self.ci.ci_summary.is_some(), "--ci-summary"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))
