@@ -170,10 +170,11 @@ fn search_finds_the_highest_rate_meeting_an_objective_with_fewer_requests_than_d
             .args(&objective[..2])
             .args(["--reporter", "json"]));
         assert_eq!(code, 0, "{stdout}\n{stderr}");
-        f(&crate::common::summary(&dir)["total"]["goodput"]["share"])
+        let total = &crate::common::summary(&dir)["total"];
+        (f(&total["goodput"]["share"]), total["sent"].as_u64().unwrap())
     };
     // Run side by side: four short runs at once still leave the simulator idle.
-    let shares: Vec<f64> = std::thread::scope(|scope| {
+    let shares: Vec<(f64, u64)> = std::thread::scope(|scope| {
         let runs: Vec<_> = [
             (best, "again0"),
             (best, "again1"),
@@ -185,21 +186,20 @@ fn search_finds_the_highest_rate_meeting_an_objective_with_fewer_requests_than_d
         .collect();
         runs.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    for (i, share) in shares[..3].iter().enumerate() {
+    for (i, (share, _)) in shares[..3].iter().enumerate() {
         assert!(*share >= 0.95, "rerun {i} at {best:.2}/s: {share}");
     }
-    assert!(shares[3] < 0.95, "10 % above {best:.2}/s: {}", shares[3]);
+    assert!(shares[3].0 < 0.95, "10 % above {best:.2}/s: {}", shares[3].0);
 
-    // guidellm's method, written here: double from 1 request/s until the
-    // objective fails, then bisect to the same precision, each rate for the
-    // same 5 s. It is given the answer (a rate meets it iff it is below
-    // the lowest rate the search saw fail), so it never repeats a point or
-    // misjudges one: a count of requests it could not beat.
-    let meets = |r: f64| r < failed_at;
-    let (mut lo, mut hi, mut rate, mut requests) = (0.0, f64::INFINITY, 1.0, 0.0);
-    loop {
-        requests += rate * 5.0;
-        if meets(rate) {
+    // guidellm's method, written here and run on the same simulator:
+    // double from 1 request/s until the objective fails, then bisect to
+    // the same precision, each rate for the same 5 s, judged by its
+    // measured attainment.
+    let (mut lo, mut hi, mut rate, mut requests) = (0.0, f64::INFINITY, 1.0, 0u64);
+    for step in 0..20 {
+        let (share, sent) = share_at(rate, &format!("doubling{step}"));
+        requests += sent;
+        if share >= 0.95 {
             lo = rate;
         } else {
             hi = rate;
@@ -214,13 +214,11 @@ fn search_finds_the_highest_rate_meeting_an_objective_with_fewer_requests_than_d
             break;
         }
     }
+    assert!((hi - lo) / hi <= 0.05, "doubling and bisection ended at {lo}..{hi}");
     eprintln!(
-        "search: {spent} requests for {best:.2}..{failed_at:.2}; doubling and bisection: {requests:.0} for {lo:.2}..{hi:.2}"
+        "search: {spent} requests for {best:.2}..{failed_at:.2}; doubling and bisection: {requests} for {lo:.2}..{hi:.2}"
     );
-    assert!(
-        (spent as f64) < requests,
-        "{spent} requests, doubling and bisection {requests:.0}"
-    );
+    assert!(spent < requests, "{spent} requests, doubling and bisection {requests}");
 }
 
 #[test]
