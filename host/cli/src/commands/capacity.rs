@@ -120,7 +120,7 @@ pub(crate) fn conclude(
     print!("{page}");
     println!("results: {}", dir.display());
     Ok(
-        if let Some(note) = note.filter(|n| n.starts_with("every request failed")) {
+        if let Some(note) = note.filter(|n| n.starts_with(barrage_engine::capacity::ALL_FAILED)) {
             eprintln!("error: {note}");
             Some(std::process::ExitCode::from(5))
         } else if stop.is_stopped() {

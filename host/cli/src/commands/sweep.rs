@@ -16,7 +16,7 @@ use super::run::RunArgs;
 #[derive(Debug, Args)]
 pub(crate) struct SweepArgs {
     /// Past the knee: throughput below this share of the offered rate, or a
-    /// gain below it for the rate added.
+    /// gain below it for the rate added while latency inflates.
     #[arg(long, value_name = "SHARE", default_value_t = 0.9)]
     efficiency: f64,
     #[command(flatten)]

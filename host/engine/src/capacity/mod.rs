@@ -23,6 +23,10 @@ use crate::metrics::{StageSummary, Summary};
 /// The note of an answer the user interrupted.
 pub const INTERRUPTED: &str = "interrupted: the points so far are kept";
 
+/// How the note of an answer that stopped at a target failing every
+/// request begins.
+pub const ALL_FAILED: &str = "every request failed";
+
 /// Why a sweep or search could not go on.
 #[derive(Debug, thiserror::Error)]
 pub enum CapacityError {
@@ -340,7 +344,7 @@ pub(crate) async fn probe(
         probe.levels.push(point);
         if failed_all {
             note = Some(format!(
-                "every request failed at {users} users: the target does not answer right; see {name}/summary.json"
+                "{ALL_FAILED} at {users} users: the target does not answer right; see {name}/summary.json"
             ));
             break;
         }

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CapacityError, INTERRUPTED, Load, Point, Probe, Runner, rate_name, write};
+use super::{ALL_FAILED, CapacityError, INTERRUPTED, Load, Point, Probe, Runner, rate_name, write};
 use crate::metrics::Summary;
 
 /// What a search varies.
@@ -225,9 +225,7 @@ pub async fn search(
         report.requests_spent = runner.spent;
         write(&runner.dir, SEARCH_JSON, &report)?;
         if all_failed {
-            report.note = Some(format!(
-                "every request failed at {rate:.2} {unit}; the search stopped there"
-            ));
+            report.note = Some(format!("{ALL_FAILED} at {rate:.2} {unit}; the search stopped there"));
             break;
         }
         match next_rate(&report.trials, options) {

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{CapacityError, INTERRUPTED, Load, Point, Probe, Runner, mean_sd, rate_name, write};
+use super::{ALL_FAILED, CapacityError, INTERRUPTED, Load, Point, Probe, Runner, mean_sd, rate_name, write};
 
 /// How a sweep runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,7 +149,7 @@ pub async fn sweep(runner: &mut Runner<'_>, options: &SweepOptions) -> Result<Sw
         write(&runner.dir, SWEEP_JSON, &report)?;
         if failed_all {
             report.note = Some(format!(
-                "every request failed at {rate:.2} requests/s; the sweep stopped there (see {name}/summary.json)"
+                "{ALL_FAILED} at {rate:.2} requests/s; the sweep stopped there (see {name}/summary.json)"
             ));
             break;
         }
