@@ -31,7 +31,8 @@ fn a_spike_reports_scale_up_and_recovery_that_follow_the_provisioning_delay() {
                         .arg(&config)
                         .arg("--output")
                         .arg(&out)
-                        .args(["--reporter", "json"]));
+                        .args(["--reporter", "json"])
+                        .args(["--threshold", "stage 0: server.waiting.max < 5"]));
                     (outcome, out)
                 })
             })
@@ -45,6 +46,11 @@ fn a_spike_reports_scale_up_and_recovery_that_follow_the_provisioning_delay() {
         let server = &s["server"];
         assert_eq!(server["errors"], 0, "{server}");
         assert!(server["scrapes"].as_u64().unwrap() > 40, "{server}");
+        // Per stage, the server's queue: short under the steady load, long in the spike.
+        let waiting = |i: usize| f(&s["stages"][i]["server"]["waiting"]["max"]);
+        assert!(waiting(0) < 5.0 && waiting(1) > 20.0, "{} / {}", waiting(0), waiting(1));
+        assert_eq!(s["thresholds"][0]["passed"], true, "{}", s["thresholds"]);
+        assert!(f(&s["stages"][1]["server"]["replicas"]["max"]) >= 2.0);
         let spikes = s["spikes"].as_array().unwrap();
         assert_eq!(spikes.len(), 1, "one rise of the rate: {spikes:?}");
         let spike = &spikes[0];

@@ -484,6 +484,21 @@ pub fn console_table(summary: &Summary) -> String {
         for (msg, n) in &s.errors {
             let _ = writeln!(out, "       {n} × {msg}");
         }
+        if let Some(server) = &s.server {
+            let gauge = |name: &str, g: Option<crate::server_metrics::MeanMax>| {
+                g.map(|g| format!("{name} {:.1} (most {:.1})", g.mean, g.max))
+            };
+            let parts: Vec<String> = [
+                gauge("replicas", server.replicas),
+                gauge("waiting", server.waiting),
+                gauge("running", server.running),
+                gauge("KV cache", server.kv_cache_usage),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            let _ = writeln!(out, "       server: {}", parts.join(", "));
+        }
         if let Some(c) = s.client.as_ref().filter(|c| c.saturated) {
             let _ = writeln!(
                 out,

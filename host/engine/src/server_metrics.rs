@@ -117,6 +117,60 @@ impl ServerSeries {
     }
 }
 
+/// The server's gauges over one stage's window (`server.waiting.max` in a
+/// threshold).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerStats {
+    /// Samples in the window.
+    pub samples: u64,
+    /// Replicas.
+    pub replicas: Option<MeanMax>,
+    /// Requests waiting in the server's queue.
+    pub waiting: Option<MeanMax>,
+    /// Requests running.
+    pub running: Option<MeanMax>,
+    /// KV-cache use, 0–1.
+    pub kv_cache_usage: Option<MeanMax>,
+}
+
+/// A gauge over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MeanMax {
+    /// The mean of its samples.
+    pub mean: f64,
+    /// The most.
+    pub max: f64,
+}
+
+impl ServerSeries {
+    /// The gauges of the samples taken from `from_s` to `to_s` (seconds
+    /// from the run's start); none when no sample falls in it.
+    pub fn stats(&self, from_s: f64, to_s: f64) -> Option<ServerStats> {
+        let window: Vec<&ServerSample> = self
+            .samples
+            .iter()
+            .filter(|s| s.t_s >= from_s && s.t_s <= to_s)
+            .collect();
+        if window.is_empty() {
+            return None;
+        }
+        let of = |f: fn(&ServerSample) -> Option<f64>| {
+            let values: Vec<f64> = window.iter().filter_map(|s| f(s)).collect();
+            (!values.is_empty()).then(|| MeanMax {
+                mean: values.iter().sum::<f64>() / values.len() as f64,
+                max: values.iter().copied().fold(f64::MIN, f64::max),
+            })
+        };
+        Some(ServerStats {
+            samples: window.len() as u64,
+            replicas: of(|s| s.replicas),
+            waiting: of(|s| s.waiting),
+            running: of(|s| s.running),
+            kv_cache_usage: of(|s| s.kv_cache_usage),
+        })
+    }
+}
+
 /// Gauges by what they mean, under each server's name for them; the
 /// first name present is taken.
 const REPLICAS: &[&str] = &["barrage_sim:replicas", "kube_deployment_status_replicas_ready"];
@@ -345,6 +399,24 @@ mod tests {
         // Quoted braces, escapes, timestamps and special values are fine.
         let s = sample("x{a=\"}\\\"\"} 1 1700000000000\nbarrage_sim:replicas +Inf\n", 0.0).unwrap();
         assert_eq!(s.replicas, Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn a_windows_gauges_are_averaged_and_their_most_kept() {
+        let mut series = ServerSeries::default();
+        for (t, waiting) in [(0.5, 0.0), (1.5, 4.0), (2.5, 8.0), (9.0, 100.0)] {
+            series.samples.push(ServerSample {
+                t_s: t,
+                waiting: Some(waiting),
+                ..ServerSample::default()
+            });
+        }
+        let stats = series.stats(1.0, 3.0).unwrap();
+        assert_eq!(
+            (stats.samples, stats.waiting, stats.running),
+            (2, Some(MeanMax { mean: 6.0, max: 8.0 }), None)
+        );
+        assert!(series.stats(3.0, 8.0).is_none());
     }
 
     #[test]

@@ -327,6 +327,7 @@ impl StageAgg {
             )),
             prompt_tokens: self.prompt_len.dist(percentiles),
             output_tokens_per_request: self.output_len.dist(percentiles),
+            server: None,
         };
         summary.accounted = summary.reconciles();
         summary
@@ -430,6 +431,9 @@ pub struct StageSummary {
     pub prompt_tokens: Option<Dist>,
     /// Output tokens per request.
     pub output_tokens_per_request: Option<Dist>,
+    /// The server's gauges over the stage (with `server_metrics`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<crate::server_metrics::ServerStats>,
 }
 
 impl StageSummary {

@@ -436,7 +436,14 @@ impl Aggregator {
             label: "all stages".into(),
             ..StageInfo::default()
         };
-        let total = self.total.summary(None, &total_info, total_counts, p, slos);
+        let mut total = self.total.summary(None, &total_info, total_counts, p, slos);
+        let mut stages = stages;
+        if let Some(server) = &server {
+            // A stage's window: its first scheduled send to its last end.
+            for s in stages.iter_mut().chain(std::iter::once(&mut total)) {
+                s.server = server.stats(s.start_ms / 1000.0, s.end_ms / 1000.0);
+            }
+        }
         let thresholds = self
             .options
             .thresholds

@@ -211,9 +211,14 @@ fn split_op(body: &str) -> Option<(&str, Op, &str)> {
     None
 }
 
-/// Every key a stage summary has at its top level.
+/// Every key a stage summary has at its top level (those left out when
+/// empty included).
 fn summary_keys() -> Vec<String> {
-    match serde_json::to_value(StageSummary::default()) {
+    let full = StageSummary {
+        server: Some(crate::server_metrics::ServerStats::default()),
+        ..StageSummary::default()
+    };
+    match serde_json::to_value(full) {
         Ok(Value::Object(map)) => map.keys().cloned().collect(),
         _ => Vec::new(),
     }
@@ -270,6 +275,7 @@ fn figure(lhs: &str, text: &str) -> Result<Figure, String> {
             .collect();
         known.extend(["error_rate", "requested", "goodput", "goodput_share"].map(String::from));
         known.sort();
+        known.dedup();
         return Err(format!(
             "`{name}` in `{text}` is not a metric of the summary; use one of {}",
             known.join(", ")
