@@ -30,7 +30,8 @@ pub struct Check {
     pub scope: String,
     /// Why it failed; none when it passed.
     pub failure: Option<String>,
-    kind: Failure,
+    /// What a failure of it is.
+    pub kind: Failure,
 }
 
 /// Every check of a run and the verdict.
@@ -65,8 +66,7 @@ impl Gate {
         checks.push(run(
             "requests succeeded",
             Failure::NoneSucceeded,
-            (total.sent > 0 && total.succeeded == 0)
-                .then(|| format!("none of the {} requests sent succeeded", total.sent)),
+            (total.sent > 0 && total.succeeded == 0).then(|| format!("no request succeeded ({} sent)", total.sent)),
         ));
         let restarts = summary.run.host.map_or(0, |h| h.plugin_thread_restarts);
         checks.push(run(

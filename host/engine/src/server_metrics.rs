@@ -8,7 +8,6 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Empty};
@@ -34,6 +33,18 @@ impl Default for ServerMetricsConfig {
         ServerMetricsConfig {
             url: None,
             interval_s: 1.0,
+        }
+    }
+}
+
+impl ServerMetricsConfig {
+    /// What to scrape for a run against `target`: the configured URL, or
+    /// the target's `/metrics`, which only an `http://` target has here.
+    pub fn url_for(&self, target: &str) -> Result<String, String> {
+        match &self.url {
+            Some(u) => Ok(u.clone()),
+            None if target.starts_with("http://") => Ok(format!("{}/metrics", target.trim_end_matches('/'))),
+            None => Err("server_metrics: the target is not http://; give server_metrics.url".into()),
         }
     }
 }
@@ -272,20 +283,16 @@ pub fn sample(body: &str, t_s: f64) -> Result<ServerSample, String> {
 }
 
 /// Scrape `url` every `interval` until the task is aborted, appending each
-/// line to `dir/server.jsonl` and to the returned series.
+/// line to `dir/server.jsonl` (the run's series is read back from it, as a
+/// rebuild reads it).
 pub fn spawn(
     url: String,
     interval: Duration,
     origin: Instant,
     dir: &Path,
-) -> std::io::Result<(tokio::task::JoinHandle<()>, Arc<Mutex<ServerSeries>>)> {
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut file = std::fs::File::create(dir.join(SERVER_JSONL))?;
-    let series = Arc::new(Mutex::new(ServerSeries {
-        url: url.clone(),
-        ..ServerSeries::default()
-    }));
-    let shared = series.clone();
-    let task = tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -307,10 +314,8 @@ pub fn spawn(
             if let Ok(json) = serde_json::to_string(&line) {
                 let _ = writeln!(file, "{json}");
             }
-            shared.lock().unwrap_or_else(|p| p.into_inner()).add(line);
         }
-    });
-    Ok((task, series))
+    }))
 }
 
 /// Longest exposition read; a larger one is refused.

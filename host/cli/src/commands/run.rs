@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use barrage_engine::config::{RunConfig, Stage};
+use barrage_engine::gate::{Failure, Gate};
 use barrage_engine::load::ProgressSink;
 use barrage_engine::load::shape::ShapeKind;
 use barrage_plugin_host::CodecPlugin;
@@ -459,21 +460,23 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
     let console = barrage_engine::report::console_table(&report);
     print!("{console}");
     write_reports(&args.plugins, &config.report, &report, &dir, &dir);
-    let gate = barrage_engine::gate::Gate::of(&report, config.strict_client);
+    let gate = Gate::of(&report, config.strict_client);
     args.ci.write(&gate, &report, &console);
-    let restarts = report.run.host.map_or(0, |h| h.plugin_thread_restarts);
-    if restarts > 0 {
-        eprintln!(
-            "error: a plugin thread panicked and was restarted {restarts} times; the streams it held \
-             failed (counted as plugin errors). This is a bug in Barrage: please report it."
-        );
-    }
-    if report.total.sent > 0 && report.total.succeeded == 0 && restarts == 0 {
-        eprintln!(
-            "error: no request succeeded ({} sent): a server (or codec) that answers nothing right is not \
-             measured; the errors are above and in summary.json",
-            report.total.sent
-        );
+    let restarted = gate.failure == Some(Failure::PluginRestarts);
+    for check in gate.failed() {
+        let why = check.failure.as_deref().unwrap_or_default();
+        match check.kind {
+            Failure::PluginRestarts => eprintln!(
+                "error: {why}; the streams it held failed (counted as plugin errors). This is a bug in \
+                 Barrage: please report it."
+            ),
+            // Every request failing is then the restarts' doing.
+            Failure::NoneSucceeded if !restarted => eprintln!(
+                "error: {why}: a server (or codec) that answers nothing right is not measured; the errors \
+                 are above and in summary.json"
+            ),
+            _ => {}
+        }
     }
     let saturated: Vec<String> = report
         .stages

@@ -202,7 +202,7 @@ fn classify(points: &mut [SweepPoint], options: &SweepOptions) {
 fn next_rate(points: &[SweepPoint], options: &SweepOptions) -> Option<f64> {
     let served = points.iter().filter(|p| !p.saturated).map(|p| p.point.load);
     let past = points.iter().filter(|p| p.saturated).map(|p| p.point.load);
-    let (lo, hi) = (served.fold(None, max), past.fold(None, min));
+    let (lo, hi) = (served.reduce(f64::max), past.reduce(f64::min));
     match (lo, hi) {
         (_, None) => {
             let top = points.iter().map(|p| p.point.load).fold(0.0, f64::max);
@@ -217,14 +217,6 @@ fn next_rate(points: &[SweepPoint], options: &SweepOptions) -> Option<f64> {
     }
 }
 
-fn max(a: Option<f64>, b: f64) -> Option<f64> {
-    Some(a.map_or(b, |a| a.max(b)))
-}
-
-fn min(a: Option<f64>, b: f64) -> Option<f64> {
-    Some(a.map_or(b, |a| a.min(b)))
-}
-
 /// The knee: the throughput the saturated points plateau at, when there
 /// are points on both sides of it.
 fn knee(points: &[SweepPoint]) -> Option<Knee> {
@@ -233,7 +225,7 @@ fn knee(points: &[SweepPoint]) -> Option<Knee> {
         .iter()
         .filter(|p| !p.saturated)
         .map(|p| p.point.load)
-        .fold(None, max);
+        .reduce(f64::max);
     if plateau.is_empty() || served.is_none() {
         return None;
     }

@@ -85,6 +85,12 @@ pub async fn run(
         path: dir.display().to_string(),
         source,
     })?;
+    let server_url = match &config.server_metrics {
+        Some(m) => m
+            .url_for(target)
+            .map_err(|m| RunError::Config(crate::config::ConfigError::new(m)))?,
+        None => String::new(),
+    };
     let api_key = match &config.api_key_env {
         Some(var) => Some(std::env::var(var).map_err(|_| RunError::ApiKey(var.clone()))?),
         None => None,
@@ -156,22 +162,14 @@ pub async fn run(
     let writer = records::start(sink, records_rx, &live, stop.clone(), rules)?;
     let scraper = match &config.server_metrics {
         Some(m) => {
-            let url = match &m.url {
-                Some(u) => u.clone(),
-                None if target.starts_with("http://") => format!("{}/metrics", target.trim_end_matches('/')),
-                None => {
-                    return Err(RunError::Config(crate::config::ConfigError::new(
-                        "server_metrics: the target is not http://; give server_metrics.url".to_string(),
-                    )));
-                }
-            };
             let interval = Duration::from_secs_f64(m.interval_s);
-            Some(
-                crate::server_metrics::spawn(url, interval, origin, dir).map_err(|source| RunError::Output {
+            let task = crate::server_metrics::spawn(server_url.clone(), interval, origin, dir).map_err(|source| {
+                RunError::Output {
                     path: dir.join(crate::server_metrics::SERVER_JSONL).display().to_string(),
                     source,
-                })?,
-            )
+                }
+            })?;
+            Some(task)
         }
         None => None,
     };
@@ -243,10 +241,15 @@ pub async fn run(
         shards: 1,
         host: Some(host),
     };
-    let server = scraper.map(|(task, series)| {
-        task.abort();
-        std::mem::take(&mut *series.lock().unwrap_or_else(|p| p.into_inner()))
-    });
+    let server = match scraper {
+        Some(task) => {
+            // Stopped before the file is read: no line is written meanwhile.
+            task.abort();
+            let _ = task.await;
+            crate::server_metrics::ServerSeries::read(dir, &server_url)
+        }
+        None => None,
+    };
     let summary = sink
         .aggregator
         .summary(&dir.display().to_string(), facts, &infos, &scheduled, server);

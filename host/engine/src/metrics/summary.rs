@@ -404,8 +404,8 @@ impl Aggregator {
             .map(|(i, agg)| agg.summary(Some(i), &infos.get(i).cloned().unwrap_or_default(), none, p, slos))
             .collect();
         let total = self.total.summary(None, &StageInfo::default(), none, p, slos);
-        live.iter()
-            .flat_map(|t| t.judge_all(&stages, &total))
+        super::threshold::judge_all(&live, &stages, &total)
+            .into_iter()
             .find(|r| r.value.is_some() && r.limit.is_some() && !r.passed)
     }
 
@@ -444,12 +444,8 @@ impl Aggregator {
                 s.server = server.stats(s.start_ms / 1000.0, s.end_ms / 1000.0);
             }
         }
-        let thresholds = self
-            .options
-            .thresholds
-            .iter()
-            .flat_map(|t| t.judge_all(&stages, &total))
-            .collect();
+        let all: Vec<&Threshold> = self.options.thresholds.iter().collect();
+        let thresholds = super::threshold::judge_all(&all, &stages, &total);
         let timeseries = self.timeline.points();
         let attainment = (!slos.is_empty()).then_some(self.options.slo_attainment);
         let spikes = super::spikes::judge(infos, &stages, &timeseries, attainment, server.as_ref());

@@ -418,13 +418,14 @@ impl Threshold {
         }
     }
 
-    /// The verdicts on the stages and run this threshold's scope names.
-    pub fn judge_all(&self, stages: &[StageSummary], total: &StageSummary) -> Vec<ThresholdResult> {
+    /// The verdicts on the stages (as JSON) and run this threshold's scope names.
+    fn judge_scope(&self, stages: &[Value], total: &Value) -> Vec<ThresholdResult> {
+        let stage_of = |json: &Value| json["stage"].as_u64().map(|i| i as usize);
         match self.scope {
-            Scope::Run => vec![self.judge(total)],
-            Scope::EachStage => stages.iter().map(|s| self.judge(s)).collect(),
+            Scope::Run => vec![self.judge_json(total, None)],
+            Scope::EachStage => stages.iter().map(|s| self.judge_json(s, stage_of(s))).collect(),
             Scope::Stage(i) => vec![match stages.get(i) {
-                Some(s) => self.judge(s),
+                Some(s) => self.judge_json(s, stage_of(s)),
                 None => ThresholdResult {
                     threshold: self.text.clone(),
                     stage: Some(i),
@@ -435,6 +436,18 @@ impl Threshold {
             }],
         }
     }
+}
+
+/// Every threshold's verdicts on the stages and the run, each summary
+/// turned into JSON once however many thresholds read it.
+pub fn judge_all(thresholds: &[&Threshold], stages: &[StageSummary], total: &StageSummary) -> Vec<ThresholdResult> {
+    if thresholds.is_empty() {
+        return Vec::new();
+    }
+    let json = |s: &StageSummary| serde_json::to_value(s).unwrap_or(Value::Null);
+    let stages: Vec<Value> = stages.iter().map(json).collect();
+    let total = json(total);
+    thresholds.iter().flat_map(|t| t.judge_scope(&stages, &total)).collect()
 }
 
 /// Parse thresholds from config entries, each of which may hold several
@@ -502,7 +515,7 @@ mod tests {
         let r = judge("goodput_share > 0.9");
         assert_eq!((r.value, r.passed), (None, false));
         let t: Threshold = "stage 4: ttft p99 < 1s".parse().unwrap();
-        let results = t.judge_all(&[stage()], &stage());
+        let results = judge_all(&[&t], &[stage()], &stage());
         assert_eq!((results[0].stage, results[0].passed), (Some(4), false));
     }
 
@@ -512,13 +525,13 @@ mod tests {
         let mut second = stage();
         second.stage = Some(2);
         second.sent = 10;
-        let results = t.judge_all(&[stage(), second], &StageSummary::default());
+        let results = judge_all(&[&t], &[stage(), second], &StageSummary::default());
         assert_eq!(
             results.iter().map(|r| (r.stage, r.passed)).collect::<Vec<_>>(),
             vec![(Some(1), true), (Some(2), false)]
         );
         let t: Threshold = "run: sent > 50".parse().unwrap();
-        assert_eq!(t.judge_all(&[stage()], &StageSummary::default())[0].stage, None);
+        assert_eq!(judge_all(&[&t], &[stage()], &StageSummary::default())[0].stage, None);
     }
 
     #[test]
