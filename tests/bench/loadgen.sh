@@ -10,6 +10,7 @@
 #   cargo build --release -p barrage && tests/bench/loadgen.sh
 #   RATES="1000 3000" DURATION=20 tests/bench/loadgen.sh
 #   ARGS="--config more.yaml" tests/bench/loadgen.sh   # extra `barrage run` arguments
+#   SCRAPE=1 tests/bench/loadgen.sh   # serve --metrics-listen, scraped every second
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-target/release/barrage}
@@ -17,8 +18,16 @@ RATES=${RATES:-"1000 2000 3000 4000 5000"}
 DURATION=${DURATION:-10}
 TOKENS=${TOKENS:-64}
 ARGS=${ARGS:-}
+SCRAPE=${SCRAPE:-}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"; [ -z "${scraper:-}" ] || kill "$scraper" 2>/dev/null || true' EXIT
+if [ -n "$SCRAPE" ]; then
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    ARGS="$ARGS --metrics-listen 127.0.0.1:$port --metrics-linger 0"
+    # As Prometheus would: one GET a second, whether or not a run is serving.
+    (while true; do curl -s -o /dev/null "http://127.0.0.1:$port/metrics" || true; sleep 1; done) &
+    scraper=$!
+fi
 
 printf '%-6s %9s %8s %8s %8s %8s %8s %10s %12s %10s %12s\n' rate achieved lag_p50 lag_p99 lag_max ok failed frames/s cpu_s/1k_ok rss_MiB sim_cpu/1k
 for rate in $RATES; do

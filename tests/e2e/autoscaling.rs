@@ -137,3 +137,56 @@ fn a_scrape_target_that_fails_is_counted_and_the_run_goes_on() {
         assert_eq!(summary(&out)["server"]["errors"], server["errors"]);
     }
 }
+
+#[test]
+fn the_servers_own_request_counts_and_ttft_per_stage_match_the_clients() {
+    let tmp = tempfile::tempdir().unwrap();
+    let truth = tmp.path().join("truth.jsonl");
+    let sim = SimProcess::plain_with_truth("50", "2", &truth);
+    // A pause between the stages: a scrape falls where nothing is in
+    // flight, so each stage's counts run from one quiet moment to the next.
+    let (mut cmd, out) = crate::common::config_run(
+        &sim,
+        tmp.path(),
+        "stages",
+        "stages:\n  - {shape: constant, rate: 20, duration_s: 2, pause_after_s: 1.5}\n  \
+         - {shape: constant, rate: 40, duration_s: 2}\nrequest: {max_tokens: 8}\n\
+         server_metrics: {interval_s: 0.3}\n",
+    );
+    let (code, stdout, stderr) = run(cmd.args(["--reporter", "json"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let s = summary(&out);
+    for i in 0..2 {
+        let stage = &s["stages"][i];
+        let server = &stage["server"];
+        assert_eq!(f(&server["requests"]), f(&stage["succeeded"]), "stage {i}: {server}");
+        // The simulator's TTFT (50 ms, its histogram's bucket is 40–60 ms)
+        // beside the client's, which adds the loopback and the client's reads.
+        let (client, own) = (f(&stage["ttft_ms"]["p50"]), f(&server["ttft_ms"]["p50"]));
+        assert!((40.0..=60.0).contains(&own), "stage {i}: server TTFT p50 {own}");
+        assert!(
+            (client - own).abs() < 15.0,
+            "stage {i}: client {client} ms, server {own} ms"
+        );
+        assert_eq!(f(&server["ttft_ms"]["count"]), f(&stage["succeeded"]), "{server}");
+    }
+    assert_eq!(f(&s["total"]["server"]["requests"]), f(&s["total"]["succeeded"]));
+    assert!(stdout.contains("requests, "), "{stdout}");
+    assert!(stdout.contains("TTFT p50 "), "{stdout}");
+    // The same figures from the records and server.jsonl alone, open to thresholds.
+    let (code, _, stderr) = run(barrage().arg("report").arg(&out).args([
+        "--reporter",
+        "json",
+        "--threshold",
+        "server.ttft_ms.p99 < 100ms",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(summary(&out)["stages"][1]["server"], s["stages"][1]["server"]);
+    let (code, _, stderr) = run(barrage().arg("report").arg(&out).args([
+        "--reporter",
+        "json",
+        "--threshold",
+        "stage 1: server.requests < 10",
+    ]));
+    assert_eq!(code, 7, "{stderr}");
+}

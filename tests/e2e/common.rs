@@ -419,3 +419,81 @@ pub fn config_run(sim: &SimProcess, dir: &Path, name: &str, yaml: &str) -> (std:
     .arg(&out);
     (cmd, out)
 }
+
+/// `GET path` from `addr` over plain HTTP/1.0: status and body. For
+/// third-party servers the tests start (Prometheus, the Pushgateway).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status from {addr}{path}: {head}"));
+    (status, body.to_string())
+}
+
+/// A loopback port nothing listens on (just freed).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A server from Debian's packages, started by the test on loopback and
+/// killed on drop; its output goes to `log`.
+pub struct Daemon {
+    child: std::process::Child,
+    /// host:port it listens on.
+    pub addr: String,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Start `program` with `args`, and wait (up to 30 s) until `ready`
+    /// answers 200 on `addr`.
+    pub fn start(program: &str, args: &[String], addr: String, ready: &str, log: PathBuf) -> Daemon {
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(program)
+            .args(args)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {program} (tests/run installs it): {e}"));
+        let daemon = Daemon { child, addr, log };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if std::net::TcpStream::connect(&daemon.addr).is_ok() && http_get(&daemon.addr, ready).0 == 200 {
+                return daemon;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{program} did not come up on {}: {}",
+                daemon.addr,
+                daemon.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// What it has logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -13,6 +13,7 @@ mod codecs;
 mod contract;
 mod datasets;
 mod examples;
+mod export;
 mod hostile;
 mod overload;
 mod report;

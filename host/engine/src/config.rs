@@ -347,6 +347,9 @@ pub struct RunConfig {
     /// Scrape the server's Prometheus metrics during the run (replicas,
     /// queue, KV cache); none: not scraped.
     pub server_metrics: Option<crate::server_metrics::ServerMetricsConfig>,
+    /// The live export: a scrape endpoint, a Pushgateway, remote write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::export::ExportConfig>,
     /// Where prompts come from; none: a synthetic prompt of `request.prompt_tokens`.
     pub dataset: Option<barrage_plugin_host::prepare::DatasetConfig>,
     /// Directory the dataset's relative paths are resolved against: the
@@ -392,6 +395,7 @@ impl Default for RunConfig {
             sim: None,
             report: ReportConfig::default(),
             server_metrics: None,
+            export: None,
             tokenizer: None,
             dataset: None,
             base_dir: PathBuf::new(),
@@ -550,6 +554,9 @@ impl RunConfig {
             {
                 return Err(format!("{key} must be ≥ 0 seconds, got {s}"));
             }
+        }
+        if let Some(e) = &self.export {
+            crate::export::check(e)?;
         }
         if let Some(m) = &self.server_metrics {
             crate::server_metrics::check(m)?;

@@ -280,6 +280,7 @@ mod tests {
             server: None,
             spikes: Vec::new(),
             load_marks: Vec::new(),
+            export: None,
         }
     }
 

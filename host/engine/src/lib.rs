@@ -5,6 +5,8 @@
 
 pub mod capacity;
 pub mod config;
+pub mod export;
+pub mod exposition;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gate;

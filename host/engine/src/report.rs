@@ -484,11 +484,20 @@ pub fn console_table(summary: &Summary) -> String {
             let gauge = |name: &str, g: Option<crate::server_metrics::MeanMax>| {
                 g.map(|g| format!("{name} {:.1} (most {:.1})", g.mean, g.max))
             };
+            let latency = |name: &str, l: Option<crate::server_metrics::ServerLatency>| {
+                l.map(|l| format!("{name} p50 {:.1} ms, p99 {:.1} ms", l.p50, l.p99))
+            };
             let parts: Vec<String> = [
+                server.requests.map(|n| format!("{n:.0} requests")),
                 gauge("replicas", server.replicas),
                 gauge("waiting", server.waiting),
                 gauge("running", server.running),
                 gauge("KV cache", server.kv_cache_usage),
+                server
+                    .prefix_cache_hit_rate
+                    .map(|r| format!("prefix-cache hits {:.1}%", 100.0 * r)),
+                latency("TTFT", server.ttft_ms),
+                latency("inter-token", server.itl_ms),
             ]
             .into_iter()
             .flatten()

@@ -133,6 +133,12 @@ pub(crate) fn conclude(
 
 /// Ask `question` of the setup's target; the stop is the user's (Ctrl-C).
 pub(crate) fn ask(setup: Setup, question: Question, quiet: bool) -> Result<(Answer, StopSignal)> {
+    if setup.plan.config.export.is_some() {
+        bail!(
+            "export: the live export is for a single run (`barrage run`); a sweep's points are runs of their own: \
+             remove export: from the config"
+        );
+    }
     let runtime = runtime()?;
     let stop = StopSignal::default();
     let answer = runtime.block_on(async {

@@ -8,9 +8,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use barrage_engine::config::{RunConfig, Stage};
+use barrage_engine::export::{Exporter, Identity};
 use barrage_engine::gate::{Failure, Gate};
-use barrage_engine::load::ProgressSink;
 use barrage_engine::load::shape::ShapeKind;
+use barrage_engine::load::{ProgressSink, Watchers};
 use barrage_plugin_host::CodecPlugin;
 
 use crate::options::{
@@ -105,6 +106,8 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "SECONDS")]
     threshold_grace: Option<f64>,
     #[command(flatten)]
+    export: ExportArgs,
+    #[command(flatten)]
     dataset: DatasetArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
@@ -112,6 +115,62 @@ pub(crate) struct RunArgs {
     ci: CiArgs,
     #[command(flatten)]
     plugins: PluginOptions,
+}
+
+/// The live export's flags (`export:` in a config).
+#[derive(Debug, Default, clap::Args)]
+#[command(next_help_heading = "Live export")]
+struct ExportArgs {
+    /// Serve the run's metrics for Prometheus at http://ADDR/metrics
+    /// during the run and for --metrics-linger after it (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Seconds to go on serving after the run (default 15; Ctrl-C ends it).
+    #[arg(long, value_name = "SECONDS")]
+    metrics_linger: Option<f64>,
+    /// Push the run's metrics to this Pushgateway at each stage's end and
+    /// at the run's end (job barrage, grouped by run_id and shard).
+    #[arg(long, value_name = "URL")]
+    pushgateway: Option<String>,
+    /// Send the run's metrics by Prometheus remote write to this URL
+    /// (e.g. http://127.0.0.1:9090/api/v1/write) every 5 s and at each stage's end.
+    #[arg(long, value_name = "URL")]
+    remote_write: Option<String>,
+    /// The run_id label of the exported metrics (default: the results directory's name).
+    #[arg(long, value_name = "ID")]
+    run_id: Option<String>,
+}
+
+impl ExportArgs {
+    fn given(&self) -> bool {
+        self.metrics_listen.is_some()
+            || self.metrics_linger.is_some()
+            || self.pushgateway.is_some()
+            || self.remote_write.is_some()
+            || self.run_id.is_some()
+    }
+
+    fn apply(&mut self, config: &mut RunConfig) {
+        if !self.given() {
+            return;
+        }
+        let e = config.export.get_or_insert_with(Default::default);
+        if let Some(v) = self.metrics_listen.take() {
+            e.listen = Some(v);
+        }
+        if let Some(v) = self.metrics_linger {
+            e.linger_s = v;
+        }
+        if let Some(v) = self.pushgateway.take() {
+            e.pushgateway = Some(v);
+        }
+        if let Some(v) = self.remote_write.take() {
+            e.remote_write = Some(v);
+        }
+        if let Some(v) = self.run_id.take() {
+            e.run_id = Some(v);
+        }
+    }
 }
 
 /// Progress lines on stderr: rewritten in place four times a second on a
@@ -253,6 +312,7 @@ impl RunArgs {
         if let Some(v) = self.threshold_grace {
             config.threshold_grace_s = v;
         }
+        self.export.apply(config);
         if self.rate.is_some() || self.concurrency.is_some() {
             let duration = self
                 .duration
@@ -372,6 +432,7 @@ impl RunArgs {
             (self.abort_on_threshold, "--abort-on-threshold"),
             (self.ci.junit.is_some(), "--junit"),
             (self.ci.ci_summary.is_some(), "--ci-summary"),
+            (self.export.given(), "--metrics-listen, --pushgateway, --remote-write"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))
@@ -438,9 +499,13 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
     let config = &plan.config;
     let runtime = runtime()?;
     let stop = barrage_engine::load::StopSignal::default();
-    let report = runtime.block_on(async {
+    let (report, exporter, signals) = runtime.block_on(async {
         let signals = stop_on_signals(&stop);
         let (target, sim) = target_or_sim(config).await?;
+        let exporter = match &config.export {
+            Some(e) => Some(start_export(e, &dir, &target, &plugin).await?),
+            None => None,
+        };
         let report = barrage_engine::load::run(
             plan.clone(),
             plugin,
@@ -448,17 +513,22 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
             &target,
             &dir,
             stop.clone(),
-            args.progress(),
+            Watchers {
+                progress: args.progress(),
+                export: exporter.as_ref(),
+            },
         )
         .await;
         if let Some(sim) = sim {
             sim.shutdown().await;
         }
-        signals.abort();
-        anyhow::Ok(report?)
+        anyhow::Ok((report?, exporter, signals))
     })?;
     let console = barrage_engine::report::console_table(&report);
     print!("{console}");
+    if let Some(stats) = &report.export {
+        say_export(stats);
+    }
     write_reports(&args.plugins, &config.report, &report, &dir, &dir);
     let gate = Gate::of(&report, config.strict_client);
     args.ci.write(&gate, &report, &console);
@@ -493,5 +563,60 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
         );
     }
     say_failed_thresholds(&report);
+    if let Some(exporter) = exporter
+        && let (Some(addr), Some(linger)) = (exporter.addr(), exporter.linger_time())
+        && !linger.is_zero()
+    {
+        // After the reports: the linger is for a last scrape.
+        eprintln!(
+            "serving the run's metrics at http://{addr}/metrics for {:.0} s more (Ctrl-C ends it)",
+            linger.as_secs_f64()
+        );
+        runtime.block_on(exporter.linger(&stop));
+    }
+    signals.abort();
     Ok(exit_code(gate.failure))
+}
+
+/// Start the live export `config` asks for, labelled with the run's identity.
+async fn start_export(
+    config: &barrage_engine::export::ExportConfig,
+    dir: &std::path::Path,
+    target: &str,
+    plugin: &CodecPlugin,
+) -> Result<Exporter> {
+    let identity = Identity {
+        run_id: config.run_id.clone().unwrap_or_else(|| {
+            dir.file_name()
+                .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into_owned())
+        }),
+        shard: "0".into(),
+        target: target.to_string(),
+        codec: plugin.name().to_string(),
+    };
+    let exporter = Exporter::start(config, identity).await?;
+    if let Some(addr) = exporter.addr() {
+        eprintln!("serving the run's metrics at http://{addr}/metrics");
+    }
+    Ok(exporter)
+}
+
+/// One line per export that went wrong (the run itself went on).
+fn say_export(stats: &barrage_engine::export::ExportStats) {
+    for (what, push) in [
+        ("Pushgateway", &stats.pushgateway),
+        ("remote write", &stats.remote_write),
+    ] {
+        if let Some(p) = push
+            && p.failed > 0
+        {
+            eprintln!(
+                "warning: {} of {} pushes to the {what} at {} failed, the last: {}",
+                p.failed,
+                p.sent + p.failed,
+                p.url,
+                p.last_error.as_deref().unwrap_or_default()
+            );
+        }
+    }
 }

@@ -287,7 +287,7 @@ impl Runner<'_> {
             &self.target,
             &dir,
             point_stop,
-            None,
+            crate::load::Watchers::default(),
         )
         .await;
         forward.abort();

@@ -69,8 +69,16 @@ pub enum RunError {
     Config(#[from] crate::config::ConfigError),
 }
 
-/// Run `plan` against `target` with `plugin`, writing into `dir`; progress
-/// lines, if wanted, go to `progress`.
+/// What follows a run as it goes, besides its records.
+#[derive(Default)]
+pub struct Watchers<'a> {
+    /// Where progress lines go, if they are wanted.
+    pub progress: Option<Box<dyn ProgressSink>>,
+    /// The live export, if there is one.
+    pub export: Option<&'a crate::export::Exporter>,
+}
+
+/// Run `plan` against `target` with `plugin`, writing into `dir`.
 pub async fn run(
     plan: Plan,
     plugin: Arc<CodecPlugin>,
@@ -78,8 +86,9 @@ pub async fn run(
     target: &str,
     dir: &Path,
     stop: StopSignal,
-    progress: Option<Box<dyn ProgressSink>>,
+    watchers: Watchers<'_>,
 ) -> Result<Summary, RunError> {
+    let Watchers { progress, export } = watchers;
     let config = &plan.config;
     std::fs::create_dir_all(dir).map_err(|source| RunError::Output {
         path: dir.display().to_string(),
@@ -125,6 +134,9 @@ pub async fn run(
         counters: Arc::default(),
         ttft_p50_us: Arc::new(AtomicU64::new(u64::MAX)),
     };
+    if let Some(e) = export {
+        e.attach(live.counters.clone());
+    }
     let ctx = Arc::new(shared::Ctx {
         origin,
         transport,
@@ -141,6 +153,7 @@ pub async fn run(
         max_send_lag: config.max_send_lag(),
         max_backlog: config.max_decode_backlog(),
         missed: config.stages.iter().map(|_| AtomicU64::new(0)).collect(),
+        export: export.map(crate::export::Exporter::stage_hooks),
     });
 
     let aggregator = Aggregator::new(config.stages.len(), metrics_options, config.request.timeout_s);
@@ -159,20 +172,21 @@ pub async fn run(
             .map(|s| origin + Duration::from_secs_f64(s)),
         stable: config.stop_when_stable_after_s.map(|s| (origin, s.ceil() as usize)),
     };
-    let writer = records::start(sink, records_rx, &live, stop.clone(), rules)?;
-    let scraper = match &config.server_metrics {
-        Some(m) => {
-            let interval = Duration::from_secs_f64(m.interval_s);
-            let task = crate::server_metrics::spawn(server_url.clone(), interval, origin, dir).map_err(|source| {
-                RunError::Output {
-                    path: dir.join(crate::server_metrics::SERVER_JSONL).display().to_string(),
-                    source,
-                }
-            })?;
-            Some(task)
-        }
-        None => None,
-    };
+    let observer = export.map(crate::export::Exporter::observer);
+    let writer = records::start(sink, records_rx, &live, stop.clone(), rules, observer)?;
+    let scraper =
+        match &config.server_metrics {
+            Some(m) => {
+                let interval = Duration::from_secs_f64(m.interval_s);
+                let scraper = crate::server_metrics::Scraper::spawn(server_url.clone(), interval, origin, dir)
+                    .map_err(|source| RunError::Output {
+                        path: dir.join(crate::server_metrics::SERVER_JSONL).display().to_string(),
+                        source,
+                    })?;
+                Some(scraper)
+            }
+            None => None,
+        };
     let progress = progress.map(|sink| {
         let sink = Arc::new(Mutex::new(sink));
         (progress::spawn(sink.clone(), origin, &live), sink)
@@ -242,17 +256,19 @@ pub async fn run(
         host: Some(host),
     };
     let server = match scraper {
-        Some(task) => {
-            // Stopped before the file is read: no line is written meanwhile.
-            task.abort();
-            let _ = task.await;
+        Some(scraper) => {
+            // Finished before the file is read: no line is written meanwhile.
+            scraper.finish().await;
             crate::server_metrics::ServerSeries::read(dir, &server_url)
         }
         None => None,
     };
-    let summary = sink
+    let mut summary = sink
         .aggregator
         .summary(&dir.display().to_string(), facts, &infos, &scheduled, server);
+    if let Some(e) = export {
+        summary.export = Some(e.finish(&scheduled).await);
+    }
     crate::results::write_json(&dir.join(crate::results::SUMMARY), &summary)?;
     Ok(summary)
 }

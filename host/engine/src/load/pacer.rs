@@ -3,6 +3,7 @@
 //! the feed; closed-loop stages are handed to their virtual users.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::closed_loop;
@@ -201,7 +202,17 @@ pub(super) fn pace_stages(
     };
     let mut scheduled = Vec::new();
     for ((index, stage), &kind) in plan.config.stages.iter().enumerate().zip(&plan.kinds) {
-        scheduled.push(pacer.stage(index, stage, kind));
+        if let Some(e) = &ctx.export {
+            e.started(index);
+        }
+        let counts = pacer.stage(index, stage, kind);
+        if let Some(e) = &ctx.export {
+            let mut so_far = counts;
+            so_far.scheduled += ctx.followups[index].load(Ordering::Relaxed);
+            so_far.missed += ctx.missed[index].load(Ordering::Relaxed);
+            e.ended(index, &so_far);
+        }
+        scheduled.push(counts);
         if stage.pause_after_s > 0.0 && !stop.is_stopped() {
             let until = Instant::now() + Duration::from_secs_f64(stage.pause_after_s);
             while Instant::now() < until && !stop.is_stopped() {

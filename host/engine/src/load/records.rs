@@ -106,6 +106,7 @@ pub(super) fn start(
     live: &Live,
     stop: StopSignal,
     rules: StopRules,
+    mut export: Option<crate::export::Observer>,
 ) -> Result<JoinHandle<Written>, RunError> {
     let counters = live.counters.clone();
     let ttft_p50 = live.ttft_p50_us.clone();
@@ -141,6 +142,9 @@ pub(super) fn start(
                 if record.status.is_failure() {
                     failed += 1;
                     counters.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(e) = &mut export {
+                    e.observe(&record);
                 }
                 if let Err(e) = sink.add(&record) {
                     io_error.get_or_insert(e);

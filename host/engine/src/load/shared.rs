@@ -40,6 +40,8 @@ pub(super) struct Ctx {
     /// Per stage: requests missed by their task (no slot or connection in
     /// time), beside those the pacer missed itself.
     pub missed: Vec<AtomicU64>,
+    /// The live export's view of the stages, if there is one.
+    pub export: Option<crate::export::StageHooks>,
 }
 
 impl Ctx {
@@ -52,9 +54,9 @@ impl Ctx {
     }
 }
 
-/// Live counts, for progress lines and the drain at the end.
-#[derive(Default)]
-pub(super) struct Counters {
+/// Live counts, for progress lines, the live export and the drain at the end.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
     pub sent: AtomicU64,
     pub done: AtomicU64,
     pub failed: AtomicU64,

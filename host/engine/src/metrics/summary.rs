@@ -326,6 +326,9 @@ pub struct Summary {
     /// Offered loads to mark on the load curve: a sweep's knee, a search's answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub load_marks: Vec<LoadMark>,
+    /// How the live export went (scrapes served, pushes), when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export: Option<crate::export::ExportStats>,
 }
 
 /// A vertical mark on the load curve.
@@ -464,6 +467,7 @@ impl Aggregator {
             server,
             spikes,
             load_marks: Vec::new(),
+            export: None,
         }
     }
 }

@@ -298,10 +298,14 @@ impl Figure {
         }
     }
 
-    /// Whether durations (`ms`, `s`, `us`) may bound it.
+    /// Whether durations (`ms`, `s`, `us`) may bound it: a figure in ms,
+    /// or a statistic of one (`server.ttft_ms.p99`).
     fn in_ms(&self) -> bool {
-        let key = self.key();
-        key.ends_with("_ms") || key.ends_with("_ms_per_token")
+        let in_ms = |key: &str| key.ends_with("_ms") || key.ends_with("_ms_per_token");
+        match self {
+            Figure::Path(path) => path.iter().any(|k| in_ms(k)),
+            _ => in_ms(self.key()),
+        }
     }
 
     fn value(&self, stage: &Value) -> Option<f64> {

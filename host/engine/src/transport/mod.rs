@@ -799,7 +799,7 @@ impl Reader {
 }
 
 /// An error with its causes, e.g. `client error (Connect): tcp connect error: Connection refused`.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {

@@ -1,0 +1,278 @@
+//! The server's own view during a run: its Prometheus `/metrics`, fetched
+//! every `interval_s` and once more after the last response, reduced to
+//! what explains the client's figures ([`sample`]), and judged per stage
+//! ([`window`]). Each sample (or failed scrape) is a line of
+//! `server.jsonl` as it is taken, so an interrupted run keeps them and
+//! `barrage report` rebuilds from them. A scrape that fails is counted and
+//! the run goes on.
+
+mod sample;
+mod window;
+
+pub use sample::{Buckets, ServerSample, sample};
+pub use window::{MeanMax, ServerLatency, ServerStats};
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
+
+/// The file the samples are in, in the run directory.
+pub const SERVER_JSONL: &str = "server.jsonl";
+
+/// `server_metrics:` in a run configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerMetricsConfig {
+    /// The exposition's URL; none: the target's `/metrics`.
+    pub url: Option<String>,
+    /// Seconds between scrapes.
+    pub interval_s: f64,
+}
+
+impl Default for ServerMetricsConfig {
+    fn default() -> Self {
+        ServerMetricsConfig {
+            url: None,
+            interval_s: 1.0,
+        }
+    }
+}
+
+impl ServerMetricsConfig {
+    /// What to scrape for a run against `target`: the configured URL, or
+    /// the target's `/metrics`, which only an `http://` target has here.
+    pub fn url_for(&self, target: &str) -> Result<String, String> {
+        match &self.url {
+            Some(u) => Ok(u.clone()),
+            None if target.starts_with("http://") => Ok(format!("{}/metrics", target.trim_end_matches('/'))),
+            None => Err("server_metrics: the target is not http://; give server_metrics.url".into()),
+        }
+    }
+}
+
+/// A line of `server.jsonl`: a sample, or why a scrape failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ServerLine {
+    /// A scrape that failed.
+    Failed {
+        /// When, seconds from the run's start.
+        t_s: f64,
+        /// Why.
+        error: String,
+    },
+    /// A scrape's gauges.
+    Sample(ServerSample),
+}
+
+/// The samples of a run, as `summary.json` holds them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServerSeries {
+    /// What was scraped.
+    pub url: String,
+    /// Scrapes that answered.
+    pub scrapes: u64,
+    /// Scrapes that failed (unreachable, an error status, not exposition format).
+    pub errors: u64,
+    /// The last failure's reason.
+    pub last_error: Option<String>,
+    /// Every sample, in time order.
+    pub samples: Vec<ServerSample>,
+}
+
+impl ServerSeries {
+    /// Take in one line.
+    pub fn add(&mut self, line: ServerLine) {
+        match line {
+            ServerLine::Sample(s) => {
+                self.scrapes += 1;
+                self.samples.push(s);
+            }
+            ServerLine::Failed { error, .. } => {
+                self.errors += 1;
+                self.last_error = Some(error);
+            }
+        }
+    }
+
+    /// The series in a run directory's `server.jsonl`, if it has one; a
+    /// line cut short by a hard stop is left out.
+    pub fn read(dir: &Path, url: &str) -> Option<ServerSeries> {
+        let text = std::fs::read_to_string(dir.join(SERVER_JSONL)).ok()?;
+        let mut series = ServerSeries {
+            url: url.to_string(),
+            ..ServerSeries::default()
+        };
+        for line in text.lines().filter_map(|l| serde_json::from_str(l).ok()) {
+            series.add(line);
+        }
+        Some(series)
+    }
+}
+
+/// The scrape task of a run.
+pub struct Scraper {
+    last: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Scraper {
+    /// Scrape `url` every `interval` until [`Scraper::finish`], appending
+    /// each line to `dir/server.jsonl` (the run's series is read back from
+    /// it, as a rebuild reads it).
+    pub fn spawn(url: String, interval: Duration, origin: Instant, dir: &Path) -> std::io::Result<Scraper> {
+        let mut file = std::fs::File::create(dir.join(SERVER_JSONL))?;
+        let (last, mut finish) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let finishing = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = &mut finish => true,
+                };
+                let line = scrape(&client, &url, interval, origin).await;
+                if let Ok(json) = serde_json::to_string(&line) {
+                    let _ = writeln!(file, "{json}");
+                }
+                if finishing {
+                    break;
+                }
+            }
+        });
+        Ok(Scraper { last, task })
+    }
+
+    /// Take the last sample (every response is in: the server's counters
+    /// have counted them all) and stop; no line is written after this.
+    pub async fn finish(self) {
+        if self.last.send(()).is_err() {
+            self.task.abort();
+        }
+        let _ = self.task.await;
+    }
+}
+
+async fn scrape(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>,
+    url: &str,
+    interval: Duration,
+    origin: Instant,
+) -> ServerLine {
+    let within = interval.max(Duration::from_millis(500));
+    let outcome = tokio::time::timeout(within, fetch(client, url)).await;
+    let t_s = origin.elapsed().as_secs_f64();
+    match outcome {
+        Ok(Ok(body)) => match sample(&body, t_s) {
+            Ok(s) => ServerLine::Sample(s),
+            Err(error) => ServerLine::Failed { t_s, error },
+        },
+        Ok(Err(error)) => ServerLine::Failed { t_s, error },
+        Err(_) => ServerLine::Failed {
+            t_s,
+            error: format!("no answer within {:.1} s", within.as_secs_f64()),
+        },
+    }
+}
+
+/// Longest exposition read; a larger one is refused.
+const MAX_BODY: usize = 16 << 20;
+
+async fn fetch(
+    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>,
+    url: &str,
+) -> Result<String, String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let response = client.get(uri).await.map_err(|e| crate::transport::error_chain(&e))?;
+    let status = response.status();
+    let body = http_body_util::Limited::new(response.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the body: {e}"))?
+        .to_bytes();
+    if !status.is_success() {
+        return Err(format!("HTTP {status}"));
+    }
+    String::from_utf8(body.to_vec()).map_err(|_| "the body is not UTF-8".into())
+}
+
+/// Check `server_metrics:`; the message names the key.
+pub fn check(config: &ServerMetricsConfig) -> Result<(), String> {
+    if !(config.interval_s >= 0.1 && config.interval_s.is_finite()) {
+        return Err(format!(
+            "server_metrics.interval_s must be at least 0.1 s, got {}",
+            config.interval_s
+        ));
+    }
+    if let Some(url) = &config.url {
+        match url.parse::<hyper::Uri>() {
+            Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => {}
+            _ => {
+                return Err(format!(
+                    "server_metrics.url `{url}`: give an http:// URL, e.g. http://127.0.0.1:8000/metrics"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gauges_are_read_under_each_servers_names_and_summed_over_series() {
+        let body = "# HELP vllm:num_requests_waiting waiting\n# TYPE vllm:num_requests_waiting gauge\n\
+                    vllm:num_requests_waiting{model_name=\"m\",replica=\"0\"} 3\n\
+                    vllm:num_requests_waiting{model_name=\"m\",replica=\"1\"} 4\n\
+                    sglang:num_running_reqs 7\n\
+                    vllm:kv_cache_usage_perc{replica=\"0\"} 0.2\nvllm:kv_cache_usage_perc{replica=\"1\"} 0.4\n\
+                    barrage_sim:replicas 2\n";
+        let s = sample(body, 1.5).unwrap();
+        assert_eq!((s.waiting, s.running, s.replicas), (Some(7.0), Some(7.0), Some(2.0)));
+        assert!((s.kv_cache_usage.unwrap() - 0.3).abs() < 1e-12);
+        assert_eq!(sample("", 0.0).unwrap().replicas, None);
+    }
+
+    #[test]
+    fn a_body_that_is_not_exposition_format_is_refused_with_its_line() {
+        let e = sample("ok 1\n<html><body>login</body></html>\n", 0.0).unwrap_err();
+        assert!(
+            e.contains("line 2 is not Prometheus text format (no metric name)"),
+            "{e}"
+        );
+        for (line, why) in [
+            ("up{job=\"a\" 1", "labels not closed"),
+            ("up", "no value"),
+            ("up one", "not a number"),
+            ("up 1 2 3", "more than"),
+        ] {
+            assert!(sample(line, 0.0).unwrap_err().contains(why), "{line}");
+        }
+        // Quoted braces, escapes, timestamps and special values are fine.
+        let s = sample("x{a=\"}\\\"\"} 1 1700000000000\nbarrage_sim:replicas +Inf\n", 0.0).unwrap();
+        assert_eq!(s.replicas, Some(f64::INFINITY));
+    }
+
+    #[test]
+    fn lines_round_trip_and_count_failures() {
+        let mut series = ServerSeries::default();
+        for line in [
+            r#"{"t_s":1.0,"replicas":1.0}"#,
+            r#"{"t_s":2.0,"error":"connection refused"}"#,
+            r#"{"t_s":3.0,"replicas":2.0,"waiting":5.0}"#,
+        ] {
+            series.add(serde_json::from_str(line).unwrap());
+        }
+        assert_eq!((series.scrapes, series.errors), (2, 1));
+        assert_eq!(series.last_error.as_deref(), Some("connection refused"));
+        assert_eq!(series.samples[1].waiting, Some(5.0));
+    }
+}
