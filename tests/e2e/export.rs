@@ -427,3 +427,65 @@ fn export_targets_that_fail_are_counted_and_the_run_goes_on() {
         "{stderr}"
     );
 }
+
+#[test]
+fn stage_figures_come_from_promql_against_a_prometheus_that_scrapes_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sim = SimProcess::start(&["--mode", "zero"]);
+    // Nothing listens where Barrage would be scraped: only the simulator is.
+    let prometheus = prometheus(tmp.path(), &format!("127.0.0.1:{}", free_port()), &sim.addr.to_string());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while promql(&prometheus, "up{job=\"sim\"}") != Some(1.0) {
+        assert!(Instant::now() < deadline, "{}", prometheus.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let yaml = |prometheus: &str| {
+        format!(
+            "stages:\n  - {{shape: constant, rate: 20, duration_s: 4}}\n  - {{shape: constant, rate: 60, duration_s: 4}}\n\
+             server_metrics:\n  prometheus: http://{prometheus}\n  interval_s: 1\n  queries:\n    \
+             replicas: max(barrage_sim:replicas)\n    \
+             completed_per_s: sum(rate(vllm:request_success_total[3s]))\n    \
+             broken: sum(rate(vllm:request_success_total[3s])\n"
+        )
+    };
+    let (mut cmd, out) = crate::common::config_run(&sim, tmp.path(), "promql", &yaml(&prometheus.addr));
+    let (code, stdout, stderr) = run(cmd.args(["--reporter", "json"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let s = summary(&out);
+    let server = &s["server"];
+    assert_eq!(server["url"], format!("http://{}", prometheus.addr), "{server}");
+    // The broken query is the server's error, named; the others have points.
+    assert_eq!(f(&server["errors"]), 1.0, "{server}");
+    let error = server["last_error"].as_str().unwrap();
+    assert!(error.starts_with("server_metrics.queries.broken `sum(rate("), "{error}");
+    assert!(error.contains("Prometheus said bad_data") && error.contains("parse error"), "{error}");
+    for (i, (low, high)) in [(10.0, 30.0), (40.0, 80.0)].into_iter().enumerate() {
+        let stage = &s["stages"][i]["server"];
+        assert_eq!(f(&stage["replicas"]["mean"]), 1.0, "stage {i}: {stage}");
+        let completed = f(&stage["queries"]["completed_per_s"]["max"]);
+        assert!(
+            (low..=high).contains(&completed),
+            "stage {i}: the server completed at most {completed} requests/s: {stage}"
+        );
+    }
+    // A rebuild needs no Prometheus: the points are in server.jsonl.
+    let before = s["stages"][1]["server"].clone();
+    drop(prometheus);
+    let (code, _, stderr) = run(barrage().arg("report").arg(&out).args(["--reporter", "json"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(summary(&out)["stages"][1]["server"], before);
+
+    // A Prometheus that is not there: counted per query, and the run goes on.
+    let closed = format!("127.0.0.1:{}", free_port());
+    let (mut cmd, out) = crate::common::config_run(&sim, tmp.path(), "gone", &yaml(&closed));
+    let (code, stdout, stderr) = run(cmd.args(["--reporter", "json"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let s = summary(&out);
+    assert_eq!(f(&s["server"]["errors"]), 3.0, "{}", s["server"]);
+    assert!(
+        s["server"]["last_error"].as_str().unwrap().contains("Connection refused"),
+        "{}",
+        s["server"]
+    );
+    assert_eq!(records(&out).len() as u64, s["total"]["sent"].as_u64().unwrap());
+}

@@ -138,7 +138,7 @@ pub fn rebuild(run: &RunDir, options: MetricsOptions) -> Result<(Summary, u64), 
     let server_url = config
         .as_ref()
         .and_then(|c| c.server_metrics.as_ref())
-        .and_then(|m| m.url_for(&run.meta.target).ok())
+        .map(|m| m.source(&run.meta.target))
         .unwrap_or_default();
     let server = crate::server_metrics::ServerSeries::read(&run.dir, &server_url);
     let mut summary = agg.summary(&run.dir.display().to_string(), facts, &infos, &counts, server);

@@ -94,11 +94,11 @@ pub async fn run(
         path: dir.display().to_string(),
         source,
     })?;
-    let server_url = match &config.server_metrics {
+    let scrape_url = match &config.server_metrics {
         Some(m) => m
-            .url_for(target)
+            .scrape_url(target)
             .map_err(|m| RunError::Config(crate::config::ConfigError::new(m)))?,
-        None => String::new(),
+        None => None,
     };
     let api_key = match &config.api_key_env {
         Some(var) => Some(std::env::var(var).map_err(|_| RunError::ApiKey(var.clone()))?),
@@ -174,19 +174,17 @@ pub async fn run(
     };
     let observer = export.map(crate::export::Exporter::observer);
     let writer = records::start(sink, records_rx, &live, stop.clone(), rules, observer)?;
-    let scraper =
-        match &config.server_metrics {
-            Some(m) => {
-                let interval = Duration::from_secs_f64(m.interval_s);
-                let scraper = crate::server_metrics::Scraper::spawn(server_url.clone(), interval, origin, dir)
-                    .map_err(|source| RunError::Output {
-                        path: dir.join(crate::server_metrics::SERVER_JSONL).display().to_string(),
-                        source,
-                    })?;
-                Some(scraper)
-            }
-            None => None,
-        };
+    let server_file = |source| RunError::Output {
+        path: dir.join(crate::server_metrics::SERVER_JSONL).display().to_string(),
+        source,
+    };
+    let scraper = match (&config.server_metrics, scrape_url) {
+        (Some(m), Some(url)) => {
+            let interval = Duration::from_secs_f64(m.interval_s);
+            Some(crate::server_metrics::Scraper::spawn(url, interval, origin, dir).map_err(server_file)?)
+        }
+        _ => None,
+    };
     let progress = progress.map(|sink| {
         let sink = Arc::new(Mutex::new(sink));
         (progress::spawn(sink.clone(), origin, &live), sink)
@@ -255,11 +253,16 @@ pub async fn run(
         shards: 1,
         host: Some(host),
     };
-    let server = match scraper {
-        Some(scraper) => {
-            // Finished before the file is read: no line is written meanwhile.
-            scraper.finish().await;
-            crate::server_metrics::ServerSeries::read(dir, &server_url)
+    // Finished before the file is read: no line is written meanwhile.
+    if let Some(scraper) = scraper {
+        scraper.finish().await;
+    }
+    let server = match &config.server_metrics {
+        Some(m) => {
+            m.query_after(dir, meta.started_unix_ms, duration_s)
+                .await
+                .map_err(server_file)?;
+            crate::server_metrics::ServerSeries::read(dir, &m.source(target))
         }
         None => None,
     };

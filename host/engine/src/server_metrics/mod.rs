@@ -6,12 +6,14 @@
 //! `barrage report` rebuilds from them. A scrape that fails is counted and
 //! the run goes on.
 
+mod promql;
 mod sample;
 mod window;
 
 pub use sample::{Buckets, ServerSample, sample};
 pub use window::{MeanMax, ServerLatency, ServerStats};
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,10 +30,17 @@ pub const SERVER_JSONL: &str = "server.jsonl";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerMetricsConfig {
-    /// The exposition's URL; none: the target's `/metrics`.
+    /// The exposition's URL; none: the target's `/metrics` (unless
+    /// `prometheus` is given, which then replaces the scrape).
     pub url: Option<String>,
-    /// Seconds between scrapes.
+    /// Seconds between scrapes (and between the points of each query).
     pub interval_s: f64,
+    /// A Prometheus server's base URL to evaluate `queries` against.
+    pub prometheus: Option<String>,
+    /// PromQL queries by name; `replicas`, `waiting`, `running`,
+    /// `kv_cache_usage` and `requests` fill those figures, any other name
+    /// is kept under `queries`.
+    pub queries: BTreeMap<String, String>,
 }
 
 impl Default for ServerMetricsConfig {
@@ -39,19 +48,60 @@ impl Default for ServerMetricsConfig {
         ServerMetricsConfig {
             url: None,
             interval_s: 1.0,
+            prometheus: None,
+            queries: BTreeMap::new(),
         }
     }
 }
 
 impl ServerMetricsConfig {
     /// What to scrape for a run against `target`: the configured URL, or
-    /// the target's `/metrics`, which only an `http://` target has here.
-    pub fn url_for(&self, target: &str) -> Result<String, String> {
-        match &self.url {
-            Some(u) => Ok(u.clone()),
-            None if target.starts_with("http://") => Ok(format!("{}/metrics", target.trim_end_matches('/'))),
-            None => Err("server_metrics: the target is not http://; give server_metrics.url".into()),
+    /// the target's `/metrics` (which only an `http://` target has here),
+    /// or nothing when a Prometheus server is queried instead.
+    pub fn scrape_url(&self, target: &str) -> Result<Option<String>, String> {
+        match (&self.url, &self.prometheus) {
+            (Some(u), _) => Ok(Some(u.clone())),
+            (None, Some(_)) => Ok(None),
+            (None, None) if target.starts_with("http://") => {
+                Ok(Some(format!("{}/metrics", target.trim_end_matches('/'))))
+            }
+            (None, None) => Err("server_metrics: the target is not http://; give server_metrics.url".into()),
         }
+    }
+
+    /// Where the figures come from, as `summary.json` names it.
+    pub fn source(&self, target: &str) -> String {
+        let scraped = self.scrape_url(target).ok().flatten();
+        [scraped, self.prometheus.clone()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+
+    /// After a run that started at `start_unix_ms` and lasted `duration_s`:
+    /// evaluate the queries, if any, and append their samples (and
+    /// failures) to `dir/server.jsonl`.
+    pub async fn query_after(&self, dir: &Path, start_unix_ms: u64, duration_s: f64) -> std::io::Result<()> {
+        let Some(prometheus) = &self.prometheus else {
+            return Ok(());
+        };
+        let span = promql::Span {
+            start_unix_ms,
+            duration_s,
+            step_s: self.interval_s,
+        };
+        let lines = promql::query_run(prometheus, &self.queries, &span).await;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join(SERVER_JSONL))?;
+        for line in lines {
+            if let Ok(json) = serde_json::to_string(&line) {
+                writeln!(file, "{json}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -67,7 +117,7 @@ pub enum ServerLine {
         error: String,
     },
     /// A scrape's gauges.
-    Sample(ServerSample),
+    Sample(Box<ServerSample>),
 }
 
 /// The samples of a run, as `summary.json` holds them.
@@ -91,7 +141,7 @@ impl ServerSeries {
         match line {
             ServerLine::Sample(s) => {
                 self.scrapes += 1;
-                self.samples.push(s);
+                self.samples.push(*s);
             }
             ServerLine::Failed { error, .. } => {
                 self.errors += 1;
@@ -111,6 +161,8 @@ impl ServerSeries {
         for line in text.lines().filter_map(|l| serde_json::from_str(l).ok()) {
             series.add(line);
         }
+        // A Prometheus server's points come after the scrapes.
+        series.samples.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
         Some(series)
     }
 }
@@ -170,7 +222,7 @@ async fn scrape(
     let t_s = origin.elapsed().as_secs_f64();
     match outcome {
         Ok(Ok(body)) => match sample(&body, t_s) {
-            Ok(s) => ServerLine::Sample(s),
+            Ok(s) => ServerLine::Sample(Box::new(s)),
             Err(error) => ServerLine::Failed { t_s, error },
         },
         Ok(Err(error)) => ServerLine::Failed { t_s, error },
@@ -210,22 +262,50 @@ pub fn check(config: &ServerMetricsConfig) -> Result<(), String> {
             config.interval_s
         ));
     }
-    if let Some(url) = &config.url {
-        match url.parse::<hyper::Uri>() {
-            Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => {}
-            _ => {
-                return Err(format!(
-                    "server_metrics.url `{url}`: give an http:// URL, e.g. http://127.0.0.1:8000/metrics"
-                ));
+    for (key, url, example) in [
+        ("server_metrics.url", &config.url, "http://127.0.0.1:8000/metrics"),
+        ("server_metrics.prometheus", &config.prometheus, "http://127.0.0.1:9090"),
+    ] {
+        if let Some(url) = url {
+            match url.parse::<hyper::Uri>() {
+                Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => {}
+                _ => return Err(format!("{key} `{url}`: give an http:// URL, e.g. {example}")),
             }
         }
     }
-    Ok(())
+    match (&config.prometheus, config.queries.is_empty()) {
+        (Some(_), true) => Err(
+            "server_metrics.prometheus: give the PromQL queries to evaluate under server_metrics.queries, \
+             e.g. waiting: sum(vllm:num_requests_waiting)"
+                .into(),
+        ),
+        (None, false) => Err("server_metrics.queries: give server_metrics.prometheus, the server to ask".into()),
+        _ => match config.queries.iter().find(|(_, q)| q.trim().is_empty()) {
+            Some((name, _)) => Err(format!("server_metrics.queries.{name} is empty: give a PromQL query")),
+            None => Ok(()),
+        },
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn promql_settings_say_what_is_missing() {
+        let config = |yaml: &str| serde_yaml_ng::from_str::<ServerMetricsConfig>(yaml).unwrap();
+        let e = |yaml: &str| check(&config(yaml)).unwrap_err();
+        assert!(e("prometheus: http://p:9090").contains("give the PromQL queries"));
+        assert!(e("queries: {waiting: x}").contains("give server_metrics.prometheus"));
+        assert!(e("prometheus: p:9090\nqueries: {a: x}").contains("server_metrics.prometheus `p:9090`"));
+        assert!(e("prometheus: http://p\nqueries: {a: ' '}").contains("queries.a is empty"));
+        let ok = config("prometheus: http://p:9090\nqueries: {replicas: x}");
+        assert!(check(&ok).is_ok());
+        // Queried instead of scraped, unless a URL is given too.
+        assert_eq!(ok.scrape_url("http://t"), Ok(None));
+        assert_eq!(ok.source("http://t"), "http://p:9090");
+        assert_eq!(config("{}").source("http://t/"), "http://t/metrics");
+    }
 
     #[test]
     fn gauges_are_read_under_each_servers_names_and_summed_over_series() {

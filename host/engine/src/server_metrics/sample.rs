@@ -4,6 +4,8 @@
 //! queue, running, KV cache), counters (requests, prefix-cache hits) and
 //! the server's own latency histograms (TTFT, inter-token).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::exposition::Line;
@@ -40,6 +42,9 @@ pub struct ServerSample {
     /// The server's inter-token (or time-per-output-token) histogram.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub itl: Option<Buckets>,
+    /// The values of the configured PromQL queries not named for a figure above.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub queries: BTreeMap<String, f64>,
 }
 
 /// A cumulative histogram as scraped, summed over its series: the count at
@@ -118,6 +123,7 @@ pub fn sample(body: &str, t_s: f64) -> Result<ServerSample, String> {
         prefix_cache_queries: sum(PREFIX_QUERIES),
         ttft: histogram(&lines, TTFT)?,
         itl: histogram(&lines, ITL)?,
+        queries: BTreeMap::new(),
     })
 }
 

@@ -1,6 +1,8 @@
 //! The server's figures over one stage's window: its gauges' mean and
 //! most, what its counters and histograms gained.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Buckets, ServerSample, ServerSeries};
@@ -31,6 +33,9 @@ pub struct ServerStats {
     /// The server's own inter-token latency over the window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub itl_ms: Option<ServerLatency>,
+    /// Each configured PromQL query not named for a figure above.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub queries: BTreeMap<String, MeanMax>,
 }
 
 /// A gauge over a window.
@@ -82,25 +87,45 @@ impl ServerSeries {
             .iter()
             .filter(|s| s.t_s >= from_s && s.t_s <= to_s)
             .collect();
-        let (first, last) = (*window.first()?, *window.last()?);
-        let before = self.samples.iter().rev().find(|s| s.t_s <= from_s).unwrap_or(first);
-        let after = self.samples.iter().find(|s| s.t_s >= to_s).unwrap_or(last);
-        let of = |f: fn(&ServerSample) -> Option<f64>| {
-            let values: Vec<f64> = window.iter().filter_map(|s| f(s)).collect();
+        if window.is_empty() {
+            return None;
+        }
+        let mean_max = |values: Vec<f64>| {
             (!values.is_empty()).then(|| MeanMax {
                 mean: values.iter().sum::<f64>() / values.len() as f64,
                 max: values.iter().copied().fold(f64::MIN, f64::max),
             })
         };
+        let of = |f: fn(&ServerSample) -> Option<f64>| mean_max(window.iter().filter_map(|s| f(s)).collect());
+        // The samples a counter is read from, among those that have it (a
+        // Prometheus server's points and scrapes may both be in the series).
+        let ends = |has: &dyn Fn(&ServerSample) -> bool| {
+            let inside = window.iter().copied().filter(|s| has(s));
+            let (first, last) = (inside.clone().next()?, inside.last()?);
+            let before = self.samples.iter().rev().find(|s| s.t_s <= from_s && has(s)).unwrap_or(first);
+            let after = self.samples.iter().find(|s| s.t_s >= to_s && has(s)).unwrap_or(last);
+            Some((before, after))
+        };
         // A counter that went down is a restarted server: no figure.
         let gained = |f: fn(&ServerSample) -> Option<f64>| {
+            let (before, after) = ends(&|s| f(s).is_some())?;
             let (a, b) = (f(before)?, f(after)?);
             (b >= a).then_some(b - a)
         };
-        let latency =
-            |f: fn(&ServerSample) -> Option<&Buckets>| f(after)?.since(f(before)?).and_then(|w| ServerLatency::of(&w));
+        let latency = |f: fn(&ServerSample) -> Option<&Buckets>| {
+            let (before, after) = ends(&|s| f(s).is_some())?;
+            f(after)?.since(f(before)?).and_then(|w| ServerLatency::of(&w))
+        };
+        let mut queries = BTreeMap::new();
+        for s in &window {
+            for name in s.queries.keys() {
+                queries.entry(name.clone()).or_insert_with(|| {
+                    mean_max(window.iter().filter_map(|s| s.queries.get(name).copied()).collect())
+                });
+            }
+        }
         let hits = gained(|s| s.prefix_cache_hits);
-        let queries = gained(|s| s.prefix_cache_queries);
+        let lookups = gained(|s| s.prefix_cache_queries);
         Some(ServerStats {
             samples: window.len() as u64,
             replicas: of(|s| s.replicas),
@@ -108,12 +133,13 @@ impl ServerSeries {
             running: of(|s| s.running),
             kv_cache_usage: of(|s| s.kv_cache_usage),
             requests: gained(|s| s.requests),
-            prefix_cache_hit_rate: match (hits, queries) {
+            prefix_cache_hit_rate: match (hits, lookups) {
                 (Some(h), Some(q)) if q > 0.0 => Some(h / q),
                 _ => None,
             },
             ttft_ms: latency(|s| s.ttft.as_ref()),
             itl_ms: latency(|s| s.itl.as_ref()),
+            queries: queries.into_iter().filter_map(|(k, v)| Some((k, v?))).collect(),
         })
     }
 }
