@@ -458,7 +458,10 @@ fn stage_figures_come_from_promql_against_a_prometheus_that_scrapes_the_server()
     assert_eq!(f(&server["errors"]), 1.0, "{server}");
     let error = server["last_error"].as_str().unwrap();
     assert!(error.starts_with("server_metrics.queries.broken `sum(rate("), "{error}");
-    assert!(error.contains("Prometheus said bad_data") && error.contains("parse error"), "{error}");
+    assert!(
+        error.contains("Prometheus said bad_data") && error.contains("parse error"),
+        "{error}"
+    );
     for (i, (low, high)) in [(10.0, 30.0), (40.0, 80.0)].into_iter().enumerate() {
         let stage = &s["stages"][i]["server"];
         assert_eq!(f(&stage["replicas"]["mean"]), 1.0, "stage {i}: {stage}");
@@ -483,7 +486,10 @@ fn stage_figures_come_from_promql_against_a_prometheus_that_scrapes_the_server()
     let s = summary(&out);
     assert_eq!(f(&s["server"]["errors"]), 3.0, "{}", s["server"]);
     assert!(
-        s["server"]["last_error"].as_str().unwrap().contains("Connection refused"),
+        s["server"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("Connection refused"),
         "{}",
         s["server"]
     );

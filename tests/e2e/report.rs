@@ -431,3 +431,87 @@ fn a_last_line_cut_inside_a_character_is_skipped() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert_eq!(summary(&out)["stages"][0]["sent"], 10);
 }
+
+#[test]
+fn peer_views_recompute_the_run_under_each_peers_definitions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let truth = tmp.path().join("truth.jsonl");
+    let sim = SimProcess::plain_with_truth("30", "5", &truth);
+    let out = tmp.path().join("run");
+    let stdout = run_ok(
+        &sim,
+        &out,
+        &[
+            "--rate",
+            "20",
+            "--duration",
+            "2",
+            "--max-tokens",
+            "8",
+            "--compat",
+            "vllm",
+        ],
+    );
+    assert!(stdout.contains("vllm view: 40 completed in "), "{stdout}");
+    assert!(out.join("compat-vllm.json").exists());
+    let (code, stdout, stderr) = run(barrage().arg("report").arg(&out).args([
+        "--reporter",
+        "json",
+        "--compat",
+        "vllm,sglang,inference-perf,guidellm,aiperf",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    let s = summary(&out);
+    let view = |peer: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join(format!("compat-{peer}.json"))).unwrap()).unwrap()
+    };
+    let ok = f(&s["total"]["succeeded"]);
+    let (vllm, sglang, ip, guidellm, aiperf) = (
+        view("vllm"),
+        view("sglang"),
+        view("inference-perf"),
+        view("guidellm"),
+        view("aiperf"),
+    );
+    assert_eq!(f(&vllm["completed"]), ok);
+    assert_eq!(f(&sglang["completed"]), ok);
+    assert_eq!(f(&ip["stages"][0]["successes"]["count"]), ok);
+    assert_eq!(f(&guidellm["request_totals"]["successful"]), ok);
+    assert_eq!(f(&aiperf["request_count"]), ok);
+    // vLLM's first token is the stream's first message (the chat role
+    // delta): Barrage's TTFB; the others take the first content, its TTFT.
+    let close = |a: f64, b: f64, what: &str| assert!((a - b).abs() <= 0.01 * b.max(1.0), "{what}: {a} vs {b}");
+    close(f(&vllm["mean_ttft_ms"]), f(&s["total"]["ttfb_ms"]["mean"]), "vllm ttft");
+    close(
+        f(&aiperf["time_to_first_token"]["avg"]),
+        f(&s["total"]["ttft_ms"]["mean"]),
+        "aiperf ttft",
+    );
+    close(
+        f(&sglang["mean_ttft_ms"]),
+        f(&s["total"]["ttft_ms"]["mean"]),
+        "sglang ttft",
+    );
+    // One token per frame at 5 ms: every peer's ITL is about 5 ms here,
+    // inference-perf's in seconds.
+    for (what, v) in [
+        ("vllm median itl", f(&vllm["median_itl_ms"])),
+        ("aiperf itl", f(&aiperf["inter_token_latency"]["p50"])),
+        ("guidellm itl", f(&guidellm["inter_token_latency_ms"]["p50"])),
+        (
+            "inference-perf itl",
+            1000.0 * f(&ip["stages"][0]["successes"]["latency"]["inter_token_latency"]["p50"]),
+        ),
+    ] {
+        assert!((4.0..8.0).contains(&v), "{what}: {v}");
+    }
+    for peer in ["sglang", "inference-perf", "guidellm", "aiperf"] {
+        assert!(stdout.contains(&format!("{peer} view: ")), "{stdout}");
+    }
+    let (code, _, stderr) = run(barrage().arg("report").arg(&out).args(["--compat", "locust"]));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("possible values: vllm, sglang, inference-perf, guidellm, aiperf"),
+        "{stderr}"
+    );
+}

@@ -90,6 +90,10 @@ pub(crate) struct MetricsArgs {
     /// Reporter plugins to run (repeatable): json, csv, markdown, html, or a name or .wasm file.
     #[arg(long = "reporter", value_name = "NAME")]
     pub(crate) reporters: Vec<String>,
+    /// Also report the run under a peer's own metric definitions, into
+    /// compat-PEER.json (repeatable; or comma-separated).
+    #[arg(long, value_name = "PEER", value_delimiter = ',')]
+    pub(crate) compat: Vec<barrage_engine::metrics::compat::Peer>,
 }
 
 impl MetricsArgs {
@@ -118,6 +122,9 @@ impl MetricsArgs {
         }
         if !self.reporters.is_empty() {
             config.reporters = self.reporters.clone();
+        }
+        if !self.compat.is_empty() {
+            config.compat = self.compat.clone();
         }
     }
 }
@@ -344,6 +351,18 @@ pub(crate) fn write_reports(
                 ok = false;
                 eprintln!("reporter {name} failed: {e}");
             }
+        }
+    }
+    match barrage_engine::report::compat_views(run_dir, out_dir, &config.compat) {
+        Ok(views) => {
+            for (path, headline) in views {
+                println!("{headline}");
+                println!("report (compat): {}", path.display());
+            }
+        }
+        Err(e) => {
+            ok = false;
+            eprintln!("compat views not written: {e}");
         }
     }
     ok

@@ -193,6 +193,10 @@ pub struct ReportConfig {
     pub reporters: Vec<String>,
     /// Configuration of each reporter, by the name used in `reporters`.
     pub reporter_config: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    /// Peers whose metric definitions the run is also reported under
+    /// (`compat-<peer>.json`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub compat: Vec<crate::metrics::compat::Peer>,
 }
 
 impl Default for ReportConfig {
@@ -204,6 +208,7 @@ impl Default for ReportConfig {
             thresholds: Vec::new(),
             reporters: ["json", "csv", "markdown", "html"].map(String::from).to_vec(),
             reporter_config: BTreeMap::new(),
+            compat: Vec::new(),
         }
     }
 }

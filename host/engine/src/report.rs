@@ -738,6 +738,30 @@ pub fn run_names(dirs: &[PathBuf]) -> Vec<String> {
         .collect()
 }
 
+/// The run in `run_dir` under each of `peers`' metric definitions, each
+/// written to `out_dir/compat-<peer>.json`: the files, and each view's
+/// headline line.
+pub fn compat_views(
+    run_dir: &Path,
+    out_dir: &Path,
+    peers: &[crate::metrics::compat::Peer],
+) -> Result<Vec<(PathBuf, String)>, ResultsError> {
+    if peers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let records = crate::results::RunDir::open(run_dir)?
+        .records()?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::new();
+    for &peer in peers {
+        let view = crate::metrics::compat::view(peer, &records);
+        let path = out_dir.join(format!("compat-{}.json", peer.name()));
+        crate::results::write_json(&path, &view)?;
+        out.push((path, crate::metrics::compat::headline(peer, &view)));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //!
 //! - [`record`]: one request, and the per-request quantities (TTFT, TPOT, …).
 //! - [`client`]: whether the client itself was the bottleneck.
+//! - [`compat`]: the run under a peer's metric definitions (`--compat`).
 //! - [`hist`]: HDR-histogram distributions with configurable percentiles.
 //! - [`slo`]: objectives for goodput.
 //! - [`spikes`]: what each rise of the offered load did (autoscaling).
@@ -13,6 +14,7 @@
 //! Every quantity is defined in `docs/metrics.md`; the code follows it.
 
 pub mod client;
+pub mod compat;
 pub mod hist;
 pub mod record;
 pub mod slo;

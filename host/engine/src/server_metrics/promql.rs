@@ -45,10 +45,12 @@ pub async fn query_run(prometheus: &str, queries: &BTreeMap<String, String>, spa
                 for (t, value) in points {
                     let t_s = t - start;
                     // Steps are whole milliseconds apart: a key that merges queries.
-                    let sample = by_time.entry((t_s * 1000.0).round() as i64).or_insert_with(|| ServerSample {
-                        t_s,
-                        ..ServerSample::default()
-                    });
+                    let sample = by_time
+                        .entry((t_s * 1000.0).round() as i64)
+                        .or_insert_with(|| ServerSample {
+                            t_s,
+                            ..ServerSample::default()
+                        });
                     set(sample, name, value);
                 }
             }

@@ -102,7 +102,12 @@ impl ServerSeries {
         let ends = |has: &dyn Fn(&ServerSample) -> bool| {
             let inside = window.iter().copied().filter(|s| has(s));
             let (first, last) = (inside.clone().next()?, inside.last()?);
-            let before = self.samples.iter().rev().find(|s| s.t_s <= from_s && has(s)).unwrap_or(first);
+            let before = self
+                .samples
+                .iter()
+                .rev()
+                .find(|s| s.t_s <= from_s && has(s))
+                .unwrap_or(first);
             let after = self.samples.iter().find(|s| s.t_s >= to_s && has(s)).unwrap_or(last);
             Some((before, after))
         };
@@ -119,9 +124,9 @@ impl ServerSeries {
         let mut queries = BTreeMap::new();
         for s in &window {
             for name in s.queries.keys() {
-                queries.entry(name.clone()).or_insert_with(|| {
-                    mean_max(window.iter().filter_map(|s| s.queries.get(name).copied()).collect())
-                });
+                queries
+                    .entry(name.clone())
+                    .or_insert_with(|| mean_max(window.iter().filter_map(|s| s.queries.get(name).copied()).collect()));
             }
         }
         let hits = gained(|s| s.prefix_cache_hits);
