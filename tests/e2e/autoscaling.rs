@@ -189,4 +189,20 @@ fn the_servers_own_request_counts_and_ttft_per_stage_match_the_clients() {
         "stage 1: server.requests < 10",
     ]));
     assert_eq!(code, 7, "{stderr}");
+    // Every report shows the server's figures.
+    let (code, _, stderr) = run(barrage()
+        .arg("report")
+        .arg(&out)
+        .args(["--reporter", "csv", "--reporter", "markdown", "--reporter", "html"]));
+    assert_eq!(code, 0, "{stderr}");
+    let csv = std::fs::read_to_string(out.join("stages.csv")).unwrap();
+    let mut rows = csv.lines().map(|l| l.split(',').collect::<Vec<_>>());
+    let header = rows.next().unwrap();
+    let column = header.iter().position(|c| *c == "server_requests").expect("server_requests");
+    let first: f64 = rows.next().unwrap()[column].parse().unwrap();
+    assert_eq!(first, f(&s["stages"][0]["server"]["requests"]));
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(markdown.contains("| server: TTFT p50 / p99 (ms) |"), "{markdown}");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Client and server over time") && html.contains("server: running"));
 }

@@ -100,7 +100,45 @@ pub fn headline(stage: &Value) -> Vec<(&'static str, String)> {
         rows.push(("goodput (req/s)", fmt(num(&g["requests_per_s"]), 2)));
         rows.push(("goodput share", fmt(num(&g["share"]).map(|s| s * 100.0), 1) + " %"));
     }
+    rows.extend(server_rows(&stage["server"]));
     rows
+}
+
+/// The server's own figures over the section (its `server`, when its
+/// metrics were scraped or queried): (name, value), those it has.
+pub fn server_rows(server: &Value) -> Vec<(&'static str, String)> {
+    let mean_most = |g: &Value, scale: f64| {
+        num(&g["mean"]).map(|mean| {
+            format!(
+                "{} / {}",
+                fmt(Some(mean * scale), 1),
+                fmt(num(&g["max"]).map(|v| v * scale), 1)
+            )
+        })
+    };
+    let latency = |l: &Value| num(&l["p50"]).map(|p50| format!("{} / {}", fmt(Some(p50), 1), fmt(num(&l["p99"]), 1)));
+    [
+        (
+            "server: requests completed",
+            num(&server["requests"]).map(|n| fmt(Some(n), 0)),
+        ),
+        ("server: waiting (mean / most)", mean_most(&server["waiting"], 1.0)),
+        ("server: running (mean / most)", mean_most(&server["running"], 1.0)),
+        ("server: replicas (mean / most)", mean_most(&server["replicas"], 1.0)),
+        (
+            "server: KV-cache use (mean / most, %)",
+            mean_most(&server["kv_cache_usage"], 100.0),
+        ),
+        (
+            "server: prefix-cache hits (%)",
+            num(&server["prefix_cache_hit_rate"]).map(|r| fmt(Some(r * 100.0), 1)),
+        ),
+        ("server: TTFT p50 / p99 (ms)", latency(&server["ttft_ms"])),
+        ("server: inter-token p50 / p99 (ms)", latency(&server["itl_ms"])),
+    ]
+    .into_iter()
+    .filter_map(|(name, v)| Some((name, v?)))
+    .collect()
 }
 
 /// The warning for a section whose client was saturated: Barrage itself
@@ -159,6 +197,25 @@ pub fn html_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_rows_show_what_the_server_reported() {
+        let server = serde_json::json!({
+            "requests": 40.0, "waiting": {"mean": 1.5, "max": 3.0},
+            "kv_cache_usage": {"mean": 0.5, "max": 0.75}, "ttft_ms": {"p50": 50.0, "p99": 59.6},
+        });
+        let rows = server_rows(&server);
+        assert_eq!(
+            rows,
+            [
+                ("server: requests completed", "40".to_string()),
+                ("server: waiting (mean / most)", "1.5 / 3.0".to_string()),
+                ("server: KV-cache use (mean / most, %)", "50.0 / 75.0".to_string()),
+                ("server: TTFT p50 / p99 (ms)", "50.0 / 59.6".to_string()),
+            ]
+        );
+        assert!(server_rows(&Value::Null).is_empty());
+    }
 
     #[test]
     fn reads_percentiles_and_sections() {

@@ -51,6 +51,23 @@ const STAGE_COLUMNS: &[&str] = &[
     "window_s",
 ];
 
+/// The server's figures over each section, where its metrics were read.
+const SERVER_COLUMNS: &[(&str, &[&str])] = &[
+    ("server_requests", &["requests"]),
+    ("server_waiting_mean", &["waiting", "mean"]),
+    ("server_waiting_max", &["waiting", "max"]),
+    ("server_running_mean", &["running", "mean"]),
+    ("server_running_max", &["running", "max"]),
+    ("server_replicas_mean", &["replicas", "mean"]),
+    ("server_replicas_max", &["replicas", "max"]),
+    ("server_kv_cache_usage_mean", &["kv_cache_usage", "mean"]),
+    ("server_prefix_cache_hit_rate", &["prefix_cache_hit_rate"]),
+    ("server_ttft_p50_ms", &["ttft_ms", "p50"]),
+    ("server_ttft_p99_ms", &["ttft_ms", "p99"]),
+    ("server_itl_p50_ms", &["itl_ms", "p50"]),
+    ("server_itl_p99_ms", &["itl_ms", "p99"]),
+];
+
 fn stages_csv(summary: &Value) -> String {
     let pkeys = percentile_keys(summary);
     let mut header: Vec<String> = STAGE_COLUMNS.iter().map(|c| c.to_string()).collect();
@@ -63,6 +80,7 @@ fn stages_csv(summary: &Value) -> String {
         ]
         .map(String::from),
     );
+    header.extend(SERVER_COLUMNS.iter().map(|(name, _)| name.to_string()));
     for (key, _) in LATENCIES {
         let base = key.trim_end_matches("_ms");
         for stat in ["count", "mean"]
@@ -90,6 +108,10 @@ fn stages_csv(summary: &Value) -> String {
         row.push(value(&stage["goodput"]["share"]));
         row.push(value(&stage["client"]["saturated"]));
         row.push(field(&client_reasons(stage)));
+        for (_, path) in SERVER_COLUMNS {
+            let v = path.iter().fold(&stage["server"], |v, k| &v[*k]);
+            row.push(num(v).map(|x| x.to_string()).unwrap_or_default());
+        }
         for (key, _) in LATENCIES {
             let d = &stage[*key];
             for stat in ["count", "mean"]

@@ -119,8 +119,34 @@ fn over_time_charts(s: &Value) -> Vec<String> {
             vec![series("in flight", "concurrency")],
         ),
     ];
+    // The server's own queue beside the client's requests in flight, on
+    // the run's clock (scraped samples, or a Prometheus server's points).
+    let samples = s["server"]["samples"].as_array().cloned().unwrap_or_default();
+    let server = |name: &str, key: &str| Series {
+        name: name.to_string(),
+        points: samples
+            .iter()
+            .filter_map(|p| Some((num(&p["t_s"])?, Some(num(&p[key])?))))
+            .collect(),
+        markers: false,
+    };
+    let client_and_server = (
+        "Client and server over time",
+        "requests (replicas)",
+        [
+            series("client: in flight", "concurrency"),
+            server("server: running", "running"),
+            server("server: waiting", "waiting"),
+            server("server: replicas", "replicas"),
+        ]
+        .into_iter()
+        .filter(|s| s.points.iter().any(|p| p.1.is_some()))
+        .collect(),
+    );
+    let with_server = (!samples.is_empty()).then_some(client_and_server);
     charts
         .into_iter()
+        .chain(with_server)
         .filter_map(|(title, y_label, series)| {
             line_chart(
                 &Chart {
@@ -335,5 +361,30 @@ mod tests {
         });
         let page = render_html(&s);
         assert_eq!(page.matches("knee 80.0 ± 0.4 req/s").count(), 2, "{page}");
+    }
+
+    #[test]
+    fn the_servers_queue_is_drawn_beside_the_clients_in_flight() {
+        let mut s = serde_json::json!({
+            "schema_version": 1, "percentiles": [50.0], "stages": [stage(0, 10.0, 10.0, 20.0)],
+            "total": {"stage": null},
+            "timeseries": [{"t_s": 0.0, "completed": 1, "sent": 1, "concurrency": 1.0},
+                           {"t_s": 1.0, "completed": 1, "sent": 1, "concurrency": 3.0}],
+        });
+        assert!(
+            !render_html(&s).contains("Client and server over time"),
+            "no server: no chart"
+        );
+        s["server"] = serde_json::json!({"samples": [{"t_s": 0.5, "waiting": 2.0, "running": 4.0},
+                                                     {"t_s": 1.5, "waiting": 0.0, "running": 1.0}]});
+        let page = render_html(&s);
+        assert!(page.contains("Client and server over time"));
+        for legend in ["client: in flight", "server: running", "server: waiting"] {
+            assert!(page.contains(legend), "{legend}");
+        }
+        assert!(
+            !page.contains("server: replicas"),
+            "a series without samples is left out"
+        );
     }
 }
