@@ -190,19 +190,70 @@ fn the_servers_own_request_counts_and_ttft_per_stage_match_the_clients() {
     ]));
     assert_eq!(code, 7, "{stderr}");
     // Every report shows the server's figures.
-    let (code, _, stderr) = run(barrage()
-        .arg("report")
-        .arg(&out)
-        .args(["--reporter", "csv", "--reporter", "markdown", "--reporter", "html"]));
+    let (code, _, stderr) = run(barrage().arg("report").arg(&out).args([
+        "--reporter",
+        "csv",
+        "--reporter",
+        "markdown",
+        "--reporter",
+        "html",
+    ]));
     assert_eq!(code, 0, "{stderr}");
     let csv = std::fs::read_to_string(out.join("stages.csv")).unwrap();
     let mut rows = csv.lines().map(|l| l.split(',').collect::<Vec<_>>());
     let header = rows.next().unwrap();
-    let column = header.iter().position(|c| *c == "server_requests").expect("server_requests");
+    let column = header
+        .iter()
+        .position(|c| *c == "server_requests")
+        .expect("server_requests");
     let first: f64 = rows.next().unwrap()[column].parse().unwrap();
     assert_eq!(first, f(&s["stages"][0]["server"]["requests"]));
     let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(markdown.contains("| server: TTFT p50 / p99 (ms) |"), "{markdown}");
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("Client and server over time") && html.contains("server: running"));
+}
+
+#[test]
+fn several_expositions_are_read_as_one_server_and_one_missing_fails_the_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        SimProcess::start(&["--mode", "zero"]),
+        SimProcess::start(&["--mode", "zero"]),
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let yaml = |urls: &[String]| {
+        format!(
+            "stages:\n  - {{shape: constant, rate: 20, duration_s: 2}}\nserver_metrics:\n  interval_s: 0.5\n  urls: [{}]\n",
+            urls.join(", ")
+        )
+    };
+    let both = [
+        format!("http://{}/metrics", a.addr),
+        format!("http://{}/metrics", b.addr),
+    ];
+    let (mut cmd, out) = crate::common::config_run(&a, tmp.path(), "both", &yaml(&both));
+    let (code, stdout, stderr) = run(cmd.args(["--reporter", "json"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let s = summary(&out);
+    let server = &s["total"]["server"];
+    // One replica each; only the first was sent requests.
+    assert_eq!(f(&server["replicas"]["max"]), 2.0, "{server}");
+    assert_eq!(f(&server["requests"]), f(&s["total"]["succeeded"]), "{server}");
+    assert_eq!(s["server"]["url"], both.join(" + "));
+
+    let one_gone = [both[0].clone(), format!("http://{closed}/metrics")];
+    let (mut cmd, out) = crate::common::config_run(&a, tmp.path(), "gone", &yaml(&one_gone));
+    let (code, stdout, stderr) = run(cmd.args(["--reporter", "json"]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let s = summary(&out);
+    assert_eq!(s["server"]["scrapes"], 0, "{}", s["server"]);
+    let error = s["server"]["last_error"].as_str().unwrap();
+    assert!(
+        error.starts_with(&format!("http://{closed}/metrics: ")) && error.contains("Connection refused"),
+        "{error}"
+    );
 }

@@ -94,11 +94,11 @@ pub async fn run(
         path: dir.display().to_string(),
         source,
     })?;
-    let scrape_url = match &config.server_metrics {
+    let scrape_urls = match &config.server_metrics {
         Some(m) => m
-            .scrape_url(target)
+            .scrape_urls(target)
             .map_err(|m| RunError::Config(crate::config::ConfigError::new(m)))?,
-        None => None,
+        None => Vec::new(),
     };
     let api_key = match &config.api_key_env {
         Some(var) => Some(std::env::var(var).map_err(|_| RunError::ApiKey(var.clone()))?),
@@ -178,10 +178,10 @@ pub async fn run(
         path: dir.join(crate::server_metrics::SERVER_JSONL).display().to_string(),
         source,
     };
-    let scraper = match (&config.server_metrics, scrape_url) {
-        (Some(m), Some(url)) => {
+    let scraper = match &config.server_metrics {
+        Some(m) if !scrape_urls.is_empty() => {
             let interval = Duration::from_secs_f64(m.interval_s);
-            Some(crate::server_metrics::Scraper::spawn(url, interval, origin, dir).map_err(server_file)?)
+            Some(crate::server_metrics::Scraper::spawn(scrape_urls, interval, origin, dir).map_err(server_file)?)
         }
         _ => None,
     };

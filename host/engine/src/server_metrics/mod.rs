@@ -33,6 +33,9 @@ pub struct ServerMetricsConfig {
     /// The exposition's URL; none: the target's `/metrics` (unless
     /// `prometheus` is given, which then replaces the scrape).
     pub url: Option<String>,
+    /// Several expositions (one per replica, say), scraped together and
+    /// read as one: their series summed, as one server's are.
+    pub urls: Vec<String>,
     /// Seconds between scrapes (and between the points of each query).
     pub interval_s: f64,
     /// A Prometheus server's base URL to evaluate `queries` against.
@@ -47,6 +50,7 @@ impl Default for ServerMetricsConfig {
     fn default() -> Self {
         ServerMetricsConfig {
             url: None,
+            urls: Vec::new(),
             interval_s: 1.0,
             prometheus: None,
             queries: BTreeMap::new(),
@@ -55,26 +59,27 @@ impl Default for ServerMetricsConfig {
 }
 
 impl ServerMetricsConfig {
-    /// What to scrape for a run against `target`: the configured URL, or
+    /// What to scrape for a run against `target`: the configured URLs, or
     /// the target's `/metrics` (which only an `http://` target has here),
     /// or nothing when a Prometheus server is queried instead.
-    pub fn scrape_url(&self, target: &str) -> Result<Option<String>, String> {
-        match (&self.url, &self.prometheus) {
-            (Some(u), _) => Ok(Some(u.clone())),
-            (None, Some(_)) => Ok(None),
-            (None, None) if target.starts_with("http://") => {
-                Ok(Some(format!("{}/metrics", target.trim_end_matches('/'))))
+    pub fn scrape_urls(&self, target: &str) -> Result<Vec<String>, String> {
+        let given: Vec<String> = self.url.iter().chain(&self.urls).cloned().collect();
+        match (given.is_empty(), &self.prometheus) {
+            (false, _) => Ok(given),
+            (true, Some(_)) => Ok(Vec::new()),
+            (true, None) if target.starts_with("http://") => {
+                Ok(vec![format!("{}/metrics", target.trim_end_matches('/'))])
             }
-            (None, None) => Err("server_metrics: the target is not http://; give server_metrics.url".into()),
+            (true, None) => Err("server_metrics: the target is not http://; give server_metrics.url".into()),
         }
     }
 
     /// Where the figures come from, as `summary.json` names it.
     pub fn source(&self, target: &str) -> String {
-        let scraped = self.scrape_url(target).ok().flatten();
-        [scraped, self.prometheus.clone()]
+        let scraped = self.scrape_urls(target).unwrap_or_default();
+        scraped
             .into_iter()
-            .flatten()
+            .chain(self.prometheus.clone())
             .collect::<Vec<_>>()
             .join(" + ")
     }
@@ -174,10 +179,10 @@ pub struct Scraper {
 }
 
 impl Scraper {
-    /// Scrape `url` every `interval` until [`Scraper::finish`], appending
+    /// Scrape `urls` every `interval` until [`Scraper::finish`], appending
     /// each line to `dir/server.jsonl` (the run's series is read back from
     /// it, as a rebuild reads it).
-    pub fn spawn(url: String, interval: Duration, origin: Instant, dir: &Path) -> std::io::Result<Scraper> {
+    pub fn spawn(urls: Vec<String>, interval: Duration, origin: Instant, dir: &Path) -> std::io::Result<Scraper> {
         let mut file = std::fs::File::create(dir.join(SERVER_JSONL))?;
         let (last, mut finish) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -189,7 +194,7 @@ impl Scraper {
                     _ = tick.tick() => false,
                     _ = &mut finish => true,
                 };
-                let line = scrape(&client, &url, interval, origin).await;
+                let line = scrape(&client, &urls, interval, origin).await;
                 if let Ok(json) = serde_json::to_string(&line) {
                     let _ = writeln!(file, "{json}");
                 }
@@ -211,35 +216,50 @@ impl Scraper {
     }
 }
 
-async fn scrape(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>,
-    url: &str,
-    interval: Duration,
-    origin: Instant,
-) -> ServerLine {
+/// One sample of every URL at once, read as one exposition (their series
+/// summed, as one server's over its label sets); a URL that fails fails
+/// the sample, named: a sum without one replica would look like a drop.
+async fn scrape(client: &HttpClient, urls: &[String], interval: Duration, origin: Instant) -> ServerLine {
     let within = interval.max(Duration::from_millis(500));
-    let outcome = tokio::time::timeout(within, fetch(client, url)).await;
+    let mut fetches = tokio::task::JoinSet::new();
+    for (i, url) in urls.iter().enumerate() {
+        let (client, url) = (client.clone(), url.clone());
+        fetches.spawn(async move {
+            let outcome = tokio::time::timeout(within, fetch(&client, &url))
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {:.1} s", within.as_secs_f64())));
+            (i, outcome)
+        });
+    }
+    let mut bodies = vec![String::new(); urls.len()];
+    let mut failure = None;
+    while let Some(done) = fetches.join_next().await {
+        match done {
+            Ok((i, Ok(body))) => bodies[i] = body,
+            Ok((i, Err(e))) => {
+                failure.get_or_insert_with(|| if urls.len() > 1 { format!("{}: {e}", urls[i]) } else { e });
+            }
+            Err(e) => {
+                failure.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
     let t_s = origin.elapsed().as_secs_f64();
-    match outcome {
-        Ok(Ok(body)) => match sample(&body, t_s) {
-            Ok(s) => ServerLine::Sample(Box::new(s)),
-            Err(error) => ServerLine::Failed { t_s, error },
-        },
-        Ok(Err(error)) => ServerLine::Failed { t_s, error },
-        Err(_) => ServerLine::Failed {
-            t_s,
-            error: format!("no answer within {:.1} s", within.as_secs_f64()),
-        },
+    if let Some(error) = failure {
+        return ServerLine::Failed { t_s, error };
+    }
+    match sample(&bodies.join("\n"), t_s) {
+        Ok(s) => ServerLine::Sample(Box::new(s)),
+        Err(error) => ServerLine::Failed { t_s, error },
     }
 }
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>;
 
 /// Longest exposition read; a larger one is refused.
 const MAX_BODY: usize = 16 << 20;
 
-async fn fetch(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>,
-    url: &str,
-) -> Result<String, String> {
+async fn fetch(client: &HttpClient, url: &str) -> Result<String, String> {
     let uri: hyper::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     let response = client.get(uri).await.map_err(|e| crate::transport::error_chain(&e))?;
     let status = response.status();
@@ -262,15 +282,19 @@ pub fn check(config: &ServerMetricsConfig) -> Result<(), String> {
             config.interval_s
         ));
     }
-    for (key, url, example) in [
-        ("server_metrics.url", &config.url, "http://127.0.0.1:8000/metrics"),
-        ("server_metrics.prometheus", &config.prometheus, "http://127.0.0.1:9090"),
-    ] {
-        if let Some(url) = url {
-            match url.parse::<hyper::Uri>() {
-                Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => {}
-                _ => return Err(format!("{key} `{url}`: give an http:// URL, e.g. {example}")),
-            }
+    const EXPOSITION: &str = "http://127.0.0.1:8000/metrics";
+    let urls = (config.url.iter().map(|u| ("server_metrics.url", u, EXPOSITION)))
+        .chain(config.urls.iter().map(|u| ("server_metrics.urls", u, EXPOSITION)))
+        .chain(
+            config
+                .prometheus
+                .iter()
+                .map(|u| ("server_metrics.prometheus", u, "http://127.0.0.1:9090")),
+        );
+    for (key, url, example) in urls {
+        match url.parse::<hyper::Uri>() {
+            Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => {}
+            _ => return Err(format!("{key} `{url}`: give an http:// URL, e.g. {example}")),
         }
     }
     match (&config.prometheus, config.queries.is_empty()) {
@@ -302,7 +326,7 @@ mod tests {
         let ok = config("prometheus: http://p:9090\nqueries: {replicas: x}");
         assert!(check(&ok).is_ok());
         // Queried instead of scraped, unless a URL is given too.
-        assert_eq!(ok.scrape_url("http://t"), Ok(None));
+        assert_eq!(ok.scrape_urls("http://t"), Ok(Vec::new()));
         assert_eq!(ok.source("http://t"), "http://p:9090");
         assert_eq!(config("{}").source("http://t/"), "http://t/metrics");
     }
