@@ -12,6 +12,7 @@ mod cli;
 mod codecs;
 mod contract;
 mod datasets;
+mod distributed;
 mod examples;
 mod export;
 mod hostile;

@@ -220,28 +220,31 @@ fn a_killed_run_is_rebuilt_into_reports_from_its_records() {
 }
 
 /// Two short runs against one simulator.
-fn two_runs(dir: &Path) -> (PathBuf, PathBuf) {
+/// Runs `a` and `a2` of one configuration (two shards of one run, as
+/// `merge` wants them), and `b` of another.
+fn three_runs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let sim = SimProcess::start(&["--mode", "plain", "--ttft-ms", "20", "--itl-ms", "4"]);
-    let a = dir.join("a");
-    let b = dir.join("b");
-    run_ok(
-        &sim,
-        &a,
-        &["--rate", "30", "--requests", "40", "--max-tokens", "8", "--seed", "1"],
-    );
+    let (a, a2, b) = (dir.join("a"), dir.join("a2"), dir.join("b"));
+    for out in [&a, &a2] {
+        run_ok(
+            &sim,
+            out,
+            &["--rate", "30", "--requests", "40", "--max-tokens", "8", "--seed", "1"],
+        );
+    }
     run_ok(
         &sim,
         &b,
         &["--rate", "30", "--requests", "25", "--max-tokens", "8", "--seed", "2"],
     );
     sim.stop();
-    (a, b)
+    (a, a2, b)
 }
 
 #[test]
 fn reports_rebuild_exactly_and_shards_merge_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = two_runs(dir.path());
+    let (a, a2, b) = three_runs(dir.path());
     // Rebuilt from records, the summary equals the live one.
     let again = dir.path().join("a-again");
     let (code, _, stderr) = run(barrage().arg("report").arg(&a).arg("--output").arg(&again));
@@ -253,18 +256,25 @@ fn reports_rebuild_exactly_and_shards_merge_exactly() {
     assert_eq!(live["timeseries"], rebuilt["timeseries"]);
 
     let merged = dir.path().join("merged");
-    let (code, stdout, stderr) = run(barrage().arg("merge").arg(&a).arg(&b).arg("--output").arg(&merged));
+    let (code, _, stderr) = run(barrage().arg("merge").arg(&a).arg(&b).arg("--output").arg(&merged));
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("has seed 1 and") && stderr.contains("seed 2: shards of one run share its seed"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) = run(barrage().arg("merge").arg(&a).arg(&a2).arg("--output").arg(&merged));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let b = a2;
     let m = summary(&merged);
     let (sa, sb) = (summary(&a), summary(&b));
     assert_eq!(m["shards"], 2);
-    assert_eq!(m["total"]["sent"].as_u64().unwrap(), 65);
-    assert_eq!(records(&merged).len(), 65);
+    assert_eq!(m["total"]["sent"].as_u64().unwrap(), 80);
+    assert_eq!(records(&merged).len(), 80);
     let count = |s: &serde_json::Value| s["total"]["ttft_ms"]["count"].as_u64().unwrap();
     assert_eq!(count(&m), count(&sa) + count(&sb));
     let max = |s: &serde_json::Value| f(&s["total"]["ttft_ms"]["max"]);
     assert_eq!(max(&m), max(&sa).max(max(&sb)), "histograms merge exactly");
-    assert_eq!(m["total"]["scheduled"].as_u64().unwrap(), 65);
+    assert_eq!(m["total"]["scheduled"].as_u64().unwrap(), 80);
     assert!(m["total"]["accounted"].as_bool().unwrap());
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(merged.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["shards"].as_array().unwrap().len(), 2);
@@ -282,6 +292,7 @@ fn reports_rebuild_exactly_and_shards_merge_exactly() {
     assert!(offset > 0.0 && (shard1_first - (b_first + offset)).abs() < 1e-6);
     assert!(merged.join("report.html").exists());
 
+    let b = dir.path().join("b");
     let cmp = dir.path().join("cmp");
     let (code, stdout, stderr) = run(barrage().arg("compare").arg(&a).arg(&b).arg("--output").arg(&cmp));
     assert_eq!(code, 0, "{stderr}");
@@ -359,7 +370,7 @@ fn bad_results_and_report_settings_get_clear_errors() {
         "{stderr}"
     );
 
-    let (a, _) = two_runs(dir.path());
+    let (a, _, _) = three_runs(dir.path());
     // A broken line in the middle is an error naming file and line.
     let path = a.join("records.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();

@@ -355,6 +355,13 @@ pub struct RunConfig {
     /// The live export: a scrape endpoint, a Pushgateway, remote write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export: Option<crate::export::ExportConfig>,
+    /// This load generator's part of a distributed run; none: all of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// When to start, RFC 3339 (`2026-12-03T10:00:00Z`) or Unix seconds:
+    /// the same instant for every shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
     /// Where prompts come from; none: a synthetic prompt of `request.prompt_tokens`.
     pub dataset: Option<barrage_plugin_host::prepare::DatasetConfig>,
     /// Directory the dataset's relative paths are resolved against: the
@@ -401,6 +408,8 @@ impl Default for RunConfig {
             report: ReportConfig::default(),
             server_metrics: None,
             export: None,
+            shard: None,
+            start_at: None,
             tokenizer: None,
             dataset: None,
             base_dir: PathBuf::new(),
@@ -441,6 +450,55 @@ pub struct Plan {
 
 /// A value out of range in a run configuration.
 pub use barrage_core::invalid::InvalidKey as ConfigError;
+
+/// This load generator's part of a distributed run (`--shard I/N`): shard
+/// `index` of `count`, from 0. The shards' union is the run asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shard {
+    /// Which one, from 0.
+    pub index: u32,
+    /// How many.
+    pub count: u32,
+}
+
+impl Shard {
+    /// `I/N`, as `--shard` takes it.
+    pub fn parse(text: &str) -> Result<Shard, String> {
+        let bad = || format!("--shard `{text}`: give INDEX/COUNT, e.g. 0/4 for the first of four shards");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let shard = Shard {
+            index: i.trim().parse().map_err(|_| bad())?,
+            count: n.trim().parse().map_err(|_| bad())?,
+        };
+        shard.check().map(|()| shard)
+    }
+
+    /// Whether the index is one of the count.
+    pub fn check(&self) -> Result<(), String> {
+        if self.count == 0 || self.index >= self.count {
+            return Err(format!(
+                "shard {}/{}: the index counts from 0 and must be below the count (0 to {})",
+                self.index,
+                self.count,
+                self.count.saturating_sub(1)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether item `i` of a sequence dealt out in turn is this shard's.
+    pub fn owns(&self, i: u64) -> bool {
+        i % u64::from(self.count) == u64::from(self.index)
+    }
+
+    /// Of `n` items numbered from `from`, dealt out in turn, how many are this shard's.
+    pub fn owned_in(&self, from: u64, n: u64) -> u64 {
+        let count = u64::from(self.count);
+        let first = (u64::from(self.index) + count - from % count) % count;
+        if first >= n { 0 } else { (n - first).div_ceil(count) }
+    }
+}
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -562,6 +620,12 @@ impl RunConfig {
         }
         if let Some(e) = &self.export {
             crate::export::check(e)?;
+        }
+        if let Some(s) = &self.shard {
+            s.check()?;
+        }
+        if let Some(at) = &self.start_at {
+            barrage_core::clock::parse_instant(at).map_err(|e| format!("start_at: {e}"))?;
         }
         if let Some(m) = &self.server_metrics {
             crate::server_metrics::check(m)?;

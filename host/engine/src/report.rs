@@ -195,6 +195,8 @@ fn facts_from_meta(meta: &Meta, duration_s: f64) -> RunFacts {
         seed: meta.seed,
         shards: 1,
         host: None,
+        shard_start_spread_ms: None,
+        missing_shards: Vec::new(),
     }
 }
 
@@ -209,7 +211,12 @@ pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<
         ));
     }
     let runs: Vec<RunDir> = inputs.iter().map(|d| RunDir::open(d)).collect::<Result<_, _>>()?;
+    let missing_shards = check_shards(&runs)?;
+    // The wall clock at each origin, to the µs where the run noted it.
+    let start_of = |r: &RunDir| r.meta.start.map_or(r.meta.started_unix_ms as f64, |s| s.unix_ms);
+    let origin_exact = runs.iter().map(start_of).fold(f64::INFINITY, f64::min);
     let origin = runs.iter().map(|r| r.meta.started_unix_ms).min().unwrap_or(0);
+    let spread_ms = runs.iter().map(start_of).fold(f64::NEG_INFINITY, f64::max) - origin_exact;
     std::fs::create_dir_all(out).map_err(|source| ResultsError::Io {
         path: out.display().to_string(),
         source,
@@ -223,7 +230,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<
     let mut duration_s = 0f64;
     let mut readers = Vec::with_capacity(runs.len());
     for run in &runs {
-        let offset_ms = (run.meta.started_unix_ms - origin) as f64;
+        let offset_ms = start_of(run) - origin_exact;
         shards.push(ShardMeta {
             dir: run.dir.display().to_string(),
             host: run.meta.host.clone(),
@@ -266,7 +273,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<
     sink.flush()?;
     let agg = sink.aggregator;
     let first = &runs[0];
-    let complete = runs.iter().all(|r| r.summary.is_some());
+    let complete = runs.iter().all(|r| r.summary.is_some()) && missing_shards.is_empty();
     let mut meta = first.meta.clone();
     meta.started_unix_ms = origin;
     meta.host = runs.iter().map(|r| r.meta.host.as_str()).collect::<Vec<_>>().join(",");
@@ -295,11 +302,69 @@ pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<
         seed: first.meta.seed,
         shards: runs.len() as u32,
         host: None,
+        shard_start_spread_ms: Some(spread_ms),
+        missing_shards,
     };
     // Shards' server gauges are not merged: each scraped the same server.
     let summary = agg.summary(&out.display().to_string(), facts, &infos, &counts, None);
     results::write_json(&out.join(results::SUMMARY), &summary)?;
     Ok(summary)
+}
+
+/// Refuse runs that are not shards of one run (other seeds, other
+/// configurations, a shard given twice or shards of different counts);
+/// the shards of the count that are not among them.
+fn check_shards(runs: &[RunDir]) -> Result<Vec<u32>, ReportError> {
+    let first = &runs[0];
+    if let Some(other) = runs.iter().find(|r| r.meta.seed != first.meta.seed) {
+        return Err(ReportError::Invalid(format!(
+            "{} has seed {} and {} seed {}: shards of one run share its seed (give every shard the same config)",
+            first.dir.display(),
+            first.meta.seed,
+            other.dir.display(),
+            other.meta.seed
+        )));
+    }
+    // The configuration but for what differs between shards by design
+    // (each may reach the server by an address of its own).
+    let plan = |r: &RunDir| {
+        r.config().ok().map(|mut c| {
+            (c.shard, c.start_at, c.output, c.target) = (None, None, None, None);
+            serde_json::to_value(c).unwrap_or_default()
+        })
+    };
+    let base = plan(first);
+    for run in &runs[1..] {
+        let this = plan(run);
+        if let (Some(serde_json::Value::Object(a)), Some(serde_json::Value::Object(b))) = (&base, &this)
+            && let Some(key) = a.keys().chain(b.keys()).find(|k| a.get(*k) != b.get(*k))
+        {
+            return Err(ReportError::Invalid(format!(
+                "{} and {} ran different configurations (`{key}` differs): only shards of one run merge",
+                first.dir.display(),
+                run.dir.display()
+            )));
+        }
+    }
+    let shards: Vec<crate::config::Shard> = runs.iter().filter_map(|r| r.meta.start.and_then(|s| s.shard)).collect();
+    let Some(count) = shards.first().map(|s| s.count) else {
+        return Ok(Vec::new());
+    };
+    if shards.len() != runs.len() || shards.iter().any(|s| s.count != count) {
+        return Err(ReportError::Invalid(format!(
+            "the runs are not shards of one {count}-shard run: some ran with another --shard count or none"
+        )));
+    }
+    let mut seen = vec![false; count as usize];
+    for s in &shards {
+        if std::mem::replace(&mut seen[s.index as usize], true) {
+            return Err(ReportError::Invalid(format!(
+                "shard {}/{count} is given twice: give each shard's directory once",
+                s.index
+            )));
+        }
+    }
+    Ok((0..count).filter(|&i| !seen[i as usize]).collect())
 }
 
 /// Runs made one after another (the points of a sweep or a search) as one
@@ -355,6 +420,8 @@ pub fn sequence(runs: &[(PathBuf, StageInfo)], out: &Path, options: MetricsOptio
         seed: first.meta.seed,
         shards: 1,
         host: None,
+        shard_start_spread_ms: None,
+        missing_shards: Vec::new(),
     };
     let summary = sink
         .aggregator

@@ -106,12 +106,36 @@ pub struct Meta {
     /// The tokenizer plugins were given, and whether it is exact (`words` is not).
     #[serde(default)]
     pub tokenizer: TokenizerMeta,
+    /// How the run started: exactly when, when it was asked to, and as
+    /// which shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<StartMeta>,
     /// For a merged run: the runs it was made from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub shards: Vec<ShardMeta>,
     /// The dataset the prompts came from, when one was configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<barrage_plugin_host::prepare::DatasetStats>,
+}
+
+/// A run's start in `meta.json`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct StartMeta {
+    /// The wall clock at the run's origin, ms since the Unix epoch (to the µs).
+    pub unix_ms: f64,
+    /// The instant `start_at` asked for, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asked_unix_ms: Option<f64>,
+    /// The run's part of a distributed run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::config::Shard>,
+}
+
+impl StartMeta {
+    /// How late the run started after the instant asked for, ms (negative: early).
+    pub fn error_ms(&self) -> Option<f64> {
+        self.asked_unix_ms.map(|a| self.unix_ms - a)
+    }
 }
 
 /// A plugin's identity in `meta.json`.

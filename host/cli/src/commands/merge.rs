@@ -28,6 +28,17 @@ pub(crate) fn execute(args: MergeArgs) -> Result<ExitCode> {
     let first = barrage_engine::results::RunDir::open(&args.runs[0])?;
     let (config, options) = args.metrics.settings_for(&first)?;
     let summary = barrage_engine::report::merge(&args.runs, &args.output, options)?;
+    if let Some(spread) = summary.run.shard_start_spread_ms {
+        eprintln!("shards started within {spread:.3} ms of each other");
+    }
+    if !summary.run.missing_shards.is_empty() {
+        let missing: Vec<String> = summary.run.missing_shards.iter().map(u32::to_string).collect();
+        eprintln!(
+            "warning: shard {} of the run is missing (it died, or its directory was not given): the merged run is \
+             incomplete, its counts are the other shards'",
+            missing.join(", ")
+        );
+    }
     Ok(print_and_report(
         &args.plugins,
         &args.ci,

@@ -108,6 +108,8 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     export: ExportArgs,
     #[command(flatten)]
+    distributed: DistributedArgs,
+    #[command(flatten)]
     dataset: DatasetArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
@@ -115,6 +117,50 @@ pub(crate) struct RunArgs {
     ci: CiArgs,
     #[command(flatten)]
     plugins: PluginOptions,
+}
+
+/// A distributed run's flags (`shard:` and `start_at:` in a config).
+#[derive(Debug, Default, clap::Args)]
+#[command(next_help_heading = "Distributed runs")]
+struct DistributedArgs {
+    /// Send shard INDEX of COUNT of the load (e.g. 0/4): the shards' union
+    /// is the run asked for. Merge their directories with `barrage merge`.
+    #[arg(long, value_name = "INDEX/COUNT", conflicts_with = "shards")]
+    shard: Option<String>,
+    /// Run as one of COUNT shards, the index from $JOB_COMPLETION_INDEX
+    /// (what a Kubernetes Indexed Job sets).
+    #[arg(long, value_name = "COUNT")]
+    shards: Option<u32>,
+    /// Start at this wall-clock instant, RFC 3339 (2026-12-03T10:00:00Z)
+    /// or Unix seconds: the same for every shard.
+    #[arg(long, value_name = "TIME")]
+    start_at: Option<String>,
+}
+
+impl DistributedArgs {
+    fn given(&self) -> bool {
+        self.shard.is_some() || self.shards.is_some() || self.start_at.is_some()
+    }
+
+    fn apply(&self, config: &mut RunConfig) -> Result<()> {
+        if let Some(s) = &self.shard {
+            config.shard = Some(barrage_engine::config::Shard::parse(s).map_err(|e| anyhow::anyhow!(e))?);
+        }
+        if let Some(count) = self.shards {
+            let index = std::env::var("JOB_COMPLETION_INDEX").map_err(|_| {
+                anyhow::anyhow!("--shards {count}: $JOB_COMPLETION_INDEX is not set (a Kubernetes Indexed Job sets it; elsewhere give --shard INDEX/COUNT)")
+            })?;
+            let index = index
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--shards {count}: $JOB_COMPLETION_INDEX is `{index}`, not a number"))?;
+            config.shard = Some(barrage_engine::config::Shard { index, count });
+        }
+        if let Some(at) = &self.start_at {
+            config.start_at = Some(at.clone());
+        }
+        Ok(())
+    }
 }
 
 /// The live export's flags (`export:` in a config).
@@ -313,6 +359,7 @@ impl RunArgs {
             config.threshold_grace_s = v;
         }
         self.export.apply(config);
+        self.distributed.apply(config)?;
         if self.rate.is_some() || self.concurrency.is_some() {
             let duration = self
                 .duration
@@ -433,6 +480,7 @@ impl RunArgs {
             (self.ci.junit.is_some(), "--junit"),
             (self.ci.ci_summary.is_some(), "--ci-summary"),
             (self.export.given(), "--metrics-listen, --pushgateway, --remote-write"),
+            (self.distributed.given(), "--shard, --shards, --start-at"),
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))

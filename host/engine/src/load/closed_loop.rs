@@ -10,24 +10,28 @@ use super::feeder::Feed;
 use super::request::{Turn, UnitEnd, send_unit, think};
 use super::shape;
 use super::shared::{Ctx, Window};
-use crate::config::Stage;
+use crate::config::{Shard, Stage};
 
 /// Run stage `index` with its virtual users, taking units from `feed`;
-/// returns how many requests were sent.
+/// returns how many requests were sent. A shard runs the users it owns
+/// (user I, I + N, …: the union of the shards is every user, and a ramp's
+/// users join and leave at the same times), with its share of `requests`.
 pub(super) fn run(
     ctx: &Arc<Ctx>,
     feed: &Arc<Feed>,
     handle: &tokio::runtime::Handle,
-    index: usize,
-    stage: &Stage,
+    (index, stage): (usize, &Stage),
+    shard: Option<Shard>,
     start: Instant,
 ) -> u64 {
     let users = stage.concurrency.unwrap_or(1).max(stage.from_concurrency.unwrap_or(0));
     let window = Window::of(stage, start);
     let deadline = stage.duration_s.map(|d| start + Duration::from_secs_f64(d));
-    let budget = Arc::new(AtomicU64::new(stage.requests.unwrap_or(u64::MAX)));
+    let requests = stage.requests.map(|r| shard.map_or(r, |s| s.owned_in(0, r)));
+    let budget = Arc::new(AtomicU64::new(requests.unwrap_or(u64::MAX)));
     let launched = Arc::new(AtomicU64::new(0));
     let tasks: Vec<_> = (0..users)
+        .filter(|&user| shard.is_none_or(|s| s.owns(user as u64)))
         .map(|user| {
             let ctx = ctx.clone();
             let feed = feed.clone();

@@ -90,6 +90,9 @@ pub async fn run(
 ) -> Result<Summary, RunError> {
     let Watchers { progress, export } = watchers;
     let config = &plan.config;
+    let workload = workload
+        .for_shard(config.shard)
+        .map_err(|m| RunError::Config(crate::config::ConfigError::new(m)))?;
     std::fs::create_dir_all(dir).map_err(|source| RunError::Output {
         path: dir.display().to_string(),
         source,
@@ -123,13 +126,30 @@ pub async fn run(
     let workers = CodecWorkers::start(plugin.clone(), config.plugin_threads).map_err(RunError::Thread)?;
     let (records_tx, records_rx) = tokio::sync::mpsc::channel::<Record>(records::QUEUE);
     let (cancel_tx, cancel_rx) = watch::channel(false);
+    // Every shard of a distributed run starts at the same wall-clock instant.
+    let start_at = match &config.start_at {
+        Some(at) => Some(
+            barrage_core::clock::parse_instant(at)
+                .map_err(|m| RunError::Config(crate::config::ConfigError::new(format!("start_at: {m}"))))?,
+        ),
+        None => None,
+    };
+    if let Some(at) = start_at {
+        wait_until_unix_ms(at, &stop).await;
+    }
     // Instant and CLOCK_MONOTONIC are the same clock on Linux; noting both
     // lets records be compared with another process's monotonic times.
     let origin = Instant::now();
     let origin_ns = barrage_core::clock::monotonic_ns();
+    let origin_unix_ms = barrage_core::clock::unix_ms();
     let metrics_options = config.report.metrics_options()?;
     let dataset = workload.dataset.as_ref().map(|d| d.stats());
-    let meta = write_meta(dir, config, &plugin, target, origin_ns, dataset)?;
+    let start = crate::results::StartMeta {
+        unix_ms: origin_unix_ms,
+        asked_unix_ms: start_at,
+        shard: config.shard,
+    };
+    let meta = write_meta(dir, config, &plugin, (target, origin_ns), start, dataset)?;
     let live = records::Live {
         counters: Arc::default(),
         ttft_p50_us: Arc::new(AtomicU64::new(u64::MAX)),
@@ -252,6 +272,8 @@ pub async fn run(
         seed: config.seed,
         shards: 1,
         host: Some(host),
+        shard_start_spread_ms: None,
+        missing_shards: Vec::new(),
     };
     // Finished before the file is read: no line is written meanwhile.
     if let Some(scraper) = scraper {
@@ -276,12 +298,31 @@ pub async fn run(
     Ok(summary)
 }
 
+/// Sleep, then spin, to `unix_ms` on the wall clock (the shards' common
+/// clock); at once if it has passed (the start's error says by how much),
+/// or on a stop.
+async fn wait_until_unix_ms(unix_ms: f64, stop: &StopSignal) {
+    loop {
+        let left = unix_ms - barrage_core::clock::unix_ms();
+        if left <= 0.0 || stop.is_stopped() {
+            return;
+        }
+        if left > 2.0 {
+            // Timers fire a millisecond or so late: wake 1 ms early.
+            let nap = (left - 1.0).min(50.0);
+            tokio::time::sleep(Duration::from_secs_f64(nap / 1000.0)).await;
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 fn write_meta(
     dir: &Path,
     config: &RunConfig,
     plugin: &CodecPlugin,
-    target: &str,
-    origin_ns: u64,
+    (target, origin_ns): (&str, u64),
+    start: crate::results::StartMeta,
     dataset: Option<barrage_plugin_host::prepare::DatasetStats>,
 ) -> Result<crate::results::Meta, RunError> {
     let out = |name: &str, bytes: Vec<u8>| {
@@ -299,9 +340,8 @@ fn write_meta(
         barrage_version: env!("CARGO_PKG_VERSION").to_string(),
         seed: config.seed,
         origin_monotonic_ns: origin_ns,
-        started_unix_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64),
+        started_unix_ms: start.unix_ms as u64,
+        start: Some(start),
         target: target.to_string(),
         host: std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())

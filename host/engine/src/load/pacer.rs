@@ -231,7 +231,7 @@ impl Pacer<'_> {
             let left = match kind {
                 StageKind::Users => 0,
                 StageKind::Trace => self.trace_len(stage),
-                StageKind::Arrivals => shape::stage_arrivals(stage, self.plan.config.seed, index).left(),
+                StageKind::Arrivals => self.arrivals(stage, index).left(),
             };
             return ScheduleCounts {
                 scheduled: left,
@@ -245,7 +245,14 @@ impl Pacer<'_> {
         let (mut counts, missed) = match kind {
             StageKind::Users => (
                 ScheduleCounts {
-                    scheduled: closed_loop::run(self.ctx, &self.feed, self.handle, index, stage, start),
+                    scheduled: closed_loop::run(
+                        self.ctx,
+                        &self.feed,
+                        self.handle,
+                        (index, stage),
+                        self.plan.config.shard,
+                        start,
+                    ),
                     ..ScheduleCounts::default()
                 },
                 Missed::default(),
@@ -256,9 +263,20 @@ impl Pacer<'_> {
         counts
     }
 
-    /// Requests a trace stage sends: one pass over the dataset, or fewer.
+    /// Requests a trace stage sends: one pass over the dataset (this
+    /// shard's part of it), or fewer.
     fn trace_len(&self, stage: &Stage) -> u64 {
-        stage.requests.map_or(self.units, |r| r.min(self.units))
+        let requests = stage.requests.map(|r| match self.plan.config.shard {
+            Some(s) => s.owned_in(0, r),
+            None => r,
+        });
+        requests.map_or(self.units, |r| r.min(self.units))
+    }
+
+    /// Stage `index`'s arrivals, this shard's part of them.
+    fn arrivals(&self, stage: &Stage, index: usize) -> shape::Arrivals {
+        let seed = self.plan.config.seed;
+        shape::stage_arrivals(stage, seed, index).shard(self.plan.config.shard, seed, index as u64)
     }
 
     /// An open-loop stage: each arrival (or trace sample) at its time, or
@@ -278,7 +296,7 @@ impl Pacer<'_> {
         let shared_stage = Arc::new(stage.clone());
         let mut counts = ScheduleCounts::default();
         let cap = stage.max_concurrency.map(|n| Arc::new(tokio::sync::Semaphore::new(n)));
-        let mut arrivals = shape::stage_arrivals(stage, self.plan.config.seed, index);
+        let mut arrivals = self.arrivals(stage, index);
         let trace_end = stage.duration_s.map(|d| start + Duration::from_secs_f64(d));
         let mut trace_base: Option<(u64, f64)> = None;
         let mut sent_in_stage = 0u64;
@@ -287,7 +305,7 @@ impl Pacer<'_> {
         let backlog = ctx.workers.backlog();
         loop {
             let (at, ready) = if kind == StageKind::Trace {
-                if stage.requests.is_some_and(|r| sent_in_stage >= r) {
+                if sent_in_stage >= self.trace_len(stage) {
                     break;
                 }
                 let Some(ready) = self.held.take().or_else(|| self.feed.next_blocking()) else {

@@ -69,6 +69,9 @@ pub struct Arrivals {
     /// the integrated rate Λ reached so far).
     t: f64,
     n: u64,
+    /// This load generator's part of the schedule, and for a random one the
+    /// draws that pick each arrival's shard.
+    shard: Option<(crate::config::Shard, Option<Rng>)>,
 }
 
 impl Arrivals {
@@ -95,7 +98,22 @@ impl Arrivals {
             varying: None,
             t: 0.0,
             n: 0,
+            shard: None,
         }
+    }
+
+    /// Keep only `shard`'s part of the schedule. Every shard draws the
+    /// whole schedule from the seed and keeps its own arrivals, so the
+    /// shards' union is exactly the schedule asked for: an even schedule's
+    /// arrivals are taken in turn (shard I keeps arrivals I, I + N, …); a
+    /// random one's go to a shard drawn from a seeded stream of their own
+    /// (thinning: each part of a Poisson process is again one, at rate / N).
+    pub fn shard(mut self, shard: Option<crate::config::Shard>, seed: u64, stream: u64) -> Arrivals {
+        self.shard = shard.filter(|s| s.count > 1).map(|s| {
+            let pick = (self.kind != ShapeKind::Constant).then(|| Rng::stream(seed, SHARD_STREAMS + stream));
+            (s, pick)
+        });
+        self
     }
 
     /// Arrivals of an inhomogeneous Poisson process with rate `rate(t)`,
@@ -129,9 +147,15 @@ impl Arrivals {
     pub fn left(&self) -> u64 {
         let by_count = self.max_requests.map(|m| m.saturating_sub(self.n));
         let by_time = self.duration.map(|d| self.left_in(d.as_secs_f64()));
-        match (by_count, by_time) {
+        let all = match (by_count, by_time) {
             (Some(c), Some(t)) => c.min(t),
             (c, t) => c.or(t).unwrap_or(0),
+        };
+        match &self.shard {
+            None => all,
+            // Arrivals n, n + 1, … taken in turn: those that are this shard's.
+            Some((s, None)) => s.owned_in(self.n, all),
+            Some((s, Some(_))) => (all as f64 / f64::from(s.count)).round() as u64,
         }
     }
 
@@ -196,6 +220,10 @@ pub enum Next {
     End,
 }
 
+/// Streams of the seeded generator that pick each arrival's shard, one per
+/// stage, apart from the schedules' own.
+const SHARD_STREAMS: u64 = 1 << 32;
+
 /// A varying rate's candidates are drawn a second of schedule time at a
 /// time: where the rate is near zero, thinning may reject candidates for
 /// hours of schedule, and the pacer must be able to wait (and notice a
@@ -204,9 +232,30 @@ pub enum Next {
 const THINNING_STEP_S: f64 = 1.0;
 
 impl Arrivals {
-    /// The next arrival, or, for a varying rate, the second of schedule
-    /// time up to which there is none.
+    /// The next arrival of this shard's part, or, for a varying rate, the
+    /// second of schedule time up to which there is none.
     pub fn poll_next(&mut self) -> Next {
+        loop {
+            let index = self.n;
+            let next = self.draw();
+            let Some((shard, pick)) = &mut self.shard else {
+                return next;
+            };
+            if let Next::At(_) = next {
+                let owner = match pick {
+                    None => index % u64::from(shard.count),
+                    Some(rng) => ((rng.f64() * f64::from(shard.count)) as u64).min(u64::from(shard.count) - 1),
+                };
+                if owner != u64::from(shard.index) {
+                    continue;
+                }
+            }
+            return next;
+        }
+    }
+
+    /// The next arrival of the whole schedule.
+    fn draw(&mut self) -> Next {
         if self.max_requests.is_some_and(|m| self.n >= m) {
             return Next::End;
         }
@@ -354,6 +403,40 @@ mod tests {
         Arrivals::new(kind, rate, from, k, Some(Duration::from_secs_f64(secs)), None, seed, 0)
             .map(|d| d.as_secs_f64())
             .collect()
+    }
+
+    #[test]
+    fn the_shards_of_a_schedule_are_disjoint_and_their_union_is_it() {
+        use crate::config::Shard;
+        let all = |kind: ShapeKind| Arrivals::new(kind, 300.0, 300.0, 1.0, Some(Duration::from_secs(4)), None, 9, 2);
+        for kind in [ShapeKind::Constant, ShapeKind::Poisson, ShapeKind::Gamma] {
+            let whole: Vec<Duration> = all(kind).collect();
+            let parts: Vec<Vec<Duration>> = (0..3)
+                .map(|index| all(kind).shard(Some(Shard { index, count: 3 }), 9, 2).collect())
+                .collect();
+            let mut union: Vec<Duration> = parts.iter().flatten().copied().collect();
+            union.sort();
+            assert_eq!(union, whole, "{kind:?}");
+            for part in &parts {
+                let share = part.len() as f64 / whole.len() as f64;
+                assert!(
+                    (share - 1.0 / 3.0).abs() < 0.05,
+                    "{kind:?}: a shard has {share} of the arrivals"
+                );
+            }
+            if kind == ShapeKind::Constant {
+                // In turn: shard 1 has arrivals 1, 4, 7, …
+                assert_eq!(parts[1][..3], [whole[1], whole[4], whole[7]]);
+            }
+        }
+        // What is left is this shard's part of it.
+        let mut a = all(ShapeKind::Constant).shard(Some(Shard { index: 2, count: 3 }), 9, 2);
+        assert_eq!(a.left(), 400);
+        a.next();
+        assert_eq!(a.left(), 399);
+        assert_eq!(Shard { index: 1, count: 2 }.owned_in(0, 5), 2);
+        assert_eq!(Shard { index: 0, count: 2 }.owned_in(3, 4), 2);
+        assert_eq!(Shard { index: 0, count: 4 }.owned_in(1, 2), 0);
     }
 
     #[test]

@@ -97,6 +97,30 @@ impl Workload {
         }
     }
 
+    /// Only `shard`'s part of the units: unit I, I + N, … of the dataset's
+    /// order (which the seed fixed), so the shards send disjoint prompts
+    /// and a trace's samples keep their times. The synthetic prompt is
+    /// every shard's.
+    pub fn for_shard(mut self, shard: Option<crate::config::Shard>) -> Result<Workload, String> {
+        let Some(shard) = shard.filter(|s| s.count > 1 && self.dataset.is_some()) else {
+            return Ok(self);
+        };
+        let all = self.units.len();
+        self.units = std::mem::take(&mut self.units)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| shard.owns(*i as u64))
+            .map(|(_, u)| u)
+            .collect();
+        if self.units.is_empty() {
+            return Err(format!(
+                "shard {}/{}: the dataset has {all} units (samples or sessions), fewer than the shards",
+                shard.index, shard.count
+            ));
+        }
+        Ok(self)
+    }
+
     /// The samples of unit `n` (counting on past the end wraps around).
     pub(super) fn unit(&self, n: u64) -> &[Sample] {
         match &self.dataset {

@@ -66,6 +66,13 @@ pub struct RunFacts {
     /// What the load generator itself used (absent from merged or rebuilt summaries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostUsage>,
+    /// In a merged run: the latest shard's start after the earliest's, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_start_spread_ms: Option<f64>,
+    /// In a merged run: the shards of the count that were not given (the
+    /// run is then not `complete`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_shards: Vec<u32>,
 }
 
 /// The load generator's own footprint in a run.
