@@ -206,7 +206,7 @@ fn shards_in_their_own_namespaces_offer_the_asked_shape_together() {
     for (i, d) in dirs.iter().enumerate() {
         let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("meta.json")).unwrap()).unwrap();
         assert_eq!(meta["start"]["shard"], serde_json::json!({"index": i, "count": 2}));
-        let late = f(&meta["start"]["unix_ms"]) - f(&meta["start"]["asked_unix_ms"]);
+        let late = f(&meta["start"]["schedule_unix_ms"]) - f(&meta["start"]["asked_unix_ms"]);
         assert!(
             (0.0..5.0).contains(&late),
             "shard {i} started {late} ms after the instant"
@@ -298,7 +298,7 @@ fn bad_shard_settings_are_refused_and_a_missing_shard_is_reported() {
         let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(d.join("meta.json")).unwrap()).unwrap();
         assert_eq!(f(&meta["start"]["shard"]["index"]), i as f64);
         assert!(
-            f(&meta["start"]["unix_ms"]) - f(&meta["start"]["asked_unix_ms"]) > 1e11,
+            f(&meta["start"]["schedule_unix_ms"]) - f(&meta["start"]["asked_unix_ms"]) > 1e11,
             "{meta}"
         );
     }

@@ -16,6 +16,7 @@ mod distributed;
 mod examples;
 mod export;
 mod hostile;
+mod image;
 mod overload;
 mod report;
 mod run;

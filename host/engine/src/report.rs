@@ -212,11 +212,19 @@ pub fn merge(inputs: &[PathBuf], out: &Path, options: MetricsOptions) -> Result<
     }
     let runs: Vec<RunDir> = inputs.iter().map(|d| RunDir::open(d)).collect::<Result<_, _>>()?;
     let missing_shards = check_shards(&runs)?;
-    // The wall clock at each origin, to the µs where the run noted it.
+    // The wall clock at each origin, to the µs where the run noted it:
+    // records are placed by it. The spread is of when the schedules began.
     let start_of = |r: &RunDir| r.meta.start.map_or(r.meta.started_unix_ms as f64, |s| s.unix_ms);
+    let schedule_of = |r: &RunDir| {
+        r.meta
+            .start
+            .and_then(|s| s.schedule_unix_ms)
+            .unwrap_or_else(|| start_of(r))
+    };
     let origin_exact = runs.iter().map(start_of).fold(f64::INFINITY, f64::min);
     let origin = runs.iter().map(|r| r.meta.started_unix_ms).min().unwrap_or(0);
-    let spread_ms = runs.iter().map(start_of).fold(f64::NEG_INFINITY, f64::max) - origin_exact;
+    let spread_ms = runs.iter().map(schedule_of).fold(f64::NEG_INFINITY, f64::max)
+        - runs.iter().map(schedule_of).fold(f64::INFINITY, f64::min);
     std::fs::create_dir_all(out).map_err(|source| ResultsError::Io {
         path: out.display().to_string(),
         source,

@@ -126,16 +126,13 @@ pub struct StartMeta {
     /// The instant `start_at` asked for, if it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub asked_unix_ms: Option<f64>,
+    /// When the schedule began (the pacer waits for `start_at` once the
+    /// run is set up), written when the run ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_unix_ms: Option<f64>,
     /// The run's part of a distributed run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<crate::config::Shard>,
-}
-
-impl StartMeta {
-    /// How late the run started after the instant asked for, ms (negative: early).
-    pub fn error_ms(&self) -> Option<f64> {
-        self.asked_unix_ms.map(|a| self.unix_ms - a)
-    }
 }
 
 /// A plugin's identity in `meta.json`.

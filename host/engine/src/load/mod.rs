@@ -126,7 +126,8 @@ pub async fn run(
     let workers = CodecWorkers::start(plugin.clone(), config.plugin_threads).map_err(RunError::Thread)?;
     let (records_tx, records_rx) = tokio::sync::mpsc::channel::<Record>(records::QUEUE);
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    // Every shard of a distributed run starts at the same wall-clock instant.
+    // Every shard of a distributed run begins its schedule at this
+    // wall-clock instant (the pacer waits for it, once all is set up).
     let start_at = match &config.start_at {
         Some(at) => Some(
             barrage_core::clock::parse_instant(at)
@@ -134,9 +135,6 @@ pub async fn run(
         ),
         None => None,
     };
-    if let Some(at) = start_at {
-        wait_until_unix_ms(at, &stop).await;
-    }
     // Instant and CLOCK_MONOTONIC are the same clock on Linux; noting both
     // lets records be compared with another process's monotonic times.
     let origin = Instant::now();
@@ -147,6 +145,7 @@ pub async fn run(
     let start = crate::results::StartMeta {
         unix_ms: origin_unix_ms,
         asked_unix_ms: start_at,
+        schedule_unix_ms: None,
         shard: config.shard,
     };
     let meta = write_meta(dir, config, &plugin, (target, origin_ns), start, dataset)?;
@@ -174,6 +173,7 @@ pub async fn run(
         max_backlog: config.max_decode_backlog(),
         missed: config.stages.iter().map(|_| AtomicU64::new(0)).collect(),
         export: export.map(crate::export::Exporter::stage_hooks),
+        schedule_start_unix_ms: std::sync::OnceLock::new(),
     });
 
     let aggregator = Aggregator::new(config.stages.len(), metrics_options, config.request.timeout_s);
@@ -198,13 +198,16 @@ pub async fn run(
         path: dir.join(crate::server_metrics::SERVER_JSONL).display().to_string(),
         source,
     };
-    let scraper = match &config.server_metrics {
+    let mut scraper = match &config.server_metrics {
         Some(m) if !scrape_urls.is_empty() => {
             let interval = Duration::from_secs_f64(m.interval_s);
             Some(crate::server_metrics::Scraper::spawn(scrape_urls, interval, origin, dir).map_err(server_file)?)
         }
         _ => None,
     };
+    if let Some(s) = &mut scraper {
+        s.first_sample().await;
+    }
     let progress = progress.map(|sink| {
         let sink = Arc::new(Mutex::new(sink));
         (progress::spawn(sink.clone(), origin, &live), sink)
@@ -245,6 +248,11 @@ pub async fn run(
     for ((counts, followups), missed) in scheduled.iter_mut().zip(&ctx.followups).zip(&ctx.missed) {
         counts.scheduled += followups.load(Ordering::Relaxed);
         counts.missed += missed.load(Ordering::Relaxed);
+    }
+    let mut meta = meta;
+    if let Some(start) = &mut meta.start {
+        start.schedule_unix_ms = ctx.schedule_start_unix_ms.get().copied();
+        crate::results::write_json(&dir.join(crate::results::META), &meta)?;
     }
     let host = HostUsage {
         peak_rss_mib: HostUsage::peak_rss_mib(),
@@ -296,25 +304,6 @@ pub async fn run(
     }
     crate::results::write_json(&dir.join(crate::results::SUMMARY), &summary)?;
     Ok(summary)
-}
-
-/// Sleep, then spin, to `unix_ms` on the wall clock (the shards' common
-/// clock); at once if it has passed (the start's error says by how much),
-/// or on a stop.
-async fn wait_until_unix_ms(unix_ms: f64, stop: &StopSignal) {
-    loop {
-        let left = unix_ms - barrage_core::clock::unix_ms();
-        if left <= 0.0 || stop.is_stopped() {
-            return;
-        }
-        if left > 2.0 {
-            // Timers fire a millisecond or so late: wake 1 ms early.
-            let nap = (left - 1.0).min(50.0);
-            tokio::time::sleep(Duration::from_secs_f64(nap / 1000.0)).await;
-        } else {
-            std::hint::spin_loop();
-        }
-    }
 }
 
 fn write_meta(

@@ -200,6 +200,19 @@ pub(super) fn pace_stages(
         held: None,
         probe,
     };
+    // A distributed run's shards all begin their schedules at one instant.
+    if let Some(at) = plan
+        .config
+        .start_at
+        .as_deref()
+        .and_then(|a| barrage_core::clock::parse_instant(a).ok())
+    {
+        let left = (at - barrage_core::clock::unix_ms()) / 1000.0;
+        if left > 0.0 {
+            pace_until(Instant::now() + Duration::from_secs_f64(left), stop);
+        }
+    }
+    let _ = ctx.schedule_start_unix_ms.set(barrage_core::clock::unix_ms());
     let mut scheduled = Vec::new();
     for ((index, stage), &kind) in plan.config.stages.iter().enumerate().zip(&plan.kinds) {
         if let Some(e) = &ctx.export {

@@ -176,6 +176,7 @@ impl ServerSeries {
 pub struct Scraper {
     last: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
+    first: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Scraper {
@@ -185,6 +186,8 @@ impl Scraper {
     pub fn spawn(urls: Vec<String>, interval: Duration, origin: Instant, dir: &Path) -> std::io::Result<Scraper> {
         let mut file = std::fs::File::create(dir.join(SERVER_JSONL))?;
         let (last, mut finish) = tokio::sync::oneshot::channel::<()>();
+        let (taken, first) = tokio::sync::oneshot::channel::<()>();
+        let mut taken = Some(taken);
         let task = tokio::spawn(async move {
             let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
             let mut tick = tokio::time::interval(interval);
@@ -198,12 +201,27 @@ impl Scraper {
                 if let Ok(json) = serde_json::to_string(&line) {
                     let _ = writeln!(file, "{json}");
                 }
+                if let Some(t) = taken.take() {
+                    let _ = t.send(());
+                }
                 if finishing {
                     break;
                 }
             }
         });
-        Ok(Scraper { last, task })
+        Ok(Scraper {
+            last,
+            task,
+            first: Some(first),
+        })
+    }
+
+    /// Wait for the first sample (or its failure): taken before the run
+    /// sends anything, it is where the server's counters count from.
+    pub async fn first_sample(&mut self) {
+        if let Some(first) = self.first.take() {
+            let _ = first.await;
+        }
     }
 
     /// Take the last sample (every response is in: the server's counters
