@@ -39,7 +39,8 @@ umoci init --layout "$OUT"
 umoci new --image "$OUT:$TAG"
 umoci unpack --image "$OUT:$TAG" "$work/bundle" >/dev/null
 root="$work/bundle/rootfs"
-install -D -m 0755 "$BIN" "$root/barrage"
+# Stripped: the release profile keeps debug info, 150 MB of it.
+install -D -m 0755 -s "$BIN" "$root/barrage"
 install -D -m 0644 "$certs" "$root/etc/ssl/certs/ca-certificates.crt"
 printf 'barrage:x:65532:65532:barrage:/tmp:/sbin/nologin\n' >"$root/etc/passwd"
 printf 'barrage:x:65532:\n' >"$root/etc/group"
@@ -47,7 +48,7 @@ install -d -m 1777 "$root/tmp"
 install -d -m 0755 -o 65532 -g 65532 "$root/results"
 # A dynamic binary's loader and libraries, at the paths it asks for them.
 if ldd "$BIN" >/dev/null 2>&1; then
-    ldd "$BIN" | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+    { ldd "$BIN" | grep -o '/[^ ]*' || true; } | sort -u | while read -r lib; do
         install -D -m 0755 "$lib" "$root$lib"
     done
 fi

@@ -497,3 +497,19 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// Server-side arrival times (seconds, from the simulator's ground truth), sorted.
+pub fn arrivals(truth: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(truth).unwrap();
+    let mut t: Vec<f64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["arrived_ns"]
+                .as_u64()
+                .unwrap() as f64
+                / 1e9
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t
+}

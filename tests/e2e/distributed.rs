@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use crate::common::{barrage, run, summary};
+use crate::common::{arrivals, barrage, run, summary};
 
 /// Network namespaces `sim` and `shard0..n`, a veth pair from each shard's
 /// to the simulator's (10.77.I.2 → 10.77.I.1); deleted on drop.
@@ -107,22 +107,6 @@ fn stop(mut sim: Child, truth: &Path) -> PathBuf {
     let _ = Command::new("kill").args(["-TERM", &sim.id().to_string()]).status();
     let _ = sim.wait();
     truth.to_path_buf()
-}
-
-/// Arrival times at the simulator, seconds, sorted.
-fn arrivals(truth: &Path) -> Vec<f64> {
-    let mut t: Vec<f64> = std::fs::read_to_string(truth)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["arrived_ns"]
-                .as_u64()
-                .unwrap() as f64
-                / 1e9
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t
 }
 
 fn f(v: &serde_json::Value) -> f64 {

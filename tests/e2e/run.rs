@@ -5,23 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{SimProcess, barrage, config_run, interrupt_after, records, run, summary};
-
-/// Server-side arrival times (seconds, from the simulator's ground truth), sorted.
-fn arrivals(truth: &Path) -> Vec<f64> {
-    let text = std::fs::read_to_string(truth).unwrap();
-    let mut t: Vec<f64> = text
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["arrived_ns"]
-                .as_u64()
-                .unwrap() as f64
-                / 1e9
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t
-}
+use crate::common::{SimProcess, arrivals, barrage, config_run, interrupt_after, records, run, summary};
 
 fn gaps(t: &[f64]) -> Vec<f64> {
     t.windows(2).map(|w| w[1] - w[0]).collect()

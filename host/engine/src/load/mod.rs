@@ -249,11 +249,7 @@ pub async fn run(
         counts.scheduled += followups.load(Ordering::Relaxed);
         counts.missed += missed.load(Ordering::Relaxed);
     }
-    let mut meta = meta;
-    if let Some(start) = &mut meta.start {
-        start.schedule_unix_ms = ctx.schedule_start_unix_ms.get().copied();
-        crate::results::write_json(&dir.join(crate::results::META), &meta)?;
-    }
+    let schedule_unix_ms = ctx.schedule_start_unix_ms.get().copied();
     let host = HostUsage {
         peak_rss_mib: HostUsage::peak_rss_mib(),
         plugin_memory_peak_mib: ctx.workers.plugin().memory_peak() as f64 / f64::from(1u32 << 20),
@@ -303,6 +299,12 @@ pub async fn run(
         summary.export = Some(e.finish(&scheduled).await);
     }
     crate::results::write_json(&dir.join(crate::results::SUMMARY), &summary)?;
+    // A shard notes when its schedule began, after the summary is safe.
+    let mut meta = meta;
+    if let Some(start) = meta.start.as_mut().filter(|s| s.asked_unix_ms.is_some()) {
+        start.schedule_unix_ms = schedule_unix_ms;
+        crate::results::write_json(&dir.join(crate::results::META), &meta)?;
+    }
     Ok(summary)
 }
 

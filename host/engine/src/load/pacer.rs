@@ -28,10 +28,20 @@ const SPIN: Duration = Duration::from_micros(25);
 /// threads from whichever thread first needs one, possibly the pacer, and a
 /// thread inherits its creator's priority.
 pub fn normal_priority() {
-    let param = libc::sched_param { sched_priority: 0 };
+    let param = sched_param(0);
     // SAFETY: plain system call on the calling thread with a valid parameter.
     unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) };
     let _ = rustix::process::setpriority_process(None, started_nice());
+}
+
+/// A scheduling parameter of `priority`. musl's `sched_param` has more
+/// fields than glibc's (for `SCHED_SPORADIC`), which stay zero.
+fn sched_param(priority: i32) -> libc::sched_param {
+    // SAFETY: `sched_param` is a plain C struct of integers (and, on musl,
+    // timespecs), for which all zeros is a valid value.
+    let mut param: libc::sched_param = unsafe { std::mem::zeroed() };
+    param.sched_priority = priority;
+    param
 }
 
 /// The nice value the process was started with: read by the first thread
@@ -52,7 +62,7 @@ fn started_nice() -> i32 {
 /// rest). Else nice −20; else the default priority, merely less exact.
 fn raise_pacer_priority() {
     started_nice();
-    let param = libc::sched_param { sched_priority: 1 };
+    let param = sched_param(1);
     // SAFETY: plain system call on the calling thread with a valid parameter.
     let fifo = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } == 0;
     if !fifo {
