@@ -186,8 +186,8 @@ impl Exporter {
         let stats = Arc::new(Mutex::new(ExportStats {
             listen: listen.as_ref().map(|(a, _)| a.to_string()),
             scrapes: 0,
-            pushgateway: config.pushgateway.as_ref().map(|_| PushStats {
-                url: push::group_url(config.pushgateway.as_deref().unwrap_or_default(), &identity),
+            pushgateway: config.pushgateway.as_deref().map(|base| PushStats {
+                url: push::group_url(base, &identity),
                 ..PushStats::default()
             }),
             remote_write: config.remote_write.as_ref().map(|url| PushStats {

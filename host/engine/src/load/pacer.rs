@@ -211,12 +211,7 @@ pub(super) fn pace_stages(
         probe,
     };
     // A distributed run's shards all begin their schedules at one instant.
-    if let Some(at) = plan
-        .config
-        .start_at
-        .as_deref()
-        .and_then(|a| barrage_core::clock::parse_instant(a).ok())
-    {
+    if let Some(at) = ctx.start_at_unix_ms {
         let left = (at - barrage_core::clock::unix_ms()) / 1000.0;
         if left > 0.0 {
             pace_until(Instant::now() + Duration::from_secs_f64(left), stop);

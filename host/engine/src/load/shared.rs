@@ -42,8 +42,11 @@ pub(super) struct Ctx {
     pub missed: Vec<AtomicU64>,
     /// The live export's view of the stages, if there is one.
     pub export: Option<crate::export::StageHooks>,
-    /// When the pacer began the schedule, on the wall clock (ms since the
-    /// Unix epoch): `start_at`, as nearly as it could.
+    /// `start_at`: when the pacer is to begin the schedule, ms since the
+    /// Unix epoch.
+    pub start_at_unix_ms: Option<f64>,
+    /// When the pacer began the schedule, on the wall clock: `start_at`,
+    /// as nearly as it could.
     pub schedule_start_unix_ms: std::sync::OnceLock<f64>,
 }
 

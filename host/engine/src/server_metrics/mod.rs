@@ -278,18 +278,24 @@ type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Emp
 const MAX_BODY: usize = 16 << 20;
 
 async fn fetch(client: &HttpClient, url: &str) -> Result<String, String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
-    let response = client.get(uri).await.map_err(|e| crate::transport::error_chain(&e))?;
-    let status = response.status();
-    let body = http_body_util::Limited::new(response.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the body: {e}"))?
-        .to_bytes();
+    let (status, body) = get(client, url, MAX_BODY).await?;
     if !status.is_success() {
         return Err(format!("HTTP {status}"));
     }
     String::from_utf8(body.to_vec()).map_err(|_| "the body is not UTF-8".into())
+}
+
+/// `GET url`: the status and the body (at most `max` bytes), whatever the status.
+async fn get(client: &HttpClient, url: &str, max: usize) -> Result<(hyper::StatusCode, bytes::Bytes), String> {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let response = client.get(uri).await.map_err(|e| crate::transport::error_chain(&e))?;
+    let status = response.status();
+    let body = http_body_util::Limited::new(response.into_body(), max)
+        .collect()
+        .await
+        .map_err(|e| format!("reading the body: {e}"))?
+        .to_bytes();
+    Ok((status, body))
 }
 
 /// Check `server_metrics:`; the message names the key.

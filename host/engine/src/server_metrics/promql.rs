@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
@@ -86,21 +86,11 @@ fn set(sample: &mut ServerSample, name: &str, value: f64) {
 }
 
 /// A range query's points, each series' values summed at each step.
-async fn range(
-    client: &Client<hyper_util::client::legacy::connect::HttpConnector, Empty<bytes::Bytes>>,
-    url: &str,
-) -> Result<Vec<(f64, f64)>, String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("not a URL: {e}"))?;
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(10), client.get(uri))
+async fn range(client: &super::HttpClient, url: &str) -> Result<Vec<(f64, f64)>, String> {
+    // Prometheus answers an error with a status and a JSON body that says why.
+    let (status, body) = tokio::time::timeout(std::time::Duration::from_secs(10), super::get(client, url, 64 << 20))
         .await
-        .map_err(|_| "no answer within 10 s".to_string())?
-        .map_err(|e| crate::transport::error_chain(&e))?;
-    let status = answer.status();
-    let body = http_body_util::Limited::new(answer.into_body(), 64 << 20)
-        .collect()
-        .await
-        .map_err(|e| format!("reading the answer: {e}"))?
-        .to_bytes();
+        .map_err(|_| "no answer within 10 s".to_string())??;
     let json: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
         let text: String = String::from_utf8_lossy(&body).chars().take(200).collect();
         format!("HTTP {status}, not a Prometheus API answer: {text}")
