@@ -15,6 +15,10 @@ use std::process::Command;
 const BUILTIN: &[(&str, &str, &str)] = &[
     ("openai-completions", "openai-completions", "codec"),
     ("openai-chat", "openai-chat", "codec"),
+    ("tgi", "tgi", "codec"),
+    ("sglang-native", "sglang-native", "codec"),
+    ("kserve-v2-http", "kserve-v2-http", "codec"),
+    ("kserve-v2-grpc", "kserve-v2-grpc", "codec"),
     ("report-json", "json", "reporter"),
     ("report-csv", "csv", "reporter"),
     ("report-markdown", "markdown", "reporter"),
@@ -37,7 +41,7 @@ fn main() {
         .nth(2)
         .expect("host/plugin-host/ sits in the workspace")
         .to_path_buf();
-    for dir in ["plugins", "sdk", "wit", "Cargo.lock"] {
+    for dir in ["plugins", "protos", "sdk", "wit", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));

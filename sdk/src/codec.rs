@@ -92,6 +92,60 @@ pub fn merge_extra(body: &mut serde_json::Map<String, serde_json::Value>, extra:
     }
 }
 
+/// [`merge_extra`] for a body whose options live in a nested object
+/// (TGI's `parameters`, SGLang's `sampling_params`): the extra fields under
+/// `nested` are merged into that object, field by field, so a user can set
+/// one option without restating the codec's others; the rest go top-level.
+pub fn merge_extra_nested(
+    body: &mut serde_json::Map<String, serde_json::Value>,
+    extra: Option<&str>,
+    nested: &str,
+) -> Result<(), String> {
+    let mut fields = serde_json::Map::new();
+    merge_extra(&mut fields, extra)?;
+    if let Some(serde_json::Value::Object(options)) = fields.remove(nested) {
+        match body.get_mut(nested) {
+            Some(serde_json::Value::Object(ours)) => ours.extend(options),
+            _ => {
+                body.insert(nested.into(), serde_json::Value::Object(options));
+            }
+        }
+    }
+    body.extend(fields);
+    Ok(())
+}
+
+/// At most 200 characters of `data`, for error messages.
+pub fn snippet(data: &[u8]) -> String {
+    let text = String::from_utf8_lossy(data);
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.into_owned(),
+    }
+}
+
+/// The event for a response whose HTTP status is not a success and whose
+/// body said nothing the codec could read as an error.
+pub fn http_error(status: u16, body: &[u8]) -> Event {
+    Event::ServerError(ServerError {
+        code: Some(status.to_string()),
+        message: format!("HTTP {status}: {}", snippet(body)),
+    })
+}
+
+/// Whether `status` is a success (2xx).
+pub fn is_success(status: u16) -> bool {
+    (200..300).contains(&status)
+}
+
+/// A failed response's events hold a server error: the body's own, when
+/// the codec read one, otherwise one made of the status and the body.
+pub fn ensure_http_error(status: u16, body: &[u8], events: &mut Vec<Event>) {
+    if !is_success(status) && !events.iter().any(|e| matches!(e, Event::ServerError(_))) {
+        events.push(http_error(status, body));
+    }
+}
+
 /// A model-server protocol.
 ///
 /// All functions are associated functions: the host may run several instances

@@ -45,10 +45,15 @@ pub mod log {
 pub mod config {
     /// The configuration as JSON text; `{}` when none was given.
     pub fn raw() -> String {
+        // Asked of the host once per instance: its configuration cannot
+        // change while it lives, and codecs read it for every request.
         #[cfg(target_arch = "wasm32")]
-        return crate::wit::host::barrage::plugin::config::get();
+        {
+            static RAW: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+            RAW.get_or_init(crate::wit::host::barrage::plugin::config::get).clone()
+        }
         #[cfg(not(target_arch = "wasm32"))]
-        return crate::testing::with_host(|h| h.config.to_string());
+        crate::testing::with_host(|h| h.config.to_string())
     }
 
     /// The configuration as a JSON value. The host checked it is an object.
@@ -60,6 +65,22 @@ pub mod config {
     /// offending field as serde reports it.
     pub fn get<T: serde::de::DeserializeOwned>() -> Result<T, String> {
         serde_json::from_str(&raw()).map_err(|e| e.to_string())
+    }
+
+    /// A configuration table deserialized into `T`, for `check_config`: an
+    /// unknown field (with `deny_unknown_fields`) is named as the error's
+    /// field, so the host can point at it.
+    pub fn parse<T: serde::de::DeserializeOwned>(config: &serde_json::Value) -> Result<T, crate::ConfigError> {
+        serde_json::from_value(config.clone()).map_err(|e| {
+            let message = e.to_string();
+            // serde names unknown fields as "unknown field `x`, expected ...".
+            let field = message
+                .split('`')
+                .nth(1)
+                .filter(|_| message.starts_with("unknown field"))
+                .map(str::to_string);
+            crate::ConfigError { field, message }
+        })
     }
 }
 

@@ -45,7 +45,7 @@ pub mod prelude {
     pub use crate::codec::{
         Codec, ConfigError, ContentDelta, DecodeOptions, Decoder, EncodedRequest, Event, Frame, FrameEvent, Framing,
         Generation, GrpcRequest, HttpRequest, Message, PluginInfo, Prompt, RequestSpec, ResponseHead, ServerError,
-        Usage, WireRequest, merge_extra,
+        Usage, WireRequest, ensure_http_error, http_error, is_success, merge_extra, merge_extra_nested, snippet,
     };
     pub use crate::host::{config, log, random, tokenizer};
 }

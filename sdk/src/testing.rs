@@ -133,6 +133,12 @@ mod codec_harness {
         }
     }
 
+    /// A frame holding binary `data`, as the host hands a gRPC message
+    /// (without its 5-byte prefix).
+    pub fn frame_bytes(data: Vec<u8>) -> Frame {
+        Frame { event: None, data }
+    }
+
     /// Cut a complete SSE body into frames the way the host does: events are
     /// separated by a blank line, `data:` lines are joined by `\n`, comment lines
     /// (starting with `:`) make a keep-alive frame with empty data.

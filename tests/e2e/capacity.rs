@@ -270,6 +270,10 @@ fn sweeps_and_searches_refuse_bad_input_stop_on_a_dead_target_and_keep_their_poi
             "--junit is for a single run; a search chooses its own runs",
         ),
         (
+            vec!["search", "--status-file", "s.json"],
+            "--status-file is for run, sweep, merge and report",
+        ),
+        (
             vec!["search", "--attainment", "150%"],
             "--attainment `150%`: give a share",
         ),

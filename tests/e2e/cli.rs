@@ -7,7 +7,13 @@ use crate::common::{barrage, fixture, run, test_plugin};
 fn list_shows_builtins_with_kind_versions_and_sha256() {
     let (code, stdout, stderr) = run(barrage().args(["plugin", "list"]));
     assert_eq!(code, 0, "{stderr}");
-    for name in ["openai-completions", "openai-chat"] {
+    for name in [
+        "openai-completions",
+        "openai-chat",
+        "tgi",
+        "sglang-native",
+        "kserve-v2-http",
+    ] {
         let line = stdout
             .lines()
             .find(|l| l.starts_with(name))
@@ -87,8 +93,8 @@ fn unknown_plugin_names_list_the_known_ones() {
     assert_eq!(code, 2);
     assert!(
         stderr.contains(
-            "no plugin named 'openai-chatt'; known plugins: csv, html, json, jsonl, markdown, multi-turn, openai-chat, \
-             openai-completions, shared-prefix, sharegpt, synthetic, trace"
+            "no plugin named 'openai-chatt'; known plugins: csv, html, json, jsonl, kserve-v2-grpc, kserve-v2-http, markdown, \
+             multi-turn, openai-chat, openai-completions, sglang-native, shared-prefix, sharegpt, synthetic, tgi, trace"
         ),
         "{stderr}"
     );
@@ -96,7 +102,10 @@ fn unknown_plugin_names_list_the_known_ones() {
     let (code, _, stderr) = run(barrage().args(["run", "--codec", "openai-chatt", "--requests", "1"]));
     assert_ne!(code, 0);
     assert!(
-        stderr.contains("no plugin named 'openai-chatt'; known plugins: openai-chat, openai-completions ("),
+        stderr.contains(
+            "no plugin named 'openai-chatt'; known plugins: kserve-v2-grpc, kserve-v2-http, openai-chat, openai-completions, \
+             sglang-native, tgi ("
+        ),
         "{stderr}"
     );
     let (code, _, stderr) = run(barrage().args(["dataset", "prepare", "--dataset", "json"]));

@@ -11,14 +11,26 @@ const CASES: &[(&str, &str)] = &[
     ("chat-invalid-json", "openai-chat"),
     ("completions-stream", "openai-completions"),
     ("completions-vllm-error", "openai-completions"),
+    ("tgi-stream", "tgi"),
+    ("tgi-error-midstream", "tgi"),
+    ("sglang-stream", "sglang-native"),
+    ("sglang-malformed", "sglang-native"),
+    ("kserve-trtllm-stream", "kserve-v2-http"),
+    ("kserve-error-midstream", "kserve-v2-http"),
 ];
 
 fn decoded(codec: &str, file: &std::path::Path, read_size: usize) -> String {
+    decoded_as(codec, "sse", file, read_size)
+}
+
+fn decoded_as(codec: &str, framing: &str, file: &std::path::Path, read_size: usize) -> String {
     let (code, stdout, stderr) = run(barrage()
         .args([
             "plugin",
             "decode",
             "--text",
+            "--framing",
+            framing,
             "--codec",
             codec,
             "--read-size",
@@ -47,6 +59,24 @@ fn recorded_streams_decode_to_the_expected_events() {
                 decoded(codec, &sse, read_size),
                 expected,
                 "{stem} with {codec}, reads of {read_size} bytes"
+            );
+        }
+    }
+}
+
+#[test]
+fn recorded_grpc_bodies_decode_to_the_expected_events() {
+    // KServe v2 ModelStreamInfer responses as Triton writes them (raw
+    // output contents; the decoupled model's empty final response), an
+    // error message mid-stream, and a message that is no protobuf.
+    for stem in ["kserve-stream", "kserve-error-midstream", "kserve-malformed"] {
+        let body = fixture(&format!("grpc/{stem}.grpc"));
+        let expected = std::fs::read_to_string(fixture(&format!("grpc/{stem}.expected"))).unwrap();
+        for read_size in [1, 7, 4096] {
+            assert_eq!(
+                decoded_as("kserve-v2-grpc", "grpc", &body, read_size),
+                expected,
+                "{stem}, reads of {read_size} bytes"
             );
         }
     }

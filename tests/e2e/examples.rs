@@ -85,3 +85,43 @@ fn every_dataset_example_runs_against_the_embedded_simulator() {
         ]
     );
 }
+
+#[test]
+fn every_codec_example_runs_against_the_embedded_simulator() {
+    // The simulator answers in each codec's protocol, so an example with its
+    // target left out runs as written.
+    let dir = tempfile::tempdir().unwrap();
+    let mut ran = Vec::new();
+    for entry in std::fs::read_dir(workspace().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("codec-") {
+            continue;
+        }
+        let out = dir.path().join(&name);
+        let (code, stdout, stderr) = run(barrage()
+            .args([
+                "run",
+                "--quiet",
+                "--duration",
+                "1",
+                "--rate",
+                "20",
+                "--max-tokens",
+                "4",
+                "--config",
+            ])
+            .arg(&path)
+            .arg("--output")
+            .arg(&out));
+        assert_eq!(code, 0, "{name}: {stdout}\n{stderr}");
+        let s: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+        assert_eq!(s["total"]["succeeded"], 20, "{name}: {s}");
+        assert_eq!(s["total"]["output_tokens"], 80, "{name}: exact counts: {s}");
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+        ran.push(meta["plugin"]["name"].as_str().unwrap().to_string());
+    }
+    ran.sort();
+    ran.dedup();
+    assert_eq!(ran, ["kserve-v2-grpc", "kserve-v2-http", "sglang-native", "tgi"]);
+}

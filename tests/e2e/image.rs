@@ -25,8 +25,16 @@ fn ok(cmd: &mut Command) -> String {
 fn the_image_is_built_without_docker_inspected_and_run_under_an_oci_runtime() {
     let tmp = tempfile::tempdir().unwrap();
     let layout = tmp.path().join("layout");
+    // The workspace's build puts the operator beside the binary.
+    let operator = Path::new(env!("CARGO_BIN_EXE_barrage")).with_file_name("barrage-operator");
+    assert!(
+        operator.is_file(),
+        "{} is not built (cargo build --workspace)",
+        operator.display()
+    );
     ok(Command::new(workspace().join("deploy/image/build.sh"))
         .env("BIN", env!("CARGO_BIN_EXE_barrage"))
+        .env("OPERATOR_BIN", &operator)
         .env("OUT", &layout)
         .env("TAG", "test"));
     let reference = format!("oci:{}:test", layout.display());
@@ -48,6 +56,7 @@ fn the_image_is_built_without_docker_inspected_and_run_under_an_oci_runtime() {
         .arg(&bundle));
     let root = bundle.join("rootfs");
     assert!(root.join("barrage").is_file() && root.join("etc/ssl/certs/ca-certificates.crt").is_file());
+    assert!(root.join("barrage-operator").is_file(), "the operator is in the image");
     assert!(!root.join("bin/sh").exists(), "no shell in the image");
 
     // Run it: the simulator on the host's loopback (the container shares

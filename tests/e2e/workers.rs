@@ -85,7 +85,7 @@ fn interleaved_streams_decode_independently_and_keep_frame_times() {
 }
 
 #[test]
-fn a_runaway_call_is_stopped_within_100ms_and_the_run_continues() {
+fn a_runaway_call_is_stopped_by_its_cpu_budget_and_the_run_continues() {
     let engine = engine(20);
     let plugin = CodecPlugin::load(&engine, &PluginSource::File(test_plugin("misbehaving").into()), ctx()).unwrap();
     let workers = CodecWorkers::start(plugin, 1).unwrap();
@@ -99,9 +99,13 @@ fn a_runaway_call_is_stopped_within_100ms_and_the_run_continues() {
     let failure = outcome.failure.expect("the looping call fails");
     assert_eq!(failure.kind, FailureKind::Timeout);
     assert_eq!(failure.plugin, "misbehaving");
+    // The budget is 20 ms of the call's CPU time, checked every 5 ms tick;
+    // the wall-clock backstop would stop it only at 100 x 20 ms = 2 s. Under
+    // 1 s means the CPU budget stopped it, however slowly a loaded machine
+    // gave the thread its 20 ms (CI has seen 180 ms).
     assert!(
-        stopped_after < Duration::from_millis(100),
-        "stopped after {stopped_after:?}"
+        stopped_after < Duration::from_secs(1),
+        "stopped after {stopped_after:?}: by the wall-clock backstop, not the CPU budget"
     );
 
     // The stream opened before, on the same thread, is untouched, and new

@@ -140,6 +140,11 @@ pub(crate) struct CiArgs {
     /// this file, e.g. "$GITHUB_STEP_SUMMARY".
     #[arg(long, value_name = "FILE")]
     pub(crate) ci_summary: Option<PathBuf>,
+    /// Write the headline figures (rate, TTFT p50/p99, errors, threshold
+    /// verdict) as one line of JSON; in a Kubernetes pod,
+    /// /dev/termination-log, where the operator reads them.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) status_file: Option<PathBuf>,
 }
 
 impl CiArgs {
@@ -166,6 +171,12 @@ impl CiArgs {
                 ok = false;
                 eprintln!("error: cannot append the CI summary to {}: {e}", path.display());
             }
+        }
+        if let Some(path) = &self.status_file
+            && let Err(e) = std::fs::write(path, summary.headline().to_line())
+        {
+            ok = false;
+            eprintln!("error: cannot write the status file {}: {e}", path.display());
         }
         ok
     }

@@ -14,11 +14,16 @@ use memchr::memchr;
 pub struct TimedFrame {
     /// When the bytes that completed this frame were read.
     pub at: Instant,
-    /// The SSE `event:` field, when present.
+    /// The SSE `event:` field, when present; for a gRPC message,
+    /// [`GRPC_COMPRESSED`] when its compressed flag is set (the message is
+    /// passed on as it came, for the codec to refuse).
     pub event: Option<String>,
     /// The SSE data (lines joined by `\n`), or the NDJSON line, or the chunk.
     pub data: Vec<u8>,
 }
+
+/// The `event` of a gRPC message whose compressed flag is set.
+pub const GRPC_COMPRESSED: &str = "grpc-compressed";
 
 /// How a stream is cut; the contract's `framing` enum.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,7 +334,8 @@ impl Framer {
                 break;
             }
             let data = self.buf[start + 5..start + 5 + len].to_vec();
-            out.push(TimedFrame { at, event: None, data });
+            let event = (self.buf[start] != 0).then(|| GRPC_COMPRESSED.to_string());
+            out.push(TimedFrame { at, event, data });
             start += 5 + len;
         }
         self.buf.drain(..start);
@@ -391,17 +397,18 @@ mod tests {
     #[test]
     fn grpc_messages_are_cut_by_their_length_prefix() {
         let mut body = Vec::new();
-        for msg in [&b"hello"[..], b"", b"world!"] {
-            body.push(0);
+        for (flag, msg) in [(0, &b"hello"[..]), (0, b""), (1, b"world!")] {
+            body.push(flag);
             body.extend_from_slice(&(msg.len() as u32).to_be_bytes());
             body.extend_from_slice(msg);
         }
         for piece in [1, 3, body.len()] {
-            let msgs: Vec<String> = cut_in_pieces(Framing::GrpcMessages, &body, piece)
-                .into_iter()
-                .map(|(_, d)| d)
-                .collect();
-            assert_eq!(msgs, ["hello", "", "world!"]);
+            let msgs = cut_in_pieces(Framing::GrpcMessages, &body, piece);
+            let data: Vec<&str> = msgs.iter().map(|(_, d)| d.as_str()).collect();
+            assert_eq!(data, ["hello", "", "world!"]);
+            // The compressed flag is passed on, for the codec to refuse.
+            let events: Vec<Option<&str>> = msgs.iter().map(|(e, _)| e.as_deref()).collect();
+            assert_eq!(events, [None, None, Some(GRPC_COMPRESSED)]);
         }
     }
 

@@ -1,10 +1,12 @@
 //! What every part of Barrage shares: the host's request and response types,
-//! the native framers, the seeded random source, TLS settings and the clock.
+//! the native framers, the seeded random source, TLS settings, the clock and a run's headline
+//! figures.
 //! It depends on no other Barrage crate.
 
 pub mod body;
 pub mod clock;
 pub mod framing;
+pub mod headline;
 pub mod invalid;
 pub mod rng;
 pub mod tls;

@@ -148,6 +148,35 @@ impl Dist {
     }
 }
 
+/// Whose Prometheus metric names `/metrics` uses, so server-metric
+/// collection can be tried against the simulator as against that server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricNames {
+    /// `vllm:num_requests_waiting`, `vllm:time_to_first_token_seconds`, ...
+    #[default]
+    Vllm,
+    /// `sglang:num_queue_reqs`, `sglang:time_to_first_token_seconds`, ...
+    Sglang,
+    /// `tgi_queue_size`, `tgi_request_success`, `tgi_request_duration`, ...
+    Tgi,
+    /// Triton's `nv_inference_*` and TensorRT-LLM's `nv_trt_llm_*`.
+    Triton,
+}
+
+impl MetricNames {
+    /// The server a first-party codec speaks to, for the embedded simulator
+    /// of a run that names no target.
+    pub fn of_codec(codec: &str) -> MetricNames {
+        match codec {
+            "tgi" => MetricNames::Tgi,
+            "sglang-native" => MetricNames::Sglang,
+            "kserve-v2-http" | "kserve-v2-grpc" => MetricNames::Triton,
+            _ => MetricNames::Vllm,
+        }
+    }
+}
+
 /// How response timing is produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -306,6 +335,10 @@ pub struct SimConfig {
     pub stream_interval: u32,
     /// Timing model.
     pub mode: Mode,
+    /// Whose metric names `/metrics` uses; none: vLLM's (or, for the
+    /// embedded simulator, those of the server the run's codec speaks to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric_names: Option<MetricNames>,
     /// The batching model's parameters.
     pub batching: BatchingConfig,
     /// The plain model's parameters.
@@ -343,6 +376,7 @@ impl Default for SimConfig {
             output_tokens: None,
             stream_interval: 1,
             mode: Mode::Batching,
+            metric_names: None,
             batching: BatchingConfig::default(),
             plain: PlainConfig::default(),
             replicas: 1,

@@ -1,14 +1,17 @@
 //! `barrage sim`: an embedded simulated LLM inference server.
 //!
 //! A real HTTP server on loopback that answers like an OpenAI-compatible
-//! model server, with a performance model that saturates (continuous
-//! batching), a plain model with fixed or distributed latencies, a
-//! zero-latency mode for measuring the client, faults on demand, vLLM-named
-//! Prometheus metrics and a ground-truth record of when each frame was sent.
+//! model server (and like TGI, SGLang and Triton's generate extension),
+//! with a performance model that saturates (continuous batching), a plain
+//! model with fixed or distributed latencies, a zero-latency mode for
+//! measuring the client, faults on demand, Prometheus metrics named as vLLM
+//! (or SGLang, TGI, Triton) names them and a ground-truth record of when
+//! each frame was sent.
 
 pub mod config;
 pub mod engine;
 pub mod metrics;
+mod protocol;
 pub mod server;
 pub mod text;
 pub mod truth;

@@ -1,4 +1,5 @@
-//! The simulator's Prometheus `/metrics`, with vLLM's metric names.
+//! The simulator's Prometheus `/metrics`, with vLLM's metric names, or
+//! SGLang's, TGI's or Triton's.
 //!
 //! Written out by hand: vLLM's names contain `:` and carry their own unit
 //! suffixes, which the Prometheus client crates rewrite; here they are
@@ -8,6 +9,8 @@
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::MetricNames;
 
 /// A cumulative histogram with fixed bucket bounds (seconds).
 pub struct Histogram {
@@ -48,17 +51,9 @@ impl Histogram {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).count
     }
 
-    fn write(&self, out: &mut String, name: &str, help: &str, labels: &str) {
-        let s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (b, c) in self.bounds.iter().zip(&s.counts) {
-            cumulative += c;
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", s.count);
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", s.sum);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", s.count);
+    /// Sum of observations, seconds.
+    pub fn sum(&self) -> f64 {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).sum
     }
 }
 
@@ -78,6 +73,7 @@ const E2E_BUCKETS: &[f64] = &[
 /// Every metric the simulator exposes.
 pub struct Metrics {
     model: String,
+    names: MetricNames,
     /// Sequences in running batches.
     pub running: AtomicU64,
     /// Requests queued.
@@ -115,10 +111,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Fresh metrics for `model`.
-    pub fn new(model: &str) -> Metrics {
+    /// Fresh metrics for `model`, written in `names`.
+    pub fn new(model: &str, names: MetricNames) -> Metrics {
         Metrics {
             model: model.to_string(),
+            names,
             running: AtomicU64::new(0),
             waiting: AtomicU64::new(0),
             kv_used: AtomicU64::new(0),
@@ -139,136 +136,316 @@ impl Metrics {
         }
     }
 
-    /// The text exposition format.
+    /// The text exposition format, in the configured server's names.
     pub fn render(&self) -> String {
-        let l = format!("model_name=\"{}\"", self.model);
         let mut out = String::with_capacity(8192);
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let gauge = |out: &mut String, name: &str, help: &str, v: String| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{l}}} {v}");
+        let l = match self.names {
+            MetricNames::Triton => format!("model=\"{}\",version=\"1\"", self.model),
+            _ => format!("model_name=\"{}\"", self.model),
         };
-        gauge(
-            &mut out,
+        let mut w = Writer {
+            out: &mut out,
+            labels: &l,
+        };
+        match self.names {
+            MetricNames::Vllm => self.vllm(&mut w),
+            MetricNames::Sglang => self.sglang(&mut w),
+            MetricNames::Tgi => self.tgi(&mut w),
+            MetricNames::Triton => self.triton(&mut w),
+        }
+        self.own(&mut w);
+        out
+    }
+
+    fn successes(&self) -> u64 {
+        get(&self.success_stop) + get(&self.success_length)
+    }
+
+    fn kv_usage(&self) -> f64 {
+        get(&self.kv_used) as f64 / get(&self.kv_capacity).max(1) as f64
+    }
+
+    fn vllm(&self, w: &mut Writer<'_>) {
+        w.gauge(
             "vllm:num_requests_running",
             "Number of requests in model execution batches.",
-            get(&self.running).to_string(),
+            get(&self.running),
         );
-        gauge(
-            &mut out,
+        w.gauge(
             "vllm:num_requests_waiting",
             "Number of requests waiting to be processed.",
-            get(&self.waiting).to_string(),
+            get(&self.waiting),
         );
-        let cap = get(&self.kv_capacity).max(1) as f64;
-        let usage = get(&self.kv_used) as f64 / cap;
-        gauge(
-            &mut out,
+        let usage = self.kv_usage();
+        w.gauge(
             "vllm:gpu_cache_usage_perc",
             "GPU KV-cache usage. 1 means 100 percent usage.",
-            usage.to_string(),
+            usage,
         );
-        gauge(
-            &mut out,
+        w.gauge(
             "vllm:kv_cache_usage_perc",
             "KV-cache usage. 1 means 100 percent usage.",
-            usage.to_string(),
+            usage,
         );
-        gauge(
-            &mut out,
-            "barrage_sim:replicas",
-            "Replicas serving.",
-            get(&self.replicas).to_string(),
-        );
-        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{l}}} {v}");
-        };
-        counter(
-            &mut out,
+        w.counter(
             "vllm:prompt_tokens_total",
             "Number of prefill tokens processed.",
             get(&self.prompt_tokens),
         );
-        counter(
-            &mut out,
+        w.counter(
             "vllm:generation_tokens_total",
             "Number of generation tokens processed.",
             get(&self.generation_tokens),
         );
-        counter(
-            &mut out,
+        w.counter(
             "vllm:prefix_cache_hits_total",
             "Prefix cache hits, in tokens.",
             get(&self.prefix_cache_hits),
         );
-        counter(
-            &mut out,
+        w.counter(
             "vllm:prefix_cache_queries_total",
             "Prefix cache queries, in tokens.",
             get(&self.prefix_cache_queries),
         );
-        counter(
-            &mut out,
+        w.head(
+            "vllm:request_success_total",
+            "Count of successfully processed requests.",
+            "counter",
+        );
+        for (reason, n) in [("stop", &self.success_stop), ("length", &self.success_length)] {
+            w.series(
+                "vllm:request_success_total",
+                &format!("finished_reason=\"{reason}\""),
+                get(n),
+            );
+        }
+        w.histogram(
+            &self.ttft,
+            "vllm:time_to_first_token_seconds",
+            "Histogram of time to first token in seconds.",
+            1.0,
+        );
+        w.histogram(
+            &self.itl,
+            "vllm:inter_token_latency_seconds",
+            "Histogram of inter-token latency in seconds.",
+            1.0,
+        );
+        w.histogram(
+            &self.itl,
+            "vllm:time_per_output_token_seconds",
+            "Histogram of time per output token in seconds (older name).",
+            1.0,
+        );
+        w.histogram(
+            &self.e2e,
+            "vllm:e2e_request_latency_seconds",
+            "Histogram of end to end request latency in seconds.",
+            1.0,
+        );
+    }
+
+    fn sglang(&self, w: &mut Writer<'_>) {
+        w.gauge(
+            "sglang:num_running_reqs",
+            "The number of running requests.",
+            get(&self.running),
+        );
+        w.gauge(
+            "sglang:num_queue_reqs",
+            "The number of requests in the waiting queue.",
+            get(&self.waiting),
+        );
+        w.gauge("sglang:token_usage", "The token usage.", self.kv_usage());
+        let queries = get(&self.prefix_cache_queries);
+        let hit_rate = if queries == 0 {
+            0.0
+        } else {
+            get(&self.prefix_cache_hits) as f64 / queries as f64
+        };
+        w.gauge("sglang:cache_hit_rate", "The prefix cache hit rate.", hit_rate);
+        w.counter(
+            "sglang:prompt_tokens_total",
+            "Number of prefill tokens processed.",
+            get(&self.prompt_tokens),
+        );
+        w.counter(
+            "sglang:generation_tokens_total",
+            "Number of generation tokens processed.",
+            get(&self.generation_tokens),
+        );
+        w.counter(
+            "sglang:num_requests_total",
+            "Number of requests processed.",
+            self.successes(),
+        );
+        w.histogram(
+            &self.ttft,
+            "sglang:time_to_first_token_seconds",
+            "Histogram of time to first token in seconds.",
+            1.0,
+        );
+        w.histogram(
+            &self.itl,
+            "sglang:inter_token_latency_seconds",
+            "Histogram of inter-token latency in seconds.",
+            1.0,
+        );
+        w.histogram(
+            &self.e2e,
+            "sglang:e2e_request_latency_seconds",
+            "Histogram of End-to-end request latency in seconds",
+            1.0,
+        );
+    }
+
+    fn tgi(&self, w: &mut Writer<'_>) {
+        // TGI's exporter writes counters without `_total` and no labels.
+        let mut unlabelled = Writer { out: w.out, labels: "" };
+        let w = &mut unlabelled;
+        w.gauge("tgi_queue_size", "Requests waiting in the queue.", get(&self.waiting));
+        w.gauge(
+            "tgi_batch_current_size",
+            "Requests in the current batch.",
+            get(&self.running),
+        );
+        w.counter("tgi_request_count", "Requests received.", get(&self.requests_received));
+        w.counter("tgi_request_success", "Requests answered in full.", self.successes());
+        w.histogram(&self.e2e, "tgi_request_duration", "Request duration in seconds.", 1.0);
+        w.histogram(
+            &self.itl,
+            "tgi_request_mean_time_per_token_duration",
+            "Time between tokens in seconds.",
+            1.0,
+        );
+    }
+
+    fn triton(&self, w: &mut Writer<'_>) {
+        let success = self.successes();
+        w.counter(
+            "nv_inference_request_success",
+            "Number of successful inference requests, all batch sizes",
+            success,
+        );
+        w.counter(
+            "nv_inference_count",
+            "Number of inferences performed (does not include cached requests)",
+            success,
+        );
+        w.counter(
+            "nv_inference_exec_count",
+            "Number of model executions performed",
+            success,
+        );
+        w.gauge(
+            "nv_inference_pending_request_count",
+            "Instantaneous number of pending requests awaiting execution per-model.",
+            get(&self.waiting),
+        );
+        w.counter(
+            "nv_inference_request_duration_us",
+            "Cumulative inference request duration in microseconds (includes cached requests)",
+            (self.e2e.sum() * 1e6) as u64,
+        );
+        w.histogram(
+            &self.ttft,
+            "nv_inference_first_response_histogram_ms",
+            "Duration from request to first response in milliseconds",
+            1000.0,
+        );
+        w.head("nv_trt_llm_request_metrics", "TRT LLM request metrics", "gauge");
+        for (kind, n) in [("active", get(&self.running)), ("waiting", get(&self.waiting))] {
+            w.series("nv_trt_llm_request_metrics", &format!("request_type=\"{kind}\""), n);
+        }
+        w.head(
+            "nv_trt_llm_kv_cache_block_metrics",
+            "TRT LLM KV cache block metrics",
+            "gauge",
+        );
+        for (kind, n) in [("used", get(&self.kv_used)), ("max", get(&self.kv_capacity))] {
+            w.series(
+                "nv_trt_llm_kv_cache_block_metrics",
+                &format!("kv_cache_block_type=\"{kind}\""),
+                n,
+            );
+        }
+    }
+
+    /// The simulator's own series, whoever it poses as.
+    fn own(&self, w: &mut Writer<'_>) {
+        w.gauge("barrage_sim:replicas", "Replicas serving.", get(&self.replicas));
+        w.counter(
             "barrage_sim:requests_received_total",
             "Requests received on generation endpoints.",
             get(&self.requests_received),
         );
-        let _ = writeln!(
-            out,
-            "# HELP vllm:request_success_total Count of successfully processed requests.\n# TYPE vllm:request_success_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "vllm:request_success_total{{{l},finished_reason=\"stop\"}} {}",
-            get(&self.success_stop)
-        );
-        let _ = writeln!(
-            out,
-            "vllm:request_success_total{{{l},finished_reason=\"length\"}} {}",
-            get(&self.success_length)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP barrage_sim:faults_total Faults injected, by kind.\n# TYPE barrage_sim:faults_total counter"
-        );
+        w.head("barrage_sim:faults_total", "Faults injected, by kind.", "counter");
         for (kind, n) in super::server::Fault::ALL.iter().zip(&self.faults) {
-            let _ = writeln!(
-                out,
-                "barrage_sim:faults_total{{{l},kind=\"{}\"}} {}",
-                kind.name(),
-                get(n)
-            );
+            w.series("barrage_sim:faults_total", &format!("kind=\"{}\"", kind.name()), get(n));
         }
-        let _ = writeln!(
-            out,
-            "# HELP barrage_sim:http_requests_total Requests by HTTP version.\n# TYPE barrage_sim:http_requests_total counter"
+        w.head(
+            "barrage_sim:http_requests_total",
+            "Requests by HTTP version.",
+            "counter",
         );
         for (v, n) in ["1.1", "2"].iter().zip(&self.by_http_version) {
-            let _ = writeln!(out, "barrage_sim:http_requests_total{{{l},version=\"{v}\"}} {}", get(n));
+            w.series("barrage_sim:http_requests_total", &format!("version=\"{v}\""), get(n));
         }
-        self.ttft.write(
-            &mut out,
-            "vllm:time_to_first_token_seconds",
-            "Histogram of time to first token in seconds.",
-            &l,
-        );
-        self.itl.write(
-            &mut out,
-            "vllm:inter_token_latency_seconds",
-            "Histogram of inter-token latency in seconds.",
-            &l,
-        );
-        self.itl.write(
-            &mut out,
-            "vllm:time_per_output_token_seconds",
-            "Histogram of time per output token in seconds (older name).",
-            &l,
-        );
-        self.e2e.write(
-            &mut out,
-            "vllm:e2e_request_latency_seconds",
-            "Histogram of end to end request latency in seconds.",
-            &l,
-        );
-        out
+    }
+}
+
+fn get(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// Writes exposition lines, every series with the same leading labels.
+struct Writer<'a> {
+    out: &'a mut String,
+    labels: &'a str,
+}
+
+impl Writer<'_> {
+    fn head(&mut self, name: &str, help: &str, kind: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    /// One series, with `extra` labels after the common ones.
+    fn series(&mut self, name: &str, extra: &str, v: impl std::fmt::Display) {
+        let sep = if self.labels.is_empty() || extra.is_empty() {
+            ""
+        } else {
+            ","
+        };
+        let labels = format!("{}{sep}{extra}", self.labels);
+        if labels.is_empty() {
+            let _ = writeln!(self.out, "{name} {v}");
+        } else {
+            let _ = writeln!(self.out, "{name}{{{labels}}} {v}");
+        }
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, v: impl std::fmt::Display) {
+        self.head(name, help, "gauge");
+        self.series(name, "", v);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, v: u64) {
+        self.head(name, help, "counter");
+        self.series(name, "", v);
+    }
+
+    /// A histogram whose seconds are multiplied by `unit` (1000: milliseconds).
+    fn histogram(&mut self, h: &Histogram, name: &str, help: &str, unit: f64) {
+        self.head(name, help, "histogram");
+        let s = h.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = format!("{name}_bucket");
+        let mut cumulative = 0;
+        for (b, c) in h.bounds.iter().zip(&s.counts) {
+            cumulative += c;
+            self.series(&bucket, &format!("le=\"{}\"", b * unit), cumulative);
+        }
+        self.series(&bucket, "le=\"+Inf\"", s.count);
+        self.series(&format!("{name}_sum"), "", s.sum * unit);
+        self.series(&format!("{name}_count"), "", s.count);
     }
 }

@@ -1,12 +1,10 @@
-//! The simulator's HTTP server: OpenAI-compatible endpoints, faults, ground
-//! truth.
+//! The simulator's HTTP server: routes, faults, ground truth.
 //!
-//! Endpoints live in [`handle`]; protocols other than OpenAI (TGI, KServe v2,
-//! JetStream) are added as further routes producing the same token timeline.
+//! Endpoints live in [`handle`]; what each protocol reads and writes lives
+//! in `protocol`, and every protocol is fed the same token timeline.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,13 +17,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use super::config::{Dist, Mode, SimConfig};
 use super::engine::{Router, SeqRequest};
 use super::metrics::Metrics;
+use super::protocol::{self, Piece, Protocol, Reply, Route};
 use super::text::{PromptShape, word};
 use super::truth::{TruthRecord, TruthWriter, monotonic_ns};
 use barrage_core::rng::Rng;
@@ -134,7 +132,7 @@ impl Simulator {
         let local = listener
             .local_addr()
             .map_err(|source| SimError::Bind { addr, source })?;
-        let metrics = Arc::new(Metrics::new(&config.model));
+        let metrics = Arc::new(Metrics::new(&config.model, config.metric_names.unwrap_or_default()));
         let router = (config.mode == Mode::Batching).then(|| {
             let r = Router::start(config.batching.clone(), config.replicas, metrics.clone());
             if config.autoscaler.enabled {
@@ -254,15 +252,16 @@ fn json(status: StatusCode, body: String) -> Response<SimBody> {
     response(status, "application/json", full(body))
 }
 
-fn error(status: StatusCode, kind: &str, message: &str) -> Response<SimBody> {
-    let body = serde_json::json!({
-        "object": "error",
-        "message": message,
-        "type": kind,
-        "param": null,
-        "code": status.as_u16(),
-    });
-    json(status, body.to_string())
+fn error(protocol: Protocol, status: StatusCode, kind: &str, message: &str) -> Response<SimBody> {
+    if protocol == Protocol::TritonGrpc {
+        // A gRPC error is a trailers-only response: HTTP 200, the status in the headers.
+        let mut r = response(StatusCode::OK, "application/grpc", full(Bytes::new()));
+        r.headers_mut()
+            .extend(protocol::grpc_trailers(protocol::grpc_status(status), message));
+        return r;
+    }
+    let (status, body) = protocol::error_body(protocol, status, kind, message);
+    json(status, body)
 }
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<SimBody>, Infallible> {
@@ -270,7 +269,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Si
     let version = if req.version() == hyper::Version::HTTP_2 { 1 } else { 0 };
     state.metrics.by_http_version[version].fetch_add(1, Ordering::Relaxed);
     Ok(match (req.method(), path.as_str()) {
-        (&Method::GET, "/health") => json(StatusCode::OK, String::new()),
+        (&Method::GET, "/health" | "/v2/health/ready" | "/v2/health/live") => json(StatusCode::OK, String::new()),
         (&Method::GET, "/v1/models") => json(
             StatusCode::OK,
             serde_json::json!({"object": "list", "data": [{"id": state.config.model, "object": "model", "created": 0, "owned_by": "barrage-sim"}]}).to_string(),
@@ -278,71 +277,23 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Si
         (&Method::GET, "/metrics") => {
             response(StatusCode::OK, "text/plain; version=0.0.4", full(state.metrics.render()))
         }
-        (&Method::POST, "/v1/completions") => generate(state, req, Endpoint::Completions).await,
-        (&Method::POST, "/v1/chat/completions") => generate(state, req, Endpoint::Chat).await,
-        _ => error(StatusCode::NOT_FOUND, "NotFoundError", &format!("no route for {} {path}", req.method())),
+        (&Method::POST, _) if let Some(route) = Route::of(&path) => generate(state, req, route).await,
+        _ => error(
+            Protocol::Completions,
+            StatusCode::NOT_FOUND,
+            "NotFoundError",
+            &format!("no route for {} {path}", req.method()),
+        ),
     })
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Endpoint {
-    Completions,
-    Chat,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum PromptField {
-    Text(String),
-    Ids(Vec<u32>),
-    Texts(Vec<String>),
-}
-
-#[derive(Deserialize)]
-struct ChatMessage {
-    #[serde(default)]
-    content: serde_json::Value,
-}
-
-#[derive(Deserialize, Default)]
-struct StreamOptions {
-    #[serde(default)]
-    include_usage: bool,
-    #[serde(default)]
-    continuous_usage_stats: bool,
-}
-
-#[derive(Deserialize)]
-struct GenRequest {
-    #[serde(default)]
-    prompt: Option<PromptField>,
-    #[serde(default)]
-    messages: Option<Vec<ChatMessage>>,
-    max_tokens: Option<u32>,
-    max_completion_tokens: Option<u32>,
-    #[serde(default)]
-    min_tokens: u32,
-    #[serde(default)]
-    ignore_eos: bool,
-    #[serde(default)]
-    stream: bool,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
 }
 
 /// Everything decided about one request before tokens flow.
 struct Plan {
-    endpoint: Endpoint,
-    id: u64,
+    reply: Reply,
     request_id: Option<String>,
     arrived: Instant,
     arrived_ns: u64,
-    prompt_tokens: u32,
-    output_tokens: u32,
     max_tokens: u32,
-    text_seed: u64,
-    include_usage: bool,
-    continuous_usage: bool,
     faults: Vec<Fault>,
     stall_ms: f64,
 }
@@ -353,7 +304,7 @@ impl Plan {
     }
 
     fn finish_reason(&self) -> &'static str {
-        if self.output_tokens >= self.max_tokens {
+        if self.reply.output_tokens >= self.max_tokens {
             "length"
         } else {
             "stop"
@@ -370,7 +321,7 @@ fn sample_ms(d: &Dist, rng: &mut Rng) -> f64 {
     }
 }
 
-async fn generate(state: Arc<State>, req: Request<Incoming>, endpoint: Endpoint) -> Response<SimBody> {
+async fn generate(state: Arc<State>, req: Request<Incoming>, route: Route) -> Response<SimBody> {
     let arrived = Instant::now();
     let arrived_ns = monotonic_ns();
     let request_id = req
@@ -378,51 +329,25 @@ async fn generate(state: Arc<State>, req: Request<Incoming>, endpoint: Endpoint)
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let protocol = route.protocol();
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
             return error(
+                protocol,
                 StatusCode::BAD_REQUEST,
                 "BadRequestError",
                 &format!("could not read body: {e}"),
             );
         }
     };
-    let parsed: GenRequest = match serde_json::from_slice(&body) {
-        Ok(p) => p,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "BadRequestError",
-                &format!("invalid JSON body: {e}"),
-            );
-        }
-    };
     let config = &state.config;
-    let block = config.batching.prefix_block_tokens;
-    let shape = match (endpoint, &parsed.prompt, &parsed.messages) {
-        (Endpoint::Completions, Some(PromptField::Text(t)), _) => PromptShape::from_words(t.split_whitespace(), block),
-        (Endpoint::Completions, Some(PromptField::Texts(ts)), _) => {
-            PromptShape::from_words(ts.iter().flat_map(|t| t.split_whitespace()), block)
-        }
-        (Endpoint::Completions, Some(PromptField::Ids(ids)), _) => PromptShape::from_ids(ids, block),
-        (Endpoint::Chat, _, Some(messages)) => {
-            let texts: Vec<String> = messages
-                .iter()
-                .map(|m| match &m.content {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect();
-            PromptShape::from_words(texts.iter().flat_map(|t| t.split_whitespace()), block)
-        }
-        (Endpoint::Completions, None, _) => {
-            return error(StatusCode::BAD_REQUEST, "BadRequestError", "`prompt` is required");
-        }
-        (Endpoint::Chat, _, None) => {
-            return error(StatusCode::BAD_REQUEST, "BadRequestError", "`messages` is required");
-        }
+    let asked = match protocol::parse(route, &body, config.batching.prefix_block_tokens) {
+        Ok(asked) => asked,
+        Err((status, message)) => return error(protocol, status, "BadRequestError", &message),
     };
+    let protocol = asked.protocol;
+    let shape = asked.shape;
     let n = state.requests.fetch_add(1, Ordering::Relaxed);
     state.metrics.requests_received.fetch_add(1, Ordering::Relaxed);
     let mut rng = Rng::stream(config.seed, n);
@@ -462,6 +387,7 @@ async fn generate(state: Arc<State>, req: Request<Incoming>, endpoint: Endpoint)
     if faults.contains(&Fault::Http429) {
         count(Fault::Http429);
         return error(
+            protocol,
             StatusCode::TOO_MANY_REQUESTS,
             "RateLimitError",
             "simulated overload: too many requests",
@@ -470,21 +396,19 @@ async fn generate(state: Arc<State>, req: Request<Incoming>, endpoint: Endpoint)
     if faults.contains(&Fault::Http500) {
         count(Fault::Http500);
         return error(
+            protocol,
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalServerError",
             "simulated internal error",
         );
     }
 
-    let max_tokens = parsed
-        .max_completion_tokens
-        .or(parsed.max_tokens)
-        .unwrap_or(config.default_max_tokens)
-        .max(1);
+    let max_tokens = asked.max_tokens.unwrap_or(config.default_max_tokens).max(1);
     // Token times are planned up front: a client's 4000000000 is refused as
     // a real server refuses more than its context holds.
     if max_tokens > crate::config::MAX_OUTPUT_TOKENS {
         return error(
+            protocol,
             StatusCode::BAD_REQUEST,
             "BadRequestError",
             &format!(
@@ -493,36 +417,36 @@ async fn generate(state: Arc<State>, req: Request<Incoming>, endpoint: Endpoint)
             ),
         );
     }
-    let output_tokens = match (&config.output_tokens, parsed.ignore_eos) {
-        (Some(d), false) => (sample_ms(d, &mut rng).round() as u32).clamp(parsed.min_tokens.max(1), max_tokens),
+    let output_tokens = match (&config.output_tokens, asked.ignore_eos) {
+        (Some(d), false) => (sample_ms(d, &mut rng).round() as u32).clamp(asked.min_tokens.max(1), max_tokens),
         _ => max_tokens,
     };
     state
         .metrics
         .prompt_tokens
         .fetch_add(u64::from(shape.tokens), Ordering::Relaxed);
-    let options = parsed.stream_options.unwrap_or_default();
     let plan = Plan {
-        endpoint,
-        id: n,
+        reply: Reply {
+            protocol,
+            id: n,
+            prompt_tokens: shape.tokens,
+            output_tokens,
+            text_seed: shape.hash ^ config.seed,
+            extras: asked.extras,
+        },
         request_id,
         arrived,
         arrived_ns,
-        prompt_tokens: shape.tokens,
-        output_tokens,
         max_tokens,
-        text_seed: shape.hash ^ config.seed,
-        include_usage: options.include_usage || options.continuous_usage_stats,
-        continuous_usage: options.continuous_usage_stats,
         stall_ms: f.stall.map_or(0.0, |s| s.ms),
         faults,
     };
 
     let times = match token_times(&state, &plan, shape, &mut rng) {
         Ok(t) => t,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "BadRequestError", &message),
+        Err(message) => return error(protocol, StatusCode::BAD_REQUEST, "BadRequestError", &message),
     };
-    if parsed.stream {
+    if asked.stream {
         // A reset must come after the frames before it were written, and a
         // stall in the middle of the stream: those go over time.
         let over_time = plan.has(Fault::Stall) || plan.has(Fault::ResetMidstream);
@@ -540,7 +464,11 @@ async fn generate(state: Arc<State>, req: Request<Incoming>, endpoint: Endpoint)
             tokio::spawn(async move { stream_response(state, plan, times, &mut FrameSink::Channel(tx)).await });
             StreamBody::Channel(rx)
         };
-        response(StatusCode::OK, "text/event-stream", http_body_util::Either::Right(body))
+        response(
+            StatusCode::OK,
+            protocol.stream_content_type(),
+            http_body_util::Either::Right(body),
+        )
     } else {
         unary_response(&state, plan, times).await
     }
@@ -577,7 +505,7 @@ fn token_times(state: &State, plan: &Plan, shape: PromptShape, rng: &mut Rng) ->
             let router = state.router.as_ref().ok_or("no engine")?;
             router.submit(SeqRequest {
                 shape,
-                output_tokens: plan.output_tokens,
+                output_tokens: plan.reply.output_tokens,
                 tokens: tx,
             })?;
             Ok(TokenTimes::Engine(rx))
@@ -585,8 +513,8 @@ fn token_times(state: &State, plan: &Plan, shape: PromptShape, rng: &mut Rng) ->
         Mode::Plain => {
             let p = &state.config.plain;
             let mut t = sample_ms(&p.ttft_ms, rng);
-            let mut offsets = Vec::with_capacity(plan.output_tokens as usize);
-            for i in 0..plan.output_tokens {
+            let mut offsets = Vec::with_capacity(plan.reply.output_tokens as usize);
+            for i in 0..plan.reply.output_tokens {
                 if i > 0 {
                     t += sample_ms(&p.itl_ms, rng);
                 }
@@ -596,74 +524,6 @@ fn token_times(state: &State, plan: &Plan, shape: PromptShape, rng: &mut Rng) ->
         }
         Mode::Zero => Ok(TokenTimes::Zero),
     }
-}
-
-/// One SSE chunk, written without a JSON library (the words are plain
-/// ASCII) and without a temporary string per part: at thousands of streams a
-/// second this is the simulator's inner loop.
-fn chunk(plan: &Plan, text: &str, finish: Option<&str>, usage: Option<u32>, role: bool) -> Bytes {
-    let mut s = String::with_capacity(256 + text.len());
-    let (id_prefix, object) = match plan.endpoint {
-        Endpoint::Chat => ("chatcmpl-", "chat.completion.chunk"),
-        Endpoint::Completions => ("cmpl-", "text_completion"),
-    };
-    s.push_str("data: {\"id\":\"");
-    s.push_str(id_prefix);
-    let _ = write!(s, "{}", plan.id);
-    s.push_str("\",\"object\":\"");
-    s.push_str(object);
-    s.push_str("\",\"created\":0,\"model\":\"sim\",\"choices\":[{\"index\":0,");
-    match plan.endpoint {
-        Endpoint::Chat if role => s.push_str("\"delta\":{\"role\":\"assistant\",\"content\":\"\"}"),
-        Endpoint::Chat => {
-            s.push_str("\"delta\":{\"content\":\"");
-            s.push_str(text);
-            s.push_str("\"}");
-        }
-        Endpoint::Completions => {
-            s.push_str("\"text\":\"");
-            s.push_str(text);
-            s.push('"');
-        }
-    }
-    s.push_str(",\"logprobs\":null,\"finish_reason\":");
-    match finish {
-        Some(r) => {
-            s.push('"');
-            s.push_str(r);
-            s.push('"');
-        }
-        None => s.push_str("null"),
-    }
-    s.push_str("}]");
-    match usage {
-        Some(done) if plan.continuous_usage => {
-            let _ = write!(
-                s,
-                ",\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{done},\"total_tokens\":{}}}",
-                plan.prompt_tokens,
-                plan.prompt_tokens + done
-            );
-        }
-        _ => {}
-    }
-    s.push_str("}\n\n");
-    Bytes::from(s)
-}
-
-fn usage_chunk(plan: &Plan) -> Bytes {
-    let object = if plan.endpoint == Endpoint::Chat {
-        "chat.completion.chunk"
-    } else {
-        "text_completion"
-    };
-    Bytes::from(format!(
-        "data: {{\"id\":\"x-{}\",\"object\":\"{object}\",\"created\":0,\"model\":\"sim\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
-        plan.id,
-        plan.prompt_tokens,
-        plan.output_tokens,
-        plan.prompt_tokens + plan.output_tokens
-    ))
 }
 
 type StreamItem = Result<Frame<Bytes>, std::io::Error>;
@@ -691,9 +551,10 @@ impl FrameSink<'_> {
 
 async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, sink: &mut FrameSink<'_>) {
     let interval = state.config.stream_interval;
-    let n = plan.output_tokens;
+    let reply = &plan.reply;
+    let n = reply.output_tokens;
     let fault_at = n / 2;
-    let mut truth = TruthRecord::new(plan.request_id.clone(), plan.id, plan.arrived_ns);
+    let mut truth = TruthRecord::new(plan.request_id.clone(), reply.id, plan.arrived_ns);
     // The truth file is the simulator's own record; without one, no clock read per frame.
     let timed = state.truth.is_some();
     async fn send(sink: &mut FrameSink<'_>, bytes: Bytes, truth: &mut TruthRecord, timed: bool, content: bool) -> bool {
@@ -701,9 +562,14 @@ async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, s
         sink.send(Ok(Frame::data(bytes))).await
     }
     let count = |fault: Fault| state.metrics.faults[fault.index()].fetch_add(1, Ordering::Relaxed);
+    // A fault that would change nothing in this protocol is not injected,
+    // so the counts say what a client could see.
+    let missing_done = plan.has(Fault::MissingDone) && reply.protocol.has_end_marker();
+    let missing_finish = plan.has(Fault::MissingFinishReason) && reply.protocol.reports_finish(&reply.extras);
     let mut text = String::new();
     let mut first: Option<Instant> = None;
     let mut last = plan.arrived;
+    let mut from = 0;
     for i in 0..n {
         let Some(at) = times.next(plan.arrived, i as usize).await else {
             return;
@@ -712,8 +578,8 @@ async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, s
             None => {
                 first = Some(at);
                 state.metrics.ttft.observe((at - plan.arrived).as_secs_f64());
-                if plan.endpoint == Endpoint::Chat
-                    && !send(sink, chunk(&plan, "", None, None, true), &mut truth, timed, false).await
+                if let Some(role) = reply.role_chunk()
+                    && !send(sink, role, &mut truth, timed, false).await
                 {
                     return;
                 }
@@ -722,7 +588,7 @@ async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, s
         }
         last = at;
         state.metrics.generation_tokens.fetch_add(1, Ordering::Relaxed);
-        text.push_str(word(plan.text_seed, i));
+        text.push_str(word(reply.text_seed, i));
         let done = i + 1;
         if done % interval != 0 && done != n {
             continue;
@@ -746,41 +612,41 @@ async fn stream_response(state: Arc<State>, plan: Plan, mut times: TokenTimes, s
         if i >= fault_at && plan.has(Fault::MalformedFrame) && !truth.malformed_sent {
             count(Fault::MalformedFrame);
             truth.malformed_sent = true;
-            if !send(
-                sink,
-                Bytes::from_static(b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\n\n"),
-                &mut truth,
-                timed,
-                false,
-            )
-            .await
-            {
+            if !send(sink, reply.malformed(), &mut truth, timed, false).await {
                 return;
             }
         }
-        let finish = (done == n && !plan.has(Fault::MissingFinishReason)).then(|| plan.finish_reason());
-        if !send(
-            sink,
-            chunk(&plan, &text, finish, Some(done), false),
-            &mut truth,
-            timed,
-            true,
-        )
-        .await
-        {
+        let piece = Piece {
+            from,
+            to: done,
+            text: &text,
+            finish: (done == n && !missing_finish).then(|| plan.finish_reason()),
+            end: done == n && !missing_done,
+        };
+        if !send(sink, reply.chunk(&piece), &mut truth, timed, true).await {
             return;
         }
         text.clear();
+        from = done;
     }
-    if plan.has(Fault::MissingFinishReason) {
+    if missing_finish {
         count(Fault::MissingFinishReason);
     }
-    if plan.include_usage && !send(sink, usage_chunk(&plan), &mut truth, timed, false).await {
+    if let Some(usage) = reply.usage_chunk()
+        && !send(sink, usage, &mut truth, timed, false).await
+    {
         return;
     }
-    if plan.has(Fault::MissingDone) {
+    if missing_done {
         count(Fault::MissingDone);
-    } else if !send(sink, Bytes::from_static(b"data: [DONE]\n\n"), &mut truth, timed, false).await {
+    } else if let Some(done) = reply.done_marker()
+        && !send(sink, done, &mut truth, timed, false).await
+    {
+        return;
+    }
+    if let Some(trailers) = reply.end_trailers()
+        && !sink.send(Ok(Frame::trailers(trailers))).await
+    {
         return;
     }
     finish_request(&state, &plan, last);
@@ -800,11 +666,15 @@ fn finish_request(state: &State, plan: &Plan, last: Instant) {
 }
 
 async fn unary_response(state: &State, plan: Plan, mut times: TokenTimes) -> Response<SimBody> {
-    let mut text = String::new();
     let mut last = plan.arrived;
-    for i in 0..plan.output_tokens {
+    for i in 0..plan.reply.output_tokens {
         let Some(at) = times.next(plan.arrived, i as usize).await else {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "engine stopped");
+            return error(
+                plan.reply.protocol,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "engine stopped",
+            );
         };
         if i == 0 {
             state.metrics.ttft.observe((at - plan.arrived).as_secs_f64());
@@ -812,32 +682,21 @@ async fn unary_response(state: &State, plan: Plan, mut times: TokenTimes) -> Res
             state.metrics.itl.observe((at - last).as_secs_f64());
         }
         last = at;
-        text.push_str(word(plan.text_seed, i));
     }
     state
         .metrics
         .generation_tokens
-        .fetch_add(u64::from(plan.output_tokens), Ordering::Relaxed);
+        .fetch_add(u64::from(plan.reply.output_tokens), Ordering::Relaxed);
     finish_request(state, &plan, last);
-    let finish = plan.finish_reason();
-    let usage = serde_json::json!({
-        "prompt_tokens": plan.prompt_tokens,
-        "completion_tokens": plan.output_tokens,
-        "total_tokens": plan.prompt_tokens + plan.output_tokens,
-    });
-    let body = match plan.endpoint {
-        Endpoint::Chat => serde_json::json!({
-            "id": format!("chatcmpl-{}", plan.id), "object": "chat.completion", "created": 0, "model": "sim",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-            "usage": usage,
-        }),
-        Endpoint::Completions => serde_json::json!({
-            "id": format!("cmpl-{}", plan.id), "object": "text_completion", "created": 0, "model": "sim",
-            "choices": [{"index": 0, "text": text, "finish_reason": finish}],
-            "usage": usage,
-        }),
-    };
-    json(StatusCode::OK, body.to_string())
+    if plan.reply.protocol == Protocol::TritonGrpc {
+        let frames = [
+            Frame::data(plan.reply.grpc_unary(plan.finish_reason())),
+            Frame::trailers(protocol::grpc_trailers(0, "")),
+        ];
+        let body = StreamBody::Ready(frames.into_iter().map(Ok).collect());
+        return response(StatusCode::OK, "application/grpc", http_body_util::Either::Right(body));
+    }
+    json(StatusCode::OK, plan.reply.unary(plan.finish_reason()))
 }
 
 /// A streamed response body: each frame is written as it comes; an error

@@ -58,16 +58,7 @@ pub struct Settings {
 impl Settings {
     /// Parse and check a configuration table.
     pub fn from_config(config: &Value) -> Result<Settings, ConfigError> {
-        let settings: Settings = serde_json::from_value(config.clone()).map_err(|e| {
-            let message = e.to_string();
-            // serde names unknown fields as "unknown field `x`, expected ...".
-            let field = message
-                .split('`')
-                .nth(1)
-                .filter(|_| message.starts_with("unknown field"))
-                .map(str::to_string);
-            ConfigError { field, message }
-        })?;
+        let settings: Settings = config::parse(config)?;
         if let Some(field) = &settings.max_tokens_field
             && field != "max_tokens"
             && field != "max_completion_tokens"
@@ -403,33 +394,15 @@ pub fn decode_unary(head: &ResponseHead, body: &[u8], options: &DecodeOptions) -
     match serde_json::from_slice::<Chunk>(body.trim_ascii()) {
         Ok(chunk) => {
             decode_chunk(chunk, options.want_text, &mut None, &mut |e| events.push(e));
-            if !(200..300).contains(&head.status) && !events.iter().any(|e| matches!(e, Event::ServerError(_))) {
-                events.push(http_error(head.status, body));
-            }
+            ensure_http_error(head.status, body, &mut events);
         }
-        Err(_) if !(200..300).contains(&head.status) => events.push(http_error(head.status, body)),
+        Err(_) if !is_success(head.status) => events.push(http_error(head.status, body)),
         Err(e) => events.push(Event::Malformed(format!(
             "response body is not a JSON completion ({e}): {}",
             snippet(body)
         ))),
     }
     events
-}
-
-fn http_error(status: u16, body: &[u8]) -> Event {
-    Event::ServerError(ServerError {
-        code: Some(status.to_string()),
-        message: format!("HTTP {status}: {}", snippet(body)),
-    })
-}
-
-/// At most 200 characters of `data`, for error messages.
-fn snippet(data: &[u8]) -> String {
-    let text = String::from_utf8_lossy(data);
-    match text.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.into_owned(),
-    }
 }
 
 /// What distinguishes the two codecs: endpoint, name and description.

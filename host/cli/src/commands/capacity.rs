@@ -99,12 +99,13 @@ pub(crate) fn report_as_run(
     dir: &std::path::Path,
     runs: &[(String, barrage_engine::capacity::Load)],
     marks: Vec<barrage_engine::metrics::LoadMark>,
-) -> Result<()> {
+) -> Result<Option<barrage_engine::metrics::Summary>> {
     let options = config.report.metrics_options().map_err(|m| anyhow::anyhow!("{m}"))?;
-    if let Some(summary) = barrage_engine::capacity::as_run(dir, runs, marks, options)? {
-        crate::options::write_reports(run.plugins(), &config.report, &summary, dir, dir);
+    let summary = barrage_engine::capacity::as_run(dir, runs, marks, options)?;
+    if let Some(summary) = &summary {
+        crate::options::write_reports(run.plugins(), &config.report, summary, dir, dir);
     }
-    Ok(())
+    Ok(summary)
 }
 
 /// Write and print the answer's page; the exit code when the answer ended

@@ -495,6 +495,11 @@ impl RunArgs {
     pub(crate) fn plugins(&self) -> &PluginOptions {
         &self.plugins
     }
+
+    /// Where `--status-file` writes the headline figures, if given.
+    pub(crate) fn status_file(&self) -> Option<&std::path::Path> {
+        self.ci.status_file.as_deref()
+    }
 }
 
 /// The runtime every run's socket I/O happens on.
@@ -527,6 +532,9 @@ pub(crate) async fn target_or_sim(config: &RunConfig) -> Result<(String, Option<
             let mut sim_config = config.sim.clone().unwrap_or_default();
             sim_config.port = 0;
             sim_config.host = "127.0.0.1".into();
+            sim_config.metric_names = sim_config
+                .metric_names
+                .or(Some(barrage_sim::config::MetricNames::of_codec(&config.codec)));
             let sim = barrage_sim::Simulator::start(sim_config).await?;
             eprintln!(
                 "no --target: benchmarking the embedded simulator at http://{}",

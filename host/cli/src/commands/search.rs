@@ -47,6 +47,9 @@ fn share(text: &str, flag: &str) -> Result<f64> {
 
 pub(crate) fn execute(mut args: SearchArgs) -> Result<ExitCode> {
     args.points.check(&args.run, "search")?;
+    if args.run.status_file().is_some() {
+        bail!("--status-file is for run, sweep, merge and report; a search's answer is its search.json");
+    }
     let p = &args.points;
     let options = SearchOptions {
         over: args.over,

@@ -41,6 +41,9 @@ pub(crate) struct SimArgs {
     /// Tokens per streamed chunk.
     #[arg(long)]
     stream_interval: Option<u32>,
+    /// Whose Prometheus metric names /metrics uses.
+    #[arg(long, value_enum)]
+    metric_names: Option<barrage_sim::config::MetricNames>,
     /// Record the true send time of every frame to this JSON Lines file.
     #[arg(long, value_name = "FILE")]
     ground_truth: Option<PathBuf>,
@@ -81,6 +84,9 @@ impl SimArgs {
         }
         if let Some(v) = self.stream_interval {
             config.stream_interval = v;
+        }
+        if let Some(v) = self.metric_names {
+            config.metric_names = Some(v);
         }
         if let Some(v) = self.ground_truth {
             config.ground_truth = Some(v);

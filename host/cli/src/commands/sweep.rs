@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
 
 use barrage_engine::capacity::sweep::{SweepOptions, markdown};
@@ -61,7 +61,16 @@ pub(crate) fn execute(mut args: SweepArgs) -> Result<ExitCode> {
             label: format!("knee {:.1} ± {:.1} req/s", k.rate, k.uncertainty),
         })
         .collect();
-    report_as_run(&args.run, &config, &dir, &runs, marks)?;
+    let summary = report_as_run(&args.run, &config, &dir, &runs, marks)?;
+    if let Some(path) = args.run.status_file() {
+        // The points together, and the knee: what a sweep stands for.
+        let mut headline = summary.map(|s| s.headline()).unwrap_or_default();
+        headline.complete = !stop.is_stopped();
+        headline.knee_rate = report.knee.as_ref().map(|k| k.rate);
+        headline.knee_uncertainty = report.knee.as_ref().map(|k| k.uncertainty);
+        std::fs::write(path, headline.to_line())
+            .with_context(|| format!("cannot write the status file {}", path.display()))?;
+    }
     let page = markdown(&report);
     let code = conclude(&dir, "sweep.md", &page, report.note.as_deref(), &stop)?;
     Ok(code.unwrap_or(ExitCode::SUCCESS))

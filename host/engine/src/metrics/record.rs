@@ -167,6 +167,9 @@ pub enum Status {
     /// The client ran out of descriptors, ports or memory before the
     /// request reached the server: a failure of the client, not the server.
     ClientResource,
+    /// A gRPC call that ended with a status other than OK; the error names
+    /// it (`grpc:RESOURCE_EXHAUSTED: ...`).
+    GrpcError,
 }
 
 impl Status {
@@ -185,6 +188,7 @@ impl Status {
             Status::EmptyResponse => "empty_response",
             Status::TooLarge => "too_large",
             Status::ClientResource => "client_resource",
+            Status::GrpcError => "grpc_error",
         }
     }
 
@@ -460,6 +464,10 @@ impl Record {
                     r.limit as f64 / (1 << 20) as f64
                 )),
             ),
+            // A gRPC status is the server's verdict on the whole call.
+            Ending::Complete if let Some(g) = ex.grpc.as_ref().filter(|g| g.code != 0) => {
+                (Status::GrpcError, Some(format!("grpc:{}: {}", g.name(), g.message)))
+            }
             Ending::Complete => verdict.judge(ex.status, decoded, response.malformed),
         };
         let prompt_tokens = usage.and_then(|u| u.prompt_tokens);

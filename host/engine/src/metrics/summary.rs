@@ -352,6 +352,35 @@ impl Summary {
     pub fn failed_thresholds(&self) -> impl Iterator<Item = &ThresholdResult> {
         self.thresholds.iter().filter(|t| !t.passed)
     }
+
+    /// The run's headline figures (all stages together), for `--status-file`.
+    pub fn headline(&self) -> barrage_core::headline::Headline {
+        let t = &self.total;
+        let p = |d: &Option<super::hist::Dist>, q: f64| d.as_ref().and_then(|d| d.p(q));
+        let attempted = t.sent.saturating_sub(t.cancelled);
+        barrage_core::headline::Headline {
+            achieved_rate: t.achieved_rate,
+            sent: t.sent,
+            succeeded: t.succeeded,
+            failed: t.failed,
+            error_rate: if attempted == 0 {
+                0.0
+            } else {
+                t.failed as f64 / attempted as f64
+            },
+            output_tokens_per_s: t.output_tokens_per_s,
+            ttft_p50_ms: p(&t.ttft_ms, 50.0),
+            ttft_p99_ms: p(&t.ttft_ms, 99.0),
+            e2e_p99_ms: p(&t.e2e_ms, 99.0),
+            thresholds_passed: (!self.thresholds.is_empty()).then(|| self.failed_thresholds().next().is_none()),
+            failed_thresholds: self.failed_thresholds().map(ThresholdResult::describe).collect(),
+            complete: self.run.complete && self.run.missing_shards.is_empty(),
+            missing_shards: self.run.missing_shards.clone(),
+            shard_start_spread_ms: self.run.shard_start_spread_ms,
+            knee_rate: None,
+            knee_uncertainty: None,
+        }
+    }
 }
 
 /// Builds a [`Summary`] from records, in any order.

@@ -34,6 +34,7 @@ fn exchange(origin: Instant, frames: Vec<(f64, Vec<Event>)>, end_ms: f64) -> Res
         ending: Ending::Complete,
         bytes_received: 100,
         bytes_sent: 10,
+        grpc: None,
     };
     Response {
         exchange,

@@ -113,6 +113,79 @@ pub struct Exchange {
     pub bytes_received: u64,
     /// Request body bytes sent.
     pub bytes_sent: u64,
+    /// A gRPC exchange's status, from its trailers (or, for a trailers-only
+    /// response, its headers).
+    pub grpc: Option<GrpcStatus>,
+}
+
+/// The `grpc-status` and `grpc-message` a gRPC response ended with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcStatus {
+    /// The status code: 0 is OK.
+    pub code: u32,
+    /// The server's message, percent-decoded.
+    pub message: String,
+}
+
+impl GrpcStatus {
+    /// The code's name, e.g. `RESOURCE_EXHAUSTED`.
+    pub fn name(&self) -> &'static str {
+        const NAMES: [&str; 17] = [
+            "OK",
+            "CANCELLED",
+            "UNKNOWN",
+            "INVALID_ARGUMENT",
+            "DEADLINE_EXCEEDED",
+            "NOT_FOUND",
+            "ALREADY_EXISTS",
+            "PERMISSION_DENIED",
+            "RESOURCE_EXHAUSTED",
+            "FAILED_PRECONDITION",
+            "ABORTED",
+            "OUT_OF_RANGE",
+            "UNIMPLEMENTED",
+            "INTERNAL",
+            "UNAVAILABLE",
+            "DATA_LOSS",
+            "UNAUTHENTICATED",
+        ];
+        NAMES.get(self.code as usize).copied().unwrap_or("UNKNOWN")
+    }
+
+    /// From a header map holding `grpc-status` (trailers, or the headers of
+    /// a trailers-only response).
+    fn from_headers(headers: &hyper::HeaderMap) -> Option<GrpcStatus> {
+        let code = headers.get("grpc-status")?.to_str().ok()?.trim().parse().unwrap_or(2);
+        let message = headers
+            .get("grpc-message")
+            .map(|m| percent_decode(m.as_bytes()))
+            .unwrap_or_default();
+        Some(GrpcStatus { code, message })
+    }
+}
+
+/// `grpc-message` is percent-encoded UTF-8.
+fn percent_decode(bytes: &[u8]) -> String {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).and_then(|b| hex(*b)),
+            bytes.get(i + 2).and_then(|b| hex(*b)),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// How to connect.
@@ -290,6 +363,9 @@ fn check_codec_header(name: &str) -> Result<(), String> {
 /// The HTTP client of a run.
 pub struct Transport {
     client: Client<TimedConnector, Full<Bytes>>,
+    /// HTTP/2 only, for gRPC (h2c on http://, ALPN `h2` on https://),
+    /// whatever `http2` says for HTTP requests.
+    grpc: Client<TimedConnector, Full<Bytes>>,
     /// Connections driven by their exchanges, for plain-HTTP/1.1 targets
     /// (see [`h1`]); other targets use `client`.
     direct: Option<h1::Pool>,
@@ -320,20 +396,35 @@ impl Transport {
         // The TLS connector passes http:// through untouched.
         http.enforce_http(false);
         let tls = barrage_core::tls::client_config(&options.tls).map_err(|e| bad(e.to_string()))?;
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
+        let builder = || {
+            hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls.clone())
+                .https_or_http()
+        };
         // ALPN offers what the client will speak: h2 alone, or both.
         let connector = if options.http2 {
-            builder.enable_http2().wrap_connector(http)
+            builder().enable_http2().wrap_connector(http.clone())
         } else {
-            builder.enable_http1().enable_http2().wrap_connector(http)
+            builder().enable_http1().enable_http2().wrap_connector(http.clone())
+        };
+        let next_id = Arc::new(AtomicU64::new(0));
+        let open =
+            (options.max_connections > 0).then(|| Arc::new(tokio::sync::Semaphore::new(options.max_connections)));
+        let grpc_connector = TimedConnector {
+            inner: builder().enable_http2().wrap_connector(http),
+            next_id: next_id.clone(),
+            open: open.clone(),
         };
         let connector = TimedConnector {
             inner: connector,
-            next_id: Arc::new(AtomicU64::new(0)),
-            open: (options.max_connections > 0).then(|| Arc::new(tokio::sync::Semaphore::new(options.max_connections))),
+            next_id,
+            open,
         };
+        let mut grpc = Client::builder(TokioExecutor::new());
+        grpc.http2_only(true)
+            .http2_initial_stream_window_size(4 << 20)
+            .http2_initial_connection_window_size(16 << 20);
+        let grpc = grpc.build(grpc_connector);
         let mut builder = Client::builder(TokioExecutor::new());
         match (options.max_idle_per_host, options.max_connections) {
             (0, 0) => {}
@@ -384,6 +475,7 @@ impl Transport {
         }
         Ok(Transport {
             client,
+            grpc,
             direct,
             authority,
             prefix: uri.path().trim_end_matches('/').to_string(),
@@ -420,18 +512,23 @@ impl Transport {
             ending: Ending::Complete,
             bytes_received: 0,
             bytes_sent: 0,
+            grpc: None,
         };
-        let WireRequest::Http(http) = &req.request else {
-            ex.ending =
-                Ending::TransportError("the codec asked for gRPC, which this transport does not speak yet".into());
-            return (ex, None);
-        };
-        ex.bytes_sent = http.body.len() as u64;
-        let outgoing = match &self.direct {
-            Some(pool) => self
-                .request_bytes(http, request_id)
-                .map(|bytes| Outgoing::Direct(pool, bytes)),
-            None => self.request(http, request_id).map(|r| Outgoing::Pooled(Box::new(r))),
+        let outgoing = match (&req.request, &self.direct) {
+            (WireRequest::Http(http), Some(pool)) => {
+                ex.bytes_sent = http.body.len() as u64;
+                self.request_bytes(http, request_id)
+                    .map(|bytes| Outgoing::Direct(pool, &http.method, bytes))
+            }
+            (WireRequest::Http(http), None) => {
+                ex.bytes_sent = http.body.len() as u64;
+                self.request(http, request_id)
+                    .map(|r| Outgoing::Pooled(&self.client, Box::new(r)))
+            }
+            (WireRequest::Grpc(grpc), _) => {
+                ex.bytes_sent = grpc.message.len() as u64 + 5;
+                self.grpc_request(grpc, request_id).map(|r| Outgoing::Grpc(Box::new(r)))
+            }
         };
         let outgoing = match outgoing {
             Ok(o) => o,
@@ -460,8 +557,16 @@ impl Transport {
             };
             ex.sent = Instant::now();
             match outgoing {
-                Outgoing::Direct(pool, bytes) => exchange_direct(pool, &http.method, &bytes, &mut sink, &mut ex).await,
-                Outgoing::Pooled(request) => self.exchange_pooled(*request, &mut sink, &mut ex).await,
+                Outgoing::Direct(pool, method, bytes) => {
+                    exchange_direct(pool, method, &bytes, &mut sink, &mut ex).await
+                }
+                Outgoing::Pooled(client, request) => {
+                    exchange_pooled(client, *request, &mut sink, &mut ex).await;
+                }
+                Outgoing::Grpc(request) => {
+                    let trailers = exchange_pooled(&self.grpc, *request, &mut sink, &mut ex).await;
+                    grpc_ending(&mut ex, trailers);
+                }
             }
         };
         // What can cut the exchange short is armed only from the second
@@ -515,6 +620,52 @@ impl Transport {
             .map_err(|e| e.to_string())
     }
 
+    /// A gRPC call: one length-prefixed message to `/{service}/{method}`,
+    /// with the codec's metadata, the user's headers and a `grpc-timeout`
+    /// from the request timeout.
+    fn grpc_request(
+        &self,
+        grpc: &barrage_core::types::GrpcRequest,
+        request_id: u64,
+    ) -> Result<hyper::Request<Full<Bytes>>, String> {
+        let path = format!("/{}/{}", grpc.service, grpc.method);
+        let bad_name = |n: &str| n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._".contains(&b));
+        if bad_name(&grpc.service) || bad_name(&grpc.method) {
+            return Err(format!(
+                "gRPC service `{}` and method `{}` must be non-empty names of letters, digits, `.` and `_`",
+                grpc.service, grpc.method
+            ));
+        }
+        let uri: hyper::Uri = format!("{}{path}", self.base)
+            .parse()
+            .map_err(|e| format!("{path}: {e}"))?;
+        let mut builder = hyper::Request::builder()
+            .method(hyper::Method::POST)
+            .uri(uri)
+            .version(hyper::Version::HTTP_2)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            // At most eight digits, in milliseconds.
+            .header("grpc-timeout", format!("{}m", self.timeout.as_millis().min(99_999_999)));
+        for (k, v) in &grpc.metadata {
+            check_codec_header(k)?;
+            if k.eq_ignore_ascii_case("content-type") || k.to_ascii_lowercase().starts_with("grpc-") {
+                return Err(format!("metadata `{k}` is the host's: a codec may not set it"));
+            }
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        for (k, v) in &self.headers {
+            builder = builder.header(k, v);
+        }
+        builder = builder.header("x-request-id", request_id.to_string());
+        let len = u32::try_from(grpc.message.len()).map_err(|_| "the gRPC message is over 4 GiB".to_string())?;
+        let mut body = Vec::with_capacity(5 + grpc.message.len());
+        body.push(0);
+        body.extend_from_slice(&len.to_be_bytes());
+        body.extend_from_slice(&grpc.message);
+        builder.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())
+    }
+
     /// The request as bytes for a direct HTTP/1.1 connection: head and body
     /// in one buffer, written with one system call. Names and values are
     /// checked as hyper would; `content-length` is always the body's, so the
@@ -562,23 +713,26 @@ impl Transport {
         out.extend_from_slice(&http.body);
         Ok(out)
     }
+}
 
-    /// One exchange through hyper's pooled client (HTTP/2, TLS).
-    async fn exchange_pooled<S: ResponseSink>(
-        &self,
-        request: hyper::Request<Full<Bytes>>,
-        sink: &mut S,
-        ex: &mut Exchange,
-    ) {
-        let response = match self.client.request(request).await {
+/// One exchange through hyper's pooled client (HTTP/2, TLS); the trailers
+/// the response ended with, if any (gRPC's status is there).
+async fn exchange_pooled<S: ResponseSink>(
+    client: &Client<TimedConnector, Full<Bytes>>,
+    request: hyper::Request<Full<Bytes>>,
+    sink: &mut S,
+    ex: &mut Exchange,
+) -> Option<hyper::HeaderMap> {
+    {
+        let response = match client.request(request).await {
             Ok(r) => r,
             Err(e) if e.is_connect() => {
                 ex.ending = connect_failed(&e);
-                return;
+                return None;
             }
             Err(e) => {
                 ex.ending = Ending::TransportError(error_chain(&e));
-                return;
+                return None;
             }
         };
         ex.connection = response.extensions().get::<ConnInfo>().copied();
@@ -598,11 +752,14 @@ impl Transport {
                 .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
                 .collect(),
         };
+        // A trailers-only gRPC response carries its status in the headers.
+        ex.grpc = GrpcStatus::from_headers(response.headers());
         sink.head(head);
         let mut reader = Reader {
             body: response.into_body(),
             chunks: Vec::new(),
             at: None,
+            trailers: None,
         };
         loop {
             let step = reader.next().await;
@@ -623,6 +780,22 @@ impl Transport {
                 }
             }
         }
+        reader.trailers
+    }
+}
+
+/// A gRPC exchange's ending: its status from the trailers; a response
+/// that ends without one did not end as gRPC says a call ends.
+fn grpc_ending(ex: &mut Exchange, trailers: Option<hyper::HeaderMap>) {
+    if let Some(status) = trailers.as_ref().and_then(GrpcStatus::from_headers) {
+        ex.grpc = Some(status);
+    }
+    if matches!(ex.ending, Ending::Complete) && ex.grpc.is_none() && ex.status == Some(200) {
+        ex.ending = Ending::TransportError(
+            "the gRPC response ended without a grpc-status trailer: the server is not speaking gRPC, \
+             or the stream was cut"
+                .into(),
+        );
     }
 }
 
@@ -748,10 +921,15 @@ async fn exchange_direct<S: ResponseSink>(
 
 /// A request ready for its connection.
 enum Outgoing<'a> {
-    /// Bytes for a direct HTTP/1.1 connection from this pool.
-    Direct(&'a h1::Pool, Vec<u8>),
+    /// Bytes (and the method) for a direct HTTP/1.1 connection from this pool.
+    Direct(&'a h1::Pool, &'a str, Vec<u8>),
     /// A request for hyper's client (boxed: it is ten times the size).
-    Pooled(Box<hyper::Request<Full<Bytes>>>),
+    Pooled(
+        &'a Client<TimedConnector, Full<Bytes>>,
+        Box<hyper::Request<Full<Bytes>>>,
+    ),
+    /// A gRPC call, on the HTTP/2 client.
+    Grpc(Box<hyper::Request<Full<Bytes>>>),
 }
 
 /// What one wait for body data ended with.
@@ -773,6 +951,8 @@ struct Reader {
     chunks: Vec<Bytes>,
     /// When the first of `chunks` was taken.
     at: Option<Instant>,
+    /// The trailers the body ended with.
+    trailers: Option<hyper::HeaderMap>,
 }
 
 impl Reader {
@@ -781,12 +961,17 @@ impl Reader {
         std::future::poll_fn(|cx| {
             loop {
                 match Pin::new(&mut self.body).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let Ok(data) = frame.into_data() {
+                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                        Ok(data) => {
                             self.at.get_or_insert_with(Instant::now);
                             self.chunks.push(data);
                         }
-                    }
+                        Err(frame) => {
+                            if let Ok(trailers) = frame.into_trailers() {
+                                self.trailers = Some(trailers);
+                            }
+                        }
+                    },
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(Step::Failed(error_chain(&e))),
                     Poll::Ready(None) => return Poll::Ready(Step::End),
                     Poll::Pending if self.chunks.is_empty() => return Poll::Pending,
@@ -1127,30 +1312,91 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_grpc_request_is_a_transport_error_before_anything_is_sent() {
-        let transport = Transport::new("http://127.0.0.1:9", &options(200, false)).unwrap();
-        let req = EncodedRequest {
+    fn grpc_call() -> EncodedRequest {
+        EncodedRequest {
             request: WireRequest::Grpc(barrage_core::types::GrpcRequest {
-                service: "s".into(),
-                method: "m".into(),
-                metadata: vec![],
-                message: vec![],
+                service: "inference.GRPCInferenceService".into(),
+                method: "ModelStreamInfer".into(),
+                metadata: vec![("x-model".into(), "m".into())],
+                message: b"hi".to_vec(),
                 server_streaming: true,
             }),
             streaming: true,
             framing: Framing::GrpcMessages,
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn a_grpc_call_sends_one_message_and_reads_its_status_from_the_trailers() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = format!("http://{}", listener.local_addr().unwrap());
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let seen_tx = seen_tx.clone();
+                async move {
+                    let head = format!(
+                        "{} {} {:?} {:?} {:?} {:?}",
+                        req.uri().path(),
+                        req.headers()["content-type"].to_str().unwrap(),
+                        req.headers()["te"],
+                        req.headers()["grpc-timeout"],
+                        req.headers()["x-model"],
+                        req.headers()["x-run"],
+                    );
+                    let body = http_body_util::BodyExt::collect(req.into_body())
+                        .await
+                        .unwrap()
+                        .to_bytes();
+                    let _ = seen_tx.send((head, body));
+                    let mut trailers = hyper::HeaderMap::new();
+                    trailers.insert("grpc-status", HeaderValue::from_static("8"));
+                    trailers.insert("grpc-message", HeaderValue::from_static("queue%20full"));
+                    let frames: Vec<Result<Frame<Bytes>, Infallible>> = vec![
+                        Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x01a"))),
+                        Ok(Frame::trailers(trailers)),
+                    ];
+                    let body = StreamBody::new(futures_util::stream::iter(frames));
+                    Ok::<_, Infallible>(hyper::Response::builder().status(200).body(body).unwrap())
+                }
+            });
+            let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(s), service)
+                .await;
+        });
+        // HTTP/1.1 for HTTP requests; gRPC goes over h2c all the same.
+        let transport = Transport::new(&target, &options(1_500, false)).unwrap();
         let (_tx, mut cancel) = tokio::sync::watch::channel(false);
         let (ex, out) = transport
-            .execute(&req, 1, Collect::default(), later(), &mut cancel)
+            .execute(&grpc_call(), 1, Collect::default(), later(), &mut cancel)
             .await;
-        assert!(
-            matches!(&ex.ending, Ending::TransportError(m) if m.contains("gRPC")),
-            "{:?}",
-            ex.ending
+        let (head, body) = seen.recv().await.unwrap();
+        assert_eq!(
+            head,
+            "/inference.GRPCInferenceService/ModelStreamInfer application/grpc \"trailers\" \"1500m\" \"m\" \"test\""
         );
-        assert!(out.is_none());
+        assert_eq!(&body[..], b"\0\0\0\0\x02hi", "one message with its 5-byte prefix");
+        assert!(matches!(ex.ending, Ending::Complete), "{:?}", ex.ending);
+        assert_eq!(ex.version, Some("HTTP/2.0"));
+        let status = ex.grpc.expect("a status");
+        assert_eq!(
+            (status.code, status.name(), status.message.as_str()),
+            (8, "RESOURCE_EXHAUSTED", "queue full")
+        );
+        assert_eq!(out.unwrap().body(), b"\0\0\0\0\x01a");
+    }
+
+    #[tokio::test]
+    async fn a_grpc_call_to_a_server_without_http2_is_a_transport_error() {
+        let (target, _server) = chunked_server([Duration::ZERO; 3]).await;
+        let transport = Transport::new(&target, &options(1_000, false)).unwrap();
+        let (_tx, mut cancel) = tokio::sync::watch::channel(false);
+        let (ex, out) = transport
+            .execute(&grpc_call(), 1, Collect::default(), later(), &mut cancel)
+            .await;
+        assert!(matches!(&ex.ending, Ending::TransportError(_)), "{:?}", ex.ending);
+        assert!(out.is_none() && ex.grpc.is_none());
     }
 
     #[test]
