@@ -57,6 +57,29 @@ fn https_targets_are_verified_against_system_roots_and_a_ca_file() {
         })
         .collect();
     assert!(versions.iter().all(|v| v == "HTTP/2.0"), "{versions:?}");
+    // gRPC over TLS: ALPN h2 whatever --http2 says, over two connections.
+    let s = go(
+        "grpc",
+        &[
+            "--codec",
+            "kserve-v2-grpc",
+            "--grpc-connections",
+            "2",
+            "--ca-file",
+            cert.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(s["stages"][0]["succeeded"], 20);
+    let connections: std::collections::BTreeSet<u64> = std::fs::read_to_string(dir.path().join("grpc/records.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["connection_id"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(connections.len(), 2, "{connections:?}");
     let (code, _, stderr) = run(barrage().args([
         "run",
         "--target",

@@ -301,6 +301,11 @@ pub struct RunConfig {
     pub max_connections: usize,
     /// HTTP/2 only: h2c on http://, h2 on https://.
     pub http2: bool,
+    /// HTTP/2 connections that gRPC calls spread over, in turn (each
+    /// carries as many calls at once as the server's
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` allows; a call past it waits for a
+    /// stream, which shows as send lag).
+    pub grpc_connections: usize,
     /// TLS for https:// targets.
     pub tls: barrage_core::tls::ClientTls,
     /// Plugin threads decoding responses (default: one per core, at most 4:
@@ -385,6 +390,7 @@ impl Default for RunConfig {
             connections: 0,
             max_connections: 0,
             http2: false,
+            grpc_connections: 1,
             tls: barrage_core::tls::ClientTls::default(),
             plugin_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(4)),
             malformed_frames: crate::metrics::MalformedFrames::Fail,
@@ -584,6 +590,12 @@ impl RunConfig {
         self.report.metrics_options().map_err(|e| e.message)?;
         if let Some(t) = &self.target {
             crate::transport::check_target(t).map_err(|m| format!("target `{t}`: {m}"))?;
+        }
+        if !(1..=MAX_GRPC_CONNECTIONS).contains(&self.grpc_connections) {
+            return Err(format!(
+                "grpc_connections must be 1 to {MAX_GRPC_CONNECTIONS}, got {}",
+                self.grpc_connections
+            ));
         }
         if self.request.max_tokens == 0 {
             return Err("request.max_tokens must be at least 1".into());
@@ -809,6 +821,10 @@ pub const MAX_TOKENS: f64 = 10_000_000.0;
 /// Gamma burstiness, from this to its inverse: beyond, the gaps are all
 /// zero or all one huge gap.
 pub const MIN_BURSTINESS: f64 = 1e-3;
+
+/// Most gRPC connections: each is a descriptor and a task, and a few
+/// carry thousands of calls.
+pub const MAX_GRPC_CONNECTIONS: usize = 1024;
 
 /// Smallest and largest frame limit, MiB.
 pub const MIN_FRAME_MIB: f64 = 1.0 / 1024.0;

@@ -69,6 +69,9 @@ pub(crate) struct RunArgs {
     /// HTTP/2 only (h2c on http://, h2 on https://).
     #[arg(long)]
     http2: bool,
+    /// HTTP/2 connections that gRPC calls spread over.
+    #[arg(long, value_name = "N")]
+    grpc_connections: Option<usize>,
     /// Trust the certificates in this PEM file too (https:// targets).
     #[arg(long, value_name = "PEM")]
     ca_file: Option<PathBuf>,
@@ -327,6 +330,9 @@ impl RunArgs {
         }
         if self.http2 {
             config.http2 = true;
+        }
+        if let Some(v) = self.grpc_connections {
+            config.grpc_connections = v;
         }
         if let Some(v) = self.ca_file.take() {
             config.tls.ca_file = Some(v);

@@ -120,6 +120,7 @@ pub async fn run(
             timeout: Duration::from_secs_f64(config.request.timeout_s),
             http2: config.http2,
             tls: config.tls.clone(),
+            grpc_connections: config.grpc_connections,
         },
     )?;
     pacer::quiet_kernel_paths();

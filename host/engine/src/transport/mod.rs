@@ -24,7 +24,10 @@ use tower_service::Service;
 use barrage_core::body::ResponseSink;
 use barrage_core::types::{EncodedRequest, HttpRequest, ResponseHead, WireRequest};
 
+mod grpc;
 pub(crate) mod h1;
+
+pub use grpc::GrpcStatus;
 
 /// Why a transport could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -118,76 +121,6 @@ pub struct Exchange {
     pub grpc: Option<GrpcStatus>,
 }
 
-/// The `grpc-status` and `grpc-message` a gRPC response ended with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GrpcStatus {
-    /// The status code: 0 is OK.
-    pub code: u32,
-    /// The server's message, percent-decoded.
-    pub message: String,
-}
-
-impl GrpcStatus {
-    /// The code's name, e.g. `RESOURCE_EXHAUSTED`.
-    pub fn name(&self) -> &'static str {
-        const NAMES: [&str; 17] = [
-            "OK",
-            "CANCELLED",
-            "UNKNOWN",
-            "INVALID_ARGUMENT",
-            "DEADLINE_EXCEEDED",
-            "NOT_FOUND",
-            "ALREADY_EXISTS",
-            "PERMISSION_DENIED",
-            "RESOURCE_EXHAUSTED",
-            "FAILED_PRECONDITION",
-            "ABORTED",
-            "OUT_OF_RANGE",
-            "UNIMPLEMENTED",
-            "INTERNAL",
-            "UNAVAILABLE",
-            "DATA_LOSS",
-            "UNAUTHENTICATED",
-        ];
-        NAMES.get(self.code as usize).copied().unwrap_or("UNKNOWN")
-    }
-
-    /// From a header map holding `grpc-status` (trailers, or the headers of
-    /// a trailers-only response).
-    fn from_headers(headers: &hyper::HeaderMap) -> Option<GrpcStatus> {
-        let code = headers.get("grpc-status")?.to_str().ok()?.trim().parse().unwrap_or(2);
-        let message = headers
-            .get("grpc-message")
-            .map(|m| percent_decode(m.as_bytes()))
-            .unwrap_or_default();
-        Some(GrpcStatus { code, message })
-    }
-}
-
-/// `grpc-message` is percent-encoded UTF-8.
-fn percent_decode(bytes: &[u8]) -> String {
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (
-            bytes[i],
-            bytes.get(i + 1).and_then(|b| hex(*b)),
-            bytes.get(i + 2).and_then(|b| hex(*b)),
-        ) {
-            (b'%', Some(hi), Some(lo)) => {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-            }
-            (b, _, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct TransportOptions {
@@ -207,6 +140,8 @@ pub struct TransportOptions {
     pub http2: bool,
     /// TLS settings for https:// targets.
     pub tls: barrage_core::tls::ClientTls,
+    /// HTTP/2 connections gRPC calls spread over, in turn.
+    pub grpc_connections: usize,
 }
 
 /// Which connection a response came on, and when that connection was
@@ -363,9 +298,9 @@ fn check_codec_header(name: &str) -> Result<(), String> {
 /// The HTTP client of a run.
 pub struct Transport {
     client: Client<TimedConnector, Full<Bytes>>,
-    /// HTTP/2 only, for gRPC (h2c on http://, ALPN `h2` on https://),
-    /// whatever `http2` says for HTTP requests.
-    grpc: Client<TimedConnector, Full<Bytes>>,
+    /// gRPC calls' connections: HTTP/2 only (h2c on http://, ALPN `h2` on
+    /// https://), whatever `http2` says for HTTP requests.
+    grpc: grpc::Pool,
     /// Connections driven by their exchanges, for plain-HTTP/1.1 targets
     /// (see [`h1`]); other targets use `client`.
     direct: Option<h1::Pool>,
@@ -420,11 +355,7 @@ impl Transport {
             next_id,
             open,
         };
-        let mut grpc = Client::builder(TokioExecutor::new());
-        grpc.http2_only(true)
-            .http2_initial_stream_window_size(4 << 20)
-            .http2_initial_connection_window_size(16 << 20);
-        let grpc = grpc.build(grpc_connector);
+        let grpc = grpc::Pool::new(grpc_connector, uri.clone(), options.grpc_connections);
         let mut builder = Client::builder(TokioExecutor::new());
         match (options.max_idle_per_host, options.max_connections) {
             (0, 0) => {}
@@ -525,10 +456,11 @@ impl Transport {
                 self.request(http, request_id)
                     .map(|r| Outgoing::Pooled(&self.client, Box::new(r)))
             }
-            (WireRequest::Grpc(grpc), _) => {
-                ex.bytes_sent = grpc.message.len() as u64 + 5;
-                self.grpc_request(grpc, request_id).map(|r| Outgoing::Grpc(Box::new(r)))
-            }
+            (WireRequest::Grpc(grpc), _) => grpc::Call::new(&self.base, grpc, &self.headers, self.timeout, request_id)
+                .map(|call| {
+                    ex.bytes_sent = call.len();
+                    Outgoing::Grpc(call)
+                }),
         };
         let outgoing = match outgoing {
             Ok(o) => o,
@@ -563,10 +495,7 @@ impl Transport {
                 Outgoing::Pooled(client, request) => {
                     exchange_pooled(client, *request, &mut sink, &mut ex).await;
                 }
-                Outgoing::Grpc(request) => {
-                    let trailers = exchange_pooled(&self.grpc, *request, &mut sink, &mut ex).await;
-                    grpc_ending(&mut ex, trailers);
-                }
+                Outgoing::Grpc(call) => self.grpc.call(call, &mut sink, &mut ex).await,
             }
         };
         // What can cut the exchange short is armed only from the second
@@ -620,52 +549,6 @@ impl Transport {
             .map_err(|e| e.to_string())
     }
 
-    /// A gRPC call: one length-prefixed message to `/{service}/{method}`,
-    /// with the codec's metadata, the user's headers and a `grpc-timeout`
-    /// from the request timeout.
-    fn grpc_request(
-        &self,
-        grpc: &barrage_core::types::GrpcRequest,
-        request_id: u64,
-    ) -> Result<hyper::Request<Full<Bytes>>, String> {
-        let path = format!("/{}/{}", grpc.service, grpc.method);
-        let bad_name = |n: &str| n.is_empty() || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"._".contains(&b));
-        if bad_name(&grpc.service) || bad_name(&grpc.method) {
-            return Err(format!(
-                "gRPC service `{}` and method `{}` must be non-empty names of letters, digits, `.` and `_`",
-                grpc.service, grpc.method
-            ));
-        }
-        let uri: hyper::Uri = format!("{}{path}", self.base)
-            .parse()
-            .map_err(|e| format!("{path}: {e}"))?;
-        let mut builder = hyper::Request::builder()
-            .method(hyper::Method::POST)
-            .uri(uri)
-            .version(hyper::Version::HTTP_2)
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            // At most eight digits, in milliseconds.
-            .header("grpc-timeout", format!("{}m", self.timeout.as_millis().min(99_999_999)));
-        for (k, v) in &grpc.metadata {
-            check_codec_header(k)?;
-            if k.eq_ignore_ascii_case("content-type") || k.to_ascii_lowercase().starts_with("grpc-") {
-                return Err(format!("metadata `{k}` is the host's: a codec may not set it"));
-            }
-            builder = builder.header(k.as_str(), v.as_str());
-        }
-        for (k, v) in &self.headers {
-            builder = builder.header(k, v);
-        }
-        builder = builder.header("x-request-id", request_id.to_string());
-        let len = u32::try_from(grpc.message.len()).map_err(|_| "the gRPC message is over 4 GiB".to_string())?;
-        let mut body = Vec::with_capacity(5 + grpc.message.len());
-        body.push(0);
-        body.extend_from_slice(&len.to_be_bytes());
-        body.extend_from_slice(&grpc.message);
-        builder.body(Full::new(Bytes::from(body))).map_err(|e| e.to_string())
-    }
-
     /// The request as bytes for a direct HTTP/1.1 connection: head and body
     /// in one buffer, written with one system call. Names and values are
     /// checked as hyper would; `content-length` is always the body's, so the
@@ -715,87 +598,64 @@ impl Transport {
     }
 }
 
-/// One exchange through hyper's pooled client (HTTP/2, TLS); the trailers
-/// the response ended with, if any (gRPC's status is there).
+/// One exchange through hyper's pooled client (HTTP/2, TLS).
 async fn exchange_pooled<S: ResponseSink>(
     client: &Client<TimedConnector, Full<Bytes>>,
     request: hyper::Request<Full<Bytes>>,
     sink: &mut S,
     ex: &mut Exchange,
-) -> Option<hyper::HeaderMap> {
-    {
-        let response = match client.request(request).await {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => {
-                ex.ending = connect_failed(&e);
-                return None;
-            }
-            Err(e) => {
-                ex.ending = Ending::TransportError(error_chain(&e));
-                return None;
-            }
-        };
-        ex.connection = response.extensions().get::<ConnInfo>().copied();
-        ex.headers_at = Some(Instant::now());
-        let status = response.status().as_u16();
-        ex.status = Some(status);
-        ex.version = Some(match response.version() {
-            hyper::Version::HTTP_2 => "HTTP/2.0",
-            hyper::Version::HTTP_10 => "HTTP/1.0",
-            _ => "HTTP/1.1",
-        });
-        let head = ResponseHead {
-            status,
-            headers: response
-                .headers()
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-                .collect(),
-        };
-        // A trailers-only gRPC response carries its status in the headers.
-        ex.grpc = GrpcStatus::from_headers(response.headers());
-        sink.head(head);
-        let mut reader = Reader {
-            body: response.into_body(),
-            chunks: Vec::new(),
-            at: None,
-            trailers: None,
-        };
-        loop {
-            let step = reader.next().await;
-            // Every chunk taken at once is stamped with the time the first was.
-            let at = reader.at.take().unwrap_or_else(Instant::now);
-            for data in reader.chunks.drain(..) {
-                take(ex, sink, &data, at);
-            }
-            if refused(ex, sink) {
+) {
+    let response = match client.request(request).await {
+        Ok(r) => r,
+        Err(e) if e.is_connect() => {
+            ex.ending = connect_failed(&e);
+            return;
+        }
+        Err(e) => {
+            ex.ending = Ending::TransportError(error_chain(&e));
+            return;
+        }
+    };
+    ex.connection = response.extensions().get::<ConnInfo>().copied();
+    ex.headers_at = Some(Instant::now());
+    let status = response.status().as_u16();
+    ex.status = Some(status);
+    ex.version = Some(match response.version() {
+        hyper::Version::HTTP_2 => "HTTP/2.0",
+        hyper::Version::HTTP_10 => "HTTP/1.0",
+        _ => "HTTP/1.1",
+    });
+    sink.head(ResponseHead {
+        status,
+        headers: response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+    });
+    let mut reader = Reader {
+        body: response.into_body(),
+        chunks: Vec::new(),
+        at: None,
+    };
+    loop {
+        let step = reader.next().await;
+        // Every chunk taken at once is stamped with the time the first was.
+        let at = reader.at.take().unwrap_or_else(Instant::now);
+        for data in reader.chunks.drain(..) {
+            take(ex, sink, &data, at);
+        }
+        if refused(ex, sink) {
+            break;
+        }
+        match step {
+            Step::More => sink.read_done(),
+            Step::End => break,
+            Step::Failed(e) => {
+                ex.ending = Ending::TransportError(e);
                 break;
             }
-            match step {
-                Step::More => sink.read_done(),
-                Step::End => break,
-                Step::Failed(e) => {
-                    ex.ending = Ending::TransportError(e);
-                    break;
-                }
-            }
         }
-        reader.trailers
-    }
-}
-
-/// A gRPC exchange's ending: its status from the trailers; a response
-/// that ends without one did not end as gRPC says a call ends.
-fn grpc_ending(ex: &mut Exchange, trailers: Option<hyper::HeaderMap>) {
-    if let Some(status) = trailers.as_ref().and_then(GrpcStatus::from_headers) {
-        ex.grpc = Some(status);
-    }
-    if matches!(ex.ending, Ending::Complete) && ex.grpc.is_none() && ex.status == Some(200) {
-        ex.ending = Ending::TransportError(
-            "the gRPC response ended without a grpc-status trailer: the server is not speaking gRPC, \
-             or the stream was cut"
-                .into(),
-        );
     }
 }
 
@@ -928,8 +788,8 @@ enum Outgoing<'a> {
         &'a Client<TimedConnector, Full<Bytes>>,
         Box<hyper::Request<Full<Bytes>>>,
     ),
-    /// A gRPC call, on the HTTP/2 client.
-    Grpc(Box<hyper::Request<Full<Bytes>>>),
+    /// A gRPC call, for the gRPC connections.
+    Grpc(grpc::Call),
 }
 
 /// What one wait for body data ended with.
@@ -951,8 +811,6 @@ struct Reader {
     chunks: Vec<Bytes>,
     /// When the first of `chunks` was taken.
     at: Option<Instant>,
-    /// The trailers the body ended with.
-    trailers: Option<hyper::HeaderMap>,
 }
 
 impl Reader {
@@ -961,17 +819,12 @@ impl Reader {
         std::future::poll_fn(|cx| {
             loop {
                 match Pin::new(&mut self.body).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                        Ok(data) => {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Ok(data) = frame.into_data() {
                             self.at.get_or_insert_with(Instant::now);
                             self.chunks.push(data);
                         }
-                        Err(frame) => {
-                            if let Ok(trailers) = frame.into_trailers() {
-                                self.trailers = Some(trailers);
-                            }
-                        }
-                    },
+                    }
                     Poll::Ready(Some(Err(e))) => return Poll::Ready(Step::Failed(error_chain(&e))),
                     Poll::Ready(None) => return Poll::Ready(Step::End),
                     Poll::Pending if self.chunks.is_empty() => return Poll::Pending,
@@ -1098,6 +951,7 @@ mod tests {
             timeout: Duration::from_millis(timeout_ms),
             http2,
             tls: barrage_core::tls::ClientTls::default(),
+            grpc_connections: 1,
         }
     }
 
@@ -1397,6 +1251,157 @@ mod tests {
             .await;
         assert!(matches!(&ex.ending, Ending::TransportError(_)), "{:?}", ex.ending);
         assert!(out.is_none() && ex.grpc.is_none());
+    }
+
+    /// An HTTP/2 server on loopback allowing `streams` streams at once per
+    /// connection, answering every call after `delay` with one message and
+    /// an OK status, or resetting it when its message is `reset`; each
+    /// call's arrival is sent on the channel.
+    async fn grpc_server(streams: u32, delay: Duration) -> (String, tokio::sync::mpsc::UnboundedReceiver<Instant>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = format!("http://{}", listener.local_addr().unwrap());
+        let (arrived_tx, arrived) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                let arrived_tx = arrived_tx.clone();
+                let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let _ = arrived_tx.send(Instant::now());
+                    async move {
+                        let body = http_body_util::BodyExt::collect(req.into_body())
+                            .await
+                            .unwrap()
+                            .to_bytes();
+                        tokio::time::sleep(delay).await;
+                        let mut trailers = hyper::HeaderMap::new();
+                        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+                        let reset = &body[5..] == b"reset";
+                        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(4);
+                        tokio::spawn(async move {
+                            let _ = tx.send(Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\x01a")))).await;
+                            // The message goes out before the reset, which
+                            // would otherwise drop it from the send queue.
+                            tokio::time::sleep(Duration::from_millis(30)).await;
+                            let last = if reset {
+                                Err(std::io::Error::other("reset"))
+                            } else {
+                                Ok(Frame::trailers(trailers))
+                            };
+                            let _ = tx.send(last).await;
+                        });
+                        let body = StreamBody::new(tokio_stream(rx));
+                        Ok::<_, Infallible>(hyper::Response::builder().status(200).body(body).unwrap())
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .max_concurrent_streams(streams)
+                        .serve_connection(hyper_util::rt::TokioIo::new(s), service),
+                );
+            }
+        });
+        (target, arrived)
+    }
+
+    fn grpc_options(connections: usize) -> TransportOptions {
+        TransportOptions {
+            grpc_connections: connections,
+            ..options(5_000, false)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_past_the_servers_stream_limit_waits_and_the_wait_is_send_lag() {
+        // One stream at a time, 60 ms each: three calls at once go one after
+        // another, and each later one counts as sent when its stream opened.
+        let (target, mut arrived) = grpc_server(1, Duration::from_millis(60)).await;
+        let transport = Transport::new(&target, &grpc_options(1)).unwrap();
+        // The connection, and the server's SETTINGS, first.
+        let (_tx, mut cancel) = tokio::sync::watch::channel(false);
+        let (ex, _) = transport
+            .execute(&grpc_call(), 0, Collect::default(), later(), &mut cancel)
+            .await;
+        assert!(matches!(ex.ending, Ending::Complete), "{:?}", ex.ending);
+        arrived.recv().await.unwrap();
+        let started = Instant::now();
+        let calls = (1..=3).map(|id| {
+            let transport = &transport;
+            async move {
+                let (_tx, mut cancel) = tokio::sync::watch::channel(false);
+                transport
+                    .execute(&grpc_call(), id, Collect::default(), later(), &mut cancel)
+                    .await
+                    .0
+            }
+        });
+        let mut exchanges = futures_util::future::join_all(calls).await;
+        exchanges.sort_by_key(|ex| ex.sent);
+        let mut arrivals = Vec::new();
+        while let Ok(at) = arrived.try_recv() {
+            arrivals.push(at);
+        }
+        assert_eq!(arrivals.len(), 3);
+        for (i, ex) in exchanges.iter().enumerate() {
+            assert!(matches!(ex.ending, Ending::Complete), "{:?}", ex.ending);
+            assert_eq!(ex.grpc.as_ref().map(|g| g.code), Some(0));
+            assert_eq!(ex.connection.map(|c| c.id), Some(0), "one connection");
+            // Sent when its stream opened, so never after the server saw it,
+            // and the second and third only once the one before had ended.
+            assert!(ex.sent <= arrivals[i], "call {i} reached the server before it was sent");
+            if i > 0 {
+                let wait = ex.slot_wait.expect("a wait for a stream");
+                assert!(wait >= Duration::from_millis(40 * i as u64), "call {i} waited {wait:?}");
+                assert!(ex.sent >= exchanges[i - 1].headers_at.unwrap(), "call {i}");
+                assert!(ex.sent - started >= Duration::from_millis(50 * i as u64));
+            }
+        }
+        // Their time to the response is the server's 60 ms, not the queue's.
+        for ex in &exchanges {
+            let to_head = ex.headers_at.unwrap() - ex.sent;
+            assert!(to_head < Duration::from_millis(100), "{to_head:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_spread_over_the_asked_connections_in_turn() {
+        let (target, _arrived) = grpc_server(100, Duration::ZERO).await;
+        let transport = Transport::new(&target, &grpc_options(3)).unwrap();
+        let mut ids = Vec::new();
+        for id in 0..6 {
+            let (_tx, mut cancel) = tokio::sync::watch::channel(false);
+            let (ex, _) = transport
+                .execute(&grpc_call(), id, Collect::default(), later(), &mut cancel)
+                .await;
+            assert!(matches!(ex.ending, Ending::Complete), "{:?}", ex.ending);
+            ids.push(ex.connection.unwrap().id);
+        }
+        assert_eq!(ids, [0, 1, 2, 0, 1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_reset_stream_is_a_transport_error_that_keeps_what_arrived() {
+        let (target, _arrived) = grpc_server(100, Duration::ZERO).await;
+        let transport = Transport::new(&target, &grpc_options(1)).unwrap();
+        let mut call = grpc_call();
+        if let WireRequest::Grpc(g) = &mut call.request {
+            g.message = b"reset".to_vec();
+        }
+        let (_tx, mut cancel) = tokio::sync::watch::channel(false);
+        let (ex, out) = transport
+            .execute(&call, 1, Collect::default(), later(), &mut cancel)
+            .await;
+        match &ex.ending {
+            Ending::TransportError(e) => assert!(e.contains("reset the stream"), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        let out = out.expect("the head arrived");
+        assert!(out.cut);
+        assert_eq!(out.body(), b"\0\0\0\0\x01a");
+        // The connection is still good for the next call.
+        let (ex, _) = transport
+            .execute(&grpc_call(), 2, Collect::default(), later(), &mut cancel)
+            .await;
+        assert!(matches!(ex.ending, Ending::Complete), "{:?}", ex.ending);
     }
 
     #[test]
