@@ -19,6 +19,8 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("sglang-native", "sglang-native", "codec"),
     ("kserve-v2-http", "kserve-v2-http", "codec"),
     ("kserve-v2-grpc", "kserve-v2-grpc", "codec"),
+    ("vllm-grpc", "vllm-grpc", "codec"),
+    ("jetstream", "jetstream", "codec"),
     ("report-json", "json", "reporter"),
     ("report-csv", "csv", "reporter"),
     ("report-markdown", "markdown", "reporter"),

@@ -146,6 +146,54 @@ pub fn ensure_http_error(status: u16, body: &[u8], events: &mut Vec<Event>) {
     }
 }
 
+/// The event name the host gives a streamed gRPC message whose compressed
+/// flag is set. Barrage offers no compression (it sends no
+/// `grpc-accept-encoding`), so such a message cannot be read.
+pub const GRPC_COMPRESSED: &str = "grpc-compressed";
+
+/// Whether the host marked `frame` as a compressed gRPC message.
+pub fn is_grpc_compressed(frame: &Frame) -> bool {
+    frame.event.as_deref() == Some(GRPC_COMPRESSED)
+}
+
+/// The event for a compressed gRPC message.
+pub fn grpc_compressed() -> Event {
+    Event::Malformed("the message is compressed, which was not asked for (no grpc-accept-encoding was sent)".into())
+}
+
+/// A gRPC body gathered whole (a unary call's) as its messages, each
+/// without its 5-byte prefix; or the event that says why it is not a run
+/// of whole, uncompressed messages.
+pub fn grpc_messages(body: &[u8]) -> Result<Vec<&[u8]>, Event> {
+    let mut messages = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let [flag, a, b, c, d, tail @ ..] = rest else {
+            return Err(Event::Malformed(format!(
+                "the body ends inside a gRPC message prefix ({} bytes after {} messages)",
+                rest.len(),
+                messages.len()
+            )));
+        };
+        if *flag != 0 {
+            return Err(grpc_compressed());
+        }
+        let len = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+        let Some(message) = tail.get(..len) else {
+            return Err(Event::Malformed(format!(
+                "a gRPC message of {len} bytes is cut off after {} bytes",
+                tail.len()
+            )));
+        };
+        messages.push(message);
+        rest = &tail[len..];
+    }
+    if messages.is_empty() {
+        return Err(Event::Malformed("the response held no message".into()));
+    }
+    Ok(messages)
+}
+
 /// A model-server protocol.
 ///
 /// All functions are associated functions: the host may run several instances

@@ -45,7 +45,8 @@ pub mod prelude {
     pub use crate::codec::{
         Codec, ConfigError, ContentDelta, DecodeOptions, Decoder, EncodedRequest, Event, Frame, FrameEvent, Framing,
         Generation, GrpcRequest, HttpRequest, Message, PluginInfo, Prompt, RequestSpec, ResponseHead, ServerError,
-        Usage, WireRequest, ensure_http_error, http_error, is_success, merge_extra, merge_extra_nested, snippet,
+        Usage, WireRequest, ensure_http_error, grpc_compressed, grpc_messages, http_error, is_grpc_compressed,
+        is_success, merge_extra, merge_extra_nested, snippet,
     };
     pub use crate::host::{config, log, random, tokenizer};
 }

@@ -123,5 +123,15 @@ fn every_codec_example_runs_against_the_embedded_simulator() {
     }
     ran.sort();
     ran.dedup();
-    assert_eq!(ran, ["kserve-v2-grpc", "kserve-v2-http", "sglang-native", "tgi"]);
+    assert_eq!(
+        ran,
+        [
+            "jetstream",
+            "kserve-v2-grpc",
+            "kserve-v2-http",
+            "sglang-native",
+            "tgi",
+            "vllm-grpc"
+        ]
+    );
 }

@@ -1,13 +1,13 @@
 //! The model-server codecs beyond OpenAI (TGI, SGLang's native API,
-//! KServe v2 / Triton over HTTP and gRPC) through the CLI against the
-//! simulator, which speaks each: timing against the simulator's fixed
+//! KServe v2 / Triton over HTTP and gRPC, vLLM's gRPC server, JetStream)
+//! through the CLI against the simulator, which speaks each: timing against the simulator's fixed
 //! timing, exact token counts, faults counted in their classes, bad
 //! configurations and bad answers named, and each server's own metric names
 //! read by server-metric collection.
 
 use std::path::Path;
 
-use crate::common::{SimProcess, barrage, config_run, metric, records, run, summary};
+use crate::common::{Daemon, SimProcess, barrage, config_run, free_port, metric, records, run, summary};
 
 /// (codec, its configuration as YAML flow, what the case is called)
 /// (TGI gives a non-streamed response's prompt length only with its prompt
@@ -18,6 +18,8 @@ const CODECS: &[(&str, &str, &str)] = &[
     ("kserve-v2-http", "{}", "triton-trtllm"),
     ("kserve-v2-http", "{backend: vllm}", "triton-vllm"),
     ("kserve-v2-grpc", "{}", "triton-grpc"),
+    ("vllm-grpc", "{}", "vllm-grpc"),
+    ("jetstream", "{}", "jetstream"),
 ];
 
 fn f(v: &serde_json::Value) -> f64 {
@@ -102,32 +104,37 @@ fn each_codec_measures_the_simulators_fixed_timing_streamed_and_unary() {
 
 #[test]
 fn faults_and_server_errors_are_counted_in_their_classes() {
-    // TGI and SGLang announce the end of a stream (a final details event,
-    // `[DONE]`), which a fault leaves out; Triton's stream just ends, and
-    // the vLLM backend's finish_reason output is what a fault leaves out.
-    // Over gRPC, the server's refusals are statuses, not HTTP errors.
+    // TGI, SGLang and vLLM's gRPC server announce the end of a stream (a
+    // final details event, `[DONE]`, a GenerateComplete), which a fault
+    // leaves out; Triton's stream just ends, and the vLLM backend's
+    // finish_reason output is what a fault leaves out; JetStream's says
+    // neither, so nothing can be left out. Over gRPC, the server's refusals
+    // are statuses, not HTTP errors.
     let cases = [
-        ("tgi", "{}", "missing_done", "http_error"),
-        ("sglang-native", "{}", "missing_done", "http_error"),
+        ("tgi", "{}", Some("missing_done"), "http_error"),
+        ("sglang-native", "{}", Some("missing_done"), "http_error"),
         (
             "kserve-v2-http",
             "{backend: vllm}",
-            "missing_finish_reason",
+            Some("missing_finish_reason"),
             "http_error",
         ),
         (
             "kserve-v2-grpc",
             "{backend: vllm}",
-            "missing_finish_reason",
+            Some("missing_finish_reason"),
             "grpc_error",
         ),
+        ("vllm-grpc", "{}", Some("missing_done"), "grpc_error"),
+        ("jetstream", "{}", None, "grpc_error"),
     ];
     for (codec, config, truncation, refused) in cases {
         let dir = tempfile::tempdir().unwrap();
+        let truncation_fault = truncation.map_or(String::new(), |t| format!(", {t}: 0.15"));
         let sim = SimProcess::from_yaml(
             dir.path(),
             &format!(
-                "mode: zero\nseed: 3\nfaults: {{http_429: 0.1, http_500: 0.1, reset_midstream: 0.15, {truncation}: 0.15}}\n"
+                "mode: zero\nseed: 3\nfaults: {{http_429: 0.1, http_500: 0.1, reset_midstream: 0.15{truncation_fault}}}\n"
             ),
         );
         let out = run_ok(
@@ -146,13 +153,14 @@ fn faults_and_server_errors_are_counted_in_their_classes() {
         accounted(st);
         let by = &st["by_status"];
         let n = |k: &str| by[k].as_f64().unwrap_or(0.0);
+        let truncated = truncation.map_or(0.0, injected);
         assert!(
-            injected("http_429") > 0.0 && injected(truncation) > 0.0,
+            injected("http_429") > 0.0 && (truncation.is_none() || truncated > 0.0),
             "{codec}: {by}"
         );
         assert_eq!(n(refused), injected("http_429") + injected("http_500"), "{codec}: {by}");
         assert_eq!(n("transport_error"), injected("reset_midstream"), "{codec}: {by}");
-        assert_eq!(n("truncated"), injected(truncation), "{codec}: {by}");
+        assert_eq!(n("truncated"), truncated, "{codec}: {by}");
         assert_eq!(
             n("ok") + n(refused) + n("transport_error") + n("truncated"),
             200.0,
@@ -222,12 +230,26 @@ fn bad_tensor_names_and_prompts_are_counted_errors_that_say_what_to_fix() {
     assert_eq!(status, "malformed");
     assert!(error.contains("no output tensor `output` (it has: model_name, model_version, num_input_tokens, num_output_tokens, text_output)"), "{error}");
     // A chat dataset without a template, to a text-only protocol.
+    for codec in ["tgi", "vllm-grpc", "jetstream"] {
+        let (status, error) = error_of(
+            &format!("chat-{codec}"),
+            &format!("codec: {codec}\ndataset:\n  plugin: synthetic\n  config: {{format: messages, count: 10}}"),
+        );
+        assert_eq!(status, "plugin_error", "{codec}");
+        assert!(error.contains("chat_template"), "{codec}: {error}");
+    }
+    // Sampling parameters vLLM's proto does not have, by name.
+    let extra = dir.path().join("extra.jsonl");
+    std::fs::write(&extra, "{\"prompt\": \"a b c\", \"extra\": {\"top_q\": 0.5}}\n").unwrap();
     let (status, error) = error_of(
-        "chat",
-        "codec: tgi\ndataset:\n  plugin: synthetic\n  config: {format: messages, count: 10}",
+        "extra",
+        &format!(
+            "codec: vllm-grpc\ndataset:\n  plugin: jsonl\n  files: [{}]",
+            extra.display()
+        ),
     );
     assert_eq!(status, "plugin_error");
-    assert!(error.contains("chat_template"), "{error}");
+    assert!(error.contains("unknown field `top_q`"), "{error}");
 
     // A bad codec configuration is refused before anything is sent, by field.
     let (mut cmd, _) = config_run(
@@ -250,7 +272,10 @@ fn the_embedded_simulator_poses_as_the_codecs_server_for_server_metrics() {
     // With no target, the simulator started for the run names its metrics
     // as the server the codec speaks to does; server-metric collection
     // reads those names.
-    for (codec, config, case) in CODECS.iter().take(3) {
+    let posing = CODECS
+        .iter()
+        .filter(|(_, _, case)| ["tgi", "sglang", "triton-trtllm", "jetstream"].contains(case));
+    for (codec, config, case) in posing {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("run.yaml");
         std::fs::write(
@@ -289,4 +314,64 @@ fn the_embedded_simulator_poses_as_the_codecs_server_for_server_metrics() {
         0.0
     );
     assert!(!m.iter().any(|(name, _, _)| name.starts_with("vllm:")), "no vLLM names");
+}
+
+#[test]
+fn a_grpc_call_to_an_http1_server_or_with_a_message_over_the_limit_is_a_counted_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // Python's http.server speaks HTTP/1.0 and 1.1 only: it answers the
+    // HTTP/2 preface with an HTTP/1 error, and every call fails to start.
+    let port = free_port();
+    let http1 = Daemon::start(
+        "python3",
+        &[
+            "-m".into(),
+            "http.server".into(),
+            port.to_string(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--directory".into(),
+            dir.path().display().to_string(),
+        ],
+        format!("127.0.0.1:{port}"),
+        "/",
+        dir.path().join("http-server.log"),
+    );
+    let out = dir.path().join("http1");
+    let (code, stdout, stderr) = run(barrage()
+        .args([
+            "run",
+            "--quiet",
+            "--codec",
+            "vllm-grpc",
+            "--rate",
+            "20",
+            "--requests",
+            "5",
+        ])
+        .args(["--target", &format!("http://{}", http1.addr), "--output"])
+        .arg(&out));
+    assert_eq!(code, 5, "nothing succeeded: {stdout}\n{stderr}");
+    let st = &summary(&out)["stages"][0];
+    accounted(st);
+    assert_eq!(st["by_status"]["transport_error"], 5, "{st}");
+    let error = records(&out)[0]["error"].as_str().unwrap().to_string();
+    assert!(error.contains("HTTP/2"), "{error}");
+
+    // One JetStream message of 600 words, past a 1 KiB frame limit.
+    let sim = SimProcess::start(&["--mode", "zero", "--stream-interval", "600"]);
+    let (mut cmd, out) = config_run(
+        &sim,
+        dir.path(),
+        "large",
+        "codec: jetstream\nmax_frame_mib: 0.0009765625\nrequest: {max_tokens: 600}\n\
+         stages:\n  - {shape: constant, rate: 20, requests: 4}\n",
+    );
+    let (code, stdout, stderr) = run(&mut cmd);
+    assert_eq!(code, 5, "{stdout}\n{stderr}");
+    let st = &summary(&out)["stages"][0];
+    accounted(st);
+    assert_eq!(st["by_status"]["too_large"], 4, "{st}");
+    let error = records(&out)[0]["error"].as_str().unwrap().to_string();
+    assert!(error.contains("max_frame_mib"), "{error}");
 }

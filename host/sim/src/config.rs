@@ -162,6 +162,8 @@ pub enum MetricNames {
     Tgi,
     /// Triton's `nv_inference_*` and TensorRT-LLM's `nv_trt_llm_*`.
     Triton,
+    /// `jetstream_prefill_backlog_size`, `jetstream_time_to_first_token`, ...
+    Jetstream,
 }
 
 impl MetricNames {
@@ -172,6 +174,7 @@ impl MetricNames {
             "tgi" => MetricNames::Tgi,
             "sglang-native" => MetricNames::Sglang,
             "kserve-v2-http" | "kserve-v2-grpc" => MetricNames::Triton,
+            "jetstream" => MetricNames::Jetstream,
             _ => MetricNames::Vllm,
         }
     }

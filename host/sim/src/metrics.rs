@@ -1,5 +1,5 @@
 //! The simulator's Prometheus `/metrics`, with vLLM's metric names, or
-//! SGLang's, TGI's or Triton's.
+//! SGLang's, TGI's, Triton's or JetStream's.
 //!
 //! Written out by hand: vLLM's names contain `:` and carry their own unit
 //! suffixes, which the Prometheus client crates rewrite; here they are
@@ -141,6 +141,9 @@ impl Metrics {
         let mut out = String::with_capacity(8192);
         let l = match self.names {
             MetricNames::Triton => format!("model=\"{}\",version=\"1\"", self.model),
+            // JetStream labels every series with its server's id, and the
+            // model name with `-` made `_`.
+            MetricNames::Jetstream => format!("id=\"barrage-sim\",model_name=\"{}\"", self.model.replace('-', "_")),
             _ => format!("model_name=\"{}\"", self.model),
         };
         let mut w = Writer {
@@ -152,6 +155,7 @@ impl Metrics {
             MetricNames::Sglang => self.sglang(&mut w),
             MetricNames::Tgi => self.tgi(&mut w),
             MetricNames::Triton => self.triton(&mut w),
+            MetricNames::Jetstream => self.jetstream(&mut w),
         }
         self.own(&mut w);
         out
@@ -369,6 +373,48 @@ impl Metrics {
                 n,
             );
         }
+    }
+
+    fn jetstream(&self, w: &mut Writer<'_>) {
+        w.gauge(
+            "jetstream_prefill_backlog_size",
+            "Size of prefill queue",
+            get(&self.waiting),
+        );
+        w.gauge(
+            "num_requests_waiting",
+            "Number of requests waiting to be processed for inference.",
+            get(&self.waiting),
+        );
+        w.gauge(
+            "kv_cache_utilization_perc",
+            "kv-cache utilization % by the requests under processing.",
+            self.kv_usage(),
+        );
+        // prometheus_client adds `_total` to a counter's name.
+        w.counter(
+            "jetstream_request_success_count_total",
+            "Number of requests successfully completed",
+            self.successes(),
+        );
+        w.histogram(
+            &self.ttft,
+            "jetstream_time_to_first_token",
+            "Time to first token per request in seconds",
+            1.0,
+        );
+        w.histogram(
+            &self.itl,
+            "jetstream_time_per_output_token",
+            "Average time per output token per request in seconds",
+            1.0,
+        );
+        w.histogram(
+            &self.e2e,
+            "jetstream_time_per_request",
+            "End to end request latency in seconds",
+            1.0,
+        );
     }
 
     /// The simulator's own series, whoever it poses as.

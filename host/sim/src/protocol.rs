@@ -1,7 +1,8 @@
 //! The wire formats the simulator speaks: OpenAI-compatible completions and
 //! chat, Text Generation Inference's native API, SGLang's native
-//! `/generate`, Triton's generate extension (KServe v2 over HTTP) and KServe
-//! v2's gRPC `ModelInfer` / `ModelStreamInfer`.
+//! `/generate`, Triton's generate extension (KServe v2 over HTTP), KServe
+//! v2's gRPC `ModelInfer` / `ModelStreamInfer`, vLLM's gRPC `Generate` and
+//! JetStream's gRPC `Decode`.
 //!
 //! Each turns a request body into what it asks ([`Asked`]) and a token
 //! timeline into that server's bytes ([`Reply`]). The timeline itself (when
@@ -13,10 +14,12 @@ use std::fmt::Write as _;
 
 use bytes::Bytes;
 use hyper::StatusCode;
+use jetstream_proto as jetstream;
 use kserve_v2_proto as kserve;
 use prost::Message as _;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use vllm_engine_proto as vllm;
 
 use super::text::{PromptShape, word};
 
@@ -30,28 +33,44 @@ pub(crate) enum Protocol {
     Triton,
     /// KServe v2 over gRPC (Triton's `GRPCInferenceService`).
     TritonGrpc,
+    /// vLLM's gRPC engine service.
+    VllmGrpc,
+    /// JetStream's `Orchestrator`.
+    JetStream,
 }
 
 impl Protocol {
-    /// Triton's stream ends with its body; the others announce their end
-    /// (`[DONE]`, TGI's final `generated_text`), which a fault can leave out.
+    /// Triton's and JetStream's streams end with their body; the others
+    /// announce their end (`[DONE]`, TGI's final `generated_text`, vLLM's
+    /// `GenerateComplete`), which a fault can leave out.
     pub(crate) fn has_end_marker(self) -> bool {
-        !self.is_triton()
+        !self.is_triton() && self != Protocol::JetStream
     }
 
     /// Whether the stream can leave its finish reason out. Triton says one
-    /// only when asked (`return_finish_reason`).
+    /// only when asked (`return_finish_reason`); vLLM's is in its end
+    /// marker; JetStream has none.
     pub(crate) fn reports_finish(self, extras: &Extras) -> bool {
-        !self.is_triton() || extras.finish_reason
+        match self {
+            Protocol::Triton | Protocol::TritonGrpc => extras.finish_reason,
+            Protocol::VllmGrpc | Protocol::JetStream => false,
+            _ => true,
+        }
     }
 
     fn is_triton(self) -> bool {
         matches!(self, Protocol::Triton | Protocol::TritonGrpc)
     }
 
+    /// Whether it is spoken over gRPC: errors are statuses, streams end
+    /// with trailers.
+    pub(crate) fn is_grpc(self) -> bool {
+        matches!(self, Protocol::TritonGrpc | Protocol::VllmGrpc | Protocol::JetStream)
+    }
+
     /// The content type of a stream of this protocol.
     pub(crate) fn stream_content_type(self) -> &'static str {
-        if self == Protocol::TritonGrpc {
+        if self.is_grpc() {
             "application/grpc"
         } else {
             "text/event-stream"
@@ -76,6 +95,10 @@ pub(crate) enum Route {
     TritonGrpc {
         stream: bool,
     },
+    /// `POST /vllm.grpc.engine.VllmEngine/Generate`.
+    VllmGrpc,
+    /// `POST /jetstream_proto.Orchestrator/Decode`.
+    JetStream,
 }
 
 impl Route {
@@ -88,6 +111,8 @@ impl Route {
             "/generate_stream" => return Some(Route::TgiStream),
             "/inference.GRPCInferenceService/ModelInfer" => return Some(Route::TritonGrpc { stream: false }),
             "/inference.GRPCInferenceService/ModelStreamInfer" => return Some(Route::TritonGrpc { stream: true }),
+            "/vllm.grpc.engine.VllmEngine/Generate" => return Some(Route::VllmGrpc),
+            "/jetstream_proto.Orchestrator/Decode" => return Some(Route::JetStream),
             _ => {}
         }
         let rest = path.strip_prefix("/v2/models/")?;
@@ -116,6 +141,8 @@ impl Route {
             Route::Generate | Route::TgiStream => Protocol::Tgi,
             Route::Triton { .. } => Protocol::Triton,
             Route::TritonGrpc { .. } => Protocol::TritonGrpc,
+            Route::VllmGrpc => Protocol::VllmGrpc,
+            Route::JetStream => Protocol::JetStream,
         }
     }
 }
@@ -186,28 +213,76 @@ pub(crate) fn parse(route: Route, body: &[u8], block: usize) -> Result<Asked, Re
             triton(fields, model, stream, block)
         }
         Route::TritonGrpc { stream } => {
-            let (model, fields) = grpc_tensors(body)?;
+            let (model, fields) = grpc_tensors(grpc_body(body)?)?;
             let mut asked = triton(fields, model, stream, block)?;
             asked.protocol = Protocol::TritonGrpc;
             Ok(asked)
         }
+        Route::VllmGrpc => vllm_grpc(grpc_body(body)?, block),
+        Route::JetStream => jetstream(grpc_body(body)?, block),
     }
+}
+
+/// A gRPC request body's one message.
+fn grpc_body(body: &[u8]) -> Result<&[u8], Refusal> {
+    match body {
+        [0, a, b, c, d, rest @ ..] if u32::from_be_bytes([*a, *b, *c, *d]) as usize <= rest.len() => {
+            Ok(&rest[..u32::from_be_bytes([*a, *b, *c, *d]) as usize])
+        }
+        [1, ..] => Err(bad(
+            "compressed messages are not accepted (no grpc-encoding was agreed)",
+        )),
+        _ => Err(bad("the request body is not a length-prefixed gRPC message")),
+    }
+}
+
+fn vllm_grpc(message: &[u8], block: usize) -> Result<Asked, Refusal> {
+    let request = vllm::GenerateRequest::decode(message).map_err(|e| bad(format!("not a GenerateRequest: {e}")))?;
+    let shape = match &request.input {
+        Some(vllm::generate_request::Input::Text(t)) => PromptShape::from_words(t.split_whitespace(), block),
+        Some(vllm::generate_request::Input::Tokenized(t)) => PromptShape::from_ids(&t.input_ids, block),
+        None => return Err(bad("GenerateRequest needs text or tokenized input")),
+    };
+    let sampling = request.sampling_params.unwrap_or_default();
+    Ok(Asked {
+        protocol: Protocol::VllmGrpc,
+        shape,
+        max_tokens: sampling.max_tokens,
+        min_tokens: sampling.min_tokens,
+        ignore_eos: sampling.ignore_eos,
+        stream: request.stream,
+        extras: Extras::default(),
+    })
+}
+
+fn jetstream(message: &[u8], block: usize) -> Result<Asked, Refusal> {
+    let request = jetstream::DecodeRequest::decode(message).map_err(|e| bad(format!("not a DecodeRequest: {e}")))?;
+    let shape = match &request.content {
+        Some(jetstream::decode_request::Content::TextContent(t)) => {
+            PromptShape::from_words(t.text.split_whitespace(), block)
+        }
+        Some(jetstream::decode_request::Content::TokenContent(t)) => {
+            let ids: Vec<u32> = t.token_ids.iter().map(|&id| id as u32).collect();
+            PromptShape::from_ids(&ids, block)
+        }
+        None => return Err(bad("DecodeRequest needs text_content or token_content")),
+    };
+    Ok(Asked {
+        protocol: Protocol::JetStream,
+        shape,
+        max_tokens: u32::try_from(request.max_tokens).ok().filter(|&n| n > 0),
+        min_tokens: 0,
+        // JetStream decodes to max_tokens unless the model stops it.
+        ignore_eos: false,
+        // Decode always streams.
+        stream: true,
+        extras: Extras::default(),
+    })
 }
 
 /// A gRPC `ModelInferRequest`'s inputs as the generate extension's JSON
 /// fields, so both ways into Triton are read alike.
-fn grpc_tensors(body: &[u8]) -> Result<(String, Map<String, Value>), Refusal> {
-    let message = match body {
-        [0, a, b, c, d, rest @ ..] if u32::from_be_bytes([*a, *b, *c, *d]) as usize <= rest.len() => {
-            &rest[..u32::from_be_bytes([*a, *b, *c, *d]) as usize]
-        }
-        [1, ..] => {
-            return Err(bad(
-                "compressed messages are not accepted (no grpc-encoding was agreed)",
-            ));
-        }
-        _ => return Err(bad("the request body is not a length-prefixed gRPC message")),
-    };
+fn grpc_tensors(message: &[u8]) -> Result<(String, Map<String, Value>), Refusal> {
     let request =
         kserve::ModelInferRequest::decode(message).map_err(|e| bad(format!("not a ModelInferRequest: {e}")))?;
     let mut fields = Map::new();
@@ -506,7 +581,7 @@ pub(crate) fn error_body(protocol: Protocol, status: StatusCode, kind: &str, mes
         Protocol::Sglang => (status, json!({"error": {"message": message}}).to_string()),
         Protocol::Triton => (status, json!({"error": message}).to_string()),
         // gRPC errors are a status in the headers, not a body (see `grpc_status`).
-        Protocol::TritonGrpc => (status, String::new()),
+        Protocol::TritonGrpc | Protocol::VllmGrpc | Protocol::JetStream => (status, String::new()),
     }
 }
 
@@ -601,7 +676,52 @@ impl Reply {
                     piece.finish.or(Some("None")),
                 )),
             }),
+            Protocol::VllmGrpc => self.vllm_chunk(piece),
+            Protocol::JetStream => grpc_message(&jetstream::DecodeResponse {
+                content: Some(jetstream::decode_response::Content::StreamContent(
+                    jetstream::decode_response::StreamContent {
+                        samples: vec![jetstream::decode_response::stream_content::Sample {
+                            text: piece.text.to_string(),
+                            token_ids: (piece.from..piece.to).map(|i| token_id(i) as i32).collect(),
+                        }],
+                    },
+                )),
+            }),
         }
+    }
+
+    /// vLLM streams each step's new token ids; its last chunk is followed
+    /// at once by the `GenerateComplete`, which repeats that chunk's tokens
+    /// and says why the output ended.
+    fn vllm_chunk(&self, piece: &Piece<'_>) -> Bytes {
+        let ids: Vec<u32> = (piece.from..piece.to).map(token_id).collect();
+        let chunk = grpc_message(&vllm::GenerateResponse {
+            response: Some(vllm::generate_response::Response::Chunk(vllm::GenerateStreamChunk {
+                token_ids: ids.clone(),
+                prompt_tokens: self.prompt_tokens,
+                completion_tokens: piece.to - piece.from,
+                cached_tokens: 0,
+                index: 0,
+            })),
+        });
+        if !piece.end {
+            return chunk;
+        }
+        let complete = self.vllm_complete(ids, piece.finish.unwrap_or("stop"));
+        [chunk, complete].concat().into()
+    }
+
+    fn vllm_complete(&self, output_ids: Vec<u32>, finish: &str) -> Bytes {
+        let completion_tokens = output_ids.len() as u32;
+        grpc_message(&vllm::GenerateResponse {
+            response: Some(vllm::generate_response::Response::Complete(vllm::GenerateComplete {
+                output_ids,
+                finish_reason: finish.into(),
+                prompt_tokens: self.prompt_tokens,
+                completion_tokens,
+                ..vllm::GenerateComplete::default()
+            })),
+        })
     }
 
     /// A `ModelInferResponse` as Triton writes it: outputs with raw contents.
@@ -639,12 +759,19 @@ impl Reply {
 
     /// The trailers a stream ends with: gRPC's OK status.
     pub(crate) fn end_trailers(&self) -> Option<hyper::HeaderMap> {
-        (self.protocol == Protocol::TritonGrpc).then(|| grpc_trailers(0, ""))
+        self.protocol.is_grpc().then(|| grpc_trailers(0, ""))
     }
 
-    /// A whole unary gRPC response: its one message.
+    /// A whole unary gRPC response: its one message (Triton's
+    /// `ModelInferResponse`, vLLM's `GenerateComplete` with every token;
+    /// JetStream always streams).
     pub(crate) fn grpc_unary(&self, finish: &str) -> Bytes {
-        grpc_message(&self.grpc_response(&self.words(0..self.output_tokens), self.output_tokens, Some(finish)))
+        match self.protocol {
+            Protocol::VllmGrpc => self.vllm_complete((0..self.output_tokens).map(token_id).collect(), finish),
+            _ => {
+                grpc_message(&self.grpc_response(&self.words(0..self.output_tokens), self.output_tokens, Some(finish)))
+            }
+        }
     }
 
     /// A frame that is not JSON.
@@ -657,7 +784,9 @@ impl Reply {
             Protocol::Sglang => Bytes::from_static(b"data: {\"text\":\"\n\n"),
             Protocol::Triton => Bytes::from_static(b"data: {\"model_name\":\"\n\n"),
             // A message whose bytes are no protobuf (a field of wire type 7).
-            Protocol::TritonGrpc => Bytes::from_static(&[0, 0, 0, 0, 2, 0xff, 0xff]),
+            Protocol::TritonGrpc | Protocol::VllmGrpc | Protocol::JetStream => {
+                Bytes::from_static(&[0, 0, 0, 0, 2, 0xff, 0xff])
+            }
         }
     }
 
@@ -745,7 +874,7 @@ impl Reply {
                 s,
                 "data:{{\"index\":{},\"token\":{{\"id\":{},\"text\":\"{}\",\"logprob\":-0.25,\"special\":false}},",
                 i + 1,
-                1000 + i,
+                token_id(i),
                 word(self.text_seed, i)
             );
             if piece.end && i + 1 == piece.to {
@@ -864,6 +993,8 @@ impl Reply {
                 "text": text,
                 "meta_info": self.sglang_meta(self.output_tokens, Some(finish)),
             }),
+            // Answered in gRPC messages (`grpc_unary`), not JSON.
+            Protocol::VllmGrpc | Protocol::JetStream => Value::Null,
             Protocol::Triton | Protocol::TritonGrpc => {
                 let mut body = self.triton_outputs(&text, self.output_tokens);
                 if self.extras.finish_reason {
@@ -874,6 +1005,12 @@ impl Reply {
         };
         body.to_string()
     }
+}
+
+/// The id the simulator gives output token `i` (protocols that answer in
+/// token ids: vLLM's gRPC, JetStream, TGI's token objects).
+fn token_id(i: u32) -> u32 {
+    1000 + i
 }
 
 /// TGI's name for a finish reason.

@@ -253,7 +253,7 @@ fn json(status: StatusCode, body: String) -> Response<SimBody> {
 }
 
 fn error(protocol: Protocol, status: StatusCode, kind: &str, message: &str) -> Response<SimBody> {
-    if protocol == Protocol::TritonGrpc {
+    if protocol.is_grpc() {
         // A gRPC error is a trailers-only response: HTTP 200, the status in the headers.
         let mut r = response(StatusCode::OK, "application/grpc", full(Bytes::new()));
         r.headers_mut()
@@ -688,7 +688,7 @@ async fn unary_response(state: &State, plan: Plan, mut times: TokenTimes) -> Res
         .generation_tokens
         .fetch_add(u64::from(plan.reply.output_tokens), Ordering::Relaxed);
     finish_request(state, &plan, last);
-    if plan.reply.protocol == Protocol::TritonGrpc {
+    if plan.reply.protocol.is_grpc() {
         let frames = [
             Frame::data(plan.reply.grpc_unary(plan.finish_reason())),
             Frame::trailers(protocol::grpc_trailers(0, "")),

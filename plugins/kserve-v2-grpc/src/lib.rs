@@ -148,10 +148,6 @@ fn read_response(response: &ModelInferResponse, settings: &Settings) -> Result<R
     Ok(r)
 }
 
-fn compressed() -> Event {
-    Event::Malformed("the message is compressed, which was not asked for (no grpc-accept-encoding was sent)".into())
-}
-
 fn not_a_message(what: &str, e: prost::DecodeError, data: &[u8]) -> Event {
     Event::Malformed(format!("not a {what} message ({e}): {} bytes", data.len()))
 }
@@ -164,9 +160,8 @@ impl Decoder for StreamDecoder {
         let mut out = Vec::with_capacity(frames.len());
         for (i, frame) in frames.iter().enumerate() {
             let mut emit = |event| out.push(FrameEvent { frame: i as u32, event });
-            // The host's mark for a message with the compressed flag set.
-            if frame.event.as_deref() == Some("grpc-compressed") {
-                self.0.response(Err(compressed()), &mut emit);
+            if is_grpc_compressed(frame) {
+                self.0.response(Err(grpc_compressed()), &mut emit);
                 continue;
             }
             let response = match ModelStreamInferResponse::decode(&frame.data[..]) {
@@ -192,16 +187,15 @@ impl Decoder for StreamDecoder {
 
 /// Decode a unary `ModelInfer` response: the body is one length-prefixed message.
 pub fn decode_unary(body: &[u8], options: &DecodeOptions, settings: &Settings) -> Vec<Event> {
-    let message = match body {
-        [] => return vec![Event::Malformed("the response held no message".into())],
-        [0, a, b, c, d, rest @ ..] if u32::from_be_bytes([*a, *b, *c, *d]) as usize == rest.len() => rest,
-        [1, ..] => return vec![compressed()],
-        _ => {
+    let message = match grpc_messages(body) {
+        Ok(messages) if messages.len() == 1 => messages[0],
+        Ok(messages) => {
             return vec![Event::Malformed(format!(
-                "the body ({} bytes) is not one gRPC message",
-                body.len()
+                "a ModelInfer response is one message, this body holds {}",
+                messages.len()
             ))];
         }
+        Err(event) => return vec![event],
     };
     let response = ModelInferResponse::decode(message)
         .map_err(|e| not_a_message("ModelInferResponse", e, message))
@@ -370,7 +364,7 @@ mod tests {
     fn a_compressed_message_is_refused() {
         testing::set_config(serde_json::json!({}));
         let mut frame = message("x", 1);
-        frame.event = Some("grpc-compressed".into());
+        frame.event = Some(barrage_sdk::codec::GRPC_COMPRESSED.into());
         let events = decode_stream::<KserveV2Grpc>(vec![frame], DecodeOptions { want_text: false }).unwrap();
         assert!(
             matches!(&events[0], Event::Malformed(m) if m.contains("compressed")),

@@ -174,6 +174,7 @@ pub async fn run(
         max_backlog: config.max_decode_backlog(),
         missed: config.stages.iter().map(|_| AtomicU64::new(0)).collect(),
         export: export.map(crate::export::Exporter::stage_hooks),
+        synthetic_prompt_tokens: config.request.prompt_tokens,
         start_at_unix_ms: start_at,
         schedule_start_unix_ms: std::sync::OnceLock::new(),
     });

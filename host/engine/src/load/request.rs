@@ -120,6 +120,10 @@ pub(super) async fn send_unit(
             queue_wait: turn.queue_wait,
             sample: sample.map(|s| s.id),
             session: sample.and_then(|s| s.session).map(|t| t.session),
+            prompt_tokens: match sample {
+                Some(s) => s.prompt_tokens,
+                None => Some(ctx.synthetic_prompt_tokens),
+            },
         };
         if !send_one(ctx, &info, encoded).await {
             ctx.missed(info.stage);

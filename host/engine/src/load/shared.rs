@@ -42,6 +42,9 @@ pub(super) struct Ctx {
     pub missed: Vec<AtomicU64>,
     /// The live export's view of the stages, if there is one.
     pub export: Option<crate::export::StageHooks>,
+    /// A synthetic prompt's length, by the run's tokenizer (what a record
+    /// says when the server reports no prompt count).
+    pub synthetic_prompt_tokens: u32,
     /// `start_at`: when the pacer is to begin the schedule, ms since the
     /// Unix epoch.
     pub start_at_unix_ms: Option<f64>,

@@ -337,6 +337,9 @@ pub struct RequestInfo {
     pub sample: Option<u64>,
     /// The session the sample belongs to.
     pub session: Option<u64>,
+    /// The prompt's length by the run's tokenizer, where known: the
+    /// record's prompt count when the server reports none.
+    pub prompt_tokens: Option<u32>,
 }
 
 impl RequestInfo {
@@ -350,6 +353,7 @@ impl RequestInfo {
             queue_wait: None,
             sample: None,
             session: None,
+            prompt_tokens: None,
         }
     }
 }
@@ -470,7 +474,11 @@ impl Record {
             }
             Ending::Complete => verdict.judge(ex.status, decoded, response.malformed),
         };
-        let prompt_tokens = usage.and_then(|u| u.prompt_tokens);
+        // The server's count wins; the client's tokenizer is the fallback.
+        let (prompt_tokens, prompt_tokens_source) = match usage.and_then(|u| u.prompt_tokens) {
+            Some(n) => (Some(n), Some(TokenSource::Usage)),
+            None => (info.prompt_tokens, info.prompt_tokens.map(|_| TokenSource::Tokenizer)),
+        };
         Record {
             sent_ms: ms(ex.sent),
             connection_wait_ms: ex.slot_wait.map(|d| d.as_nanos() as f64 / 1e6),
@@ -486,7 +494,7 @@ impl Record {
             content_frame_tokens: frame_tokens,
             reasoning_frames,
             prompt_tokens,
-            prompt_tokens_source: prompt_tokens.map(|_| TokenSource::Usage),
+            prompt_tokens_source,
             output_tokens,
             output_tokens_source: source,
             status,

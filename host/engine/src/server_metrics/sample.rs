@@ -77,6 +77,8 @@ const KV_CACHE: &[&str] = &[
     "vllm:kv_cache_usage_perc",
     "vllm:gpu_cache_usage_perc",
     "sglang:token_usage",
+    // JetStream's, named for the Gateway API inference extension.
+    "kv_cache_utilization_perc",
 ];
 const REQUESTS: &[&str] = &[
     "vllm:request_success_total",

@@ -358,22 +358,21 @@ async fn next_data(body: &mut h2::RecvStream, chunks: &mut Vec<Bytes>) -> (Optio
 }
 
 /// An h2 error as a user reads it: a stream the server reset says so and
-/// why; a connection the server would not speak HTTP/2 on says that.
+/// why; bytes that are not HTTP/2 (an HTTP/1.1 server answering the
+/// connection preface) say what the server likely is.
 fn h2_error(e: &h2::Error) -> String {
-    if let Some(reason) = e.reason()
-        && e.is_remote()
-    {
-        return if e.is_go_away() {
-            format!("the server closed the connection (GOAWAY {reason:?})")
-        } else {
-            format!("the server reset the stream ({reason:?})")
-        };
-    }
     let text = super::error_chain(e);
-    if e.is_io() {
-        format!("{text} (a server that does not speak HTTP/2, or closed the connection)")
-    } else {
-        text
+    match e.reason() {
+        Some(reason) if e.is_remote() && e.is_go_away() => {
+            format!("the server closed the connection (GOAWAY {reason:?})")
+        }
+        Some(reason) if e.is_remote() => format!("the server reset the stream ({reason:?})"),
+        Some(h2::Reason::PROTOCOL_ERROR | h2::Reason::FRAME_SIZE_ERROR) => format!(
+            "{text}: what the server sent is not HTTP/2; gRPC needs HTTP/2, and a server that \
+             speaks only HTTP/1.1 answers so"
+        ),
+        _ if e.is_io() => format!("{text} (a server that does not speak HTTP/2, or closed the connection)"),
+        _ => text,
     }
 }
 
