@@ -68,13 +68,26 @@ fn recorded_streams_decode_to_the_expected_events() {
 fn recorded_grpc_bodies_decode_to_the_expected_events() {
     // KServe v2 ModelStreamInfer responses as Triton writes them (raw
     // output contents; the decoupled model's empty final response), an
-    // error message mid-stream, and a message that is no protobuf.
-    for stem in ["kserve-stream", "kserve-error-midstream", "kserve-malformed"] {
+    // error message mid-stream, and a message that is no protobuf; vLLM's
+    // and JetStream's streams as their published stubs encode them
+    // (tests/interop/record_fixtures.py): multi-token steps, vLLM's
+    // complete repeating the last step, an abort, bad messages.
+    let cases = [
+        ("kserve-stream", "kserve-v2-grpc"),
+        ("kserve-error-midstream", "kserve-v2-grpc"),
+        ("kserve-malformed", "kserve-v2-grpc"),
+        ("vllm-stream", "vllm-grpc"),
+        ("vllm-abort", "vllm-grpc"),
+        ("vllm-malformed", "vllm-grpc"),
+        ("jetstream-stream", "jetstream"),
+        ("jetstream-malformed", "jetstream"),
+    ];
+    for (stem, codec) in cases {
         let body = fixture(&format!("grpc/{stem}.grpc"));
         let expected = std::fs::read_to_string(fixture(&format!("grpc/{stem}.expected"))).unwrap();
         for read_size in [1, 7, 4096] {
             assert_eq!(
-                decoded_as("kserve-v2-grpc", "grpc", &body, read_size),
+                decoded_as(codec, "grpc", &body, read_size),
                 expected,
                 "{stem}, reads of {read_size} bytes"
             );

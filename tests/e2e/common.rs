@@ -485,6 +485,31 @@ impl Daemon {
         }
     }
 
+    /// Start `command` (its output to `log`), and wait (up to 30 s) until
+    /// something accepts connections on `addr`: for servers that answer no
+    /// HTTP/1 GET (a gRPC server).
+    pub fn start_listening(mut command: Command, addr: String, log: PathBuf) -> Daemon {
+        let out = std::fs::File::create(&log).unwrap();
+        let child = command
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+        let mut daemon = Daemon { child, addr, log };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::net::TcpStream::connect(&daemon.addr).is_err() {
+            let exited = daemon.child.try_wait().ok().flatten();
+            assert!(
+                exited.is_none() && std::time::Instant::now() < deadline,
+                "{command:?} did not come up on {} ({exited:?}): {}",
+                daemon.addr,
+                daemon.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        daemon
+    }
+
     /// What it has logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -17,6 +17,7 @@ mod examples;
 mod export;
 mod hostile;
 mod image;
+mod interop;
 mod kubernetes;
 mod overload;
 mod protocols;
