@@ -13,10 +13,13 @@ const CASES: &[(&str, &str)] = &[
     ("completions-vllm-error", "openai-completions"),
     ("tgi-stream", "tgi"),
     ("tgi-error-midstream", "tgi"),
+    ("tgi-malformed", "tgi"),
     ("sglang-stream", "sglang-native"),
     ("sglang-malformed", "sglang-native"),
+    ("sglang-error-midstream", "sglang-native"),
     ("kserve-trtllm-stream", "kserve-v2-http"),
     ("kserve-error-midstream", "kserve-v2-http"),
+    ("kserve-malformed", "kserve-v2-http"),
 ];
 
 fn decoded(codec: &str, file: &std::path::Path, read_size: usize) -> String {

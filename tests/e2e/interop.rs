@@ -121,8 +121,18 @@ fn barrages_requests_counts_and_times_match_a_grpcio_server() {
                 }
                 "vllm" => {
                     assert_eq!(
-                        (&asked["max_tokens"], &asked["ignore_eos"], &asked["stream"], &asked["input"]),
-                        (&Value::from(12), &Value::from(true), &Value::from(stream), &Value::from("text")),
+                        (
+                            &asked["max_tokens"],
+                            &asked["ignore_eos"],
+                            &asked["stream"],
+                            &asked["input"]
+                        ),
+                        (
+                            &Value::from(12),
+                            &Value::from(true),
+                            &Value::from(stream),
+                            &Value::from("text")
+                        ),
                         "{name}: {asked}"
                     );
                     assert_eq!(asked["request_id"], id.to_string());
@@ -144,7 +154,10 @@ fn barrages_requests_counts_and_times_match_a_grpcio_server() {
             // after the server handed it over.
             let sent = r["sent_ms"].as_f64().unwrap();
             let arrived = at_ms(&t["arrived_ns"]);
-            assert!(arrived >= sent, "{name}: arrived {arrived:.3} ms before sent {sent:.3} ms");
+            assert!(
+                arrived >= sent,
+                "{name}: arrived {arrived:.3} ms before sent {sent:.3} ms"
+            );
             let server_sent: Vec<f64> = t["sent_ns"].as_array().unwrap().iter().map(at_ms).collect();
             let frames: Vec<f64> = r["content_frames_ms"]
                 .as_array()
@@ -162,7 +175,10 @@ fn barrages_requests_counts_and_times_match_a_grpcio_server() {
                     .collect();
                 assert_eq!(tokens, SCRIPT, "{name}: each message's tokens");
                 for (got, handed) in frames.iter().zip(&server_sent) {
-                    assert!(got >= handed, "{name}: a frame at {got:.3} ms, handed over at {handed:.3} ms");
+                    assert!(
+                        got >= handed,
+                        "{name}: a frame at {got:.3} ms, handed over at {handed:.3} ms"
+                    );
                     frame_gaps.push(got - handed);
                 }
             } else {
@@ -177,7 +193,10 @@ fn barrages_requests_counts_and_times_match_a_grpcio_server() {
         // starts the server's clock), 0.4 ms for a message, seen on this
         // two-core machine; the bounds leave room for a busy one.
         let ttft_gap = median(ttft_gaps);
-        assert!((0.0..10.0).contains(&ttft_gap), "{name}: TTFT {ttft_gap:.3} ms over the server's");
+        assert!(
+            (0.0..10.0).contains(&ttft_gap),
+            "{name}: TTFT {ttft_gap:.3} ms over the server's"
+        );
         if stream {
             let frame_gap = median(frame_gaps);
             assert!(frame_gap < 5.0, "{name}: frames {frame_gap:.3} ms after the server's");
