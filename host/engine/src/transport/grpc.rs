@@ -18,9 +18,11 @@ use hyper_util::rt::TokioIo;
 use tower_service::Service;
 
 use barrage_core::body::ResponseSink;
-use barrage_core::types::{GrpcRequest, ResponseHead};
+use barrage_core::types::GrpcRequest;
 
-use super::{ConnInfo, Ending, Exchange, TimedConnector, check_codec_header, connect_failed, refused, take};
+use super::{
+    ConnInfo, Ending, Exchange, TimedConnector, check_codec_header, connect_failed, refused, response_head, take,
+};
 
 /// The `grpc-status` and `grpc-message` a gRPC response ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,14 +284,7 @@ impl Pool {
         ex.version = Some("HTTP/2.0");
         // A trailers-only response carries its status in the headers.
         ex.grpc = GrpcStatus::from_headers(response.headers());
-        sink.head(ResponseHead {
-            status,
-            headers: response
-                .headers()
-                .iter()
-                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-                .collect(),
-        });
+        sink.head(response_head(status, response.headers()));
         let mut body = response.into_body();
         let mut chunks = Vec::new();
         loop {

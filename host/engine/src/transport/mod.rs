@@ -625,14 +625,7 @@ async fn exchange_pooled<S: ResponseSink>(
         hyper::Version::HTTP_10 => "HTTP/1.0",
         _ => "HTTP/1.1",
     });
-    sink.head(ResponseHead {
-        status,
-        headers: response
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect(),
-    });
+    sink.head(response_head(status, response.headers()));
     let mut reader = Reader {
         body: response.into_body(),
         chunks: Vec::new(),
@@ -656,6 +649,18 @@ async fn exchange_pooled<S: ResponseSink>(
                 break;
             }
         }
+    }
+}
+
+/// A response head as the sink takes it (headers whose values are not
+/// text are left out).
+fn response_head(status: u16, headers: &hyper::HeaderMap) -> ResponseHead {
+    ResponseHead {
+        status,
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
     }
 }
 
