@@ -11,6 +11,7 @@
 #   RATES="1000 3000" DURATION=20 tests/bench/loadgen.sh
 #   ARGS="--config more.yaml" tests/bench/loadgen.sh   # extra `barrage run` arguments
 #   SCRAPE=1 tests/bench/loadgen.sh   # serve --metrics-listen, scraped every second
+#   KEEP=1 tests/bench/loadgen.sh     # keep the run directories (their path is printed)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-target/release/barrage}
@@ -20,7 +21,8 @@ TOKENS=${TOKENS:-64}
 ARGS=${ARGS:-}
 SCRAPE=${SCRAPE:-}
 work=$(mktemp -d)
-trap 'rm -rf "$work"; [ -z "${scraper:-}" ] || kill "$scraper" 2>/dev/null || true' EXIT
+[ -z "${KEEP:-}" ] || echo "# runs in $work"
+trap '[ -n "${KEEP:-}" ] || rm -rf "$work"; [ -z "${scraper:-}" ] || kill "$scraper" 2>/dev/null || true' EXIT
 if [ -n "$SCRAPE" ]; then
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     ARGS="$ARGS --metrics-listen 127.0.0.1:$port --metrics-linger 0"
