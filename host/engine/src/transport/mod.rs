@@ -459,7 +459,7 @@ impl Transport {
             (WireRequest::Grpc(grpc), _) => grpc::Call::new(&self.base, grpc, &self.headers, self.timeout, request_id)
                 .map(|call| {
                     ex.bytes_sent = call.len();
-                    Outgoing::Grpc(call)
+                    Outgoing::Grpc(Box::new(call))
                 }),
         };
         let outgoing = match outgoing {
@@ -495,7 +495,7 @@ impl Transport {
                 Outgoing::Pooled(client, request) => {
                     exchange_pooled(client, *request, &mut sink, &mut ex).await;
                 }
-                Outgoing::Grpc(call) => self.grpc.call(call, &mut sink, &mut ex).await,
+                Outgoing::Grpc(call) => self.grpc.call(*call, &mut sink, &mut ex).await,
             }
         };
         // What can cut the exchange short is armed only from the second
@@ -793,8 +793,8 @@ enum Outgoing<'a> {
         &'a Client<TimedConnector, Full<Bytes>>,
         Box<hyper::Request<Full<Bytes>>>,
     ),
-    /// A gRPC call, for the gRPC connections.
-    Grpc(grpc::Call),
+    /// A gRPC call, for the gRPC connections (boxed, as the hyper request).
+    Grpc(Box<grpc::Call>),
 }
 
 /// What one wait for body data ended with.
