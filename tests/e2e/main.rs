@@ -19,6 +19,7 @@ mod hostile;
 mod image;
 mod interop;
 mod kubernetes;
+mod lock;
 mod overload;
 mod protocols;
 mod report;

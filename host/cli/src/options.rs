@@ -239,6 +239,13 @@ pub(crate) struct PluginOptions {
     /// local Hugging Face cache.
     #[arg(long, value_name = "SPEC")]
     pub(crate) tokenizer: Option<String>,
+    /// Load only the plugins the lockfile approves (by name and sha256,
+    /// signed as it asks); refuse any other before compiling it.
+    #[arg(long)]
+    pub(crate) locked: bool,
+    /// The lockfile --locked enforces (default: barrage.lock in the working directory).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) lockfile: Option<PathBuf>,
 }
 
 impl PluginOptions {
@@ -252,6 +259,19 @@ impl PluginOptions {
         let total_budget = self
             .plugins_memory_budget_mib
             .map_or_else(default_total_budget, |mib| mib << 20);
+        let lock = match (self.locked, &self.lockfile) {
+            (false, Some(path)) => bail!(
+                "--lockfile {} is given without --locked: nothing would enforce it (add --locked, or `locked: true`)",
+                path.display()
+            ),
+            (false, None) => None,
+            (true, path) => {
+                let path = path
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(barrage_plugin_host::lock::DEFAULT_LOCKFILE));
+                Some(std::sync::Arc::new(barrage_plugin_host::lock::Lock::read(&path)?))
+            }
+        };
         let options = EngineOptions {
             memory_limit: self.plugin_memory_mib << 20,
             call_deadline: Duration::from_millis(self.plugin_deadline_ms),
@@ -259,6 +279,7 @@ impl PluginOptions {
             total_budget,
             plugin_budget: self.plugin_memory_budget_mib.map_or(usize::MAX, |mib| mib << 20),
             cache_dir: self.cache_dir.clone().or_else(default_cache_dir),
+            lock,
             ..EngineOptions::default()
         };
         Ok(PluginEngine::new(options)?)
@@ -295,6 +316,32 @@ impl PluginOptions {
             }),
         })
     }
+}
+
+/// Who each reporter is, for `meta.json`: found, read and (under a lock)
+/// approved now, so that a run its reporters would be refused for sends
+/// nothing.
+pub(crate) fn reporter_identities(
+    plugins: &PluginOptions,
+    engine: &PluginEngine,
+    names: &[String],
+) -> Result<Vec<barrage_engine::results::PluginMeta>> {
+    let registry = plugins.registry();
+    names
+        .iter()
+        .map(|name| {
+            let source = registry.resolve_in(barrage_plugin_host::World::Reporter, name)?;
+            let d = barrage_plugin_host::describe::describe(engine, &source, plugins.context("{}".into(), 0)?)
+                .with_context(|| format!("reporter {name}"))?;
+            Ok(barrage_engine::results::PluginMeta {
+                name: source.label(),
+                version: d.info.map(|i| i.version).unwrap_or_default(),
+                sha256: d.sha256,
+                contract: d.contract.versions.first().cloned().unwrap_or_default(),
+                source: source.location(),
+            })
+        })
+        .collect()
 }
 
 /// Read `--codec-config`: inline JSON, or `@FILE` holding JSON or TOML. The

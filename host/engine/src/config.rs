@@ -354,6 +354,13 @@ pub struct RunConfig {
     pub report: ReportConfig,
     /// Tokenizer offered to plugins (see `--tokenizer`); none: `words`, approximate.
     pub tokenizer: Option<String>,
+    /// Load only the plugins the lockfile approves (`--locked`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub locked: bool,
+    /// The lockfile `locked` enforces, relative to the configuration file;
+    /// none: `barrage.lock` in the working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lockfile: Option<PathBuf>,
     /// Scrape the server's Prometheus metrics during the run (replicas,
     /// queue, KV cache); none: not scraped.
     pub server_metrics: Option<crate::server_metrics::ServerMetricsConfig>,
@@ -417,6 +424,8 @@ impl Default for RunConfig {
             shard: None,
             start_at: None,
             tokenizer: None,
+            locked: false,
+            lockfile: None,
             dataset: None,
             base_dir: PathBuf::new(),
         }

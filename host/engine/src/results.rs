@@ -116,6 +116,21 @@ pub struct Meta {
     /// The dataset the prompts came from, when one was configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<barrage_plugin_host::prepare::DatasetStats>,
+    /// The reporter plugins the run's reports are rendered by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reporters: Vec<PluginMeta>,
+    /// The lockfile that approved every plugin, for a locked run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lockfile: Option<LockMeta>,
+}
+
+/// The lockfile of a locked run in `meta.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockMeta {
+    /// Where it was read from.
+    pub path: String,
+    /// sha256 of its bytes.
+    pub sha256: String,
 }
 
 /// A run's start in `meta.json`.

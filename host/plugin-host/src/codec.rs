@@ -15,10 +15,10 @@ use wasmtime::component::ResourceAny;
 
 use crate::bindings::{Codec, CodecPre, Pre};
 use crate::bounds;
-use crate::component::{arm, classify_error, new_store};
+use crate::component::{Allowance, arm, classify_error, new_store};
 use crate::engine::PluginEngine;
 use crate::registry::PluginSource;
-use crate::state::{HostState, MemoryBudget, PluginContext};
+use crate::state::{HostState, PluginContext};
 use crate::{FailureKind, PluginError, PluginFailure, PluginInfo};
 
 /// A codec plugin ready to make instances.
@@ -34,7 +34,7 @@ pub struct CodecPlugin {
     engine: PluginEngine,
     pre: CodecPre,
     ctx: PluginContext,
-    budget: Arc<MemoryBudget>,
+    allowance: Allowance,
 }
 
 impl CodecPlugin {
@@ -54,7 +54,7 @@ impl CodecPlugin {
             engine: engine.clone(),
             pre: loaded.pre,
             ctx: loaded.ctx,
-            budget: loaded.budget,
+            allowance: loaded.allowance,
         }))
     }
 
@@ -65,12 +65,12 @@ impl CodecPlugin {
 
     /// Linear memory its live instances held together, at most.
     pub fn memory_peak(&self) -> usize {
-        self.budget.peak()
+        self.allowance.budget.peak()
     }
 
     /// How long one `encode` may run.
     pub fn encode_deadline(&self) -> Duration {
-        self.engine.options().encode_deadline
+        self.allowance.deadline(self.engine.options().encode_deadline)
     }
 
     /// The tokenizer its instances are offered.
@@ -80,7 +80,7 @@ impl CodecPlugin {
 
     /// A fresh instance in a store of its own.
     pub fn instance(self: &Arc<Self>) -> Result<CodecInstance, PluginFailure> {
-        let mut store = new_store(&self.engine, self.ctx.clone(), &self.budget);
+        let mut store = new_store(&self.engine, self.ctx.clone(), &self.allowance);
         match self.pre.instantiate(&mut store) {
             Ok(codec) => Ok(CodecInstance {
                 plugin: self.clone(),
@@ -154,7 +154,9 @@ impl CodecInstance {
     }
 
     fn decode_deadline(&self) -> Duration {
-        self.plugin.engine.options().call_deadline
+        self.plugin
+            .allowance
+            .deadline(self.plugin.engine.options().call_deadline)
     }
 
     fn failure(&self, kind: FailureKind, message: String) -> PluginFailure {

@@ -11,6 +11,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use crate::bindings::{Contract, Meta, Pre};
 use crate::contract::{ContractInfo, World, supported_list};
 use crate::engine::{PluginEngine, sha256_hex};
+use crate::lock::Approved;
 use crate::registry::PluginSource;
 use crate::state::{CallDeadline, HostState, LogBudget, MemoryBudget, MemoryHit, PluginContext};
 use crate::{FailureKind, PluginError, PluginInfo};
@@ -25,20 +26,45 @@ pub struct LoadedComponent {
     pub sha256: String,
     /// Size of the component in bytes.
     pub size: usize,
+    /// The lockfile entry approving it, when the engine is locked.
+    pub approved: Option<Approved>,
 }
 
 impl LoadedComponent {
-    /// Read and compile `source`.
+    /// Read and compile `source`; a locked engine first checks it against
+    /// its lockfile, so code it does not approve is never compiled.
     pub fn load(engine: &PluginEngine, source: &PluginSource) -> Result<LoadedComponent, PluginError> {
         let bytes = source.bytes()?;
+        let approved = match engine.lock() {
+            Some(lock) => Some(
+                lock.approve(&source.label(), source, &bytes, crate::lock::now())?
+                    .clone(),
+            ),
+            None => None,
+        };
         let component = engine.compile(&source.label(), &bytes)?;
         let contract = ContractInfo::read(engine.engine(), &component);
+        if let (Some(entry), Some(world), Some(lock)) = (&approved, contract.world, engine.lock()) {
+            lock.check_kind(entry, world)?;
+        }
         Ok(LoadedComponent {
             component,
             contract,
             sha256: sha256_hex(&bytes),
             size: bytes.len(),
+            approved,
         })
+    }
+
+    /// What the plugin's instances may use: the engine's limits, under the
+    /// lockfile's caps if it has any.
+    pub(crate) fn allowance(&self, engine: &PluginEngine, name: &str) -> Allowance {
+        let limits = self.approved.as_ref().map(Approved::limits).unwrap_or_default();
+        Allowance {
+            budget: engine.plugin_budget(name),
+            memory_limit: limits.memory_under(engine.options().memory_limit),
+            deadline_cap: limits.deadline,
+        }
     }
 
     /// The binding module for this component's contract version, or why it
@@ -92,8 +118,25 @@ pub(crate) struct Loaded<P> {
     pub pre: P,
     /// The context its instances get, named as users pick the plugin.
     pub ctx: PluginContext,
-    /// What all its instances' memory counts against.
+    /// What its instances may use.
+    pub allowance: Allowance,
+}
+
+/// What one plugin's instances may use: memory per instance, the budget
+/// all of them count against together, and a cap on their calls' deadline
+/// (a lockfile's `deadline_ms`, for a codec's calls).
+#[derive(Clone)]
+pub(crate) struct Allowance {
     pub budget: Arc<MemoryBudget>,
+    pub memory_limit: usize,
+    pub deadline_cap: Option<std::time::Duration>,
+}
+
+impl Allowance {
+    /// `deadline`, or the cap if it is shorter.
+    pub fn deadline(&self, deadline: std::time::Duration) -> std::time::Duration {
+        self.deadline_cap.map_or(deadline, |cap| cap.min(deadline))
+    }
 }
 
 /// Load a plugin of `P`'s world: compile, check the contract, instantiate
@@ -116,8 +159,8 @@ pub(crate) fn load<P: Pre>(
     let pre = P::new(contract, &linker, &loaded.component).map_err(start)?;
     ctx.name = label.clone().into();
     ctx.log = LogBudget::wrap(ctx.name.clone(), ctx.log);
-    let budget = engine.plugin_budget(&label);
-    let mut store = new_store(engine, ctx.clone(), &budget);
+    let allowance = loaded.allowance(engine, &label);
+    let mut store = new_store(engine, ctx.clone(), &allowance);
     let instance = pre.instantiate(&mut store).map_err(start)?;
     // The plugin is known by one name: the one users pick it by (the file's
     // or the built-in's), in errors and logs too, whatever it calls itself
@@ -137,18 +180,15 @@ pub(crate) fn load<P: Pre>(
         contract_version: loaded.contract.versions.first().cloned().unwrap_or_default(),
         pre,
         ctx,
-        budget,
+        allowance,
     })
 }
 
-/// A new store for `ctx`, with the memory limit, the plugin's `budget` and
+/// A new store for `ctx`, with the plugin's memory limit, its budget and
 /// the process's, and a deadline armed per call ([`arm`]).
-pub(crate) fn new_store(engine: &PluginEngine, ctx: PluginContext, budget: &Arc<MemoryBudget>) -> Store<HostState> {
-    let budgets = [budget.clone(), engine.total_budget().clone()];
-    let mut store = Store::new(
-        engine.engine(),
-        HostState::new(ctx, engine.options().memory_limit, budgets),
-    );
+pub(crate) fn new_store(engine: &PluginEngine, ctx: PluginContext, allowance: &Allowance) -> Store<HostState> {
+    let budgets = [allowance.budget.clone(), engine.total_budget().clone()];
+    let mut store = Store::new(engine.engine(), HostState::new(ctx, allowance.memory_limit, budgets));
     store.limiter(|s| &mut s.limiter);
     // At every epoch tick a running call checks its deadline; past it, the
     // call traps as interrupted.

@@ -36,6 +36,13 @@ impl World {
         }
     }
 
+    /// The world named `name` (`codec`, `dataset`, `reporter`).
+    pub fn from_name(name: &str) -> Option<World> {
+        [World::Codec, World::Dataset, World::Reporter]
+            .into_iter()
+            .find(|w| w.name() == name)
+    }
+
     /// The world's name in the WIT package.
     pub fn name(self) -> &'static str {
         match self {

@@ -137,7 +137,7 @@ pub struct DatasetPlugin {
     engine: PluginEngine,
     pre: DatasetPre,
     ctx: PluginContext,
-    budget: std::sync::Arc<crate::state::MemoryBudget>,
+    allowance: crate::component::Allowance,
 }
 
 impl DatasetPlugin {
@@ -154,7 +154,7 @@ impl DatasetPlugin {
             engine: engine.clone(),
             pre: loaded.pre,
             ctx: loaded.ctx,
-            budget: loaded.budget,
+            allowance: loaded.allowance,
         })
     }
 
@@ -171,7 +171,7 @@ impl DatasetPlugin {
             kind,
             message,
         };
-        let mut store = new_store(&self.engine, self.ctx.clone(), &self.budget);
+        let mut store = new_store(&self.engine, self.ctx.clone(), &self.allowance);
         store.data_mut().files = Some(files);
         crate::component::arm(&mut store, BATCH_DEADLINE);
         let dataset: Dataset = self

@@ -57,8 +57,7 @@ fn ask_info(
 ) -> Result<PluginInfo, String> {
     let ask = || {
         let linker = contract.linker(engine.engine(), &loaded.component, None)?;
-        let budget = engine.plugin_budget(name);
-        let mut store = new_store(engine, ctx, &budget);
+        let mut store = new_store(engine, ctx, &loaded.allowance(engine, name));
         contract.info(&linker, &mut store, &loaded.component)
     };
     ask().map_err(|e| format!("{e:#}"))

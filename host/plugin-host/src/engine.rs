@@ -40,6 +40,9 @@ pub struct EngineOptions {
     pub cache_key: Option<PathBuf>,
     /// Most plugin instances alive at once (the pooling allocator's size).
     pub max_instances: u32,
+    /// The approved plugins: with a lock, a plugin it does not approve is
+    /// refused before it is compiled.
+    pub lock: Option<Arc<crate::lock::Lock>>,
 }
 
 impl Default for EngineOptions {
@@ -53,6 +56,7 @@ impl Default for EngineOptions {
             cache_dir: default_cache_dir(),
             cache_key: default_cache_key(),
             max_instances: 1000,
+            lock: None,
         }
     }
 }
@@ -152,6 +156,11 @@ impl PluginEngine {
     /// The options the engine was built with.
     pub fn options(&self) -> &EngineOptions {
         &self.options
+    }
+
+    /// The lockfile this engine enforces, if it is locked.
+    pub fn lock(&self) -> Option<&crate::lock::Lock> {
+        self.options.lock.as_deref()
     }
 
     /// The budget all plugins' memory counts against.

@@ -10,6 +10,8 @@
 //! - [`bounds`]: how much a plugin may hand the host (strings, events, logs).
 //! - [`component`]: loading any plugin (compile, check, link, pre-instantiate).
 //! - [`registry`]: built-in, installed and user-supplied plugins by name.
+//! - [`lock`]: approved plugin sets (the lockfile), their digests and
+//!   signatures, checked before a plugin is compiled.
 //! - [`codec`]: a loaded codec and its instances (one store each).
 //! - [`reporter`]: a loaded reporter; renders a summary into files.
 //! - [`dataset`]: a loaded dataset plugin; generates a run's samples.
@@ -25,6 +27,7 @@ pub mod contract;
 pub mod dataset;
 pub mod describe;
 pub mod engine;
+pub mod lock;
 pub mod prepare;
 pub mod registry;
 pub mod reporter;
@@ -142,6 +145,9 @@ pub enum PluginError {
     /// The engine could not be built.
     #[error("the WebAssembly engine could not be set up: {0}")]
     Engine(String),
+    /// A locked engine refused the plugin (or could not read its lockfile).
+    #[error(transparent)]
+    Locked(#[from] lock::LockError),
 }
 
 /// How a call into a plugin failed. Only the request being served fails; the

@@ -79,7 +79,7 @@ pub struct ReporterPlugin {
     engine: PluginEngine,
     pre: ReporterPre,
     ctx: PluginContext,
-    budget: std::sync::Arc<crate::state::MemoryBudget>,
+    allowance: crate::component::Allowance,
 }
 
 /// A file a reporter made.
@@ -105,7 +105,7 @@ impl ReporterPlugin {
             engine: engine.clone(),
             pre: loaded.pre,
             ctx: loaded.ctx,
-            budget: loaded.budget,
+            allowance: loaded.allowance,
         })
     }
 
@@ -122,7 +122,7 @@ impl ReporterPlugin {
             kind,
             message,
         };
-        let mut store = new_store(&self.engine, self.ctx.clone(), &self.budget);
+        let mut store = new_store(&self.engine, self.ctx.clone(), &self.allowance);
         let reporter: Reporter = self
             .pre
             .instantiate(&mut store)

@@ -148,7 +148,7 @@ pub(crate) fn ask(setup: Setup, question: Question, quiet: bool) -> Result<(Answ
         let quiet_say = |_: &Point| {};
         let mut runner = Runner {
             base: &setup.plan.config,
-            plugin: setup.plugin.clone(),
+            plugins: setup.plugins.clone(),
             workload: setup.workload.clone(),
             target,
             dir: setup.dir.clone(),

@@ -16,7 +16,7 @@ use barrage_plugin_host::CodecPlugin;
 
 use crate::options::{
     CiArgs, DatasetArgs, MetricsArgs, PluginOptions, exit_code, prepare_dataset, read_plugin_config,
-    say_failed_thresholds, write_reports,
+    reporter_identities, say_failed_thresholds, write_reports,
 };
 
 #[derive(Debug, Args)]
@@ -403,6 +403,16 @@ impl RunArgs {
             config.tokenizer = Some(t.clone());
         }
         self.plugins.tokenizer = config.tokenizer.clone();
+        // Either way in, the lock is the flags' and the file's together:
+        // a configuration can lock a run, and no flag unlocks it.
+        config.locked |= self.plugins.locked;
+        if let Some(path) = self.plugins.lockfile.take() {
+            config.lockfile = Some(path);
+        } else if let Some(path) = config.lockfile.take() {
+            config.lockfile = Some(config.base_dir.join(path));
+        }
+        self.plugins.locked = config.locked;
+        self.plugins.lockfile = config.lockfile.clone();
         Ok(())
     }
 }
@@ -412,7 +422,7 @@ impl RunArgs {
 pub(crate) struct Setup {
     pub(crate) plan: barrage_engine::config::Plan,
     pub(crate) dir: PathBuf,
-    pub(crate) plugin: std::sync::Arc<CodecPlugin>,
+    pub(crate) plugins: barrage_engine::load::RunPlugins,
     pub(crate) workload: barrage_engine::load::Workload,
 }
 
@@ -445,7 +455,9 @@ impl RunArgs {
             .registry()
             .resolve_in(barrage_plugin_host::World::Codec, &config.codec)?;
         let plugin_config = serde_json::to_string(&config.codec_config)?;
-        let plugin = CodecPlugin::load(&engine, &source, self.plugins.context(plugin_config, config.seed)?)?;
+        let codec = CodecPlugin::load(&engine, &source, self.plugins.context(plugin_config, config.seed)?)?;
+        // Known (and, under a lock, approved) before anything is sent.
+        let reporters = reporter_identities(&self.plugins, &engine, &config.report.reporters)?;
         let workload = match prepare_dataset(config, &self.plugins, &engine)? {
             Some(prepared) => {
                 for (i, stage) in config.stages.iter().enumerate() {
@@ -461,10 +473,18 @@ impl RunArgs {
             }
             None => barrage_engine::load::Workload::synthetic(),
         };
+        let lockfile = engine.lock().map(|lock| barrage_engine::results::LockMeta {
+            path: lock.path().display().to_string(),
+            sha256: lock.sha256().to_string(),
+        });
         Ok(Setup {
             plan,
             dir,
-            plugin,
+            plugins: barrage_engine::load::RunPlugins {
+                codec,
+                reporters,
+                lockfile,
+            },
             workload,
         })
     }
@@ -555,7 +575,7 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
     let Setup {
         plan,
         dir,
-        plugin,
+        plugins,
         workload,
     } = args.setup()?;
     let config = &plan.config;
@@ -565,12 +585,12 @@ pub(crate) fn execute(mut args: RunArgs) -> Result<ExitCode> {
         let signals = stop_on_signals(&stop);
         let (target, sim) = target_or_sim(config).await?;
         let exporter = match &config.export {
-            Some(e) => Some(start_export(e, &dir, &target, &plugin).await?),
+            Some(e) => Some(start_export(e, &dir, &target, &plugins.codec).await?),
             None => None,
         };
         let report = barrage_engine::load::run(
             plan.clone(),
-            plugin,
+            plugins,
             workload,
             &target,
             &dir,

@@ -9,10 +9,8 @@ pub mod search;
 pub mod sweep;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use barrage_plugin_host::CodecPlugin;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{RunConfig, Stage};
@@ -191,8 +189,8 @@ pub(crate) fn mean_sd(xs: &[f64]) -> (f64, f64) {
 pub struct Runner<'a> {
     /// The configuration every point starts from (its stages are replaced).
     pub base: &'a RunConfig,
-    /// The codec.
-    pub plugin: Arc<CodecPlugin>,
+    /// The codec, and who the other plugins are.
+    pub plugins: crate::load::RunPlugins,
     /// The prompts.
     pub workload: Workload,
     /// The server.
@@ -282,7 +280,7 @@ impl Runner<'_> {
         let dir = self.dir.join(name);
         let summary = crate::load::run(
             plan,
-            self.plugin.clone(),
+            self.plugins.clone(),
             self.workload.clone(),
             &self.target,
             &dir,

@@ -78,10 +78,22 @@ pub struct Watchers<'a> {
     pub export: Option<&'a crate::export::Exporter>,
 }
 
-/// Run `plan` against `target` with `plugin`, writing into `dir`.
+/// The code a run runs: its codec, and, for `meta.json`, who the other
+/// plugins are and the lockfile that approved them all.
+#[derive(Clone)]
+pub struct RunPlugins {
+    /// The codec.
+    pub codec: Arc<CodecPlugin>,
+    /// The reporters its reports will be rendered by.
+    pub reporters: Vec<crate::results::PluginMeta>,
+    /// The lockfile, for a locked run.
+    pub lockfile: Option<crate::results::LockMeta>,
+}
+
+/// Run `plan` against `target` with `plugins`, writing into `dir`.
 pub async fn run(
     plan: Plan,
-    plugin: Arc<CodecPlugin>,
+    plugins: RunPlugins,
     workload: Workload,
     target: &str,
     dir: &Path,
@@ -89,6 +101,11 @@ pub async fn run(
     watchers: Watchers<'_>,
 ) -> Result<Summary, RunError> {
     let Watchers { progress, export } = watchers;
+    let RunPlugins {
+        codec: plugin,
+        reporters,
+        lockfile,
+    } = plugins;
     let config = &plan.config;
     let workload = workload
         .for_shard(config.shard)
@@ -149,7 +166,12 @@ pub async fn run(
         schedule_unix_ms: None,
         shard: config.shard,
     };
-    let meta = write_meta(dir, config, &plugin, (target, origin_ns), start, dataset)?;
+    let provenance = Provenance {
+        dataset,
+        reporters,
+        lockfile,
+    };
+    let meta = write_meta(dir, config, &plugin, (target, origin_ns), start, provenance)?;
     let live = records::Live {
         counters: Arc::default(),
         ttft_p50_us: Arc::new(AtomicU64::new(u64::MAX)),
@@ -311,13 +333,20 @@ pub async fn run(
     Ok(summary)
 }
 
+/// What `meta.json` says of the code besides the codec.
+struct Provenance {
+    dataset: Option<barrage_plugin_host::prepare::DatasetStats>,
+    reporters: Vec<crate::results::PluginMeta>,
+    lockfile: Option<crate::results::LockMeta>,
+}
+
 fn write_meta(
     dir: &Path,
     config: &RunConfig,
     plugin: &CodecPlugin,
     (target, origin_ns): (&str, u64),
     start: crate::results::StartMeta,
-    dataset: Option<barrage_plugin_host::prepare::DatasetStats>,
+    provenance: Provenance,
 ) -> Result<crate::results::Meta, RunError> {
     let out = |name: &str, bytes: Vec<u8>| {
         std::fs::write(dir.join(name), bytes).map_err(|source| RunError::Output {
@@ -352,7 +381,9 @@ fn write_meta(
             name: plugin.tokenizer().name().to_string(),
             exact: plugin.tokenizer().exact(),
         },
-        dataset,
+        dataset: provenance.dataset,
+        reporters: provenance.reporters,
+        lockfile: provenance.lockfile,
     };
     out("meta.json", serde_json::to_vec_pretty(&meta).unwrap_or_default())?;
     Ok(meta)

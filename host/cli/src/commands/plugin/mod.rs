@@ -1,4 +1,9 @@
-//! `barrage plugin list | inspect | decode`.
+//! `barrage plugin list | inspect | decode | lock`; the bigger subcommands
+//! have files of their own.
+
+mod lock;
+
+pub(crate) use lock::lock;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +31,9 @@ pub(crate) enum PluginCommand {
     /// Decode recorded response bodies with a codec, one file per response,
     /// through the same framing and plugin threads a run uses.
     Decode(DecodeArgs),
+    /// Write a lockfile approving a set of plugins (by name, sha256 and
+    /// signer), for runs with --locked.
+    Lock(lock::LockArgs),
 }
 
 #[derive(Debug, Args)]
