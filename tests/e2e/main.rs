@@ -20,6 +20,7 @@ mod image;
 mod interop;
 mod kubernetes;
 mod lock;
+mod oci;
 mod overload;
 mod protocols;
 mod report;

@@ -333,6 +333,14 @@ pub(crate) fn reporter_identities(
             let source = registry.resolve_in(barrage_plugin_host::World::Reporter, name)?;
             let d = barrage_plugin_host::describe::describe(engine, &source, plugins.context("{}".into(), 0)?)
                 .with_context(|| format!("reporter {name}"))?;
+            match d.contract.world {
+                Some(barrage_plugin_host::World::Reporter) => {}
+                Some(other) => bail!(
+                    "reporter {name}: {} is a {other} plugin, not a reporter",
+                    source.location()
+                ),
+                None => bail!("reporter {name}: {} is not a Barrage plugin", source.location()),
+            }
             Ok(barrage_engine::results::PluginMeta {
                 name: source.label(),
                 version: d.info.map(|i| i.version).unwrap_or_default(),

@@ -73,6 +73,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugin(PluginCommand::Inspect(args)) => plugin::inspect(args),
         Command::Plugin(PluginCommand::Decode(args)) => plugin::decode(args),
         Command::Plugin(PluginCommand::Lock(args)) => plugin::lock(args),
+        Command::Plugin(PluginCommand::Push(args)) => plugin::push(args),
+        Command::Plugin(PluginCommand::Pull(args)) => plugin::pull(args),
         Command::Sim(args) => sim::execute(args),
         Command::Run(args) => run::execute(*args),
         Command::Sweep(args) => sweep::execute(*args),

@@ -15,8 +15,9 @@ use crate::options::PluginOptions;
 
 #[derive(Debug, Args)]
 pub(crate) struct LockArgs {
-    /// The plugins to approve: names (built-in or installed) or .wasm files
-    /// (default: every built-in and installed plugin).
+    /// The plugins to approve: names (built-in or installed), .wasm files,
+    /// or oci://REFERENCEs, pulled into the plugin directory and locked at
+    /// their pinned digests (default: every built-in and installed plugin).
     plugins: Vec<String>,
     /// The lockfile to write. Keys, signers and limits already in it are
     /// kept for the plugins it lists again.
@@ -72,19 +73,36 @@ pub(crate) fn lock(args: LockArgs) -> Result<ExitCode> {
         file.keys.retain(|k| k.name != key.name);
         file.keys.push(key);
     }
-    let sources: Vec<PluginSource> = if args.plugins.is_empty() {
+    // Each plugin, and where the lockfile says it comes from.
+    let sources: Vec<(PluginSource, String)> = if args.plugins.is_empty() {
         Registry::builtins()
             .filter(|b| !registry.overrides_builtin(&b.label()))
             .chain(registry.installed())
+            .map(|s| {
+                let location = s.location();
+                (s, location)
+            })
             .collect()
     } else {
-        args.plugins
-            .iter()
-            .map(|p| registry.resolve(p))
-            .collect::<Result<_, _>>()?
+        let mut sources = Vec::new();
+        for p in &args.plugins {
+            if p.starts_with("oci://") {
+                let dir = registry
+                    .plugin_dir
+                    .clone()
+                    .context("no plugin directory to pull into: set BARRAGE_PLUGIN_DIR or --plugin-dir")?;
+                let (path, pinned) = super::oci::pull_for_lock(p, &dir)?;
+                sources.push((PluginSource::File(path.into()), pinned));
+            } else {
+                let s = registry.resolve(p)?;
+                let location = s.location();
+                sources.push((s, location));
+            }
+        }
+        sources
     };
     let mut plugins = Vec::new();
-    for source in &sources {
+    for (source, location) in &sources {
         let name = source.label();
         let d = describe(&engine, source, ctx.clone()).with_context(|| format!("plugin {name}"))?;
         let info = d.info.map_err(|e| anyhow::anyhow!("plugin {name}: {e}"))?;
@@ -115,7 +133,7 @@ pub(crate) fn lock(args: LockArgs) -> Result<ExitCode> {
             version: info.version,
             contract: d.contract.versions.first().cloned().unwrap_or_default(),
             sha256: d.sha256,
-            source: source.location(),
+            source: location.clone(),
             signed_by,
             memory_mib: kept.and_then(|e| e.memory_mib),
             deadline_ms: kept.and_then(|e| e.deadline_ms),

@@ -1,9 +1,11 @@
-//! `barrage plugin list | inspect | decode | lock`; the bigger subcommands
-//! have files of their own.
+//! `barrage plugin list | inspect | decode | lock | push | pull`; the
+//! bigger subcommands have files of their own.
 
 mod lock;
+mod oci;
 
 pub(crate) use lock::lock;
+pub(crate) use oci::{pull, push};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +36,12 @@ pub(crate) enum PluginCommand {
     /// Write a lockfile approving a set of plugins (by name, sha256 and
     /// signer), for runs with --locked.
     Lock(lock::LockArgs),
+    /// Push a plugin to an OCI registry (the Wasm OCI layout; its signature
+    /// travels with it).
+    Push(oci::PushArgs),
+    /// Pull a plugin from an OCI registry into the plugin directory, or
+    /// every registry plugin a lockfile lists.
+    Pull(oci::PullArgs),
 }
 
 #[derive(Debug, Args)]
