@@ -10,6 +10,7 @@ mod boundary;
 mod capacity;
 mod cli;
 mod codecs;
+mod conformance;
 mod contract;
 mod datasets;
 mod distributed;

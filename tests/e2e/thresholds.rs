@@ -18,7 +18,7 @@ fn schema(name: &str) -> PathBuf {
     path
 }
 
-fn validate(xml: &Path) {
+pub(crate) fn validate(xml: &Path) {
     for xsd in ["JUnit.xsd", "jenkins-junit.xsd"] {
         let (code, stdout, stderr) = run(Command::new("xmllint")
             .arg("--noout")
@@ -35,7 +35,7 @@ fn validate(xml: &Path) {
 }
 
 /// (tests, failures, names of failed cases) as junitparser reads `xml`.
-fn junitparser(xml: &Path) -> (u64, u64, Vec<String>) {
+pub(crate) fn junitparser(xml: &Path) -> (u64, u64, Vec<String>) {
     let script = "import sys\nfrom junitparser import JUnitXml, Failure\n\
                   xml = JUnitXml.fromfile(sys.argv[1])\n\
                   cases = [c for s in xml for c in s]\n\

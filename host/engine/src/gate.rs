@@ -103,58 +103,31 @@ impl Gate {
     }
 
     /// The JUnit XML file: one suite for the run, one test case per check,
-    /// the console table as the suite's output. It follows the common
-    /// JUnit schemas (Ant's, as Jenkins, GitLab and GitHub's test
-    /// reporters read it): every attribute they require is present.
+    /// the console table as the suite's output.
     pub fn junit(&self, summary: &Summary, console: &str) -> String {
-        let failures = self.failed().count();
-        let (y, mo, d, h, mi, s) = barrage_core::clock::utc((summary.run.started_unix_ms / 1000) as i64);
-        let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
-        let _ = writeln!(
-            x,
-            "  <testsuite name=\"barrage\" package=\"barrage\" id=\"0\" \
-             timestamp=\"{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}\" hostname=\"{}\" tests=\"{}\" \
-             failures=\"{failures}\" errors=\"0\" time=\"{:.3}\">",
-            escape(hostname().as_str()),
-            self.checks.len(),
-            summary.run.duration_s,
-        );
-        x.push_str("    <properties>\n");
-        let properties = [
-            ("results", summary.dir.clone()),
-            ("target", summary.run.target.clone()),
-            ("codec", summary.run.codec.clone()),
-            ("seed", summary.run.seed.to_string()),
-            ("barrage_version", summary.barrage_version.clone()),
-        ];
-        for (name, value) in properties {
-            let _ = writeln!(x, "      <property name=\"{name}\" value=\"{}\"/>", escape(&value));
+        crate::junit::Suite {
+            name: "barrage".into(),
+            started_unix_s: (summary.run.started_unix_ms / 1000) as i64,
+            time_s: summary.run.duration_s,
+            properties: vec![
+                ("results".into(), summary.dir.clone()),
+                ("target".into(), summary.run.target.clone()),
+                ("codec".into(), summary.run.codec.clone()),
+                ("seed".into(), summary.run.seed.to_string()),
+                ("barrage_version".into(), summary.barrage_version.clone()),
+            ],
+            cases: self
+                .checks
+                .iter()
+                .map(|c| crate::junit::Case {
+                    name: c.name.clone(),
+                    classname: format!("barrage.{}", c.scope.replace(' ', "")),
+                    failure: c.failure.clone().map(|why| (why, format!("{:?}", c.kind))),
+                })
+                .collect(),
+            output: console.to_string(),
         }
-        x.push_str("    </properties>\n");
-        for c in &self.checks {
-            let open = format!(
-                "    <testcase name=\"{}\" classname=\"barrage.{}\" time=\"0\"",
-                escape(&c.name),
-                c.scope.replace(' ', "")
-            );
-            match &c.failure {
-                None => {
-                    let _ = writeln!(x, "{open}/>");
-                }
-                Some(why) => {
-                    let _ = writeln!(
-                        x,
-                        "{open}>\n      <failure message=\"{}\" type=\"{:?}\">{}</failure>\n    </testcase>",
-                        escape(why),
-                        c.kind,
-                        escape_text(why)
-                    );
-                }
-            }
-        }
-        let _ = writeln!(x, "    <system-out>{}</system-out>", escape_text(console));
-        x.push_str("    <system-err></system-err>\n  </testsuite>\n</testsuites>\n");
-        x
+        .xml()
     }
 
     /// A Markdown summary for a CI job's page (GitHub's
@@ -194,39 +167,6 @@ impl Gate {
 
 fn scope(stage: Option<usize>) -> String {
     stage.map_or("run".to_string(), |i| format!("stage {i}"))
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
-/// Text fit for an XML attribute (where a parser would fold a newline into
-/// a space, so it is escaped). Characters XML 1.0 cannot hold at all (most
-/// control characters) become U+FFFD.
-fn escape(s: &str) -> String {
-    escape_text(s).replace('\n', "&#10;")
-}
-
-/// Text fit for an XML element.
-fn escape_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\r' | '\n' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -313,7 +253,6 @@ mod tests {
         );
         assert!(xml.contains("name=\"the client kept up\" classname=\"barrage.stage0\" time=\"0\"/>"));
         assert!(xml.contains("<system-out>table &lt;here&gt;\n</system-out>"));
-        assert_eq!(escape("a\u{1}b"), "a\u{FFFD}b");
     }
 
     #[test]

@@ -5,11 +5,13 @@
 
 pub mod capacity;
 pub mod config;
+pub mod conformance;
 pub mod export;
 pub mod exposition;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod gate;
+pub mod junit;
 pub mod load;
 pub mod metrics;
 pub mod report;

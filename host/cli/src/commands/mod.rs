@@ -75,6 +75,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugin(PluginCommand::Lock(args)) => plugin::lock(args),
         Command::Plugin(PluginCommand::Push(args)) => plugin::push(args),
         Command::Plugin(PluginCommand::Pull(args)) => plugin::pull(args),
+        Command::Plugin(PluginCommand::Test(args)) => plugin::test(args),
+        Command::Plugin(PluginCommand::Record(args)) => plugin::record(args),
         Command::Sim(args) => sim::execute(args),
         Command::Run(args) => run::execute(*args),
         Command::Sweep(args) => sweep::execute(*args),

@@ -295,6 +295,27 @@ fn check_codec_header(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `req` is a request the transport would send: an HTTP method,
+/// an origin-form path, header names and values HTTP allows and none of
+/// the target's or the connection's; a gRPC call's names and metadata.
+/// Every send checks this; the conformance kit checks it without a send.
+pub fn check_request(req: &EncodedRequest) -> Result<(), String> {
+    match &req.request {
+        WireRequest::Http(http) => {
+            hyper::Method::from_bytes(http.method.as_bytes())
+                .map_err(|_| format!("`{}` is not an HTTP method", http.method))?;
+            check_path(&http.path)?;
+            for (k, v) in &http.headers {
+                check_codec_header(k)?;
+                HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("header `{k}`: {e}"))?;
+                HeaderValue::from_str(v).map_err(|e| format!("header `{k}`: {e}"))?;
+            }
+            Ok(())
+        }
+        WireRequest::Grpc(g) => grpc::Call::new("http://127.0.0.1", g, &[], Duration::from_secs(1), 0).map(|_| ()),
+    }
+}
+
 /// The HTTP client of a run.
 pub struct Transport {
     client: Client<TimedConnector, Full<Bytes>>,

@@ -1,11 +1,14 @@
-//! `barrage plugin list | inspect | decode | lock | push | pull`; the
+//! `barrage plugin list | inspect | decode | lock | push | pull | test |
+//! record`; the
 //! bigger subcommands have files of their own.
 
 mod lock;
 mod oci;
+mod test;
 
 pub(crate) use lock::lock;
 pub(crate) use oci::{pull, push};
+pub(crate) use test::{record, test};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +45,12 @@ pub(crate) enum PluginCommand {
     /// Pull a plugin from an OCI registry into the plugin directory, or
     /// every registry plugin a lockfile lists.
     Pull(oci::PullArgs),
+    /// Check a plugin before anyone relies on it: the conformance kit for
+    /// its world (a table; --junit for CI; exit 1 when a check fails).
+    Test(test::TestArgs),
+    /// Record golden transcripts of a codec against a server (or the
+    /// simulator), for `plugin test`.
+    Record(test::RecordArgs),
 }
 
 #[derive(Debug, Args)]
