@@ -386,18 +386,53 @@ fn a_slow_encode_is_stopped_at_its_own_deadline_and_counted() {
 }
 
 #[test]
-fn a_call_to_an_import_outside_the_contract_is_named() {
+fn wasi_gives_a_plugin_nothing_of_the_machine() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let (code, _, stderr) = run_hostile(&out, r#"{"attack":"read-file"}"#, &["--requests", "3", "--rate", "50"]);
+    let (code, _, stderr) = run_hostile(
+        &out,
+        r#"{"attack":"ambient"}"#,
+        &["--requests", "3", "--rate", "50", "--seed", "7"],
+    );
     assert_eq!(code, 5, "nothing succeeded: {stderr}");
     let s = summary(&out);
     let errors = s["stages"][0]["errors"].to_string();
-    assert!(
-        errors.contains("plugin 'hostile' trap: encode failed: called `wasi:filesystem/preopens@")
-            && errors.contains("which plugins are not given"),
-        "{errors}"
+    // Every call links (no trap) and finds nothing: no file, no variables
+    // or arguments, a stopped clock. (The `/` is wasi-libc's own default
+    // working directory: the host gives none.)
+    for seen in [
+        "file: denied (entity not found)",
+        "env vars: 0; args: 0; cwd: /; clock: 0 s; elapsed: 0 ns; random: ",
+    ] {
+        assert!(errors.contains(seen), "{seen}: {errors}");
+    }
+    assert!(!errors.contains("trap"), "{errors}");
+    // Randomness comes from the run's seed: the same seed, the same bytes.
+    let random = |out: &std::path::Path| -> Vec<String> {
+        let errors = summary(out)["stages"][0]["errors"].to_string();
+        let mut seen: Vec<String> = errors
+            .split("random: ")
+            .skip(1)
+            .map(|rest| rest.chars().take_while(char::is_ascii_digit).collect())
+            .collect();
+        seen.sort();
+        assert_eq!(seen.len(), 3, "{errors}");
+        seen
+    };
+    let again = dir.path().join("again");
+    run_hostile(
+        &again,
+        r#"{"attack":"ambient"}"#,
+        &["--requests", "3", "--rate", "50", "--seed", "7"],
     );
+    let other = dir.path().join("other");
+    run_hostile(
+        &other,
+        r#"{"attack":"ambient"}"#,
+        &["--requests", "3", "--rate", "50", "--seed", "8"],
+    );
+    assert_eq!(random(&out), random(&again));
+    assert_ne!(random(&out), random(&other));
 }
 
 #[test]

@@ -277,8 +277,8 @@ mod tests {
     #[test]
     fn a_forbidden_import_is_named_as_such() {
         assert_eq!(
-            super::forbidden_import("unknown import: `wasi:sockets/tcp@0.2.6#connect` has not been defined"),
-            "called `wasi:sockets/tcp@0.2.6#connect`, which plugins are not given: a plugin has no files, \
+            super::forbidden_import("unknown import: `wasi:http/outgoing-handler@0.2.6#handle` has not been defined"),
+            "called `wasi:http/outgoing-handler@0.2.6#handle`, which plugins are not given: a plugin has no files, \
              network, clocks or environment; everything it needs comes through the barrage:plugin contract"
         );
         assert_eq!(super::forbidden_import("something else"), "something else");

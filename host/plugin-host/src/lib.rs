@@ -10,6 +10,8 @@
 //! - [`bounds`]: how much a plugin may hand the host (strings, events, logs).
 //! - [`component`]: loading any plugin (compile, check, link, pre-instantiate).
 //! - [`registry`]: built-in, installed and user-supplied plugins by name.
+//! - [`sandbox`]: the WASI every plugin is linked with, each interface a
+//!   stub that gives no access (no files, network, environment or clock).
 //! - [`lock`]: approved plugin sets (the lockfile), their digests and
 //!   signatures, checked before a plugin is compiled.
 //! - [`codec`]: a loaded codec and its instances (one store each).
@@ -31,6 +33,7 @@ pub mod lock;
 pub mod prepare;
 pub mod registry;
 pub mod reporter;
+pub mod sandbox;
 pub mod state;
 pub mod stream;
 pub mod tokenizer;

@@ -114,6 +114,8 @@ pub struct HostState {
     pub(crate) records: Option<crate::reporter::RecordFeed>,
     /// Input files a dataset plugin may read.
     pub(crate) files: Option<crate::dataset::FileAccess>,
+    /// What the WASI stubs keep (see `sandbox`).
+    pub(crate) wasi: crate::sandbox::Wasi,
 }
 
 impl HostState {
@@ -138,6 +140,7 @@ impl HostState {
             last_panic: None,
             records: None,
             files: None,
+            wasi: crate::sandbox::Wasi::new(rng),
         }
     }
 }

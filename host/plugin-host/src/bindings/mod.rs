@@ -66,7 +66,7 @@ impl Contract {
                 }
             }
         }
-        linker.define_unknown_imports_as_traps(component)?;
+        crate::sandbox::link(&mut linker, component, engine)?;
         Ok(linker)
     }
 

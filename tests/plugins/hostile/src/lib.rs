@@ -15,7 +15,9 @@
 //! - `slow-encode`: every second `encode` never returns.
 //! - `slow-decode`: every `push` first burns `spins` loop turns of CPU (no
 //!   clock here: calibrate by measuring), well within a generous deadline.
-//! - `read-file`: `encode` reads a file, which the sandbox does not allow.
+//! - `ambient`: `encode` looks for what the sandbox does not give (a file,
+//!   the environment, the arguments, the clock, randomness) and fails the
+//!   request with what it found.
 
 use barrage_sdk::prelude::*;
 use serde_json::Value;
@@ -66,8 +68,29 @@ impl Codec for Hostile {
                 std::hint::black_box(());
             }
         }
-        if attack() == "read-file" {
-            let _ = std::hint::black_box(std::fs::read("/etc/hostname"));
+        if attack() == "ambient" {
+            let file = match std::fs::read("/etc/hostname") {
+                Ok(bytes) => format!("read {} bytes", bytes.len()),
+                Err(e) => format!("denied ({})", e.kind()),
+            };
+            let since_epoch = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(u64::MAX);
+            let started = std::time::Instant::now();
+            std::hint::black_box((0..100_000u64).sum::<u64>());
+            // std seeds its hash keys from WASI's random source.
+            let random = std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), 0u8);
+            return Err(format!(
+                "file: {file}; env vars: {}; args: {}; cwd: {}; clock: {since_epoch} s; elapsed: {} ns; random: {}",
+                std::env::vars_os().count(),
+                std::env::args_os().count(),
+                std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|_| "none".into()),
+                started.elapsed().as_nanos(),
+                random,
+            ));
         }
         let mut path = "/v1/completions".to_string();
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];

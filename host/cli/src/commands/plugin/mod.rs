@@ -187,21 +187,22 @@ pub(crate) fn inspect(args: InspectArgs) -> Result<ExitCode> {
         Err(e) => println!("info:      unavailable: {e}"),
     }
     println!("imports:");
-    let mut stubbed = 0;
+    let mut traps = 0;
     for i in &d.contract.imports {
         let note = if i.starts_with(contract::PACKAGE) {
-            ""
+            String::new()
+        } else if let Some(stub) = barrage_plugin_host::sandbox::stub(i) {
+            format!("  (stub: {stub})")
         } else {
-            stubbed += 1;
-            "  (not provided: traps if called)"
+            traps += 1;
+            "  (not provided: traps if called)".to_string()
         };
         println!("  {i}{note}");
     }
-    if stubbed > 0 {
+    if traps > 0 {
         println!(
-            "  ({stubbed} imports outside the contract. Normal for a Rust plugin: the standard library links \
-             WASI in even when nothing calls it. The host gives plugins no files, network, clocks or \
-             environment, so each is a trap that fails only the call that reaches it.)"
+            "  ({traps} imports neither in the contract nor WASI 0.2: each is a trap that fails only the call \
+             that reaches it.)"
         );
     }
     println!("exports:");
