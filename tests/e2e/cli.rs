@@ -26,6 +26,20 @@ fn list_shows_builtins_with_kind_versions_and_sha256() {
         assert!(cols[4].chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(cols[5], "built-in");
     }
+    // Every world's built-ins answer who they are: datasets and reporters
+    // import interfaces that codecs do not.
+    for (name, kind) in [
+        ("csv", "dataset"),
+        ("trace", "dataset"),
+        ("csv", "reporter"),
+        ("html", "reporter"),
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.split_whitespace().take(2).eq([name, kind])),
+            "{name} {kind} missing: {stdout}"
+        );
+    }
+    assert!(!stdout.lines().any(|l| l.trim_start().starts_with('!')), "{stdout}");
 }
 
 #[test]

@@ -41,16 +41,22 @@ pub(crate) fn context(seed: u64) -> WasiCtx {
 }
 
 /// Link the stubs of every WASI 0.2 interface, then make every other import
-/// `component` has outside the contract (`wasi:http`, another host's API) a
-/// function that traps, naming the import (see `component::forbidden_import`).
-pub(crate) fn link(linker: &mut Linker<HostState>, component: &Component, engine: &Engine) -> wasmtime::Result<()> {
+/// `component` has that is not `linked` already (`wasi:http`, another
+/// host's API, another world's interface) a function that traps, naming the
+/// import (see `component::forbidden_import`).
+pub(crate) fn link(
+    linker: &mut Linker<HostState>,
+    component: &Component,
+    engine: &Engine,
+    linked: impl Fn(&str) -> bool,
+) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
     // Not `Linker::define_unknown_imports_as_traps`: it defines an import
     // under the exact version imported, and so would shadow the WASI
     // defined above at another 0.2 version (which semver lookups resolve
     // to) with traps.
     for (name, item) in component.component_type().imports(engine) {
-        if !name.starts_with("barrage:plugin/") && stub(name).is_none() {
+        if !linked(name) && stub(name).is_none() {
             trap_all(&mut linker.root(), name, &item.ty, None, engine)?;
         }
     }

@@ -66,7 +66,15 @@ impl Contract {
                 }
             }
         }
-        crate::sandbox::link(&mut linker, component, engine)?;
+        // A world's own interfaces are linked for that world only; asking
+        // any plugin its info (no world) finds the rest as traps.
+        let linked = |name: &str| {
+            let only = |interface: &str, w: World| name.starts_with(interface) && world != Some(w);
+            name.starts_with("barrage:plugin/")
+                && !only("barrage:plugin/files@", World::Dataset)
+                && !only("barrage:plugin/records@", World::Reporter)
+        };
+        crate::sandbox::link(&mut linker, component, engine, linked)?;
         Ok(linker)
     }
 
