@@ -18,10 +18,11 @@
 //! are answered by [`testing`], so plugin logic is unit-tested with plain
 //! `cargo test`. See `docs/plugins.md`.
 //!
-//! Plugins have no filesystem, network, environment, clock or WASI
-//! randomness: a plugin that uses `std::collections::HashMap` with its
-//! default hasher, `std::time` or `std::env` traps when it calls them. Use
-//! `BTreeMap`, the seeded [`random`] source and the plugin [`config`].
+//! Plugins have no filesystem, network, environment or clock: the WASI
+//! that `std` links is stubbed, so `std::env` finds nothing, `std::fs`
+//! opens nothing, `std::time` stands still at zero, and `HashMap`'s
+//! hasher is seeded from the run's seed. Use the seeded [`random`] source
+//! and the plugin [`config`].
 
 #[cfg(feature = "codec")]
 pub mod codec;

@@ -149,7 +149,7 @@ fn sdk_example_builds_loads_and_decodes_ndjson() {
     let events = [
         "0 content bytes=3 tokens=1 text=\"The\"",
         "1 content bytes=4 tokens=1 text=\" sky\"",
-        "2 malformed \"expected ident at line 1 column 2\"",
+        "2 malformed \"not an Ollama line: not json\"",
         "3 finish stop",
         "3 usage prompt=26 completion=2 cached=- reasoning=-",
         "3 done",
@@ -162,7 +162,7 @@ fn sdk_example_builds_loads_and_decodes_ndjson() {
     assert_eq!(
         lines[6..],
         [
-            "malformed: 4 frames, 6 events: malformed frame: expected ident at line 1 column 2",
+            "malformed: 4 frames, 6 events: malformed frame: not an Ollama line: not json",
             "1 responses: 0 decoded, 1 failed (1 malformed)",
         ]
     );

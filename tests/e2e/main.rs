@@ -16,6 +16,7 @@ mod datasets;
 mod distributed;
 mod examples;
 mod export;
+mod guests;
 mod hostile;
 mod image;
 mod interop;

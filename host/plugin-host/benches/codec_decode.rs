@@ -6,7 +6,9 @@
 //!
 //! Run: `cargo bench -p barrage-plugin-host --bench codec_decode`; set `CODEC_WASM` to a
 //! `.wasm` file to measure another build of the chat codec (compiler flags,
-//! a third-party codec) against the same native baseline.
+//! a third-party codec) against the same native baseline, and
+//! `CODEC_FRAMES=ollama` to feed Ollama NDJSON lines instead of chat chunks
+//! (for the Ollama example and its Python and JavaScript ports).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -17,8 +19,15 @@ use barrage_plugin_host::tokenizer::WordTokenizer;
 use barrage_plugin_host::{CodecPlugin, CodecWorkers, EngineOptions, PluginContext, PluginEngine, Registry};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
-/// A chunk as vLLM streams it for a one-token delta.
+/// A chunk as vLLM streams it for a one-token delta (or, with
+/// `CODEC_FRAMES=ollama`, a line as Ollama streams it).
 fn chunk(i: usize) -> Vec<u8> {
+    if std::env::var("CODEC_FRAMES").is_ok_and(|f| f == "ollama") {
+        return format!(
+            r#"{{"model":"llama3","created_at":"2024-01-01T00:00:00Z","response":" word{i}","done":false}}"#
+        )
+        .into_bytes();
+    }
     format!(
         r#"{{"id":"chatcmpl-8f2c1d","object":"chat.completion.chunk","created":1732752000,"model":"meta-llama/Llama-3.1-8B-Instruct","choices":[{{"index":0,"delta":{{"content":" word{i}"}},"logprobs":null,"finish_reason":null}}]}}"#
     )

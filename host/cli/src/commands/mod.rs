@@ -72,6 +72,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plugin(PluginCommand::List(args)) => plugin::list(args),
         Command::Plugin(PluginCommand::Inspect(args)) => plugin::inspect(args),
         Command::Plugin(PluginCommand::Decode(args)) => plugin::decode(args),
+        Command::Plugin(PluginCommand::New(args)) => plugin::new(args),
         Command::Plugin(PluginCommand::Lock(args)) => plugin::lock(args),
         Command::Plugin(PluginCommand::Push(args)) => plugin::push(args),
         Command::Plugin(PluginCommand::Pull(args)) => plugin::pull(args),

@@ -202,8 +202,15 @@ impl Report {
 /// else (a trap, a deadline, the memory limit, output the host refuses)
 /// is a plugin that breaks.
 fn tolerable(failure: &Option<barrage_plugin_host::PluginFailure>) -> Option<String> {
+    use barrage_plugin_host::FailureKind;
     match failure {
-        Some(f) if f.kind != barrage_plugin_host::FailureKind::Returned => Some(f.to_string()),
+        // A garbage collector's pause is CPU time the call is charged for:
+        // tens of milliseconds in JavaScript's (docs/plugins.md).
+        Some(f) if f.kind == FailureKind::Timeout => Some(format!(
+            "{f} (a plugin whose runtime collects garbage, as a JavaScript one's does, may need a longer \
+             --plugin-deadline-ms, e.g. 200)"
+        )),
+        Some(f) if f.kind != FailureKind::Returned => Some(f.to_string()),
         _ => None,
     }
 }

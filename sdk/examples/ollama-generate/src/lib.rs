@@ -133,7 +133,9 @@ fn decode_line(data: &[u8], want_text: bool, events: &mut Vec<Event>) {
         Ok(line) => line,
         Err(e) => {
             log::debug(&format!("skipping a line that is not JSON: {e}"));
-            return events.push(Event::Malformed(e.to_string()));
+            // Said without the parser's words, so the Python and JavaScript
+            // ports (sdk/examples) report the same event.
+            return events.push(Event::Malformed(format!("not an Ollama line: {}", snippet(data))));
         }
     };
     if let Some(message) = line.error {

@@ -1,12 +1,13 @@
-//! `barrage plugin list | inspect | decode | lock | push | pull | test |
-//! record`; the
-//! bigger subcommands have files of their own.
+//! `barrage plugin list | inspect | decode | new | lock | push | pull |
+//! test | record`; the bigger subcommands have files of their own.
 
 mod lock;
+mod new;
 mod oci;
 mod test;
 
 pub(crate) use lock::lock;
+pub(crate) use new::new;
 pub(crate) use oci::{pull, push};
 pub(crate) use test::{record, test};
 
@@ -36,6 +37,9 @@ pub(crate) enum PluginCommand {
     /// Decode recorded response bodies with a codec, one file per response,
     /// through the same framing and plugin threads a run uses.
     Decode(DecodeArgs),
+    /// Make a plugin project (Rust, Python or JavaScript; a codec, dataset
+    /// or reporter) that builds and passes its own tests as generated.
+    New(new::NewArgs),
     /// Write a lockfile approving a set of plugins (by name, sha256 and
     /// signer), for runs with --locked.
     Lock(lock::LockArgs),

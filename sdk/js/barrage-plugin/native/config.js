@@ -1,0 +1,2 @@
+import { host } from './state.js';
+export const get = () => JSON.stringify(host().config);
