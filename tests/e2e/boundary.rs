@@ -307,6 +307,7 @@ fn a_swapped_or_foreign_cache_entry_is_never_run() {
         let mut e: Vec<PathBuf> = std::fs::read_dir(&cache)
             .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
             .unwrap_or_default();
+        e.retain(|p| p.extension().is_some_and(|x| x == "cwasm"));
         e.sort();
         e
     };
@@ -348,6 +349,85 @@ fn a_swapped_or_foreign_cache_entry_is_never_run() {
         std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
         0o600,
         "the key is the user's alone"
+    );
+}
+
+/// Every file under `dir`, with when it was last written.
+fn files_written(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                files.push((entry.path(), entry.metadata().unwrap().modified().unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn compiled_functions_are_reused_and_never_run_unsealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let functions = cache.join("functions");
+    let inspect = |plugin: &str| {
+        let (code, stdout, stderr) = run(barrage()
+            .env("BARRAGE_CACHE_DIR", &cache)
+            .env("BARRAGE_CACHE_KEY", dir.path().join("key"))
+            .args(["plugin", "inspect", plugin]));
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains(&format!("name:      {plugin}")), "{stdout}");
+    };
+    let drop_components = || {
+        for entry in std::fs::read_dir(&cache).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|x| x == "cwasm") {
+                std::fs::remove_file(path).unwrap();
+            }
+        }
+    };
+    inspect("openai-completions");
+    let stored = files_written(&functions);
+    assert!(stored.len() > 100, "one entry per compiled function: {}", stored.len());
+    // Compiled again from the function cache: a function found there is
+    // not stored again. (A few of wasmtime's functions are keyed apart on
+    // each compile, and stored anew.)
+    drop_components();
+    inspect("openai-completions");
+    let after = files_written(&functions);
+    let rewritten = stored.iter().filter(|e| !after.contains(e)).count();
+    assert_eq!(rewritten, 0, "an entry found in the cache was written again");
+    let new = after.len() - stored.len();
+    assert!(
+        new * 4 < stored.len(),
+        "{new} of {} functions missed the cache",
+        stored.len()
+    );
+
+    // Each entry swapped for another's: the code under each function's key
+    // is another function's, sealed for that other key. None of it is run:
+    // the plugin still answers, and the functions are compiled and stored
+    // again.
+    let bytes: Vec<Vec<u8>> = stored.iter().map(|(p, _)| std::fs::read(p).unwrap()).collect();
+    for (i, (path, _)) in stored.iter().enumerate() {
+        std::fs::write(path, &bytes[(i + 1) % bytes.len()]).unwrap();
+    }
+    drop_components();
+    inspect("openai-completions");
+    let restored = stored
+        .iter()
+        .zip(&bytes)
+        .filter(|((path, _), original)| std::fs::read(path).unwrap() == **original)
+        .count();
+    assert!(
+        restored * 4 > stored.len() * 3,
+        "only {restored} of {} swapped entries were refused and rewritten",
+        stored.len()
     );
 }
 
