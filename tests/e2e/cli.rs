@@ -1,5 +1,6 @@
-//! `barrage plugin list` and `inspect`, and installed plugins overriding
-//! built-ins.
+//! `barrage plugin list` and `inspect`, installed plugins overriding
+//! built-ins, and what `plugin new` refuses (tests/e2e/guests.rs builds
+//! what it makes).
 
 use crate::common::{barrage, fixture, run, test_plugin};
 
@@ -153,4 +154,53 @@ fn errors_say_their_cause_once_and_name_what_was_given() {
         .arg(dir.path()));
     assert_eq!(code, 2);
     assert!(stderr.contains("is a directory; name a file in it"), "{stderr}");
+}
+
+#[test]
+fn plugin_new_refuses_a_bad_name_and_a_directory_in_use_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = run(barrage().current_dir(dir.path()).args(["plugin", "new", "My_Server"]));
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("`My_Server` is not a plugin name") && stderr.contains("e.g. `my-server`"),
+        "{stderr}"
+    );
+    let taken = dir.path().join("taken");
+    std::fs::create_dir(&taken).unwrap();
+    std::fs::write(taken.join("notes.txt"), "mine").unwrap();
+    let (code, _, stderr) = run(barrage().current_dir(dir.path()).args([
+        "plugin",
+        "new",
+        "my-server",
+        "--lang",
+        "python",
+        "--path",
+        "taken",
+    ]));
+    assert_ne!(code, 0);
+    assert!(stderr.contains("taken already exists and is not empty"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&taken).unwrap().collect();
+    assert_eq!(left.len(), 1, "nothing written beside the user's file");
+    assert!(!dir.path().join("My_Server").exists() && !dir.path().join("my-server").exists());
+
+    // An empty directory is fine; the project names the plugin throughout.
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    let (code, stdout, stderr) = run(barrage().current_dir(dir.path()).args([
+        "plugin",
+        "new",
+        "my-server",
+        "--kind",
+        "reporter",
+        "--path",
+        "empty",
+    ]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("created reporter `my-server` in empty"), "{stdout}");
+    let manifest = std::fs::read_to_string(dir.path().join("empty/Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains("name = \"my-server\"") && manifest.contains("\"reporter\""),
+        "{manifest}"
+    );
+    assert!(dir.path().join("empty/vendor/barrage-sdk/wit/worlds.wit").exists());
+    assert!(!manifest.contains("{{"), "every placeholder filled: {manifest}");
 }
