@@ -35,14 +35,16 @@ impl LoadedComponent {
     /// its lockfile, so code it does not approve is never compiled.
     pub fn load(engine: &PluginEngine, source: &PluginSource) -> Result<LoadedComponent, PluginError> {
         let bytes = source.bytes()?;
+        // Hashed once: the lockfile, the compile cache and the result all want it.
+        let sha256 = sha256_hex(&bytes);
         let approved = match engine.lock() {
             Some(lock) => Some(
-                lock.approve(&source.label(), source, &bytes, crate::lock::now())?
+                lock.approve(&source.label(), source, (&bytes, &sha256), crate::lock::now())?
                     .clone(),
             ),
             None => None,
         };
-        let component = engine.compile(&source.label(), &bytes)?;
+        let component = engine.compile(&source.label(), &bytes, &sha256)?;
         let contract = ContractInfo::read(engine.engine(), &component);
         if let (Some(entry), Some(world), Some(lock)) = (&approved, contract.world, engine.lock()) {
             lock.check_kind(entry, world)?;
@@ -50,7 +52,7 @@ impl LoadedComponent {
         Ok(LoadedComponent {
             component,
             contract,
-            sha256: sha256_hex(&bytes),
+            sha256,
             size: bytes.len(),
             approved,
         })

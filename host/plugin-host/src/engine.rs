@@ -180,17 +180,16 @@ impl PluginEngine {
         MemoryBudget::new(format!("plugin '{name}'"), self.options.plugin_budget)
     }
 
-    /// Compile `bytes` (named `name` in errors), from the disk cache when
-    /// this engine compiled the same bytes before.
-    pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Component, PluginError> {
+    /// Compile `bytes` (named `name` in errors, sha256 `source`), from the
+    /// disk cache when this engine compiled the same bytes before.
+    pub fn compile(&self, name: &str, bytes: &[u8], source: &str) -> Result<Component, PluginError> {
         check_is_component(name, bytes)?;
-        let source = sha256_hex(bytes);
         let cache = match (&self.options.cache_dir, &self.cache_key) {
             (Some(dir), Some(key)) => Some((dir.join(format!("{source}-{}.cwasm", self.compat)), key)),
             _ => None,
         };
         if let Some((path, key)) = &cache
-            && let Some(component) = self.cached(path, key, &source)
+            && let Some(component) = self.cached(path, key, source)
         {
             return Ok(component);
         }
@@ -203,7 +202,7 @@ impl PluginEngine {
             let _ = component
                 .serialize()
                 .map_err(std::io::Error::other)
-                .and_then(|artifact| write_atomically(path, &sealed(key, &source, &self.compat, &artifact)));
+                .and_then(|artifact| write_atomically(path, &sealed(key, source, &self.compat, &artifact)));
         }
         Ok(component)
     }

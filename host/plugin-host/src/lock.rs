@@ -337,10 +337,17 @@ impl Lock {
     }
 
     /// The entry approving the plugin `name` from `source`, whose bytes are
-    /// `bytes`: listed under that name with that digest, and signed as the
-    /// entry asks. `now` is Unix seconds (a key past `not_after` is refused).
-    pub fn approve(&self, name: &str, source: &PluginSource, bytes: &[u8], now: i64) -> Result<&Approved, LockError> {
-        let found = sha256_hex(bytes);
+    /// `bytes` with sha256 `digest` (lowercase hex): listed under that name
+    /// with that digest, and signed as the entry asks. `now` is Unix seconds
+    /// (a key past `not_after` is refused).
+    pub fn approve(
+        &self,
+        name: &str,
+        source: &PluginSource,
+        (bytes, digest): (&[u8], &str),
+        now: i64,
+    ) -> Result<&Approved, LockError> {
+        let found = digest.to_string();
         let listed: Vec<&Approved> = self.file.plugins.iter().filter(|p| p.name == name).collect();
         let Some(entry) = listed.iter().find(|p| p.sha256.eq_ignore_ascii_case(&found)) else {
             return Err(match listed.is_empty() {
@@ -621,7 +628,7 @@ mod tests {
         let sha = sha256_hex(BYTES);
         let lock = parse(&lockfile("", &entry("a", &sha, "memory_mib = 64\ndeadline_ms = 20"))).unwrap();
         let a = component(dir.path(), "a", None);
-        let approved = lock.approve("a", &a, BYTES, 0).unwrap();
+        let approved = lock.approve("a", &a, (BYTES, &sha256_hex(BYTES)), 0).unwrap();
         assert_eq!(
             approved.limits(),
             Limits {
@@ -636,12 +643,18 @@ mod tests {
             "a ceiling, never a raise"
         );
         let b = component(dir.path(), "b", None);
-        let e = lock.approve("b", &b, BYTES, 0).unwrap_err().to_string();
+        let e = lock
+            .approve("b", &b, (BYTES, &sha256_hex(BYTES)), 0)
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("plugin 'b' (sha256 ") && e.contains("is not in the lockfile barrage.lock"),
             "{e}"
         );
-        let e = lock.approve("a", &a, b"changed\n", 0).unwrap_err().to_string();
+        let e = lock
+            .approve("a", &a, (b"changed\n", &sha256_hex(b"changed\n")), 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&format!("approves it only as {sha}")), "{e}");
         assert!(matches!(
             lock.check_kind(approved, World::Reporter),
@@ -664,12 +677,17 @@ mod tests {
         };
         let lock = lock_with("not_after = \"2030-01-01\"");
         let a = component(dir.path(), "a", Some(SIGNATURE));
-        lock.approve("a", &a, BYTES, 1_800_000_000).unwrap();
-        let reason =
-            |lock: &Lock, source: &PluginSource, bytes: &[u8], now: i64| match lock.approve("a", source, bytes, now) {
-                Err(LockError::Signature { reason, .. }) => reason,
-                other => panic!("{other:?}"),
-            };
+        lock.approve("a", &a, (BYTES, &sha256_hex(BYTES)), 1_800_000_000)
+            .unwrap();
+        let reason = |lock: &Lock, source: &PluginSource, bytes: &[u8], now: i64| match lock.approve(
+            "a",
+            source,
+            (bytes, &sha256_hex(bytes)),
+            now,
+        ) {
+            Err(LockError::Signature { reason, .. }) => reason,
+            other => panic!("{other:?}"),
+        };
         // The key's day is over.
         let r = reason(&lock, &a, BYTES, 1_900_000_000);
         assert!(r.contains("trusts only until 2030-01-01: the key has expired"), "{r}");
@@ -700,7 +718,10 @@ mod tests {
             &entry("unsigned", &sha, "signed_by = \"team\""),
         ))
         .unwrap();
-        let e = lock.approve("unsigned", &unsigned, BYTES, 0).unwrap_err().to_string();
+        let e = lock
+            .approve("unsigned", &unsigned, (BYTES, &sha256_hex(BYTES)), 0)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unsigned.wasm.minisig could not be read"), "{e}");
     }
 

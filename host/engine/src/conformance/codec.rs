@@ -2,7 +2,7 @@
 
 use barrage_core::framing::Framing;
 use barrage_core::rng::Rng;
-use barrage_core::types::{ChatMessage, Generation, Prompt, RequestSpec, ResponseHead};
+use barrage_core::types::{ChatMessage, Prompt, RequestSpec, ResponseHead};
 use barrage_plugin_host::{CodecPlugin, CodecWorkers};
 
 use super::transcript::{Transcript, decode, decode_transcript};
@@ -17,20 +17,7 @@ const LONG_STREAM_BYTES: usize = 2 << 20;
 const RANDOM_FRAMES: usize = 400;
 
 fn spec(prompt: Prompt, stream: bool) -> RequestSpec {
-    RequestSpec {
-        id: 1,
-        model: "conformance".into(),
-        prompt,
-        generation: Generation {
-            max_tokens: Some(16),
-            min_tokens: None,
-            ignore_eos: true,
-            temperature: None,
-            stream,
-            include_usage: true,
-        },
-        extra: None,
-    }
+    super::transcript::request(1, "conformance", prompt, 16, stream)
 }
 
 pub(super) fn checks(setup: &Setup<'_>) -> Vec<Check> {

@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use barrage_core::body::ResponseSink;
 use barrage_core::framing::Framing;
-use barrage_core::types::{DecodeOptions, EncodedRequest, HttpRequest, ResponseHead, WireRequest};
+use barrage_core::types::{
+    DecodeOptions, EncodedRequest, Generation, HttpRequest, Prompt, RequestSpec, ResponseHead, WireRequest,
+};
 use barrage_plugin_host::stream::DecodeSink;
 use barrage_plugin_host::{CodecWorkers, PluginFailure};
 
@@ -219,13 +221,32 @@ impl<S: ResponseSink> ResponseSink for Keeping<S> {
     }
 }
 
+/// The request the kit asks a codec to encode: `max_tokens` of output,
+/// no sampling settings, usage asked for.
+pub fn request(id: u64, model: &str, prompt: Prompt, max_tokens: u32, stream: bool) -> RequestSpec {
+    RequestSpec {
+        id,
+        model: model.into(),
+        prompt,
+        generation: Generation {
+            max_tokens: Some(max_tokens),
+            min_tokens: None,
+            ignore_eos: true,
+            temperature: None,
+            stream,
+            include_usage: true,
+        },
+        extra: None,
+    }
+}
+
 /// Send `spec` to `transport` with the codec of `workers`, and the
 /// transcript of its response: the bytes as they came, the events the
 /// codec made of them.
 pub async fn record(
     transport: &crate::transport::Transport,
     workers: &CodecWorkers,
-    spec: barrage_core::types::RequestSpec,
+    spec: RequestSpec,
     codec_config: serde_json::Value,
 ) -> Result<Transcript, String> {
     let plugin = workers.plugin();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use barrage_core::types::{Generation, Prompt, RequestSpec};
+use barrage_core::types::Prompt;
 use barrage_engine::conformance::{self, transcript};
 use barrage_plugin_host::{CodecPlugin, CodecWorkers, World};
 
@@ -150,20 +150,8 @@ pub(crate) fn record(args: RecordArgs) -> Result<ExitCode> {
         let mut written = Vec::new();
         for i in 0..args.requests {
             let stream = i % 2 == 0;
-            let spec = RequestSpec {
-                id: u64::from(i),
-                model: args.model.clone(),
-                prompt: Prompt::Text("Explain in a few words what a benchmark measures.".into()),
-                generation: Generation {
-                    max_tokens: Some(args.max_tokens),
-                    min_tokens: None,
-                    ignore_eos: true,
-                    temperature: None,
-                    stream,
-                    include_usage: true,
-                },
-                extra: None,
-            };
+            let prompt = Prompt::Text("Explain in a few words what a benchmark measures.".into());
+            let spec = transcript::request(u64::from(i), &args.model, prompt, args.max_tokens, stream);
             let t = transcript::record(&transport, &workers, spec, config_value.clone())
                 .await
                 .map_err(|e| anyhow::anyhow!("request {i}: {e}"))?;
