@@ -279,6 +279,8 @@ pub struct StreamDecoder {
     /// `completion_tokens` of the last usage seen, to turn continuous usage
     /// into per-chunk token counts.
     last_completion_tokens: Option<u32>,
+    /// The last plain text chunk, which the next ones most likely repeat.
+    repeat: Option<fast::Repeat>,
 }
 
 impl StreamDecoder {
@@ -287,6 +289,7 @@ impl StreamDecoder {
         StreamDecoder {
             want_text: options.want_text,
             last_completion_tokens: None,
+            repeat: None,
         }
     }
 
@@ -309,7 +312,18 @@ impl StreamDecoder {
         if data == b"[DONE]" {
             return emit(Event::Done);
         }
-        let parsed = fast::chunk(data).map_or_else(|| serde_json::from_slice(data), Ok);
+        if let Some(chunk) = self.repeat.as_ref().and_then(|r| r.chunk(data)) {
+            return decode_chunk(chunk, self.want_text, &mut self.last_completion_tokens, emit);
+        }
+        let parsed = match fast::chunk_and_repeat(data) {
+            Some((chunk, repeat)) => {
+                if repeat.is_some() {
+                    self.repeat = repeat;
+                }
+                Ok(chunk)
+            }
+            None => serde_json::from_slice(data),
+        };
         let chunk: Chunk = match parsed {
             Ok(chunk) => chunk,
             Err(e) => {
