@@ -88,7 +88,8 @@ echo "nginx on core $SERVER_CPU replaying a $events-event stream ($TOKENS tokens
 printf '%-28s %6s %9s %8s %8s %8s %8s %12s %8s %9s\n' binary rate achieved lag_p99 ok failed missed cpu_ms/ok rss_MiB saturated
 for rate in $RATES; do
     for bin in $BINS; do
-        out="$work/run-$rate-$(echo "$bin" | tr / _)"
+        n=$((${n:-0} + 1))
+        out="$work/run-$n-$rate-$(echo "$bin" | tr / _)"
         python3 - "$bin" "$port" "$rate" "$DURATION" "$TOKENS" "$out" "$CLIENT_CPU" "$ARGS" >"$work/usage" <<'PY'
 import resource, shlex, subprocess, sys
 bin_, port, rate, duration, tokens, out, cpu, args = sys.argv[1:]

@@ -49,7 +49,7 @@ pub use engine::{EngineOptions, PluginEngine};
 pub use registry::{PluginSource, Registry};
 pub use reporter::ReporterPlugin;
 pub use state::PluginContext;
-pub use workers::{Backlog, CodecWorkers, StreamHandle, StreamOutcome, TimedEvent};
+pub use workers::{Backlog, CodecWorkers, Reply, StreamHandle, StreamOutcome, TimedEvent};
 
 /// Who a plugin says it is (`meta.info`).
 #[derive(Debug, Clone, PartialEq, Eq)]

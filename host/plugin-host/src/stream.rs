@@ -10,8 +10,8 @@ use barrage_core::framing::{DEFAULT_MAX_FRAME, FrameTooLarge, Framer, TimedFrame
 use barrage_core::types::{DecodeOptions, EncodedRequest, Event, ResponseHead};
 use tokio::sync::oneshot;
 
-use crate::workers::{CodecWorkers, StreamHandle, StreamOutcome, TimedEvent};
-use crate::{FailureKind, PluginFailure};
+use crate::PluginFailure;
+use crate::workers::{CodecWorkers, Reply, StreamHandle, StreamOutcome, TimedEvent};
 
 /// Frames a stream hands to its plugin thread at once. Batching on the I/O
 /// task turns a response's dozens of frames into a few jobs (and
@@ -83,7 +83,7 @@ impl<'a> DecodeSink<'a> {
 }
 
 impl<'a> ResponseSink for DecodeSink<'a> {
-    type Outcome = Decoding;
+    type Outcome = Decoding<'a>;
 
     fn head(&mut self, head: ResponseHead) {
         // A stream is decoded as it arrives; anything else (an error
@@ -134,7 +134,7 @@ impl<'a> ResponseSink for DecodeSink<'a> {
         }
     }
 
-    fn end(self, at: Instant) -> Decoding {
+    fn end(self, at: Instant) -> Decoding<'a> {
         match self.body {
             Body::Stream {
                 mut framer,
@@ -152,7 +152,7 @@ impl<'a> ResponseSink for DecodeSink<'a> {
         }
     }
 
-    fn cut(self, at: Instant) -> Decoding {
+    fn cut(self, at: Instant) -> Decoding<'a> {
         match self.body {
             // The frames cut so far are decoded; the unfinished tail is not a frame.
             Body::Stream { frames, guard, .. } => guard.finish(frames, at),
@@ -162,10 +162,10 @@ impl<'a> ResponseSink for DecodeSink<'a> {
     }
 }
 
-/// A response handed to the plugin threads in full; its events to come.
-pub enum Decoding {
-    /// A stream's outcome.
-    Stream(oneshot::Receiver<StreamOutcome>),
+/// A response read in full; its events to come from the plugin threads.
+pub enum Decoding<'a> {
+    /// A stream, to be finished on its plugin thread.
+    Stream(Finishing<'a>),
     /// A whole body's events, all timed at `at`.
     Whole {
         /// The plugin thread's answer.
@@ -177,11 +177,11 @@ pub enum Decoding {
     Nothing,
 }
 
-impl Decoding {
+impl<'a> Decoding<'a> {
     /// Wait for the plugin thread's answer.
     pub async fn outcome(self) -> StreamOutcome {
         match self {
-            Decoding::Stream(reply) => reply.await.unwrap_or_else(|_| lost_worker()),
+            Decoding::Stream(f) => f.finish().await.unwrap_or_else(|_| StreamOutcome::lost()),
             Decoding::Whole { reply, at } => whole(reply.await.ok(), at),
             Decoding::Nothing => StreamOutcome::default(),
         }
@@ -190,9 +190,60 @@ impl Decoding {
     /// Wait for the answer on a thread that is not a runtime's.
     pub fn blocking_outcome(self) -> StreamOutcome {
         match self {
-            Decoding::Stream(reply) => reply.blocking_recv().unwrap_or_else(|_| lost_worker()),
+            Decoding::Stream(f) => f.finish().blocking_recv().unwrap_or_else(|_| StreamOutcome::lost()),
             Decoding::Whole { reply, at } => whole(reply.blocking_recv().ok(), at),
             Decoding::Nothing => StreamOutcome::default(),
+        }
+    }
+
+    /// For a stream: have its plugin thread call `then` with the outcome
+    /// (exactly once), instead of waking a task to take it. Anything else
+    /// comes back with `then`, to be awaited.
+    pub fn then<F>(self, then: F) -> Result<(), (Decoding<'a>, F)>
+    where
+        F: FnOnce(StreamOutcome) + Send + 'static,
+    {
+        match self {
+            Decoding::Stream(mut f) => {
+                f.finish_then(Reply::new(then));
+                Ok(())
+            }
+            other => Err((other, then)),
+        }
+    }
+}
+
+/// A stream read to its end (or cut), whose last frames and finish go to
+/// its plugin thread when the caller says where the outcome goes; dropped
+/// before that, the stream is cancelled.
+pub struct Finishing<'a> {
+    workers: &'a CodecWorkers,
+    handle: Option<StreamHandle>,
+    frames: Vec<TimedFrame>,
+    at: Instant,
+}
+
+impl Finishing<'_> {
+    fn finish(mut self) -> oneshot::Receiver<StreamOutcome> {
+        let (tx, rx) = oneshot::channel();
+        self.finish_then(Reply::new(move |outcome| {
+            let _ = tx.send(outcome);
+        }));
+        rx
+    }
+
+    fn finish_then(&mut self, reply: Reply) {
+        if let Some(h) = self.handle.take() {
+            self.workers
+                .finish_then(h, std::mem::take(&mut self.frames), self.at, reply);
+        }
+    }
+}
+
+impl Drop for Finishing<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            self.workers.cancel(h);
         }
     }
 }
@@ -213,7 +264,7 @@ fn whole(reply: Option<Result<Vec<Event>, PluginFailure>>, at: Instant) -> Strea
             failure: Some(f),
             ..StreamOutcome::default()
         },
-        None => lost_worker(),
+        None => StreamOutcome::lost(),
     }
 }
 
@@ -231,7 +282,7 @@ enum GuardState {
     Finished,
 }
 
-impl StreamGuard<'_> {
+impl<'a> StreamGuard<'a> {
     fn handle(&mut self) -> Option<StreamHandle> {
         if let GuardState::Unopened(..) = self.state
             && let GuardState::Unopened(head, options) = std::mem::replace(&mut self.state, GuardState::Finished)
@@ -250,11 +301,16 @@ impl StreamGuard<'_> {
         }
     }
 
-    fn finish(mut self, frames: Vec<TimedFrame>, end: Instant) -> Decoding {
+    fn finish(mut self, frames: Vec<TimedFrame>, end: Instant) -> Decoding<'a> {
         let handle = self.handle();
         self.state = GuardState::Finished;
         match handle {
-            Some(h) => Decoding::Stream(self.workers.finish_with(h, frames, end)),
+            Some(h) => Decoding::Stream(Finishing {
+                workers: self.workers,
+                handle: Some(h),
+                frames,
+                at: end,
+            }),
             None => Decoding::Nothing,
         }
     }
@@ -265,17 +321,6 @@ impl Drop for StreamGuard<'_> {
         if let GuardState::Open(h) = self.state {
             self.workers.cancel(h);
         }
-    }
-}
-
-fn lost_worker() -> StreamOutcome {
-    StreamOutcome {
-        failure: Some(PluginFailure {
-            plugin: "?".into(),
-            kind: FailureKind::Trap,
-            message: "the plugin thread stopped".into(),
-        }),
-        ..StreamOutcome::default()
     }
 }
 

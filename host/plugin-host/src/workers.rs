@@ -78,6 +78,48 @@ pub struct StreamOutcome {
     pub streamed: bool,
 }
 
+impl StreamOutcome {
+    /// The outcome of a stream its plugin thread lost: a host bug
+    /// restarted the thread, or the thread is gone.
+    pub fn lost() -> StreamOutcome {
+        StreamOutcome {
+            failure: Some(PluginFailure {
+                plugin: "?".into(),
+                kind: FailureKind::Trap,
+                message: "the plugin thread stopped".into(),
+            }),
+            ..StreamOutcome::default()
+        }
+    }
+}
+
+/// Where a stream's outcome goes, on the plugin thread that finished it:
+/// called exactly once, with [`StreamOutcome::lost`] if the stream is
+/// dropped unfinished. A run builds and hands on the request's record
+/// here, so finishing a stream wakes nothing on the I/O side.
+pub struct Reply(Option<Box<dyn FnOnce(StreamOutcome) + Send>>);
+
+impl Reply {
+    /// A reply that calls `f`.
+    pub fn new(f: impl FnOnce(StreamOutcome) + Send + 'static) -> Reply {
+        Reply(Some(Box::new(f)))
+    }
+
+    fn send(mut self, outcome: StreamOutcome) {
+        if let Some(f) = self.0.take() {
+            f(outcome);
+        }
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f(StreamOutcome::lost());
+        }
+    }
+}
+
 /// A streamed response being decoded on one plugin thread.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamHandle {
@@ -104,7 +146,7 @@ enum Job {
         /// The stream's last frames, decoded before it finishes.
         frames: Vec<TimedFrame>,
         at: Instant,
-        reply: oneshot::Sender<StreamOutcome>,
+        reply: Reply,
     },
     Cancel {
         id: u64,
@@ -293,7 +335,20 @@ impl CodecWorkers {
         frames: Vec<TimedFrame>,
         at: Instant,
     ) -> oneshot::Receiver<StreamOutcome> {
-        let (reply, rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel();
+        self.finish_then(
+            stream,
+            frames,
+            at,
+            Reply::new(move |outcome| {
+                let _ = tx.send(outcome);
+            }),
+        );
+        rx
+    }
+
+    /// [`Self::finish_with`], the outcome going to `reply` on the plugin thread.
+    pub fn finish_then(&self, stream: StreamHandle, frames: Vec<TimedFrame>, at: Instant, reply: Reply) {
         self.backlog.add(&frames);
         self.send(
             stream.worker,
@@ -304,7 +359,6 @@ impl CodecWorkers {
                 reply,
             },
         );
-        rx
     }
 
     /// Forget a stream (its request was cancelled).
@@ -412,7 +466,7 @@ impl WorkerThread {
                         backlog.taken(&frames);
                         pending.entry(id).or_default().append(&mut frames);
                         self.flush(id, &mut pending);
-                        let _ = reply.send(self.finish(id, at));
+                        reply.send(self.finish(id, at));
                     }
                     Job::Cancel { id } => {
                         pending.remove(&id);

@@ -606,6 +606,7 @@ fn events(chunk: Chunk<'_>) -> String {
 /// check of the tests and of the `openai_chunk` fuzz target.
 #[doc(hidden)]
 pub fn check_fast_path(data: &[u8]) -> Result<bool, String> {
+    check_repeat_path(data)?;
     let Some(fast) = chunk(data) else {
         return Ok(false);
     };
@@ -622,6 +623,34 @@ pub fn check_fast_path(data: &[u8]) -> Result<bool, String> {
         }
         Err(e) => Err(format!(
             "fast path accepted what serde_json refuses ({e}): {}",
+            String::from_utf8_lossy(data)
+        )),
+    }
+}
+
+/// The repeat path's half of [`check_fast_path`]: the bytes up to the
+/// first newline are a stream's earlier frame, the rest a later one (the
+/// whole, when there is no newline); when the later frame is read as the
+/// earlier plain chunk with other text, `serde_json` must agree.
+fn check_repeat_path(data: &[u8]) -> Result<(), String> {
+    let (first, second) = match data.iter().position(|&b| b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, data),
+    };
+    let Some((_, Some(repeat))) = chunk_and_repeat(first) else {
+        return Ok(());
+    };
+    let Some(fast) = repeat.chunk(second) else {
+        return Ok(());
+    };
+    match serde_json::from_slice::<Chunk>(second).map(events) {
+        Ok(slow) if events(fast) == slow => Ok(()),
+        Ok(_) => Err(format!(
+            "the repeat path and serde differ on {}",
+            String::from_utf8_lossy(data)
+        )),
+        Err(e) => Err(format!(
+            "the repeat path accepted what serde_json refuses ({e}): {}",
             String::from_utf8_lossy(data)
         )),
     }
@@ -894,6 +923,10 @@ mod tests {
                 "{:#?}",
                 frames.iter().map(|f| String::from_utf8_lossy(f)).collect::<Vec<_>>()
             );
+            // The fuzz target's check of the same path, frame after frame.
+            for pair in frames.windows(2) {
+                check_repeat_path(&[&pair[0][..], b"\n", &pair[1][..]].concat()).unwrap_or_else(|e| panic!("{e}"));
+            }
             // Count frames the repeat path took, to know it was tested.
             let mut decoder = crate::StreamDecoder::new(&barrage_sdk::codec::DecodeOptions { want_text: false });
             for data in &frames {

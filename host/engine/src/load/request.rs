@@ -188,23 +188,60 @@ async fn send_one(
             if matches!(exchange.ending, crate::transport::Ending::Missed) {
                 return false;
             }
-            let decoded = match decoding {
-                Some(d) => d.outcome().await,
-                None => StreamOutcome::default(),
-            };
-            Record::sent(
-                info,
-                ctx.origin,
-                &Response {
+            // A stream's record is made on the plugin thread that finishes
+            // it: waking this task for it cost the client more than any
+            // other hand-over. It counts as in flight until it is handed on,
+            // so the drain at the end of a run waits for it.
+            let (origin, malformed) = (ctx.origin, ctx.malformed);
+            let records = ctx.records.clone();
+            let counters = ctx.counters.clone();
+            let info = *info;
+            counters.in_flight.fetch_add(1, Ordering::SeqCst);
+            let emit = move |decoded| {
+                let response = Response {
                     exchange,
                     decoded,
-                    malformed: ctx.malformed,
-                },
-            )
+                    malformed,
+                };
+                deliver(&records, Record::sent(&info, origin, &response));
+                counters.done.fetch_add(1, Ordering::Relaxed);
+                counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+            };
+            match decoding {
+                Some(d) => {
+                    if let Err((d, emit)) = d.then(emit) {
+                        emit(d.outcome().await);
+                    }
+                }
+                None => emit(StreamOutcome::default()),
+            }
+            return true;
         }
         Err(failure) => Record::not_encoded(info, ctx.origin, &failure),
     };
     let _ = ctx.records.send(record).await;
     ctx.counters.done.fetch_add(1, Ordering::Relaxed);
     true
+}
+
+/// Hand `record` to the records thread from wherever it was made: a plugin
+/// thread waits while the queue is full (the records thread is behind, and
+/// decoding more would only add to what waits), a runtime task sends it on
+/// a task of its own rather than block the runtime.
+fn deliver(records: &tokio::sync::mpsc::Sender<Record>, record: Record) {
+    use tokio::sync::mpsc::error::TrySendError;
+    match records.try_send(record) {
+        Ok(()) | Err(TrySendError::Closed(_)) => {}
+        Err(TrySendError::Full(record)) => match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let records = records.clone();
+                runtime.spawn(async move {
+                    let _ = records.send(record).await;
+                });
+            }
+            Err(_) => {
+                let _ = records.blocking_send(record);
+            }
+        },
+    }
 }
