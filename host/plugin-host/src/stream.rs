@@ -413,6 +413,41 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_handed_a_continuation_gives_it_what_awaiting_gives() {
+        let workers = chat_workers();
+        let body = chat_stream(2 * STREAM_BATCH_FRAMES + 3);
+        let origin = Instant::now();
+        let awaited = decode(&workers, &body, 100, origin);
+        let mut sink = DecodeSink::stream(&workers, Framing::Sse, DecodeOptions { want_text: false });
+        sink.head(ok_head());
+        for (k, piece) in body.chunks(100).enumerate() {
+            sink.data(piece, origin + Duration::from_micros(k as u64));
+            sink.read_done();
+        }
+        let end = origin + Duration::from_micros(body.len().div_ceil(100) as u64);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let on = std::thread::current().id();
+        let handed = sink.end(end).then(move |outcome| {
+            let _ = tx.send((outcome, std::thread::current().id()));
+        });
+        assert!(handed.is_ok(), "a stream takes a continuation");
+        let (outcome, ran_on) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_ne!(ran_on, on, "called on the plugin thread");
+        assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
+        assert_eq!(outcome.frames, awaited.frames);
+        let shape = |o: &StreamOutcome| {
+            o.events
+                .iter()
+                .map(|e| (e.at, e.frame, e.event.to_string()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shape(&outcome), shape(&awaited));
+        // Anything but a stream comes back, with its continuation, to be awaited.
+        let nothing = DecodeSink::stream(&workers, Framing::Sse, DecodeOptions { want_text: false }).end(end);
+        assert!(nothing.then(|_| ()).is_err());
+    }
+
+    #[test]
     fn an_error_status_is_decoded_whole_even_for_a_stream() {
         let workers = chat_workers();
         let req = EncodedRequest {
