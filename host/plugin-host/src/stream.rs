@@ -204,7 +204,7 @@ impl<'a> Decoding<'a> {
         F: FnOnce(StreamOutcome) + Send + 'static,
     {
         match self {
-            Decoding::Stream(mut f) => {
+            Decoding::Stream(f) => {
                 f.finish_then(Reply::new(then));
                 Ok(())
             }
@@ -218,32 +218,30 @@ impl<'a> Decoding<'a> {
 /// before that, the stream is cancelled.
 pub struct Finishing<'a> {
     workers: &'a CodecWorkers,
-    handle: Option<StreamHandle>,
+    handle: StreamHandle,
     frames: Vec<TimedFrame>,
     at: Instant,
+    handed_over: bool,
 }
 
 impl Finishing<'_> {
     fn finish(mut self) -> oneshot::Receiver<StreamOutcome> {
-        let (tx, rx) = oneshot::channel();
-        self.finish_then(Reply::new(move |outcome| {
-            let _ = tx.send(outcome);
-        }));
-        rx
+        self.handed_over = true;
+        self.workers
+            .finish_with(self.handle, std::mem::take(&mut self.frames), self.at)
     }
 
-    fn finish_then(&mut self, reply: Reply) {
-        if let Some(h) = self.handle.take() {
-            self.workers
-                .finish_then(h, std::mem::take(&mut self.frames), self.at, reply);
-        }
+    fn finish_then(mut self, reply: Reply) {
+        self.handed_over = true;
+        self.workers
+            .finish_then(self.handle, std::mem::take(&mut self.frames), self.at, reply);
     }
 }
 
 impl Drop for Finishing<'_> {
     fn drop(&mut self) {
-        if let Some(h) = self.handle.take() {
-            self.workers.cancel(h);
+        if !self.handed_over {
+            self.workers.cancel(self.handle);
         }
     }
 }
@@ -307,9 +305,10 @@ impl<'a> StreamGuard<'a> {
         match handle {
             Some(h) => Decoding::Stream(Finishing {
                 workers: self.workers,
-                handle: Some(h),
+                handle: h,
                 frames,
                 at: end,
+                handed_over: false,
             }),
             None => Decoding::Nothing,
         }
