@@ -57,7 +57,7 @@ pub(crate) fn chunk_and_repeat(data: &[u8]) -> Option<(Chunk<'_>, Option<Repeat>
 /// nothing else about the document, so the chunk is what the full parse
 /// would have made; anything else about the frame that differs (usage, a
 /// finish reason, another id) fails the byte comparison and takes the full
-/// parse. About a tenth of the full parse's cost on a chat stream.
+/// parse.
 pub(crate) struct Repeat {
     prefix: Vec<u8>,
     suffix: Vec<u8>,
@@ -141,32 +141,21 @@ impl Repeat {
         let choice = match self.shape {
             Shape::Text => Choice {
                 text: Some(text),
-                delta: None,
-                message: None,
-                finish_reason: None,
+                ..Choice::default()
             },
             Shape::DeltaContent => Choice {
-                text: None,
                 delta: Some(Delta {
-                    role: None,
                     content: Some(text),
-                    reasoning_content: None,
-                    reasoning: None,
+                    ..Delta::default()
                 }),
-                message: None,
-                finish_reason: None,
+                ..Choice::default()
             },
         };
         // `object` is left out: it was not "error" (or the chunk would not
         // be plain), which is all the decoder asks of it.
         Some(Chunk {
             choices: vec![choice],
-            usage: None,
-            error: None,
-            object: None,
-            message: None,
-            kind: None,
-            code: None,
+            ..Chunk::default()
         })
     }
 }
@@ -460,15 +449,7 @@ impl<'a> Reader<'a> {
     }
 
     fn chunk(&mut self) -> Option<Chunk<'a>> {
-        let mut chunk = Chunk {
-            choices: Vec::new(),
-            usage: None,
-            error: None,
-            object: None,
-            message: None,
-            kind: None,
-            code: None,
-        };
+        let mut chunk = Chunk::default();
         let (mut seen_choices, mut seen_usage, mut seen_object) = (false, false, false);
         self.object(|r, key| match key {
             // A repeated field: `serde_json` refuses it with its own message.
@@ -506,12 +487,7 @@ impl<'a> Reader<'a> {
     }
 
     fn choice(&mut self) -> Option<Choice<'a>> {
-        let mut choice = Choice {
-            text: None,
-            delta: None,
-            message: None,
-            finish_reason: None,
-        };
+        let mut choice = Choice::default();
         let mut seen = [false; 4];
         self.object(|r, key| match key {
             b"text" => fill(&mut seen[0], &mut choice.text, r.opt_text()),
@@ -527,12 +503,7 @@ impl<'a> Reader<'a> {
         if self.null()? {
             return Some(None);
         }
-        let mut delta = Delta {
-            role: None,
-            content: None,
-            reasoning_content: None,
-            reasoning: None,
-        };
+        let mut delta = Delta::default();
         let mut seen = [false; 4];
         self.object(|r, key| {
             if key == b"content" {

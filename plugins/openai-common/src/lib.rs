@@ -173,7 +173,7 @@ pub fn encode(endpoint: Endpoint, settings: &Settings, spec: RequestSpec) -> Res
 // The wire shapes, borrowed from the frame where possible: decoding is the
 // hot path, so text is only copied out when the host asks for it.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Chunk<'a> {
     #[serde(default, borrow)]
     choices: Vec<Choice<'a>>,
@@ -192,7 +192,7 @@ struct Chunk<'a> {
     code: Option<Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Choice<'a> {
     /// Completions: the new text.
     #[serde(default, borrow)]
@@ -207,7 +207,7 @@ struct Choice<'a> {
     finish_reason: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Delta<'a> {
     #[serde(default, borrow)]
     role: Option<Cow<'a, str>>,
