@@ -140,6 +140,139 @@ fn sweep_finds_the_knee_the_batching_model_implies_on_two_profiles() {
     }
 }
 
+/// A loopback TCP proxy to `upstream` that can hold back the server's
+/// bytes for a while: a stalled second as a busy machine makes one.
+struct StallingProxy {
+    addr: std::net::SocketAddr,
+    until: std::sync::Arc<std::sync::Mutex<Option<std::time::Instant>>>,
+}
+
+impl StallingProxy {
+    fn start(upstream: std::net::SocketAddr) -> StallingProxy {
+        use std::io::{Read, Write};
+        use std::net::{Shutdown, TcpListener, TcpStream};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let until = std::sync::Arc::new(std::sync::Mutex::new(None::<std::time::Instant>));
+        let held = until.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(upstream) else {
+                    return;
+                };
+                let (mut c_in, mut c_out) = (client.try_clone().unwrap(), client);
+                let (mut s_in, mut s_out) = (server.try_clone().unwrap(), server);
+                let held = held.clone();
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_in, &mut s_out);
+                    let _ = s_out.shutdown(Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n @ 1..) = s_in.read(&mut buf) {
+                        let until = *held.lock().unwrap();
+                        if let Some(until) = until {
+                            std::thread::sleep(until.saturating_duration_since(std::time::Instant::now()));
+                        }
+                        if c_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_out.shutdown(Shutdown::Write);
+                });
+            }
+        });
+        StallingProxy { addr, until }
+    }
+
+    fn stall(&self, d: std::time::Duration) {
+        *self.until.lock().unwrap() = Some(std::time::Instant::now() + d);
+    }
+}
+
+#[test]
+fn sweep_measures_again_a_point_a_stall_made_look_past_the_knee() {
+    let tmp = tempfile::tempdir().unwrap();
+    let profile = Profile {
+        max_num_seqs: 16,
+        step_base_ms: 10.0,
+        step_per_seq_ms: 0.5,
+        tokens: 8,
+    };
+    let sim = crate::common::SimProcess::from_yaml(
+        tmp.path(),
+        &format!(
+            "mode: batching\nbatching: {{max_num_seqs: {}, step_base_ms: {}, step_per_seq_ms: {}, prefill_per_token_ms: 0}}\n",
+            profile.max_num_seqs, profile.step_base_ms, profile.step_per_seq_ms
+        ),
+    );
+    let proxy = StallingProxy::start(sim.addr);
+    let config = tmp.path().join("run.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "target: http://{}\nrequest: {{max_tokens: {}, prompt_tokens: 16}}\n",
+            proxy.addr, profile.tokens
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("sweep");
+    let mut child = answer(&["sweep"], &config, &out, &[]).spawn().unwrap();
+    // The first point (half the probe's estimate, well below the knee)
+    // loses its last seconds: nothing reaches the client for 4 s from
+    // 1.5 s into it. The next one, at 85 %, is served.
+    let first = loop {
+        let started = std::fs::read_dir(&out)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .find(|e| e.file_name().to_string_lossy().starts_with("rate-00-"));
+        if let Some(e) = started {
+            break e.file_name().to_string_lossy().into_owned();
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the sweep ended before its first point"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    proxy.stall(std::time::Duration::from_secs(4));
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let report = json(&out.join("sweep.json"));
+    let remeasured = report["remeasured"].as_array().unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(remeasured.len(), 1, "{stdout}");
+    assert_eq!(remeasured[0]["name"], first.as_str());
+    assert_eq!(remeasured[0]["saturated"], true);
+    let load = f(&remeasured[0]["load"]);
+    let again = report["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| f(&p["load"]) == load)
+        .unwrap();
+    assert_eq!(again["saturated"], false, "{stdout}");
+    assert_ne!(again["name"], first.as_str());
+    let (knee, capacity) = (f(&report["knee"]["rate"]), profile.capacity());
+    assert!(
+        (knee - capacity).abs() <= 0.1 * capacity,
+        "knee {knee:.1}/s vs the model's capacity {capacity:.1}/s\n{stdout}"
+    );
+    assert_eq!(report["requests_spent"].as_u64().unwrap(), sent_under(&out));
+    assert!(
+        stdout.contains(&format!(
+            "Measured again: {load:.2} requests/s; its first run (`{first}`)"
+        )),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn search_finds_the_highest_rate_meeting_an_objective_with_fewer_requests_than_doubling_and_bisection() {
     let tmp = tempfile::tempdir().unwrap();

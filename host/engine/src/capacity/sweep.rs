@@ -83,6 +83,11 @@ pub struct SweepReport {
     pub probe: Probe,
     /// The points, by offered rate.
     pub points: Vec<SweepPoint>,
+    /// First runs of rates measured again: past the knee below a rate that
+    /// was served, which one busy second can fake. `points` holds the
+    /// second run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remeasured: Vec<SweepPoint>,
     /// The knee; none when no point was past it (or none was below it).
     pub knee: Option<Knee>,
     /// Why there is no knee, or why the sweep ended early.
@@ -102,6 +107,7 @@ pub async fn sweep(runner: &mut Runner<'_>, options: &SweepOptions) -> Result<Sw
         options: options.clone(),
         probe: Probe::default(),
         points: Vec::new(),
+        remeasured: Vec::new(),
         knee: None,
         note: None,
         requests_spent: 0,
@@ -126,25 +132,16 @@ pub async fn sweep(runner: &mut Runner<'_>, options: &SweepOptions) -> Result<Sw
         .max(2.0 * probe.base_latency_ms.unwrap_or(0.0) / 1000.0);
     // Popped from the end: the lowest rate first.
     let mut queue: Vec<f64> = [1.15, 0.85, 0.5].iter().map(|k| k * probe.capacity_estimate).collect();
-    while report.points.len() < options.max_points && !runner.interrupted() {
-        let Some(rate) = queue.pop().or_else(|| next_rate(&report.points, options)) else {
+    while !runner.interrupted() {
+        let Some(Run { rate, again }) = plan(&report, &mut queue, options) else {
             break;
         };
-        let rate = options.max_rate.map_or(rate, |m| rate.min(m));
-        if report.points.iter().any(|p| (p.point.load - rate).abs() < 1e-9) {
-            break;
-        }
-        let name = rate_name("rate-", report.points.len(), rate);
+        let name = rate_name("rate-", report.points.len() + report.remeasured.len(), rate);
         let (point, _) = runner
             .point(&name, Load::Rate(rate), options.point_s, options.warmup_s, Some(settle))
             .await?;
         let failed_all = point.sent > 0 && point.succeeded == 0;
-        report.points.push(SweepPoint {
-            point,
-            saturated: false,
-        });
-        classify(&mut report.points, options);
-        report.knee = knee(&report.points);
+        add(&mut report, point, again, options);
         report.requests_spent = runner.spent;
         write(&runner.dir, SWEEP_JSON, &report)?;
         if failed_all {
@@ -196,6 +193,68 @@ fn classify(points: &mut [SweepPoint], options: &SweepOptions) {
         p.saturated = overloaded || x < options.efficiency * load || (gained < options.efficiency && inflated);
         below = (load, x);
     }
+}
+
+/// The next open-loop run of a sweep.
+#[derive(Debug, PartialEq)]
+struct Run {
+    rate: f64,
+    /// The index in `points` of the point it measures again.
+    again: Option<usize>,
+}
+
+/// The next run, if any: a contradicted point measured again, else the
+/// next of the first rates (`queue`, popped from the end), else the next
+/// bisection step.
+fn plan(report: &SweepReport, queue: &mut Vec<f64>, options: &SweepOptions) -> Option<Run> {
+    let points = &report.points;
+    if points.len() + report.remeasured.len() >= options.max_points {
+        return None;
+    }
+    if let Some(i) = contradicted(points, &report.remeasured) {
+        return Some(Run {
+            rate: points[i].point.load,
+            again: Some(i),
+        });
+    }
+    let rate = queue.pop().or_else(|| next_rate(points, options))?;
+    let rate = options.max_rate.map_or(rate, |m| rate.min(m));
+    let new = !points.iter().any(|p| (p.point.load - rate).abs() < 1e-9);
+    new.then_some(Run { rate, again: None })
+}
+
+/// Add a run's point (in place of the one it measured again) and judge
+/// the points and the knee anew.
+fn add(report: &mut SweepReport, point: Point, again: Option<usize>, options: &SweepOptions) {
+    if let Some(i) = again {
+        report.remeasured.push(report.points.remove(i));
+    }
+    report.points.push(SweepPoint {
+        point,
+        saturated: false,
+    });
+    classify(&mut report.points, options);
+    report.knee = knee(&report.points);
+}
+
+/// The index of a point to measure again: the lowest past the knee below a
+/// rate that was served, unless its rate was measured again already. A
+/// server does not serve more when offered more past its knee, so one of
+/// the two is wrong, and the lower one is what bisection would build on;
+/// a stall of the machine running both (a busy CI runner) is enough.
+fn contradicted(points: &[SweepPoint], remeasured: &[SweepPoint]) -> Option<usize> {
+    let served = points
+        .iter()
+        .filter(|p| !p.saturated)
+        .map(|p| p.point.load)
+        .fold(f64::NEG_INFINITY, f64::max);
+    points
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.saturated && p.point.load < served)
+        .filter(|(_, p)| !remeasured.iter().any(|r| r.point.load == p.point.load))
+        .min_by(|a, b| a.1.point.load.total_cmp(&b.1.point.load))
+        .map(|(i, _)| i)
 }
 
 /// The rate to try next, if the knee is not pinned down yet.
@@ -303,6 +362,13 @@ pub fn markdown(report: &SweepReport) -> String {
             p.name
         );
     }
+    for sp in &report.remeasured {
+        let p = &sp.point;
+        m += &format!(
+            "\nMeasured again: {:.2} requests/s; its first run (`{}`) served {:.2} ± {:.2}, past the knee below a rate that was served.\n",
+            p.load, p.name, p.throughput, p.throughput_sd
+        );
+    }
     m += &format!("\nRequests spent: {} (latencies in ms).\n", report.requests_spent);
     m
 }
@@ -361,6 +427,48 @@ mod tests {
             "{lo}..{hi}"
         );
         assert!(points.len() <= 8, "{} points", points.len());
+    }
+
+    #[test]
+    fn a_point_past_the_knee_below_a_served_rate_is_measured_again_once() {
+        let options = SweepOptions::default();
+        let capacity = 111.0;
+        let mut report = SweepReport {
+            options: options.clone(),
+            probe: Probe::default(),
+            points: Vec::new(),
+            remeasured: Vec::new(),
+            knee: None,
+            note: None,
+            requests_spent: 0,
+        };
+        // The probe underestimated (a busy machine), and the first run at
+        // 85 % of its estimate lost a second: it looks past the knee.
+        let mut queue: Vec<f64> = [1.15, 0.85, 0.5].iter().map(|k| k * 45.67).collect();
+        let mut runs = Vec::new();
+        while let Some(run) = plan(&report, &mut queue, &options) {
+            let mut p = at(run.rate, capacity).point;
+            if runs.len() == 1 {
+                p.throughput *= 0.8;
+            }
+            runs.push(run.rate);
+            add(&mut report, p, run.again, &options);
+        }
+        assert_eq!(runs[3], runs[1], "the contradicted rate goes first: {runs:?}");
+        assert_eq!(report.remeasured.len(), 1);
+        assert_eq!(report.remeasured[0].point.load, runs[1]);
+        assert_eq!(report.points.len() + 1, runs.len());
+        let k = report.knee.as_ref().unwrap();
+        assert!((k.rate - capacity).abs() < 1e-9, "{k:?} after {runs:?}");
+        assert!(markdown(&report).contains(&format!("Measured again: {:.2} requests/s", runs[1])));
+
+        // A point that is past the knee again is kept: it is measured once more only.
+        let mut points = vec![at(20.0, 1000.0), at(40.0, 1000.0), at(60.0, 1000.0)];
+        points[1].point.throughput = 20.0;
+        classify(&mut points, &options);
+        assert_eq!(contradicted(&points, &[]), Some(1));
+        let first = points[1].clone();
+        assert_eq!(contradicted(&points, &[first]), None);
     }
 
     #[test]
