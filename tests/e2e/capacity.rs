@@ -218,7 +218,11 @@ fn sweep_measures_again_a_point_a_stall_made_look_past_the_knee() {
     )
     .unwrap();
     let out = tmp.path().join("sweep");
-    let mut child = answer(&["sweep"], &config, &out, &[]).spawn().unwrap();
+    // Five runs: the first, the one above it, the first again, one past
+    // the knee and one more bisecting.
+    let mut child = answer(&["sweep"], &config, &out, &["--max-points", "5"])
+        .spawn()
+        .unwrap();
     // The first point (half the probe's estimate, well below the knee)
     // loses its last seconds: nothing reaches the client for 4 s from
     // 1.5 s into it. The next one, at 85 %, is served.

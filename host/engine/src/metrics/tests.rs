@@ -142,6 +142,38 @@ fn multi_token_frames_spread_each_gap_over_its_tokens() {
 }
 
 #[test]
+fn gaps_recorded_as_runs_give_the_distribution_of_every_sample() {
+    // Frames that share a read share a timestamp: runs of zero gaps
+    // between runs of other gaps, with token counts varying inside a run.
+    let o = Instant::now();
+    let times = [10.0, 10.0, 10.0, 12.0, 14.0, 14.0, 14.0, 14.0, 20.0, 20.0, 26.0, 27.0];
+    let mut frames: Vec<(f64, Vec<Event>)> = times
+        .iter()
+        .enumerate()
+        .map(|(i, &ms)| (ms, vec![content(Some(1 + (i as u32 % 3)))]))
+        .collect();
+    frames.push((27.5, end()));
+    let r = Record::from_exchange(1, 0, o, o, &exchange(o, frames, 28.0));
+    let mut agg = Aggregator::new(1, MetricsOptions::default(), 120.0);
+    agg.add(&r);
+    let s = agg.summary("x", RunFacts::default(), &[], &[], None);
+
+    let (mut chunk, mut token) = (hist::Hist::ms(), hist::Hist::ms());
+    for gap in r.inter_chunk() {
+        chunk.record(gap);
+    }
+    for (gap, tokens) in r.inter_token() {
+        for _ in 0..tokens {
+            token.record(gap);
+        }
+    }
+    let ps = MetricsOptions::default().percentiles;
+    assert_eq!(s.stages[0].inter_chunk_ms, chunk.dist(&ps));
+    assert_eq!(s.stages[0].inter_token_ms, token.dist(&ps));
+    assert_eq!(s.stages[0].inter_chunk_ms.as_ref().unwrap().count, 11);
+}
+
+#[test]
 fn usage_overrides_frame_counts_and_spreads_over_frames_without_counts() {
     // Two frames without token counts, usage says 6 output tokens: each frame
     // is taken to carry 3.
