@@ -288,21 +288,18 @@ fn knee(points: &[SweepPoint]) -> Option<Knee> {
     if plateau.is_empty() || served.is_none() {
         return None;
     }
-    let seconds: f64 = plateau.iter().map(|p| p.seconds.max(1) as f64).sum();
-    let rate = plateau
-        .iter()
-        .map(|p| p.throughput * p.seconds.max(1) as f64)
-        .sum::<f64>()
-        / seconds;
+    // Each point's mean second weighted by its precision: its seconds over
+    // their variance, which is at least one request per second squared
+    // (counts per second resolve no finer). A point with a stalled second
+    // then counts for little beside steady ones, where a weight by seconds
+    // alone let one stall on a busy machine pull the knee 10 % low.
+    let weight = |p: &Point| p.seconds.max(1) as f64 / p.throughput_sd.powi(2).max(1.0);
+    let weights: f64 = plateau.iter().map(|p| weight(p)).sum();
+    let rate = plateau.iter().map(|p| weight(p) * p.throughput).sum::<f64>() / weights;
     let k = plateau.len() as f64;
-    // Within each point: the standard error of its mean second; between
-    // points: the spread of their means.
-    let within = plateau
-        .iter()
-        .map(|p| p.throughput_sd.powi(2) / p.seconds.max(1) as f64)
-        .sum::<f64>()
-        .sqrt()
-        / k;
+    // Within the points: the standard error of the weighted mean; between
+    // them: the spread of their means.
+    let within = weights.sqrt().recip();
     let throughputs: Vec<f64> = plateau.iter().map(|p| p.throughput).collect();
     let between = mean_sd(&throughputs).1 / k.sqrt();
     Some(Knee {
@@ -469,6 +466,25 @@ mod tests {
         assert_eq!(contradicted(&points, &[]), Some(1));
         let first = points[1].clone();
         assert_eq!(contradicted(&points, &[first]), None);
+    }
+
+    #[test]
+    fn a_point_with_a_stalled_second_weighs_little_in_the_knee() {
+        // Seen under load: 112/s lost most of one second of its four.
+        let options = SweepOptions::default();
+        let mut points = vec![at(56.0, 111.0), at(107.8, 111.0), at(112.0, 111.0), at(128.8, 111.0)];
+        points[2].point.throughput = 93.4;
+        points[2].point.throughput_sd = 40.48;
+        points[2].point.seconds = 4;
+        points[3].point.throughput = 110.67;
+        points[3].point.throughput_sd = 1.53;
+        points[3].point.seconds = 3;
+        classify(&mut points, &options);
+        let k = knee(&points).unwrap();
+        assert!((k.rate - 110.67).abs() < 0.1, "{k:?}");
+        // The points' disagreement still shows in the uncertainty.
+        assert!(k.uncertainty > 5.0, "{k:?}");
+        assert_eq!((k.below, k.above), (Some(107.8), 112.0));
     }
 
     #[test]
