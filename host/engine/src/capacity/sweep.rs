@@ -96,6 +96,32 @@ pub struct SweepReport {
     pub requests_spent: u64,
 }
 
+impl SweepReport {
+    /// A sweep's report before its probe.
+    fn new(options: &SweepOptions) -> SweepReport {
+        SweepReport {
+            options: options.clone(),
+            probe: Probe::default(),
+            points: Vec::new(),
+            remeasured: Vec::new(),
+            knee: None,
+            note: None,
+            requests_spent: 0,
+        }
+    }
+
+    /// Open-loop runs so far, those measured again included.
+    fn runs(&self) -> usize {
+        self.points.len() + self.remeasured.len()
+    }
+}
+
+/// The first rates a sweep runs, around the probe's capacity `estimate`,
+/// in the order `plan` pops them (from the end: the lowest first).
+fn first_rates(estimate: f64) -> Vec<f64> {
+    [1.15, 0.85, 0.5].iter().map(|k| k * estimate).collect()
+}
+
 /// The file the report is written to, in the sweep's directory.
 pub const SWEEP_JSON: &str = "sweep.json";
 
@@ -103,15 +129,7 @@ pub const SWEEP_JSON: &str = "sweep.json";
 /// runner's; `sweep.json` is rewritten after each, so an interrupted sweep
 /// keeps what it found.
 pub async fn sweep(runner: &mut Runner<'_>, options: &SweepOptions) -> Result<SweepReport, CapacityError> {
-    let mut report = SweepReport {
-        options: options.clone(),
-        probe: Probe::default(),
-        points: Vec::new(),
-        remeasured: Vec::new(),
-        knee: None,
-        note: None,
-        requests_spent: 0,
-    };
+    let mut report = SweepReport::new(options);
     let (probe, note) = super::probe(runner, options.probe_s, options.warmup_s, options.max_users).await?;
     report.probe = probe;
     report.requests_spent = runner.spent;
@@ -130,13 +148,12 @@ pub async fn sweep(runner: &mut Runner<'_>, options: &SweepOptions) -> Result<Sw
     let settle = options
         .warmup_s
         .max(2.0 * probe.base_latency_ms.unwrap_or(0.0) / 1000.0);
-    // Popped from the end: the lowest rate first.
-    let mut queue: Vec<f64> = [1.15, 0.85, 0.5].iter().map(|k| k * probe.capacity_estimate).collect();
+    let mut queue = first_rates(probe.capacity_estimate);
     while !runner.interrupted() {
         let Some(Run { rate, again }) = plan(&report, &mut queue, options) else {
             break;
         };
-        let name = rate_name("rate-", report.points.len() + report.remeasured.len(), rate);
+        let name = rate_name("rate-", report.runs(), rate);
         let (point, _) = runner
             .point(&name, Load::Rate(rate), options.point_s, options.warmup_s, Some(settle))
             .await?;
@@ -196,7 +213,7 @@ fn classify(points: &mut [SweepPoint], options: &SweepOptions) {
 }
 
 /// The next open-loop run of a sweep.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 struct Run {
     rate: f64,
     /// The index in `points` of the point it measures again.
@@ -208,7 +225,7 @@ struct Run {
 /// bisection step.
 fn plan(report: &SweepReport, queue: &mut Vec<f64>, options: &SweepOptions) -> Option<Run> {
     let points = &report.points;
-    if points.len() + report.remeasured.len() >= options.max_points {
+    if report.runs() >= options.max_points {
         return None;
     }
     if let Some(i) = contradicted(points, &report.remeasured) {
@@ -243,11 +260,7 @@ fn add(report: &mut SweepReport, point: Point, again: Option<usize>, options: &S
 /// the two is wrong, and the lower one is what bisection would build on;
 /// a stall of the machine running both (a busy CI runner) is enough.
 fn contradicted(points: &[SweepPoint], remeasured: &[SweepPoint]) -> Option<usize> {
-    let served = points
-        .iter()
-        .filter(|p| !p.saturated)
-        .map(|p| p.point.load)
-        .fold(f64::NEG_INFINITY, f64::max);
+    let served = highest_served(points)?;
     points
         .iter()
         .enumerate()
@@ -257,11 +270,19 @@ fn contradicted(points: &[SweepPoint], remeasured: &[SweepPoint]) -> Option<usiz
         .map(|(i, _)| i)
 }
 
+/// The highest offered rate that was still served.
+fn highest_served(points: &[SweepPoint]) -> Option<f64> {
+    points
+        .iter()
+        .filter(|p| !p.saturated)
+        .map(|p| p.point.load)
+        .reduce(f64::max)
+}
+
 /// The rate to try next, if the knee is not pinned down yet.
 fn next_rate(points: &[SweepPoint], options: &SweepOptions) -> Option<f64> {
-    let served = points.iter().filter(|p| !p.saturated).map(|p| p.point.load);
     let past = points.iter().filter(|p| p.saturated).map(|p| p.point.load);
-    let (lo, hi) = (served.reduce(f64::max), past.reduce(f64::min));
+    let (lo, hi) = (highest_served(points), past.reduce(f64::min));
     match (lo, hi) {
         (_, None) => {
             let top = points.iter().map(|p| p.point.load).fold(0.0, f64::max);
@@ -280,11 +301,7 @@ fn next_rate(points: &[SweepPoint], options: &SweepOptions) -> Option<f64> {
 /// are points on both sides of it.
 fn knee(points: &[SweepPoint]) -> Option<Knee> {
     let plateau: Vec<&Point> = points.iter().filter(|p| p.saturated).map(|p| &p.point).collect();
-    let served = points
-        .iter()
-        .filter(|p| !p.saturated)
-        .map(|p| p.point.load)
-        .reduce(f64::max);
+    let served = highest_served(points);
     if plateau.is_empty() || served.is_none() {
         return None;
     }
@@ -430,18 +447,10 @@ mod tests {
     fn a_point_past_the_knee_below_a_served_rate_is_measured_again_once() {
         let options = SweepOptions::default();
         let capacity = 111.0;
-        let mut report = SweepReport {
-            options: options.clone(),
-            probe: Probe::default(),
-            points: Vec::new(),
-            remeasured: Vec::new(),
-            knee: None,
-            note: None,
-            requests_spent: 0,
-        };
+        let mut report = SweepReport::new(&options);
         // The probe underestimated (a busy machine), and the first run at
         // 85 % of its estimate lost a second: it looks past the knee.
-        let mut queue: Vec<f64> = [1.15, 0.85, 0.5].iter().map(|k| k * 45.67).collect();
+        let mut queue = first_rates(45.67);
         let mut runs = Vec::new();
         while let Some(run) = plan(&report, &mut queue, &options) {
             let mut p = at(run.rate, capacity).point;
