@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use barrage_core::framing::{FrameTooLarge, Framer, Framing};
+use barrage_core::framing::{Framer, Framing, Refusal};
 
 /// A fuzz target: the fuzzer's bytes in, a panic on a defect.
 pub type Target = fn(&[u8]);
@@ -26,7 +26,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("openai_chunk", openai_chunk),
 ];
 
-type Cut = (Vec<(Option<String>, Vec<u8>)>, Result<(), FrameTooLarge>);
+type Cut = (Vec<(Option<String>, Vec<u8>)>, Result<(), Refusal>);
 
 fn cut(framing: Framing, limit: usize, body: &[u8], piece: usize) -> Cut {
     let mut framer = Framer::limited(framing, limit);
@@ -44,12 +44,20 @@ fn cut(framing: Framing, limit: usize, body: &[u8], piece: usize) -> Cut {
     (out.into_iter().map(|f| (f.event, f.data)).collect(), result)
 }
 
-/// The SSE, NDJSON, gRPC and raw framers: the same frames, and the same
+/// The SSE, NDJSON, gRPC, AWS event-stream and raw framers: the same frames, and the same
 /// refusal of an over-long frame, however the reads fall; no frame over
 /// the limit.
 pub fn framers(data: &[u8]) {
     let [choice, split, body @ ..] = data else { return };
-    let framing = [Framing::Raw, Framing::Sse, Framing::Ndjson, Framing::GrpcMessages][usize::from(choice & 3)];
+    let framings = [
+        Framing::Raw,
+        Framing::Sse,
+        Framing::Ndjson,
+        Framing::GrpcMessages,
+        Framing::AwsEventStream,
+    ];
+    // Bit 2 picks the limit; the rest the framing.
+    let framing = framings[usize::from((choice & 3) | ((choice >> 3) << 2)) % framings.len()];
     let limit = if choice & 4 != 0 { 64 } else { usize::MAX };
     let whole = cut(framing, limit, body, body.len().max(1));
     let split = cut(framing, limit, body, 1 + usize::from(*split));

@@ -21,6 +21,7 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("kserve-v2-grpc", "kserve-v2-grpc", "codec"),
     ("vllm-grpc", "vllm-grpc", "codec"),
     ("jetstream", "jetstream", "codec"),
+    ("openai-embeddings", "openai-embeddings", "codec"),
     ("report-json", "json", "reporter"),
     ("report-csv", "csv", "reporter"),
     ("report-markdown", "markdown", "reporter"),

@@ -12,7 +12,7 @@
 //!     type Decoder = LineDecoder;
 //!
 //!     fn info() -> PluginInfo {
-//!         PluginInfo { name: "lines".into(), version: "0.1.0".into(), description: "text lines".into() }
+//!         PluginInfo::new("lines", "0.1.0", "text lines")
 //!     }
 //!
 //!     fn encode(spec: RequestSpec) -> Result<EncodedRequest, String> {
@@ -26,6 +26,8 @@
 //!             }),
 //!             streaming: spec.generation.stream,
 //!             framing: Framing::Ndjson,
+//!             output: OutputKind::Tokens,
+//!             prompt_tokens: None,
 //!         })
 //!     }
 //!
@@ -41,7 +43,7 @@
 //! pub struct LineDecoder;
 //!
 //! impl Decoder for LineDecoder {
-//!     fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+//!     fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
 //!         Ok(frames
 //!             .iter()
 //!             .enumerate()
@@ -69,11 +71,74 @@ use std::marker::PhantomData;
 
 use crate::wit::codec::exports::barrage::plugin::{meta, request_codec};
 
-pub use crate::{ConfigError, Message, PluginInfo, Prompt};
+pub use crate::{ConfigError, ContentPart, Message, PluginInfo, Prompt};
 pub use request_codec::{
-    ContentDelta, DecodeOptions, EncodedRequest, Event, Frame, FrameEvent, Framing, Generation, GrpcRequest,
-    HttpRequest, RequestSpec, ResponseHead, ServerError, Usage, WireRequest,
+    ContentDelta, DecodeOptions, Embeddings, EncodedRequest, Event, FrameEvent, Framing, Generation, GrpcRequest,
+    HttpRequest, MediaOutput, OutputKind, Ranking, RequestSpec, ResponseHead, ServerError, Usage, WireRequest,
 };
+
+/// One frame as the host cut it, borrowed from the batch it came in: the
+/// host copies a batch's bytes into the plugin once, not once per frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
+    /// For SSE, the `event:` field when present; for gRPC, [`GRPC_COMPRESSED`]
+    /// on a compressed message; for AWS event streams, the event type
+    /// (see the contract's `framing`).
+    pub event: Option<&'a str>,
+    /// For SSE, the data lines joined by `\n`; otherwise the line, message or chunk.
+    pub data: &'a [u8],
+}
+
+/// A [`Frame`] that owns its bytes, for tests and fixtures.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FrameBuf {
+    /// As [`Frame::event`].
+    pub event: Option<String>,
+    /// As [`Frame::data`].
+    pub data: Vec<u8>,
+}
+
+impl FrameBuf {
+    /// The frame, borrowed.
+    pub fn as_frame(&self) -> Frame<'_> {
+        Frame {
+            event: self.event.as_deref(),
+            data: &self.data,
+        }
+    }
+}
+
+/// The frames of a batch, each a view into its buffer; or why a span does
+/// not lie within it (which no host does).
+fn frames_of(batch: &request_codec::FrameBatch) -> Result<Vec<Frame<'_>>, String> {
+    let bytes = |span: request_codec::Span| {
+        let start = span.start as usize;
+        batch.data.get(start..start + span.len as usize).ok_or_else(|| {
+            format!(
+                "a frame span {}+{} lies outside its batch of {} bytes",
+                span.start,
+                span.len,
+                batch.data.len()
+            )
+        })
+    };
+    batch
+        .frames
+        .iter()
+        .map(|f| {
+            let event = match f.event {
+                Some(span) => Some(
+                    std::str::from_utf8(bytes(span)?).map_err(|_| "a frame's event name is not UTF-8".to_string())?,
+                ),
+                None => None,
+            };
+            Ok(Frame {
+                event,
+                data: bytes(f.data)?,
+            })
+        })
+        .collect()
+}
 
 /// Merge a request's `extra` fields (`RequestSpec::extra`: a JSON object
 /// from the run or dataset configuration) into a JSON request `body`. The
@@ -115,6 +180,15 @@ pub fn merge_extra_nested(
     Ok(())
 }
 
+/// The error of a text-generation codec given inputs to embed or a rerank
+/// query, which other codecs send.
+pub fn generation_only(codec: &str) -> String {
+    format!(
+        "{codec} generates text from a prompt; inputs to embed need the openai-embeddings codec, a rerank query the \
+         rerank codec"
+    )
+}
+
 /// At most 200 characters of `data`, for error messages.
 pub fn snippet(data: &[u8]) -> String {
     let text = String::from_utf8_lossy(data);
@@ -152,8 +226,8 @@ pub fn ensure_http_error(status: u16, body: &[u8], events: &mut Vec<Event>) {
 pub const GRPC_COMPRESSED: &str = "grpc-compressed";
 
 /// Whether the host marked `frame` as a compressed gRPC message.
-pub fn is_grpc_compressed(frame: &Frame) -> bool {
-    frame.event.as_deref() == Some(GRPC_COMPRESSED)
+pub fn is_grpc_compressed(frame: &Frame<'_>) -> bool {
+    frame.event == Some(GRPC_COMPRESSED)
 }
 
 /// The event for a compressed gRPC message.
@@ -228,7 +302,7 @@ pub trait Codec: 'static {
 pub trait Decoder: 'static {
     /// Decode frames in arrival order; each returned event names the index
     /// of the frame (in `frames`) it came from.
-    fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String>;
+    fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String>;
 
     /// The stream ended: return anything still held back.
     fn finish(&mut self) -> Result<Vec<Event>, String> {
@@ -277,8 +351,8 @@ impl<C: Codec> request_codec::GuestDecoder for DecoderExport<C> {
         DecoderExport(RefCell::new(C::decoder(head, options)))
     }
 
-    fn push(&self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
-        self.0.borrow_mut().push(frames)
+    fn push(&self, batch: request_codec::FrameBatch) -> Result<Vec<FrameEvent>, String> {
+        self.0.borrow_mut().push(&frames_of(&batch)?)
     }
 
     fn finish(&self) -> Result<Vec<Event>, String> {

@@ -19,7 +19,7 @@
 //!
 //! impl Dataset for Hello {
 //!     fn info() -> PluginInfo {
-//!         PluginInfo { name: "hello".into(), version: "0.1.0".into(), description: "hello prompts".into() }
+//!         PluginInfo::new("hello", "0.1.0", "hello prompts")
 //!     }
 //!
 //!     fn open() -> Result<Self, DatasetError> {
@@ -59,7 +59,10 @@ use crate::wit::dataset::exports::barrage::plugin::{dataset_source, meta};
 
 pub use crate::wit::dataset::exports::barrage::plugin::dataset_source::{Batch, DatasetError, Sample, SessionTurn};
 // What a dataset author needs, in one module.
-pub use crate::{ConfigError, Message, PluginInfo, Prompt, config, log, random, tokenizer};
+pub use crate::{
+    ConfigError, ContentPart, Media, MediaSource, Message, PluginInfo, Prompt, RerankQuery, Tool, ToolCall, config,
+    log, random, tokenizer,
+};
 
 impl Sample {
     /// A plain text prompt with nothing else set.
@@ -72,6 +75,7 @@ impl Sample {
             at_ms: None,
             session: None,
             extra: None,
+            tools: Vec::new(),
         }
     }
 }

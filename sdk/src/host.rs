@@ -139,3 +139,23 @@ pub mod tokenizer {
         return crate::testing::words_decode(tokens);
     }
 }
+
+/// Secrets the user granted this plugin. Declare each name in
+/// `PluginInfo::secrets`; the host refuses a grant of an undeclared name,
+/// and refuses to load the plugin when a required one is not granted.
+pub mod secrets {
+    /// The value granted under `name`, or why there is none. Never log it or
+    /// put it in an error: the host masks it wherever it finds it, but a
+    /// transformed value (a prefix, a hash) it cannot recognise.
+    pub fn get(name: &str) -> Result<String, String> {
+        #[cfg(target_arch = "wasm32")]
+        return crate::wit::host::barrage::plugin::secrets::get(name);
+        #[cfg(not(target_arch = "wasm32"))]
+        return crate::testing::with_host(|h| {
+            h.secrets
+                .get(name)
+                .cloned()
+                .ok_or_else(|| format!("no secret `{name}` was granted"))
+        });
+    }
+}

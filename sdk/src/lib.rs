@@ -1,7 +1,7 @@
 //! Write Barrage plugins in plain Rust.
 //!
 //! Barrage loads model-server codecs, dataset preprocessors and reporters as
-//! sandboxed WebAssembly components that implement the `barrage:plugin@0.1.0`
+//! sandboxed WebAssembly components that implement the `barrage:plugin@0.2.0`
 //! WIT package (carried in this crate's `wit/` folder). This crate hides the
 //! generated bindings. Enable the feature of the world the plugin implements,
 //! exactly one per plugin crate:
@@ -14,7 +14,7 @@
 //! documentation has a complete example.
 //!
 //! Every world gets the same host functions: [`log`], [`config`],
-//! [`random`] and [`tokenizer`]. The same code compiles natively, where those
+//! [`random`], [`tokenizer`] and [`secrets`]. The same code compiles natively, where those
 //! are answered by [`testing`], so plugin logic is unit-tested with plain
 //! `cargo test`. See `docs/plugins.md`.
 //!
@@ -34,22 +34,63 @@ pub mod reporter;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
-pub use host::{config, log, random, tokenizer};
-pub use wit::host::barrage::plugin::types::{ConfigError, Message, PluginInfo, Prompt};
+pub use host::{config, log, random, secrets, tokenizer};
+pub use wit::host::barrage::plugin::types::{
+    ConfigError, ContentPart, Datetime, Media, MediaSource, Message, PluginInfo, Prompt, RerankQuery, SecretNeed, Tool,
+    ToolCall,
+};
+
+impl PluginInfo {
+    /// A plugin that reads no secrets.
+    pub fn new(name: impl Into<String>, version: impl Into<String>, description: impl Into<String>) -> PluginInfo {
+        PluginInfo {
+            name: name.into(),
+            version: version.into(),
+            description: description.into(),
+            secrets: Vec::new(),
+        }
+    }
+}
+
+impl Message {
+    /// A message of one text part.
+    pub fn text(role: impl Into<String>, text: impl Into<String>) -> Message {
+        Message {
+            role: role.into(),
+            content: vec![ContentPart::Text(text.into())],
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
+    }
+
+    /// Its text parts, joined by newlines.
+    pub fn text_content(&self) -> String {
+        let texts: Vec<&str> = self
+            .content
+            .iter()
+            .filter_map(|p| match p {
+                ContentPart::Text(t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        texts.join("\n")
+    }
+}
 
 /// The contract version this SDK builds plugins for.
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// Everything a codec author usually needs, in one import.
 #[cfg(feature = "codec")]
 pub mod prelude {
     pub use crate::codec::{
-        Codec, ConfigError, ContentDelta, DecodeOptions, Decoder, EncodedRequest, Event, Frame, FrameEvent, Framing,
-        Generation, GrpcRequest, HttpRequest, Message, PluginInfo, Prompt, RequestSpec, ResponseHead, ServerError,
-        Usage, WireRequest, ensure_http_error, grpc_compressed, grpc_messages, http_error, is_grpc_compressed,
-        is_success, merge_extra, merge_extra_nested, snippet,
+        Codec, ConfigError, ContentDelta, ContentPart, DecodeOptions, Decoder, Embeddings, EncodedRequest, Event,
+        Frame, FrameBuf, FrameEvent, Framing, Generation, GrpcRequest, HttpRequest, MediaOutput, Message, OutputKind,
+        PluginInfo, Prompt, Ranking, RequestSpec, ResponseHead, ServerError, Usage, WireRequest, ensure_http_error,
+        generation_only, grpc_compressed, grpc_messages, http_error, is_grpc_compressed, is_success, merge_extra,
+        merge_extra_nested, snippet,
     };
-    pub use crate::host::{config, log, random, tokenizer};
+    pub use crate::host::{config, log, random, secrets, tokenizer};
 }
 
 /// Generated bindings. Not part of the SDK's stable surface: use the
@@ -79,11 +120,12 @@ pub mod wit {
                     world: $world,
                     path: "wit",
                     with: {
-                        "barrage:plugin/types@0.1.0": crate::wit::host::barrage::plugin::types,
-                        "barrage:plugin/log@0.1.0": crate::wit::host::barrage::plugin::log,
-                        "barrage:plugin/config@0.1.0": crate::wit::host::barrage::plugin::config,
-                        "barrage:plugin/random@0.1.0": crate::wit::host::barrage::plugin::random,
-                        "barrage:plugin/tokenizer@0.1.0": crate::wit::host::barrage::plugin::tokenizer,
+                        "barrage:plugin/types@0.2.0": crate::wit::host::barrage::plugin::types,
+                        "barrage:plugin/log@0.2.0": crate::wit::host::barrage::plugin::log,
+                        "barrage:plugin/config@0.2.0": crate::wit::host::barrage::plugin::config,
+                        "barrage:plugin/random@0.2.0": crate::wit::host::barrage::plugin::random,
+                        "barrage:plugin/tokenizer@0.2.0": crate::wit::host::barrage::plugin::tokenizer,
+                        "barrage:plugin/secrets@0.2.0": crate::wit::host::barrage::plugin::secrets,
                     },
                     pub_export_macro: true,
                     export_macro_name: $export,
@@ -97,11 +139,12 @@ pub mod wit {
                     world: $world,
                     path: "wit",
                     with: {
-                        "barrage:plugin/types@0.1.0": crate::wit::host::barrage::plugin::types,
-                        "barrage:plugin/log@0.1.0": crate::wit::host::barrage::plugin::log,
-                        "barrage:plugin/config@0.1.0": crate::wit::host::barrage::plugin::config,
-                        "barrage:plugin/random@0.1.0": crate::wit::host::barrage::plugin::random,
-                        "barrage:plugin/tokenizer@0.1.0": crate::wit::host::barrage::plugin::tokenizer,
+                        "barrage:plugin/types@0.2.0": crate::wit::host::barrage::plugin::types,
+                        "barrage:plugin/log@0.2.0": crate::wit::host::barrage::plugin::log,
+                        "barrage:plugin/config@0.2.0": crate::wit::host::barrage::plugin::config,
+                        "barrage:plugin/random@0.2.0": crate::wit::host::barrage::plugin::random,
+                        "barrage:plugin/tokenizer@0.2.0": crate::wit::host::barrage::plugin::tokenizer,
+                        "barrage:plugin/secrets@0.2.0": crate::wit::host::barrage::plugin::secrets,
                     },
                 });
             }

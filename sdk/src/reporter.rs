@@ -13,7 +13,7 @@
 //!
 //! impl Reporter for Count {
 //!     fn info() -> PluginInfo {
-//!         PluginInfo { name: "count".into(), version: "0.1.0".into(), description: "requests sent".into() }
+//!         PluginInfo::new("count", "0.1.0", "requests sent")
 //!     }
 //!
 //!     fn render(input: ReportInput) -> Result<Vec<OutputFile>, String> {

@@ -25,6 +25,8 @@ pub struct TestHost {
     pub files: Vec<(String, Vec<u8>)>,
     /// A reporter's records, one JSON object each, not yet read.
     pub records: Vec<String>,
+    /// Secrets answered to `secrets::get`, by name.
+    pub secrets: BTreeMap<String, String>,
     rng_state: u64,
     vocab: BTreeMap<String, u32>,
     words: Vec<String>,
@@ -37,6 +39,7 @@ impl Default for TestHost {
             logs: Vec::new(),
             files: Vec::new(),
             records: Vec::new(),
+            secrets: BTreeMap::new(),
             rng_state: 0,
             vocab: BTreeMap::new(),
             words: Vec::new(),
@@ -64,12 +67,22 @@ pub fn with_host<R>(f: impl FnOnce(&mut TestHost) -> R) -> R {
     HOST.with(|h| f(&mut h.borrow_mut()))
 }
 
+/// Forget this thread's configuration, seed, logs, files, records and secrets.
+pub fn reset() {
+    with_host(|h| *h = TestHost::default());
+}
+
 /// Set the configuration the plugin sees.
 pub fn set_config(config: serde_json::Value) {
     with_host(|h| h.config = config);
 }
 
 /// Seed the random source.
+/// Grant `value` under `name` to this thread's plugin.
+pub fn set_secret(name: &str, value: &str) {
+    with_host(|h| h.secrets.insert(name.to_string(), value.to_string()));
+}
+
 pub fn set_seed(seed: u64) {
     with_host(|h| h.rng_state = seed);
 }
@@ -123,11 +136,11 @@ pub use reporter_harness::*;
 
 #[cfg(feature = "codec")]
 mod codec_harness {
-    use crate::codec::{Codec, DecodeOptions, Decoder, Event, Frame, ResponseHead};
+    use crate::codec::{Codec, DecodeOptions, Decoder, Event, FrameBuf, ResponseHead};
 
     /// A frame holding `data`, as the host hands SSE `data:` payloads and NDJSON lines.
-    pub fn frame(data: &str) -> Frame {
-        Frame {
+    pub fn frame(data: &str) -> FrameBuf {
+        FrameBuf {
             event: None,
             data: data.as_bytes().to_vec(),
         }
@@ -135,14 +148,14 @@ mod codec_harness {
 
     /// A frame holding binary `data`, as the host hands a gRPC message
     /// (without its 5-byte prefix).
-    pub fn frame_bytes(data: Vec<u8>) -> Frame {
-        Frame { event: None, data }
+    pub fn frame_bytes(data: Vec<u8>) -> FrameBuf {
+        FrameBuf { event: None, data }
     }
 
     /// Cut a complete SSE body into frames the way the host does: events are
     /// separated by a blank line, `data:` lines are joined by `\n`, comment lines
     /// (starting with `:`) make a keep-alive frame with empty data.
-    pub fn sse_frames(body: &str) -> Vec<Frame> {
+    pub fn sse_frames(body: &str) -> Vec<FrameBuf> {
         let body = body.replace("\r\n", "\n");
         let mut frames = Vec::new();
         for block in body.split("\n\n") {
@@ -169,11 +182,11 @@ mod codec_harness {
                 }
             }
             match data {
-                Some(d) => frames.push(Frame {
+                Some(d) => frames.push(FrameBuf {
                     event,
                     data: d.into_bytes(),
                 }),
-                None if comment => frames.push(Frame {
+                None if comment => frames.push(FrameBuf {
                     event: None,
                     data: Vec::new(),
                 }),
@@ -200,7 +213,7 @@ mod codec_harness {
     /// checks what the host checks: every event names a frame of its batch,
     /// and no call returns more events than the host takes.
     pub fn decode_stream_indexed<C: Codec>(
-        frames: Vec<Frame>,
+        frames: Vec<FrameBuf>,
         options: DecodeOptions,
     ) -> Result<Vec<(u32, Event)>, String> {
         let one_by_one: Vec<usize> = vec![1; frames.len()];
@@ -227,7 +240,7 @@ mod codec_harness {
     }
 
     /// [`decode_stream_indexed`] without the frame indexes.
-    pub fn decode_stream<C: Codec>(frames: Vec<Frame>, options: DecodeOptions) -> Result<Vec<Event>, String> {
+    pub fn decode_stream<C: Codec>(frames: Vec<FrameBuf>, options: DecodeOptions) -> Result<Vec<Event>, String> {
         Ok(decode_stream_indexed::<C>(frames, options)?
             .into_iter()
             .map(|(_, e)| e)
@@ -235,7 +248,7 @@ mod codec_harness {
     }
 
     fn decode_in_batches<C: Codec>(
-        frames: &[Frame],
+        frames: &[FrameBuf],
         sizes: &[usize],
         options: DecodeOptions,
     ) -> Result<Vec<(u32, Event)>, String> {
@@ -247,8 +260,8 @@ mod codec_harness {
         let mut events = Vec::new();
         let mut base = 0usize;
         for &n in sizes {
-            let batch = frames[base..base + n].to_vec();
-            let out = decoder.push(batch)?;
+            let batch: Vec<_> = frames[base..base + n].iter().map(FrameBuf::as_frame).collect();
+            let out = decoder.push(&batch)?;
             check_count(out.len(), n)?;
             for fe in out {
                 if fe.frame as usize >= n {
@@ -392,6 +405,7 @@ mod tests {
                 name: "counting".into(),
                 version: "0".into(),
                 description: String::new(),
+                secrets: Vec::new(),
             }
         }
         fn encode(_spec: RequestSpec) -> Result<EncodedRequest, String> {
@@ -412,7 +426,7 @@ mod tests {
     const PAST_THE_END: u8 = 2;
 
     impl<const ANSWER: u8> Decoder for Stream<ANSWER> {
-        fn push(&mut self, frames: Vec<crate::codec::Frame>) -> Result<Vec<FrameEvent>, String> {
+        fn push(&mut self, frames: &[crate::codec::Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
             let token = |frame| FrameEvent {
                 frame,
                 event: Event::Content(ContentDelta {

@@ -85,13 +85,13 @@ fn a_plugin_for_another_contract_version_is_refused_by_name_and_versions() {
         .arg(fixture("sse/chat-reasoning.sse")));
     assert_eq!(code, 2);
     assert!(
-        stderr.contains("plugin 'wrong_version' targets barrage:plugin@0.2.0, which this host cannot load; this host supports barrage:plugin@0.1.0"),
+        stderr.contains("plugin 'wrong_version' targets barrage:plugin@0.9.0, which this host cannot load; this host supports barrage:plugin@0.1.0, barrage:plugin@0.2.0"),
         "{stderr}"
     );
     let (code, stdout, _) = run(barrage().args(["plugin", "inspect"]).arg(&plugin));
     assert_eq!(code, 0);
     assert!(
-        stdout.contains("supported: no: it targets barrage:plugin@0.2.0; this host supports barrage:plugin@0.1.0"),
+        stdout.contains("supported: no: it targets barrage:plugin@0.9.0; this host supports barrage:plugin@0.1.0, barrage:plugin@0.2.0"),
         "{stdout}"
     );
 }

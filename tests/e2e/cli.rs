@@ -22,7 +22,7 @@ fn list_shows_builtins_with_kind_versions_and_sha256() {
         let cols: Vec<&str> = line.split_whitespace().collect();
         assert_eq!(cols[1], "codec", "{line}");
         assert_eq!(cols[2], env!("CARGO_PKG_VERSION"), "{line}");
-        assert_eq!(cols[3], "0.1.0", "{line}");
+        assert_eq!(cols[3], "0.2.0", "{line}");
         assert_eq!(cols[4].len(), 64, "sha256: {line}");
         assert!(cols[4].chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(cols[5], "built-in");
@@ -48,9 +48,14 @@ fn inspect_shows_world_contract_imports_and_exports() {
     let (code, stdout, stderr) = run(barrage().args(["plugin", "inspect", "openai-chat"]));
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("world:     codec\n"), "{stdout}");
-    assert!(stdout.contains("contract:  barrage:plugin 0.1.0\n"));
-    assert!(stdout.contains("  barrage:plugin/log@0.1.0\n"));
-    assert!(stdout.contains("exports:\n  barrage:plugin/meta@0.1.0\n  barrage:plugin/request-codec@0.1.0\n"));
+    assert!(stdout.contains("contract:  barrage:plugin 0.2.0\n"), "{stdout}");
+    assert!(stdout.contains("  barrage:plugin/log@0.2.0\n"));
+    assert!(stdout.contains("  barrage:plugin/secrets@0.2.0\n"));
+    assert!(stdout.contains("exports:\n  barrage:plugin/meta@0.2.0\n  barrage:plugin/request-codec@0.2.0\n"));
+    assert!(
+        stdout.contains("secret:    api-key (optional): an API key, sent as `Authorization: Bearer`"),
+        "{stdout}"
+    );
     let size: usize = stdout
         .lines()
         .find_map(|l| l.strip_prefix("size:"))
@@ -110,8 +115,8 @@ fn unknown_plugin_names_list_the_known_ones() {
     assert!(
         stderr.contains(
             "no plugin named 'openai-chatt'; known plugins: csv, html, jetstream, json, jsonl, kserve-v2-grpc, kserve-v2-http, \
-             markdown, multi-turn, openai-chat, openai-completions, sglang-native, shared-prefix, sharegpt, synthetic, tgi, \
-             trace, vllm-grpc"
+             markdown, multi-turn, openai-chat, openai-completions, openai-embeddings, sglang-native, shared-prefix, sharegpt, \
+             synthetic, tgi, trace, vllm-grpc"
         ),
         "{stderr}"
     );
@@ -121,7 +126,7 @@ fn unknown_plugin_names_list_the_known_ones() {
     assert!(
         stderr.contains(
             "no plugin named 'openai-chatt'; known plugins: jetstream, kserve-v2-grpc, kserve-v2-http, openai-chat, \
-             openai-completions, sglang-native, tgi, vllm-grpc ("
+             openai-completions, openai-embeddings, sglang-native, tgi, vllm-grpc ("
         ),
         "{stderr}"
     );

@@ -13,6 +13,9 @@ use crate::common::{barrage, records, run, test_plugin, workspace};
 /// sha256 over the frozen 0.1.0 files (name, NUL, contents, NUL; sorted by name).
 const FROZEN_0_1_0: &str = "33387d4c75cfd18290eb05778e8d58c44c47838434aa3d23138f10589b634484";
 
+/// The same over the frozen 0.2.0 files.
+const FROZEN_0_2_0: &str = "d29e5cd0715e0aa909e06b4fa4f2eaa75c166df03873351458a6ceafda0f3975";
+
 fn wit_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()
@@ -41,14 +44,16 @@ fn digest(files: &[(String, Vec<u8>)]) -> String {
 }
 
 #[test]
-fn the_released_0_1_0_contract_is_unchanged() {
-    let frozen = wit_files(&workspace().join("wit/frozen/0.1.0"));
-    assert!(!frozen.is_empty());
-    assert_eq!(
-        digest(&frozen),
-        FROZEN_0_1_0,
-        "wit/frozen/0.1.0 changed: released contracts must never change"
-    );
+fn the_released_contracts_are_unchanged() {
+    for (version, pinned) in [("0.1.0", FROZEN_0_1_0), ("0.2.0", FROZEN_0_2_0)] {
+        let frozen = wit_files(&workspace().join("wit/frozen").join(version));
+        assert!(!frozen.is_empty());
+        assert_eq!(
+            digest(&frozen),
+            pinned,
+            "wit/frozen/{version} changed: released contracts must never change"
+        );
+    }
 }
 
 #[test]
@@ -150,4 +155,88 @@ fn the_sdk_carries_the_live_contract() {
         live == vendored,
         "sdk/wit must be a copy of wit/ (the SDK crate is published with it): cp wit/*.wit sdk/wit/"
     );
+}
+
+/// A request waits at most `max_encode_lead_s` between its encode (the
+/// `send-time` a codec signs with) and its send: the feed encodes far ahead
+/// of a slow schedule, and encodes again what waited too long.
+#[test]
+fn a_request_is_sent_within_the_encode_lead_of_its_send_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("run.yaml");
+    std::fs::write(
+        &config,
+        "max_encode_lead_s: 0.5\nstages:\n  - {shape: constant, rate: 4, requests: 12}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let (code, _, stderr) = run(barrage()
+        .args(["run", "--quiet", "--config"])
+        .arg(&config)
+        .arg("--codec")
+        .arg(test_plugin("hostile"))
+        .args(["--codec-config", r#"{"attack": "clock"}"#, "--output"])
+        .arg(&out));
+    assert_eq!(code, 0, "{stderr}");
+    // id → the send-time of its last encode, and how often it was encoded.
+    let mut encodes: std::collections::BTreeMap<u64, (f64, u32)> = Default::default();
+    for line in stderr.lines() {
+        let Some(rest) = line.split("encoded ").nth(1) else {
+            continue;
+        };
+        let (id, at) = rest.split_once(" at ").unwrap();
+        let entry = encodes.entry(id.parse().unwrap()).or_insert((0.0, 0));
+        *entry = (at.trim().parse().unwrap(), entry.1 + 1);
+    }
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+    let started = meta["started_unix_ms"].as_f64().unwrap() / 1000.0;
+    let recs = records(&out);
+    assert_eq!(recs.len(), 12);
+    for r in &recs {
+        let id = r["id"].as_u64().unwrap();
+        let sent = started + r["sent_ms"].as_f64().unwrap() / 1000.0;
+        let (send_time, _) = encodes[&id];
+        let waited = sent - send_time;
+        // The start is read a moment apart from the origin of record times.
+        assert!(
+            (-0.05..0.5 + 0.2).contains(&waited),
+            "request {id} was sent {waited:.3} s after its send-time: {encodes:?}"
+        );
+    }
+    assert!(
+        encodes.values().any(|(_, n)| *n > 1),
+        "the last requests waited 3 s for their send, so they were encoded again: {encodes:?}"
+    );
+}
+
+/// A 0.1 codec is given what 0.1 can say; a request it cannot (inputs to
+/// embed) fails by itself, with the reason, and nothing is sent.
+#[test]
+fn a_request_the_0_1_contract_cannot_express_fails_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let (code, _, stderr) = run(barrage()
+        .args(["run", "--quiet", "--rate", "20", "--requests", "3", "--codec"])
+        .arg(test_plugin("frozen-contract"))
+        .args([
+            "--dataset",
+            "synthetic",
+            "--dataset-config",
+            r#"{"count": 3, "format": "inputs", "batch": 2}"#,
+        ])
+        .arg("--output")
+        .arg(&out));
+    assert_ne!(code, 2, "{stderr}");
+    let recs = records(&out);
+    assert_eq!(recs.len(), 3);
+    for r in &recs {
+        assert_eq!(r["status"], "plugin_error", "{r}");
+        assert!(
+            r["error"].as_str().unwrap().contains(
+                "this codec was built for contract 0.1.0, which has no inputs to embed: use a codec built for 0.2"
+            ),
+            "{r}"
+        );
+        assert_eq!(r["bytes_sent"], 0, "{r}");
+    }
 }

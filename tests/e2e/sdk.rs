@@ -14,7 +14,7 @@ impl Codec for Lines {
     type Decoder = LineDecoder;
 
     fn info() -> PluginInfo {
-        PluginInfo { name: "outside-lines".into(), version: "0.1.0".into(), description: "text lines".into() }
+        PluginInfo::new("outside-lines", "0.1.0", "text lines")
     }
 
     fn encode(spec: RequestSpec) -> Result<EncodedRequest, String> {
@@ -28,6 +28,8 @@ impl Codec for Lines {
             }),
             streaming: true,
             framing: Framing::Ndjson,
+            output: OutputKind::Tokens,
+            prompt_tokens: None,
         })
     }
 
@@ -43,7 +45,7 @@ impl Codec for Lines {
 pub struct LineDecoder;
 
 impl Decoder for LineDecoder {
-    fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+    fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
         Ok(frames
             .iter()
             .enumerate()

@@ -32,6 +32,7 @@ fn ctx() -> PluginContext {
         tokenizer: WordTokenizer::shared(),
         log_level: barrage_plugin_host::state::parse_level("error").unwrap(),
         log: barrage_plugin_host::state::no_log(),
+        secrets: Default::default(),
     }
 }
 
@@ -129,7 +130,7 @@ fn encode_runs_on_plugin_threads_and_codec_errors_are_data() {
     let source = Registry { plugin_dir: None }.resolve("openai-completions").unwrap();
     let plugin = CodecPlugin::load(&engine, &source, ctx()).unwrap();
     assert_eq!(plugin.name(), "openai-completions");
-    assert_eq!(plugin.contract_version, "0.1.0");
+    assert_eq!(plugin.contract_version, "0.2.0");
     let workers = Arc::new(CodecWorkers::start(plugin, 1).unwrap());
     let spec = |prompt| wire::RequestSpec {
         id: 3,
@@ -144,6 +145,8 @@ fn encode_runs_on_plugin_threads_and_codec_errors_are_data() {
             include_usage: true,
         },
         extra: None,
+        tools: Vec::new(),
+        send_time: std::time::SystemTime::now(),
     };
     let encoded = workers
         .encode(spec(wire::Prompt::Text("hello".into())))
@@ -159,10 +162,7 @@ fn encode_runs_on_plugin_threads_and_codec_errors_are_data() {
     assert_eq!(body["stream_options"]["include_usage"], true);
     assert_eq!(encoded.framing, wire::Framing::Sse);
 
-    let chat = wire::Prompt::Messages(vec![wire::ChatMessage {
-        role: "user".into(),
-        content: "x".into(),
-    }]);
+    let chat = wire::Prompt::Messages(vec![wire::ChatMessage::text("user", "x")]);
     let err = workers.encode(spec(chat)).blocking_recv().unwrap().unwrap_err();
     assert_eq!(err.kind, FailureKind::Returned);
     assert!(err.message.contains("use the openai-chat codec"), "{err}");

@@ -314,6 +314,7 @@ impl PluginOptions {
             log: std::sync::Arc::new(|plugin: &str, level: LogLevel, message: &str| {
                 eprintln!("[plugin {plugin}] {level:?}: {message}")
             }),
+            secrets: Default::default(),
         })
     }
 }

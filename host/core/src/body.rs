@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use crate::framing::FrameTooLarge;
+use crate::framing::Refusal;
 use crate::types::ResponseHead;
 
 /// Where the transport puts a response as it reads it. Every time is
@@ -25,8 +25,9 @@ pub trait ResponseSink {
     fn read_done(&mut self) {}
 
     /// The sink takes no more of this response: a frame went over its
-    /// limit. The transport asks after every read and stops reading.
-    fn refused(&self) -> Option<FrameTooLarge> {
+    /// limit, or the body cannot be framed. The transport asks after every
+    /// read and stops reading.
+    fn refused(&self) -> Option<Refusal> {
         None
     }
 

@@ -36,6 +36,8 @@ pub enum Framing {
     Ndjson,
     /// gRPC length-prefixed messages.
     GrpcMessages,
+    /// AWS event-stream messages (`application/vnd.amazon.eventstream`).
+    AwsEventStream,
 }
 
 impl Framing {
@@ -45,12 +47,13 @@ impl Framing {
         ("sse", Framing::Sse),
         ("ndjson", Framing::Ndjson),
         ("grpc", Framing::GrpcMessages),
+        ("aws-event-stream", Framing::AwsEventStream),
     ];
 }
 
 /// A name that is no framing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown framing `{0}`; expected one of raw, sse, ndjson, grpc")]
+#[error("unknown framing `{0}`; expected one of raw, sse, ndjson, grpc, aws-event-stream")]
 pub struct UnknownFraming(pub String);
 
 impl std::str::FromStr for Framing {
@@ -79,6 +82,18 @@ pub struct FrameTooLarge {
     pub limit: usize,
 }
 
+/// Why a framer takes no more of a body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A frame over the limit.
+    #[error(transparent)]
+    TooLarge(#[from] FrameTooLarge),
+    /// Bytes that cannot be framed (an AWS event-stream message whose CRC
+    /// does not match): nothing after them can be trusted to be cut right.
+    #[error("{0}")]
+    Corrupt(String),
+}
+
 /// An incremental framer for one response body.
 #[derive(Debug)]
 pub struct Framer {
@@ -86,13 +101,15 @@ pub struct Framer {
     /// Most bytes in one line, SSE event's data or gRPC message, counting
     /// the part still being read.
     limit: usize,
-    /// A frame went over the limit.
-    refused: bool,
+    /// Why the framer takes nothing more, once it refused.
+    refused: Option<Refusal>,
     buf: Vec<u8>,
     /// Offset in `buf` up to which lines have already been scanned.
     scanned: usize,
     /// SSE event under construction.
     sse: SseEvent,
+    /// Event-stream messages cut so far, to name a corrupt one.
+    messages: u64,
 }
 
 #[derive(Debug, Default)]
@@ -113,10 +130,11 @@ impl Framer {
         Framer {
             framing,
             limit,
-            refused: false,
+            refused: None,
             buf: Vec::new(),
             scanned: 0,
             sse: SseEvent::default(),
+            messages: 0,
         }
     }
 
@@ -125,13 +143,13 @@ impl Framer {
     /// the limit; the frames before it are in `out`, and the framer takes
     /// nothing more. Where the reads fall changes neither the frames nor
     /// the refusal.
-    pub fn push(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), FrameTooLarge> {
-        if self.refused {
-            return Err(self.too_large());
+    pub fn push(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), Refusal> {
+        if let Some(refusal) = &self.refused {
+            return Err(refusal.clone());
         }
         let cut = self.cut(bytes, at, out);
-        if cut.is_err() {
-            self.refused = true;
+        if let Err(refusal) = &cut {
+            self.refused = Some(refusal.clone());
             self.buf = Vec::new();
             self.sse = SseEvent::default();
         }
@@ -151,7 +169,7 @@ impl Framer {
         }
     }
 
-    fn cut(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), FrameTooLarge> {
+    fn cut(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), Refusal> {
         match self.framing {
             // A chunk as read is at most one read's bytes.
             Framing::Raw => {
@@ -176,22 +194,26 @@ impl Framer {
             }
             Framing::Sse | Framing::Ndjson => {
                 self.buf.extend_from_slice(bytes);
-                self.cut_held(at, out)
+                Ok(self.cut_held(at, out)?)
             }
             Framing::GrpcMessages => {
                 self.buf.extend_from_slice(bytes);
-                self.cut_grpc(at, out)
+                Ok(self.cut_grpc(at, out)?)
+            }
+            Framing::AwsEventStream => {
+                self.buf.extend_from_slice(bytes);
+                self.cut_event_stream(at, out)
             }
         }
     }
 
     /// The body ended: flush a final frame that lacked its terminator.
     pub fn finish(&mut self, at: Instant, out: &mut Vec<TimedFrame>) {
-        if self.refused {
+        if self.refused.is_some() {
             return;
         }
         match self.framing {
-            Framing::Raw | Framing::GrpcMessages => {}
+            Framing::Raw | Framing::GrpcMessages | Framing::AwsEventStream => {}
             Framing::Sse | Framing::Ndjson => {
                 if !self.buf.is_empty() {
                     // A last line without its newline still counts (and
@@ -343,9 +365,149 @@ impl Framer {
     }
 }
 
+/// The AWS event-stream wire format: a prelude (total length, headers
+/// length, the prelude's CRC32), the headers, the payload, the message's
+/// CRC32. `aws_event_stream` in the tests writes it.
+mod event_stream {
+    /// Prelude (12 bytes) and trailing CRC (4).
+    pub const OVERHEAD: usize = 16;
+
+    /// A header value: only strings matter to framing; the rest are skipped.
+    pub enum Value<'a> {
+        Text(&'a [u8]),
+        Other,
+    }
+
+    /// The headers of a message, or why they do not parse.
+    pub fn headers(mut b: &[u8]) -> Result<Vec<(&[u8], Value<'_>)>, String> {
+        let mut out = Vec::new();
+        while !b.is_empty() {
+            let short = || "a header runs past the headers' length".to_string();
+            let (&len, rest) = b.split_first().ok_or_else(short)?;
+            let name = rest.get(..len as usize).ok_or_else(short)?;
+            let rest = &rest[len as usize..];
+            let (&kind, rest) = rest.split_first().ok_or_else(short)?;
+            let fixed = |n: usize| rest.get(n..).ok_or_else(short);
+            let (value, rest) = match kind {
+                0 | 1 => (Value::Other, rest),
+                2 => (Value::Other, fixed(1)?),
+                3 => (Value::Other, fixed(2)?),
+                4 => (Value::Other, fixed(4)?),
+                5 | 8 => (Value::Other, fixed(8)?),
+                9 => (Value::Other, fixed(16)?),
+                6 | 7 => {
+                    let n = rest.get(..2).ok_or_else(short)?;
+                    let n = u16::from_be_bytes([n[0], n[1]]) as usize;
+                    let value = rest.get(2..2 + n).ok_or_else(short)?;
+                    let value = if kind == 7 { Value::Text(value) } else { Value::Other };
+                    (value, &rest[2 + n..])
+                }
+                other => return Err(format!("a header has unknown value type {other}")),
+            };
+            out.push((name, value));
+            b = rest;
+        }
+        Ok(out)
+    }
+}
+
+impl Framer {
+    fn cut_event_stream(&mut self, at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), Refusal> {
+        let mut start = 0;
+        let mut result = Ok(());
+        while self.buf.len() - start >= 12 {
+            let b = &self.buf[start..];
+            let total = u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+            let headers_len = u32::from_be_bytes([b[4], b[5], b[6], b[7]]) as usize;
+            let prelude_crc = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
+            let n = self.messages + 1;
+            if crc32fast::hash(&b[..8]) != prelude_crc {
+                result = Err(Refusal::Corrupt(format!(
+                    "AWS event stream: the prelude CRC of message {n} does not match its bytes"
+                )));
+                break;
+            }
+            if total < event_stream::OVERHEAD + headers_len {
+                result = Err(Refusal::Corrupt(format!(
+                    "AWS event stream: message {n} declares {total} bytes, too few for its {headers_len} bytes of headers"
+                )));
+                break;
+            }
+            if let Err(e) = self.within(total - event_stream::OVERHEAD) {
+                result = Err(e.into());
+                break;
+            }
+            if b.len() < total {
+                break;
+            }
+            let message = &b[..total];
+            let crc = u32::from_be_bytes(message[total - 4..].try_into().expect("4 bytes"));
+            if crc32fast::hash(&message[..total - 4]) != crc {
+                result = Err(Refusal::Corrupt(format!(
+                    "AWS event stream: the CRC of message {n} does not match its bytes"
+                )));
+                break;
+            }
+            match event_frame(message, headers_len, at) {
+                Ok(frame) => out.push(frame),
+                Err(why) => {
+                    result = Err(Refusal::Corrupt(format!("AWS event stream: message {n}: {why}")));
+                    break;
+                }
+            }
+            self.messages += 1;
+            start += total;
+        }
+        self.buf.drain(..start);
+        result
+    }
+}
+
+/// A checked event-stream message as the frame the contract describes:
+/// the event type (or `exception:` / `error:` and its type) and the
+/// payload (an error's message).
+fn event_frame(message: &[u8], headers_len: usize, at: Instant) -> Result<TimedFrame, String> {
+    let headers = event_stream::headers(&message[12..12 + headers_len])?;
+    let text = |name: &[u8]| {
+        headers.iter().find_map(|(n, v)| match v {
+            event_stream::Value::Text(t) if *n == name => Some(String::from_utf8_lossy(t).into_owned()),
+            _ => None,
+        })
+    };
+    let payload = &message[12 + headers_len..message.len() - 4];
+    let kind = text(b":message-type").unwrap_or_else(|| "event".into());
+    let (event, data) = match kind.as_str() {
+        "exception" => (
+            format!("exception:{}", text(b":exception-type").unwrap_or_default()),
+            payload.to_vec(),
+        ),
+        "error" => (
+            format!("error:{}", text(b":error-code").unwrap_or_default()),
+            text(b":error-message").unwrap_or_default().into_bytes(),
+        ),
+        _ => (text(b":event-type").unwrap_or_default(), payload.to_vec()),
+    };
+    Ok(TimedFrame {
+        at,
+        event: Some(event),
+        data,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Feed `body` in reads of `piece` bytes until the framer refuses one.
+    fn first_refusal(
+        f: &mut Framer,
+        body: &[u8],
+        piece: usize,
+        out: &mut Vec<TimedFrame>,
+    ) -> Option<Result<(), Refusal>> {
+        let now = Instant::now();
+        body.chunks(piece).map(|c| f.push(c, now, out)).find(Result::is_err)
+    }
 
     fn cut_in_pieces(framing: Framing, body: &[u8], piece: usize) -> Vec<(Option<String>, String)> {
         let mut f = Framer::new(framing);
@@ -441,13 +603,10 @@ mod tests {
                 let mut f = Framer::limited(framing, 64);
                 let mut out = Vec::new();
                 let now = Instant::now();
-                let refused = body
-                    .chunks(piece)
-                    .map(|c| f.push(c, now, &mut out))
-                    .find(Result::is_err);
+                let refused = first_refusal(&mut f, &body, piece, &mut out);
                 assert_eq!(
                     refused,
-                    Some(Err(FrameTooLarge { limit: 64 })),
+                    Some(Err(Refusal::TooLarge(FrameTooLarge { limit: 64 }))),
                     "{framing:?} in pieces of {piece}"
                 );
                 assert_eq!(
@@ -469,6 +628,101 @@ mod tests {
                 .is_ok()
         );
         assert_eq!(out.len(), 1);
+    }
+
+    /// An AWS event-stream message: string headers, the payload, both CRCs.
+    fn aws_event_stream(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
+        let mut h = Vec::new();
+        for (name, value) in headers {
+            h.push(name.len() as u8);
+            h.extend_from_slice(name.as_bytes());
+            h.push(7);
+            h.extend_from_slice(&(value.len() as u16).to_be_bytes());
+            h.extend_from_slice(value.as_bytes());
+        }
+        let total = 16 + h.len() + payload.len();
+        let mut m = Vec::new();
+        m.extend_from_slice(&(total as u32).to_be_bytes());
+        m.extend_from_slice(&(h.len() as u32).to_be_bytes());
+        m.extend_from_slice(&crc32fast::hash(&m).to_be_bytes());
+        m.extend_from_slice(&h);
+        m.extend_from_slice(payload);
+        m.extend_from_slice(&crc32fast::hash(&m).to_be_bytes());
+        m
+    }
+
+    fn event(kind: &str, payload: &str) -> Vec<u8> {
+        aws_event_stream(
+            &[
+                (":message-type", "event"),
+                (":event-type", kind),
+                (":content-type", "application/json"),
+            ],
+            payload.as_bytes(),
+        )
+    }
+
+    #[test]
+    fn aws_event_streams_are_cut_by_their_prelude_whatever_the_reads() {
+        let body = [
+            event("messageStart", r#"{"role":"assistant"}"#),
+            event("contentBlockDelta", r#"{"delta":{"text":"Hi"}}"#),
+            aws_event_stream(
+                &[
+                    (":message-type", "exception"),
+                    (":exception-type", "throttlingException"),
+                ],
+                br#"{"message":"slow down"}"#,
+            ),
+            aws_event_stream(
+                &[
+                    (":message-type", "error"),
+                    (":error-code", "InternalFailure"),
+                    (":error-message", "boom"),
+                ],
+                b"",
+            ),
+        ]
+        .concat();
+        let expected = vec![
+            (Some("messageStart".to_string()), r#"{"role":"assistant"}"#.to_string()),
+            (
+                Some("contentBlockDelta".to_string()),
+                r#"{"delta":{"text":"Hi"}}"#.to_string(),
+            ),
+            (
+                Some("exception:throttlingException".to_string()),
+                r#"{"message":"slow down"}"#.to_string(),
+            ),
+            (Some("error:InternalFailure".to_string()), "boom".to_string()),
+        ];
+        for piece in [1, 5, 13, body.len()] {
+            assert_eq!(
+                cut_in_pieces(Framing::AwsEventStream, &body, piece),
+                expected,
+                "piece size {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_event_stream_message_with_a_bad_crc_ends_the_body_named() {
+        let good = event("contentBlockDelta", "{}");
+        for (corrupt_at, what) in [(9, "the prelude CRC of message 2"), (20, "the CRC of message 2")] {
+            let mut bad = good.clone();
+            bad[corrupt_at] ^= 0x40;
+            let body = [good.clone(), bad, good.clone()].concat();
+            for piece in [1, 7, body.len()] {
+                let mut f = Framer::new(Framing::AwsEventStream);
+                let mut out = Vec::new();
+                let refused = first_refusal(&mut f, &body, piece, &mut out);
+                let Some(Err(Refusal::Corrupt(why))) = refused else {
+                    panic!("{what} in pieces of {piece}: {refused:?}");
+                };
+                assert!(why.contains(what), "{why}");
+                assert_eq!(out.len(), 1, "the message before it is kept");
+            }
+        }
     }
 
     #[test]

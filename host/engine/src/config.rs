@@ -272,6 +272,65 @@ impl Default for RequestConfig {
     }
 }
 
+/// Where a granted secret's value comes from: an environment variable, or
+/// a file (its contents, less one trailing newline); exactly one. Only
+/// this is written to the results; the value never is.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// An environment variable's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// A file's path, relative to the configuration file's directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
+}
+
+impl std::str::FromStr for SecretSource {
+    type Err = String;
+
+    /// `env:VARIABLE` or `file:PATH`.
+    fn from_str(s: &str) -> Result<SecretSource, String> {
+        match s.split_once(':') {
+            Some(("env", var)) if !var.is_empty() => Ok(SecretSource {
+                env: Some(var.into()),
+                file: None,
+            }),
+            Some(("file", path)) if !path.is_empty() => Ok(SecretSource {
+                env: None,
+                file: Some(path.into()),
+            }),
+            _ => Err(format!("`{s}`: a secret comes from `env:VARIABLE` or `file:PATH`")),
+        }
+    }
+}
+
+impl SecretSource {
+    /// The value, or why it cannot be read (naming the variable or file,
+    /// never the value).
+    pub fn read(&self, base_dir: &Path) -> Result<String, String> {
+        match (&self.env, &self.file) {
+            (Some(var), None) => std::env::var(var).map_err(|e| match e {
+                std::env::VarError::NotPresent => format!("the environment variable `{var}` is not set"),
+                std::env::VarError::NotUnicode(_) => format!("the environment variable `{var}` is not UTF-8"),
+            }),
+            (None, Some(path)) => {
+                let path = base_dir.join(path);
+                let mut text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("the file {} could not be read: {e}", path.display()))?;
+                if text.ends_with('\n') {
+                    text.pop();
+                    if text.ends_with('\r') {
+                        text.pop();
+                    }
+                }
+                Ok(text)
+            }
+            _ => Err("give exactly one of `env` (a variable's name) or `file` (a path)".into()),
+        }
+    }
+}
+
 /// The whole run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -282,6 +341,10 @@ pub struct RunConfig {
     pub codec: String,
     /// The codec's configuration table.
     pub codec_config: BTreeMap<String, serde_json::Value>,
+    /// Secrets granted to the codec, by the name it reads them under:
+    /// where each value comes from (never the value itself).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub codec_secrets: BTreeMap<String, SecretSource>,
     /// Model name sent.
     pub model: String,
     /// Seed for the schedule and prompts.
@@ -323,6 +386,10 @@ pub struct RunConfig {
     /// behind, or it waited that long for a connection or a slot under the
     /// stage's cap) is not sent at all: it is counted as missed.
     pub max_send_lag_ms: f64,
+    /// Longest a request may wait between its encode (the `send-time` its
+    /// codec signs with) and its send, seconds: a request queued longer is
+    /// encoded again first.
+    pub max_encode_lead_s: f64,
     /// Most MiB of response frames waiting for the plugin threads; past it,
     /// arrivals are missed until they catch up (their backlog stays bounded).
     pub max_decode_backlog_mib: f64,
@@ -388,6 +455,7 @@ impl Default for RunConfig {
             target: None,
             codec: "openai-chat".into(),
             codec_config: BTreeMap::new(),
+            codec_secrets: BTreeMap::new(),
             model: "barrage-sim".into(),
             seed: 0,
             output: None,
@@ -403,6 +471,7 @@ impl Default for RunConfig {
             malformed_frames: crate::metrics::MalformedFrames::Fail,
             max_frame_mib: (barrage_core::framing::DEFAULT_MAX_FRAME >> 20) as f64,
             max_send_lag_ms: 1000.0,
+            max_encode_lead_s: 60.0,
             max_decode_backlog_mib: 64.0,
             strict_client: false,
             grace_period_s: 5.0,
@@ -512,6 +581,22 @@ impl Shard {
         let count = u64::from(self.count);
         let first = (u64::from(self.index) + count - from % count) % count;
         if first >= n { 0 } else { (n - first).div_ceil(count) }
+    }
+}
+
+impl RunConfig {
+    /// The codec's granted secrets, read from their sources; an error names
+    /// the grant (`codec_secrets.NAME`) and what is missing.
+    pub fn codec_secrets(&self) -> Result<barrage_plugin_host::Secrets, ConfigError> {
+        let mut granted = Vec::new();
+        for (name, source) in &self.codec_secrets {
+            let value = source
+                .read(&self.base_dir)
+                .map_err(|m| ConfigError::new(format!("codec_secrets.{name}: {m}")))?;
+            granted.push((name.clone(), value));
+        }
+        barrage_plugin_host::Secrets::new(granted)
+            .map_err(|e| ConfigError::new(format!("codec_secrets.{}: {}", e.name, e.problem)))
     }
 }
 
@@ -791,6 +876,12 @@ impl RunConfig {
             ));
         }
         at_most("max_send_lag_ms", Some(self.max_send_lag_ms), MAX_SECONDS * 1000.0)?;
+        if !(self.max_encode_lead_s >= 0.1 && self.max_encode_lead_s.is_finite()) {
+            return Err(format!(
+                "max_encode_lead_s must be at least 0.1 s, got {}: it is how long an encoded request may wait for its send",
+                number(self.max_encode_lead_s)
+            ));
+        }
         if !(self.max_decode_backlog_mib > 0.0 && self.max_decode_backlog_mib.is_finite()) {
             return Err(format!(
                 "max_decode_backlog_mib must be > 0, got {}",
@@ -966,6 +1057,10 @@ mod tests {
             ),
             ("max_frame_mib: 0\n", "max_frame_mib is 0; it must be from"),
             ("max_send_lag_ms: 0\n", "max_send_lag_ms must be > 0 ms, got 0"),
+            (
+                "max_encode_lead_s: 0\n",
+                "max_encode_lead_s must be at least 0.1 s, got 0",
+            ),
             ("max_send_lag_ms: 1e300\n", "max_send_lag_ms is"),
             (
                 "max_decode_backlog_mib: -1\n",

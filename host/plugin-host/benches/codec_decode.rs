@@ -50,6 +50,7 @@ fn ctx() -> PluginContext {
         tokenizer: WordTokenizer::shared(),
         log_level: barrage_plugin_host::state::parse_level("error").expect("level"),
         log: barrage_plugin_host::state::no_log(),
+        secrets: Default::default(),
     }
 }
 
@@ -83,17 +84,27 @@ fn decode(c: &mut Criterion) {
             // Frames are handed over owned, as the plugin threads do.
             b.iter(|| black_box(instance.push(decoder, frames.clone()).expect("push")))
         });
-        let native_frames: Vec<barrage_sdk::codec::Frame> = (0..batch)
-            .map(|i| barrage_sdk::codec::Frame {
-                event: None,
-                data: chunk(i),
-            })
-            .collect();
+        let native_bytes: Vec<Vec<u8>> = (0..batch).map(chunk).collect();
         let mut native = openai_common::StreamDecoder::new(&barrage_sdk::codec::DecodeOptions { want_text: false });
-        group.bench_with_input(BenchmarkId::new("native", batch), &native_frames, |b, frames| {
-            // The wasm call copies the frames into the guest; the native one
-            // gets its own copy too, so both pay for owning the input.
-            b.iter(|| black_box(native.push(frames.clone())))
+        group.bench_with_input(BenchmarkId::new("native", batch), &native_bytes, |b, bytes| {
+            // The wasm call copies the frames into the guest, one buffer per
+            // batch; the native one gets its own copy too, so both pay for
+            // owning the input.
+            b.iter(|| {
+                let buffer = bytes.concat();
+                let mut at = 0;
+                let frames: Vec<barrage_sdk::codec::Frame> = bytes
+                    .iter()
+                    .map(|b| {
+                        at += b.len();
+                        barrage_sdk::codec::Frame {
+                            event: None,
+                            data: &buffer[at - b.len()..at],
+                        }
+                    })
+                    .collect();
+                black_box(native.push(&frames))
+            })
         });
     }
     // The floor under the wasm figures: 64 `[DONE]` frames cost the call,

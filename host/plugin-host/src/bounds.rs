@@ -74,7 +74,15 @@ pub fn event(event: &mut Event) {
                 bound(text, MAX_TEXT);
             }
         }
-        Event::RoleOnly | Event::EmptyDelta | Event::Usage(_) | Event::KeepAlive | Event::Done => {}
+        Event::RoleOnly
+        | Event::EmptyDelta
+        | Event::Usage(_)
+        | Event::KeepAlive
+        | Event::Done
+        | Event::Embeddings { .. }
+        | Event::Ranking(_)
+        | Event::Image(_)
+        | Event::Audio(_) => {}
     }
 }
 

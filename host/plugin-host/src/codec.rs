@@ -159,7 +159,8 @@ impl CodecInstance {
             .deadline(self.plugin.engine.options().call_deadline)
     }
 
-    fn failure(&self, kind: FailureKind, message: String) -> PluginFailure {
+    fn failure(&self, kind: FailureKind, mut message: String) -> PluginFailure {
+        self.plugin.ctx.secrets.mask(&mut message);
         PluginFailure {
             plugin: self.plugin.name().to_string(),
             kind,
@@ -193,7 +194,10 @@ impl CodecInstance {
     /// `events`, counted and each bounded.
     fn bounded(&self, mut events: Vec<Event>, frames: usize) -> Result<Vec<Event>, PluginFailure> {
         self.check_count(events.len(), frames)?;
-        events.iter_mut().for_each(bounds::event);
+        for event in &mut events {
+            bounds::event(event);
+            self.plugin.ctx.secrets.mask_event(event);
+        }
         Ok(events)
     }
 
@@ -230,6 +234,7 @@ impl CodecInstance {
                 ));
             }
             bounds::event(event);
+            self.plugin.ctx.secrets.mask_event(event);
         }
         Ok(tagged)
     }

@@ -168,6 +168,7 @@ pub(crate) fn load<P: Pre>(
     // or the built-in's), in errors and logs too, whatever it calls itself
     // (`plugin list` and `inspect` show that).
     let info = instance.info(&mut store).map_err(start)?;
+    check_secrets(&label, &info, &ctx.secrets)?;
     arm(&mut store, engine.options().call_deadline);
     if let Err(e) = instance.check_config(&mut store).map_err(start)? {
         return Err(PluginError::Config {
@@ -184,6 +185,40 @@ pub(crate) fn load<P: Pre>(
         ctx,
         allowance,
     })
+}
+
+/// Refuse a plugin whose required secrets are not all granted, or which is
+/// granted one it does not declare (a misspelt name would otherwise go
+/// unnoticed until a request fails).
+fn check_secrets(label: &str, info: &PluginInfo, granted: &crate::state::Secrets) -> Result<(), PluginError> {
+    let refuse = |problem: String| {
+        Err(PluginError::Secret {
+            name: label.to_string(),
+            problem,
+        })
+    };
+    for name in granted.names() {
+        if !info.secrets.iter().any(|s| s.name == name) {
+            let declared: Vec<&str> = info.secrets.iter().map(|s| s.name.as_str()).collect();
+            return refuse(match declared.is_empty() {
+                true => format!("reads no secrets, but secret `{name}` is granted to it; remove the grant"),
+                false => format!(
+                    "does not read a secret named `{name}`; it reads: {}",
+                    declared.join(", ")
+                ),
+            });
+        }
+    }
+    for need in info.secrets.iter().filter(|s| s.required) {
+        if !granted.names().any(|n| n == need.name) {
+            return refuse(format!(
+                "needs secret `{}` ({}), which is not granted: grant it with `--codec-secret {}=env:VARIABLE` (or \
+                 `=file:PATH`), or under `codec_secrets` in the run configuration",
+                need.name, need.description, need.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A new store for `ctx`, with the plugin's memory limit, its budget and

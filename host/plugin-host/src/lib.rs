@@ -48,7 +48,7 @@ pub use dataset::DatasetPlugin;
 pub use engine::{EngineOptions, PluginEngine};
 pub use registry::{PluginSource, Registry};
 pub use reporter::ReporterPlugin;
-pub use state::PluginContext;
+pub use state::{MIN_SECRET_LEN, PluginContext, SecretError, Secrets};
 pub use workers::{Backlog, CodecWorkers, Reply, StreamHandle, StreamOutcome, TimedEvent};
 
 /// Who a plugin says it is (`meta.info`).
@@ -59,6 +59,19 @@ pub struct PluginInfo {
     /// The plugin's own version.
     pub version: String,
     /// One line saying what it is for.
+    pub description: String,
+    /// Secrets it reads (contract 0.2 on; none before).
+    pub secrets: Vec<SecretNeed>,
+}
+
+/// A secret a plugin reads, by the name a user grants it under.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretNeed {
+    /// The name.
+    pub name: String,
+    /// Whether the plugin refuses to work without it.
+    pub required: bool,
+    /// What it is.
     pub description: String,
 }
 
@@ -128,6 +141,14 @@ pub enum PluginError {
         field: Option<String>,
         /// Why.
         message: String,
+    },
+    /// A secret the plugin needs was not granted, or one it does not read was.
+    #[error("plugin '{name}' {problem}")]
+    Secret {
+        /// Plugin name.
+        name: String,
+        /// What is wrong and how to grant it.
+        problem: String,
     },
     /// Instantiating or a first call failed.
     #[error("plugin '{name}' could not start: {message}")]

@@ -22,7 +22,7 @@ use crate::{DatasetPlugin, PluginContext, PluginEngine, PluginError, Registry, W
 use barrage_core::types::Prompt;
 
 /// Bump when the cache file layout or sample preparation changes.
-const CACHE_FORMAT: u32 = 1;
+const CACHE_FORMAT: u32 = 2;
 
 /// The `dataset:` section of a run configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +88,9 @@ pub struct Sample {
     /// Extra request body fields, a JSON object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extra: Option<String>,
+    /// Tools offered with the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<barrage_core::types::Tool>,
 }
 
 /// Input the plugin skipped (with `on_error: skip`).
@@ -519,6 +522,7 @@ mod tests {
                 think_time_ms: None,
             }),
             extra: None,
+            tools: Vec::new(),
         }
     }
 

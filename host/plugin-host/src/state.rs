@@ -40,6 +40,104 @@ pub struct PluginContext {
     pub log_level: LogLevel,
     /// Where plugin log lines go: the host library prints nothing itself.
     pub log: LogSink,
+    /// The secrets the user granted this plugin.
+    pub secrets: Arc<Secrets>,
+}
+
+/// Secrets granted to one plugin, by name, and the masking that keeps
+/// their values out of everything the plugin hands back.
+#[derive(Default)]
+pub struct Secrets {
+    granted: std::collections::BTreeMap<String, String>,
+    /// One finder per distinct value, longest first, so a value holding
+    /// another is masked whole.
+    finders: Vec<(memchr::memmem::Finder<'static>, String)>,
+}
+
+/// Fewest bytes a secret's value may have: a shorter one would turn up by
+/// chance in ordinary text, which masking would then mangle.
+pub const MIN_SECRET_LEN: usize = 8;
+
+/// A grant that cannot be honoured.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("secret `{name}`: {problem}")]
+pub struct SecretError {
+    /// The name it is granted under.
+    pub name: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl Secrets {
+    /// `granted` (name, value); values shorter than [`MIN_SECRET_LEN`] are refused.
+    pub fn new(granted: impl IntoIterator<Item = (String, String)>) -> Result<Secrets, SecretError> {
+        let granted: std::collections::BTreeMap<String, String> = granted.into_iter().collect();
+        for (name, value) in &granted {
+            if value.len() < MIN_SECRET_LEN {
+                return Err(SecretError {
+                    name: name.clone(),
+                    problem: format!(
+                        "its value has {} bytes; a secret needs at least {MIN_SECRET_LEN}, so that keeping it out of results cannot mangle them",
+                        value.len()
+                    ),
+                });
+            }
+        }
+        let mut values: Vec<&String> = granted.values().collect();
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        let finders = values
+            .into_iter()
+            .map(|v| (memchr::memmem::Finder::new(v.as_bytes()).into_owned(), v.clone()))
+            .collect();
+        Ok(Secrets { granted, finders })
+    }
+
+    /// The names granted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.granted.keys().map(String::as_str)
+    }
+
+    /// Whether none is granted.
+    pub fn is_empty(&self) -> bool {
+        self.granted.is_empty()
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.granted.get(name).map(String::as_str)
+    }
+
+    /// `text` with every granted value replaced by `[secret]`.
+    pub fn mask(&self, text: &mut String) {
+        for (finder, value) in &self.finders {
+            if finder.find(text.as_bytes()).is_some() {
+                *text = text.replace(value.as_str(), "[secret]");
+            }
+        }
+    }
+
+    /// Every string of `event` masked.
+    pub fn mask_event(&self, event: &mut barrage_core::types::Event) {
+        use barrage_core::types::Event;
+        if self.finders.is_empty() {
+            return;
+        }
+        match event {
+            Event::Malformed(s) | Event::Finish(s) => self.mask(s),
+            Event::ServerError(e) => {
+                self.mask(&mut e.message);
+                if let Some(code) = &mut e.code {
+                    self.mask(code);
+                }
+            }
+            Event::Content(d) | Event::Reasoning(d) => {
+                if let Some(text) = &mut d.text {
+                    self.mask(text);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Receives each plugin log line at or above the context's level:
@@ -344,13 +442,23 @@ pub fn parse_level(s: &str) -> Option<LogLevel> {
 }
 
 impl HostState {
-    pub(crate) fn plugin_log(&mut self, level: LogLevel, message: String) {
+    pub(crate) fn plugin_log(&mut self, level: LogLevel, mut message: String) {
+        self.ctx.secrets.mask(&mut message);
         if message.starts_with("plugin panicked") {
             self.last_panic = Some(bounds::cut_owned(message.clone(), bounds::MAX_MESSAGE));
         }
         if level >= self.ctx.log_level {
             (self.ctx.log)(&self.ctx.name, level, &message);
         }
+    }
+
+    /// `secrets.get`: only what was granted (and so declared).
+    pub(crate) fn secret(&self, name: &str) -> Result<String, String> {
+        self.ctx.secrets.get(name).map(str::to_string).ok_or_else(|| {
+            format!(
+                "no secret `{name}` was granted to this plugin (declare it in plugin-info.secrets; the user grants it)"
+            )
+        })
     }
 
     pub(crate) fn config_json(&self) -> String {

@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use barrage_core::body::ResponseSink;
-use barrage_core::framing::{DEFAULT_MAX_FRAME, FrameTooLarge, Framer, TimedFrame};
+use barrage_core::framing::{DEFAULT_MAX_FRAME, FrameTooLarge, Framer, Refusal, TimedFrame};
 use barrage_core::types::{DecodeOptions, EncodedRequest, Event, ResponseHead};
 use tokio::sync::oneshot;
 
@@ -27,7 +27,7 @@ pub struct DecodeSink<'a> {
     stream: Option<barrage_core::framing::Framing>,
     /// Most bytes in one frame; a body gathered whole is one frame.
     max_frame: usize,
-    refused: Option<FrameTooLarge>,
+    refused: Option<Refusal>,
     body: Body<'a>,
 }
 
@@ -111,7 +111,7 @@ impl<'a> ResponseSink for DecodeSink<'a> {
         let refused = match &mut self.body {
             Body::Stream { framer, frames, .. } => framer.push(data, at, frames).err(),
             Body::Whole { bytes, .. } if bytes.len() + data.len() > self.max_frame => {
-                Some(FrameTooLarge { limit: self.max_frame })
+                Some(FrameTooLarge { limit: self.max_frame }.into())
             }
             Body::Whole { bytes, .. } => {
                 bytes.extend_from_slice(data);
@@ -122,8 +122,8 @@ impl<'a> ResponseSink for DecodeSink<'a> {
         self.refused = refused;
     }
 
-    fn refused(&self) -> Option<FrameTooLarge> {
-        self.refused
+    fn refused(&self) -> Option<Refusal> {
+        self.refused.clone()
     }
 
     fn read_done(&mut self) {
@@ -458,6 +458,8 @@ mod tests {
             }),
             streaming: true,
             framing: Framing::Sse,
+            output: Default::default(),
+            prompt_tokens: None,
         };
         let mut sink = DecodeSink::new(&workers, &req, DecodeOptions { want_text: false });
         sink.head(ResponseHead {

@@ -381,7 +381,7 @@ impl ChatTemplate {
         let env = self.environment()?;
         let t = env.get_template("chat").map_err(|e| e.to_string())?;
         t.render(minijinja::context! {
-            messages => messages.iter().map(|m| minijinja::context! { role => m.role.clone(), content => m.content.clone() }).collect::<Vec<_>>(),
+            messages => messages.iter().map(|m| minijinja::context! { role => m.role.clone(), content => m.text_content() }).collect::<Vec<_>>(),
             add_generation_prompt => true,
             bos_token => self.bos.clone(),
             eos_token => self.eos.clone(),
@@ -494,10 +494,7 @@ mod tests {
         .unwrap();
         let words = load("words").unwrap();
         let t = ChatTemplate::load("tokenizer_config.json", dir.path(), words.as_ref()).unwrap();
-        let m = |role: &str, content: &str| barrage_core::types::ChatMessage {
-            role: role.into(),
-            content: content.into(),
-        };
+        let m = barrage_core::types::ChatMessage::text;
         assert_eq!(
             t.render(&[m("system", "  be brief "), m("user", "hi")]).unwrap(),
             "<s>[S]be brief[USER]hi[ASSISTANT]"

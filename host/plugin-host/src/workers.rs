@@ -649,6 +649,7 @@ pub(crate) mod tests {
             tokenizer: crate::tokenizer::WordTokenizer::shared(),
             log_level: crate::state::LogLevel::Error,
             log: crate::state::no_log(),
+            secrets: Default::default(),
         };
         CodecPlugin::load(&engine, &source, ctx).unwrap()
     }

@@ -356,6 +356,13 @@ pub struct SimConfig {
     pub ground_truth: Option<std::path::PathBuf>,
     /// Serve HTTPS (h2 and http/1.1 by ALPN) with this certificate and key.
     pub tls: Option<ServerTls>,
+    /// Require `Authorization: Bearer <api_key>` on generation requests, as
+    /// vLLM's `--api-key` and hosted APIs do: any other answer is a 401
+    /// naming the key it got, as OpenAI's does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// The embeddings endpoint (`POST /v1/embeddings`).
+    pub embeddings: crate::embed::EmbeddingsConfig,
 }
 
 /// PEM files for serving TLS.
@@ -387,6 +394,8 @@ impl Default for SimConfig {
             faults: FaultConfig::default(),
             ground_truth: None,
             tls: None,
+            api_key: None,
+            embeddings: Default::default(),
         }
     }
 }
@@ -459,6 +468,7 @@ impl SimConfig {
     }
 
     fn check(&self) -> Result<(), String> {
+        self.embeddings.validate()?;
         let b = &self.batching;
         let positive = [
             ("batching.step_base_ms", b.step_base_ms),

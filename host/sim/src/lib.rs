@@ -9,6 +9,7 @@
 //! each frame was sent.
 
 pub mod config;
+pub mod embed;
 pub mod engine;
 pub mod metrics;
 mod protocol;

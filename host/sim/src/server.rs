@@ -277,6 +277,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Si
         (&Method::GET, "/metrics") => {
             response(StatusCode::OK, "text/plain; version=0.0.4", full(state.metrics.render()))
         }
+        (&Method::POST, "/v1/embeddings") => embeddings(state, req).await,
         (&Method::POST, _) if let Some(route) = Route::of(&path) => generate(state, req, route).await,
         _ => error(
             Protocol::Completions,
@@ -285,6 +286,65 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Si
             &format!("no route for {} {path}", req.method()),
         ),
     })
+}
+
+/// The 401 of a request without the configured API key, if it is one.
+fn unauthorized(state: &State, req: &Request<Incoming>, protocol: Protocol) -> Option<Response<SimBody>> {
+    let key = state.config.api_key.as_ref()?;
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if given == Some(key.as_str()) {
+        return None;
+    }
+    let message = match given {
+        Some(k) => format!("Incorrect API key provided: {k}"),
+        None => "You didn't provide an API key (Authorization: Bearer ...)".to_string(),
+    };
+    Some(error(protocol, StatusCode::UNAUTHORIZED, "invalid_api_key", &message))
+}
+
+/// A request's whole body, or the 400 of one that could not be read.
+async fn read_body(req: Request<Incoming>, protocol: Protocol) -> Result<Bytes, Response<SimBody>> {
+    match req.into_body().collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) => Err(error(
+            protocol,
+            StatusCode::BAD_REQUEST,
+            "BadRequestError",
+            &format!("could not read body: {e}"),
+        )),
+    }
+}
+
+/// `POST /v1/embeddings`: vectors after the embeddings model's time.
+async fn embeddings(state: Arc<State>, req: Request<Incoming>) -> Response<SimBody> {
+    let protocol = Protocol::Completions;
+    if let Some(refused) = unauthorized(&state, &req, protocol) {
+        return refused;
+    }
+    let body = match read_body(req, protocol).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let asked = match crate::embed::parse(&body) {
+        Ok(asked) => asked,
+        Err(message) => return error(protocol, StatusCode::BAD_REQUEST, "BadRequestError", &message),
+    };
+    let n = state.requests.fetch_add(1, Ordering::Relaxed);
+    state.metrics.requests_received.fetch_add(1, Ordering::Relaxed);
+    let config = &state.config;
+    if config.mode != Mode::Zero {
+        let ms = crate::embed::latency_ms(&asked, &config.embeddings);
+        tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
+    }
+    let mut rng = Rng::stream(config.seed, n);
+    json(
+        StatusCode::OK,
+        crate::embed::body(&asked, &config.embeddings, &config.model, &mut rng),
+    )
 }
 
 /// Everything decided about one request before tokens flow.
@@ -330,16 +390,12 @@ async fn generate(state: Arc<State>, req: Request<Incoming>, route: Route) -> Re
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let protocol = route.protocol();
-    let body = match req.into_body().collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return error(
-                protocol,
-                StatusCode::BAD_REQUEST,
-                "BadRequestError",
-                &format!("could not read body: {e}"),
-            );
-        }
+    if let Some(refused) = unauthorized(&state, &req, protocol) {
+        return refused;
+    }
+    let body = match read_body(req, protocol).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
     };
     let config = &state.config;
     let asked = match protocol::parse(route, &body, config.batching.prefix_block_tokens) {

@@ -62,10 +62,7 @@ impl Conversation {
             if role != expected {
                 break;
             }
-            out.push(Message {
-                role: role.into(),
-                content: t.value,
-            });
+            out.push(Message::text(role, t.value));
         }
         Ok(Conversation { system, turns: out })
     }
@@ -80,18 +77,15 @@ impl Conversation {
     pub fn prompt(&self, k: usize) -> Vec<Message> {
         let mut messages = Vec::new();
         if let Some(s) = &self.system {
-            messages.push(Message {
-                role: "system".into(),
-                content: s.clone(),
-            });
+            messages.push(Message::text("system", s.clone()));
         }
         messages.extend(self.turns[..2 * k + 1].iter().cloned());
         messages
     }
 
     /// The dataset's answer to exchange `k`.
-    pub fn answer(&self, k: usize) -> &str {
-        &self.turns[2 * k + 1].content
+    pub fn answer(&self, k: usize) -> String {
+        self.turns[2 * k + 1].text_content()
     }
 }
 
@@ -100,6 +94,6 @@ impl Conversation {
 pub fn message_tokens(messages: &[Message]) -> u32 {
     messages
         .iter()
-        .map(|m| barrage_sdk::dataset::tokenizer::count(&m.content))
+        .map(|m| barrage_sdk::dataset::tokenizer::count(&m.text_content()))
         .sum()
 }

@@ -302,6 +302,7 @@ mod tests {
                 name: "echo".into(),
                 version: "0".into(),
                 description: String::new(),
+                secrets: Vec::new(),
             }
         }
         fn open() -> Result<Self, DatasetError> {

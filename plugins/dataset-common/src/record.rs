@@ -58,36 +58,20 @@ impl Fields {
             (None, None) => return Err(item.error("no prompt: give `prompt` (text) or `messages` (a chat)")),
             (Some(text), None) => match self.system {
                 None => Prompt::Text(text),
-                Some(system) => Prompt::Messages(vec![
-                    Message {
-                        role: "system".into(),
-                        content: system,
-                    },
-                    Message {
-                        role: "user".into(),
-                        content: text,
-                    },
-                ]),
+                Some(system) => Prompt::Messages(vec![Message::text("system", system), Message::text("user", text)]),
             },
             (None, Some(messages)) => {
                 if messages.is_empty() {
                     return Err(item.error("`messages` is empty"));
                 }
-                Prompt::Messages(
-                    messages
-                        .into_iter()
-                        .map(|m| Message {
-                            role: m.role,
-                            content: m.content,
-                        })
-                        .collect(),
-                )
+                Prompt::Messages(messages.into_iter().map(|m| Message::text(m.role, m.content)).collect())
             }
         };
         let prompt_tokens = match &prompt {
             Prompt::Text(t) => tokenizer::count(t),
-            Prompt::Messages(m) => m.iter().map(|m| tokenizer::count(&m.content)).sum(),
+            Prompt::Messages(m) => m.iter().map(|m| tokenizer::count(&m.text_content())).sum(),
             Prompt::TokenIds(ids) => ids.len() as u32,
+            Prompt::Inputs(_) | Prompt::Rerank(_) => unreachable!("made above as text or messages"),
         };
         if let Some(at) = self.at_ms
             && !(at >= 0.0 && at.is_finite())
@@ -114,6 +98,7 @@ impl Fields {
             at_ms: self.at_ms,
             session,
             extra: self.extra.map(|m| serde_json::Value::Object(m).to_string()),
+            tools: Vec::new(),
         })
     }
 }

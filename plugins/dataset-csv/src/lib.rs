@@ -153,6 +153,7 @@ impl Dataset for Csv {
             name: "csv".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "custom requests from CSV files with a header row".into(),
+            secrets: Vec::new(),
         }
     }
 
@@ -248,7 +249,7 @@ mod tests {
         assert!(matches!(&p.samples[0].prompt, Prompt::Text(t) if t == "one, two"));
         assert_eq!(p.samples[0].output_tokens, Some(5));
         assert_eq!(p.samples[0].extra.as_deref(), Some("{\"temperature\":0.5}"));
-        assert!(matches!(&p.samples[1].prompt, Prompt::Messages(m) if m[0].content == "be kind"));
+        assert!(matches!(&p.samples[1].prompt, Prompt::Messages(m) if m[0].text_content() == "be kind"));
         let e = Harness::new()
             .file("b.csv", "prompt,lenght\nx,3\n")
             .run::<Csv>()

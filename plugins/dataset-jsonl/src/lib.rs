@@ -37,6 +37,7 @@ impl Dataset for Jsonl {
             name: "jsonl".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "custom requests from JSON Lines files: a prompt or messages per line".into(),
+            secrets: Vec::new(),
         }
     }
 

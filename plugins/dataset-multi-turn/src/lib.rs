@@ -91,6 +91,7 @@ impl Dataset for MultiTurn {
             name: "multi-turn".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "multi-turn sessions resending the growing history, with think times".into(),
+            secrets: Vec::new(),
         }
     }
 
@@ -155,10 +156,10 @@ impl MultiTurn {
         let mut messages = Vec::new();
         for _ in 0..turns {
             for (role, l) in [("user", &user), ("assistant", &assistant)] {
-                messages.push(Message {
-                    role: role.into(),
-                    content: self.corpus.text(self.corpus.random_start(), l.tokens()),
-                });
+                messages.push(Message::text(
+                    role,
+                    self.corpus.text(self.corpus.random_start(), l.tokens()),
+                ));
             }
         }
         Conversation {
@@ -195,19 +196,13 @@ impl MultiTurn {
             if let Some(s) = &self.system
                 && c.system.is_none()
             {
-                messages.insert(
-                    0,
-                    Message {
-                        role: "system".into(),
-                        content: s.clone(),
-                    },
-                );
+                messages.insert(0, Message::text("system", s.clone()));
             }
             out.push(Sample {
                 id: self.next_id,
                 prompt_tokens: Some(message_tokens(&messages)),
                 prompt: Prompt::Messages(messages),
-                output_tokens: Some(tokenizer::count(c.answer(k)).max(1)),
+                output_tokens: Some(tokenizer::count(&c.answer(k)).max(1)),
                 at_ms: None,
                 session: Some(SessionTurn {
                     session,
@@ -215,6 +210,7 @@ impl MultiTurn {
                     think_time_ms: (k > 0).then(|| think.sample_at_least(0.0)),
                 }),
                 extra: None,
+                tools: Vec::new(),
             });
             self.next_id += 1;
         }

@@ -103,6 +103,7 @@ impl Dataset for SharedPrefix {
             name: "shared-prefix".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "groups of requests sharing a system prompt, for prefix-caching benchmarks".into(),
+            secrets: Vec::new(),
         }
     }
 
@@ -137,16 +138,7 @@ impl Dataset for SharedPrefix {
                     }
                     Format::Messages => {
                         let n = tokenizer::count(prefix) + tokenizer::count(&q);
-                        let m = vec![
-                            Message {
-                                role: "system".into(),
-                                content: prefix.clone(),
-                            },
-                            Message {
-                                role: "user".into(),
-                                content: q,
-                            },
-                        ];
+                        let m = vec![Message::text("system", prefix.clone()), Message::text("user", q)];
                         (Prompt::Messages(m), n)
                     }
                 };

@@ -73,6 +73,7 @@ impl Dataset for ShareGpt {
             name: "sharegpt".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "ShareGPT conversations, first turns or whole conversations, filtered by length".into(),
+            secrets: Vec::new(),
         }
     }
 
@@ -149,12 +150,12 @@ impl ShareGpt {
                 (Prompt::Messages(messages), n)
             }
             Format::Text => {
-                let text = conv.turns[0].content.clone();
+                let text = conv.turns[0].text_content();
                 let n = tokenizer::count(&text);
                 (Prompt::Text(text), n)
             }
         };
-        let answer_tokens = tokenizer::count(conv.answer(k));
+        let answer_tokens = tokenizer::count(&conv.answer(k));
         let c = &self.config;
         let out_of =
             |v: u32, min: Option<u32>, max: Option<u32>| min.is_some_and(|m| v < m) || max.is_some_and(|m| v > m);

@@ -8,6 +8,9 @@
 //!   prompt_tokens: {dist: normal, mean: 512, stddev: 64, min: 16}
 //!   output_tokens: {dist: lognormal, mean: 200, stddev: 100}
 //! ```
+//!
+//! `format: inputs` makes batches to embed instead: `batch` inputs a
+//! request, each of `prompt_tokens`.
 
 use barrage_sdk::dataset::{Batch, ConfigError, Dataset, DatasetError, Message, PluginInfo, Prompt, Sample};
 use dataset_common::dist::Length;
@@ -27,9 +30,13 @@ struct Config {
     #[serde(default = "default_output")]
     output_tokens: Length,
     /// Send each prompt as one user message of a chat (`messages`) rather
-    /// than plain text (`text`, which chat codecs wrap in a user message).
+    /// than plain text (`text`, which chat codecs wrap in a user message),
+    /// or as `batch` inputs to embed (`inputs`).
     #[serde(default)]
     format: Format,
+    /// Inputs per request with `format: inputs` (an embeddings batch).
+    #[serde(default = "default_batch")]
+    batch: Length,
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq)]
@@ -38,10 +45,14 @@ enum Format {
     #[default]
     Text,
     Messages,
+    Inputs,
 }
 
 fn default_count() -> u64 {
     1000
+}
+fn default_batch() -> Length {
+    Length::fixed(1.0)
 }
 fn default_prompt() -> Length {
     Length::fixed(256.0)
@@ -60,6 +71,7 @@ pub struct Synthetic {
 impl Config {
     fn validate(&self) -> Result<(), String> {
         self.prompt_tokens.validate("prompt_tokens")?;
+        self.batch.validate("batch")?;
         self.output_tokens.validate("output_tokens")
     }
 }
@@ -70,6 +82,7 @@ impl Dataset for Synthetic {
             name: "synthetic".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "prompts of exact token lengths from real text, lengths drawn from distributions".into(),
+            secrets: Vec::new(),
         }
     }
 
@@ -90,15 +103,27 @@ impl Dataset for Synthetic {
     fn next_batch(&mut self, max: u32) -> Result<Batch, DatasetError> {
         let mut batch = Batch::default();
         while self.next < self.config.count && batch.samples.len() < max as usize {
-            let tokens = self.config.prompt_tokens.tokens();
-            let text = self.corpus.text(self.corpus.random_start(), tokens);
-            let prompt_tokens = barrage_sdk::dataset::tokenizer::count(&text);
-            let prompt = match self.config.format {
-                Format::Text => Prompt::Text(text),
-                Format::Messages => Prompt::Messages(vec![Message {
-                    role: "user".into(),
-                    content: text,
-                }]),
+            let text = || {
+                let text = self
+                    .corpus
+                    .text(self.corpus.random_start(), self.config.prompt_tokens.tokens());
+                let tokens = barrage_sdk::dataset::tokenizer::count(&text);
+                (text, tokens)
+            };
+            let (prompt, prompt_tokens) = match self.config.format {
+                Format::Text => {
+                    let (t, n) = text();
+                    (Prompt::Text(t), n)
+                }
+                Format::Messages => {
+                    let (t, n) = text();
+                    (Prompt::Messages(vec![Message::text("user", t)]), n)
+                }
+                Format::Inputs => {
+                    let (inputs, counts): (Vec<String>, Vec<u32>) =
+                        (0..self.config.batch.tokens()).map(|_| text()).unzip();
+                    (Prompt::Inputs(inputs), counts.iter().sum())
+                }
             };
             batch.samples.push(Sample {
                 prompt,

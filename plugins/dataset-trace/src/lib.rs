@@ -244,6 +244,7 @@ impl Dataset for Trace {
             name: "trace".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "replay Azure LLM inference (CSV) or Mooncake (JSONL) traces at their timestamps".into(),
+            secrets: Vec::new(),
         }
     }
 

@@ -56,6 +56,7 @@ pub fn encode(settings: &Settings, spec: RequestSpec) -> Result<EncodedRequest, 
                 .map(|id| i32::try_from(id).map_err(|_| format!("token id {id} does not fit JetStream's int32")))
                 .collect::<Result<_, _>>()?,
         }),
+        Prompt::Inputs(_) | Prompt::Rerank(_) => return Err(generation_only("jetstream")),
         Prompt::Messages(_) => {
             return Err(
                 "jetstream takes a text or token-id prompt (JetStream applies no chat template); \
@@ -88,6 +89,8 @@ pub fn encode(settings: &Settings, spec: RequestSpec) -> Result<EncodedRequest, 
         }),
         streaming: g.stream,
         framing: Framing::GrpcMessages,
+        output: OutputKind::Tokens,
+        prompt_tokens: None,
     })
 }
 
@@ -140,13 +143,13 @@ pub struct StreamDecoder {
 }
 
 impl Decoder for StreamDecoder {
-    fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+    fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
         let mut out = Vec::with_capacity(frames.len());
         for (i, frame) in frames.iter().enumerate() {
             let event = if is_grpc_compressed(frame) {
                 Some(grpc_compressed())
             } else {
-                match read(&frame.data) {
+                match read(frame.data) {
                     Ok(Some((text, tokens))) => {
                         self.tokens += tokens;
                         Some(content(text, tokens, self.want_text))
@@ -207,6 +210,7 @@ impl Codec for Jetstream {
             name: "jetstream".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "JetStream's gRPC Orchestrator/Decode stream".into(),
+            secrets: Vec::new(),
         }
     }
 
@@ -252,6 +256,11 @@ mod tests {
                 include_usage: true,
             },
             extra: extra.map(str::to_string),
+            tools: Vec::new(),
+            send_time: barrage_sdk::Datetime {
+                seconds: 0,
+                nanoseconds: 0,
+            },
         }
     }
 

@@ -331,6 +331,11 @@ mod tests {
                 include_usage: true,
             },
             extra: None,
+            tools: Vec::new(),
+            send_time: barrage_sdk::Datetime {
+                seconds: 0,
+                nanoseconds: 0,
+            },
         }
     }
 

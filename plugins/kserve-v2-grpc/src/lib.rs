@@ -75,6 +75,8 @@ pub fn encode(settings: &Settings, spec: RequestSpec) -> Result<EncodedRequest, 
         }),
         streaming: stream,
         framing: Framing::GrpcMessages,
+        output: OutputKind::Tokens,
+        prompt_tokens: None,
     })
 }
 
@@ -156,7 +158,7 @@ fn not_a_message(what: &str, e: prost::DecodeError, data: &[u8]) -> Event {
 pub struct StreamDecoder(Stream);
 
 impl Decoder for StreamDecoder {
-    fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+    fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
         let mut out = Vec::with_capacity(frames.len());
         for (i, frame) in frames.iter().enumerate() {
             let mut emit = |event| out.push(FrameEvent { frame: i as u32, event });
@@ -164,7 +166,7 @@ impl Decoder for StreamDecoder {
                 self.0.response(Err(grpc_compressed()), &mut emit);
                 continue;
             }
-            let response = match ModelStreamInferResponse::decode(&frame.data[..]) {
+            let response = match ModelStreamInferResponse::decode(frame.data) {
                 Ok(m) if !m.error_message.is_empty() => Err(Event::ServerError(ServerError {
                     code: None,
                     message: m.error_message,
@@ -173,7 +175,7 @@ impl Decoder for StreamDecoder {
                     Some(r) => read_response(&r, &self.0.settings),
                     None => Ok(Response::default()),
                 },
-                Err(e) => Err(not_a_message("ModelStreamInferResponse", e, &frame.data)),
+                Err(e) => Err(not_a_message("ModelStreamInferResponse", e, frame.data)),
             };
             self.0.response(response, &mut emit);
         }
@@ -215,6 +217,7 @@ impl Codec for KserveV2Grpc {
             version: env!("CARGO_PKG_VERSION").into(),
             description:
                 "KServe v2 / Triton over gRPC: ModelStreamInfer and ModelInfer (TensorRT-LLM and vLLM backends)".into(),
+            secrets: Vec::new(),
         }
     }
 
@@ -256,6 +259,11 @@ mod tests {
                 include_usage: true,
             },
             extra: None,
+            tools: Vec::new(),
+            send_time: barrage_sdk::Datetime {
+                seconds: 0,
+                nanoseconds: 0,
+            },
         }
     }
 
@@ -269,7 +277,7 @@ mod tests {
     }
 
     /// A streamed response as Triton sends it: raw contents.
-    fn message(text: &str, tokens: u32) -> Frame {
+    fn message(text: &str, tokens: u32) -> FrameBuf {
         let response = ModelInferResponse {
             model_name: "ensemble".into(),
             outputs: vec![out("text_output", "BYTES"), out("num_output_tokens", "UINT32")],

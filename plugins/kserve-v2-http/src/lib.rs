@@ -45,6 +45,8 @@ pub fn encode(settings: &Settings, spec: RequestSpec) -> Result<EncodedRequest, 
         }),
         streaming: stream,
         framing: Framing::Sse,
+        output: OutputKind::Tokens,
+        prompt_tokens: None,
     })
 }
 
@@ -114,7 +116,7 @@ fn read_response(data: &[u8], settings: &Settings) -> Result<Response, Event> {
 pub struct StreamDecoder(Stream);
 
 impl Decoder for StreamDecoder {
-    fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+    fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
         let mut out = Vec::with_capacity(frames.len());
         for (i, frame) in frames.iter().enumerate() {
             let data = frame.data.trim_ascii();
@@ -158,6 +160,7 @@ impl Codec for KserveV2Http {
             name: "kserve-v2-http".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "KServe v2 / Triton generate extension over HTTP (TensorRT-LLM and vLLM backends)".into(),
+            secrets: Vec::new(),
         }
     }
 
@@ -199,6 +202,11 @@ mod tests {
                 include_usage: true,
             },
             extra: None,
+            tools: Vec::new(),
+            send_time: barrage_sdk::Datetime {
+                seconds: 0,
+                nanoseconds: 0,
+            },
         }
     }
 

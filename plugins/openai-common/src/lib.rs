@@ -15,6 +15,7 @@ use barrage_sdk::prelude::*;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+mod chat;
 mod fast;
 #[doc(hidden)]
 pub use fast::check_fast_path;
@@ -35,6 +36,13 @@ impl Endpoint {
             Endpoint::Chat => "/v1/chat/completions",
         }
     }
+
+    fn codec(self) -> &'static str {
+        match self {
+            Endpoint::Completions => "openai-completions",
+            Endpoint::Chat => "openai-chat",
+        }
+    }
 }
 
 /// The plugin configuration both codecs accept.
@@ -53,7 +61,13 @@ pub struct Settings {
     /// Extra headers sent with every request.
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
+    /// The `api-key` secret, when granted: sent as a bearer token.
+    #[serde(skip)]
+    pub api_key: Option<String>,
 }
+
+/// The secret both codecs read: a key for servers that want one.
+pub const API_KEY: &str = "api-key";
 
 impl Settings {
     /// Parse and check a configuration table.
@@ -88,12 +102,17 @@ impl Settings {
         #[cfg(target_arch = "wasm32")]
         {
             static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
-            SETTINGS
-                .get_or_init(|| Settings::from_config(&config::value()).unwrap_or_default())
-                .clone()
+            SETTINGS.get_or_init(Settings::read).clone()
         }
         #[cfg(not(target_arch = "wasm32"))]
-        Settings::from_config(&config::value()).unwrap_or_default()
+        Settings::read()
+    }
+
+    fn read() -> Settings {
+        Settings {
+            api_key: secrets::get(API_KEY).ok(),
+            ..Settings::from_config(&config::value()).unwrap_or_default()
+        }
     }
 }
 
@@ -111,6 +130,7 @@ pub fn encode(endpoint: Endpoint, settings: &Settings, spec: RequestSpec) -> Res
         (Endpoint::Completions, Prompt::Messages(_)) => {
             return Err("openai-completions takes a text or token-id prompt, not a chat conversation; use the openai-chat codec for chat datasets".into());
         }
+        (_, Prompt::Inputs(_) | Prompt::Rerank(_)) => return Err(generation_only(endpoint.codec())),
         (Endpoint::Chat, Prompt::Text(text)) => {
             body.insert(
                 "messages".into(),
@@ -118,15 +138,18 @@ pub fn encode(endpoint: Endpoint, settings: &Settings, spec: RequestSpec) -> Res
             );
         }
         (Endpoint::Chat, Prompt::Messages(messages)) => {
-            let messages: Vec<Value> = messages
-                .into_iter()
-                .map(|m| serde_json::json!({"role": m.role, "content": m.content}))
-                .collect();
+            let messages: Vec<Value> = messages.into_iter().map(chat::message).collect::<Result<_, _>>()?;
             body.insert("messages".into(), Value::Array(messages));
         }
         (Endpoint::Chat, Prompt::TokenIds(_)) => {
             return Err("openai-chat takes messages or text, not token ids; use the openai-completions codec for token-id prompts".into());
         }
+    }
+    if !spec.tools.is_empty() {
+        if endpoint != Endpoint::Chat {
+            return Err("tools need the chat endpoint: use the openai-chat codec".into());
+        }
+        body.insert("tools".into(), chat::tools(spec.tools)?);
     }
     let g = spec.generation;
     if let Some(max) = g.max_tokens {
@@ -156,6 +179,9 @@ pub fn encode(endpoint: Endpoint, settings: &Settings, spec: RequestSpec) -> Res
     if g.stream {
         headers.push(("accept".into(), "text/event-stream".into()));
     }
+    if let Some(key) = &settings.api_key {
+        headers.push(("authorization".into(), format!("Bearer {key}")));
+    }
     headers.extend(settings.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
     let body = serde_json::to_vec(&Value::Object(body)).map_err(|e| e.to_string())?;
     Ok(EncodedRequest {
@@ -167,6 +193,8 @@ pub fn encode(endpoint: Endpoint, settings: &Settings, spec: RequestSpec) -> Res
         }),
         streaming: g.stream,
         framing: Framing::Sse,
+        output: OutputKind::Tokens,
+        prompt_tokens: None,
     })
 }
 
@@ -294,11 +322,11 @@ impl StreamDecoder {
     }
 
     /// Decode a batch of frames.
-    pub fn push(&mut self, frames: Vec<Frame>) -> Vec<FrameEvent> {
+    pub fn push(&mut self, frames: &[Frame<'_>]) -> Vec<FrameEvent> {
         let mut out = Vec::with_capacity(frames.len());
         for (i, frame) in frames.iter().enumerate() {
             let i = i as u32;
-            self.decode_frame(&frame.data, &mut |event| out.push(FrameEvent { frame: i, event }));
+            self.decode_frame(frame.data, &mut |event| out.push(FrameEvent { frame: i, event }));
         }
         out
     }
@@ -464,6 +492,12 @@ impl<A: Api> Codec for OpenAi<A> {
             name: A::NAME.into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: A::DESCRIPTION.into(),
+            secrets: vec![barrage_sdk::SecretNeed {
+                name: API_KEY.into(),
+                required: false,
+                description: "an API key, sent as `Authorization: Bearer` (OpenAI, vLLM's --api-key, hosted APIs)"
+                    .into(),
+            }],
         }
     }
 
@@ -485,7 +519,7 @@ impl<A: Api> Codec for OpenAi<A> {
 }
 
 impl Decoder for StreamDecoder {
-    fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+    fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
         Ok(StreamDecoder::push(self, frames))
     }
 }

@@ -19,6 +19,11 @@ fn spec(prompt: Prompt, stream: bool) -> RequestSpec {
             include_usage: true,
         },
         extra: Some(r#"{"top_p": 0.5, "max_tokens": 32}"#.into()),
+        tools: Vec::new(),
+        send_time: barrage_sdk::Datetime {
+            seconds: 0,
+            nanoseconds: 0,
+        },
     }
 }
 
@@ -68,10 +73,7 @@ fn completions_encode_honours_settings() {
 
 #[test]
 fn wrong_prompt_kind_is_an_error() {
-    let chat = Prompt::Messages(vec![Message {
-        role: "user".into(),
-        content: "x".into(),
-    }]);
+    let chat = Prompt::Messages(vec![Message::text("user", "x")]);
     assert!(
         CompletionsCodec::encode(spec(chat, false))
             .unwrap_err()
@@ -152,4 +154,112 @@ fn unary_decodes_message_usage_and_http_errors() {
     };
     let events = decode_unary(&head, b"slow down", &DecodeOptions { want_text: false });
     assert!(matches!(&events[0], Event::ServerError(e) if e.code.as_deref() == Some("429")));
+}
+
+#[test]
+fn chat_messages_carry_images_audio_and_tool_calls_as_the_chat_api_writes_them() {
+    use barrage_sdk::{Media, MediaSource, Tool, ToolCall};
+    let media = |media_type: &str, source: MediaSource| Media {
+        media_type: media_type.into(),
+        source,
+        tokens: None,
+    };
+    let user = Message {
+        role: "user".into(),
+        content: vec![
+            ContentPart::Text("What is in these?".into()),
+            ContentPart::Image(media("image/png", MediaSource::Inline(vec![0x89, b'P', b'N', b'G']))),
+            ContentPart::Image(media(
+                "image/jpeg",
+                MediaSource::Url("https://example.com/cat.jpg".into()),
+            )),
+            ContentPart::Audio(media("audio/wav", MediaSource::Inline(b"RIFF".to_vec()))),
+        ],
+        tool_calls: Vec::new(),
+        tool_call_id: None,
+    };
+    let assistant = Message {
+        role: "assistant".into(),
+        content: Vec::new(),
+        tool_calls: vec![ToolCall {
+            id: "call_1".into(),
+            name: "lookup".into(),
+            arguments: r#"{"q":"cats"}"#.into(),
+        }],
+        tool_call_id: None,
+    };
+    let tool = Message {
+        tool_call_id: Some("call_1".into()),
+        ..Message::text("tool", "three cats")
+    };
+    let mut s = spec(Prompt::Messages(vec![user, assistant, tool]), true);
+    s.tools = vec![Tool {
+        name: "lookup".into(),
+        description: Some("search".into()),
+        parameters: r#"{"type":"object","properties":{"q":{"type":"string"}}}"#.into(),
+    }];
+    let body = body_of(&ChatCodec::encode(s).unwrap());
+    let m = &body["messages"];
+    assert_eq!(
+        m[0]["content"][0],
+        serde_json::json!({"type": "text", "text": "What is in these?"})
+    );
+    assert_eq!(m[0]["content"][1]["image_url"]["url"], "data:image/png;base64,iVBORw==");
+    assert_eq!(m[0]["content"][2]["image_url"]["url"], "https://example.com/cat.jpg");
+    assert_eq!(
+        m[0]["content"][3],
+        serde_json::json!({"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}})
+    );
+    assert!(m[1]["content"].is_null(), "{m}");
+    assert_eq!(m[1]["tool_calls"][0]["function"]["name"], "lookup");
+    assert_eq!(m[1]["tool_calls"][0]["function"]["arguments"], r#"{"q":"cats"}"#);
+    assert_eq!(
+        m[2],
+        serde_json::json!({"role": "tool", "content": "three cats", "tool_call_id": "call_1"})
+    );
+    assert_eq!(body["tools"][0]["function"]["parameters"]["type"], "object");
+    assert_eq!(body["tools"][0]["function"]["description"], "search");
+
+    // Audio the API cannot take inline is refused by name; tools need chat.
+    let flac = Message {
+        role: "user".into(),
+        content: vec![ContentPart::Audio(media("audio/flac", MediaSource::Inline(vec![1])))],
+        tool_calls: Vec::new(),
+        tool_call_id: None,
+    };
+    assert!(
+        ChatCodec::encode(spec(Prompt::Messages(vec![flac]), true))
+            .unwrap_err()
+            .contains("audio/flac")
+    );
+    let mut with_tools = spec(Prompt::Text("x".into()), true);
+    with_tools.tools = vec![Tool {
+        name: "t".into(),
+        description: None,
+        parameters: "{}".into(),
+    }];
+    assert!(
+        CompletionsCodec::encode(with_tools)
+            .unwrap_err()
+            .contains("openai-chat")
+    );
+}
+
+#[test]
+fn an_api_key_granted_as_a_secret_is_sent_as_a_bearer_token() {
+    testing::set_secret(API_KEY, "sk-test-0123456789");
+    let req = ChatCodec::encode(spec(Prompt::Text("x".into()), true)).unwrap();
+    let WireRequest::Http(http) = &req.request else {
+        panic!()
+    };
+    assert!(
+        http.headers
+            .contains(&("authorization".into(), "Bearer sk-test-0123456789".into()))
+    );
+    testing::reset();
+    let req = ChatCodec::encode(spec(Prompt::Text("x".into()), true)).unwrap();
+    let WireRequest::Http(http) = &req.request else {
+        panic!()
+    };
+    assert!(!http.headers.iter().any(|(k, _)| k == "authorization"));
 }

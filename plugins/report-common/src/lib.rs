@@ -92,9 +92,16 @@ pub fn headline(stage: &Value) -> Vec<(&'static str, String)> {
         ("achieved send rate (req/s)", fmt(n("achieved_rate"), 2)),
         ("throughput (req/s)", fmt(n("requests_per_s"), 2)),
         ("input tokens/s", fmt(n("input_tokens_per_s"), 1)),
-        ("output tokens/s", fmt(n("output_tokens_per_s"), 1)),
-        ("total tokens/s", fmt(n("total_tokens_per_s"), 1)),
     ];
+    // A run of embeddings, rankings, images or audio counts items, and
+    // generates no tokens to count.
+    if n("items").is_some_and(|i| i > 0.0) {
+        rows.push(("items/s", fmt(n("items_per_s"), 1)));
+    }
+    if n("output_tokens").is_some_and(|t| t > 0.0) || n("items").is_none_or(|i| i == 0.0) {
+        rows.push(("output tokens/s", fmt(n("output_tokens_per_s"), 1)));
+        rows.push(("total tokens/s", fmt(n("total_tokens_per_s"), 1)));
+    }
     if stage["goodput"].is_object() {
         let g = &stage["goodput"];
         rows.push(("goodput (req/s)", fmt(num(&g["requests_per_s"]), 2)));

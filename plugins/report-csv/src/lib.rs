@@ -48,6 +48,7 @@ const STAGE_COLUMNS: &[&str] = &[
     "input_tokens_per_s",
     "output_tokens_per_s",
     "total_tokens_per_s",
+    "items_per_s",
     "window_s",
 ];
 
@@ -177,6 +178,7 @@ impl Reporter for Csv {
             name: "csv".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "stages.csv (one row per stage); requests.csv with per_request = true".into(),
+            secrets: Vec::new(),
         }
     }
 

@@ -303,6 +303,7 @@ impl Reporter for Html {
             name: "html".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "report.html: one self-contained page with charts and tables".into(),
+            secrets: Vec::new(),
         }
     }
 

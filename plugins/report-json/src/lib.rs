@@ -12,6 +12,7 @@ impl Reporter for Json {
             name: "json".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "the run summary as report.json (versioned schema)".into(),
+            secrets: Vec::new(),
         }
     }
 

@@ -88,6 +88,7 @@ impl Reporter for Markdown {
             name: "markdown".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "report.md: headline figures and latency tables per stage".into(),
+            secrets: Vec::new(),
         }
     }
 

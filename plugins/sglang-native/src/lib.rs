@@ -64,6 +64,7 @@ pub fn encode(settings: &Settings, spec: RequestSpec) -> Result<EncodedRequest, 
     match spec.prompt {
         Prompt::Text(text) => body.insert("text".into(), text.into()),
         Prompt::TokenIds(ids) => body.insert("input_ids".into(), ids.into()),
+        Prompt::Inputs(_) | Prompt::Rerank(_) => return Err(generation_only("sglang-native")),
         Prompt::Messages(_) => {
             return Err(
                 "sglang-native takes a text or token-id prompt; give the dataset a chat template \
@@ -100,6 +101,8 @@ pub fn encode(settings: &Settings, spec: RequestSpec) -> Result<EncodedRequest, 
         }),
         streaming: g.stream,
         framing: Framing::Sse,
+        output: OutputKind::Tokens,
+        prompt_tokens: None,
     })
 }
 
@@ -240,12 +243,10 @@ impl StreamDecoder {
 }
 
 impl Decoder for StreamDecoder {
-    fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+    fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
         let mut out = Vec::with_capacity(frames.len());
         for (i, frame) in frames.iter().enumerate() {
-            self.decode_frame(&frame.data, &mut |event| {
-                out.push(FrameEvent { frame: i as u32, event })
-            });
+            self.decode_frame(frame.data, &mut |event| out.push(FrameEvent { frame: i as u32, event }));
         }
         Ok(out)
     }
@@ -309,6 +310,7 @@ impl Codec for SglangNative {
             name: "sglang-native".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "SGLang's native /generate, streaming and not".into(),
+            secrets: Vec::new(),
         }
     }
 
@@ -355,6 +357,11 @@ mod tests {
                 include_usage: true,
             },
             extra: Some(r#"{"sampling_params": {"top_p": 0.9}, "rid": "r1"}"#.into()),
+            tools: Vec::new(),
+            send_time: barrage_sdk::Datetime {
+                seconds: 0,
+                nanoseconds: 0,
+            },
         }
     }
 

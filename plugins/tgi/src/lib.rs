@@ -73,6 +73,7 @@ impl Settings {
 pub fn encode(settings: &Settings, spec: RequestSpec) -> Result<EncodedRequest, String> {
     let inputs = match spec.prompt {
         Prompt::Text(text) => text,
+        Prompt::Inputs(_) | Prompt::Rerank(_) => return Err(generation_only("tgi")),
         Prompt::Messages(_) => {
             return Err(
                 "tgi takes a text prompt; give the dataset a chat template (dataset.chat_template) \
@@ -121,6 +122,8 @@ pub fn encode(settings: &Settings, spec: RequestSpec) -> Result<EncodedRequest, 
         }),
         streaming: g.stream,
         framing: Framing::Sse,
+        output: OutputKind::Tokens,
+        prompt_tokens: None,
     })
 }
 
@@ -226,12 +229,10 @@ impl StreamDecoder {
 }
 
 impl Decoder for StreamDecoder {
-    fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+    fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
         let mut out = Vec::with_capacity(frames.len());
         for (i, frame) in frames.iter().enumerate() {
-            self.decode_frame(&frame.data, &mut |event| {
-                out.push(FrameEvent { frame: i as u32, event })
-            });
+            self.decode_frame(frame.data, &mut |event| out.push(FrameEvent { frame: i as u32, event }));
         }
         Ok(out)
     }
@@ -303,6 +304,7 @@ impl Codec for Tgi {
             name: "tgi".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "Text Generation Inference's native /generate and /generate_stream".into(),
+            secrets: Vec::new(),
         }
     }
 
@@ -346,6 +348,11 @@ mod tests {
                 include_usage: true,
             },
             extra: Some(r#"{"parameters": {"top_k": 5}, "truncate": 100}"#.into()),
+            tools: Vec::new(),
+            send_time: barrage_sdk::Datetime {
+                seconds: 0,
+                nanoseconds: 0,
+            },
         }
     }
 
@@ -375,10 +382,7 @@ mod tests {
         assert_eq!(path, "/generate");
         assert_eq!(body["parameters"]["details"], true);
         assert_eq!(body["parameters"]["do_sample"], true);
-        let messages = Prompt::Messages(vec![Message {
-            role: "user".into(),
-            content: "x".into(),
-        }]);
+        let messages = Prompt::Messages(vec![Message::text("user", "x")]);
         assert!(
             Tgi::encode(spec(messages, true, None))
                 .unwrap_err()

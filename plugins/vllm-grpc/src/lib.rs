@@ -106,6 +106,7 @@ pub fn encode(settings: &Settings, spec: RequestSpec) -> Result<EncodedRequest, 
             original_text: String::new(),
             input_ids: ids,
         }),
+        Prompt::Inputs(_) | Prompt::Rerank(_) => return Err(generation_only("vllm-grpc")),
         Prompt::Messages(_) => {
             return Err(
                 "vllm-grpc takes a text or token-id prompt (vLLM's gRPC server applies no chat template); \
@@ -144,6 +145,8 @@ pub fn encode(settings: &Settings, spec: RequestSpec) -> Result<EncodedRequest, 
         }),
         streaming: g.stream,
         framing: Framing::GrpcMessages,
+        output: OutputKind::Tokens,
+        prompt_tokens: None,
     })
 }
 
@@ -194,7 +197,7 @@ pub struct StreamDecoder {
 }
 
 impl Decoder for StreamDecoder {
-    fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+    fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
         let mut out = Vec::with_capacity(frames.len());
         for (i, frame) in frames.iter().enumerate() {
             let mut emit = |event| out.push(FrameEvent { frame: i as u32, event });
@@ -202,7 +205,7 @@ impl Decoder for StreamDecoder {
                 emit(grpc_compressed());
                 continue;
             }
-            match GenerateResponse::decode(&frame.data[..]).map(|m| m.response) {
+            match GenerateResponse::decode(frame.data).map(|m| m.response) {
                 Ok(Some(generate_response::Response::Chunk(chunk))) => {
                     self.tokens += chunk.token_ids.len() as u32;
                     emit(content(chunk.token_ids.len()));
@@ -220,7 +223,7 @@ impl Decoder for StreamDecoder {
                 Ok(None) => emit(Event::Malformed(
                     "a GenerateResponse with neither a chunk nor a complete".into(),
                 )),
-                Err(e) => emit(not_a_message(e, &frame.data)),
+                Err(e) => emit(not_a_message(e, frame.data)),
             }
         }
         Ok(out)
@@ -276,6 +279,7 @@ impl Codec for VllmGrpc {
             name: "vllm-grpc".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "vLLM's gRPC server: vllm.grpc.engine.VllmEngine/Generate, streamed and not".into(),
+            secrets: Vec::new(),
         }
     }
 
@@ -318,6 +322,11 @@ mod tests {
                 include_usage: true,
             },
             extra: extra.map(str::to_string),
+            tools: Vec::new(),
+            send_time: barrage_sdk::Datetime {
+                seconds: 0,
+                nanoseconds: 0,
+            },
         }
     }
 
@@ -328,7 +337,7 @@ mod tests {
         (g.clone(), GenerateRequest::decode(&g.message[..]).unwrap())
     }
 
-    fn chunk(ids: &[u32]) -> Frame {
+    fn chunk(ids: &[u32]) -> FrameBuf {
         let m = GenerateResponse {
             response: Some(generate_response::Response::Chunk(GenerateStreamChunk {
                 token_ids: ids.to_vec(),

@@ -41,6 +41,7 @@ function wireSample(s) {
     atMs: opt(s.atMs),
     session: s.session ? { session: BigInt(s.session.session), turn: s.session.turn, thinkTimeMs: opt(s.session.thinkTimeMs) } : undefined,
     extra: opt(s.extra),
+    tools: s.tools ?? [],
   };
 }
 

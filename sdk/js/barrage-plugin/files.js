@@ -1,6 +1,6 @@
 // A dataset's input files: only those its configuration names. Imported
 // only by datasets (the `files` interface is in the dataset world alone).
-import * as hostFiles from 'barrage:plugin/files@0.1.0';
+import * as hostFiles from 'barrage:plugin/files@0.2.0';
 
 export const files = {
   names: () => hostFiles.names(),

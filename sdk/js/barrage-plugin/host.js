@@ -1,11 +1,12 @@
-// What the host offers every plugin: log, config, random, tokenizer, and a
+// What the host offers every plugin: log, config, random, tokenizer, secrets, and a
 // dataset's files and a reporter's records. Inside a component these are
 // the contract's imports; under Node (unit tests) the loader hook in
 // register.js resolves them to native/*.js, which testing.js drives.
-import * as hostLog from 'barrage:plugin/log@0.1.0';
-import * as hostConfig from 'barrage:plugin/config@0.1.0';
-import * as hostRandom from 'barrage:plugin/random@0.1.0';
-import * as hostTokenizer from 'barrage:plugin/tokenizer@0.1.0';
+import * as hostLog from 'barrage:plugin/log@0.2.0';
+import * as hostConfig from 'barrage:plugin/config@0.2.0';
+import * as hostRandom from 'barrage:plugin/random@0.2.0';
+import * as hostTokenizer from 'barrage:plugin/tokenizer@0.2.0';
+import * as hostSecrets from 'barrage:plugin/secrets@0.2.0';
 
 function logAt(level) {
   return (message) => hostLog.log(level, String(message));
@@ -54,4 +55,14 @@ export const tokenizer = {
   count: (text) => hostTokenizer.count(text),
   encode: (text) => Array.from(hostTokenizer.encode(text)),
   decode: (tokens) => hostTokenizer.decode(Uint32Array.from(tokens)),
+};
+
+/**
+ * Secrets the user granted this plugin, by the names its info declares
+ * (`secrets: [{ name, required, description }]`). Never log or show a
+ * value: the host masks it wherever it finds it, but not a transformed one.
+ */
+export const secrets = {
+  /** The value granted under `name`; throws when none was. */
+  get: (name) => hostSecrets.get(name),
 };

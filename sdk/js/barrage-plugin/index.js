@@ -1,6 +1,6 @@
 // Write Barrage plugins (codecs, datasets, reporters) in JavaScript.
 //
-// The contract is the `barrage:plugin@0.1.0` WIT package (wit/);
+// The contract is the `barrage:plugin@0.2.0` WIT package (wit/);
 // componentize-js builds a component from a module that exports the
 // world's interfaces, which `exportCodec` (here), `exportDataset`
 // (dataset.js) or `exportReporter` (reporter.js) make from a plugin object:
@@ -14,16 +14,26 @@
 // the host (`node --import ./barrage-plugin/register.js --test`).
 //
 // A plugin has no files, network, environment or clock: everything comes
-// through the contract (config, log, random seeded by the run, tokenizer).
+// through the contract (config, log, random seeded by the run, tokenizer,
+// secrets the user granted).
 import { failure, meta } from './common.js';
 
-export { ConfigError, Prompt } from './common.js';
-export { config, log, random, tokenizer } from './host.js';
+export { ConfigError, Prompt, message, messageText } from './common.js';
+export { config, log, random, secrets, tokenizer } from './host.js';
 
 export const CONTRACT_VERSION = '0.1.0';
 
 /** How the host cuts a response body into frames. */
-export const Framing = { RAW: 'raw', SSE: 'sse', NDJSON: 'ndjson', GRPC_MESSAGES: 'grpc-messages' };
+export const Framing = {
+  RAW: 'raw',
+  SSE: 'sse',
+  NDJSON: 'ndjson',
+  GRPC_MESSAGES: 'grpc-messages',
+  AWS_EVENT_STREAM: 'aws-event-stream',
+};
+
+/** What a successful response carries. */
+export const OutputKind = { TOKENS: 'tokens', EMBEDDINGS: 'embeddings', RANKING: 'ranking', IMAGES: 'images', AUDIO: 'audio' };
 
 const delta = (bytes, tokens, text) => ({ bytes, tokens: tokens ?? undefined, text: text ?? undefined });
 
@@ -47,6 +57,10 @@ export const Event = {
   keepAlive: () => ({ tag: 'keep-alive' }),
   done: () => ({ tag: 'done' }),
   malformed: (reason) => ({ tag: 'malformed', val: reason }),
+  embeddings: (count, dimensions) => ({ tag: 'embeddings', val: { count, dimensions } }),
+  ranking: (count) => ({ tag: 'ranking', val: { count } }),
+  image: (count, bytes) => ({ tag: 'image', val: { count, bytes: BigInt(bytes) } }),
+  audio: (count, bytes) => ({ tag: 'audio', val: { count, bytes: BigInt(bytes) } }),
 };
 
 /** An event and the index, within the batch `push` was given, of its frame. */
@@ -155,14 +169,21 @@ export const httpError = (status, body) => Event.serverError(`HTTP ${status}: ${
  * The codec world's exports for `codec`. A thrown exception becomes the
  * call's error (its stack logged at debug), never a trap.
  */
+/** A batch's frames, each `{ event, data }` viewing the batch's buffer (no copy). */
+function framesOf(batch) {
+  const { data } = batch;
+  const view = (span) => data.subarray(span.start, span.start + span.len);
+  return batch.frames.map((f) => ({ event: f.event ? lossy.decode(view(f.event)) : undefined, data: view(f.data) }));
+}
+
 export function exportCodec(codec) {
   class ExportedDecoder {
     constructor(head, options) {
       this.inner = codec.decoder(head, options);
     }
-    push(frames) {
+    push(batch) {
       try {
-        return this.inner.push(frames);
+        return this.inner.push(framesOf(batch));
       } catch (e) {
         throw failure('push', e);
       }
@@ -181,7 +202,7 @@ export function exportCodec(codec) {
       Decoder: ExportedDecoder,
       encode(spec) {
         try {
-          return codec.encode(spec);
+          return { output: OutputKind.TOKENS, promptTokens: undefined, ...codec.encode(spec) };
         } catch (e) {
           throw failure('encode', e);
         }

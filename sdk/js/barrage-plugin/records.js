@@ -1,6 +1,6 @@
 // A reporter's per-request records. Imported only by reporters (the
 // `records` interface is in the reporter world alone).
-import * as hostRecords from 'barrage:plugin/records@0.1.0';
+import * as hostRecords from 'barrage:plugin/records@0.2.0';
 
 export const records = {
   count: () => Number(hostRecords.count()),

@@ -13,6 +13,10 @@ export const reset = resetHost;
 export function setConfig(config) {
   host().config = config;
 }
+/** Grant `value` under `name`, as `--codec-secret` would. */
+export function setSecret(name, value) {
+  host().secrets.set(name, value);
+}
 export function setSeed(seed) {
   host().rngState = BigInt(seed);
 }

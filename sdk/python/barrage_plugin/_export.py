@@ -32,7 +32,8 @@ def _failure(what: str, e: BaseException) -> str:
 class _Meta:
     def info(self):
         i = _PLUGIN["plugin"].info()
-        return _types.PluginInfo(name=i.name, version=i.version, description=i.description)
+        secrets = [_types.SecretNeed(name=s.name, required=s.required, description=s.description) for s in i.secrets]
+        return _types.PluginInfo(name=i.name, version=i.version, description=i.description, secrets=secrets)
 
     def check_config(self) -> None:
         try:
@@ -53,18 +54,59 @@ def _meta(plugin) -> type:
 # --- codec -----------------------------------------------------------------
 
 
+def _media_in(m) -> t.Media:
+    if isinstance(m.source, _types.MediaSource_Inline):
+        return t.Media(m.media_type, data=bytes(m.source.value), tokens=m.tokens)
+    return t.Media(m.media_type, url=m.source.value, tokens=m.tokens)
+
+
+def _part_in(p) -> t.ContentPart:
+    if isinstance(p, _types.ContentPart_Text):
+        return t.ContentPart("text", p.value)
+    if isinstance(p, _types.ContentPart_Image):
+        return t.ContentPart("image", _media_in(p.value))
+    return t.ContentPart("audio", _media_in(p.value))
+
+
+def _message_in(m) -> t.Message:
+    parts = list(m.content)
+    content = parts[0].value if len(parts) == 1 and isinstance(parts[0], _types.ContentPart_Text) else [_part_in(p) for p in parts]
+    calls = [t.ToolCall(c.id, c.name, c.arguments) for c in m.tool_calls]
+    return t.Message(m.role, content, calls, m.tool_call_id)
+
+
 def _prompt_in(p) -> t.Prompt:
     if isinstance(p, _types.Prompt_Text):
         return t.Prompt.text(p.value)
     if isinstance(p, _types.Prompt_Messages):
-        return t.Prompt.messages([t.Message(m.role, m.content) for m in p.value])
+        return t.Prompt.messages([_message_in(m) for m in p.value])
+    if isinstance(p, _types.Prompt_Inputs):
+        return t.Prompt.inputs(list(p.value))
+    if isinstance(p, _types.Prompt_Rerank):
+        return t.Prompt.rerank(p.value.query, list(p.value.documents))
     return t.Prompt.token_ids(list(p.value))
+
+
+def _tool_in(x) -> t.Tool:
+    return t.Tool(x.name, x.parameters, x.description)
 
 
 def _spec_in(s) -> t.RequestSpec:
     g = s.generation
     generation = t.Generation(g.max_tokens, g.min_tokens, g.ignore_eos, g.temperature, g.stream, g.include_usage)
-    return t.RequestSpec(s.id, s.model, _prompt_in(s.prompt), generation, s.extra)
+    send_time = t.Datetime(s.send_time.seconds, s.send_time.nanoseconds)
+    tools = [_tool_in(x) for x in s.tools]
+    return t.RequestSpec(s.id, s.model, _prompt_in(s.prompt), generation, s.extra, tools, send_time)
+
+
+def _frames_in(batch):
+    """The batch's frames as Frame objects (each a copy of its bytes)."""
+    data = bytes(batch.data)
+
+    def cut(span):
+        return data[span.start : span.start + span.len]
+
+    return [t.Frame(f.event and cut(f.event).decode("utf-8", "replace"), cut(f.data)) for f in batch.frames]
 
 
 def _codec_out():
@@ -88,12 +130,24 @@ def _codec_out():
         "keep-alive": lambda v: rc.Event_KeepAlive(),
         "done": lambda v: rc.Event_Done(),
         "malformed": lambda v: rc.Event_Malformed(v),
+        "embeddings": lambda v: rc.Event_Embeddings(rc.Embeddings(count=v[0], dimensions=v[1])),
+        "ranking": lambda v: rc.Event_Ranking(rc.Ranking(count=v)),
+        "image": lambda v: rc.Event_Image(rc.MediaOutput(count=v[0], bytes=v[1])),
+        "audio": lambda v: rc.Event_Audio(rc.MediaOutput(count=v[0], bytes=v[1])),
     }
     framings = {
         t.Framing.RAW: rc.Framing.RAW,
         t.Framing.SSE: rc.Framing.SSE,
         t.Framing.NDJSON: rc.Framing.NDJSON,
         t.Framing.GRPC_MESSAGES: rc.Framing.GRPC_MESSAGES,
+        t.Framing.AWS_EVENT_STREAM: rc.Framing.AWS_EVENT_STREAM,
+    }
+    outputs = {
+        t.OutputKind.TOKENS: rc.OutputKind.TOKENS,
+        t.OutputKind.EMBEDDINGS: rc.OutputKind.EMBEDDINGS,
+        t.OutputKind.RANKING: rc.OutputKind.RANKING,
+        t.OutputKind.IMAGES: rc.OutputKind.IMAGES,
+        t.OutputKind.AUDIO: rc.OutputKind.AUDIO,
     }
 
     def event(e):
@@ -123,7 +177,15 @@ def _codec_out():
             raise ValueError("EncodedRequest.request must be an HttpRequest or a GrpcRequest")
         if r.framing not in framings:
             raise ValueError(f"framing must be one of {sorted(framings)}, not {r.framing!r}")
-        return rc.EncodedRequest(request=wire, streaming=r.streaming, framing=framings[r.framing])
+        if r.output not in outputs:
+            raise ValueError(f"output must be one of {sorted(outputs)}, not {r.output!r}")
+        return rc.EncodedRequest(
+            request=wire,
+            streaming=r.streaming,
+            framing=framings[r.framing],
+            output=outputs[r.output],
+            prompt_tokens=r.prompt_tokens,
+        )
 
     return rc, event, request
 
@@ -161,9 +223,10 @@ class Decoder:
     def __init__(self, head, options):
         self.inner = _PLUGIN["plugin"].decoder(head, options)
 
-    def push(self, frames):
+    def push(self, batch):
         rc, event = _CODEC["rc"], _CODEC["event"]
         try:
+            frames = _frames_in(batch)
             return [rc.FrameEvent(frame=fe.frame, event=event(fe.event)) for fe in self.inner.push(frames)]
         except Exception as e:
             raise Err(_failure("push", e))
@@ -186,14 +249,39 @@ def _dataset_error(e):
     return ds.DatasetError(file=None, line=None, message=_failure("the dataset", e))
 
 
+def _media_out(m):
+    source = _types.MediaSource_Inline(bytes(m.data)) if m.data is not None else _types.MediaSource_Url(m.url)
+    return _types.Media(media_type=m.media_type, source=source, tokens=m.tokens)
+
+
+def _part_out(p):
+    if p.tag == "text":
+        return _types.ContentPart_Text(p.val)
+    if p.tag == "image":
+        return _types.ContentPart_Image(_media_out(p.val))
+    if p.tag == "audio":
+        return _types.ContentPart_Audio(_media_out(p.val))
+    raise ValueError(f"a content part's tag must be text, image or audio, not {p.tag!r}")
+
+
+def _message_out(m):
+    parts = [_types.ContentPart_Text(m.content)] if isinstance(m.content, str) else [_part_out(p) for p in m.content]
+    calls = [_types.ToolCall(id=c.id, name=c.name, arguments=c.arguments) for c in m.tool_calls]
+    return _types.Message(role=m.role, content=parts, tool_calls=calls, tool_call_id=m.tool_call_id)
+
+
 def _prompt_out(p):
     if p.tag == "text":
         return _types.Prompt_Text(p.val)
     if p.tag == "messages":
-        return _types.Prompt_Messages([_types.Message(role=m.role, content=m.content) for m in p.val])
+        return _types.Prompt_Messages([_message_out(m) for m in p.val])
     if p.tag == "token-ids":
         return _types.Prompt_TokenIds(list(p.val))
-    raise ValueError(f"a prompt's tag must be text, messages or token-ids, not {p.tag!r}")
+    if p.tag == "inputs":
+        return _types.Prompt_Inputs(list(p.val))
+    if p.tag == "rerank":
+        return _types.Prompt_Rerank(_types.RerankQuery(query=p.val.query, documents=list(p.val.documents)))
+    raise ValueError(f"a prompt's tag must be text, messages, token-ids, inputs or rerank, not {p.tag!r}")
 
 
 def _sample_out(s):
@@ -207,6 +295,7 @@ def _sample_out(s):
         at_ms=s.at_ms,
         session=session,
         extra=s.extra,
+        tools=[_types.Tool(name=x.name, description=x.description, parameters=x.parameters) for x in s.tools],
     )
 
 

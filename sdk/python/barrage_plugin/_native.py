@@ -10,6 +10,7 @@ class TestHost:
         self.logs = []
         self.files = {}
         self.records = []
+        self.secrets = {}
         self.rng_state = 0
         self.words = []
         self.vocab = {}

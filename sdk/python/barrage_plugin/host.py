@@ -1,5 +1,5 @@
 """What the host offers every plugin: `log`, `config`, `random`,
-`tokenizer`, and a dataset's `files` and a reporter's `records`.
+`tokenizer`, `secrets`, and a dataset's `files` and a reporter's `records`.
 
 Inside a component these call the host through the contract; under plain
 CPython (unit tests) `barrage_plugin.testing` answers them.
@@ -15,6 +15,7 @@ try:
     from wit_world.imports import config as _config
     from wit_world.imports import log as _log
     from wit_world.imports import random as _random
+    from wit_world.imports import secrets as _secrets
     from wit_world.imports import tokenizer as _tokenizer
 
     IN_WASM = True
@@ -142,6 +143,23 @@ class tokenizer:
     @staticmethod
     def decode(tokens) -> str:
         return _tokenizer.decode(list(tokens)) if IN_WASM else _native.HOST.decode(tokens)
+
+
+class secrets:
+    """Secrets the user granted this plugin, by the names `PluginInfo.secrets`
+    declares. Never log or show a value: the host masks it wherever it finds
+    it, but not a transformed one."""
+
+    @staticmethod
+    def get(name: str) -> str:
+        if IN_WASM:
+            try:
+                return _secrets.get(name)
+            except Exception as e:
+                raise KeyError(_host_error(e)) from None
+        if name not in _native.HOST.secrets:
+            raise KeyError(f"no secret `{name}` was granted")
+        return _native.HOST.secrets[name]
 
 
 def _host_error(e) -> str:

@@ -25,6 +25,11 @@ def set_config(config: dict) -> None:
     _native.HOST.config = config
 
 
+def set_secret(name: str, value: str) -> None:
+    """Grant `value` under `name`, as `--codec-secret` would."""
+    _native.HOST.secrets[name] = value
+
+
 def set_seed(seed: int) -> None:
     _native.HOST.rng_state = seed
 
@@ -120,7 +125,22 @@ def _decode_in_batches(codec, frames, sizes, options):
     return events + [(len(frames), e) for e in last]
 
 
-_TAGS = {"content", "reasoning", "role-only", "empty-delta", "usage", "finish", "server-error", "keep-alive", "done", "malformed"}
+_TAGS = {
+    "content",
+    "reasoning",
+    "role-only",
+    "empty-delta",
+    "usage",
+    "finish",
+    "server-error",
+    "keep-alive",
+    "done",
+    "malformed",
+    "embeddings",
+    "ranking",
+    "image",
+    "audio",
+}
 
 
 def _check_event(e) -> None:

@@ -12,10 +12,28 @@ Headers = List[Tuple[str, str]]
 
 
 @dataclass
+class SecretNeed:
+    """A secret the plugin reads with `secrets.get(name)`; the user grants it."""
+
+    name: str
+    required: bool
+    description: str
+
+
+@dataclass
 class PluginInfo:
     name: str
     version: str
     description: str
+    secrets: List[SecretNeed] = field(default_factory=list)
+
+
+@dataclass
+class Datetime:
+    """Wall-clock time, UTC, since the Unix epoch."""
+
+    seconds: int
+    nanoseconds: int
 
 
 class ConfigError(Exception):
@@ -28,14 +46,65 @@ class ConfigError(Exception):
 
 
 @dataclass
+class Media:
+    """An image or audio clip: `data` (bytes) or `url`, one of them."""
+
+    media_type: str
+    data: Optional[bytes] = None
+    url: Optional[str] = None
+    tokens: Optional[int] = None
+
+
+@dataclass
+class ContentPart:
+    """tag: "text" (val: str), "image" or "audio" (val: Media)."""
+
+    tag: str
+    val: object
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # a JSON object
+
+
+@dataclass
+class Tool:
+    name: str
+    parameters: str  # JSON Schema
+    description: Optional[str] = None
+
+
+@dataclass
 class Message:
+    """`content` is a str for a message of one text part (most of them),
+    else a list of ContentPart."""
+
     role: str
-    content: str
+    content: object
+    tool_calls: List[ToolCall] = field(default_factory=list)
+    tool_call_id: Optional[str] = None
+
+    def text(self) -> str:
+        """Its text parts, joined by newlines."""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.val for p in self.content if p.tag == "text")
+
+
+@dataclass
+class RerankQuery:
+    query: str
+    documents: List[str]
 
 
 @dataclass
 class Prompt:
-    """tag: "text" (val: str), "messages" (val: list of Message) or "token-ids" (val: list of int)."""
+    """tag: "text" (val: str), "messages" (val: list of Message), "token-ids"
+    (val: list of int), "inputs" (val: list of str, to embed) or "rerank"
+    (val: RerankQuery)."""
 
     tag: str
     val: object
@@ -51,6 +120,14 @@ class Prompt:
     @staticmethod
     def token_ids(ids: List[int]) -> "Prompt":
         return Prompt("token-ids", ids)
+
+    @staticmethod
+    def inputs(inputs: List[str]) -> "Prompt":
+        return Prompt("inputs", inputs)
+
+    @staticmethod
+    def rerank(query: str, documents: List[str]) -> "Prompt":
+        return Prompt("rerank", RerankQuery(query, documents))
 
 
 # --- codec world -----------------------------------------------------------
@@ -73,6 +150,8 @@ class RequestSpec:
     prompt: Prompt
     generation: Generation = field(default_factory=Generation)
     extra: Optional[str] = None
+    tools: List[Tool] = field(default_factory=list)
+    send_time: Datetime = field(default_factory=lambda: Datetime(0, 0))
 
 
 @dataclass
@@ -99,6 +178,17 @@ class Framing:
     SSE = "sse"
     NDJSON = "ndjson"
     GRPC_MESSAGES = "grpc-messages"
+    AWS_EVENT_STREAM = "aws-event-stream"
+
+
+class OutputKind:
+    """What a successful response carries."""
+
+    TOKENS = "tokens"
+    EMBEDDINGS = "embeddings"
+    RANKING = "ranking"
+    IMAGES = "images"
+    AUDIO = "audio"
 
 
 @dataclass
@@ -106,6 +196,8 @@ class EncodedRequest:
     request: object  # HttpRequest or GrpcRequest
     streaming: bool
     framing: str  # a Framing value
+    output: str = OutputKind.TOKENS
+    prompt_tokens: Optional[int] = None
 
 
 @dataclass
@@ -198,6 +290,22 @@ class Event:
     def malformed(reason: str) -> "Event":
         return Event("malformed", reason)
 
+    @staticmethod
+    def embeddings(count: int, dimensions: int) -> "Event":
+        return Event("embeddings", (count, dimensions))
+
+    @staticmethod
+    def ranking(count: int) -> "Event":
+        return Event("ranking", count)
+
+    @staticmethod
+    def image(count: int, bytes: int) -> "Event":
+        return Event("image", (count, bytes))
+
+    @staticmethod
+    def audio(count: int, bytes: int) -> "Event":
+        return Event("audio", (count, bytes))
+
 
 @dataclass
 class FrameEvent:
@@ -226,6 +334,7 @@ class Sample:
     at_ms: Optional[float] = None
     session: Optional[SessionTurn] = None
     extra: Optional[str] = None
+    tools: List[Tool] = field(default_factory=list)
 
     @staticmethod
     def text(id: int, prompt: str) -> "Sample":

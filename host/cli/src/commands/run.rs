@@ -33,6 +33,10 @@ pub(crate) struct RunArgs {
     /// The codec's configuration: a JSON object, or @FILE with JSON or TOML.
     #[arg(long, value_name = "JSON|@FILE")]
     codec_config: Option<String>,
+    /// Grant the codec a secret it declares: NAME=env:VARIABLE or
+    /// NAME=file:PATH (repeatable). The value never reaches the results.
+    #[arg(long = "codec-secret", value_name = "NAME=SOURCE")]
+    codec_secrets: Vec<String>,
     /// Model name to send.
     #[arg(long)]
     model: Option<String>,
@@ -397,6 +401,15 @@ impl RunArgs {
             let value: serde_json::Value = serde_json::from_str(&read_plugin_config(Some(c), "--codec-config")?)?;
             config.codec_config = serde_json::from_value(value)?;
         }
+        for grant in &self.codec_secrets {
+            let (name, source) = grant
+                .split_once('=')
+                .with_context(|| format!("--codec-secret `{grant}`: expected NAME=env:VARIABLE or NAME=file:PATH"))?;
+            let source = source
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--codec-secret {name}: {e}"))?;
+            config.codec_secrets.insert(name.to_string(), source);
+        }
         self.metrics.apply(&mut config.report);
         self.dataset.apply(config)?;
         if let Some(t) = &self.plugins.tokenizer {
@@ -455,7 +468,13 @@ impl RunArgs {
             .registry()
             .resolve_in(barrage_plugin_host::World::Codec, &config.codec)?;
         let plugin_config = serde_json::to_string(&config.codec_config)?;
-        let codec = CodecPlugin::load(&engine, &source, self.plugins.context(plugin_config, config.seed)?)?;
+        let mut ctx = self.plugins.context(plugin_config, config.seed)?;
+        ctx.secrets = std::sync::Arc::new(
+            config
+                .codec_secrets()
+                .map_err(|e| anyhow::anyhow!("run config {origin}: {e}"))?,
+        );
+        let codec = CodecPlugin::load(&engine, &source, ctx)?;
         // Known (and, under a lock, approved) before anything is sent.
         let reporters = reporter_identities(&self.plugins, &engine, &config.report.reporters)?;
         let workload = match prepare_dataset(config, &self.plugins, &engine)? {

@@ -98,7 +98,9 @@ export class Plugin extends Codec {
   }
 
   encode(spec) {
-    if (spec.prompt.tag === 'messages') throw new Error('a completions codec takes a text prompt, not messages');
+    if (spec.prompt.tag !== 'text' && spec.prompt.tag !== 'token-ids') {
+      throw new Error(`a completions codec takes a text or token-id prompt, not ${spec.prompt.tag}`);
+    }
     const g = spec.generation;
     const prompt = spec.prompt.tag === 'token-ids' ? Array.from(spec.prompt.val) : spec.prompt.val;
     const body = { model: spec.model, prompt, stream: g.stream };

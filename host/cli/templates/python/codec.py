@@ -31,8 +31,8 @@ class Plugin(Codec):
             raise ConfigError(f"unknown field `{key}`: this codec takes no settings", field=key)
 
     def encode(self, spec):
-        if spec.prompt.tag == "messages":
-            raise ValueError("a completions codec takes a text prompt, not messages")
+        if spec.prompt.tag not in ("text", "token-ids"):
+            raise ValueError(f"a completions codec takes a text or token-id prompt, not {spec.prompt.tag}")
         g = spec.generation
         body = {"model": spec.model, "prompt": spec.prompt.val, "stream": g.stream}
         if g.max_tokens is not None:

@@ -15,6 +15,7 @@ impl Codec for Plugin {
             name: "{{name}}".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "OpenAI-style /v1/completions over SSE".into(),
+            secrets: Vec::new(),
         }
     }
 
@@ -33,6 +34,7 @@ impl Codec for Plugin {
             Prompt::Text(text) => Value::from(text),
             Prompt::TokenIds(ids) => Value::from(ids),
             Prompt::Messages(_) => return Err("a completions codec takes a text prompt, not messages".into()),
+            Prompt::Inputs(_) | Prompt::Rerank(_) => return Err(generation_only("{{name}}")),
         };
         let g = spec.generation;
         let mut body = json!({"model": spec.model, "prompt": prompt, "stream": g.stream});
@@ -63,6 +65,8 @@ impl Codec for Plugin {
             }),
             streaming: g.stream,
             framing: Framing::Sse,
+            output: OutputKind::Tokens,
+            prompt_tokens: None,
         })
     }
 
@@ -90,7 +94,7 @@ pub struct Stream {
 }
 
 impl Decoder for Stream {
-    fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+    fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
         let mut out = Vec::new();
         for (i, frame) in frames.iter().enumerate() {
             let mut events = Vec::new();
@@ -203,6 +207,8 @@ mod tests {
                 include_usage: true,
             },
             extra: Some(r#"{"top_k": 5}"#.into()),
+            tools: Vec::new(),
+            send_time: barrage_sdk::Datetime { seconds: 0, nanoseconds: 0 },
         };
         let request = Plugin::encode(spec).unwrap();
         let WireRequest::Http(http) = request.request else { panic!("an HTTP request") };

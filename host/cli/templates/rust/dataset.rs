@@ -36,6 +36,7 @@ impl Dataset for Plugin {
             name: "{{name}}".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "a prompt per line of each input file".into(),
+            secrets: Vec::new(),
         }
     }
 

@@ -14,6 +14,7 @@ impl Reporter for Plugin {
             name: "{{name}}".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "stages and statuses as text".into(),
+            secrets: Vec::new(),
         }
     }
 

@@ -71,14 +71,8 @@ fn encode_checks(plugin: &std::sync::Arc<CodecPlugin>, checks: &mut Vec<Check>) 
         }
     };
     let chat = Prompt::Messages(vec![
-        ChatMessage {
-            role: "system".into(),
-            content: "Answer briefly.".into(),
-        },
-        ChatMessage {
-            role: "user".into(),
-            content: "What is a token?".into(),
-        },
+        ChatMessage::text("system", "Answer briefly."),
+        ChatMessage::text("user", "What is a token?"),
     ]);
     let cases = [
         (
@@ -159,7 +153,7 @@ fn random_frames(workers: &CodecWorkers, framing: Option<Framing>) -> Check {
                 body.extend_from_slice(&(junk.len() as u32).to_be_bytes());
                 body.extend_from_slice(&junk);
             }
-            Framing::Raw => body.extend_from_slice(&junk),
+            Framing::Raw | Framing::AwsEventStream => body.extend_from_slice(&junk),
         }
     }
     let head = ResponseHead {
@@ -263,7 +257,7 @@ fn malformed_and_long(workers: &CodecWorkers, name: &str, t: &Transcript, body: 
         Framing::Sse => b"data: {\"\xff\xfe not json\n\ndata:\n\ndata: {}\n\n: keep-alive\n\n",
         Framing::Ndjson => b"{\"\xff\xfe not json\n{}\n\n",
         Framing::GrpcMessages => &[0, 0, 0, 0, 3, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0],
-        Framing::Raw => b"\xff\xfe\x00 not what it expects",
+        Framing::Raw | Framing::AwsEventStream => b"\xff\xfe\x00 not what it expects",
     };
     let mut broken = junk.to_vec();
     broken.extend_from_slice(body);

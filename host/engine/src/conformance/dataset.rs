@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use barrage_core::types::Prompt;
 use barrage_plugin_host::PluginSource;
 use barrage_plugin_host::prepare::{DatasetConfig, DatasetError, PrepareEnv, Prepared, prepare};
 
@@ -40,14 +39,6 @@ fn prepared(setup: &Setup<'_>, files: &[PathBuf], seed: u64) -> Result<Prepared,
     )
 }
 
-fn prompt_text(prompt: &Prompt) -> Option<String> {
-    match prompt {
-        Prompt::Text(t) => Some(t.clone()),
-        Prompt::Messages(m) => Some(m.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n")),
-        Prompt::TokenIds(_) => None,
-    }
-}
-
 pub(super) fn checks(setup: &Setup<'_>) -> Vec<Check> {
     let first = match prepared(setup, &setup.dataset_files, 1) {
         Ok(p) => p,
@@ -76,7 +67,7 @@ pub(super) fn checks(setup: &Setup<'_>) -> Vec<Check> {
     let declared: Vec<(u32, u32)> = first
         .samples
         .iter()
-        .filter_map(|s| Some((s.prompt_tokens?, tokenizer.count(&prompt_text(&s.prompt)?))))
+        .filter_map(|s| Some((s.prompt_tokens?, tokenizer.count(&s.prompt.text()?))))
         .collect();
     checks.push(if declared.is_empty() {
         Check::new(

@@ -150,6 +150,8 @@ pub fn decode(
         }),
         streaming: stream,
         framing,
+        output: Default::default(),
+        prompt_tokens: None,
     };
     let mut sink = DecodeSink::new(workers, &request, DecodeOptions { want_text: true });
     sink.head(head.clone());
@@ -208,7 +210,7 @@ impl<S: ResponseSink> ResponseSink for Keeping<S> {
         self.inner.read_done();
     }
 
-    fn refused(&self) -> Option<barrage_core::framing::FrameTooLarge> {
+    fn refused(&self) -> Option<barrage_core::framing::Refusal> {
         self.inner.refused()
     }
 
@@ -237,6 +239,8 @@ pub fn request(id: u64, model: &str, prompt: Prompt, max_tokens: u32, stream: bo
             include_usage: true,
         },
         extra: None,
+        tools: Vec::new(),
+        send_time: std::time::SystemTime::now(),
     }
 }
 

@@ -4,12 +4,16 @@
 
 use std::sync::Arc;
 
+use std::collections::VecDeque;
+use std::sync::Condvar;
+use std::time::{Duration, Instant};
+
 use barrage_core::types::{EncodedRequest, Generation, Prompt, RequestSpec};
 use barrage_plugin_host::PluginFailure;
 use barrage_plugin_host::codec::CodecInstance;
 use barrage_plugin_host::prepare::Sample;
 use barrage_plugin_host::tokenizer::Tokenizer;
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::Notify;
 
 use super::RunError;
 use super::shared::Ctx;
@@ -18,9 +22,9 @@ use crate::config::RunConfig;
 /// Units encoded ahead of the schedule.
 const AHEAD: usize = 1024;
 
-/// How often a full feed is looked at for room: a quarter of [`AHEAD`]
-/// lasts 32 ms even at 8,000 req/s.
-const REFILL_POLL: std::time::Duration = std::time::Duration::from_millis(2);
+/// How often a full feed is looked at for room and for units gone stale:
+/// a quarter of [`AHEAD`] lasts 32 ms even at 8,000 req/s.
+const REFILL_POLL: Duration = Duration::from_millis(2);
 
 /// A unit of work ready to send: one request, or a session's turns, encoded.
 pub(super) struct Ready {
@@ -29,63 +33,182 @@ pub(super) struct Ready {
     /// Id of the first request; turns take the next ones.
     pub first_id: u64,
     pub encoded: Vec<Result<EncodedRequest, PluginFailure>>,
+    /// When it was encoded: the `send-time` its codec was given.
+    encoded_at: Instant,
+}
+
+/// Units waiting to be sent, oldest first; the feeder fills it and keeps it
+/// fresh, the pacer (a thread) and virtual users (tasks) take from it.
+struct Queue {
+    state: std::sync::Mutex<QueueState>,
+    /// Wakes a pacer waiting on an empty queue.
+    filled: Condvar,
+    /// Wakes tasks waiting on an empty queue.
+    filled_async: Notify,
+}
+
+#[derive(Default)]
+struct QueueState {
+    units: VecDeque<Ready>,
+    /// The feeder has stopped: once the queue is empty, nothing more comes.
+    feeder_gone: bool,
+    /// The feed was dropped: the feeder stops.
+    feed_gone: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        // A panic elsewhere cannot leave the queue half-changed: every
+        // change under the lock is one push, pop or swap.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, ready: Ready) {
+        self.lock().units.push_back(ready);
+        self.filled.notify_one();
+        self.filled_async.notify_one();
+    }
+
+    fn feeder_gone(&self) {
+        self.lock().feeder_gone = true;
+        self.filled.notify_all();
+        self.filled_async.notify_waiters();
+    }
 }
 
 /// The receiving end of the feeder: the pacer takes from it on its thread,
 /// virtual users on the runtime.
 pub(super) struct Feed {
-    rx: Mutex<mpsc::Receiver<Ready>>,
+    queue: Arc<Queue>,
 }
 
 impl Feed {
     /// The next unit, waiting on this (non-runtime) thread; none once the feeder is gone.
     pub fn next_blocking(&self) -> Option<Ready> {
-        self.rx.blocking_lock().blocking_recv()
+        let mut state = self.queue.lock();
+        loop {
+            if let Some(ready) = state.units.pop_front() {
+                return Some(ready);
+            }
+            if state.feeder_gone {
+                return None;
+            }
+            state = self.queue.filled.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     /// The next unit, from a task.
     pub async fn next(&self) -> Option<Ready> {
-        self.rx.lock().await.recv().await
+        loop {
+            // Registered before looking, so a push in between still wakes it.
+            let filled = self.queue.filled_async.notified();
+            tokio::pin!(filled);
+            filled.as_mut().enable();
+            {
+                let mut state = self.queue.lock();
+                if let Some(ready) = state.units.pop_front() {
+                    return Some(ready);
+                }
+                if state.feeder_gone {
+                    return None;
+                }
+            }
+            filled.await;
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.queue.lock().feed_gone = true;
     }
 }
 
 /// Start the feeder thread. It stops when the feed is dropped.
 pub(super) fn start(config: &RunConfig, ctx: &Arc<Ctx>) -> Result<Feed, RunError> {
-    let (tx, rx) = mpsc::channel::<Ready>(AHEAD);
+    let queue = Arc::new(Queue {
+        state: Default::default(),
+        filled: Condvar::new(),
+        filled_async: Notify::new(),
+    });
     let ctx = ctx.clone();
     let config = config.clone();
+    let feeder_queue = queue.clone();
     std::thread::Builder::new()
         .name("barrage-feeder".into())
-        .spawn(move || feed(&config, &ctx, &tx))
+        .spawn(move || {
+            Feeder::new(&config, &ctx).run(&feeder_queue);
+            feeder_queue.feeder_gone();
+        })
         .map_err(RunError::Thread)?;
-    Ok(Feed { rx: Mutex::new(rx) })
+    Ok(Feed { queue })
 }
 
-fn feed(config: &RunConfig, ctx: &Ctx, tx: &mpsc::Sender<Ready>) {
-    let plugin = ctx.workers.plugin();
-    let tokenizer = plugin.tokenizer();
+/// The feeder thread's state: the codec instance it encodes with and the
+/// next request id.
+struct Feeder<'a> {
+    config: &'a RunConfig,
+    ctx: &'a Ctx,
     // The feeder encodes with an instance of its own: a round trip per
     // request through the plugin threads, busy decoding streams, could not
     // keep up with thousands of arrivals a second.
-    let mut instance: Option<CodecInstance> = None;
-    let mut next_id = 0u64;
-    for unit in 0.. {
-        if tx.capacity() == 0 {
-            // Full: refill in batches. Waiting for each slot as it frees
-            // woke this thread once per request sent.
-            while tx.capacity() < AHEAD / 4 {
-                if tx.is_closed() {
-                    return;
-                }
-                std::thread::sleep(REFILL_POLL);
-            }
+    instance: Option<CodecInstance>,
+    next_id: u64,
+    /// Longest a unit may wait after its encode (`max_encode_lead_s`).
+    max_lead: Duration,
+}
+
+impl<'a> Feeder<'a> {
+    fn new(config: &'a RunConfig, ctx: &'a Ctx) -> Feeder<'a> {
+        Feeder {
+            config,
+            ctx,
+            instance: None,
+            next_id: 0,
+            max_lead: Duration::from_secs_f64(config.max_encode_lead_s),
         }
-        let samples = ctx.workload.unit(unit);
-        let n = ctx.workload.unit_len(unit);
+    }
+
+    fn run(&mut self, queue: &Queue) {
+        for unit in 0.. {
+            if queue.lock().units.len() >= AHEAD {
+                // Full: refill in batches. Waiting for each slot as it frees
+                // woke this thread once per request sent.
+                loop {
+                    {
+                        let state = queue.lock();
+                        if state.feed_gone {
+                            return;
+                        }
+                        if state.units.len() < AHEAD * 3 / 4 {
+                            break;
+                        }
+                    }
+                    self.refresh_stale(queue);
+                    std::thread::sleep(REFILL_POLL);
+                }
+            }
+            if queue.lock().feed_gone {
+                return;
+            }
+            let first_id = self.next_id;
+            self.next_id += self.ctx.workload.unit_len(unit);
+            let ready = self.encode(unit, first_id);
+            queue.push(ready);
+        }
+    }
+
+    /// Encode every request of `unit`, its first being `first_id`.
+    fn encode(&mut self, unit: u64, first_id: u64) -> Ready {
+        let plugin = self.ctx.workers.plugin();
+        let tokenizer = plugin.tokenizer();
+        let samples = self.ctx.workload.unit(unit);
+        let n = self.ctx.workload.unit_len(unit);
+        let encoded_at = Instant::now();
         let encoded = (0..n)
             .map(|k| {
                 // A trap poisons the instance; the next request gets a new one.
-                let codec = match &mut instance {
+                let codec = match &mut self.instance {
                     Some(i) if !i.is_poisoned() => i,
                     slot => match plugin.instance() {
                         Ok(i) => slot.insert(i),
@@ -95,21 +218,47 @@ fn feed(config: &RunConfig, ctx: &Ctx, tx: &mpsc::Sender<Ready>) {
                 // The encode deadline is CPU time, so a feeder preempted on a
                 // busy machine does not fail quick encodes: one stopped at it
                 // really was slow, and is counted, not retried.
-                let encoded = codec.encode(spec(config, tokenizer.as_ref(), next_id + k, samples.get(k as usize)));
-                encoded.map_err(|f| PluginFailure {
+                let spec = spec(self.config, tokenizer.as_ref(), first_id + k, samples.get(k as usize));
+                codec.encode(spec).map_err(|f| PluginFailure {
                     message: format!("encode failed: {}", f.message),
                     ..f
                 })
             })
             .collect();
-        let ready = Ready {
+        Ready {
             unit,
-            first_id: next_id,
+            first_id,
             encoded,
-        };
-        next_id += n;
-        if tx.blocking_send(ready).is_err() {
-            return;
+            encoded_at,
+        }
+    }
+
+    /// Encode again the queued units encoded more than the lead ago, oldest
+    /// first, so a signature made from `send-time` is still valid when its
+    /// request goes out. Each is encoded outside the lock and swapped in if
+    /// it is still queued.
+    fn refresh_stale(&mut self, queue: &Queue) {
+        loop {
+            let stale = {
+                let state = queue.lock();
+                state
+                    .units
+                    .iter()
+                    .find(|r| r.encoded_at.elapsed() > self.max_lead / 2)
+                    .map(|r| (r.unit, r.first_id))
+            };
+            let Some((unit, first_id)) = stale else { return };
+            let fresh = self.encode(unit, first_id);
+            // One sent meanwhile went within the lead: it was found stale
+            // at half of it.
+            let mut state = queue.lock();
+            if let Some(slot) = state
+                .units
+                .iter_mut()
+                .find(|r| r.unit == unit && r.first_id == first_id)
+            {
+                *slot = fresh;
+            }
         }
     }
 }
@@ -178,14 +327,17 @@ fn prompt(seed: u64, id: u64, tokens: u32, tokenizer: &dyn Tokenizer) -> String 
         .unwrap_or_else(|| tokenizer.decode(&ids[..n]))
 }
 
-/// What request `id` asks: `sample`'s prompt and output length, or the synthetic prompt.
+/// What request `id` asks: `sample`'s prompt and output length, or the
+/// synthetic prompt. Its time is the encode's: the request goes out within
+/// the feed's lead of it (docs/plugins.md, "Signing time").
 fn spec(config: &RunConfig, tokenizer: &dyn Tokenizer, id: u64, sample: Option<&Sample>) -> RequestSpec {
     let r = &config.request;
-    let (prompt, max_tokens, extra) = match sample {
+    let (prompt, max_tokens, extra, tools) = match sample {
         Some(s) => (
             s.prompt.clone(),
             s.output_tokens.unwrap_or(r.max_tokens),
             s.extra.clone(),
+            s.tools.clone(),
         ),
         // A plain text prompt: chat codecs wrap it in a user message themselves,
         // so the engine need not guess the codec's kind from its name.
@@ -193,6 +345,7 @@ fn spec(config: &RunConfig, tokenizer: &dyn Tokenizer, id: u64, sample: Option<&
             Prompt::Text(prompt(config.seed, id, r.prompt_tokens, tokenizer)),
             r.max_tokens,
             None,
+            Vec::new(),
         ),
     };
     RequestSpec {
@@ -208,6 +361,8 @@ fn spec(config: &RunConfig, tokenizer: &dyn Tokenizer, id: u64, sample: Option<&
             include_usage: true,
         },
         extra,
+        tools,
+        send_time: std::time::SystemTime::now(),
     }
 }
 

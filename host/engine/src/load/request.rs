@@ -124,6 +124,9 @@ pub(super) async fn send_unit(
                 Some(s) => s.prompt_tokens,
                 None => Some(ctx.synthetic_prompt_tokens),
             },
+            // What the encode said, filled in as it is sent.
+            codec_prompt_tokens: None,
+            output: barrage_core::types::OutputKind::Tokens,
         };
         if !send_one(ctx, &info, encoded).await {
             ctx.missed(info.stage);
@@ -179,6 +182,11 @@ async fn send_one(
 ) -> bool {
     let record = match encoded {
         Ok(req) => {
+            let info = &RequestInfo {
+                output: req.output,
+                codec_prompt_tokens: req.prompt_tokens,
+                ..*info
+            };
             let mut cancel = ctx.cancel.clone();
             let sink = DecodeSink::new(&ctx.workers, &req, ctx.options).max_frame(ctx.max_frame);
             // A session's later turn, or a virtual user's request, is

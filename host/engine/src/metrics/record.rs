@@ -10,7 +10,8 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::transport::{Ending, Exchange};
-use barrage_core::types::Event;
+use barrage_core::framing::Refusal;
+use barrage_core::types::{Event, OutputKind};
 use barrage_plugin_host::StreamOutcome;
 
 /// What a sent request's record is made of: the exchange as the transport
@@ -53,6 +54,14 @@ pub struct Verdict {
     pub malformed: Option<String>,
     /// Malformed frames.
     pub malformed_frames: u32,
+    /// What a successful response was to carry (`encoded-request.output`).
+    pub output: OutputKind,
+    /// Items received: vectors, ranked documents, images, audio clips.
+    pub items: u32,
+    /// Length of the vectors received.
+    pub dimensions: Option<u32>,
+    /// Image or audio bytes received.
+    pub media_bytes: u64,
 }
 
 impl Verdict {
@@ -74,6 +83,15 @@ impl Verdict {
                 self.server_error = Some(format!("{}: {}", err.code.as_deref().unwrap_or("error"), err.message))
             }
             Event::Done => self.done = true,
+            Event::Embeddings { count, dimensions } => {
+                self.items += count;
+                self.dimensions = Some(*dimensions);
+            }
+            Event::Ranking(count) => self.items += count,
+            Event::Image(m) | Event::Audio(m) => {
+                self.items += m.count;
+                self.media_bytes += m.bytes;
+            }
             Event::Malformed(m) => {
                 self.malformed_frames += 1;
                 if self.malformed.is_none() {
@@ -95,6 +113,14 @@ impl Verdict {
         malformed: MalformedFrames,
     ) -> (Status, Option<String>) {
         match http {
+            // Credentials refused: the run measures nothing until they are
+            // fixed, so it is its own class, with the server's words.
+            Some(s @ (401 | 403)) => {
+                return (
+                    Status::AuthError,
+                    Some(self.server_error.clone().unwrap_or_else(|| format!("HTTP {s}"))),
+                );
+            }
             Some(s) if !(200..300).contains(&s) => {
                 return (
                     Status::HttpError,
@@ -111,6 +137,16 @@ impl Verdict {
         }
         if let (Some(m), MalformedFrames::Fail) = (&self.malformed, malformed) {
             return (Status::Malformed, Some(m.clone()));
+        }
+        if !self.output.is_tokens() {
+            // Items, not a token stream: neither `done` nor `finish` is asked of it.
+            if self.items == 0 && self.media_bytes == 0 {
+                return (
+                    Status::EmptyResponse,
+                    Some(format!("the response held no {}", output_name(self.output))),
+                );
+            }
+            return (Status::Ok, None);
         }
         if decoded.streamed && decoded.frames == 0 {
             return (
@@ -134,6 +170,17 @@ impl Verdict {
     }
 }
 
+/// What a response of `output` holds, for messages.
+fn output_name(output: OutputKind) -> &'static str {
+    match output {
+        OutputKind::Tokens => "tokens",
+        OutputKind::Embeddings => "embeddings",
+        OutputKind::Ranking => "ranking",
+        OutputKind::Images => "images",
+        OutputKind::Audio => "audio",
+    }
+}
+
 /// How a request ended.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -141,8 +188,10 @@ pub enum Status {
     /// A complete response with output.
     #[default]
     Ok,
-    /// A non-2xx status.
+    /// A non-2xx status other than 401 and 403.
     HttpError,
+    /// HTTP 401 or 403: the server refused the credentials.
+    AuthError,
     /// An error object from the server (in the stream or the body).
     ServerError,
     /// No response within the timeout.
@@ -178,6 +227,7 @@ impl Status {
         match self {
             Status::Ok => "ok",
             Status::HttpError => "http_error",
+            Status::AuthError => "auth_error",
             Status::ServerError => "server_error",
             Status::Timeout => "timeout",
             Status::Cancelled => "cancelled",
@@ -211,6 +261,8 @@ pub enum TokenSource {
     FrameCount,
     /// Counted by the run's tokenizer.
     Tokenizer,
+    /// Counted by the codec (a prompt with images or audio, by the server's rule).
+    Codec,
 }
 
 impl TokenSource {
@@ -221,6 +273,7 @@ impl TokenSource {
             TokenSource::Frames => "frames",
             TokenSource::FrameCount => "frame_count",
             TokenSource::Tokenizer => "tokenizer",
+            TokenSource::Codec => "codec",
         }
     }
 }
@@ -309,6 +362,22 @@ pub struct Record {
     pub measured: bool,
     /// Time waited for a slot under the stage's concurrency cap, ms.
     pub queue_wait_ms: Option<f64>,
+    /// What the response was to carry; generated text unless written.
+    #[serde(default, skip_serializing_if = "OutputKind::is_tokens")]
+    pub output: OutputKind,
+    /// Items received (vectors, ranked documents, images, audio clips).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub items: u32,
+    /// Length of the vectors received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dimensions: Option<u32>,
+    /// Image or audio bytes received.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub media_bytes: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -340,6 +409,11 @@ pub struct RequestInfo {
     /// The prompt's length by the run's tokenizer, where known: the
     /// record's prompt count when the server reports none.
     pub prompt_tokens: Option<u32>,
+    /// The prompt's length as the codec counted it (parts included); wins
+    /// over the tokenizer's, not over the server's.
+    pub codec_prompt_tokens: Option<u32>,
+    /// What the response is to carry.
+    pub output: OutputKind,
 }
 
 impl RequestInfo {
@@ -354,6 +428,8 @@ impl RequestInfo {
             sample: None,
             session: None,
             prompt_tokens: None,
+            codec_prompt_tokens: None,
+            output: OutputKind::Tokens,
         }
     }
 }
@@ -394,6 +470,7 @@ impl Record {
             scheduled_ms: ms_since(origin, info.scheduled),
             measured: info.measured,
             queue_wait_ms: info.queue_wait.map(|d| d.as_secs_f64() * 1000.0),
+            output: info.output,
             ..Record::default()
         }
     }
@@ -409,7 +486,10 @@ impl Record {
         let mut reasoning_frames = 0u32;
         let mut last_reasoning_frame = None;
         let mut usage = None;
-        let mut verdict = Verdict::default();
+        let mut verdict = Verdict {
+            output: info.output,
+            ..Verdict::default()
+        };
         for e in &decoded.events {
             match &e.event {
                 Event::Content(d) | Event::Reasoning(d) => {
@@ -460,7 +540,8 @@ impl Record {
                 Status::ClientResource,
                 Some("not sent: no connection came free within max_send_lag_ms".to_string()),
             ),
-            Ending::TooLarge(r) => (
+            Ending::Refused(Refusal::Corrupt(why)) => (Status::Malformed, Some(why.clone())),
+            Ending::Refused(Refusal::TooLarge(r)) => (
                 Status::TooLarge,
                 Some(format!(
                     "a frame of the response went over max_frame_mib ({} MiB), so the rest was not read; \
@@ -475,9 +556,16 @@ impl Record {
             Ending::Complete => verdict.judge(ex.status, decoded, response.malformed),
         };
         // The server's count wins; the client's tokenizer is the fallback.
-        let (prompt_tokens, prompt_tokens_source) = match usage.and_then(|u| u.prompt_tokens) {
-            Some(n) => (Some(n), Some(TokenSource::Usage)),
-            None => (info.prompt_tokens, info.prompt_tokens.map(|_| TokenSource::Tokenizer)),
+        let (prompt_tokens, prompt_tokens_source) =
+            match (usage.and_then(|u| u.prompt_tokens), info.codec_prompt_tokens) {
+                (Some(n), _) => (Some(n), Some(TokenSource::Usage)),
+                (None, Some(n)) => (Some(n), Some(TokenSource::Codec)),
+                (None, None) => (info.prompt_tokens, info.prompt_tokens.map(|_| TokenSource::Tokenizer)),
+            };
+        // Items are counted, not tokens: no output tokens are claimed for them.
+        let (output_tokens, source) = match info.output {
+            OutputKind::Tokens => (output_tokens, source),
+            _ => (0, TokenSource::Usage),
         };
         Record {
             sent_ms: ms(ex.sent),
@@ -502,6 +590,9 @@ impl Record {
             http_version: ex.version.map(str::to_string),
             error,
             malformed_frames: verdict.malformed_frames,
+            items: verdict.items,
+            dimensions: verdict.dimensions,
+            media_bytes: verdict.media_bytes,
             finish_reason: verdict.finish,
             bytes_sent: ex.bytes_sent,
             bytes_received: ex.bytes_received,

@@ -113,6 +113,10 @@ pub struct StageAgg {
     window_to: f64,
     output_tokens: u64,
     prompt_tokens: u64,
+    /// Measured requests that succeeded.
+    measured_ok: u64,
+    /// Items they received (vectors, ranked documents, images, clips).
+    items: u64,
     output_sources: BTreeMap<TokenSource, u64>,
     prompt_sources: BTreeMap<&'static str, u64>,
 }
@@ -146,6 +150,8 @@ impl Default for StageAgg {
             window_from: None,
             window_to: 0.0,
             output_tokens: 0,
+            measured_ok: 0,
+            items: 0,
             prompt_tokens: 0,
             output_sources: BTreeMap::new(),
             prompt_sources: BTreeMap::new(),
@@ -221,12 +227,17 @@ impl StageAgg {
         if slo::is_good(r, slos) {
             self.good += 1;
         }
-        self.output_tokens += u64::from(r.output_tokens);
+        self.measured_ok += 1;
+        self.items += u64::from(r.items);
         self.prompt_tokens += u64::from(r.prompt_tokens.unwrap_or(0));
-        *self.output_sources.entry(r.output_tokens_source).or_default() += 1;
         let prompt_source = r.prompt_tokens_source.map_or("unknown", TokenSource::name);
         *self.prompt_sources.entry(prompt_source).or_default() += 1;
-        self.output_len.record(f64::from(r.output_tokens));
+        // Items are not tokens: an embeddings request has no output length.
+        if r.output.is_tokens() {
+            self.output_tokens += u64::from(r.output_tokens);
+            *self.output_sources.entry(r.output_tokens_source).or_default() += 1;
+            self.output_len.record(f64::from(r.output_tokens));
+        }
         if let Some(p) = r.prompt_tokens {
             self.prompt_len.record(f64::from(p));
         }
@@ -277,7 +288,7 @@ impl StageAgg {
         let window_s = self.window_from.map_or(0.0, |f| (self.window_to - f) / 1000.0);
         let send_span_s = self.first_sent.map_or(0.0, |f| (self.last_sent - f) / 1000.0);
         let per_s = |n: f64| if window_s > 0.0 { n / window_s } else { 0.0 };
-        let measured_ok = self.output_len.len();
+        let measured_ok = self.measured_ok;
         let mut summary = StageSummary {
             stage: index,
             label: info.label.clone(),
@@ -311,6 +322,8 @@ impl StageAgg {
             input_tokens_per_s: per_s(self.prompt_tokens as f64),
             output_tokens_per_s: per_s(self.output_tokens as f64),
             total_tokens_per_s: per_s((self.prompt_tokens + self.output_tokens) as f64),
+            items: self.items,
+            items_per_s: per_s(self.items as f64),
             input_tokens: self.prompt_tokens,
             output_tokens: self.output_tokens,
             output_tokens_source: self
@@ -416,6 +429,13 @@ pub struct StageSummary {
     pub total_tokens_per_s: f64,
     /// Prompt tokens of successful measured requests.
     pub input_tokens: u64,
+    /// Items received by measured requests that succeeded: vectors, ranked
+    /// documents, images, audio clips (none for generated text).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub items: u64,
+    /// Those items per second of the measurement window.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub items_per_s: f64,
     /// Output tokens of successful measured requests.
     pub output_tokens: u64,
     /// How many requests' output counts came from each source (`usage`, `frames`, `frame_count`).
@@ -462,4 +482,12 @@ impl StageSummary {
         self.scheduled == self.sent + self.dropped + self.missed + self.not_sent
             && self.sent == self.succeeded + self.failed + self.cancelled
     }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_f64(n: &f64) -> bool {
+    *n == 0.0
 }

@@ -61,8 +61,9 @@ pub enum Ending {
     TransportError(String),
     /// The run was stopped before it finished.
     Cancelled,
-    /// A frame of the response went over the frame limit; the rest was not read.
-    TooLarge(barrage_core::framing::FrameTooLarge),
+    /// A frame of the response went over the frame limit, or the body
+    /// could not be framed; the rest was not read.
+    Refused(barrage_core::framing::Refusal),
     /// The client itself ran out of something (descriptors, ports, memory)
     /// before the request reached the server: not the server's failure.
     ClientResource(String),
@@ -728,11 +729,13 @@ fn take<S: ResponseSink>(ex: &mut Exchange, sink: &mut S, data: &[u8], at: Insta
 
 /// Whether the sink refuses the rest of the response, which then ends the exchange.
 fn refused<S: ResponseSink>(ex: &mut Exchange, sink: &S) -> bool {
-    let refusal = sink.refused();
-    if let Some(r) = refusal {
-        ex.ending = Ending::TooLarge(r);
+    match sink.refused() {
+        Some(r) => {
+            ex.ending = Ending::Refused(r);
+            true
+        }
+        None => false,
     }
-    refusal.is_some()
 }
 
 /// One exchange on a direct HTTP/1.1 connection (see [`h1`]).
@@ -878,6 +881,7 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use std::convert::Infallible;
 
+    use barrage_core::framing::Refusal;
     use barrage_core::types::Framing;
     use http_body_util::StreamBody;
     use hyper::body::Frame;
@@ -920,11 +924,11 @@ mod tests {
             self.read_done += 1;
         }
 
-        fn refused(&self) -> Option<barrage_core::framing::FrameTooLarge> {
+        fn refused(&self) -> Option<barrage_core::framing::Refusal> {
             let held: usize = self.reads.iter().map(|(d, _)| d.len()).sum();
             self.refuse_over
                 .filter(|limit| held > *limit)
-                .map(|limit| barrage_core::framing::FrameTooLarge { limit })
+                .map(|limit| barrage_core::framing::FrameTooLarge { limit }.into())
         }
 
         fn end(self, at: Instant) -> Collected {
@@ -965,6 +969,8 @@ mod tests {
             }),
             streaming: true,
             framing: Framing::Sse,
+            output: Default::default(),
+            prompt_tokens: None,
         }
     }
 
@@ -1181,7 +1187,7 @@ mod tests {
             };
             let (ex, out) = transport.execute(&request(), 1, sink, later(), &mut cancel).await;
             assert!(
-                matches!(ex.ending, Ending::TooLarge(r) if r.limit == EVENTS[0].len()),
+                matches!(&ex.ending, Ending::Refused(Refusal::TooLarge(r)) if r.limit == EVENTS[0].len()),
                 "http2 {http2}: {:?}",
                 ex.ending
             );
@@ -1203,6 +1209,8 @@ mod tests {
             }),
             streaming: true,
             framing: Framing::GrpcMessages,
+            output: Default::default(),
+            prompt_tokens: None,
         }
     }
 

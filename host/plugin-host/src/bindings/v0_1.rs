@@ -58,165 +58,12 @@ use dataset::exports::barrage::plugin::dataset_source;
 use reporter::barrage::plugin::records;
 use reporter::exports::barrage::plugin::report_renderer;
 
+shared_bindings!("barrage:plugin/meta@0.1.0");
+
 /// The imports every world shares.
 pub(super) fn link_common(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    types::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
-    log::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
-    config::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
-    random::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)?;
-    tokenizer::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
+    link_shared(linker)
 }
-
-/// The `files` import of the dataset world.
-pub(super) fn link_files(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    files::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
-}
-
-/// The `records` import of the reporter world.
-pub(super) fn link_records(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
-    records::add_to_linker::<HostState, HasSelf<HostState>>(linker, |s| s)
-}
-
-/// `meta.info` of an instance of any world, by its export index.
-pub(super) fn info(
-    instance: &Instance,
-    store: &mut Store<HostState>,
-    component: &Component,
-) -> wasmtime::Result<PluginInfo> {
-    let meta = component
-        .get_export_index(None, "barrage:plugin/meta@0.1.0")
-        .ok_or_else(|| wasmtime::format_err!("the plugin does not export `barrage:plugin/meta@0.1.0`"))?;
-    let idx = component
-        .get_export_index(Some(&meta), "info")
-        .ok_or_else(|| wasmtime::format_err!("the plugin does not export `info`"))?;
-    let info: TypedFunc<(), (types::PluginInfo,)> = instance.get_typed_func(&mut *store, idx)?;
-    let (info,) = info.call(&mut *store, ())?;
-    Ok(info.into())
-}
-
-// Host side of the imports: each delegates to the version-neutral method of
-// `HostState`.
-
-impl types::Host for HostState {}
-
-impl log::Host for HostState {
-    fn log(&mut self, level: log::Level, message: String) {
-        let level = match level {
-            log::Level::Trace => LogLevel::Trace,
-            log::Level::Debug => LogLevel::Debug,
-            log::Level::Info => LogLevel::Info,
-            log::Level::Warn => LogLevel::Warn,
-            log::Level::Error => LogLevel::Error,
-        };
-        self.plugin_log(level, message);
-    }
-}
-
-impl config::Host for HostState {
-    fn get(&mut self) -> String {
-        self.config_json()
-    }
-}
-
-impl random::Host for HostState {
-    fn next_u64(&mut self) -> u64 {
-        self.random_u64()
-    }
-
-    fn fill(&mut self, len: u32) -> Vec<u8> {
-        self.random_bytes(len)
-    }
-}
-
-impl tokenizer::Host for HostState {
-    fn info(&mut self) -> tokenizer::TokenizerInfo {
-        tokenizer::TokenizerInfo {
-            name: self.ctx.tokenizer.name().to_string(),
-            exact: self.ctx.tokenizer.exact(),
-        }
-    }
-
-    fn count(&mut self, text: String) -> u32 {
-        self.ctx.tokenizer.count(&text)
-    }
-
-    fn encode(&mut self, text: String) -> Vec<u32> {
-        self.ctx.tokenizer.encode(&text)
-    }
-
-    fn decode(&mut self, tokens: Vec<u32>) -> String {
-        self.ctx.tokenizer.decode(&tokens)
-    }
-}
-
-impl files::Host for HostState {
-    fn names(&mut self) -> Vec<String> {
-        self.file_names()
-    }
-
-    fn size(&mut self, name: String) -> Result<u64, String> {
-        self.file_size(&name)
-    }
-
-    fn read(&mut self, name: String, offset: u64, len: u32) -> Result<Vec<u8>, String> {
-        self.file_read(&name, offset, len)
-    }
-}
-
-impl records::Host for HostState {
-    fn count(&mut self) -> u64 {
-        self.record_count()
-    }
-
-    fn next_batch(&mut self, max: u32) -> Vec<String> {
-        self.record_batch(max)
-    }
-}
-
-// Exports, world by world.
-
-/// A world's pre-instance and instance: the same wrappers for every world,
-/// with `meta` (which every world exports) on the instance.
-macro_rules! world {
-    ($module:ident, $pre:ident, $instance:ident, $what:literal) => {
-        #[doc = concat!("A pre-instantiated ", $what, ".")]
-        pub(crate) struct $pre($module::$pre<HostState>);
-
-        #[doc = concat!("An instance of a ", $what, ".")]
-        pub(crate) struct $instance($module::$instance);
-
-        impl $pre {
-            pub(super) fn new(linker: &Linker<HostState>, component: &Component) -> wasmtime::Result<$pre> {
-                Ok($pre($module::$pre::new(linker.instantiate_pre(component)?)?))
-            }
-
-            pub(super) fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<$instance> {
-                self.0.instantiate(store).map($instance)
-            }
-        }
-
-        impl $instance {
-            pub(super) fn info(&self, store: &mut Store<HostState>) -> wasmtime::Result<PluginInfo> {
-                self.0.barrage_plugin_meta().call_info(store).map(Into::into)
-            }
-
-            pub(super) fn check_config(
-                &self,
-                store: &mut Store<HostState>,
-            ) -> wasmtime::Result<Result<(), ConfigError>> {
-                Ok(self
-                    .0
-                    .barrage_plugin_meta()
-                    .call_check_config(store)?
-                    .map_err(Into::into))
-            }
-        }
-    };
-}
-
-world!(codec, CodecPre, Codec, "codec");
-world!(dataset, DatasetPre, Dataset, "dataset plugin");
-world!(reporter, ReporterPre, Reporter, "reporter");
 
 impl Codec {
     pub(super) fn encode(
@@ -224,28 +71,15 @@ impl Codec {
         store: &mut Store<HostState>,
         spec: host::RequestSpec,
     ) -> wasmtime::Result<Result<host::EncodedRequest, String>> {
-        let spec = wire::RequestSpec::from(spec);
+        let spec = match spec_to_wire(spec) {
+            Ok(spec) => spec,
+            Err(why) => return Ok(Err(why)),
+        };
         Ok(self
             .0
             .barrage_plugin_request_codec()
             .call_encode(store, &spec)?
             .map(Into::into))
-    }
-
-    pub(super) fn open(
-        &self,
-        store: &mut Store<HostState>,
-        head: &host::ResponseHead,
-        options: host::DecodeOptions,
-    ) -> wasmtime::Result<ResourceAny> {
-        let head = response_head(head);
-        let options = wire::DecodeOptions {
-            want_text: options.want_text,
-        };
-        self.0
-            .barrage_plugin_request_codec()
-            .decoder()
-            .call_constructor(store, &head, options)
     }
 
     /// Events come back with the index of their frame, unchecked (the
@@ -270,95 +104,6 @@ impl Codec {
             .call_push(store, decoder, &frames)?;
         Ok(events.map(|events| events.into_iter().map(|fe| (fe.frame, fe.event.into())).collect()))
     }
-
-    pub(super) fn finish(
-        &self,
-        store: &mut Store<HostState>,
-        decoder: ResourceAny,
-    ) -> wasmtime::Result<Result<Vec<host::Event>, String>> {
-        let events = self
-            .0
-            .barrage_plugin_request_codec()
-            .decoder()
-            .call_finish(store, decoder)?;
-        Ok(events.map(|e| e.into_iter().map(Into::into).collect()))
-    }
-
-    pub(super) fn decode_unary(
-        &self,
-        store: &mut Store<HostState>,
-        head: &host::ResponseHead,
-        body: &[u8],
-        options: host::DecodeOptions,
-    ) -> wasmtime::Result<Result<Vec<host::Event>, String>> {
-        let head = response_head(head);
-        let options = wire::DecodeOptions {
-            want_text: options.want_text,
-        };
-        let events = self
-            .0
-            .barrage_plugin_request_codec()
-            .call_decode_unary(store, &head, body, options)?;
-        Ok(events.map(|e| e.into_iter().map(Into::into).collect()))
-    }
-}
-
-impl Dataset {
-    pub(super) fn open(&self, store: &mut Store<HostState>) -> wasmtime::Result<Result<ResourceAny, InputError>> {
-        Ok(self
-            .0
-            .barrage_plugin_dataset_source()
-            .call_open(store)?
-            .map_err(Into::into))
-    }
-
-    pub(super) fn next_batch(
-        &self,
-        store: &mut Store<HostState>,
-        generator: ResourceAny,
-        max: u32,
-    ) -> wasmtime::Result<Result<DatasetBatch, InputError>> {
-        let batch = self
-            .0
-            .barrage_plugin_dataset_source()
-            .generator()
-            .call_next_batch(store, generator, max)?;
-        Ok(batch
-            .map(|b| DatasetBatch {
-                samples: b.samples.into_iter().map(Into::into).collect(),
-                skipped: b.skipped.into_iter().map(Into::into).collect(),
-                done: b.done,
-            })
-            .map_err(Into::into))
-    }
-}
-
-impl Reporter {
-    pub(super) fn wants_records(&self, store: &mut Store<HostState>) -> wasmtime::Result<bool> {
-        self.0.barrage_plugin_report_renderer().call_wants_records(store)
-    }
-
-    pub(super) fn render(
-        &self,
-        store: &mut Store<HostState>,
-        schema_version: u32,
-        summary: String,
-    ) -> wasmtime::Result<Result<Vec<ReportFile>, String>> {
-        let input = report_renderer::ReportInput {
-            schema_version,
-            summary,
-        };
-        let files = self.0.barrage_plugin_report_renderer().call_render(store, &input)?;
-        Ok(files.map(|files| {
-            files
-                .into_iter()
-                .map(|f| ReportFile {
-                    path: f.path,
-                    contents: f.contents,
-                })
-                .collect()
-        }))
-    }
 }
 
 // Conversions.
@@ -369,34 +114,41 @@ impl From<types::PluginInfo> for PluginInfo {
             name: i.name,
             version: i.version,
             description: i.description,
+            secrets: Vec::new(),
         }
     }
 }
 
-impl From<types::ConfigError> for ConfigError {
-    fn from(e: types::ConfigError) -> ConfigError {
-        ConfigError {
-            field: e.field,
-            message: e.message,
+/// A prompt as 0.1 writes it, or why it cannot be: 0.1 has text-only
+/// messages and no inputs to embed or rank.
+fn prompt_to_wire(p: host::Prompt) -> Result<types::Prompt, String> {
+    let newer = |what: &str| {
+        Err(format!(
+            "this codec was built for contract 0.1.0, which has no {what}: use a codec built for 0.2"
+        ))
+    };
+    Ok(match p {
+        host::Prompt::Text(t) => types::Prompt::Text(t),
+        host::Prompt::Messages(messages) => {
+            let mut out = Vec::with_capacity(messages.len());
+            for m in messages {
+                if m.media().is_some() {
+                    return newer("image or audio parts");
+                }
+                if !m.tool_calls.is_empty() || m.tool_call_id.is_some() {
+                    return newer("tool calls");
+                }
+                out.push(types::Message {
+                    content: m.text_content(),
+                    role: m.role,
+                });
+            }
+            types::Prompt::Messages(out)
         }
-    }
-}
-
-impl From<host::Prompt> for types::Prompt {
-    fn from(p: host::Prompt) -> types::Prompt {
-        match p {
-            host::Prompt::Text(t) => types::Prompt::Text(t),
-            host::Prompt::Messages(m) => types::Prompt::Messages(
-                m.into_iter()
-                    .map(|m| types::Message {
-                        role: m.role,
-                        content: m.content,
-                    })
-                    .collect(),
-            ),
-            host::Prompt::TokenIds(ids) => types::Prompt::TokenIds(ids),
-        }
-    }
+        host::Prompt::TokenIds(ids) => types::Prompt::TokenIds(ids),
+        host::Prompt::Inputs(_) => return newer("inputs to embed"),
+        host::Prompt::Rerank(_) => return newer("rerank queries"),
+    })
 }
 
 impl From<types::Prompt> for host::Prompt {
@@ -405,10 +157,7 @@ impl From<types::Prompt> for host::Prompt {
             types::Prompt::Text(t) => host::Prompt::Text(t),
             types::Prompt::Messages(m) => host::Prompt::Messages(
                 m.into_iter()
-                    .map(|m| host::ChatMessage {
-                        role: m.role,
-                        content: m.content,
-                    })
+                    .map(|m| host::ChatMessage::text(m.role, m.content))
                     .collect(),
             ),
             types::Prompt::TokenIds(ids) => host::Prompt::TokenIds(ids),
@@ -416,24 +165,26 @@ impl From<types::Prompt> for host::Prompt {
     }
 }
 
-impl From<host::RequestSpec> for wire::RequestSpec {
-    fn from(s: host::RequestSpec) -> wire::RequestSpec {
-        let g = s.generation;
-        wire::RequestSpec {
-            id: s.id,
-            model: s.model,
-            prompt: s.prompt.into(),
-            generation: wire::Generation {
-                max_tokens: g.max_tokens,
-                min_tokens: g.min_tokens,
-                ignore_eos: g.ignore_eos,
-                temperature: g.temperature,
-                stream: g.stream,
-                include_usage: g.include_usage,
-            },
-            extra: s.extra,
-        }
+/// The request as 0.1 writes it, or why it cannot be.
+fn spec_to_wire(s: host::RequestSpec) -> Result<wire::RequestSpec, String> {
+    if !s.tools.is_empty() {
+        return Err("this codec was built for contract 0.1.0, which has no tools: use a codec built for 0.2".into());
     }
+    let g = s.generation;
+    Ok(wire::RequestSpec {
+        id: s.id,
+        model: s.model,
+        prompt: prompt_to_wire(s.prompt)?,
+        generation: wire::Generation {
+            max_tokens: g.max_tokens,
+            min_tokens: g.min_tokens,
+            ignore_eos: g.ignore_eos,
+            temperature: g.temperature,
+            stream: g.stream,
+            include_usage: g.include_usage,
+        },
+        extra: s.extra,
+    })
 }
 
 impl From<wire::EncodedRequest> for host::EncodedRequest {
@@ -461,22 +212,9 @@ impl From<wire::EncodedRequest> for host::EncodedRequest {
                 wire::Framing::Ndjson => host::Framing::Ndjson,
                 wire::Framing::GrpcMessages => host::Framing::GrpcMessages,
             },
+            output: host::OutputKind::Tokens,
+            prompt_tokens: None,
         }
-    }
-}
-
-fn response_head(head: &host::ResponseHead) -> wire::ResponseHead {
-    wire::ResponseHead {
-        status: head.status,
-        headers: head.headers.clone(),
-    }
-}
-
-fn delta(d: wire::ContentDelta) -> host::ContentDelta {
-    host::ContentDelta {
-        bytes: d.bytes,
-        tokens: d.tokens,
-        text: d.text,
     }
 }
 
@@ -519,16 +257,7 @@ impl From<dataset_source::Sample> for Sample {
                 think_time_ms: t.think_time_ms,
             }),
             extra: s.extra,
-        }
-    }
-}
-
-impl From<dataset_source::DatasetError> for InputError {
-    fn from(e: dataset_source::DatasetError) -> InputError {
-        InputError {
-            file: e.file,
-            line: e.line,
-            message: e.message,
+            tools: Vec::new(),
         }
     }
 }

@@ -33,6 +33,7 @@ impl Codec for OllamaGenerate {
             name: "ollama-generate".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "Ollama /api/generate, NDJSON streaming (SDK example)".into(),
+            secrets: Vec::new(),
         }
     }
 
@@ -49,7 +50,7 @@ impl Codec for OllamaGenerate {
         let settings: Settings = config::get()?;
         let prompt = match spec.prompt {
             Prompt::Text(text) => text,
-            Prompt::Messages(_) | Prompt::TokenIds(_) => {
+            Prompt::Messages(_) | Prompt::TokenIds(_) | Prompt::Inputs(_) | Prompt::Rerank(_) => {
                 return Err("ollama-generate takes a text prompt".into());
             }
         };
@@ -82,6 +83,8 @@ impl Codec for OllamaGenerate {
             }),
             streaming: g.stream,
             framing: Framing::Ndjson,
+            output: OutputKind::Tokens,
+            prompt_tokens: None,
         })
     }
 
@@ -105,11 +108,11 @@ pub struct Lines {
 }
 
 impl Decoder for Lines {
-    fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+    fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
         let mut out = Vec::new();
         for (i, frame) in frames.iter().enumerate() {
             let mut events = Vec::new();
-            decode_line(&frame.data, self.want_text, &mut events);
+            decode_line(frame.data, self.want_text, &mut events);
             out.extend(events.into_iter().map(|event| FrameEvent { frame: i as u32, event }));
         }
         Ok(out)
@@ -201,6 +204,11 @@ mod tests {
             },
             // Extra fields win over generated ones.
             extra: Some(r#"{"raw": true, "keep_alive": "1h"}"#.into()),
+            tools: Vec::new(),
+            send_time: barrage_sdk::Datetime {
+                seconds: 0,
+                nanoseconds: 0,
+            },
         };
         let req = OllamaGenerate::encode(spec).unwrap();
         let WireRequest::Http(http) = req.request else {

@@ -8,6 +8,7 @@ export class TestHost {
     this.logs = [];
     this.files = new Map();
     this.records = [];
+    this.secrets = new Map();
     this.rngState = 0n;
     this.words = [];
     this.vocab = new Map();

@@ -18,6 +18,11 @@
 //! - `ambient`: `encode` looks for what the sandbox does not give (a file,
 //!   the environment, the arguments, the clock, randomness) and fails the
 //!   request with what it found.
+//! - `clock`: logs each request's id and `send-time` as it is encoded
+//!   (`encoded <id> at <seconds>.<nanoseconds>`).
+//! - `leak`: tries to show the `token` secret everywhere: a log line on
+//!   every `encode`, every third `encode` fails naming it, and the first
+//!   frame of every stream is a server error quoting it (as its code too).
 
 use barrage_sdk::prelude::*;
 use serde_json::Value;
@@ -39,6 +44,7 @@ fn number(key: &str, default: u64) -> u64 {
 pub struct Stream {
     held: Vec<Vec<u8>>,
     bad_index: bool,
+    leaked: bool,
 }
 
 thread_local! {
@@ -54,6 +60,11 @@ impl Codec for Hostile {
             name: "hostile".into(),
             version: "0.1.0".into(),
             description: "attacks the host as its configuration says".into(),
+            secrets: vec![barrage_sdk::SecretNeed {
+                name: "token".into(),
+                required: attack() == "leak",
+                description: "what the `leak` attack tries to show".into(),
+            }],
         }
     }
 
@@ -92,6 +103,17 @@ impl Codec for Hostile {
                 random,
             ));
         }
+        if attack() == "clock" {
+            let t = &spec.send_time;
+            log::warn(&format!("encoded {} at {}.{:09}", spec.id, t.seconds, t.nanoseconds));
+        }
+        if attack() == "leak" {
+            let token = secrets::get("token")?;
+            log::warn(&format!("the token is {token}"));
+            if n.is_multiple_of(3) {
+                return Err(format!("encode refused, token {token}"));
+            }
+        }
         let mut path = "/v1/completions".to_string();
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         if attack() == "redirect" {
@@ -117,6 +139,8 @@ impl Codec for Hostile {
             }),
             streaming: true,
             framing: Framing::Sse,
+            output: OutputKind::Tokens,
+            prompt_tokens: None,
         })
     }
 
@@ -135,6 +159,7 @@ impl Codec for Hostile {
         Stream {
             held,
             bad_index: attack() == "bad-index" && n.is_multiple_of(number("every", 1).max(1)),
+            leaked: false,
         }
     }
 
@@ -144,7 +169,7 @@ impl Codec for Hostile {
 }
 
 impl Decoder for Stream {
-    fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+    fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
         let attack = attack();
         if attack == "slow-decode" {
             let mut x = 0u64;
@@ -155,6 +180,17 @@ impl Decoder for Stream {
         }
         let n = frames.len() as u32;
         let mut out = Vec::new();
+        if attack == "leak" && !self.leaked {
+            self.leaked = true;
+            let token = secrets::get("token")?;
+            out.push(FrameEvent {
+                frame: 0,
+                event: Event::ServerError(ServerError {
+                    code: Some(token.clone()),
+                    message: format!("the server saw {token}"),
+                }),
+            });
+        }
         for (i, f) in frames.iter().enumerate() {
             let event = if f.data.starts_with(b"[DONE]") {
                 out.push(FrameEvent {

@@ -20,6 +20,7 @@ impl Codec for Misbehaving {
             name: "misbehaving".into(),
             version: "0.1.0".into(),
             description: "spins on `loop` frames, allocates on `hog` frames".into(),
+            secrets: Vec::new(),
         }
     }
 
@@ -37,7 +38,7 @@ impl Codec for Misbehaving {
 }
 
 impl Decoder for Stream {
-    fn push(&mut self, frames: Vec<Frame>) -> Result<Vec<FrameEvent>, String> {
+    fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
         let mut out = Vec::new();
         for (i, f) in frames.iter().enumerate() {
             let frame = i as u32;

@@ -1,10 +1,10 @@
 //! A plugin built against a contract version this host does not support
-//! (`barrage:plugin@0.2.0`). Loading it must fail with a message naming the
+//! (`barrage:plugin@0.9.0`). Loading it must fail with a message naming the
 //! plugin, the version it targets and the versions the host supports.
 
 wit_bindgen::generate!({
     inline: r#"
-        package barrage:plugin@0.2.0;
+        package barrage:plugin@0.9.0;
 
         interface meta {
             record plugin-info { name: string, version: string, description: string }

@@ -187,6 +187,10 @@ pub(crate) fn inspect(args: InspectArgs) -> Result<ExitCode> {
             println!("name:      {}", info.name);
             println!("version:   {}", info.version);
             println!("about:     {}", info.description);
+            for s in &info.secrets {
+                let need = if s.required { "required" } else { "optional" };
+                println!("secret:    {} ({need}): {}", s.name, s.description);
+            }
         }
         Err(e) => println!("info:      unavailable: {e}"),
     }

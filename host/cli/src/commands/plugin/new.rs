@@ -110,6 +110,7 @@ const JS_LIB: Files = embed!(
     "sdk/js/barrage-plugin/native/log.js",
     "sdk/js/barrage-plugin/native/random.js",
     "sdk/js/barrage-plugin/native/records.js",
+    "sdk/js/barrage-plugin/native/secrets.js",
     "sdk/js/barrage-plugin/native/state.js",
     "sdk/js/barrage-plugin/native/tokenizer.js",
     "sdk/js/barrage-plugin/records.js",

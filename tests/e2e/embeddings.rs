@@ -1,0 +1,124 @@
+//! A workload that is not a token stream: embeddings, through the CLI
+//! against the simulator's `/v1/embeddings`. Its records and summary count
+//! items (vectors) and input tokens, its latency runs from send to the
+//! response's end, and no report shows a time to first token for it.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+use crate::common::{barrage, records, run, summary};
+
+#[test]
+fn an_embeddings_run_reports_items_and_latency_and_no_token_timings() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("run.yaml");
+    std::fs::write(
+        &config,
+        "codec: openai-embeddings\nmodel: e5\ndataset:\n  plugin: synthetic\n  config: {count: 50, format: inputs, batch: 3, prompt_tokens: 20}\n\
+         sim:\n  embeddings: {dimensions: 96, base_ms: 2, per_token_ms: 0.05}\n\
+         stages:\n  - {shape: constant, rate: 20, requests: 10}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let (code, stdout, stderr) = run(barrage()
+        .args(["run", "--config"])
+        .arg(&config)
+        .args([
+            "--reporter",
+            "json",
+            "--reporter",
+            "markdown",
+            "--reporter",
+            "csv",
+            "--output",
+        ])
+        .arg(&out));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let recs = records(&out);
+    assert_eq!(recs.len(), 10);
+    for r in &recs {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["output"], "embeddings", "{r}");
+        assert_eq!(r["items"], 3, "{r}");
+        assert_eq!(r["dimensions"], 96, "{r}");
+        assert!(r["first_token_ms"].is_null(), "no first token: {r}");
+        // The simulator's usage: 3 inputs of 20 words.
+        assert_eq!(r["prompt_tokens"], 60, "{r}");
+        assert_eq!(r["prompt_tokens_source"], "usage", "{r}");
+        // 2 ms + 60 tokens × 0.05 ms, at least.
+        let latency = r["end_ms"].as_f64().unwrap() - r["sent_ms"].as_f64().unwrap();
+        assert!(latency >= 5.0, "{latency} ms: {r}");
+    }
+    let s = summary(&out);
+    let total = &s["total"];
+    assert_eq!(total["items"], 30, "{total}");
+    assert!(total["items_per_s"].as_f64().unwrap() > 0.0, "{total}");
+    assert_eq!(total["input_tokens"], 600, "{total}");
+    assert!(total["ttft_ms"].is_null(), "{total}");
+    assert!(total["inter_token_ms"].is_null(), "{total}");
+    assert!(total["output_tokens_per_request"].is_null(), "{total}");
+    assert_eq!(total["e2e_stream_ms"]["count"], 10, "{total}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| items/s |"), "{md}");
+    assert!(md.contains("| End-to-end (stream end) |"), "{md}");
+    for absent in ["TTFT", "Inter-token", "output tokens/s"] {
+        assert!(!md.contains(absent), "{absent} in:\n{md}");
+    }
+    let csv = std::fs::read_to_string(out.join("stages.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().contains("items_per_s"), "{csv}");
+}
+
+/// A loopback server answering every request with `body` (status 200).
+fn answering(body: &'static str) -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 65536];
+            let _ = stream.read(&mut buf);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+#[test]
+fn an_embeddings_answer_without_vectors_or_not_json_is_a_named_failure() {
+    for (body, status, error) in [
+        (
+            r#"{"object":"list","data":[]}"#,
+            "empty_response",
+            "the response held no embeddings",
+        ),
+        ("<html>busy</html>", "malformed", "not an embeddings response"),
+    ] {
+        let addr = answering(body);
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let (code, _, stderr) = run(barrage()
+            .args([
+                "run",
+                "--quiet",
+                "--codec",
+                "openai-embeddings",
+                "--rate",
+                "20",
+                "--requests",
+                "3",
+            ])
+            .arg("--target")
+            .arg(format!("http://{addr}"))
+            .arg("--output")
+            .arg(&out));
+        assert_ne!(code, 2, "{stderr}");
+        for r in records(&out) {
+            assert_eq!(r["status"], status, "{r}");
+            assert!(r["error"].as_str().unwrap().contains(error), "{r}");
+        }
+    }
+}
