@@ -22,6 +22,8 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("vllm-grpc", "vllm-grpc", "codec"),
     ("jetstream", "jetstream", "codec"),
     ("openai-embeddings", "openai-embeddings", "codec"),
+    ("rerank", "rerank", "codec"),
+    ("anthropic-messages", "anthropic-messages", "codec"),
     ("report-json", "json", "reporter"),
     ("report-csv", "csv", "reporter"),
     ("report-markdown", "markdown", "reporter"),

@@ -189,6 +189,32 @@ pub fn generation_only(codec: &str) -> String {
     )
 }
 
+/// Refuse a configured request path that is not a path (`path` in a
+/// codec's configuration): the host adds scheme and authority to it.
+pub fn check_path(path: Option<&str>) -> Result<(), ConfigError> {
+    match path {
+        Some(p) if !p.starts_with('/') => Err(ConfigError {
+            field: Some("path".into()),
+            message: format!("path `{p}` must start with `/`"),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The decoder of a codec whose responses are never streamed (embeddings,
+/// reranking): the host hands it no frames, and it fails the response if
+/// it is ever given one.
+pub struct Unstreamed;
+
+impl Decoder for Unstreamed {
+    fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
+        Err(format!(
+            "this codec's responses are not streamed, yet {} frames came",
+            frames.len()
+        ))
+    }
+}
+
 /// At most 200 characters of `data`, for error messages.
 pub fn snippet(data: &[u8]) -> String {
     let text = String::from_utf8_lossy(data);

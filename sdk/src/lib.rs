@@ -52,6 +52,36 @@ impl PluginInfo {
     }
 }
 
+impl SecretNeed {
+    /// A secret the plugin works without.
+    pub fn optional(name: impl Into<String>, description: impl Into<String>) -> SecretNeed {
+        SecretNeed {
+            name: name.into(),
+            required: false,
+            description: description.into(),
+        }
+    }
+}
+
+/// `read()`, once per plugin instance in a wasm build (what it reads from
+/// the host, configuration and secrets, cannot change while an instance
+/// lives), every time natively, where each test sets its own. `read` must
+/// be the same function at every call site of one expansion.
+#[macro_export]
+macro_rules! once_per_instance {
+    ($ty:ty, $read:expr) => {{
+        #[cfg(target_arch = "wasm32")]
+        {
+            static CELL: ::std::sync::OnceLock<$ty> = ::std::sync::OnceLock::new();
+            CELL.get_or_init($read).clone()
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            ($read)()
+        }
+    }};
+}
+
 impl Message {
     /// A message of one text part.
     pub fn text(role: impl Into<String>, text: impl Into<String>) -> Message {
@@ -86,9 +116,9 @@ pub mod prelude {
     pub use crate::codec::{
         Codec, ConfigError, ContentDelta, ContentPart, DecodeOptions, Decoder, Embeddings, EncodedRequest, Event,
         Frame, FrameBuf, FrameEvent, Framing, Generation, GrpcRequest, HttpRequest, MediaOutput, Message, OutputKind,
-        PluginInfo, Prompt, Ranking, RequestSpec, ResponseHead, ServerError, Usage, WireRequest, ensure_http_error,
-        generation_only, grpc_compressed, grpc_messages, http_error, is_grpc_compressed, is_success, merge_extra,
-        merge_extra_nested, snippet,
+        PluginInfo, Prompt, Ranking, RequestSpec, ResponseHead, ServerError, Unstreamed, Usage, WireRequest,
+        check_path, ensure_http_error, generation_only, grpc_compressed, grpc_messages, http_error, is_grpc_compressed,
+        is_success, merge_extra, merge_extra_nested, snippet,
     };
     pub use crate::host::{config, log, random, secrets, tokenizer};
 }

@@ -118,7 +118,7 @@ fn every_codec_example_runs_against_the_embedded_simulator() {
         let s: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
         assert_eq!(s["total"]["succeeded"], 20, "{name}: {s}");
         // Exact counts: four tokens a request, or four vectors of an
-        // embeddings batch.
+        // embeddings batch, or four documents ranked.
         match s["total"]["items"].as_u64() {
             Some(items) => assert_eq!(items, 80, "{name}: {s}"),
             None => assert_eq!(s["total"]["output_tokens"], 80, "{name}: exact counts: {s}"),
@@ -131,10 +131,12 @@ fn every_codec_example_runs_against_the_embedded_simulator() {
     assert_eq!(
         ran,
         [
+            "anthropic-messages",
             "jetstream",
             "kserve-v2-grpc",
             "kserve-v2-http",
             "openai-embeddings",
+            "rerank",
             "sglang-native",
             "tgi",
             "vllm-grpc"

@@ -375,3 +375,55 @@ fn a_grpc_call_to_an_http1_server_or_with_a_message_over_the_limit_is_a_counted_
     let error = records(&out)[0]["error"].as_str().unwrap().to_string();
     assert!(error.contains("max_frame_mib"), "{error}");
 }
+
+/// Anthropic's Messages API against the simulator's `/v1/messages`,
+/// streamed and whole: exact counts from its usage, its stop reason, and
+/// its key sent as `x-api-key` from a granted secret (a wrong one is an
+/// `auth_error` that names no key).
+#[test]
+fn anthropic_messages_runs_streamed_and_whole_with_its_key_as_a_secret() {
+    for (stream, key) in [
+        (true, "sk-ant-right-0001"),
+        (false, "sk-ant-right-0001"),
+        (true, "sk-ant-wrong-0002"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("run.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "codec: anthropic-messages\nsim: {{api_key: sk-ant-right-0001}}\nrequest: {{prompt_tokens: 12, max_tokens: 6, stream: {stream}}}\n\
+                 stages:\n  - {{shape: constant, rate: 20, requests: 5}}\n"
+            ),
+        )
+        .unwrap();
+        let out = dir.path().join("run");
+        let (code, stdout, stderr) = run(barrage()
+            .env("BARRAGE_TEST_ANTHROPIC_KEY", key)
+            .args(["run", "--config"])
+            .arg(&config)
+            .args(["--codec-secret", "api-key=env:BARRAGE_TEST_ANTHROPIC_KEY", "--output"])
+            .arg(&out));
+        let recs = records(&out);
+        assert_eq!(recs.len(), 5, "{stderr}");
+        if key.contains("wrong") {
+            assert!(!stdout.contains(key) && !stderr.contains(key));
+            for r in &recs {
+                assert_eq!(r["status"], "auth_error", "{r}");
+                assert!(r["error"].as_str().unwrap().contains("[secret]"), "{r}");
+            }
+            continue;
+        }
+        assert_eq!(code, 0, "{stderr}");
+        for r in &recs {
+            assert_eq!(r["status"], "ok", "stream {stream}: {r}");
+            assert_eq!(r["output_tokens"], 6, "{r}");
+            assert_eq!(r["output_tokens_source"], "usage", "{r}");
+            assert_eq!(r["prompt_tokens"], 12, "{r}");
+            assert_eq!(r["finish_reason"], "max_tokens", "{r}");
+            if stream {
+                assert_eq!(r["content_frames_ms"].as_array().unwrap().len(), 6, "{r}");
+            }
+        }
+    }
+}

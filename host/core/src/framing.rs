@@ -404,6 +404,9 @@ mod event_stream {
                 }
                 other => return Err(format!("a header has unknown value type {other}")),
             };
+            if out.iter().any(|(n, _)| *n == name) {
+                return Err(format!("header `{}` is repeated", String::from_utf8_lossy(name)));
+            }
             out.push((name, value));
             b = rest;
         }
@@ -702,6 +705,90 @@ mod tests {
                 expected,
                 "piece size {piece}"
             );
+        }
+    }
+
+    /// The AWS event-stream test vectors (aws-c-event-stream's encoded
+    /// cases, as botocore's `tests/unit/test_eventstream.py` carries them):
+    /// every header type, a payload, an error message; and the corrupted
+    /// ones, each refused.
+    #[test]
+    fn the_aws_test_vectors_are_cut_as_aws_decodes_them() {
+        let positive: &[(&[u8], Option<&str>, &[u8])] = &[
+            (b"\x00\x00\x00\x10\x00\x00\x00\x00\x05\xc2H\xeb}\x98\xc8\xff", Some(""), b""),
+            (b"\x00\x00\x00\x17\x00\x00\x00\x07)\x86\x01X\x04byte\x02\xff\xc2\xf8i\xdc", Some(""), b""),
+            (b"\x00\x00\x00\x19\x00\x00\x00\tq\x0e\x92>\x05short\x03\xff\xff\xb2|\xb6\xcc", Some(""), b""),
+            (
+                b"\x00\x00\x00\x1d\x00\x00\x00\r\x83\xe3\xf0\xe7\x07integer\x04\xff\xff\xff\xff\x8b\x8e\x12\xeb",
+                Some(""),
+                b"",
+            ),
+            (
+                b"\x00\x00\x00\x1e\x00\x00\x00\x0e]J\xdb\x8d\x04long\x05\xff\xff\xff\xff\xff\xff\xff\xffK\xc22\xda",
+                Some(""),
+                b"",
+            ),
+            (
+                b"\x00\x00\x00\x1d\x00\x00\x00\x00\xfdR\x8cZ{'foo':'bar'}\xc3e96",
+                Some(""),
+                b"{'foo':'bar'}",
+            ),
+            (
+                b"\x00\x00\x00=\x00\x00\x00 \x07\xfd\x83\x96\x0ccontent-type\x07\x00\x10application/json{'foo':'bar'}\x8d\x9c\x08\xb1",
+                Some(""),
+                b"{'foo':'bar'}",
+            ),
+            (
+                b"\x00\x00\x00\x62\x00\x00\x00\x52\x03\xb5\xcb\x9c\x010\x00\x011\x01\x012\x02\x02\x013\x03\x00\x03\x014\x04\x00\x00\x00\x04\x015\x05\x00\x00\x00\x00\x00\x00\x00\x05\x016\x06\x00\x05bytes\x017\x07\x00\x04utf8\x018\x08\x00\x00\x00\x00\x00\x00\x00\x08\x019\x090123456789abcdef\x63\x35\x36\x71",
+                Some(""),
+                b"",
+            ),
+            (
+                b"\x00\x00\x00\x52\x00\x00\x00\x42\xbf\x23\x63\x7e\x0d:message-type\x07\x00\x05error\x0b:error-code\x07\x00\x04code\x0e:error-message\x07\x00\x07message\x6b\x6c\xea\x3d",
+                Some("error:code"),
+                b"message",
+            ),
+        ];
+        let all: Vec<u8> = positive.iter().flat_map(|(m, _, _)| m.to_vec()).collect();
+        let expected: Vec<(Option<String>, Vec<u8>)> = positive
+            .iter()
+            .map(|(_, e, d)| (e.map(str::to_string), d.to_vec()))
+            .collect();
+        for piece in [1, 3, 17, all.len()] {
+            let mut f = Framer::new(Framing::AwsEventStream);
+            let mut out = Vec::new();
+            let now = Instant::now();
+            for c in all.chunks(piece) {
+                f.push(c, now, &mut out).unwrap();
+            }
+            let got: Vec<(Option<String>, Vec<u8>)> = out.into_iter().map(|fr| (fr.event, fr.data)).collect();
+            assert_eq!(got, expected, "in pieces of {piece}");
+        }
+        let negative: &[(&str, &[u8])] = &[
+            ("length", b"\x01\x00\x00\x1d\x00\x00\x00\x00\xfdR\x8cZ{'foo':'bar'}\xc3e96"),
+            ("payload", b"\x00\x00\x00\x1d\x00\x00\x00\x00\xfdR\x8cZ{'foo':'bar'\x8d\xc3e96"),
+            (
+                "headers",
+                b"\x00\x00\x00=\x00\x00\x00 \x07\xfd\x83\x96\x0ccontent+type\x07\x00\x10application/json{'foo':'bar'}\x8d\x9c\x08\xb1",
+            ),
+            (
+                "header length",
+                b"\x00\x00\x00=\xFF\x00\x01\x02\x07\xfd\x83\x96\x0ccontent-type\x07\x00\x10application/json{'foo':'bar'}\x8d\x9c\x08\xb1",
+            ),
+            (
+                "duplicate header",
+                b"\x00\x00\x00\x24\x00\x00\x00\x14\x4b\xb9\x82\xd0\x04test\x04asdf\x04test\x04asdf\xf3\xf4\x75\x63",
+            ),
+        ];
+        for (what, message) in negative {
+            let mut f = Framer::new(Framing::AwsEventStream);
+            let mut out = Vec::new();
+            let refused = first_refusal(&mut f, message, message.len(), &mut out);
+            assert!(
+                matches!(refused, Some(Err(Refusal::Corrupt(_)))),
+                "corrupted {what}: {refused:?}"
+            );
+            assert!(out.is_empty(), "corrupted {what}");
         }
     }
 

@@ -363,6 +363,8 @@ pub struct SimConfig {
     pub api_key: Option<String>,
     /// The embeddings endpoint (`POST /v1/embeddings`).
     pub embeddings: crate::embed::EmbeddingsConfig,
+    /// The rerank endpoint (`POST /rerank`, `/v1/rerank`, `/v2/rerank`).
+    pub rerank: crate::embed::RerankConfig,
 }
 
 /// PEM files for serving TLS.
@@ -396,6 +398,7 @@ impl Default for SimConfig {
             tls: None,
             api_key: None,
             embeddings: Default::default(),
+            rerank: Default::default(),
         }
     }
 }
@@ -469,6 +472,7 @@ impl SimConfig {
 
     fn check(&self) -> Result<(), String> {
         self.embeddings.validate()?;
+        self.rerank.validate()?;
         let b = &self.batching;
         let positive = [
             ("batching.step_base_ms", b.step_base_ms),

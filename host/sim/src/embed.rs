@@ -1,8 +1,10 @@
-//! Embeddings (`POST /v1/embeddings`, OpenAI's shape, which vLLM, TEI and
-//! SGLang serve too): a batch of inputs in, one vector per input out, after
-//! a time that grows with the batch's tokens. No batching across requests:
-//! an embedding server's cost is its inputs' tokens, and this model says so
-//! without pretending to know its scheduler.
+//! Encoder endpoints: embeddings (`POST /v1/embeddings`, OpenAI's shape,
+//! which vLLM, TEI and SGLang serve too: a batch of inputs in, one vector
+//! per input out) and reranking (`POST /rerank`, `/v1/rerank`, `/v2/rerank`:
+//! a query and documents in, a score per document out, in vLLM's and
+//! Cohere's shape or TEI's). Each answers after a time that grows with its
+//! tokens. No batching across requests: an encoder's cost is its tokens,
+//! and this model says so without pretending to know its scheduler.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -46,6 +48,129 @@ impl EmbeddingsConfig {
         }
         Ok(())
     }
+}
+
+/// The rerank endpoint's model: a cross-encoder reads the query with each
+/// document, so its tokens are the query's once per document plus the
+/// documents'.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RerankConfig {
+    /// Time of a request whatever its size, ms.
+    pub base_ms: f64,
+    /// Time per token read, ms.
+    pub per_token_ms: f64,
+}
+
+impl Default for RerankConfig {
+    fn default() -> Self {
+        RerankConfig {
+            base_ms: 5.0,
+            per_token_ms: 0.02,
+        }
+    }
+}
+
+impl RerankConfig {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        for (name, v) in [("base_ms", self.base_ms), ("per_token_ms", self.per_token_ms)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(format!("rerank.{name} must be ≥ 0, got {v}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a rerank request asks.
+#[derive(Debug, PartialEq)]
+pub(crate) struct RerankAsked {
+    /// The query's tokens (words).
+    pub query: u32,
+    /// Each document's tokens.
+    pub documents: Vec<u32>,
+    /// TEI's shape (`texts` in, a bare list out) rather than vLLM's and Cohere's.
+    pub tei: bool,
+    /// Most results to return (`top_n`); all when none.
+    pub top_n: Option<usize>,
+}
+
+impl RerankAsked {
+    /// Tokens a cross-encoder reads: the query with every document.
+    pub(crate) fn tokens(&self) -> u32 {
+        self.documents.iter().map(|d| d + self.query).sum()
+    }
+}
+
+/// Read a rerank body; a refusal is a message for a 400.
+pub(crate) fn parse_rerank(body: &[u8]) -> Result<RerankAsked, String> {
+    #[derive(Deserialize)]
+    struct Request {
+        query: Option<String>,
+        documents: Option<Vec<Value>>,
+        texts: Option<Vec<String>>,
+        top_n: Option<usize>,
+    }
+    let r: Request = serde_json::from_slice(body).map_err(|e| format!("invalid JSON body: {e}"))?;
+    let words = |s: &str| s.split_whitespace().count() as u32;
+    let query = r.query.as_deref().map(words).ok_or("`query` is required")?;
+    let (documents, tei) = match (r.documents, r.texts) {
+        (Some(docs), None) => (
+            docs.iter()
+                .map(|d| match d {
+                    Value::String(s) => Some(words(s)),
+                    // Cohere's `{"text": …}` documents.
+                    Value::Object(o) => o.get("text").and_then(Value::as_str).map(words),
+                    _ => None,
+                })
+                .collect::<Option<Vec<u32>>>()
+                .ok_or("every document must be a string or {\"text\": string}")?,
+            false,
+        ),
+        (None, Some(texts)) => (texts.iter().map(|t| words(t)).collect(), true),
+        (Some(_), Some(_)) => return Err("give `documents` or `texts`, not both".into()),
+        (None, None) => return Err("`documents` (or TEI's `texts`) is required".into()),
+    };
+    if documents.is_empty() {
+        return Err("no documents to rank".into());
+    }
+    Ok(RerankAsked {
+        query,
+        documents,
+        tei,
+        top_n: r.top_n,
+    })
+}
+
+/// The rerank response: a score per document drawn from `rng`, highest
+/// first, at most `top_n` of them.
+pub(crate) fn rerank_body(asked: &RerankAsked, model: &str, rng: &mut Rng) -> String {
+    let mut scored: Vec<(usize, f64)> = (0..asked.documents.len()).map(|i| (i, rng.f64())).collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.truncate(asked.top_n.unwrap_or(scored.len()));
+    if asked.tei {
+        let items: Vec<Value> = scored
+            .iter()
+            .map(|(i, s)| serde_json::json!({"index": i, "score": s}))
+            .collect();
+        return Value::Array(items).to_string();
+    }
+    let results: Vec<Value> = scored
+        .iter()
+        .map(|(i, s)| serde_json::json!({"index": i, "relevance_score": s}))
+        .collect();
+    serde_json::json!({
+        "id": "rerank-sim",
+        "model": model,
+        "results": results,
+        "usage": {"total_tokens": asked.tokens()},
+    })
+    .to_string()
+}
+
+/// How long a rerank takes, ms.
+pub(crate) fn rerank_latency_ms(asked: &RerankAsked, config: &RerankConfig) -> f64 {
+    config.base_ms + config.per_token_ms * f64::from(asked.tokens())
 }
 
 /// What an embeddings request asks.
@@ -177,6 +302,37 @@ mod tests {
 
     fn body_of(asked: &EmbedAsked, config: &EmbeddingsConfig) -> String {
         body(asked, config, "m", &mut Rng::new(1))
+    }
+
+    #[test]
+    fn reranks_answer_in_the_shape_they_were_asked_in() {
+        let cohere = parse_rerank(br#"{"query": "a b", "documents": ["x y z", {"text": "w"}], "top_n": 1}"#).unwrap();
+        assert_eq!(
+            (cohere.query, cohere.documents.clone(), cohere.tei),
+            (2, vec![3, 1], false)
+        );
+        assert_eq!(cohere.tokens(), 8);
+        let out: Value = serde_json::from_str(&rerank_body(&cohere, "m", &mut Rng::new(1))).unwrap();
+        assert_eq!(out["results"].as_array().unwrap().len(), 1, "top_n");
+        assert_eq!(out["usage"]["total_tokens"], 8);
+        let tei = parse_rerank(br#"{"query": "a", "texts": ["x", "y", "z"]}"#).unwrap();
+        let out: Value = serde_json::from_str(&rerank_body(&tei, "m", &mut Rng::new(1))).unwrap();
+        let scores: Vec<f64> = out
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["score"].as_f64().unwrap())
+            .collect();
+        assert_eq!(scores.len(), 3);
+        assert!(scores.windows(2).all(|w| w[0] >= w[1]), "highest first: {scores:?}");
+        for bad in [
+            r#"{"documents": ["x"]}"#,
+            r#"{"query": "q"}"#,
+            r#"{"query": "q", "documents": []}"#,
+            r#"{"query": "q", "documents": [3]}"#,
+        ] {
+            assert!(parse_rerank(bad.as_bytes()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! (or SGLang, TGI, Triton) names them and a ground-truth record of when
 //! each frame was sent.
 
+mod anthropic;
 pub mod config;
 pub mod embed;
 pub mod engine;

@@ -37,6 +37,8 @@ pub(crate) enum Protocol {
     VllmGrpc,
     /// JetStream's `Orchestrator`.
     JetStream,
+    /// Anthropic's Messages API.
+    Anthropic,
 }
 
 impl Protocol {
@@ -99,6 +101,8 @@ pub(crate) enum Route {
     VllmGrpc,
     /// `POST /jetstream_proto.Orchestrator/Decode`.
     JetStream,
+    /// `POST /v1/messages` (Anthropic).
+    Messages,
 }
 
 impl Route {
@@ -113,6 +117,7 @@ impl Route {
             "/inference.GRPCInferenceService/ModelStreamInfer" => return Some(Route::TritonGrpc { stream: true }),
             "/vllm.grpc.engine.VllmEngine/Generate" => return Some(Route::VllmGrpc),
             "/jetstream_proto.Orchestrator/Decode" => return Some(Route::JetStream),
+            "/v1/messages" => return Some(Route::Messages),
             _ => {}
         }
         let rest = path.strip_prefix("/v2/models/")?;
@@ -143,6 +148,7 @@ impl Route {
             Route::TritonGrpc { .. } => Protocol::TritonGrpc,
             Route::VllmGrpc => Protocol::VllmGrpc,
             Route::JetStream => Protocol::JetStream,
+            Route::Messages => Protocol::Anthropic,
         }
     }
 }
@@ -220,6 +226,7 @@ pub(crate) fn parse(route: Route, body: &[u8], block: usize) -> Result<Asked, Re
         }
         Route::VllmGrpc => vllm_grpc(grpc_body(body)?, block),
         Route::JetStream => jetstream(grpc_body(body)?, block),
+        Route::Messages => crate::anthropic::parse(body, block),
     }
 }
 
@@ -580,6 +587,7 @@ pub(crate) fn error_body(protocol: Protocol, status: StatusCode, kind: &str, mes
         }
         Protocol::Sglang => (status, json!({"error": {"message": message}}).to_string()),
         Protocol::Triton => (status, json!({"error": message}).to_string()),
+        Protocol::Anthropic => (status, crate::anthropic::error_body(status, message)),
         // gRPC errors are a status in the headers, not a body (see `grpc_status`).
         Protocol::TritonGrpc | Protocol::VllmGrpc | Protocol::JetStream => (status, String::new()),
     }
@@ -656,7 +664,11 @@ impl Reply {
 
     /// Chat's first chunk, which carries the role and no text.
     pub(crate) fn role_chunk(&self) -> Option<Bytes> {
-        (self.protocol == Protocol::Chat).then(|| self.openai_chunk("", None, None, true))
+        match self.protocol {
+            Protocol::Chat => Some(self.openai_chunk("", None, None, true)),
+            Protocol::Anthropic => Some(self.anthropic_start()),
+            _ => None,
+        }
     }
 
     /// The bytes of one streamed piece.
@@ -677,6 +689,7 @@ impl Reply {
                 )),
             }),
             Protocol::VllmGrpc => self.vllm_chunk(piece),
+            Protocol::Anthropic => self.anthropic_chunk(piece.text, piece.finish, piece.to == self.output_tokens),
             Protocol::JetStream => grpc_message(&jetstream::DecodeResponse {
                 content: Some(jetstream::decode_response::Content::StreamContent(
                     jetstream::decode_response::StreamContent {
@@ -783,6 +796,7 @@ impl Reply {
             Protocol::Tgi => Bytes::from_static(b"data:{\"index\":0,\"token\":{\"text\n\n"),
             Protocol::Sglang => Bytes::from_static(b"data: {\"text\":\"\n\n"),
             Protocol::Triton => Bytes::from_static(b"data: {\"model_name\":\"\n\n"),
+            Protocol::Anthropic => Bytes::from_static(crate::anthropic::MALFORMED),
             // A message whose bytes are no protobuf (a field of wire type 7).
             Protocol::TritonGrpc | Protocol::VllmGrpc | Protocol::JetStream => {
                 Bytes::from_static(&[0, 0, 0, 0, 2, 0xff, 0xff])
@@ -811,8 +825,11 @@ impl Reply {
     /// The end marker sent after the pieces, where the protocol has one of
     /// its own after them.
     pub(crate) fn done_marker(&self) -> Option<Bytes> {
-        matches!(self.protocol, Protocol::Completions | Protocol::Chat | Protocol::Sglang)
-            .then(|| Bytes::from_static(b"data: [DONE]\n\n"))
+        match self.protocol {
+            Protocol::Completions | Protocol::Chat | Protocol::Sglang => Some(Bytes::from_static(b"data: [DONE]\n\n")),
+            Protocol::Anthropic => Some(Bytes::from_static(crate::anthropic::MESSAGE_STOP)),
+            _ => None,
+        }
     }
 
     /// One OpenAI SSE chunk, written without a JSON library (the words are
@@ -995,6 +1012,7 @@ impl Reply {
             }),
             // Answered in gRPC messages (`grpc_unary`), not JSON.
             Protocol::VllmGrpc | Protocol::JetStream => Value::Null,
+            Protocol::Anthropic => self.anthropic_unary(text, finish),
             Protocol::Triton | Protocol::TritonGrpc => {
                 let mut body = self.triton_outputs(&text, self.output_tokens);
                 if self.extras.finish_reason {

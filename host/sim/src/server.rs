@@ -278,6 +278,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Si
             response(StatusCode::OK, "text/plain; version=0.0.4", full(state.metrics.render()))
         }
         (&Method::POST, "/v1/embeddings") => embeddings(state, req).await,
+        (&Method::POST, "/rerank" | "/v1/rerank" | "/v2/rerank") => rerank(state, req).await,
         (&Method::POST, _) if let Some(route) = Route::of(&path) => generate(state, req, route).await,
         _ => error(
             Protocol::Completions,
@@ -291,17 +292,18 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Si
 /// The 401 of a request without the configured API key, if it is one.
 fn unauthorized(state: &State, req: &Request<Incoming>, protocol: Protocol) -> Option<Response<SimBody>> {
     let key = state.config.api_key.as_ref()?;
-    let given = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    // Anthropic's API takes its key as `x-api-key`; the others as a bearer token.
+    let given = match protocol {
+        Protocol::Anthropic => header("x-api-key"),
+        _ => header("authorization").and_then(|v| v.strip_prefix("Bearer ")),
+    };
     if given == Some(key.as_str()) {
         return None;
     }
     let message = match given {
         Some(k) => format!("Incorrect API key provided: {k}"),
-        None => "You didn't provide an API key (Authorization: Bearer ...)".to_string(),
+        None => "You didn't provide an API key".to_string(),
     };
     Some(error(protocol, StatusCode::UNAUTHORIZED, "invalid_api_key", &message))
 }
@@ -319,8 +321,17 @@ async fn read_body(req: Request<Incoming>, protocol: Protocol) -> Result<Bytes, 
     }
 }
 
-/// `POST /v1/embeddings`: vectors after the embeddings model's time.
-async fn embeddings(state: Arc<State>, req: Request<Incoming>) -> Response<SimBody> {
+/// An encoder endpoint's request: authorized, its body read and parsed by
+/// `parse`, counted; then, after the time `latency_ms` gives (none in
+/// `zero` mode), the answer `answer` writes from the request's own random
+/// stream.
+async fn encoder<A>(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    parse: impl FnOnce(&[u8]) -> Result<A, String>,
+    latency_ms: impl FnOnce(&A, &SimConfig) -> f64,
+    answer: impl FnOnce(&A, &SimConfig, &mut Rng) -> String,
+) -> Response<SimBody> {
     let protocol = Protocol::Completions;
     if let Some(refused) = unauthorized(&state, &req, protocol) {
         return refused;
@@ -329,7 +340,7 @@ async fn embeddings(state: Arc<State>, req: Request<Incoming>) -> Response<SimBo
         Ok(body) => body,
         Err(refused) => return refused,
     };
-    let asked = match crate::embed::parse(&body) {
+    let asked = match parse(&body) {
         Ok(asked) => asked,
         Err(message) => return error(protocol, StatusCode::BAD_REQUEST, "BadRequestError", &message),
     };
@@ -337,14 +348,37 @@ async fn embeddings(state: Arc<State>, req: Request<Incoming>) -> Response<SimBo
     state.metrics.requests_received.fetch_add(1, Ordering::Relaxed);
     let config = &state.config;
     if config.mode != Mode::Zero {
-        let ms = crate::embed::latency_ms(&asked, &config.embeddings);
+        let ms = latency_ms(&asked, config);
         tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
     }
     let mut rng = Rng::stream(config.seed, n);
-    json(
-        StatusCode::OK,
-        crate::embed::body(&asked, &config.embeddings, &config.model, &mut rng),
+    json(StatusCode::OK, answer(&asked, config, &mut rng))
+}
+
+/// `POST /v1/embeddings`: vectors after the embeddings model's time.
+async fn embeddings(state: Arc<State>, req: Request<Incoming>) -> Response<SimBody> {
+    use crate::embed::{body, latency_ms, parse};
+    encoder(
+        state,
+        req,
+        parse,
+        |a, c| latency_ms(a, &c.embeddings),
+        |a, c, rng| body(a, &c.embeddings, &c.model, rng),
     )
+    .await
+}
+
+/// `POST /rerank`: scores after the rerank model's time.
+async fn rerank(state: Arc<State>, req: Request<Incoming>) -> Response<SimBody> {
+    use crate::embed::{parse_rerank, rerank_body, rerank_latency_ms};
+    encoder(
+        state,
+        req,
+        parse_rerank,
+        |a, c| rerank_latency_ms(a, &c.rerank),
+        |a, c, rng| rerank_body(a, &c.model, rng),
+    )
+    .await
 }
 
 /// Everything decided about one request before tokens flow.

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! `format: inputs` makes batches to embed instead: `batch` inputs a
-//! request, each of `prompt_tokens`.
+//! request, each of `prompt_tokens`; `format: rerank` a query of
+//! `query_tokens` and `batch` documents of `prompt_tokens` to rank.
 
 use barrage_sdk::dataset::{Batch, ConfigError, Dataset, DatasetError, Message, PluginInfo, Prompt, Sample};
 use dataset_common::dist::Length;
@@ -34,9 +35,13 @@ struct Config {
     /// or as `batch` inputs to embed (`inputs`).
     #[serde(default)]
     format: Format,
-    /// Inputs per request with `format: inputs` (an embeddings batch).
+    /// Inputs per request with `format: inputs` (an embeddings batch), or
+    /// documents with `format: rerank`.
     #[serde(default = "default_batch")]
     batch: Length,
+    /// The query's length with `format: rerank`.
+    #[serde(default = "default_query")]
+    query_tokens: Length,
 }
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq)]
@@ -46,6 +51,7 @@ enum Format {
     Text,
     Messages,
     Inputs,
+    Rerank,
 }
 
 fn default_count() -> u64 {
@@ -53,6 +59,9 @@ fn default_count() -> u64 {
 }
 fn default_batch() -> Length {
     Length::fixed(1.0)
+}
+fn default_query() -> Length {
+    Length::fixed(16.0)
 }
 fn default_prompt() -> Length {
     Length::fixed(256.0)
@@ -72,6 +81,7 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         self.prompt_tokens.validate("prompt_tokens")?;
         self.batch.validate("batch")?;
+        self.query_tokens.validate("query_tokens")?;
         self.output_tokens.validate("output_tokens")
     }
 }
@@ -124,6 +134,17 @@ impl Dataset for Synthetic {
                         (0..self.config.batch.tokens()).map(|_| text()).unzip();
                     (Prompt::Inputs(inputs), counts.iter().sum())
                 }
+                Format::Rerank => {
+                    let query = self
+                        .corpus
+                        .text(self.corpus.random_start(), self.config.query_tokens.tokens());
+                    let query_tokens = barrage_sdk::dataset::tokenizer::count(&query);
+                    let (documents, counts): (Vec<String>, Vec<u32>) =
+                        (0..self.config.batch.tokens()).map(|_| text()).unzip();
+                    // A cross-encoder reads the query with every document.
+                    let tokens = counts.iter().map(|c| c + query_tokens).sum();
+                    (Prompt::Rerank(barrage_sdk::RerankQuery { query, documents }), tokens)
+                }
             };
             batch.samples.push(Sample {
                 prompt,
@@ -174,5 +195,27 @@ mod tests {
             .run::<Synthetic>()
             .unwrap_err();
         assert!(e.message.contains("prompt_tokenz"), "{}", e.message);
+    }
+
+    #[test]
+    fn batches_to_embed_and_queries_to_rank_have_exact_lengths() {
+        let run = |config| Harness::new().config(config).run::<Synthetic>().unwrap().samples;
+        for s in run(serde_json::json!({"count": 5, "format": "inputs", "batch": 3, "prompt_tokens": 7})) {
+            let Prompt::Inputs(inputs) = &s.prompt else {
+                panic!("{s:?}")
+            };
+            assert_eq!(inputs.len(), 3);
+            assert!(inputs.iter().all(|i| i.split_whitespace().count() == 7), "{inputs:?}");
+            assert_eq!(s.prompt_tokens, Some(21));
+        }
+        for s in
+            run(serde_json::json!({"count": 5, "format": "rerank", "batch": 4, "prompt_tokens": 6, "query_tokens": 2}))
+        {
+            let Prompt::Rerank(r) = &s.prompt else { panic!("{s:?}") };
+            assert_eq!(r.query.split_whitespace().count(), 2);
+            assert_eq!(r.documents.len(), 4);
+            // The query is read with each document.
+            assert_eq!(s.prompt_tokens, Some(4 * (6 + 2)));
+        }
     }
 }

@@ -84,14 +84,7 @@ impl Settings {
                 ),
             });
         }
-        if let Some(path) = &settings.path
-            && !path.starts_with('/')
-        {
-            return Err(ConfigError {
-                field: Some("path".into()),
-                message: format!("path `{path}` must start with `/`"),
-            });
-        }
+        check_path(settings.path.as_deref())?;
         Ok(settings)
     }
 
@@ -99,13 +92,7 @@ impl Settings {
     /// once per instance in a wasm build (the configuration cannot change
     /// while an instance lives); every call in a native test.
     pub fn current() -> Settings {
-        #[cfg(target_arch = "wasm32")]
-        {
-            static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
-            SETTINGS.get_or_init(Settings::read).clone()
-        }
-        #[cfg(not(target_arch = "wasm32"))]
-        Settings::read()
+        barrage_sdk::once_per_instance!(Settings, Settings::read)
     }
 
     fn read() -> Settings {
@@ -492,12 +479,10 @@ impl<A: Api> Codec for OpenAi<A> {
             name: A::NAME.into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: A::DESCRIPTION.into(),
-            secrets: vec![barrage_sdk::SecretNeed {
-                name: API_KEY.into(),
-                required: false,
-                description: "an API key, sent as `Authorization: Bearer` (OpenAI, vLLM's --api-key, hosted APIs)"
-                    .into(),
-            }],
+            secrets: vec![barrage_sdk::SecretNeed::optional(
+                API_KEY,
+                "an API key, sent as `Authorization: Bearer` (OpenAI, vLLM's --api-key, hosted APIs)",
+            )],
         }
     }
 

@@ -45,29 +45,15 @@ impl Settings {
                 message: format!("`{f}` is not an encoding; use `float` or `base64`"),
             });
         }
-        if let Some(path) = &settings.path
-            && !path.starts_with('/')
-        {
-            return Err(ConfigError {
-                field: Some("path".into()),
-                message: format!("path `{path}` must start with `/`"),
-            });
-        }
+        check_path(settings.path.as_deref())?;
         Ok(settings)
     }
 
     fn current() -> Settings {
-        let read = || Settings {
+        barrage_sdk::once_per_instance!(Settings, || Settings {
             api_key: secrets::get(API_KEY).ok(),
             ..Settings::from_config(&config::value()).unwrap_or_default()
-        };
-        #[cfg(target_arch = "wasm32")]
-        {
-            static SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
-            SETTINGS.get_or_init(read).clone()
-        }
-        #[cfg(not(target_arch = "wasm32"))]
-        read()
+        })
     }
 }
 
@@ -225,31 +211,18 @@ fn server_error(e: Value) -> Event {
 /// The `openai-embeddings` codec.
 pub struct OpenAiEmbeddings;
 
-/// Its responses are never streamed.
-pub struct NoStream;
-
-impl Decoder for NoStream {
-    fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
-        Err(format!(
-            "an embeddings response is not streamed, yet {} frames came",
-            frames.len()
-        ))
-    }
-}
-
 impl Codec for OpenAiEmbeddings {
-    type Decoder = NoStream;
+    type Decoder = Unstreamed;
 
     fn info() -> PluginInfo {
         PluginInfo {
             name: "openai-embeddings".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             description: "OpenAI-compatible /v1/embeddings: a batch of inputs, a vector each".into(),
-            secrets: vec![barrage_sdk::SecretNeed {
-                name: API_KEY.into(),
-                required: false,
-                description: "an API key, sent as `Authorization: Bearer`".into(),
-            }],
+            secrets: vec![barrage_sdk::SecretNeed::optional(
+                API_KEY,
+                "an API key, sent as `Authorization: Bearer`",
+            )],
         }
     }
 
@@ -261,8 +234,8 @@ impl Codec for OpenAiEmbeddings {
         encode(&Settings::current(), spec)
     }
 
-    fn decoder(_head: ResponseHead, _options: DecodeOptions) -> NoStream {
-        NoStream
+    fn decoder(_head: ResponseHead, _options: DecodeOptions) -> Unstreamed {
+        Unstreamed
     }
 
     fn decode_unary(head: ResponseHead, body: Vec<u8>, _options: DecodeOptions) -> Result<Vec<Event>, String> {

@@ -1,7 +1,8 @@
-//! A workload that is not a token stream: embeddings, through the CLI
-//! against the simulator's `/v1/embeddings`. Its records and summary count
-//! items (vectors) and input tokens, its latency runs from send to the
-//! response's end, and no report shows a time to first token for it.
+//! Workloads that are not token streams: embeddings and reranking, through
+//! the CLI against the simulator's `/v1/embeddings` and `/rerank`. Their
+//! records and summaries count items (vectors, documents scored) and input
+//! tokens, their latency runs from send to the response's end, and no
+//! report shows a time to first token for them.
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -120,5 +121,40 @@ fn an_embeddings_answer_without_vectors_or_not_json_is_a_named_failure() {
             assert_eq!(r["status"], status, "{r}");
             assert!(r["error"].as_str().unwrap().contains(error), "{r}");
         }
+    }
+}
+
+#[test]
+fn a_rerank_run_counts_the_documents_scored_in_either_servers_shape() {
+    for api in ["cohere", "tei"] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        let (code, _, stderr) = run(barrage()
+            .args(["run", "--quiet", "--codec", "rerank", "--codec-config"])
+            .arg(format!(r#"{{"api": "{api}"}}"#))
+            .args([
+                "--dataset",
+                "synthetic",
+                "--dataset-config",
+                r#"{"count": 8, "format": "rerank", "batch": 5, "prompt_tokens": 10, "query_tokens": 3}"#,
+                "--rate",
+                "20",
+                "--requests",
+                "8",
+                "--output",
+            ])
+            .arg(&out));
+        assert_eq!(code, 0, "{api}: {stderr}");
+        for r in records(&out) {
+            assert_eq!(r["status"], "ok", "{api}: {r}");
+            assert_eq!(r["output"], "ranking", "{r}");
+            assert_eq!(r["items"], 5, "{r}");
+            // The query read with each of five documents: the simulator's
+            // usage (vLLM's shape), or the dataset's count (TEI reports none).
+            assert_eq!(r["prompt_tokens"], 5 * (10 + 3), "{r}");
+        }
+        let total = &summary(&out)["total"];
+        assert_eq!(total["items"], 40, "{api}: {total}");
+        assert!(total["ttft_ms"].is_null(), "{total}");
     }
 }
