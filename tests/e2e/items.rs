@@ -35,6 +35,9 @@ fn an_embeddings_run_reports_items_and_latency_and_no_token_timings() {
         ])
         .arg(&out));
     assert_eq!(code, 0, "{stdout}\n{stderr}");
+    // The console's table too: items and latency, no token timings.
+    assert!(stdout.contains("items/s") && stdout.contains("lat p99"), "{stdout}");
+    assert!(!stdout.contains("ttft"), "{stdout}");
     let recs = records(&out);
     assert_eq!(recs.len(), 10);
     for r in &recs {

@@ -504,6 +504,14 @@ pub fn console_table(summary: &Summary) -> String {
     if let Some(reason) = &summary.run.stop_reason {
         let _ = writeln!(out, "stopped early: {reason}");
     }
+    // A run of embeddings, rankings or images has no tokens to time: its
+    // columns are items and the latency to the response's end.
+    let items = summary.total.items > 0 && summary.total.output_tokens == 0;
+    let middle: [&str; 6] = if items {
+        ["items/s", "lat p50", "lat p90", "lat p99", "lat max", "in tok/s"]
+    } else {
+        ["ttft p50", "ttft p99", "itl p50", "tpot p50", "e2e p99", "tok/s"]
+    };
     let _ = writeln!(
         out,
         "{:<6} {:>7} {:>7} {:>6} {:>6} {:>6} {:>8} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
@@ -515,18 +523,37 @@ pub fn console_table(summary: &Summary) -> String {
         "missed",
         "req/s",
         "rate",
-        "ttft p50",
-        "ttft p99",
-        "itl p50",
-        "tpot p50",
-        "e2e p99",
-        "tok/s",
+        middle[0],
+        middle[1],
+        middle[2],
+        middle[3],
+        middle[4],
+        middle[5],
         "lag p99"
     );
     for s in sections(summary) {
+        let cells: [String; 6] = if items {
+            [
+                format!("{:.1}", s.items_per_s),
+                f2(cell(&s.e2e_stream_ms, 50.0)),
+                f2(cell(&s.e2e_stream_ms, 90.0)),
+                f2(cell(&s.e2e_stream_ms, 99.0)),
+                f2(s.e2e_stream_ms.as_ref().map(|d| d.max)),
+                format!("{:.1}", s.input_tokens_per_s),
+            ]
+        } else {
+            [
+                f2(cell(&s.ttft_ms, 50.0)),
+                f2(cell(&s.ttft_ms, 99.0)),
+                f2(cell(&s.inter_token_ms, 50.0)),
+                f2(cell(&s.tpot_ms, 50.0)),
+                f2(cell(&s.e2e_ms, 99.0)),
+                format!("{:.1}", s.output_tokens_per_s),
+            ]
+        };
         let _ = writeln!(
             out,
-            "{:<6} {:>7} {:>7} {:>6} {:>6} {:>6} {:>8.2} {:>8.2} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9.1} {:>8}",
+            "{:<6} {:>7} {:>7} {:>6} {:>6} {:>6} {:>8.2} {:>8.2} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}",
             s.stage.map_or("all".to_string(), |i| i.to_string()),
             s.sent,
             s.succeeded,
@@ -535,12 +562,12 @@ pub fn console_table(summary: &Summary) -> String {
             s.missed,
             s.requests_per_s,
             s.achieved_rate,
-            f2(cell(&s.ttft_ms, 50.0)),
-            f2(cell(&s.ttft_ms, 99.0)),
-            f2(cell(&s.inter_token_ms, 50.0)),
-            f2(cell(&s.tpot_ms, 50.0)),
-            f2(cell(&s.e2e_ms, 99.0)),
-            s.output_tokens_per_s,
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            cells[5],
             f2(cell(&s.send_lag_ms, 99.0)),
         );
         if let Some(g) = &s.goodput {
@@ -594,10 +621,12 @@ pub fn console_table(summary: &Summary) -> String {
             );
         }
     }
-    let _ = writeln!(
-        out,
+    let legend = if items {
+        "(times in ms; lat = send to the response's end; items = vectors, documents ranked or images; rate = achieved send rate; details in summary.json and records.jsonl)"
+    } else {
         "(times in ms; itl = inter-token latency; rate = achieved send rate; details in summary.json and records.jsonl)"
-    );
+    };
+    let _ = writeln!(out, "{legend}");
     if !summary.thresholds.is_empty() {
         let failed = summary.failed_thresholds().count();
         let _ = writeln!(
