@@ -137,11 +137,22 @@ pub(super) fn start(config: &RunConfig, ctx: &Arc<Ctx>) -> Result<Feed, RunError
     std::thread::Builder::new()
         .name("barrage-feeder".into())
         .spawn(move || {
-            Feeder::new(&config, &ctx).run(&feeder_queue);
-            feeder_queue.feeder_gone();
+            // However the thread ends, a panic included, those waiting
+            // for units learn that no more will come.
+            let gone = FeederGone(feeder_queue);
+            Feeder::new(&config, &ctx).run(&gone.0);
         })
         .map_err(RunError::Thread)?;
     Ok(Feed { queue })
+}
+
+/// Tells the queue the feeder has stopped when dropped.
+struct FeederGone(Arc<Queue>);
+
+impl Drop for FeederGone {
+    fn drop(&mut self) {
+        self.0.feeder_gone();
+    }
 }
 
 /// The feeder thread's state: the codec instance it encodes with and the
