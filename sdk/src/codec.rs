@@ -189,13 +189,14 @@ pub fn generation_only(codec: &str) -> String {
     )
 }
 
-/// Refuse a configured request path that is not a path (`path` in a
-/// codec's configuration): the host adds scheme and authority to it.
-pub fn check_path(path: Option<&str>) -> Result<(), ConfigError> {
+/// Refuse a configured request path that is not a path (`field` of a
+/// codec's configuration, e.g. `path`): the host adds scheme and
+/// authority to it.
+pub fn check_path(field: &str, path: Option<&str>) -> Result<(), ConfigError> {
     match path {
         Some(p) if !p.starts_with('/') => Err(ConfigError {
-            field: Some("path".into()),
-            message: format!("path `{p}` must start with `/`"),
+            field: Some(field.into()),
+            message: format!("{field} `{p}` must start with `/`"),
         }),
         _ => Ok(()),
     }

@@ -38,7 +38,7 @@ const API_KEY: &str = "api-key";
 impl Settings {
     fn from_config(config: &Value) -> Result<Settings, ConfigError> {
         let settings: Settings = config::parse(config)?;
-        check_path(settings.path.as_deref())?;
+        check_path("path", settings.path.as_deref())?;
         Ok(settings)
     }
 

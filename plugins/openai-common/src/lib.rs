@@ -84,7 +84,7 @@ impl Settings {
                 ),
             });
         }
-        check_path(settings.path.as_deref())?;
+        check_path("path", settings.path.as_deref())?;
         Ok(settings)
     }
 

@@ -45,7 +45,7 @@ impl Settings {
                 message: format!("`{f}` is not an encoding; use `float` or `base64`"),
             });
         }
-        check_path(settings.path.as_deref())?;
+        check_path("path", settings.path.as_deref())?;
         Ok(settings)
     }
 

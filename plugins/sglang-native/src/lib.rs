@@ -44,12 +44,7 @@ impl Default for Settings {
 impl Settings {
     fn from_config(config: &Value) -> Result<Settings, ConfigError> {
         let settings: Settings = config::parse(config)?;
-        if !settings.path.starts_with('/') {
-            return Err(ConfigError {
-                field: Some("path".into()),
-                message: format!("path `{}` must start with `/`", settings.path),
-            });
-        }
+        check_path("path", Some(&settings.path))?;
         Ok(settings)
     }
 

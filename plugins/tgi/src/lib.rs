@@ -53,14 +53,8 @@ impl Default for Settings {
 impl Settings {
     fn from_config(config: &Value) -> Result<Settings, ConfigError> {
         let settings: Settings = config::parse(config)?;
-        for (field, path) in [("path", &settings.path), ("stream_path", &settings.stream_path)] {
-            if !path.starts_with('/') {
-                return Err(ConfigError {
-                    field: Some(field.into()),
-                    message: format!("{field} `{path}` must start with `/`"),
-                });
-            }
-        }
+        check_path("path", Some(&settings.path))?;
+        check_path("stream_path", Some(&settings.stream_path))?;
         Ok(settings)
     }
 

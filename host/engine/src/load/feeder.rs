@@ -182,7 +182,14 @@ impl<'a> Feeder<'a> {
 
     fn run(&mut self, queue: &Queue) {
         for unit in 0.. {
-            if queue.lock().units.len() >= AHEAD {
+            let full = {
+                let state = queue.lock();
+                if state.feed_gone {
+                    return;
+                }
+                state.units.len() >= AHEAD
+            };
+            if full {
                 // Full: refill in batches. Waiting for each slot as it frees
                 // woke this thread once per request sent.
                 loop {
@@ -198,9 +205,6 @@ impl<'a> Feeder<'a> {
                     self.refresh_stale(queue);
                     std::thread::sleep(REFILL_POLL);
                 }
-            }
-            if queue.lock().feed_gone {
-                return;
             }
             let first_id = self.next_id;
             self.next_id += self.ctx.workload.unit_len(unit);
