@@ -114,9 +114,9 @@ fn unknown_plugin_names_list_the_known_ones() {
     assert_eq!(code, 2);
     assert!(
         stderr.contains(
-            "no plugin named 'openai-chatt'; known plugins: anthropic-messages, csv, html, jetstream, json, jsonl, kserve-v2-grpc, kserve-v2-http, \
-             markdown, multi-turn, openai-chat, openai-completions, openai-embeddings, rerank, sglang-native, shared-prefix, \
-             sharegpt, synthetic, tgi, trace, vllm-grpc"
+            "no plugin named 'openai-chatt'; known plugins: anthropic-messages, bedrock-converse, csv, gemini, html, jetstream, json, jsonl, \
+             kserve-v2-grpc, kserve-v2-http, markdown, multi-turn, openai-chat, openai-completions, openai-embeddings, \
+             openai-responses, rerank, sglang-native, shared-prefix, sharegpt, synthetic, tgi, trace, vllm-grpc"
         ),
         "{stderr}"
     );
@@ -125,8 +125,9 @@ fn unknown_plugin_names_list_the_known_ones() {
     assert_ne!(code, 0);
     assert!(
         stderr.contains(
-            "no plugin named 'openai-chatt'; known plugins: anthropic-messages, jetstream, kserve-v2-grpc, kserve-v2-http, openai-chat, \
-             openai-completions, openai-embeddings, rerank, sglang-native, tgi, vllm-grpc ("
+            "no plugin named 'openai-chatt'; known plugins: anthropic-messages, bedrock-converse, gemini, jetstream, kserve-v2-grpc, \
+             kserve-v2-http, openai-chat, openai-completions, openai-embeddings, openai-responses, rerank, sglang-native, tgi, \
+             vllm-grpc ("
         ),
         "{stderr}"
     );

@@ -132,10 +132,13 @@ fn every_codec_example_runs_against_the_embedded_simulator() {
         ran,
         [
             "anthropic-messages",
+            "bedrock-converse",
+            "gemini",
             "jetstream",
             "kserve-v2-grpc",
             "kserve-v2-http",
             "openai-embeddings",
+            "openai-responses",
             "rerank",
             "sglang-native",
             "tgi",

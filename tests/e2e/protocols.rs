@@ -376,54 +376,94 @@ fn a_grpc_call_to_an_http1_server_or_with_a_message_over_the_limit_is_a_counted_
     assert!(error.contains("max_frame_mib"), "{error}");
 }
 
-/// Anthropic's Messages API against the simulator's `/v1/messages`,
-/// streamed and whole: exact counts from its usage, its stop reason, and
-/// its key sent as `x-api-key` from a granted secret (a wrong one is an
-/// `auth_error` that names no key).
+/// The hosted APIs against the simulator's endpoints for them, streamed
+/// and whole: exact counts from their usage, their own stop reasons, and
+/// their keys sent from granted secrets as each API wants them (a wrong
+/// key is an `auth_error` that names no key). Bedrock's key is the access
+/// key id its SigV4 signature names (botocore checks the signature itself:
+/// `bedrock_signatures_match_botocores`).
 #[test]
-fn anthropic_messages_runs_streamed_and_whole_with_its_key_as_a_secret() {
-    for (stream, key) in [
-        (true, "sk-ant-right-0001"),
-        (false, "sk-ant-right-0001"),
-        (true, "sk-ant-wrong-0002"),
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("run.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "codec: anthropic-messages\nsim: {{api_key: sk-ant-right-0001}}\nrequest: {{prompt_tokens: 12, max_tokens: 6, stream: {stream}}}\n\
-                 stages:\n  - {{shape: constant, rate: 20, requests: 5}}\n"
-            ),
-        )
-        .unwrap();
-        let out = dir.path().join("run");
-        let (code, stdout, stderr) = run(barrage()
-            .env("BARRAGE_TEST_ANTHROPIC_KEY", key)
-            .args(["run", "--config"])
-            .arg(&config)
-            .args(["--codec-secret", "api-key=env:BARRAGE_TEST_ANTHROPIC_KEY", "--output"])
-            .arg(&out));
-        let recs = records(&out);
-        assert_eq!(recs.len(), 5, "{stderr}");
-        if key.contains("wrong") {
-            assert!(!stdout.contains(key) && !stderr.contains(key));
-            for r in &recs {
-                assert_eq!(r["status"], "auth_error", "{r}");
-                assert!(r["error"].as_str().unwrap().contains("[secret]"), "{r}");
+fn hosted_apis_run_streamed_and_whole_with_their_keys_as_secrets() {
+    const RIGHT: &str = "key-right-0001";
+    const WRONG: &str = "key-wrong-0002";
+    let cases = [
+        ("anthropic-messages", "max_tokens", &["api-key"][..]),
+        ("openai-responses", "max_output_tokens", &["api-key"][..]),
+        ("gemini", "MAX_TOKENS", &["api-key"][..]),
+        (
+            "bedrock-converse",
+            "max_tokens",
+            &["access-key-id", "secret-access-key"][..],
+        ),
+    ];
+    for (codec, finish, secrets) in cases {
+        for (stream, key) in [(true, RIGHT), (false, RIGHT), (true, WRONG)] {
+            let dir = tempfile::tempdir().unwrap();
+            let config = dir.path().join("run.yaml");
+            std::fs::write(
+                &config,
+                format!(
+                    "codec: {codec}\nsim: {{api_key: {RIGHT}}}\nrequest: {{prompt_tokens: 12, max_tokens: 6, stream: {stream}}}\n\
+                     stages:\n  - {{shape: constant, rate: 20, requests: 5}}\n"
+                ),
+            )
+            .unwrap();
+            let out = dir.path().join("run");
+            let mut cmd = barrage();
+            cmd.env("BARRAGE_TEST_KEY", key).args(["run", "--config"]).arg(&config);
+            for name in secrets {
+                cmd.args(["--codec-secret", &format!("{name}=env:BARRAGE_TEST_KEY")]);
             }
-            continue;
-        }
-        assert_eq!(code, 0, "{stderr}");
-        for r in &recs {
-            assert_eq!(r["status"], "ok", "stream {stream}: {r}");
-            assert_eq!(r["output_tokens"], 6, "{r}");
-            assert_eq!(r["output_tokens_source"], "usage", "{r}");
-            assert_eq!(r["prompt_tokens"], 12, "{r}");
-            assert_eq!(r["finish_reason"], "max_tokens", "{r}");
-            if stream {
-                assert_eq!(r["content_frames_ms"].as_array().unwrap().len(), 6, "{r}");
+            let (code, stdout, stderr) = run(cmd.arg("--output").arg(&out));
+            let recs = records(&out);
+            assert_eq!(recs.len(), 5, "{codec}: {stderr}");
+            if key == WRONG {
+                assert!(!stdout.contains(key) && !stderr.contains(key), "{codec}");
+                for r in &recs {
+                    assert_eq!(r["status"], "auth_error", "{codec}: {r}");
+                    assert!(!r.to_string().contains(key), "{codec}: {r}");
+                }
+                continue;
+            }
+            assert_eq!(code, 0, "{codec}: {stderr}");
+            for r in &recs {
+                assert_eq!(r["status"], "ok", "{codec} stream {stream}: {r}");
+                assert_eq!(r["output_tokens"], 6, "{codec}: {r}");
+                assert_eq!(r["output_tokens_source"], "usage", "{codec}: {r}");
+                assert_eq!(r["prompt_tokens"], 12, "{codec}: {r}");
+                assert_eq!(r["finish_reason"], finish, "{codec}: {r}");
+                if stream {
+                    assert_eq!(r["content_frames_ms"].as_array().unwrap().len(), 6, "{codec}: {r}");
+                }
             }
         }
     }
+}
+
+/// An AWS event-stream message whose CRC does not match its bytes ends
+/// that response as `malformed`, with the message named, and the run goes on.
+#[test]
+fn a_bedrock_stream_with_a_bad_crc_is_a_counted_named_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("run.yaml");
+    std::fs::write(
+        &config,
+        "codec: bedrock-converse\nsim: {faults: {malformed_frame: 1.0}}\nrequest: {prompt_tokens: 12, max_tokens: 8}\n\
+         stages:\n  - {shape: constant, rate: 20, requests: 4}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let (_, _, stderr) = run(barrage()
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&out));
+    let recs = records(&out);
+    assert_eq!(recs.len(), 4, "{stderr}");
+    for r in &recs {
+        assert_eq!(r["status"], "malformed", "{r}");
+        let error = r["error"].as_str().unwrap();
+        assert!(error.contains("CRC of message"), "{r}");
+    }
+    assert_eq!(summary(&out)["total"]["by_status"]["malformed"], 4);
 }

@@ -1,7 +1,9 @@
 //! `barrage sim`: an embedded simulated LLM inference server.
 //!
 //! A real HTTP server on loopback that answers like an OpenAI-compatible
-//! model server (and like TGI, SGLang and Triton's generate extension),
+//! model server (and like TGI, SGLang, Triton's generate extension and
+//! KServe's gRPC, vLLM's and JetStream's gRPC, Anthropic's Messages,
+//! OpenAI's Responses, Bedrock's Converse and Gemini's APIs),
 //! with a performance model that saturates (continuous batching), a plain
 //! model with fixed or distributed latencies, a zero-latency mode for
 //! measuring the client, faults on demand, Prometheus metrics named as vLLM
@@ -9,11 +11,14 @@
 //! each frame was sent.
 
 mod anthropic;
+mod bedrock;
 pub mod config;
 pub mod embed;
 pub mod engine;
+mod gemini;
 pub mod metrics;
 mod protocol;
+mod responses;
 pub mod server;
 pub mod text;
 pub mod truth;

@@ -39,6 +39,12 @@ pub(crate) enum Protocol {
     JetStream,
     /// Anthropic's Messages API.
     Anthropic,
+    /// OpenAI's Responses API.
+    Responses,
+    /// Amazon Bedrock's Converse API.
+    Bedrock,
+    /// Google's Gemini API and Vertex AI.
+    Gemini,
 }
 
 impl Protocol {
@@ -46,7 +52,7 @@ impl Protocol {
     /// announce their end (`[DONE]`, TGI's final `generated_text`, vLLM's
     /// `GenerateComplete`), which a fault can leave out.
     pub(crate) fn has_end_marker(self) -> bool {
-        !self.is_triton() && self != Protocol::JetStream
+        !self.is_triton() && !matches!(self, Protocol::JetStream | Protocol::Gemini)
     }
 
     /// Whether the stream can leave its finish reason out. Triton says one
@@ -55,7 +61,7 @@ impl Protocol {
     pub(crate) fn reports_finish(self, extras: &Extras) -> bool {
         match self {
             Protocol::Triton | Protocol::TritonGrpc => extras.finish_reason,
-            Protocol::VllmGrpc | Protocol::JetStream => false,
+            Protocol::VllmGrpc | Protocol::JetStream | Protocol::Responses => false,
             _ => true,
         }
     }
@@ -74,6 +80,8 @@ impl Protocol {
     pub(crate) fn stream_content_type(self) -> &'static str {
         if self.is_grpc() {
             "application/grpc"
+        } else if self == Protocol::Bedrock {
+            "application/vnd.amazon.eventstream"
         } else {
             "text/event-stream"
         }
@@ -103,6 +111,16 @@ pub(crate) enum Route {
     JetStream,
     /// `POST /v1/messages` (Anthropic).
     Messages,
+    /// `POST /v1/responses` (OpenAI).
+    Responses,
+    /// `POST /model/{modelId}/converse[-stream]` (Bedrock).
+    Bedrock {
+        stream: bool,
+    },
+    /// `POST …/models/{model}:[stream]generateContent` (Gemini, Vertex AI).
+    Gemini {
+        stream: bool,
+    },
 }
 
 impl Route {
@@ -118,7 +136,14 @@ impl Route {
             "/vllm.grpc.engine.VllmEngine/Generate" => return Some(Route::VllmGrpc),
             "/jetstream_proto.Orchestrator/Decode" => return Some(Route::JetStream),
             "/v1/messages" => return Some(Route::Messages),
+            "/v1/responses" => return Some(Route::Responses),
             _ => {}
+        }
+        if let Some(stream) = crate::bedrock::route(path) {
+            return Some(Route::Bedrock { stream });
+        }
+        if let Some(stream) = crate::gemini::route(path) {
+            return Some(Route::Gemini { stream });
         }
         let rest = path.strip_prefix("/v2/models/")?;
         let (model, action) = rest.split_once('/')?;
@@ -149,6 +174,9 @@ impl Route {
             Route::VllmGrpc => Protocol::VllmGrpc,
             Route::JetStream => Protocol::JetStream,
             Route::Messages => Protocol::Anthropic,
+            Route::Responses => Protocol::Responses,
+            Route::Bedrock { .. } => Protocol::Bedrock,
+            Route::Gemini { .. } => Protocol::Gemini,
         }
     }
 }
@@ -227,6 +255,9 @@ pub(crate) fn parse(route: Route, body: &[u8], block: usize) -> Result<Asked, Re
         Route::VllmGrpc => vllm_grpc(grpc_body(body)?, block),
         Route::JetStream => jetstream(grpc_body(body)?, block),
         Route::Messages => crate::anthropic::parse(body, block),
+        Route::Responses => crate::responses::parse(body, block),
+        Route::Bedrock { stream } => crate::bedrock::parse(body, stream, block),
+        Route::Gemini { stream } => crate::gemini::parse(body, stream, block),
     }
 }
 
@@ -571,7 +602,7 @@ fn triton(fields: Map<String, Value>, model: String, stream_route: bool, block: 
 /// A refusal in the protocol's own error shape.
 pub(crate) fn error_body(protocol: Protocol, status: StatusCode, kind: &str, message: &str) -> (StatusCode, String) {
     match protocol {
-        Protocol::Completions | Protocol::Chat => (
+        Protocol::Completions | Protocol::Chat | Protocol::Responses => (
             status,
             json!({"object": "error", "message": message, "type": kind, "param": null, "code": status.as_u16()})
                 .to_string(),
@@ -588,6 +619,8 @@ pub(crate) fn error_body(protocol: Protocol, status: StatusCode, kind: &str, mes
         Protocol::Sglang => (status, json!({"error": {"message": message}}).to_string()),
         Protocol::Triton => (status, json!({"error": message}).to_string()),
         Protocol::Anthropic => (status, crate::anthropic::error_body(status, message)),
+        Protocol::Bedrock => (status, crate::bedrock::error_body(message)),
+        Protocol::Gemini => (status, crate::gemini::error_body(status, message)),
         // gRPC errors are a status in the headers, not a body (see `grpc_status`).
         Protocol::TritonGrpc | Protocol::VllmGrpc | Protocol::JetStream => (status, String::new()),
     }
@@ -658,7 +691,7 @@ pub(crate) struct Piece<'a> {
 }
 
 impl Reply {
-    fn words(&self, range: std::ops::Range<u32>) -> String {
+    pub(crate) fn words(&self, range: std::ops::Range<u32>) -> String {
         range.map(|i| word(self.text_seed, i)).collect()
     }
 
@@ -667,6 +700,8 @@ impl Reply {
         match self.protocol {
             Protocol::Chat => Some(self.openai_chunk("", None, None, true)),
             Protocol::Anthropic => Some(self.anthropic_start()),
+            Protocol::Responses => Some(self.responses_start()),
+            Protocol::Bedrock => Some(self.bedrock_start()),
             _ => None,
         }
     }
@@ -690,6 +725,9 @@ impl Reply {
             }),
             Protocol::VllmGrpc => self.vllm_chunk(piece),
             Protocol::Anthropic => self.anthropic_chunk(piece.text, piece.finish, piece.to == self.output_tokens),
+            Protocol::Responses => self.responses_chunk(piece),
+            Protocol::Bedrock => self.bedrock_chunk(piece.text, piece.finish, piece.to == self.output_tokens),
+            Protocol::Gemini => self.gemini_chunk(piece.text, piece.to, piece.finish),
             Protocol::JetStream => grpc_message(&jetstream::DecodeResponse {
                 content: Some(jetstream::decode_response::Content::StreamContent(
                     jetstream::decode_response::StreamContent {
@@ -797,6 +835,9 @@ impl Reply {
             Protocol::Sglang => Bytes::from_static(b"data: {\"text\":\"\n\n"),
             Protocol::Triton => Bytes::from_static(b"data: {\"model_name\":\"\n\n"),
             Protocol::Anthropic => Bytes::from_static(crate::anthropic::MALFORMED),
+            Protocol::Responses => Bytes::from_static(crate::responses::MALFORMED),
+            Protocol::Gemini => Bytes::from_static(crate::gemini::MALFORMED),
+            Protocol::Bedrock => crate::bedrock::malformed(),
             // A message whose bytes are no protobuf (a field of wire type 7).
             Protocol::TritonGrpc | Protocol::VllmGrpc | Protocol::JetStream => {
                 Bytes::from_static(&[0, 0, 0, 0, 2, 0xff, 0xff])
@@ -828,6 +869,7 @@ impl Reply {
         match self.protocol {
             Protocol::Completions | Protocol::Chat | Protocol::Sglang => Some(Bytes::from_static(b"data: [DONE]\n\n")),
             Protocol::Anthropic => Some(Bytes::from_static(crate::anthropic::MESSAGE_STOP)),
+            Protocol::Bedrock => Some(self.bedrock_metadata()),
             _ => None,
         }
     }
@@ -1013,6 +1055,9 @@ impl Reply {
             // Answered in gRPC messages (`grpc_unary`), not JSON.
             Protocol::VllmGrpc | Protocol::JetStream => Value::Null,
             Protocol::Anthropic => self.anthropic_unary(text, finish),
+            Protocol::Responses => self.responses_unary(text, finish),
+            Protocol::Bedrock => self.bedrock_unary(text, finish),
+            Protocol::Gemini => self.gemini_unary(text, finish),
             Protocol::Triton | Protocol::TritonGrpc => {
                 let mut body = self.triton_outputs(&text, self.output_tokens);
                 if self.extras.finish_reason {

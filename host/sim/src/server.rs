@@ -261,7 +261,19 @@ fn error(protocol: Protocol, status: StatusCode, kind: &str, message: &str) -> R
         return r;
     }
     let (status, body) = protocol::error_body(protocol, status, kind, message);
-    json(status, body)
+    let mut r = json(status, body);
+    if protocol == Protocol::Bedrock {
+        // AWS names the exception in a header; its body holds the message only.
+        let kind = if kind.ends_with("Exception") || kind == "MissingAuthenticationToken" {
+            kind
+        } else {
+            crate::bedrock::error_type(status)
+        };
+        if let Ok(v) = hyper::header::HeaderValue::from_str(kind) {
+            r.headers_mut().insert("x-amzn-errortype", v);
+        }
+    }
+    r
 }
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<SimBody>, Infallible> {
@@ -289,14 +301,41 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Si
     })
 }
 
-/// The 401 of a request without the configured API key, if it is one.
+/// The refusal of a request without the configured API key, if it is
+/// one: 401, or AWS's 403.
 fn unauthorized(state: &State, req: &Request<Incoming>, protocol: Protocol) -> Option<Response<SimBody>> {
     let key = state.config.api_key.as_ref()?;
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    // Anthropic's API takes its key as `x-api-key`; the others as a bearer token.
+    let bearer = || header("authorization").and_then(|v| v.strip_prefix("Bearer "));
     let given = match protocol {
         Protocol::Anthropic => header("x-api-key"),
-        _ => header("authorization").and_then(|v| v.strip_prefix("Bearer ")),
+        // Bedrock's key is the access key id a SigV4 signature names (the
+        // simulator does not check the signature: tests/interop's botocore
+        // server does).
+        Protocol::Bedrock => {
+            let credential = header("authorization")
+                .and_then(|v| v.strip_prefix("AWS4-HMAC-SHA256 Credential="))
+                .and_then(|v| v.split_once('/'))
+                .map(|(id, _)| id);
+            return match credential {
+                Some(id) if id == key => None,
+                Some(_) => Some(error(
+                    protocol,
+                    StatusCode::FORBIDDEN,
+                    "UnrecognizedClientException",
+                    "The security token included in the request is invalid.",
+                )),
+                None => Some(error(
+                    protocol,
+                    StatusCode::FORBIDDEN,
+                    "MissingAuthenticationToken",
+                    "Missing Authentication Token",
+                )),
+            };
+        }
+        // Gemini's API takes a key as `x-goog-api-key`; Vertex AI a bearer token.
+        Protocol::Gemini => header("x-goog-api-key").or_else(bearer),
+        _ => bearer(),
     };
     if given == Some(key.as_str()) {
         return None;

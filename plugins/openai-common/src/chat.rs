@@ -47,7 +47,7 @@ fn part(p: &ContentPart) -> Result<Value, String> {
 }
 
 /// A URL for the part: its own, or its bytes as a data URL.
-fn url(m: &Media) -> String {
+pub fn url(m: &Media) -> String {
     match &m.source {
         MediaSource::Inline(bytes) => format!("data:{};base64,{}", m.media_type, STANDARD.encode(bytes)),
         MediaSource::Url(u) => u.clone(),

@@ -15,7 +15,7 @@ use barrage_sdk::prelude::*;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-mod chat;
+pub mod chat;
 mod fast;
 #[doc(hidden)]
 pub use fast::check_fast_path;

@@ -1,0 +1,236 @@
+//! Amazon Bedrock's Converse API (`POST /model/{modelId}/converse` and
+//! `…/converse-stream`): the request it takes and the AWS event stream it
+//! answers with, from the simulator's one token timeline.
+//!
+//! A stream is `messageStart`, a `contentBlockDelta` per piece, then
+//! `contentBlockStop` and `messageStop` (why it stopped) with the last
+//! piece, and `metadata` (usage), the last event, which a fault can leave
+//! out. Each event is an event-stream message with its CRCs; the
+//! simulator's malformed frame is one whose message CRC is wrong.
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::protocol::{Asked, Extras, Protocol, Refusal, Reply};
+use crate::text::PromptShape;
+
+#[derive(Deserialize)]
+struct Block {
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    content: Vec<Block>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InferenceConfig {
+    max_tokens: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Request {
+    messages: Option<Vec<Message>>,
+    #[serde(default)]
+    system: Vec<Block>,
+    inference_config: Option<InferenceConfig>,
+}
+
+/// The route's path, if it is a Converse one: the model and whether it streams.
+pub(crate) fn route(path: &str) -> Option<bool> {
+    let rest = path.strip_prefix("/model/")?;
+    let (model, action) = rest.split_once('/')?;
+    if model.is_empty() {
+        return None;
+    }
+    match action {
+        "converse" => Some(false),
+        "converse-stream" => Some(true),
+        _ => None,
+    }
+}
+
+/// Read a Converse request, refusing what the API refuses.
+pub(crate) fn parse(body: &[u8], stream: bool, block: usize) -> Result<Asked, Refusal> {
+    let bad = |m: String| (hyper::StatusCode::BAD_REQUEST, m);
+    let r: Request = serde_json::from_slice(body).map_err(|e| bad(format!("Malformed input request: {e}")))?;
+    let messages = r.messages.filter(|m| !m.is_empty()).ok_or_else(|| {
+        bad(
+            "1 validation error detected: Value at 'messages' failed to satisfy constraint: Member must not be null"
+                .into(),
+        )
+    })?;
+    let words = r
+        .system
+        .iter()
+        .chain(messages.iter().flat_map(|m| &m.content))
+        .filter_map(|b| b.text.as_deref())
+        .flat_map(str::split_whitespace);
+    Ok(Asked {
+        protocol: Protocol::Bedrock,
+        shape: PromptShape::from_words(words, block),
+        max_tokens: r.inference_config.and_then(|c| c.max_tokens),
+        min_tokens: 0,
+        ignore_eos: false,
+        stream,
+        extras: Extras::default(),
+    })
+}
+
+/// One event-stream message: prelude (lengths and their CRC), headers,
+/// payload, and the CRC of all of it.
+pub(crate) fn message(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
+    let mut h = Vec::new();
+    for (name, value) in headers {
+        h.push(name.len() as u8);
+        h.extend_from_slice(name.as_bytes());
+        h.push(7); // a string
+        h.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        h.extend_from_slice(value.as_bytes());
+    }
+    let total = 16 + h.len() + payload.len();
+    let mut m = Vec::with_capacity(total);
+    m.extend_from_slice(&(total as u32).to_be_bytes());
+    m.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    m.extend_from_slice(&crc32fast::hash(&m).to_be_bytes());
+    m.extend_from_slice(&h);
+    m.extend_from_slice(payload);
+    m.extend_from_slice(&crc32fast::hash(&m).to_be_bytes());
+    m
+}
+
+/// An event of `kind` carrying `payload` as JSON.
+pub(crate) fn event(kind: &str, payload: &Value) -> Vec<u8> {
+    message(
+        &[
+            (":event-type", kind),
+            (":content-type", "application/json"),
+            (":message-type", "event"),
+        ],
+        payload.to_string().as_bytes(),
+    )
+}
+
+/// Bedrock's name for why the output ended.
+fn stop_reason(finish: &str) -> &'static str {
+    match finish {
+        "length" => "max_tokens",
+        _ => "end_turn",
+    }
+}
+
+impl Reply {
+    /// `messageStart`.
+    pub(crate) fn bedrock_start(&self) -> Bytes {
+        Bytes::from(event("messageStart", &json!({"role": "assistant"})))
+    }
+
+    /// A piece as a `contentBlockDelta`; the last also closes the block
+    /// and says why the output stopped (unless a fault leaves that out).
+    pub(crate) fn bedrock_chunk(&self, text: &str, finish: Option<&str>, last: bool) -> Bytes {
+        let mut out = event(
+            "contentBlockDelta",
+            &json!({"contentBlockIndex": 0, "delta": {"text": text}}),
+        );
+        if last {
+            out.extend(event("contentBlockStop", &json!({"contentBlockIndex": 0})));
+            if let Some(finish) = finish {
+                out.extend(event("messageStop", &json!({"stopReason": stop_reason(finish)})));
+            }
+        }
+        Bytes::from(out)
+    }
+
+    /// `metadata`, the stream's last event.
+    pub(crate) fn bedrock_metadata(&self) -> Bytes {
+        Bytes::from(event(
+            "metadata",
+            &json!({"usage": self.bedrock_usage(), "metrics": {"latencyMs": 0}}),
+        ))
+    }
+
+    fn bedrock_usage(&self) -> Value {
+        json!({"inputTokens": self.prompt_tokens, "outputTokens": self.output_tokens,
+               "totalTokens": self.prompt_tokens + self.output_tokens})
+    }
+
+    /// A whole Converse response.
+    pub(crate) fn bedrock_unary(&self, text: String, finish: &str) -> Value {
+        json!({
+            "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+            "stopReason": stop_reason(finish),
+            "usage": self.bedrock_usage(),
+            "metrics": {"latencyMs": 0},
+        })
+    }
+}
+
+/// A `contentBlockDelta` whose message CRC is wrong, as a corrupted
+/// connection would deliver it.
+pub(crate) fn malformed() -> Bytes {
+    let mut m = event(
+        "contentBlockDelta",
+        &json!({"contentBlockIndex": 0, "delta": {"text": " x"}}),
+    );
+    let last = m.len() - 1;
+    m[last] ^= 0xff;
+    Bytes::from(m)
+}
+
+/// An error body as the API writes one.
+pub(crate) fn error_body(message: &str) -> String {
+    json!({"message": message}).to_string()
+}
+
+/// The exception type AWS names an error status by (`x-amzn-ErrorType`).
+pub(crate) fn error_type(status: hyper::StatusCode) -> &'static str {
+    match status.as_u16() {
+        400 | 422 => "ValidationException",
+        403 => "AccessDeniedException",
+        404 => "ResourceNotFoundException",
+        429 => "ThrottlingException",
+        503 => "ServiceUnavailableException",
+        _ => "InternalServerException",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_requests_are_read_as_the_api_reads_them() {
+        assert_eq!(route("/model/anthropic.claude-v2%3A1/converse-stream"), Some(true));
+        assert_eq!(route("/model/m/converse"), Some(false));
+        assert_eq!(route("/model//converse"), None);
+        assert_eq!(route("/model/m/invoke"), None);
+        let asked = parse(
+            br#"{"system": [{"text": "be brief"}], "inferenceConfig": {"maxTokens": 7},
+                 "messages": [{"role": "user", "content": [{"text": "one two"}, {"image": {"format": "png"}}]}]}"#,
+            true,
+            16,
+        )
+        .unwrap();
+        assert_eq!(asked.max_tokens, Some(7));
+        assert_eq!(asked.shape.tokens, 4);
+        assert!(parse(br#"{"messages": []}"#, true, 16).is_err());
+    }
+
+    #[test]
+    fn messages_carry_their_crcs() {
+        let m = event("messageStart", &json!({"role": "assistant"}));
+        let total = u32::from_be_bytes([m[0], m[1], m[2], m[3]]) as usize;
+        assert_eq!(total, m.len());
+        assert_eq!(crc32fast::hash(&m[..8]).to_be_bytes(), m[8..12]);
+        assert_eq!(crc32fast::hash(&m[..total - 4]).to_be_bytes(), m[total - 4..]);
+        let bad = malformed();
+        assert_ne!(
+            crc32fast::hash(&bad[..bad.len() - 4]).to_be_bytes(),
+            bad[bad.len() - 4..]
+        );
+    }
+}
