@@ -26,6 +26,7 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("anthropic-messages", "anthropic-messages", "codec"),
     ("openai-responses", "openai-responses", "codec"),
     ("gemini", "gemini", "codec"),
+    ("openai-images", "openai-images", "codec"),
     ("bedrock-converse", "bedrock-converse", "codec"),
     ("report-json", "json", "reporter"),
     ("report-csv", "csv", "reporter"),

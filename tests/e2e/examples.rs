@@ -118,7 +118,7 @@ fn every_codec_example_runs_against_the_embedded_simulator() {
         let s: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
         assert_eq!(s["total"]["succeeded"], 20, "{name}: {s}");
         // Exact counts: four tokens a request, or four vectors of an
-        // embeddings batch, or four documents ranked.
+        // embeddings batch, four documents ranked or four images made.
         match s["total"]["items"].as_u64() {
             Some(items) => assert_eq!(items, 80, "{name}: {s}"),
             None => assert_eq!(s["total"]["output_tokens"], 80, "{name}: exact counts: {s}"),
@@ -138,6 +138,7 @@ fn every_codec_example_runs_against_the_embedded_simulator() {
             "kserve-v2-grpc",
             "kserve-v2-http",
             "openai-embeddings",
+            "openai-images",
             "openai-responses",
             "rerank",
             "sglang-native",

@@ -1,5 +1,6 @@
-//! Workloads that are not token streams: embeddings and reranking, through
-//! the CLI against the simulator's `/v1/embeddings` and `/rerank`. Their
+//! Workloads that are not token streams: embeddings, reranking and image
+//! generation, through the CLI against the simulator's `/v1/embeddings`,
+//! `/rerank` and `/v1/images/generations`. Their
 //! records and summaries count items (vectors, documents scored) and input
 //! tokens, their latency runs from send to the response's end, and no
 //! report shows a time to first token for them.
@@ -159,5 +160,62 @@ fn a_rerank_run_counts_the_documents_scored_in_either_servers_shape() {
         let total = &summary(&out)["total"];
         assert_eq!(total["items"], 40, "{api}: {total}");
         assert!(total["ttft_ms"].is_null(), "{total}");
+    }
+}
+
+/// Images: counted with their decoded bytes, timed to the response's end
+/// (the simulator's time grows with the pixels asked), no token timings;
+/// an oversized request is the server's named 400.
+#[test]
+fn an_image_run_counts_images_and_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("run.yaml");
+    std::fs::write(
+        &config,
+        "codec: openai-images\ncodec_config: {n: 2, size: 256x128}\nrequest: {prompt_tokens: 7}\n\
+         sim:\n  images: {base_ms: 1, per_megapixel_ms: 100, bytes_per_megapixel: 50000}\n\
+         stages:\n  - {shape: constant, rate: 20, requests: 6}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let (code, stdout, stderr) = run(barrage()
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--reporter", "json", "--reporter", "markdown", "--output"])
+        .arg(&out));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("items/s") && !stdout.contains("ttft"), "{stdout}");
+    // 256 × 128 pixels are 0.032768 megapixels: 1638 bytes an image, and
+    // 1 ms + 100 ms × 2 images × 0.032768 of time.
+    for r in &records(&out) {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["output"], "images", "{r}");
+        assert_eq!(r["items"], 2, "{r}");
+        assert_eq!(r["media_bytes"], 2 * 1638, "{r}");
+        assert_eq!(r["prompt_tokens"], 7, "{r}");
+        assert!(r["first_token_ms"].is_null(), "{r}");
+        let latency = r["end_ms"].as_f64().unwrap() - r["sent_ms"].as_f64().unwrap();
+        assert!(latency >= 7.5, "{latency} ms: {r}");
+    }
+    let total = &summary(&out)["total"];
+    assert_eq!(total["items"], 12, "{total}");
+    assert!(total["ttft_ms"].is_null(), "{total}");
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("| items/s |") && !md.contains("TTFT"), "{md}");
+
+    std::fs::write(
+        &config,
+        "codec: openai-images\ncodec_config: {size: 9000x9000}\nstages:\n  - {shape: constant, rate: 20, requests: 2}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("too-big");
+    run(barrage()
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--output")
+        .arg(&out));
+    for r in &records(&out) {
+        assert_eq!(r["status"], "http_error", "{r}");
+        assert!(r["error"].as_str().unwrap().contains("not a valid size"), "{r}");
     }
 }

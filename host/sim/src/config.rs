@@ -365,6 +365,8 @@ pub struct SimConfig {
     pub embeddings: crate::embed::EmbeddingsConfig,
     /// The rerank endpoint (`POST /rerank`, `/v1/rerank`, `/v2/rerank`).
     pub rerank: crate::embed::RerankConfig,
+    /// The image generation endpoint (`POST /v1/images/generations`).
+    pub images: crate::images::ImagesConfig,
 }
 
 /// PEM files for serving TLS.
@@ -399,6 +401,7 @@ impl Default for SimConfig {
             api_key: None,
             embeddings: Default::default(),
             rerank: Default::default(),
+            images: Default::default(),
         }
     }
 }
@@ -473,6 +476,7 @@ impl SimConfig {
     fn check(&self) -> Result<(), String> {
         self.embeddings.validate()?;
         self.rerank.validate()?;
+        self.images.validate()?;
         let b = &self.batching;
         let positive = [
             ("batching.step_base_ms", b.step_base_ms),

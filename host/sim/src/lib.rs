@@ -16,6 +16,7 @@ pub mod config;
 pub mod embed;
 pub mod engine;
 mod gemini;
+pub mod images;
 pub mod metrics;
 mod protocol;
 mod responses;

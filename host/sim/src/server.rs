@@ -291,6 +291,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Si
         }
         (&Method::POST, "/v1/embeddings") => embeddings(state, req).await,
         (&Method::POST, "/rerank" | "/v1/rerank" | "/v2/rerank") => rerank(state, req).await,
+        (&Method::POST, "/v1/images/generations") => images(state, req).await,
         (&Method::POST, _) if let Some(route) = Route::of(&path) => generate(state, req, route).await,
         _ => error(
             Protocol::Completions,
@@ -416,6 +417,19 @@ async fn rerank(state: Arc<State>, req: Request<Incoming>) -> Response<SimBody> 
         parse_rerank,
         |a, c| rerank_latency_ms(a, &c.rerank),
         |a, c, rng| rerank_body(a, &c.model, rng),
+    )
+    .await
+}
+
+/// `POST /v1/images/generations`: images after the diffusion model's time.
+async fn images(state: Arc<State>, req: Request<Incoming>) -> Response<SimBody> {
+    use crate::images::{body, latency_ms, parse};
+    encoder(
+        state,
+        req,
+        parse,
+        |a, c| latency_ms(a, &c.images),
+        |a, c, rng| body(a, &c.images, rng),
     )
     .await
 }
