@@ -28,6 +28,7 @@ const BUILTIN: &[(&str, &str, &str)] = &[
     ("gemini", "gemini", "codec"),
     ("openai-images", "openai-images", "codec"),
     ("bedrock-converse", "bedrock-converse", "codec"),
+    ("sagemaker", "sagemaker", "codec"),
     ("report-json", "json", "reporter"),
     ("report-csv", "csv", "reporter"),
     ("report-markdown", "markdown", "reporter"),

@@ -116,7 +116,7 @@ fn unknown_plugin_names_list_the_known_ones() {
         stderr.contains(
             "no plugin named 'openai-chatt'; known plugins: anthropic-messages, bedrock-converse, csv, gemini, html, jetstream, json, jsonl, \
              kserve-v2-grpc, kserve-v2-http, markdown, multi-turn, openai-chat, openai-completions, openai-embeddings, \
-             openai-images, openai-responses, rerank, sglang-native, shared-prefix, sharegpt, synthetic, tgi, trace, vllm-grpc"
+             openai-images, openai-responses, rerank, sagemaker, sglang-native, shared-prefix, sharegpt, synthetic, tgi, trace, vllm-grpc"
         ),
         "{stderr}"
     );
@@ -127,7 +127,7 @@ fn unknown_plugin_names_list_the_known_ones() {
         stderr.contains(
             "no plugin named 'openai-chatt'; known plugins: anthropic-messages, bedrock-converse, gemini, jetstream, kserve-v2-grpc, \
              kserve-v2-http, openai-chat, openai-completions, openai-embeddings, openai-images, openai-responses, rerank, \
-             sglang-native, tgi, vllm-grpc ("
+             sagemaker, sglang-native, tgi, vllm-grpc ("
         ),
         "{stderr}"
     );

@@ -141,6 +141,7 @@ fn every_codec_example_runs_against_the_embedded_simulator() {
             "openai-images",
             "openai-responses",
             "rerank",
+            "sagemaker",
             "sglang-native",
             "tgi",
             "vllm-grpc"

@@ -247,11 +247,13 @@ fn grpcio_statuses_are_counted_with_their_names_and_what_arrived_is_kept() {
 
 /// SigV4 as AWS's own SDK computes it: `tests/interop/sigv4_server.py`
 /// re-signs every request with botocore's `SigV4Auth` (same credentials,
-/// the request's own date) and answers 403 unless Barrage's signature is
-/// the same. Temporary credentials sign their session token too; a wrong
-/// secret key is refused and counted as an `auth_error`.
+/// the request's own date, the service its path belongs to) and answers
+/// 403 unless Barrage's signature is the same, for Bedrock and SageMaker
+/// alike. Temporary credentials sign their session token too; a request
+/// without it, or with a wrong secret key, is refused and counted as an
+/// `auth_error`.
 #[test]
-fn bedrock_signatures_match_botocores() {
+fn aws_signatures_match_botocores() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut command = Command::new("python3");
@@ -263,55 +265,65 @@ fn bedrock_signatures_match_botocores() {
         "FwoGZXIvYXdzEXAMPLETOKEN",
     ]);
     let server = Daemon::start_listening(command, format!("127.0.0.1:{port}"), dir.path().join("sigv4.log"));
-    for (name, secret, token, ok) in [
-        ("signed", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", true, true),
-        ("no-token", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", false, false),
-        ("wrong-key", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYWRONGKEY00", true, false),
-    ] {
-        let cfg = dir.path().join(format!("{name}.yaml"));
-        // The codec signs the host requests carry: here the server's address.
-        std::fs::write(
-            &cfg,
-            format!(
-                "codec: bedrock-converse\ncodec_config: {{region: eu-west-3, host: \"127.0.0.1:{port}\"}}\n\
-                 model: \"anthropic.claude-3-5-haiku-20241022-v1:0\"\n\
-                 request: {{prompt_tokens: 12, max_tokens: 6, stream: false}}\n\
-                 stages:\n  - {{shape: constant, rate: 20, requests: 4}}\n"
-            ),
-        )
-        .unwrap();
-        let out = dir.path().join(name);
-        let mut cmd = barrage();
-        cmd.env("AWS_TEST_ID", "AKIAIOSFODNN7EXAMPLE")
-            .env("AWS_TEST_SECRET", secret)
-            .env("AWS_TEST_TOKEN", "FwoGZXIvYXdzEXAMPLETOKEN")
-            .args(["run", "--quiet", "--config"])
-            .arg(&cfg)
-            .args(["--target", &format!("http://{}", server.addr)])
-            .args(["--codec-secret", "access-key-id=env:AWS_TEST_ID"])
-            .args(["--codec-secret", "secret-access-key=env:AWS_TEST_SECRET"]);
-        if token {
-            cmd.args(["--codec-secret", "session-token=env:AWS_TEST_TOKEN"]);
-        }
-        let (_, stdout, stderr) = run(cmd.arg("--output").arg(&out));
-        let recs = records(&out);
-        assert_eq!(recs.len(), 4, "{name}: {stdout}\n{stderr}\n{}", server.log());
-        for r in &recs {
-            if ok {
-                assert_eq!(r["status"], "ok", "{name}: {r}\n{}", server.log());
-                assert_eq!(r["output_tokens"], 3, "{r}");
-            } else {
-                assert_eq!(r["status"], "auth_error", "{name}: {r}");
-                assert!(r["error"].as_str().unwrap().contains("signature"), "{r}");
+    let codecs = [
+        ("bedrock-converse", "anthropic.claude-3-5-haiku-20241022-v1:0"),
+        ("sagemaker", "llama-3-8b-instruct"),
+    ];
+    for (codec, model) in codecs {
+        for (name, secret, token, ok) in [
+            ("signed", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", true, true),
+            ("no-token", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", false, false),
+            ("wrong-key", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYWRONGKEY00", true, false),
+        ] {
+            let cfg = dir.path().join(format!("{codec}-{name}.yaml"));
+            // The codec signs the host requests carry: here the server's address.
+            std::fs::write(
+                &cfg,
+                format!(
+                    "codec: {codec}\ncodec_config: {{region: eu-west-3, host: \"127.0.0.1:{port}\"}}\n\
+                     model: \"{model}\"\n\
+                     request: {{prompt_tokens: 12, max_tokens: 6, stream: false}}\n\
+                     stages:\n  - {{shape: constant, rate: 20, requests: 4}}\n"
+                ),
+            )
+            .unwrap();
+            let out = dir.path().join(format!("{codec}-{name}"));
+            let mut cmd = barrage();
+            cmd.env("AWS_TEST_ID", "AKIAIOSFODNN7EXAMPLE")
+                .env("AWS_TEST_SECRET", secret)
+                .env("AWS_TEST_TOKEN", "FwoGZXIvYXdzEXAMPLETOKEN")
+                .args(["run", "--quiet", "--config"])
+                .arg(&cfg)
+                .args(["--target", &format!("http://{}", server.addr)])
+                .args(["--codec-secret", "access-key-id=env:AWS_TEST_ID"])
+                .args(["--codec-secret", "secret-access-key=env:AWS_TEST_SECRET"]);
+            if token {
+                cmd.args(["--codec-secret", "session-token=env:AWS_TEST_TOKEN"]);
+            }
+            let (_, stdout, stderr) = run(cmd.arg("--output").arg(&out));
+            let recs = records(&out);
+            assert_eq!(recs.len(), 4, "{codec} {name}: {stdout}\n{stderr}\n{}", server.log());
+            for r in &recs {
+                if ok {
+                    assert_eq!(r["status"], "ok", "{codec} {name}: {r}\n{}", server.log());
+                    assert_eq!(r["output_tokens"], 3, "{r}");
+                } else {
+                    assert_eq!(r["status"], "auth_error", "{codec} {name}: {r}");
+                    assert!(r["error"].as_str().unwrap().contains("signature"), "{r}");
+                }
             }
         }
     }
     let log = server.log();
-    assert_eq!(
-        log.matches("signature ok: /model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse")
-            .count(),
-        4,
-        "{log}"
-    );
-    assert_eq!(log.matches("signature mismatch").count(), 8, "{log}");
+    for path in [
+        "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse",
+        "/endpoints/llama-3-8b-instruct/invocations",
+    ] {
+        assert_eq!(
+            log.matches(&format!("signature ok: {path}\n")).count(),
+            4,
+            "{path}: {log}"
+        );
+    }
+    assert_eq!(log.matches("signature mismatch").count(), 16, "{log}");
 }

@@ -379,9 +379,10 @@ fn a_grpc_call_to_an_http1_server_or_with_a_message_over_the_limit_is_a_counted_
 /// The hosted APIs against the simulator's endpoints for them, streamed
 /// and whole: exact counts from their usage, their own stop reasons, and
 /// their keys sent from granted secrets as each API wants them (a wrong
-/// key is an `auth_error` that names no key). Bedrock's key is the access
-/// key id its SigV4 signature names (botocore checks the signature itself:
-/// `bedrock_signatures_match_botocores`).
+/// key is an `auth_error` that names no key). Bedrock's and SageMaker's key
+/// is the access key id their SigV4 signature names (botocore checks the
+/// signature itself: `aws_signatures_match_botocores`); SageMaker's
+/// stream is the container's cut across `PayloadPart` events.
 #[test]
 fn hosted_apis_run_streamed_and_whole_with_their_keys_as_secrets() {
     const RIGHT: &str = "key-right-0001";
@@ -395,6 +396,7 @@ fn hosted_apis_run_streamed_and_whole_with_their_keys_as_secrets() {
             "max_tokens",
             &["access-key-id", "secret-access-key"][..],
         ),
+        ("sagemaker", "length", &["access-key-id", "secret-access-key"][..]),
     ];
     for (codec, finish, secrets) in cases {
         for (stream, key) in [(true, RIGHT), (false, RIGHT), (true, WRONG)] {

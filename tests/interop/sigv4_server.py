@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""A stand-in for Bedrock's Converse endpoint that checks every request's
-SigV4 signature with botocore's own SigV4Auth (PyPI `botocore`, AWS's
-Python SDK core), for tests/e2e/hosted.rs.
+"""A stand-in for Bedrock's Converse endpoint and a SageMaker endpoint that
+checks every request's SigV4 signature with botocore's own SigV4Auth (PyPI
+`botocore`, AWS's Python SDK core), for tests/e2e/interop.rs.
 
 For each request it rebuilds an AWSRequest from what arrived (method, the
 path as sent, the body, the headers the request says it signed), has
 botocore sign it with the same credentials at the request's own
-X-Amz-Date, and compares botocore's Authorization header with the one
-Barrage's plugin sent. A match gets a Converse response; a mismatch gets
-AWS's 403 SignatureDoesNotMatch, and both headers go to stderr.
+X-Amz-Date and for the service the path belongs to (`sagemaker` for
+/endpoints/…, else `bedrock`), and compares botocore's Authorization header
+with the one Barrage's plugin sent. A match gets a whole response in the
+API's shape (Converse's, or the OpenAI chat completion a SageMaker
+container answers with); a mismatch gets AWS's 403, and both headers go to
+stderr.
 
 usage: sigv4_server.py PORT ACCESS_KEY_ID SECRET_ACCESS_KEY REGION [SESSION_TOKEN]
 Listens on 127.0.0.1 only.
@@ -30,6 +33,10 @@ CREDENTIALS = Credentials(sys.argv[2], sys.argv[3], sys.argv[5] if len(sys.argv)
 REGION = sys.argv[4]
 
 
+def service(path):
+    return "sagemaker" if path.startswith("/endpoints/") else "bedrock"
+
+
 def expected_authorization(method, host, path, headers, body):
     authorization = headers.get("authorization", "")
     if "SignedHeaders=" not in authorization:
@@ -44,7 +51,7 @@ def expected_authorization(method, host, path, headers, body):
     )
     # botocore reads the clock to date a signature; this one is dated by the request.
     with mock.patch.object(botocore.auth, "get_current_datetime", return_value=when):
-        SigV4Auth(CREDENTIALS, "bedrock", REGION).add_auth(request)
+        SigV4Auth(CREDENTIALS, service(path), REGION).add_auth(request)
     return request.headers["Authorization"]
 
 
@@ -65,16 +72,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             )
             return
         print(f"signature ok: {self.path}", file=sys.stderr, flush=True)
-        self.reply(
-            200,
-            {
+        if service(self.path) == "sagemaker":
+            answer = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "signed and checked"}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+            }
+        else:
+            answer = {
                 "output": {"message": {"role": "assistant", "content": [{"text": "signed and checked"}]}},
                 "stopReason": "end_turn",
                 "usage": {"inputTokens": 7, "outputTokens": 3, "totalTokens": 10},
                 "metrics": {"latencyMs": 1},
-            },
-            {},
-        )
+            }
+        self.reply(200, answer, {})
 
     def reply(self, status, payload, extra):
         data = json.dumps(payload).encode()

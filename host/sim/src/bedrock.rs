@@ -1,6 +1,8 @@
 //! Amazon Bedrock's Converse API (`POST /model/{modelId}/converse` and
 //! `…/converse-stream`): the request it takes and the AWS event stream it
-//! answers with, from the simulator's one token timeline.
+//! answers with, from the simulator's one token timeline. Also the event
+//! stream a SageMaker endpoint answers in (`/endpoints/{name}/invocations-response-stream`):
+//! its container's bytes in `PayloadPart` events.
 //!
 //! A stream is `messageStart`, a `contentBlockDelta` per piece, then
 //! `contentBlockStop` and `messageStop` (why it stopped) with the last
@@ -52,6 +54,34 @@ pub(crate) fn route(path: &str) -> Option<bool> {
         "converse-stream" => Some(true),
         _ => None,
     }
+}
+
+/// The route's path, if it is a SageMaker invocation: whether it streams.
+pub(crate) fn sagemaker_route(path: &str) -> Option<bool> {
+    let (name, action) = path.strip_prefix("/endpoints/")?.split_once('/')?;
+    if name.is_empty() {
+        return None;
+    }
+    match action {
+        "invocations" => Some(false),
+        "invocations-response-stream" => Some(true),
+        _ => None,
+    }
+}
+
+/// `bytes` as SageMaker streams a container's output: in `PayloadPart`
+/// events whose payload is the bytes themselves, here cut in two in the
+/// middle (SageMaker's parts do not follow the container's events).
+pub(crate) fn payload_parts(bytes: &[u8]) -> Bytes {
+    let headers = [
+        (":event-type", "PayloadPart"),
+        (":content-type", "application/octet-stream"),
+        (":message-type", "event"),
+    ];
+    let (a, b) = bytes.split_at(bytes.len() / 2);
+    let mut out = message(&headers, a);
+    out.extend(message(&headers, b));
+    Bytes::from(out)
 }
 
 /// Read a Converse request, refusing what the API refuses.
@@ -218,6 +248,12 @@ mod tests {
         assert_eq!(asked.max_tokens, Some(7));
         assert_eq!(asked.shape.tokens, 4);
         assert!(parse(br#"{"messages": []}"#, true, 16).is_err());
+        assert_eq!(
+            sagemaker_route("/endpoints/llama/invocations-response-stream"),
+            Some(true)
+        );
+        assert_eq!(sagemaker_route("/endpoints/llama/invocations"), Some(false));
+        assert_eq!(sagemaker_route("/endpoints//invocations"), None);
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub(crate) enum Protocol {
     Bedrock,
     /// Google's Gemini API and Vertex AI.
     Gemini,
+    /// An Amazon SageMaker endpoint whose container speaks OpenAI's chat.
+    SageMaker,
 }
 
 impl Protocol {
@@ -66,6 +68,11 @@ impl Protocol {
         }
     }
 
+    /// Whether it is an AWS API: SigV4 keys, AWS's error shape, event streams.
+    pub(crate) fn is_aws(self) -> bool {
+        matches!(self, Protocol::Bedrock | Protocol::SageMaker)
+    }
+
     fn is_triton(self) -> bool {
         matches!(self, Protocol::Triton | Protocol::TritonGrpc)
     }
@@ -80,7 +87,7 @@ impl Protocol {
     pub(crate) fn stream_content_type(self) -> &'static str {
         if self.is_grpc() {
             "application/grpc"
-        } else if self == Protocol::Bedrock {
+        } else if self.is_aws() {
             "application/vnd.amazon.eventstream"
         } else {
             "text/event-stream"
@@ -121,6 +128,10 @@ pub(crate) enum Route {
     Gemini {
         stream: bool,
     },
+    /// `POST /endpoints/{name}/invocations[-response-stream]` (SageMaker).
+    SageMaker {
+        stream: bool,
+    },
 }
 
 impl Route {
@@ -144,6 +155,9 @@ impl Route {
         }
         if let Some(stream) = crate::gemini::route(path) {
             return Some(Route::Gemini { stream });
+        }
+        if let Some(stream) = crate::bedrock::sagemaker_route(path) {
+            return Some(Route::SageMaker { stream });
         }
         let rest = path.strip_prefix("/v2/models/")?;
         let (model, action) = rest.split_once('/')?;
@@ -177,6 +191,7 @@ impl Route {
             Route::Responses => Protocol::Responses,
             Route::Bedrock { .. } => Protocol::Bedrock,
             Route::Gemini { .. } => Protocol::Gemini,
+            Route::SageMaker { .. } => Protocol::SageMaker,
         }
     }
 }
@@ -258,6 +273,14 @@ pub(crate) fn parse(route: Route, body: &[u8], block: usize) -> Result<Asked, Re
         Route::Responses => crate::responses::parse(body, block),
         Route::Bedrock { stream } => crate::bedrock::parse(body, stream, block),
         Route::Gemini { stream } => crate::gemini::parse(body, stream, block),
+        // The container reads the body; SageMaker's path says whether the
+        // answer streams.
+        Route::SageMaker { stream } => {
+            let mut asked = openai(Protocol::Chat, body, block)?;
+            asked.protocol = Protocol::SageMaker;
+            asked.stream = stream;
+            Ok(asked)
+        }
     }
 }
 
@@ -619,7 +642,7 @@ pub(crate) fn error_body(protocol: Protocol, status: StatusCode, kind: &str, mes
         Protocol::Sglang => (status, json!({"error": {"message": message}}).to_string()),
         Protocol::Triton => (status, json!({"error": message}).to_string()),
         Protocol::Anthropic => (status, crate::anthropic::error_body(status, message)),
-        Protocol::Bedrock => (status, crate::bedrock::error_body(message)),
+        Protocol::Bedrock | Protocol::SageMaker => (status, crate::bedrock::error_body(message)),
         Protocol::Gemini => (status, crate::gemini::error_body(status, message)),
         // gRPC errors are a status in the headers, not a body (see `grpc_status`).
         Protocol::TritonGrpc | Protocol::VllmGrpc | Protocol::JetStream => (status, String::new()),
@@ -702,6 +725,7 @@ impl Reply {
             Protocol::Anthropic => Some(self.anthropic_start()),
             Protocol::Responses => Some(self.responses_start()),
             Protocol::Bedrock => Some(self.bedrock_start()),
+            Protocol::SageMaker => self.in_payload_parts(Reply::role_chunk),
             _ => None,
         }
     }
@@ -728,6 +752,9 @@ impl Reply {
             Protocol::Responses => self.responses_chunk(piece),
             Protocol::Bedrock => self.bedrock_chunk(piece.text, piece.finish, piece.to == self.output_tokens),
             Protocol::Gemini => self.gemini_chunk(piece.text, piece.to, piece.finish),
+            Protocol::SageMaker => self
+                .in_payload_parts(|chat| Some(chat.chunk(piece)))
+                .unwrap_or_default(),
             Protocol::JetStream => grpc_message(&jetstream::DecodeResponse {
                 content: Some(jetstream::decode_response::Content::StreamContent(
                     jetstream::decode_response::StreamContent {
@@ -838,6 +865,7 @@ impl Reply {
             Protocol::Responses => Bytes::from_static(crate::responses::MALFORMED),
             Protocol::Gemini => Bytes::from_static(crate::gemini::MALFORMED),
             Protocol::Bedrock => crate::bedrock::malformed(),
+            Protocol::SageMaker => self.in_payload_parts(|chat| Some(chat.malformed())).unwrap_or_default(),
             // A message whose bytes are no protobuf (a field of wire type 7).
             Protocol::TritonGrpc | Protocol::VllmGrpc | Protocol::JetStream => {
                 Bytes::from_static(&[0, 0, 0, 0, 2, 0xff, 0xff])
@@ -848,6 +876,7 @@ impl Reply {
     /// OpenAI's usage chunk after the last piece, when asked.
     pub(crate) fn usage_chunk(&self) -> Option<Bytes> {
         let object = match self.protocol {
+            Protocol::SageMaker => return self.in_payload_parts(Reply::usage_chunk),
             Protocol::Chat => "chat.completion.chunk",
             Protocol::Completions => "text_completion",
             _ => return None,
@@ -870,8 +899,27 @@ impl Reply {
             Protocol::Completions | Protocol::Chat | Protocol::Sglang => Some(Bytes::from_static(b"data: [DONE]\n\n")),
             Protocol::Anthropic => Some(Bytes::from_static(crate::anthropic::MESSAGE_STOP)),
             Protocol::Bedrock => Some(self.bedrock_metadata()),
+            Protocol::SageMaker => self.in_payload_parts(Reply::done_marker),
             _ => None,
         }
+    }
+
+    /// The reply as the container behind a SageMaker endpoint gives it.
+    fn as_chat(&self) -> Reply {
+        Reply {
+            protocol: Protocol::Chat,
+            id: self.id,
+            prompt_tokens: self.prompt_tokens,
+            output_tokens: self.output_tokens,
+            text_seed: self.text_seed,
+            extras: self.extras.clone(),
+        }
+    }
+
+    /// What the container writes (`write` of the chat reply), as SageMaker
+    /// passes it on: in `PayloadPart` events, cut where it likes.
+    fn in_payload_parts(&self, write: impl FnOnce(&Reply) -> Option<Bytes>) -> Option<Bytes> {
+        write(&self.as_chat()).map(|bytes| crate::bedrock::payload_parts(&bytes))
     }
 
     /// One OpenAI SSE chunk, written without a JSON library (the words are
@@ -1018,6 +1066,7 @@ impl Reply {
             "total_tokens": self.prompt_tokens + self.output_tokens,
         });
         let body = match self.protocol {
+            Protocol::SageMaker => return self.as_chat().unary(finish),
             Protocol::Chat => json!({
                 "id": format!("chatcmpl-{}", self.id), "object": "chat.completion", "created": 0, "model": "sim",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],

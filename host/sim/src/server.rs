@@ -262,7 +262,7 @@ fn error(protocol: Protocol, status: StatusCode, kind: &str, message: &str) -> R
     }
     let (status, body) = protocol::error_body(protocol, status, kind, message);
     let mut r = json(status, body);
-    if protocol == Protocol::Bedrock {
+    if protocol.is_aws() {
         // AWS names the exception in a header; its body holds the message only.
         let kind = if kind.ends_with("Exception") || kind == "MissingAuthenticationToken" {
             kind
@@ -313,7 +313,7 @@ fn unauthorized(state: &State, req: &Request<Incoming>, protocol: Protocol) -> O
         // Bedrock's key is the access key id a SigV4 signature names (the
         // simulator does not check the signature: tests/interop's botocore
         // server does).
-        Protocol::Bedrock => {
+        Protocol::Bedrock | Protocol::SageMaker => {
             let credential = header("authorization")
                 .and_then(|v| v.strip_prefix("AWS4-HMAC-SHA256 Credential="))
                 .and_then(|v| v.split_once('/'))
