@@ -23,6 +23,8 @@ pub struct TestHost {
     pub logs: Vec<(Level, String)>,
     /// A dataset's input files: (name, contents).
     pub files: Vec<(String, Vec<u8>)>,
+    /// Files under a dataset's media directory: readable, not listed.
+    pub media: Vec<(String, Vec<u8>)>,
     /// A reporter's records, one JSON object each, not yet read.
     pub records: Vec<String>,
     /// Secrets answered to `secrets::get`, by name.
@@ -38,6 +40,7 @@ impl Default for TestHost {
             config: serde_json::json!({}),
             logs: Vec::new(),
             files: Vec::new(),
+            media: Vec::new(),
             records: Vec::new(),
             secrets: BTreeMap::new(),
             rng_state: 0,
@@ -121,9 +124,10 @@ pub(crate) fn file_bytes(name: &str) -> Result<Vec<u8>, String> {
     with_host(|h| {
         h.files
             .iter()
+            .chain(&h.media)
             .find(|(n, _)| n == name)
             .map(|(_, b)| b.clone())
-            .ok_or_else(|| format!("`{name}` is not one of the dataset's files"))
+            .ok_or_else(|| format!("`{name}`: no such file in media_dir"))
     })
 }
 
@@ -312,6 +316,7 @@ mod dataset_harness {
         config: serde_json::Value,
         seed: u64,
         files: Vec<(String, Vec<u8>)>,
+        media: Vec<(String, Vec<u8>)>,
     }
 
     impl Harness {
@@ -341,11 +346,20 @@ mod dataset_harness {
             self
         }
 
+        /// A file under the media directory, `name` its path in it.
+        pub fn media(mut self, name: &str, contents: impl Into<Vec<u8>>) -> Harness {
+            self.media.push((name.to_string(), contents.into()));
+            self
+        }
+
         /// Check the configuration, open, and drain the generation as the host does.
         pub fn run<D: Dataset>(self) -> Result<Prepared, DatasetError> {
             super::set_config(self.config.clone());
             super::set_seed(self.seed);
-            with_host(|h| h.files = self.files);
+            with_host(|h| {
+                h.files = self.files;
+                h.media = self.media;
+            });
             D::check_config(&self.config).map_err(|e| {
                 DatasetError::new(format!(
                     "config{}: {}",

@@ -23,6 +23,7 @@ mod interop;
 mod items;
 mod kubernetes;
 mod lock;
+mod multimodal;
 mod oci;
 mod overload;
 mod protocols;

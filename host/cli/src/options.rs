@@ -25,6 +25,9 @@ pub(crate) struct DatasetArgs {
     /// An input file of the dataset (repeatable; relative to the working directory).
     #[arg(long = "dataset-file", value_name = "FILE")]
     pub(crate) dataset_files: Vec<PathBuf>,
+    /// A directory the dataset may read the images and audio its records name from (relative to the working directory).
+    #[arg(long = "dataset-media-dir", value_name = "DIR")]
+    pub(crate) dataset_media_dir: Option<PathBuf>,
     /// The dataset plugin's options: JSON, or @FILE (.json or .toml).
     #[arg(long, value_name = "JSON|@FILE")]
     pub(crate) dataset_config: Option<String>,
@@ -47,20 +50,30 @@ impl DatasetArgs {
                         cache: true,
                         chat_template: None,
                         apply_chat_template: false,
+                        media_dir: None,
                     })
                 }
             }
         }
-        let flags_given = !self.dataset_files.is_empty() || self.dataset_config.is_some() || self.no_dataset_cache;
+        let flags_given = !self.dataset_files.is_empty()
+            || self.dataset_config.is_some()
+            || self.no_dataset_cache
+            || self.dataset_media_dir.is_some();
         let Some(d) = config.dataset.as_mut() else {
             if flags_given {
-                bail!("--dataset-file, --dataset-config and --no-dataset-cache need a dataset: give --dataset NAME");
+                bail!(
+                    "--dataset-file, --dataset-media-dir, --dataset-config and --no-dataset-cache need a dataset: give --dataset NAME"
+                );
             }
             return Ok(());
         };
         if !self.dataset_files.is_empty() {
             let cwd = std::env::current_dir().context("reading the working directory")?;
             d.files = self.dataset_files.iter().map(|f| cwd.join(f)).collect();
+        }
+        if let Some(dir) = &self.dataset_media_dir {
+            let cwd = std::env::current_dir().context("reading the working directory")?;
+            d.media_dir = Some(cwd.join(dir));
         }
         if let Some(c) = &self.dataset_config {
             let value: serde_json::Value = serde_json::from_str(&read_plugin_config(Some(c), "--dataset-config")?)?;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::bindings::{Dataset, DatasetPre, Pre};
@@ -42,35 +42,108 @@ const BATCH: u32 = 1024;
 /// Largest read a plugin may ask for in one call.
 const MAX_READ: u32 = 16 << 20;
 
-/// The input files a dataset plugin may read: names as configured, paths resolved.
+/// The input files a dataset plugin may read: names as configured, paths
+/// resolved; and the files under its media directory, named by their path
+/// in it.
 #[derive(Default)]
 pub struct FileAccess {
     files: Vec<(String, PathBuf)>,
+    /// Canonical.
+    media_dir: Option<PathBuf>,
     open: BTreeMap<String, std::fs::File>,
 }
+
+/// Files a plugin holds open at once; past it the oldest are closed (a
+/// dataset of images names thousands of files, each read once).
+const MAX_OPEN: usize = 64;
 
 impl FileAccess {
     /// Give access to `files` (name as configured, resolved path).
     pub fn new(files: Vec<(String, PathBuf)>) -> FileAccess {
         FileAccess {
             files,
+            media_dir: None,
             open: BTreeMap::new(),
         }
     }
 
+    /// Give access to the files under `dir` (canonical) as well.
+    pub fn with_media(mut self, dir: Option<PathBuf>) -> FileAccess {
+        self.media_dir = dir;
+        self
+    }
+
+    /// Where `name` is, if the plugin may read it: an input file, or a file
+    /// under the media directory that stays under it (no absolute path, no
+    /// `..`, no link out of it).
+    fn resolve(&self, name: &str) -> Result<PathBuf, String> {
+        if let Some((_, p)) = self.files.iter().find(|(n, _)| n == name) {
+            return Ok(p.clone());
+        }
+        let Some(dir) = &self.media_dir else {
+            return Err(format!(
+                "`{name}` is not one of the dataset's files (media files need `media_dir:`)"
+            ));
+        };
+        let relative = Path::new(name);
+        if !relative
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(format!("`{name}` must be a path inside media_dir, without `..`"));
+        }
+        let path = dir.join(relative);
+        let canonical = std::fs::canonicalize(&path).map_err(|_| format!("`{name}`: no such file in media_dir"))?;
+        if !canonical.starts_with(dir) {
+            return Err(format!("`{name}` leads out of media_dir"));
+        }
+        if !canonical.is_file() {
+            return Err(format!("`{name}` is not a file"));
+        }
+        Ok(canonical)
+    }
+
     fn file(&mut self, name: &str) -> Result<&std::fs::File, String> {
         if !self.open.contains_key(name) {
-            let path = self
-                .files
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, p)| p.clone())
-                .ok_or_else(|| format!("`{name}` is not one of the dataset's files"))?;
-            let f = std::fs::File::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+            let path = self.resolve(name)?;
+            let f = std::fs::File::open(&path).map_err(|e| format!("cannot open `{name}`: {e}"))?;
+            if self.open.len() >= MAX_OPEN {
+                let input = |n: &String| self.files.iter().any(|(f, _)| f == n);
+                if let Some(media) = self.open.keys().find(|n| !input(n)).cloned() {
+                    self.open.remove(&media);
+                }
+            }
             self.open.insert(name.to_string(), f);
         }
         Ok(&self.open[name])
     }
+}
+
+/// Every file under `dir` (recursively, by its path in it) with its length
+/// and modification time in nanoseconds, sorted.
+pub(crate) fn listing(dir: &Path) -> Vec<(String, u64, u128)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(path);
+            } else {
+                let mtime = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                let name = path.strip_prefix(dir).unwrap_or(&path).display().to_string();
+                out.push((name, meta.len(), mtime));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// The host side of the `files` import.

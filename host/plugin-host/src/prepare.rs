@@ -34,6 +34,11 @@ pub struct DatasetConfig {
     /// Input files the plugin may read, relative to the config file's directory.
     #[serde(default)]
     pub files: Vec<PathBuf>,
+    /// A directory the plugin may read media files from (the images and
+    /// audio its records name, relative to it), relative to the config
+    /// file's directory.
+    #[serde(default)]
+    pub media_dir: Option<PathBuf>,
     /// The plugin's own options.
     #[serde(default)]
     pub config: BTreeMap<String, serde_json::Value>,
@@ -348,6 +353,21 @@ pub fn prepare(config: &DatasetConfig, env: PrepareEnv<'_>) -> Result<Prepared, 
         .iter()
         .map(|f| (f.display().to_string(), env.base_dir.join(f)))
         .collect();
+    let media_dir = match &config.media_dir {
+        Some(dir) => {
+            let path = env.base_dir.join(dir);
+            match std::fs::canonicalize(&path) {
+                Ok(c) if c.is_dir() => Some(c),
+                _ => {
+                    return Err(DatasetError::File {
+                        path: path.display().to_string(),
+                        message: "media_dir is not a directory (relative paths are resolved against the config file's directory)".into(),
+                    });
+                }
+            }
+        }
+        None => None,
+    };
     for (_, path) in &files {
         let problem = match std::fs::metadata(path) {
             Ok(m) if m.is_file() => continue,
@@ -403,6 +423,13 @@ pub fn prepare(config: &DatasetConfig, env: PrepareEnv<'_>) -> Result<Prepared, 
         if let Some(t) = &template {
             h.update(format!("template\0{}\0{}\0", t.source(), config.apply_chat_template));
         }
+        if let Some(dir) = &media_dir {
+            // Samples hold the media's bytes: a changed file is a changed dataset.
+            h.update(format!("media\0{}\0", dir.display()));
+            for (name, len, mtime) in crate::dataset::listing(dir) {
+                h.update(format!("{name}\0{len}\0{mtime}\0"));
+            }
+        }
         hex::encode(h.finalize())
     };
     let cache_file = env
@@ -418,13 +445,15 @@ pub fn prepare(config: &DatasetConfig, env: PrepareEnv<'_>) -> Result<Prepared, 
         return Ok(prepared);
     }
 
-    let (samples, skipped) = plugin.generate(FileAccess::new(files)).map_err(|e| match e {
-        GenerateError::Input(e) => DatasetError::Input {
-            plugin: plugin.name().to_string(),
-            message: describe(&e),
-        },
-        GenerateError::Failed(f) => DatasetError::Failed(f),
-    })?;
+    let (samples, skipped) = plugin
+        .generate(FileAccess::new(files).with_media(media_dir))
+        .map_err(|e| match e {
+            GenerateError::Input(e) => DatasetError::Input {
+                plugin: plugin.name().to_string(),
+                message: describe(&e),
+            },
+            GenerateError::Failed(f) => DatasetError::Failed(f),
+        })?;
     let mut prepared = Prepared {
         plugin: plugin.name().to_string(),
         version: plugin.info.version.clone(),

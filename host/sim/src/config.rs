@@ -367,6 +367,8 @@ pub struct SimConfig {
     pub rerank: crate::embed::RerankConfig,
     /// The image generation endpoint (`POST /v1/images/generations`).
     pub images: crate::images::ImagesConfig,
+    /// Prompt tokens of the images and audio in chat requests.
+    pub media: crate::media::MediaConfig,
 }
 
 /// PEM files for serving TLS.
@@ -402,6 +404,7 @@ impl Default for SimConfig {
             embeddings: Default::default(),
             rerank: Default::default(),
             images: Default::default(),
+            media: Default::default(),
         }
     }
 }
@@ -477,6 +480,7 @@ impl SimConfig {
         self.embeddings.validate()?;
         self.rerank.validate()?;
         self.images.validate()?;
+        self.media.validate()?;
         let b = &self.batching;
         let positive = [
             ("batching.step_base_ms", b.step_base_ms),

@@ -17,6 +17,7 @@ pub mod embed;
 pub mod engine;
 mod gemini;
 pub mod images;
+pub mod media;
 pub mod metrics;
 mod protocol;
 mod responses;

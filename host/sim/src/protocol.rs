@@ -21,6 +21,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use vllm_engine_proto as vllm;
 
+use super::media::MediaConfig;
 use super::text::{PromptShape, word};
 
 /// A protocol the simulator answers in.
@@ -237,10 +238,10 @@ fn bad(message: impl Into<String>) -> Refusal {
 }
 
 /// Read a generation request's body.
-pub(crate) fn parse(route: Route, body: &[u8], block: usize) -> Result<Asked, Refusal> {
+pub(crate) fn parse(route: Route, body: &[u8], block: usize, media: &MediaConfig) -> Result<Asked, Refusal> {
     match route {
-        Route::Completions => openai(Protocol::Completions, body, block),
-        Route::Chat => openai(Protocol::Chat, body, block),
+        Route::Completions => openai(Protocol::Completions, body, block, media),
+        Route::Chat => openai(Protocol::Chat, body, block, media),
         Route::Generate | Route::TgiStream => {
             let fields: Map<String, Value> =
                 serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
@@ -276,7 +277,7 @@ pub(crate) fn parse(route: Route, body: &[u8], block: usize) -> Result<Asked, Re
         // The container reads the body; SageMaker's path says whether the
         // answer streams.
         Route::SageMaker { stream } => {
-            let mut asked = openai(Protocol::Chat, body, block)?;
+            let mut asked = openai(Protocol::Chat, body, block, media)?;
             asked.protocol = Protocol::SageMaker;
             asked.stream = stream;
             Ok(asked)
@@ -418,18 +419,31 @@ struct OpenAiRequest {
     stream_options: Option<StreamOptions>,
 }
 
-fn openai(protocol: Protocol, body: &[u8], block: usize) -> Result<Asked, Refusal> {
+fn openai(protocol: Protocol, body: &[u8], block: usize, media: &MediaConfig) -> Result<Asked, Refusal> {
     let parsed: OpenAiRequest = serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
     let shape = match (protocol, &parsed.prompt, &parsed.messages) {
         (Protocol::Chat, _, Some(messages)) => {
-            let texts: Vec<String> = messages
-                .iter()
-                .map(|m| match &m.content {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect();
-            PromptShape::from_words(texts.iter().flat_map(|t| t.split_whitespace()), block)
+            // A message's words are its text, or its text parts'; its other
+            // parts are images and audio, counted by the media rules.
+            let mut texts: Vec<&str> = Vec::new();
+            let mut media_tokens = 0;
+            for m in messages {
+                match &m.content {
+                    Value::String(s) => texts.push(s),
+                    Value::Array(parts) => {
+                        for p in parts {
+                            match p.get("text").and_then(Value::as_str) {
+                                Some(t) => texts.push(t),
+                                None => media_tokens += media.part_tokens(p),
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            let mut shape = PromptShape::from_words(texts.iter().flat_map(|t| t.split_whitespace()), block);
+            shape.tokens += media_tokens;
+            shape
         }
         (Protocol::Chat, _, None) => return Err(bad("`messages` is required")),
         (_, Some(PromptField::Text(t)), _) => PromptShape::from_words(t.split_whitespace(), block),
@@ -1133,6 +1147,11 @@ fn tgi_finish(reason: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Requests read with the default media rules.
+    fn parse(route: Route, body: &[u8], block: usize) -> Result<Asked, Refusal> {
+        super::parse(route, body, block, &MediaConfig::default())
+    }
 
     fn reply(protocol: Protocol, extras: Extras) -> Reply {
         Reply {

@@ -485,7 +485,7 @@ async fn generate(state: Arc<State>, req: Request<Incoming>, route: Route) -> Re
         Err(refused) => return refused,
     };
     let config = &state.config;
-    let asked = match protocol::parse(route, &body, config.batching.prefix_block_tokens) {
+    let asked = match protocol::parse(route, &body, config.batching.prefix_block_tokens, &config.media) {
         Ok(asked) => asked,
         Err((status, message)) => return error(protocol, status, "BadRequestError", &message),
     };

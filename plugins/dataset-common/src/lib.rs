@@ -5,11 +5,13 @@
 //! - [`input`]: reading input files as lines or JSON-array items, with the
 //!   `on_error: fail | skip` policy.
 //! - [`chat`]: ShareGPT conversations.
+//! - [`record`], [`media`]: a custom request record, the images and audio it names.
 //! - [`Queue`]: serve samples prepared up front in batches.
 
 pub mod chat;
 pub mod dist;
 pub mod input;
+pub mod media;
 pub mod record;
 pub mod text;
 

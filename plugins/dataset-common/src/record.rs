@@ -1,11 +1,14 @@
 //! One custom request record (a JSON Lines object or a CSV row) and the
 //! sample it makes. Shared by the `jsonl` and `csv` datasets so both accept
-//! the same fields.
+//! the same fields. A record's prompt tokens count its text (a server
+//! counts its images and audio by its own rule, and reports them).
 
-use barrage_sdk::dataset::{Message, Prompt, Sample, SessionTurn, tokenizer};
+use barrage_sdk::ContentPart;
+use barrage_sdk::dataset::{DatasetError, Message, Prompt, Sample, SessionTurn, tokenizer};
 use serde::Deserialize;
 
 use crate::input::Item;
+use crate::media::{self, Kind};
 
 /// The fields a record may have. Exactly one of `prompt` and `messages`.
 #[derive(Debug, Default, Deserialize)]
@@ -20,6 +23,13 @@ pub struct Fields {
     /// A system message put before `prompt` (making it a chat).
     #[serde(default)]
     pub system: Option<String>,
+    /// Images sent with `prompt` (making it a chat): files under the
+    /// dataset's `media_dir`, or URLs.
+    #[serde(default)]
+    pub images: OneOrMany,
+    /// Audio sent with `prompt`, likewise.
+    #[serde(default)]
+    pub audio: OneOrMany,
     /// Output tokens to ask for (`max_tokens` is accepted as a synonym).
     #[serde(default, alias = "max_tokens")]
     pub output_tokens: Option<u32>,
@@ -40,31 +50,158 @@ pub struct Fields {
     pub extra: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
+/// A path or URL, or a list of them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(from = "OneOrManyField")]
+pub struct OneOrMany(pub Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrManyField {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl From<OneOrManyField> for OneOrMany {
+    fn from(f: OneOrManyField) -> OneOrMany {
+        match f {
+            OneOrManyField::One(s) => OneOrMany(vec![s]),
+            OneOrManyField::Many(v) => OneOrMany(v),
+        }
+    }
+}
+
 /// A chat message.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageField {
     /// `system`, `user` or `assistant`.
     pub role: String,
-    /// Its text.
-    pub content: String,
+    /// Its text, or its parts.
+    pub content: Content,
+}
+
+/// A message's content.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    /// Text alone.
+    Text(String),
+    /// Text, images and audio, in order.
+    Parts(Vec<PartField>),
+}
+
+/// One part of a message: `{"type": "text", "text": …}`, or
+/// `{"type": "image" | "audio", "path" | "url": …}`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum PartField {
+    /// Text.
+    Text {
+        /// The text.
+        text: String,
+    },
+    /// An image.
+    Image {
+        /// A file under `media_dir`.
+        path: Option<String>,
+        /// A URL the server fetches.
+        url: Option<String>,
+    },
+    /// Audio.
+    Audio {
+        /// A file under `media_dir`.
+        path: Option<String>,
+        /// A URL the server fetches.
+        url: Option<String>,
+    },
+}
+
+fn media_part(
+    kind: Kind,
+    path: Option<String>,
+    url: Option<String>,
+    max_mib: f64,
+    item: &Item,
+) -> Result<ContentPart, DatasetError> {
+    let reference = match (path, url) {
+        (Some(p), None) => p,
+        (None, Some(u)) => u,
+        _ => return Err(item.error("a media part takes `path` (a file under media_dir) or `url`, one of them")),
+    };
+    let m = media::load(&reference, kind, max_mib, item)?;
+    Ok(match kind {
+        Kind::Image => ContentPart::Image(m),
+        Kind::Audio => ContentPart::Audio(m),
+    })
+}
+
+impl MessageField {
+    fn into_message(self, max_mib: f64, item: &Item) -> Result<Message, DatasetError> {
+        let parts = match self.content {
+            Content::Text(text) => return Ok(Message::text(self.role, text)),
+            Content::Parts(parts) => parts,
+        };
+        let content = parts
+            .into_iter()
+            .map(|p| match p {
+                PartField::Text { text } => Ok(ContentPart::Text(text)),
+                PartField::Image { path, url } => media_part(Kind::Image, path, url, max_mib, item),
+                PartField::Audio { path, url } => media_part(Kind::Audio, path, url, max_mib, item),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Message {
+            content,
+            ..Message::text(self.role, String::new())
+        })
+    }
 }
 
 impl Fields {
-    /// The sample `id` of these fields, or what is wrong with them.
-    pub fn into_sample(self, id: u64, item: &Item) -> Result<Sample, barrage_sdk::dataset::DatasetError> {
+    /// The sample `id` of these fields, or what is wrong with them. Media
+    /// files larger than `max_media_mib` are refused.
+    pub fn into_sample(self, id: u64, item: &Item, max_media_mib: f64) -> Result<Sample, DatasetError> {
+        let media = !self.images.0.is_empty() || !self.audio.0.is_empty();
         let prompt = match (self.prompt, self.messages) {
             (Some(_), Some(_)) => return Err(item.error("give `prompt` or `messages`, not both")),
             (None, None) => return Err(item.error("no prompt: give `prompt` (text) or `messages` (a chat)")),
-            (Some(text), None) => match self.system {
-                None => Prompt::Text(text),
-                Some(system) => Prompt::Messages(vec![Message::text("system", system), Message::text("user", text)]),
-            },
+            (Some(text), None) if !media && self.system.is_none() => Prompt::Text(text),
+            (Some(text), None) => {
+                let mut user = Message::text("user", text);
+                for path in self.images.0 {
+                    user.content.push(ContentPart::Image(media::load(
+                        &path,
+                        Kind::Image,
+                        max_media_mib,
+                        item,
+                    )?));
+                }
+                for path in self.audio.0 {
+                    user.content.push(ContentPart::Audio(media::load(
+                        &path,
+                        Kind::Audio,
+                        max_media_mib,
+                        item,
+                    )?));
+                }
+                let system = self.system.map(|s| Message::text("system", s));
+                Prompt::Messages(system.into_iter().chain(std::iter::once(user)).collect())
+            }
+            (None, Some(_)) if media => {
+                return Err(item.error(
+                    "`images` and `audio` go with `prompt`; in `messages`, give them as parts of a message's content",
+                ));
+            }
             (None, Some(messages)) => {
                 if messages.is_empty() {
                     return Err(item.error("`messages` is empty"));
                 }
-                Prompt::Messages(messages.into_iter().map(|m| Message::text(m.role, m.content)).collect())
+                Prompt::Messages(
+                    messages
+                        .into_iter()
+                        .map(|m| m.into_message(max_media_mib, item))
+                        .collect::<Result<_, _>>()?,
+                )
             }
         };
         let prompt_tokens = match &prompt {

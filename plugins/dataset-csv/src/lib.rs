@@ -1,7 +1,8 @@
 //! `csv`: custom requests, one per row of a CSV file with a header row.
 //!
 //! Columns (any order): `prompt` (or the column named by `prompt_column`),
-//! `system`, `messages` (a JSON list of `{role, content}`), `output_tokens`
+//! `system`, `image` and `audio` (files under the dataset's `media_dir`, or
+//! URLs; several separated by `|`), `messages` (a JSON list of `{role, content}`), `output_tokens`
 //! (or `max_tokens`, or `output_column`), `at_ms`, `session`, `turn`,
 //! `think_time_ms`, and `extra.NAME` for extra request fields (a cell that
 //! parses as JSON is sent as that value, otherwise as a string). Empty cells
@@ -33,6 +34,13 @@ struct Config {
     /// Field separator, one character (default `,`).
     #[serde(default)]
     delimiter: Option<char>,
+    /// Largest image or audio file, MiB (default 20).
+    #[serde(default = "default_max_media")]
+    max_media_mib: f64,
+}
+
+fn default_max_media() -> f64 {
+    dataset_common::media::DEFAULT_MAX_MIB
 }
 
 /// Columns named as the record fields they fill.
@@ -89,6 +97,8 @@ impl Csv {
             } else {
                 match h {
                     "output_tokens" | "max_tokens" => Column::Field("output_tokens"),
+                    "image" | "images" => Column::Field("images"),
+                    "audio" => Column::Field("audio"),
                     other => match FIELDS.iter().find(|f| **f == other) {
                         Some(f) => Column::Field(f),
                         None => {
@@ -96,9 +106,9 @@ impl Csv {
                                 file,
                                 1,
                                 format!(
-                                    "unknown column `{other}`: the columns are prompt, system, messages, output_tokens, \
-                                 at_ms, session, turn, think_time_ms and extra.NAME; name it in `prompt_column`, \
-                                 `output_column` or `ignore_columns`"
+                                    "unknown column `{other}`: the columns are prompt, system, image, audio, messages, \
+                                 output_tokens, at_ms, session, turn, think_time_ms and extra.NAME; name it in \
+                                 `prompt_column`, `output_column` or `ignore_columns`"
                                 ),
                             ));
                         }
@@ -130,6 +140,10 @@ fn fields(columns: &[Column], row: &csv::StringRecord, item: &Item) -> Result<Fi
             Column::Field(f @ ("prompt" | "system")) => {
                 obj.insert(f.to_string(), Value::String(cell.to_string()));
             }
+            Column::Field(f @ ("images" | "audio")) => {
+                let refs: Vec<Value> = cell.split('|').map(|r| Value::String(r.trim().to_string())).collect();
+                obj.insert(f.to_string(), Value::Array(refs));
+            }
             Column::Field(f) => {
                 let v: Value = serde_json::from_str(cell.trim()).map_err(|_| {
                     item.error(format!(
@@ -158,7 +172,7 @@ impl Dataset for Csv {
     }
 
     fn check_config(config: &serde_json::Value) -> Result<(), ConfigError> {
-        dataset_common::check::<Config>(config)
+        dataset_common::check_valid::<Config>(config, |c| dataset_common::media::check_max(c.max_media_mib))
     }
 
     fn open() -> Result<Self, DatasetError> {
@@ -208,7 +222,8 @@ impl Dataset for Csv {
                         line: row.position().map_or(line, |p| p.line()),
                         ..item
                     };
-                    fields(columns, &row, &item).and_then(|f| f.into_sample(self.next_id, &item))
+                    let max_media = self.config.max_media_mib;
+                    fields(columns, &row, &item).and_then(|f| f.into_sample(self.next_id, &item, max_media))
                 }
                 Err(e) => {
                     let line = e.position().map_or(line, |p| p.line());

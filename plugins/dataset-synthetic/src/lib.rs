@@ -12,8 +12,16 @@
 //! `format: inputs` makes batches to embed instead: `batch` inputs a
 //! request, each of `prompt_tokens`; `format: rerank` a query of
 //! `query_tokens` and `batch` documents of `prompt_tokens` to rank.
+//!
+//! `images: {count, width, height, format: jpeg|png, quality}` and
+//! `audio: {count, seconds, sample_rate}` send media with each prompt,
+//! made here (see `media`): the prompt becomes one user message of the
+//! text and then the media.
+
+mod media;
 
 use barrage_sdk::dataset::{Batch, ConfigError, Dataset, DatasetError, Message, PluginInfo, Prompt, Sample};
+use barrage_sdk::{ContentPart, Media, MediaSource};
 use dataset_common::dist::Length;
 use dataset_common::text::Corpus;
 use serde::Deserialize;
@@ -42,7 +50,17 @@ struct Config {
     /// The query's length with `format: rerank`.
     #[serde(default = "default_query")]
     query_tokens: Length,
+    /// Images with each prompt.
+    #[serde(default)]
+    images: Option<media::ImageSpec>,
+    /// Audio with each prompt.
+    #[serde(default)]
+    audio: Option<media::AudioSpec>,
 }
+
+/// Media bytes a batch may hold before it is handed over: each batch
+/// crosses into the host whole, and a plugin's memory is bounded.
+const BATCH_MEDIA_BYTES: usize = 32 << 20;
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq)]
 #[serde(rename_all = "lowercase")]
@@ -82,7 +100,46 @@ impl Config {
         self.prompt_tokens.validate("prompt_tokens")?;
         self.batch.validate("batch")?;
         self.query_tokens.validate("query_tokens")?;
+        if let Some(i) = &self.images {
+            i.validate()?;
+        }
+        if let Some(a) = &self.audio {
+            a.validate()?;
+        }
+        if (self.images.is_some() || self.audio.is_some()) && matches!(self.format, Format::Inputs | Format::Rerank) {
+            return Err("images and audio go with a prompt to generate from, not with format: inputs or rerank".into());
+        }
         self.output_tokens.validate("output_tokens")
+    }
+
+    /// The media parts of one prompt, and their bytes.
+    fn media(&self) -> Result<(Vec<ContentPart>, usize), DatasetError> {
+        let mut parts = Vec::new();
+        let mut bytes = 0;
+        let mut add = |media_type: &str, data: Vec<u8>, audio: bool| {
+            bytes += data.len();
+            let m = Media {
+                media_type: media_type.into(),
+                source: MediaSource::Inline(data),
+                tokens: None,
+            };
+            parts.push(if audio {
+                ContentPart::Audio(m)
+            } else {
+                ContentPart::Image(m)
+            });
+        };
+        if let Some(spec) = &self.images {
+            for _ in 0..spec.count {
+                add(spec.media_type(), spec.make().map_err(DatasetError::new)?, false);
+            }
+        }
+        if let Some(spec) = &self.audio {
+            for _ in 0..spec.count {
+                add("audio/wav", spec.make(), true);
+            }
+        }
+        Ok((parts, bytes))
     }
 }
 
@@ -112,7 +169,8 @@ impl Dataset for Synthetic {
 
     fn next_batch(&mut self, max: u32) -> Result<Batch, DatasetError> {
         let mut batch = Batch::default();
-        while self.next < self.config.count && batch.samples.len() < max as usize {
+        let mut media_bytes = 0;
+        while self.next < self.config.count && batch.samples.len() < max as usize && media_bytes < BATCH_MEDIA_BYTES {
             let text = || {
                 let text = self
                     .corpus
@@ -120,7 +178,16 @@ impl Dataset for Synthetic {
                 let tokens = barrage_sdk::dataset::tokenizer::count(&text);
                 (text, tokens)
             };
+            let with_media = self.config.images.is_some() || self.config.audio.is_some();
             let (prompt, prompt_tokens) = match self.config.format {
+                Format::Text | Format::Messages if with_media => {
+                    let (t, n) = text();
+                    let (parts, bytes) = self.config.media()?;
+                    media_bytes += bytes;
+                    let mut user = Message::text("user", t);
+                    user.content.extend(parts);
+                    (Prompt::Messages(vec![user]), n)
+                }
                 Format::Text => {
                     let (t, n) = text();
                     (Prompt::Text(t), n)
@@ -165,6 +232,69 @@ barrage_sdk::export_dataset!(Synthetic);
 mod tests {
     use super::*;
     use barrage_sdk::testing::Harness;
+
+    #[test]
+    fn prompts_carry_images_and_audio_of_the_sizes_asked() {
+        let samples = Harness::new()
+            .config(serde_json::json!({"count": 3, "prompt_tokens": 5,
+                "images": {"count": 2, "width": 64, "height": 32, "format": "png"},
+                "audio": {"seconds": 0.5, "sample_rate": 8000}}))
+            .run::<Synthetic>()
+            .unwrap()
+            .samples;
+        assert_eq!(samples.len(), 3);
+        for s in &samples {
+            let Prompt::Messages(m) = &s.prompt else { panic!() };
+            assert_eq!(m[0].content.len(), 4, "text, two images, a clip");
+            assert_eq!(s.prompt_tokens, Some(5), "the text's tokens");
+            let ContentPart::Image(Media {
+                media_type,
+                source: MediaSource::Inline(png),
+                ..
+            }) = &m[0].content[1]
+            else {
+                panic!()
+            };
+            assert_eq!(media_type, "image/png");
+            assert_eq!(&png[16..24], [0, 0, 0, 64, 0, 0, 0, 32], "IHDR's width and height");
+            // Stored blocks: the pixels, a filter byte a row, and the framing.
+            assert!(png.len() > (64 * 3 + 1) * 32, "{}", png.len());
+            let ContentPart::Audio(Media {
+                source: MediaSource::Inline(wav),
+                ..
+            }) = &m[0].content[3]
+            else {
+                panic!()
+            };
+            assert_eq!(wav.len(), 44 + 4000 * 2);
+            assert_eq!(&wav[..4], b"RIFF");
+        }
+        let jpeg = Harness::new()
+            .config(serde_json::json!({"count": 1, "images": {"width": 320, "height": 240, "quality": 70}}))
+            .run::<Synthetic>()
+            .unwrap()
+            .samples;
+        let Prompt::Messages(m) = &jpeg[0].prompt else { panic!() };
+        let ContentPart::Image(Media {
+            media_type,
+            source: MediaSource::Inline(bytes),
+            ..
+        }) = &m[0].content[1]
+        else {
+            panic!()
+        };
+        assert_eq!(media_type, "image/jpeg");
+        assert_eq!(
+            (&bytes[..2], &bytes[bytes.len() - 2..]),
+            (&[0xff, 0xd8][..], &[0xff, 0xd9][..])
+        );
+        assert!(bytes.len() < 320 * 240 * 3 / 4, "compressed: {}", bytes.len());
+        let e = Harness::new()
+            .config(serde_json::json!({"images": {"width": 0, "height": 5}}))
+            .run::<Synthetic>()
+            .unwrap_err();
+        assert!(e.message.contains("images.width"), "{}", e.message);
+    }
 
     #[test]
     fn lengths_are_exact_and_seeded() {

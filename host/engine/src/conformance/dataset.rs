@@ -24,6 +24,7 @@ fn prepared(setup: &Setup<'_>, files: &[PathBuf], seed: u64) -> Result<Prepared,
         cache: false,
         chat_template: None,
         apply_chat_template: false,
+        media_dir: None,
     };
     let mut context = setup.context.clone();
     context.seed = seed;
