@@ -20,6 +20,13 @@ const CASES: &[(&str, &str)] = &[
     ("kserve-trtllm-stream", "kserve-v2-http"),
     ("kserve-error-midstream", "kserve-v2-http"),
     ("kserve-malformed", "kserve-v2-http"),
+    // The hosted APIs' streams in the shapes their references document.
+    ("anthropic-stream", "anthropic-messages"),
+    ("anthropic-overloaded", "anthropic-messages"),
+    ("responses-stream", "openai-responses"),
+    // Gemini separates events with CRLF pairs.
+    ("gemini-stream", "gemini"),
+    ("gemini-error-midstream", "gemini"),
 ];
 
 fn decoded(codec: &str, file: &std::path::Path, read_size: usize) -> String {
@@ -91,6 +98,45 @@ fn recorded_grpc_bodies_decode_to_the_expected_events() {
         for read_size in [1, 7, 4096] {
             assert_eq!(
                 decoded_as(codec, "grpc", &body, read_size),
+                expected,
+                "{stem}, reads of {read_size} bytes"
+            );
+        }
+    }
+}
+
+/// Bedrock's and SageMaker's AWS event streams
+/// (`tests/interop/record_aws_fixtures.py`), which botocore's own
+/// event-stream parser reads message by message first: the same bytes AWS's
+/// SDK accepts decode to the expected events, whatever the read sizes
+/// (SageMaker's payload parts cut its container's SSE events anywhere).
+#[test]
+fn recorded_aws_event_streams_decode_to_the_expected_events() {
+    let cases = [
+        ("bedrock-stream", "bedrock-converse", 8),
+        ("bedrock-throttled", "bedrock-converse", 3),
+        ("sagemaker-stream", "sagemaker", 7),
+        ("sagemaker-model-error", "sagemaker", 2),
+    ];
+    for (stem, codec, messages) in cases {
+        let body = fixture(&format!("aws/{stem}.eventstream"));
+        let parse = "import sys\nfrom botocore.eventstream import EventStreamBuffer\n\
+                     b = EventStreamBuffer()\nb.add_data(open(sys.argv[1], 'rb').read())\nprint(len(list(b)))";
+        let out = std::process::Command::new("python3")
+            .args(["-c", parse])
+            .arg(&body)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{stem}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            messages.to_string(),
+            "{stem}"
+        );
+        let expected = std::fs::read_to_string(fixture(&format!("aws/{stem}.expected"))).unwrap();
+        for read_size in [1, 7, 4096] {
+            assert_eq!(
+                decoded_as(codec, "aws-event-stream", &body, read_size),
                 expected,
                 "{stem}, reads of {read_size} bytes"
             );

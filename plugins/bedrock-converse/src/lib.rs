@@ -245,6 +245,7 @@ fn usage(u: ApiUsage) -> Event {
 
 fn content(d: Delta, want_text: bool) -> Event {
     match d {
+        Delta { text: Some(t), .. } if t.is_empty() => Event::EmptyDelta,
         Delta { text: Some(t), .. } => Event::Content(delta(&t, want_text)),
         Delta {
             reasoning_content: Some(ReasoningDelta { text: Some(t) }),

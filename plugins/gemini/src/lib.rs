@@ -301,6 +301,8 @@ fn chunk_events(c: Chunk, want_text: bool, emit: &mut dyn FnMut(Event)) {
         for p in candidate.content.map(|c| c.parts).unwrap_or_default() {
             any = true;
             match (p.text, p.function_call) {
+                // The last chunk often holds an empty part beside its finish reason.
+                (Some(t), _) if t.is_empty() => emit(Event::EmptyDelta),
                 (Some(t), _) if p.thought => emit(Event::Reasoning(delta(&t, want_text))),
                 (Some(t), _) => emit(Event::Content(delta(&t, want_text))),
                 (None, Some(call)) => emit(Event::Content(delta(

@@ -270,6 +270,7 @@ impl Stream {
         };
         let kind = frame.event.map(str::to_string).or(data.kind).unwrap_or_default();
         let text = |emit: &mut dyn FnMut(Event), reasoning: bool| match &data.delta {
+            Some(d) if d.is_empty() => emit(Event::EmptyDelta),
             Some(d) if reasoning => emit(Event::Reasoning(delta(d, self.want_text))),
             Some(d) => emit(Event::Content(delta(d, self.want_text))),
             None => emit(Event::EmptyDelta),
