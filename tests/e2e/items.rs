@@ -219,3 +219,45 @@ fn an_image_run_counts_images_and_their_bytes() {
         assert!(r["error"].as_str().unwrap().contains("not a valid size"), "{r}");
     }
 }
+
+/// A corpus of one's own: jsonl batches to embed and csv queries with
+/// documents to rank, counted in items and the server's input tokens.
+#[test]
+fn a_corpus_from_files_is_embedded_and_ranked() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("embed.jsonl"),
+        "{\"inputs\": [\"the quick brown fox\", \"jumps over\"]}\n{\"inputs\": [\"the lazy dog\"]}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rank.csv"),
+        "query,documents\nwhich fox,\"[\"\"a fox\"\", \"\"a dog\"\", \"\"a cat\"\"]\"\n",
+    )
+    .unwrap();
+    for (codec, plugin, file, items, tokens) in [
+        ("openai-embeddings", "jsonl", "embed.jsonl", 6, 18),
+        // Each document is read with the query: (2 + 2) × 3 a request.
+        ("rerank", "csv", "rank.csv", 12, 48),
+    ] {
+        let config = dir.path().join(format!("{codec}.yaml"));
+        std::fs::write(
+            &config,
+            format!(
+                "codec: {codec}\ndataset: {{plugin: {plugin}, files: [{file}]}}\n\
+                 stages:\n  - {{shape: constant, rate: 50, requests: 4}}\n"
+            ),
+        )
+        .unwrap();
+        let out = dir.path().join(codec);
+        let (code, stdout, stderr) = run(barrage()
+            .args(["run", "--quiet", "--config"])
+            .arg(&config)
+            .arg("--output")
+            .arg(&out));
+        assert_eq!(code, 0, "{stdout}\n{stderr}");
+        let total = &summary(&out)["total"];
+        assert_eq!(total["items"], items, "{codec}: {total}");
+        assert_eq!(total["input_tokens"], tokens, "{codec}: {total}");
+    }
+}

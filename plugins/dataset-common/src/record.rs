@@ -10,7 +10,8 @@ use serde::Deserialize;
 use crate::input::Item;
 use crate::media::{self, Kind};
 
-/// The fields a record may have. Exactly one of `prompt` and `messages`.
+/// The fields a record may have. Exactly one of `prompt`, `messages`,
+/// `inputs`, and `query` with `documents`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Fields {
@@ -30,6 +31,15 @@ pub struct Fields {
     /// Audio sent with `prompt`, likewise.
     #[serde(default)]
     pub audio: OneOrMany,
+    /// Texts to embed in one request (an embeddings batch).
+    #[serde(default)]
+    pub inputs: Option<Vec<String>>,
+    /// A query to rank `documents` against.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Documents to rank against `query`.
+    #[serde(default)]
+    pub documents: Option<Vec<String>>,
     /// Output tokens to ask for (`max_tokens` is accepted as a synonym).
     #[serde(default, alias = "max_tokens")]
     pub output_tokens: Option<u32>,
@@ -162,9 +172,36 @@ impl Fields {
     /// files larger than `max_media_mib` are refused.
     pub fn into_sample(self, id: u64, item: &Item, max_media_mib: f64) -> Result<Sample, DatasetError> {
         let media = !self.images.0.is_empty() || !self.audio.0.is_empty();
+        let given = [
+            self.prompt.is_some(),
+            self.messages.is_some(),
+            self.inputs.is_some(),
+            self.query.is_some() || self.documents.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() > 1 {
+            return Err(item.error(
+                "give one of `prompt` (text), `messages` (a chat), `inputs` (texts to embed) or `query` with `documents` (to rank)",
+            ));
+        }
+        if media && !(given[0] || given[1]) {
+            return Err(item.error("`images` and `audio` go with `prompt`"));
+        }
         let prompt = match (self.prompt, self.messages) {
-            (Some(_), Some(_)) => return Err(item.error("give `prompt` or `messages`, not both")),
-            (None, None) => return Err(item.error("no prompt: give `prompt` (text) or `messages` (a chat)")),
+            (None, None) => match (self.inputs, self.query, self.documents) {
+                (Some(inputs), ..) if inputs.is_empty() => return Err(item.error("`inputs` is empty")),
+                (Some(inputs), ..) => Prompt::Inputs(inputs),
+                (None, Some(query), Some(documents)) if !documents.is_empty() => {
+                    Prompt::Rerank(barrage_sdk::RerankQuery { query, documents })
+                }
+                (None, Some(_), _) => return Err(item.error("`query` needs `documents` to rank, at least one")),
+                (None, None, Some(_)) => return Err(item.error("`documents` need a `query` to rank them against")),
+                (None, None, None) => {
+                    return Err(item.error(
+                        "no prompt: give `prompt` (text), `messages` (a chat), `inputs` (texts to embed) or `query` and `documents`",
+                    ));
+                }
+            },
+            (Some(_), Some(_)) => unreachable!("refused above"),
             (Some(text), None) if !media && self.system.is_none() => Prompt::Text(text),
             (Some(text), None) => {
                 let mut user = Message::text("user", text);
@@ -208,7 +245,12 @@ impl Fields {
             Prompt::Text(t) => tokenizer::count(t),
             Prompt::Messages(m) => m.iter().map(|m| tokenizer::count(&m.text_content())).sum(),
             Prompt::TokenIds(ids) => ids.len() as u32,
-            Prompt::Inputs(_) | Prompt::Rerank(_) => unreachable!("made above as text or messages"),
+            Prompt::Inputs(inputs) => inputs.iter().map(|i| tokenizer::count(i)).sum(),
+            // A cross-encoder reads the query with every document.
+            Prompt::Rerank(r) => {
+                let query = tokenizer::count(&r.query);
+                r.documents.iter().map(|d| tokenizer::count(d) + query).sum()
+            }
         };
         if let Some(at) = self.at_ms
             && !(at >= 0.0 && at.is_finite())

@@ -2,7 +2,9 @@
 //!
 //! Columns (any order): `prompt` (or the column named by `prompt_column`),
 //! `system`, `image` and `audio` (files under the dataset's `media_dir`, or
-//! URLs; several separated by `|`), `messages` (a JSON list of `{role, content}`), `output_tokens`
+//! URLs; several separated by `|`), `messages` (a JSON list of `{role, content}`),
+//! `inputs` (a JSON list of texts to embed), `query` and `documents` (a JSON
+//! list of texts to rank), `output_tokens`
 //! (or `max_tokens`, or `output_column`), `at_ms`, `session`, `turn`,
 //! `think_time_ms`, and `extra.NAME` for extra request fields (a cell that
 //! parses as JSON is sent as that value, otherwise as a string). Empty cells
@@ -48,6 +50,9 @@ const FIELDS: &[&str] = &[
     "prompt",
     "system",
     "messages",
+    "inputs",
+    "query",
+    "documents",
     "at_ms",
     "session",
     "turn",
@@ -107,8 +112,8 @@ impl Csv {
                                 1,
                                 format!(
                                     "unknown column `{other}`: the columns are prompt, system, image, audio, messages, \
-                                 output_tokens, at_ms, session, turn, think_time_ms and extra.NAME; name it in \
-                                 `prompt_column`, `output_column` or `ignore_columns`"
+                                 inputs, query, documents, output_tokens, at_ms, session, turn, think_time_ms and \
+                                 extra.NAME; name it in `prompt_column`, `output_column` or `ignore_columns`"
                                 ),
                             ));
                         }
@@ -137,7 +142,7 @@ fn fields(columns: &[Column], row: &csv::StringRecord, item: &Item) -> Result<Fi
                     serde_json::from_str(cell).unwrap_or_else(|_| Value::String(cell.into())),
                 );
             }
-            Column::Field(f @ ("prompt" | "system")) => {
+            Column::Field(f @ ("prompt" | "system" | "query")) => {
                 obj.insert(f.to_string(), Value::String(cell.to_string()));
             }
             Column::Field(f @ ("images" | "audio")) => {
@@ -148,7 +153,11 @@ fn fields(columns: &[Column], row: &csv::StringRecord, item: &Item) -> Result<Fi
                 let v: Value = serde_json::from_str(cell.trim()).map_err(|_| {
                     item.error(format!(
                         "column `{f}`: `{cell}` is not a number{}",
-                        if *f == "messages" { " or a JSON list" } else { "" }
+                        if matches!(*f, "messages" | "inputs" | "documents") {
+                            " or a JSON list"
+                        } else {
+                            ""
+                        }
                     ))
                 })?;
                 obj.insert(f.to_string(), v);

@@ -171,4 +171,22 @@ mod tests {
             .unwrap_err();
         assert!(kind.message.contains("cannot tell its type"), "{}", kind.message);
     }
+
+    #[test]
+    fn a_corpus_to_embed_or_rank() {
+        let data = "{\"inputs\": [\"a b\", \"c\"]}\n{\"query\": \"q r\", \"documents\": [\"x\", \"y z\"]}\n";
+        let p = Harness::new().file("c.jsonl", data).run::<Jsonl>().unwrap();
+        assert!(matches!(&p.samples[0].prompt, Prompt::Inputs(i) if i.len() == 2));
+        assert_eq!(p.samples[0].prompt_tokens, Some(3));
+        assert!(matches!(&p.samples[1].prompt, Prompt::Rerank(r) if r.documents.len() == 2));
+        assert_eq!(p.samples[1].prompt_tokens, Some((1 + 2) + (2 + 2)));
+        for (bad, message) in [
+            ("{\"inputs\": []}", "`inputs` is empty"),
+            ("{\"query\": \"q\"}", "needs `documents`"),
+            ("{\"prompt\": \"p\", \"inputs\": [\"i\"]}", "give one of"),
+        ] {
+            let e = Harness::new().file("c.jsonl", bad).run::<Jsonl>().unwrap_err();
+            assert!(e.message.contains(message), "{bad}: {}", e.message);
+        }
+    }
 }
