@@ -310,7 +310,7 @@ fn unauthorized(state: &State, req: &Request<Incoming>, protocol: Protocol) -> O
     let bearer = || header("authorization").and_then(|v| v.strip_prefix("Bearer "));
     let given = match protocol {
         Protocol::Anthropic => header("x-api-key"),
-        // Bedrock's key is the access key id a SigV4 signature names (the
+        // An AWS API's key is the access key id a SigV4 signature names (the
         // simulator does not check the signature: tests/interop's botocore
         // server does).
         Protocol::Bedrock | Protocol::SageMaker => {
