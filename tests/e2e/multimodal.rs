@@ -189,3 +189,37 @@ for line in open(sys.argv[1]):
     let want = format!("300 200 {}\n", (300 * 3 + 1) * 200);
     assert_eq!(text, want.repeat(2));
 }
+
+/// Every codec that sends images sends them whole, each in its API's
+/// shape (a data URL, a base64 block, Bedrock's bytes, Gemini's
+/// `inlineData`): the simulator measures each 100 × 60 JPEG as 4 × 3
+/// patches from the bytes it received.
+#[test]
+fn every_image_codec_sends_the_images_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    for codec in [
+        "openai-chat",
+        "anthropic-messages",
+        "openai-responses",
+        "gemini",
+        "bedrock-converse",
+        "sagemaker",
+    ] {
+        let (code, recs, out) = run_config(
+            dir.path(),
+            codec,
+            &format!(
+                "codec: {codec}\nrequest: {{max_tokens: 4}}\n\
+                 dataset:\n  plugin: synthetic\n  config:\n    count: 3\n    prompt_tokens: 10\n\
+                 \x20   images: {{count: 2, width: 100, height: 60}}\n\
+                 stages:\n  - {{shape: constant, rate: 50, requests: 3}}\n"
+            ),
+        );
+        assert_eq!(code, 0, "{codec}: {out}");
+        assert_eq!(recs.len(), 3, "{codec}");
+        for r in &recs {
+            assert_eq!(r["prompt_tokens"], 10 + 2 * 12, "{codec}: {r}");
+            assert_eq!(r["prompt_tokens_source"], "usage", "{codec}: {r}");
+        }
+    }
+}

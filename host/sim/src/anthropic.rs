@@ -10,6 +10,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::media::MediaConfig;
 use crate::protocol::{Asked, Extras, Protocol, Refusal, Reply};
 use crate::text::PromptShape;
 
@@ -44,7 +45,7 @@ fn text_of(content: &Value) -> String {
 
 /// Read a Messages request, refusing what the API refuses: no `messages`,
 /// no `max_tokens` (which the API requires).
-pub(crate) fn parse(body: &[u8], block: usize) -> Result<Asked, Refusal> {
+pub(crate) fn parse(body: &[u8], block: usize, media: &MediaConfig) -> Result<Asked, Refusal> {
     let bad = |m: String| (hyper::StatusCode::BAD_REQUEST, m);
     let r: Request = serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
     let messages = r.messages.ok_or_else(|| bad("messages: Field required".into()))?;
@@ -52,9 +53,11 @@ pub(crate) fn parse(body: &[u8], block: usize) -> Result<Asked, Refusal> {
     let texts: Vec<String> = std::iter::once(text_of(&r.system))
         .chain(messages.iter().map(|m| text_of(&m.content)))
         .collect();
+    let mut shape = PromptShape::from_words(texts.iter().flat_map(|t| t.split_whitespace()), block);
+    shape.tokens += media.tokens_in_body(body);
     Ok(Asked {
         protocol: Protocol::Anthropic,
-        shape: PromptShape::from_words(texts.iter().flat_map(|t| t.split_whitespace()), block),
+        shape,
         max_tokens: Some(max_tokens),
         min_tokens: 0,
         ignore_eos: false,
@@ -140,6 +143,10 @@ pub(crate) fn error_body(status: hyper::StatusCode, message: &str) -> String {
 mod tests {
     use super::*;
 
+    fn parse(body: &[u8], block: usize) -> Result<Asked, Refusal> {
+        super::parse(body, block, &MediaConfig::default())
+    }
+
     #[test]
     fn a_request_is_read_as_the_api_reads_it() {
         let asked = parse(
@@ -151,7 +158,11 @@ mod tests {
         .unwrap();
         assert_eq!(asked.max_tokens, Some(9));
         assert!(asked.stream);
-        assert_eq!(asked.shape.tokens, 4, "the system prompt's words and the text block's");
+        assert_eq!(
+            asked.shape.tokens,
+            4 + 576,
+            "the system prompt's words, the text block's, an image at a URL"
+        );
         assert!(parse(br#"{"messages": []}"#, 16).unwrap_err().1.contains("max_tokens"));
         assert!(parse(br#"{"max_tokens": 1}"#, 16).unwrap_err().1.contains("messages"));
     }

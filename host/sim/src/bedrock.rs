@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::media::MediaConfig;
 use crate::protocol::{Asked, Extras, Protocol, Refusal, Reply};
 use crate::text::PromptShape;
 
@@ -85,7 +86,7 @@ pub(crate) fn payload_parts(bytes: &[u8]) -> Bytes {
 }
 
 /// Read a Converse request, refusing what the API refuses.
-pub(crate) fn parse(body: &[u8], stream: bool, block: usize) -> Result<Asked, Refusal> {
+pub(crate) fn parse(body: &[u8], stream: bool, block: usize, media: &MediaConfig) -> Result<Asked, Refusal> {
     let bad = |m: String| (hyper::StatusCode::BAD_REQUEST, m);
     let r: Request = serde_json::from_slice(body).map_err(|e| bad(format!("Malformed input request: {e}")))?;
     let messages = r.messages.filter(|m| !m.is_empty()).ok_or_else(|| {
@@ -100,9 +101,11 @@ pub(crate) fn parse(body: &[u8], stream: bool, block: usize) -> Result<Asked, Re
         .chain(messages.iter().flat_map(|m| &m.content))
         .filter_map(|b| b.text.as_deref())
         .flat_map(str::split_whitespace);
+    let mut shape = PromptShape::from_words(words, block);
+    shape.tokens += media.tokens_in_body(body);
     Ok(Asked {
         protocol: Protocol::Bedrock,
-        shape: PromptShape::from_words(words, block),
+        shape,
         max_tokens: r.inference_config.and_then(|c| c.max_tokens),
         min_tokens: 0,
         ignore_eos: false,
@@ -231,6 +234,10 @@ pub(crate) fn error_type(status: hyper::StatusCode) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(body: &[u8], stream: bool, block: usize) -> Result<Asked, Refusal> {
+        super::parse(body, stream, block, &MediaConfig::default())
+    }
 
     #[test]
     fn routes_and_requests_are_read_as_the_api_reads_them() {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::media::MediaConfig;
 use crate::protocol::{Asked, Extras, Protocol, Refusal, Reply};
 use crate::text::PromptShape;
 
@@ -54,7 +55,7 @@ pub(crate) fn route(path: &str) -> Option<bool> {
 }
 
 /// Read a request, refusing what the API refuses.
-pub(crate) fn parse(body: &[u8], stream: bool, block: usize) -> Result<Asked, Refusal> {
+pub(crate) fn parse(body: &[u8], stream: bool, block: usize, media: &MediaConfig) -> Result<Asked, Refusal> {
     let bad = |m: String| (hyper::StatusCode::BAD_REQUEST, m);
     let r: Request = serde_json::from_slice(body).map_err(|e| bad(format!("Invalid JSON payload received. {e}")))?;
     let contents = r
@@ -68,9 +69,11 @@ pub(crate) fn parse(body: &[u8], stream: bool, block: usize) -> Result<Asked, Re
         .flat_map(|c| &c.parts)
         .filter_map(|p| p.text.as_deref())
         .flat_map(str::split_whitespace);
+    let mut shape = PromptShape::from_words(words, block);
+    shape.tokens += media.tokens_in_body(body);
     Ok(Asked {
         protocol: Protocol::Gemini,
-        shape: PromptShape::from_words(words, block),
+        shape,
         max_tokens: r.generation_config.and_then(|g| g.max_output_tokens),
         min_tokens: 0,
         ignore_eos: false,
@@ -134,6 +137,10 @@ pub(crate) fn error_body(status: hyper::StatusCode, message: &str) -> String {
 mod tests {
     use super::*;
 
+    fn parse(body: &[u8], stream: bool, block: usize) -> Result<Asked, Refusal> {
+        super::parse(body, stream, block, &MediaConfig::default())
+    }
+
     #[test]
     fn routes_and_requests_are_read_as_the_apis_read_them() {
         assert_eq!(
@@ -155,7 +162,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(asked.max_tokens, Some(5));
-        assert_eq!(asked.shape.tokens, 4);
+        assert_eq!(asked.shape.tokens, 4 + 576, "words, and an image it cannot measure");
         assert!(
             parse(br#"{"contents": []}"#, true, 16)
                 .unwrap_err()

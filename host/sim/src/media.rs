@@ -1,5 +1,5 @@
-//! Prompt tokens of the images and audio in a chat request, by rules like
-//! the servers': an image is `ceil(width / patch) × ceil(height / patch)`
+//! Prompt tokens of the images and audio in a request, in whichever API's
+//! shape it sends them, by rules like the servers': an image is `ceil(width / patch) × ceil(height / patch)`
 //! tokens (Qwen2-VL's rule, 14-pixel patches merged 2 × 2 into 28), read
 //! from the PNG, JPEG or GIF header of the bytes sent; an image the
 //! simulator cannot measure (a URL it does not fetch, another format) is
@@ -83,6 +83,54 @@ impl MediaConfig {
                     .and_then(Value::as_str)
                     .unwrap_or_default();
                 self.audio(data_url_bytes(url).as_deref())
+            }
+            _ => 0,
+        }
+    }
+}
+
+impl MediaConfig {
+    /// [`MediaConfig::tokens_in`] of a JSON body already read once as its
+    /// API's request (so it parses).
+    pub(crate) fn tokens_in_body(&self, body: &[u8]) -> u32 {
+        serde_json::from_slice::<Value>(body).map_or(0, |v| self.tokens_in(&v))
+    }
+
+    /// The tokens of every image and clip anywhere in a request body, in
+    /// whichever API's shape: OpenAI chat parts, Responses' `input_image`,
+    /// Anthropic's `image` blocks, Bedrock's `image` blocks, Gemini's
+    /// `inlineData` and `fileData` parts.
+    pub(crate) fn tokens_in(&self, v: &Value) -> u32 {
+        let b64 = |s: Option<&Value>| s.and_then(Value::as_str).and_then(|d| STANDARD.decode(d).ok());
+        match v {
+            Value::Array(items) => items.iter().map(|i| self.tokens_in(i)).sum(),
+            Value::Object(o) => {
+                match o.get("type").and_then(Value::as_str) {
+                    Some("image_url" | "input_audio" | "audio_url") => return self.part_tokens(v),
+                    Some("input_image") => {
+                        let url = o.get("image_url").and_then(Value::as_str).unwrap_or_default();
+                        return self.image(data_url_bytes(url).as_deref());
+                    }
+                    Some("image") if o.contains_key("source") => {
+                        return self.image(b64(v.pointer("/source/data")).as_deref());
+                    }
+                    _ => {}
+                }
+                if let Some(image) = o.get("image").filter(|i| i.get("source").is_some()) {
+                    return self.image(b64(image.pointer("/source/bytes")).as_deref());
+                }
+                for (key, source) in [("inlineData", true), ("fileData", false)] {
+                    if let Some(part) = o.get(key) {
+                        let bytes = if source { b64(part.get("data")) } else { None };
+                        let mime = part.get("mimeType").and_then(Value::as_str).unwrap_or_default();
+                        return if mime.starts_with("audio/") {
+                            self.audio(bytes.as_deref())
+                        } else {
+                            self.image(bytes.as_deref())
+                        };
+                    }
+                }
+                o.values().map(|x| self.tokens_in(x)).sum()
             }
             _ => 0,
         }
@@ -187,5 +235,15 @@ mod tests {
             576
         );
         assert_eq!(c.part_tokens(&json!({"type": "text", "text": "a b"})), 0);
+        let b64 = STANDARD.encode(&png);
+        // The same image in each API's shape, and one at a URL.
+        let body = json!({"messages": [{"content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": b64}},
+            {"image": {"format": "png", "source": {"bytes": b64}}},
+            {"inlineData": {"mimeType": "image/png", "data": b64}},
+            {"type": "input_image", "image_url": url},
+            {"fileData": {"mimeType": "image/jpeg", "fileUri": "gs://b/x.jpg"}},
+            {"text": "words are not media"}]}]});
+        assert_eq!(c.tokens_in(&body), 4 * 8 + 576);
     }
 }

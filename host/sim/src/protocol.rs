@@ -270,10 +270,10 @@ pub(crate) fn parse(route: Route, body: &[u8], block: usize, media: &MediaConfig
         }
         Route::VllmGrpc => vllm_grpc(grpc_body(body)?, block),
         Route::JetStream => jetstream(grpc_body(body)?, block),
-        Route::Messages => crate::anthropic::parse(body, block),
-        Route::Responses => crate::responses::parse(body, block),
-        Route::Bedrock { stream } => crate::bedrock::parse(body, stream, block),
-        Route::Gemini { stream } => crate::gemini::parse(body, stream, block),
+        Route::Messages => crate::anthropic::parse(body, block, media),
+        Route::Responses => crate::responses::parse(body, block, media),
+        Route::Bedrock { stream } => crate::bedrock::parse(body, stream, block, media),
+        Route::Gemini { stream } => crate::gemini::parse(body, stream, block, media),
         // The container reads the body; SageMaker's path says whether the
         // answer streams.
         Route::SageMaker { stream } => {

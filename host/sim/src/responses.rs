@@ -14,6 +14,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::media::MediaConfig;
 use crate::protocol::{Asked, Extras, Piece, Protocol, Refusal, Reply};
 use crate::text::PromptShape;
 
@@ -49,7 +50,7 @@ fn texts(input: &Value, out: &mut Vec<String>) {
 }
 
 /// Read a Responses request, refusing what the API refuses.
-pub(crate) fn parse(body: &[u8], block: usize) -> Result<Asked, Refusal> {
+pub(crate) fn parse(body: &[u8], block: usize, media: &MediaConfig) -> Result<Asked, Refusal> {
     let bad = |m: String| (hyper::StatusCode::BAD_REQUEST, m);
     let r: Request = serde_json::from_slice(body).map_err(|e| bad(format!("invalid JSON body: {e}")))?;
     let input = r
@@ -58,9 +59,11 @@ pub(crate) fn parse(body: &[u8], block: usize) -> Result<Asked, Refusal> {
     let mut words = Vec::new();
     words.extend(r.instructions);
     texts(&input, &mut words);
+    let mut shape = PromptShape::from_words(words.iter().flat_map(|t| t.split_whitespace()), block);
+    shape.tokens += media.tokens_in_body(body);
     Ok(Asked {
         protocol: Protocol::Responses,
-        shape: PromptShape::from_words(words.iter().flat_map(|t| t.split_whitespace()), block),
+        shape,
         max_tokens: r.max_output_tokens,
         min_tokens: 0,
         ignore_eos: false,
@@ -168,6 +171,10 @@ pub(crate) const MALFORMED: &[u8] =
 mod tests {
     use super::*;
 
+    fn parse(body: &[u8], block: usize) -> Result<Asked, Refusal> {
+        super::parse(body, block, &MediaConfig::default())
+    }
+
     #[test]
     fn a_request_is_read_as_the_api_reads_it() {
         let asked = parse(
@@ -179,7 +186,7 @@ mod tests {
         .unwrap();
         assert_eq!(asked.max_tokens, Some(9));
         assert!(asked.stream);
-        assert_eq!(asked.shape.tokens, 4);
+        assert_eq!(asked.shape.tokens, 4 + 576, "words, and an image at a URL");
         assert_eq!(parse(br#"{"input": "a b c"}"#, 16).unwrap().shape.tokens, 3);
         assert!(parse(br#"{"model": "m"}"#, 16).unwrap_err().1.contains("input"));
     }
