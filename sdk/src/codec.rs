@@ -202,6 +202,29 @@ pub fn check_path(field: &str, path: Option<&str>) -> Result<(), ConfigError> {
     }
 }
 
+impl ContentDelta {
+    /// A delta of `text`, its tokens unknown (the usage says them), the
+    /// text itself kept only when the host asked for it.
+    pub fn of_text(text: &str, want_text: bool) -> ContentDelta {
+        ContentDelta {
+            bytes: text.len() as u32,
+            tokens: None,
+            text: want_text.then(|| text.to_string()),
+        }
+    }
+}
+
+/// A decoder's `push` when each frame is decoded on its own: `decode` is
+/// given every frame in turn, and each event it emits is tagged with that
+/// frame's index in the batch.
+pub fn each_frame(frames: &[Frame<'_>], mut decode: impl FnMut(&Frame<'_>, &mut dyn FnMut(Event))) -> Vec<FrameEvent> {
+    let mut out = Vec::with_capacity(frames.len());
+    for (i, frame) in frames.iter().enumerate() {
+        decode(frame, &mut |event| out.push(FrameEvent { frame: i as u32, event }));
+    }
+    out
+}
+
 /// The decoder of a codec whose responses are never streamed (embeddings,
 /// reranking): the host hands it no frames, and it fails the response if
 /// it is ever given one.

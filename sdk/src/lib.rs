@@ -107,6 +107,22 @@ impl Message {
     }
 }
 
+impl Tool {
+    /// Its `parameters`, the JSON Schema a codec sends as the API wants it.
+    pub fn schema(&self) -> Result<serde_json::Value, String> {
+        serde_json::from_str(&self.parameters)
+            .map_err(|e| format!("the parameters of tool `{}` are not JSON: {e}", self.name))
+    }
+}
+
+impl ToolCall {
+    /// Its `arguments`, for APIs that take them as a JSON object rather than a string.
+    pub fn arguments_json(&self) -> Result<serde_json::Value, String> {
+        serde_json::from_str(&self.arguments)
+            .map_err(|e| format!("the arguments of tool call `{}` are not JSON: {e}", self.id))
+    }
+}
+
 /// The contract version this SDK builds plugins for.
 pub const CONTRACT_VERSION: &str = "0.2.0";
 
@@ -117,8 +133,8 @@ pub mod prelude {
         Codec, ConfigError, ContentDelta, ContentPart, DecodeOptions, Decoder, Embeddings, EncodedRequest, Event,
         Frame, FrameBuf, FrameEvent, Framing, Generation, GrpcRequest, HttpRequest, MediaOutput, Message, OutputKind,
         PluginInfo, Prompt, Ranking, RequestSpec, ResponseHead, ServerError, Unstreamed, Usage, WireRequest,
-        check_path, ensure_http_error, generation_only, grpc_compressed, grpc_messages, http_error, is_grpc_compressed,
-        is_success, merge_extra, merge_extra_nested, snippet,
+        check_path, each_frame, ensure_http_error, generation_only, grpc_compressed, grpc_messages, http_error,
+        is_grpc_compressed, is_success, merge_extra, merge_extra_nested, snippet,
     };
     pub use crate::host::{config, log, random, secrets, tokenizer};
 }

@@ -73,8 +73,7 @@ fn blocks(m: &Message) -> Result<Vec<Value>, String> {
         });
     }
     for call in &m.tool_calls {
-        let input: Value = serde_json::from_str(&call.arguments)
-            .map_err(|e| format!("the arguments of tool call `{}` are not JSON: {e}", call.id))?;
+        let input = call.arguments_json()?;
         out.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
     }
     Ok(out)
@@ -84,8 +83,7 @@ fn tools(tools: &[Tool]) -> Result<Value, String> {
     tools
         .iter()
         .map(|t| {
-            let schema: Value = serde_json::from_str(&t.parameters)
-                .map_err(|e| format!("the parameters of tool `{}` are not JSON: {e}", t.name))?;
+            let schema = t.schema()?;
             let mut tool = json!({"name": t.name, "input_schema": schema});
             if let Some(d) = &t.description {
                 tool["description"] = d.clone().into();
@@ -204,14 +202,6 @@ fn server_error(e: ApiError) -> Event {
     })
 }
 
-fn delta(text: &str, want_text: bool) -> ContentDelta {
-    ContentDelta {
-        bytes: text.len() as u32,
-        tokens: None,
-        text: want_text.then(|| text.to_string()),
-    }
-}
-
 /// Decoding state of one stream: the prompt's usage from `message_start`,
 /// reported with the output's at `message_delta`.
 pub struct Stream {
@@ -247,12 +237,14 @@ impl Stream {
                     kind: Some(k),
                     text: Some(t),
                     ..
-                }) if k == "text_delta" => emit(Event::Content(delta(&t, self.want_text))),
-                Some(Delta { thinking: Some(t), .. }) => emit(Event::Reasoning(delta(&t, self.want_text))),
+                }) if k == "text_delta" => emit(Event::Content(ContentDelta::of_text(&t, self.want_text))),
+                Some(Delta { thinking: Some(t), .. }) => {
+                    emit(Event::Reasoning(ContentDelta::of_text(&t, self.want_text)))
+                }
                 // A tool call's arguments are output the model generated.
                 Some(Delta {
                     partial_json: Some(j), ..
-                }) => emit(Event::Content(delta(&j, self.want_text))),
+                }) => emit(Event::Content(ContentDelta::of_text(&j, self.want_text))),
                 _ => emit(Event::EmptyDelta),
             },
             "content_block_start" | "content_block_stop" => emit(Event::EmptyDelta),
@@ -291,11 +283,7 @@ fn usage(prompt: ApiUsage, output_tokens: Option<u32>) -> Event {
 
 impl Decoder for Stream {
     fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
-        let mut out = Vec::with_capacity(frames.len());
-        for (i, frame) in frames.iter().enumerate() {
-            self.decode(frame, &mut |event| out.push(FrameEvent { frame: i as u32, event }));
-        }
-        Ok(out)
+        Ok(each_frame(frames, |frame, emit| self.decode(frame, emit)))
     }
 }
 
@@ -324,11 +312,16 @@ pub fn decode_unary(head: &ResponseHead, body: &[u8], options: &DecodeOptions) -
         Ok(w) if w.content.is_some() => {
             for b in w.content.unwrap_or_default() {
                 match (b.kind.as_str(), b.text, b.thinking, b.input) {
-                    ("text", Some(t), _, _) => events.push(Event::Content(delta(&t, options.want_text))),
-                    ("thinking", _, Some(t), _) => events.push(Event::Reasoning(delta(&t, options.want_text))),
-                    ("tool_use", _, _, Some(input)) => {
-                        events.push(Event::Content(delta(&input.to_string(), options.want_text)))
+                    ("text", Some(t), _, _) => {
+                        events.push(Event::Content(ContentDelta::of_text(&t, options.want_text)))
                     }
+                    ("thinking", _, Some(t), _) => {
+                        events.push(Event::Reasoning(ContentDelta::of_text(&t, options.want_text)))
+                    }
+                    ("tool_use", _, _, Some(input)) => events.push(Event::Content(ContentDelta::of_text(
+                        &input.to_string(),
+                        options.want_text,
+                    ))),
                     _ => {}
                 }
             }

@@ -85,8 +85,7 @@ fn blocks(m: &Message) -> Result<Vec<Value>, String> {
         });
     }
     for call in &m.tool_calls {
-        let input: Value = serde_json::from_str(&call.arguments)
-            .map_err(|e| format!("the arguments of tool call `{}` are not JSON: {e}", call.id))?;
+        let input = call.arguments_json()?;
         out.push(json!({"toolUse": {"toolUseId": call.id, "name": call.name, "input": input}}));
     }
     Ok(out)
@@ -96,8 +95,7 @@ fn tool_config(tools: &[Tool]) -> Result<Value, String> {
     let tools = tools
         .iter()
         .map(|t| {
-            let schema: Value = serde_json::from_str(&t.parameters)
-                .map_err(|e| format!("the parameters of tool `{}` are not JSON: {e}", t.name))?;
+            let schema = t.schema()?;
             let mut spec = json!({"name": t.name, "inputSchema": {"json": schema}});
             if let Some(d) = &t.description {
                 spec["description"] = d.clone().into();
@@ -221,14 +219,6 @@ struct Data {
     message: Option<String>,
 }
 
-fn delta(text: &str, want_text: bool) -> ContentDelta {
-    ContentDelta {
-        bytes: text.len() as u32,
-        tokens: None,
-        text: want_text.then(|| text.to_string()),
-    }
-}
-
 /// Usage as the host counts it: the prompt is every input token, read from
 /// the cache or written to it.
 fn usage(u: ApiUsage) -> Event {
@@ -246,16 +236,16 @@ fn usage(u: ApiUsage) -> Event {
 fn content(d: Delta, want_text: bool) -> Event {
     match d {
         Delta { text: Some(t), .. } if t.is_empty() => Event::EmptyDelta,
-        Delta { text: Some(t), .. } => Event::Content(delta(&t, want_text)),
+        Delta { text: Some(t), .. } => Event::Content(ContentDelta::of_text(&t, want_text)),
         Delta {
             reasoning_content: Some(ReasoningDelta { text: Some(t) }),
             ..
-        } => Event::Reasoning(delta(&t, want_text)),
+        } => Event::Reasoning(ContentDelta::of_text(&t, want_text)),
         // A tool call's arguments are output the model generated.
         Delta {
             tool_use: Some(ToolUseDelta { input: Some(j) }),
             ..
-        } => Event::Content(delta(&j, want_text)),
+        } => Event::Content(ContentDelta::of_text(&j, want_text)),
         _ => Event::EmptyDelta,
     }
 }
@@ -303,11 +293,7 @@ impl Stream {
 
 impl Decoder for Stream {
     fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
-        let mut out = Vec::with_capacity(frames.len());
-        for (i, frame) in frames.iter().enumerate() {
-            self.decode(frame, &mut |event| out.push(FrameEvent { frame: i as u32, event }));
-        }
-        Ok(out)
+        Ok(each_frame(frames, |frame, emit| self.decode(frame, emit)))
     }
 }
 
@@ -354,11 +340,14 @@ pub fn decode_unary(head: &ResponseHead, body: &[u8], options: &DecodeOptions) -
                         .and_then(|r| r.pointer("/reasoningText/text"));
                     let tool = b.tool_use.as_ref().and_then(|t| t.get("input"));
                     match (b.text, reasoning, tool) {
-                        (Some(t), _, _) => events.push(Event::Content(delta(&t, options.want_text))),
-                        (_, Some(Value::String(t)), _) => events.push(Event::Reasoning(delta(t, options.want_text))),
-                        (_, _, Some(input)) => {
-                            events.push(Event::Content(delta(&input.to_string(), options.want_text)))
+                        (Some(t), _, _) => events.push(Event::Content(ContentDelta::of_text(&t, options.want_text))),
+                        (_, Some(Value::String(t)), _) => {
+                            events.push(Event::Reasoning(ContentDelta::of_text(t, options.want_text)))
                         }
+                        (_, _, Some(input)) => events.push(Event::Content(ContentDelta::of_text(
+                            &input.to_string(),
+                            options.want_text,
+                        ))),
                         _ => {}
                     }
                 }

@@ -138,8 +138,7 @@ fn parts(m: &Message, names: &[(String, String)]) -> Result<Vec<Value>, String> 
         })
         .collect();
     for call in &m.tool_calls {
-        let args: Value = serde_json::from_str(&call.arguments)
-            .map_err(|e| format!("the arguments of tool call `{}` are not JSON: {e}", call.id))?;
+        let args = call.arguments_json()?;
         out.push(json!({"functionCall": {"name": call.name, "args": args}}));
     }
     Ok(out)
@@ -149,8 +148,7 @@ fn tools(tools: &[Tool]) -> Result<Value, String> {
     let declarations = tools
         .iter()
         .map(|t| {
-            let schema: Value = serde_json::from_str(&t.parameters)
-                .map_err(|e| format!("the parameters of tool `{}` are not JSON: {e}", t.name))?;
+            let schema = t.schema()?;
             let mut d = json!({"name": t.name, "parameters": schema});
             if let Some(desc) = &t.description {
                 d["description"] = desc.clone().into();
@@ -278,14 +276,6 @@ struct Chunk {
     prompt_feedback: Option<Value>,
 }
 
-fn delta(text: &str, want_text: bool) -> ContentDelta {
-    ContentDelta {
-        bytes: text.len() as u32,
-        tokens: None,
-        text: want_text.then(|| text.to_string()),
-    }
-}
-
 /// The events of one `GenerateContentResponse`: parts, usage so far, and,
 /// in the last, why it stopped and the end.
 fn chunk_events(c: Chunk, want_text: bool, emit: &mut dyn FnMut(Event)) {
@@ -303,9 +293,9 @@ fn chunk_events(c: Chunk, want_text: bool, emit: &mut dyn FnMut(Event)) {
             match (p.text, p.function_call) {
                 // The last chunk often holds an empty part beside its finish reason.
                 (Some(t), _) if t.is_empty() => emit(Event::EmptyDelta),
-                (Some(t), _) if p.thought => emit(Event::Reasoning(delta(&t, want_text))),
-                (Some(t), _) => emit(Event::Content(delta(&t, want_text))),
-                (None, Some(call)) => emit(Event::Content(delta(
+                (Some(t), _) if p.thought => emit(Event::Reasoning(ContentDelta::of_text(&t, want_text))),
+                (Some(t), _) => emit(Event::Content(ContentDelta::of_text(&t, want_text))),
+                (None, Some(call)) => emit(Event::Content(ContentDelta::of_text(
                     &call.get("args").map(Value::to_string).unwrap_or_default(),
                     want_text,
                 ))),
@@ -346,22 +336,18 @@ pub struct Stream {
 
 impl Decoder for Stream {
     fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
-        let mut out = Vec::with_capacity(frames.len());
-        for (i, frame) in frames.iter().enumerate() {
-            let mut emit = |event| out.push(FrameEvent { frame: i as u32, event });
+        Ok(each_frame(frames, |frame, emit| {
             if frame.data.trim_ascii().is_empty() {
-                emit(Event::KeepAlive);
-                continue;
+                return emit(Event::KeepAlive);
             }
             match serde_json::from_slice::<Chunk>(frame.data) {
-                Ok(c) => chunk_events(c, self.want_text, &mut emit),
+                Ok(c) => chunk_events(c, self.want_text, emit),
                 Err(e) => emit(Event::Malformed(format!(
                     "not a GenerateContentResponse ({e}): {}",
                     snippet(frame.data)
                 ))),
             }
-        }
-        Ok(out)
+        }))
     }
 }
 

@@ -69,8 +69,7 @@ pub fn tools(tools: Vec<Tool>) -> Result<Value, String> {
     tools
         .into_iter()
         .map(|t| {
-            let parameters: Value = serde_json::from_str(&t.parameters)
-                .map_err(|e| format!("the parameters of tool `{}` are not JSON: {e}", t.name))?;
+            let parameters = t.schema()?;
             let mut function = json!({"name": t.name, "parameters": parameters});
             if let Some(d) = t.description {
                 function["description"] = d.into();

@@ -310,12 +310,7 @@ impl StreamDecoder {
 
     /// Decode a batch of frames.
     pub fn push(&mut self, frames: &[Frame<'_>]) -> Vec<FrameEvent> {
-        let mut out = Vec::with_capacity(frames.len());
-        for (i, frame) in frames.iter().enumerate() {
-            let i = i as u32;
-            self.decode_frame(frame.data, &mut |event| out.push(FrameEvent { frame: i, event }));
-        }
-        out
+        barrage_sdk::codec::each_frame(frames, |frame, emit| self.decode_frame(frame.data, emit))
     }
 
     /// Decode one frame's data, calling `emit` for each event in order.

@@ -213,14 +213,6 @@ struct Data {
     message: Option<String>,
 }
 
-fn delta(text: &str, want_text: bool) -> ContentDelta {
-    ContentDelta {
-        bytes: text.len() as u32,
-        tokens: None,
-        text: want_text.then(|| text.to_string()),
-    }
-}
-
 fn server_error(code: Option<String>, message: Option<String>) -> Event {
     Event::ServerError(ServerError {
         code,
@@ -271,8 +263,8 @@ impl Stream {
         let kind = frame.event.map(str::to_string).or(data.kind).unwrap_or_default();
         let text = |emit: &mut dyn FnMut(Event), reasoning: bool| match &data.delta {
             Some(d) if d.is_empty() => emit(Event::EmptyDelta),
-            Some(d) if reasoning => emit(Event::Reasoning(delta(d, self.want_text))),
-            Some(d) => emit(Event::Content(delta(d, self.want_text))),
+            Some(d) if reasoning => emit(Event::Reasoning(ContentDelta::of_text(d, self.want_text))),
+            Some(d) => emit(Event::Content(ContentDelta::of_text(d, self.want_text))),
             None => emit(Event::EmptyDelta),
         };
         match kind.as_str() {
@@ -297,11 +289,7 @@ impl Stream {
 
 impl Decoder for Stream {
     fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
-        let mut out = Vec::with_capacity(frames.len());
-        for (i, frame) in frames.iter().enumerate() {
-            self.decode(frame, &mut |event| out.push(FrameEvent { frame: i as u32, event }));
-        }
-        Ok(out)
+        Ok(each_frame(frames, |frame, emit| self.decode(frame, emit)))
     }
 }
 
@@ -323,18 +311,18 @@ pub fn decode_unary(head: &ResponseHead, body: &[u8], options: &DecodeOptions) -
                     for p in &item.content {
                         match (p.kind.as_str(), &p.text, &p.refusal) {
                             ("output_text", Some(t), _) | ("refusal", _, Some(t)) => {
-                                events.push(Event::Content(delta(t, options.want_text)))
+                                events.push(Event::Content(ContentDelta::of_text(t, options.want_text)))
                             }
                             _ => {}
                         }
                     }
                     for p in &item.summary {
                         if let Some(t) = &p.text {
-                            events.push(Event::Reasoning(delta(t, options.want_text)));
+                            events.push(Event::Reasoning(ContentDelta::of_text(t, options.want_text)));
                         }
                     }
                     if let (Some(args), "function_call") = (&item.arguments, item.kind.as_str()) {
-                        events.push(Event::Content(delta(args, options.want_text)));
+                        events.push(Event::Content(ContentDelta::of_text(args, options.want_text)));
                     }
                 }
                 ending(r, &mut |e| events.push(e));

@@ -226,11 +226,7 @@ impl Stream {
 
 impl Decoder for Stream {
     fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
-        let mut out = Vec::with_capacity(frames.len());
-        for (i, frame) in frames.iter().enumerate() {
-            self.decode(frame, &mut |event| out.push(FrameEvent { frame: i as u32, event }));
-        }
-        Ok(out)
+        Ok(each_frame(frames, |frame, emit| self.decode(frame, emit)))
     }
 }
 

@@ -239,11 +239,7 @@ impl StreamDecoder {
 
 impl Decoder for StreamDecoder {
     fn push(&mut self, frames: &[Frame<'_>]) -> Result<Vec<FrameEvent>, String> {
-        let mut out = Vec::with_capacity(frames.len());
-        for (i, frame) in frames.iter().enumerate() {
-            self.decode_frame(frame.data, &mut |event| out.push(FrameEvent { frame: i as u32, event }));
-        }
-        Ok(out)
+        Ok(each_frame(frames, |frame, emit| self.decode_frame(frame.data, emit)))
     }
 }
 
