@@ -367,7 +367,7 @@ impl Framer {
 
 /// The AWS event-stream wire format: a prelude (total length, headers
 /// length, the prelude's CRC32), the headers, the payload, the message's
-/// CRC32. `aws_event_stream` in the tests writes it.
+/// CRC32. [`aws_event_stream_message`] writes it.
 mod event_stream {
     /// Prelude (12 bytes) and trailing CRC (4).
     pub const OVERHEAD: usize = 16;
@@ -464,6 +464,29 @@ impl Framer {
         self.buf.drain(..start);
         result
     }
+}
+
+/// An AWS event-stream message with string headers: what the simulator's
+/// Bedrock and SageMaker streams are made of, and what the framer's tests
+/// feed it.
+pub fn aws_event_stream_message(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
+    let mut h = Vec::new();
+    for (name, value) in headers {
+        h.push(name.len() as u8);
+        h.extend_from_slice(name.as_bytes());
+        h.push(7); // a string
+        h.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        h.extend_from_slice(value.as_bytes());
+    }
+    let total = event_stream::OVERHEAD + h.len() + payload.len();
+    let mut m = Vec::with_capacity(total);
+    m.extend_from_slice(&(total as u32).to_be_bytes());
+    m.extend_from_slice(&(h.len() as u32).to_be_bytes());
+    m.extend_from_slice(&crc32fast::hash(&m).to_be_bytes());
+    m.extend_from_slice(&h);
+    m.extend_from_slice(payload);
+    m.extend_from_slice(&crc32fast::hash(&m).to_be_bytes());
+    m
 }
 
 /// A checked event-stream message as the frame the contract describes:
@@ -633,29 +656,8 @@ mod tests {
         assert_eq!(out.len(), 1);
     }
 
-    /// An AWS event-stream message: string headers, the payload, both CRCs.
-    fn aws_event_stream(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
-        let mut h = Vec::new();
-        for (name, value) in headers {
-            h.push(name.len() as u8);
-            h.extend_from_slice(name.as_bytes());
-            h.push(7);
-            h.extend_from_slice(&(value.len() as u16).to_be_bytes());
-            h.extend_from_slice(value.as_bytes());
-        }
-        let total = 16 + h.len() + payload.len();
-        let mut m = Vec::new();
-        m.extend_from_slice(&(total as u32).to_be_bytes());
-        m.extend_from_slice(&(h.len() as u32).to_be_bytes());
-        m.extend_from_slice(&crc32fast::hash(&m).to_be_bytes());
-        m.extend_from_slice(&h);
-        m.extend_from_slice(payload);
-        m.extend_from_slice(&crc32fast::hash(&m).to_be_bytes());
-        m
-    }
-
     fn event(kind: &str, payload: &str) -> Vec<u8> {
-        aws_event_stream(
+        aws_event_stream_message(
             &[
                 (":message-type", "event"),
                 (":event-type", kind),
@@ -670,14 +672,14 @@ mod tests {
         let body = [
             event("messageStart", r#"{"role":"assistant"}"#),
             event("contentBlockDelta", r#"{"delta":{"text":"Hi"}}"#),
-            aws_event_stream(
+            aws_event_stream_message(
                 &[
                     (":message-type", "exception"),
                     (":exception-type", "throttlingException"),
                 ],
                 br#"{"message":"slow down"}"#,
             ),
-            aws_event_stream(
+            aws_event_stream_message(
                 &[
                     (":message-type", "error"),
                     (":error-code", "InternalFailure"),

@@ -10,6 +10,7 @@
 //! out. Each event is an event-stream message with its CRCs; the
 //! simulator's malformed frame is one whose message CRC is wrong.
 
+use barrage_core::framing::aws_event_stream_message;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -80,8 +81,8 @@ pub(crate) fn payload_parts(bytes: &[u8]) -> Bytes {
         (":message-type", "event"),
     ];
     let (a, b) = bytes.split_at(bytes.len() / 2);
-    let mut out = message(&headers, a);
-    out.extend(message(&headers, b));
+    let mut out = aws_event_stream_message(&headers, a);
+    out.extend(aws_event_stream_message(&headers, b));
     Bytes::from(out)
 }
 
@@ -114,31 +115,9 @@ pub(crate) fn parse(body: &[u8], stream: bool, block: usize, media: &MediaConfig
     })
 }
 
-/// One event-stream message: prelude (lengths and their CRC), headers,
-/// payload, and the CRC of all of it.
-pub(crate) fn message(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
-    let mut h = Vec::new();
-    for (name, value) in headers {
-        h.push(name.len() as u8);
-        h.extend_from_slice(name.as_bytes());
-        h.push(7); // a string
-        h.extend_from_slice(&(value.len() as u16).to_be_bytes());
-        h.extend_from_slice(value.as_bytes());
-    }
-    let total = 16 + h.len() + payload.len();
-    let mut m = Vec::with_capacity(total);
-    m.extend_from_slice(&(total as u32).to_be_bytes());
-    m.extend_from_slice(&(h.len() as u32).to_be_bytes());
-    m.extend_from_slice(&crc32fast::hash(&m).to_be_bytes());
-    m.extend_from_slice(&h);
-    m.extend_from_slice(payload);
-    m.extend_from_slice(&crc32fast::hash(&m).to_be_bytes());
-    m
-}
-
 /// An event of `kind` carrying `payload` as JSON.
 pub(crate) fn event(kind: &str, payload: &Value) -> Vec<u8> {
-    message(
+    aws_event_stream_message(
         &[
             (":event-type", kind),
             (":content-type", "application/json"),
