@@ -6,7 +6,7 @@
 //! image) and every sample's media sits in memory for the run.
 
 use barrage_sdk::dataset::{DatasetError, files};
-use barrage_sdk::{Media, MediaSource};
+use barrage_sdk::{ContentPart, Media, MediaSource};
 
 use crate::input::Item;
 
@@ -20,6 +20,14 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// `media` as a content part of this kind.
+    pub fn part(self, media: Media) -> ContentPart {
+        match self {
+            Kind::Image => ContentPart::Image(media),
+            Kind::Audio => ContentPart::Audio(media),
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Kind::Image => "image",
@@ -55,8 +63,8 @@ impl Kind {
 /// Most bytes one media file may hold, by default: 20 MiB.
 pub const DEFAULT_MAX_MIB: f64 = 20.0;
 
-/// A media file or URL named by `item`, as a content part's media.
-pub fn load(reference: &str, kind: Kind, max_mib: f64, item: &Item) -> Result<Media, DatasetError> {
+/// A media file or URL named by `item`, as a content part.
+pub fn load(reference: &str, kind: Kind, max_mib: f64, item: &Item) -> Result<ContentPart, DatasetError> {
     let what = kind.name();
     let ext = reference
         .rsplit_once('.')
@@ -67,7 +75,7 @@ pub fn load(reference: &str, kind: Kind, max_mib: f64, item: &Item) -> Result<Me
         .iter()
         .any(|scheme| reference.starts_with(scheme))
     {
-        return Ok(Media {
+        return Ok(kind.part(Media {
             // A URL's type is the server's to find out; the extension is a guess.
             media_type: media_type
                 .unwrap_or(match kind {
@@ -77,7 +85,7 @@ pub fn load(reference: &str, kind: Kind, max_mib: f64, item: &Item) -> Result<Me
                 .into(),
             source: MediaSource::Url(reference.into()),
             tokens: None,
-        });
+        }));
     }
     let media_type = media_type.ok_or_else(|| {
         item.error(format!(
@@ -101,11 +109,11 @@ pub fn load(reference: &str, kind: Kind, max_mib: f64, item: &Item) -> Result<Me
         }
         bytes.extend_from_slice(&chunk);
     }
-    Ok(Media {
+    Ok(kind.part(Media {
         media_type: media_type.into(),
         source: MediaSource::Inline(bytes),
         tokens: None,
-    })
+    }))
 }
 
 /// Check a `max_media_mib` setting.

@@ -139,11 +139,7 @@ fn media_part(
         (None, Some(u)) => u,
         _ => return Err(item.error("a media part takes `path` (a file under media_dir) or `url`, one of them")),
     };
-    let m = media::load(&reference, kind, max_mib, item)?;
-    Ok(match kind {
-        Kind::Image => ContentPart::Image(m),
-        Kind::Audio => ContentPart::Audio(m),
-    })
+    media::load(&reference, kind, max_mib, item)
 }
 
 impl MessageField {
@@ -205,21 +201,9 @@ impl Fields {
             (Some(text), None) if !media && self.system.is_none() => Prompt::Text(text),
             (Some(text), None) => {
                 let mut user = Message::text("user", text);
-                for path in self.images.0 {
-                    user.content.push(ContentPart::Image(media::load(
-                        &path,
-                        Kind::Image,
-                        max_media_mib,
-                        item,
-                    )?));
-                }
-                for path in self.audio.0 {
-                    user.content.push(ContentPart::Audio(media::load(
-                        &path,
-                        Kind::Audio,
-                        max_media_mib,
-                        item,
-                    )?));
+                let images = self.images.0.into_iter().map(|r| (r, Kind::Image));
+                for (reference, kind) in images.chain(self.audio.0.into_iter().map(|r| (r, Kind::Audio))) {
+                    user.content.push(media::load(&reference, kind, max_media_mib, item)?);
                 }
                 let system = self.system.map(|s| Message::text("system", s));
                 Prompt::Messages(system.into_iter().chain(std::iter::once(user)).collect())

@@ -23,6 +23,7 @@ mod media;
 use barrage_sdk::dataset::{Batch, ConfigError, Dataset, DatasetError, Message, PluginInfo, Prompt, Sample};
 use barrage_sdk::{ContentPart, Media, MediaSource};
 use dataset_common::dist::Length;
+use dataset_common::media::Kind;
 use dataset_common::text::Corpus;
 use serde::Deserialize;
 
@@ -116,27 +117,22 @@ impl Config {
     fn media(&self) -> Result<(Vec<ContentPart>, usize), DatasetError> {
         let mut parts = Vec::new();
         let mut bytes = 0;
-        let mut add = |media_type: &str, data: Vec<u8>, audio: bool| {
+        let mut add = |media_type: &str, data: Vec<u8>, kind: Kind| {
             bytes += data.len();
-            let m = Media {
+            parts.push(kind.part(Media {
                 media_type: media_type.into(),
                 source: MediaSource::Inline(data),
                 tokens: None,
-            };
-            parts.push(if audio {
-                ContentPart::Audio(m)
-            } else {
-                ContentPart::Image(m)
-            });
+            }));
         };
         if let Some(spec) = &self.images {
             for _ in 0..spec.count {
-                add(spec.media_type(), spec.make().map_err(DatasetError::new)?, false);
+                add(spec.media_type(), spec.make().map_err(DatasetError::new)?, Kind::Image);
             }
         }
         if let Some(spec) = &self.audio {
             for _ in 0..spec.count {
-                add("audio/wav", spec.make(), true);
+                add("audio/wav", spec.make(), Kind::Audio);
             }
         }
         Ok((parts, bytes))
