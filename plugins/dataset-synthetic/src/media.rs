@@ -93,10 +93,7 @@ impl ImageSpec {
         let mut rgb = Vec::with_capacity(w * h * 3);
         for y in 0..h {
             for x in 0..w {
-                noise = noise
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                let n = (noise >> 59) as usize;
+                let n = (next_noise(&mut noise) >> 59) as usize;
                 for (c, shift) in [(x, 0), (y, 8), (x + y, 16)] {
                     let base = (c * 255 / (w + h).max(1)) + ((tint >> shift) & 0x3f) as usize;
                     rgb.push((base + n).min(255) as u8);
@@ -161,15 +158,22 @@ impl AudioSpec {
         out.extend_from_slice(b"data");
         out.extend_from_slice(&data_len.to_le_bytes());
         for i in 0..samples {
-            noise = noise
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
             let t = f64::from(i) / f64::from(self.sample_rate);
-            let v = 8000.0 * (std::f64::consts::TAU * pitch * t).sin() + ((noise >> 54) as f64 - 512.0);
+            let v =
+                8000.0 * (std::f64::consts::TAU * pitch * t).sin() + ((next_noise(&mut noise) >> 54) as f64 - 512.0);
             out.extend_from_slice(&(v as i16).to_le_bytes());
         }
         out
     }
+}
+
+/// The next step of a 64-bit LCG (Knuth's MMIX constants): noise per pixel
+/// or sample, far cheaper than a host call to `random` for each.
+fn next_noise(state: &mut u64) -> u64 {
+    *state = state
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
+    *state
 }
 
 /// A PNG of 8-bit RGB pixels, its image data in deflate's stored blocks.
