@@ -54,6 +54,10 @@ struct QueueState {
     feeder_gone: bool,
     /// The feed was dropped: the feeder stops.
     feed_gone: bool,
+    /// Threads (the pacer) waiting on `filled`. A condvar's notify is a
+    /// system call whether or not anyone waits: one per request, for a
+    /// pacer that almost never finds the queue empty.
+    blocked: usize,
 }
 
 impl Queue {
@@ -64,8 +68,14 @@ impl Queue {
     }
 
     fn push(&self, ready: Ready) {
-        self.lock().units.push_back(ready);
-        self.filled.notify_one();
+        let blocked = {
+            let mut state = self.lock();
+            state.units.push_back(ready);
+            state.blocked > 0
+        };
+        if blocked {
+            self.filled.notify_one();
+        }
         self.filled_async.notify_one();
     }
 
@@ -93,7 +103,9 @@ impl Feed {
             if state.feeder_gone {
                 return None;
             }
+            state.blocked += 1;
             state = self.queue.filled.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.blocked -= 1;
         }
     }
 
@@ -254,12 +266,15 @@ impl<'a> Feeder<'a> {
     /// it is still queued.
     fn refresh_stale(&mut self, queue: &Queue) {
         loop {
+            // One clock read for the whole scan: reading it per queued unit,
+            // every poll, was over 1 % of the client's CPU at 6,000 req/s.
+            let now = Instant::now();
             let stale = {
                 let state = queue.lock();
                 state
                     .units
                     .iter()
-                    .find(|r| r.encoded_at.elapsed() > self.max_lead / 2)
+                    .find(|r| now.saturating_duration_since(r.encoded_at) > self.max_lead / 2)
                     .map(|r| (r.unit, r.first_id))
             };
             let Some((unit, first_id)) = stale else { return };
