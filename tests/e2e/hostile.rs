@@ -119,6 +119,56 @@ fn a_timed_out_request_keeps_the_stream_it_received() {
 }
 
 #[test]
+fn a_server_that_never_answers_is_timed_out_or_cancelled_not_waited_for() {
+    // Each request is written from the pacer's thread, and its task waits,
+    // unspawned, for whatever wakes it first: with no byte ever coming back,
+    // that is its timeout, or the cancel when a stop's grace period ends.
+    fn silent(_: &mut TcpStream) {
+        std::thread::sleep(Duration::from_secs(30));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let check = |out: &Path, status: &str| {
+        let recs = records(out);
+        assert_eq!(recs.len(), 3, "{status}: every request has its record");
+        for r in &recs {
+            assert_eq!(r["status"], status, "{r}");
+            assert!(r["headers_ms"].is_null() && r["first_byte_ms"].is_null(), "{r}");
+            let (sent, end) = (r["sent_ms"].as_f64().unwrap(), r["end_ms"].as_f64().unwrap());
+            if status == "timeout" {
+                // The 0.5 s runs from the call; the send is stamped just after.
+                assert!((490.0..5000.0).contains(&(end - sent)), "{r}");
+            }
+        }
+        assert_eq!(summary(out)["stages"][0]["by_status"][status], 3);
+    };
+
+    let cfg = dir.path().join("timeout.yaml");
+    std::fs::write(&cfg, "request: {timeout_s: 0.5}\n").unwrap();
+    let out = dir.path().join("timeout");
+    let (code, stderr) = run_against(answering(silent), &out, 3, &["--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 5, "{stderr}");
+    check(&out, "timeout");
+
+    // A timeout of ten minutes: only the stop ends these.
+    std::fs::write(&cfg, "request: {timeout_s: 600}\ngrace_period_s: 0.3\n").unwrap();
+    let out = dir.path().join("cancel");
+    let mut child = barrage()
+        .args(["run", "--quiet", "--rate", "50", "--requests", "3", "--target"])
+        .arg(format!("http://{}", answering(silent)))
+        .arg("--output")
+        .arg(&out)
+        .arg("--config")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_, stopping) = crate::common::interrupt_after(&mut child, Duration::from_secs(1));
+    assert!(stopping < Duration::from_secs(10), "the stop waited {stopping:?}");
+    check(&out, "cancelled");
+}
+
+#[test]
 fn a_frame_past_the_limit_fails_the_request_as_too_large_and_reading_stops() {
     // Two chunks, then one line that never ends: 64 KiB at a time until
     // the client hangs up.

@@ -10,6 +10,7 @@
 //! requests are sent by [`request`]; live progress is [`progress`]. Request
 //! tasks on the runtime do the I/O and only the I/O.
 
+mod adopt;
 mod closed_loop;
 pub mod expr;
 mod feeder;
@@ -199,6 +200,7 @@ pub async fn run(
         synthetic_prompt_tokens: config.request.prompt_tokens,
         start_at_unix_ms: start_at,
         schedule_start_unix_ms: std::sync::OnceLock::new(),
+        adopter: adopt::Adopter::start(),
     });
 
     let aggregator = Aggregator::new(config.stages.len(), metrics_options, config.request.timeout_s);

@@ -10,6 +10,7 @@ use barrage_plugin_host::StreamOutcome;
 use barrage_plugin_host::prepare::Sample;
 use barrage_plugin_host::stream::DecodeSink;
 
+use super::adopt;
 use super::feeder::Ready;
 use super::shared::{Ctx, Window};
 use crate::config::Stage;
@@ -52,8 +53,9 @@ pub(super) enum Slot {
 /// a session's further turns each after the previous response and the think time.
 pub(super) fn launch(ctx: &Arc<Ctx>, handle: &tokio::runtime::Handle, ready: Ready, launch: Launch) {
     ctx.counters.start();
+    let adopter = &ctx.adopter;
     let ctx = ctx.clone();
-    start_here(handle, async move {
+    adopt::start_here(handle, adopter, async move {
         let send_by = launch.at + ctx.max_send_lag;
         let (_permit, mut queue_wait) = match launch.slot {
             Slot::Free => (None, None),
@@ -154,22 +156,6 @@ pub(super) async fn think(ctx: &Ctx, pause: Duration) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(pause) => true,
         _ = cancel.wait_for(|c| *c) => false,
-    }
-}
-
-/// Poll `task` once on this thread, then hand it to the runtime. On the
-/// pacer this writes the request to its connection at the scheduled time
-/// (a direct HTTP/1.1 connection is driven by the exchange itself), instead
-/// of whenever a busy runtime worker gets to a newly spawned task: under
-/// load that wait, not the pacer, was most of the send lag. The first poll
-/// uses a no-op waker; the runtime polls the task again at once, with its
-/// own, so no wake-up is lost.
-fn start_here(handle: &tokio::runtime::Handle, task: impl std::future::Future<Output = ()> + Send + 'static) {
-    let _runtime = handle.enter();
-    let mut task = Box::pin(task);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    if task.as_mut().poll(&mut cx).is_pending() {
-        handle.spawn(task);
     }
 }
 

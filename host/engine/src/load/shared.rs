@@ -51,6 +51,8 @@ pub(super) struct Ctx {
     /// When the pacer began the schedule, on the wall clock: `start_at`,
     /// as nearly as it could.
     pub schedule_start_unix_ms: std::sync::OnceLock<f64>,
+    /// Spawns on the runtime the requests the pacer wrote.
+    pub adopter: super::adopt::Adopter,
 }
 
 impl Ctx {

@@ -122,6 +122,27 @@ pub struct Exchange {
     pub grpc: Option<GrpcStatus>,
 }
 
+thread_local! {
+    static OFF_RUNTIME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `poll`, a first poll of exchanges on a thread that is no runtime
+/// worker (the pacer's, which writes each request at its time): their
+/// timeouts and cancel signals are armed on their next poll, on the
+/// runtime, and ask for no poll of their own. The caller sees that the
+/// exchange is polled again: when its socket wakes it, and soon in any case.
+pub(crate) fn polled_off_runtime<R>(poll: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            OFF_RUNTIME.set(false);
+        }
+    }
+    OFF_RUNTIME.set(true);
+    let _reset = Reset;
+    poll()
+}
+
 /// How to connect.
 #[derive(Debug, Clone)]
 pub struct TransportOptions {
@@ -520,12 +541,18 @@ impl Transport {
                 Outgoing::Grpc(call) => self.grpc.call(*call, &mut sink, &mut ex).await,
             }
         };
-        // What can cut the exchange short is armed only from the second
-        // poll on: the first runs on the pacer (see `load::start_here`), and
-        // the timer and the cancel signal each register under a lock that
-        // runtime workers also take, a wait there that would be send lag.
+        // What can cut the exchange short is armed only on the runtime: a
+        // first poll on the pacer (see `polled_off_runtime`) leaves it for
+        // the next poll, without asking for one. The timer and the cancel
+        // signal each register under a lock runtime workers also take, and
+        // a pacer waiting there for a preempted worker is send lag.
         let cut = async {
-            tokio::task::yield_now().await;
+            let mut first = true;
+            std::future::poll_fn(|_| match std::mem::take(&mut first) && OFF_RUNTIME.get() {
+                true => std::task::Poll::Pending,
+                false => std::task::Poll::Ready(()),
+            })
+            .await;
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline) => Ending::Timeout,
                 _ = cancel.wait_for(|c| *c) => Ending::Cancelled,
