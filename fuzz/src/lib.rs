@@ -30,7 +30,7 @@ type Cut = (Vec<(Option<String>, Vec<u8>)>, Result<(), Refusal>);
 
 fn cut(framing: Framing, limit: usize, body: &[u8], piece: usize) -> Cut {
     let mut framer = Framer::limited(framing, limit);
-    let (mut out, now) = (Vec::new(), Instant::now());
+    let (mut out, now) = (barrage_core::framing::Frames::default(), Instant::now());
     let mut result = Ok(());
     for read in body.chunks(piece) {
         result = framer.push(read, now, &mut out);
@@ -41,7 +41,8 @@ fn cut(framing: Framing, limit: usize, body: &[u8], piece: usize) -> Cut {
     if result.is_ok() {
         framer.finish(now, &mut out);
     }
-    (out.into_iter().map(|f| (f.event, f.data)).collect(), result)
+    let frames = out.iter().map(|f| (f.event.map(str::to_owned), f.data.to_vec()));
+    (frames.collect(), result)
 }
 
 /// The SSE, NDJSON, gRPC, AWS event-stream and raw framers: the same frames, and the same

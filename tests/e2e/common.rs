@@ -237,14 +237,14 @@ impl Reply {
     /// SSE data payloads, in order, with the time of the read that completed each.
     pub fn sse(&self) -> Vec<(std::time::Instant, String)> {
         let mut framer = barrage_core::framing::Framer::new(barrage_core::framing::Framing::Sse);
-        let mut frames = Vec::new();
+        let mut frames = barrage_core::framing::Frames::default();
         for (at, b) in &self.chunks {
             framer.push(b, *at, &mut frames).unwrap();
         }
         framer.finish(std::time::Instant::now(), &mut frames);
         frames
-            .into_iter()
-            .map(|f| (f.at, String::from_utf8_lossy(&f.data).into_owned()))
+            .iter()
+            .map(|f| (f.at, String::from_utf8_lossy(f.data).into_owned()))
             .collect()
     }
 }

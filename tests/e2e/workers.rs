@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use barrage_core::framing::{Framer, Framing, TimedFrame};
+use barrage_core::framing::{Framer, Frames, Framing};
 use barrage_core::types as wire;
 use barrage_plugin_host::tokenizer::WordTokenizer;
 use barrage_plugin_host::{
@@ -43,9 +43,9 @@ fn head() -> wire::ResponseHead {
     }
 }
 
-fn frames(body: &[u8]) -> Vec<TimedFrame> {
+fn frames(body: &[u8]) -> Frames {
     let mut f = Framer::new(Framing::Sse);
-    let mut out = Vec::new();
+    let mut out = Frames::default();
     f.push(body, Instant::now(), &mut out).unwrap();
     f.finish(Instant::now(), &mut out);
     out
@@ -63,9 +63,11 @@ fn interleaved_streams_decode_independently_and_keep_frame_times() {
         .map(|_| workers.open(head(), wire::DecodeOptions { want_text: false }))
         .collect();
     // Feed frame by frame, round-robin across streams, as concurrent responses arrive.
-    for frame in &all {
+    for frame in all.iter() {
         for s in &streams {
-            workers.push(*s, vec![frame.clone()]);
+            let mut one = Frames::default();
+            one.push(frame.at, frame.event, frame.data);
+            workers.push(*s, one);
         }
     }
     for s in streams {
@@ -80,7 +82,7 @@ fn interleaved_streams_decode_independently_and_keep_frame_times() {
         assert_eq!(contents.len(), 3);
         // Each event carries the timestamp the host gave its frame.
         for e in &outcome.events {
-            assert_eq!(e.at, all[e.frame as usize].at);
+            assert_eq!(Some(e.at), all.get(e.frame as usize).map(|f| f.at));
         }
     }
 }

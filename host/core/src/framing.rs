@@ -9,17 +9,125 @@ use std::time::Instant;
 
 use memchr::memchr;
 
-/// One frame, cut and timestamped by the host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimedFrame {
+/// Frames cut and timestamped by the host, in arrival order, their bytes
+/// in one buffer: a response's dozens of frames are two allocations, not
+/// one each made on the I/O thread and freed on a plugin thread, and the
+/// buffer is the contract's frame batch as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Frames {
+    bytes: Vec<u8>,
+    spans: Vec<FrameSpan>,
+}
+
+/// One frame of [`Frames`]: when it was cut, and where its parts lie in the
+/// buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameSpan {
+    /// When the bytes that completed this frame were read.
+    pub at: Instant,
+    /// The `event` (see [`Frame::event`]), when there is one.
+    pub event: Option<Span>,
+    pub data: Span,
+}
+
+/// Bytes `start..start + len` of a [`Frames`] buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub len: usize,
+}
+
+/// One frame, borrowed from its [`Frames`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame<'a> {
     /// When the bytes that completed this frame were read.
     pub at: Instant,
     /// The SSE `event:` field, when present; for a gRPC message,
     /// [`GRPC_COMPRESSED`] when its compressed flag is set (the message is
-    /// passed on as it came, for the codec to refuse).
-    pub event: Option<String>,
+    /// passed on as it came, for the codec to refuse); for an AWS event
+    /// stream, the event type.
+    pub event: Option<&'a str>,
     /// The SSE data (lines joined by `\n`), or the NDJSON line, or the chunk.
-    pub data: Vec<u8>,
+    pub data: &'a [u8],
+}
+
+impl Frames {
+    /// Add a frame cut at `at`.
+    pub fn push(&mut self, at: Instant, event: Option<&str>, data: &[u8]) {
+        let event = event.map(|e| self.keep(e.as_bytes()));
+        let data = self.keep(data);
+        self.spans.push(FrameSpan { at, event, data });
+    }
+
+    fn keep(&mut self, bytes: &[u8]) -> Span {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        Span {
+            start,
+            len: bytes.len(),
+        }
+    }
+
+    /// Add `other`'s frames after these.
+    pub fn append(&mut self, other: Frames) {
+        if self.spans.is_empty() {
+            *self = other;
+            return;
+        }
+        let offset = self.bytes.len();
+        let moved = |s: Span| Span {
+            start: s.start + offset,
+            len: s.len,
+        };
+        self.bytes.extend_from_slice(&other.bytes);
+        self.spans.extend(other.spans.into_iter().map(|f| FrameSpan {
+            at: f.at,
+            event: f.event.map(moved),
+            data: moved(f.data),
+        }));
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Where each frame lies, and when it was cut.
+    pub fn spans(&self) -> &[FrameSpan] {
+        &self.spans
+    }
+
+    /// Frame `i`.
+    pub fn get(&self, i: usize) -> Option<Frame<'_>> {
+        self.spans.get(i).map(|f| self.frame(f))
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Frame<'_>> + '_ {
+        self.spans.iter().map(|f| self.frame(f))
+    }
+
+    fn frame(&self, f: &FrameSpan) -> Frame<'_> {
+        let bytes = |s: Span| &self.bytes[s.start..s.start + s.len];
+        Frame {
+            at: f.at,
+            // Only ever set from a `&str`, so always UTF-8.
+            event: f.event.map(|s| std::str::from_utf8(bytes(s)).unwrap_or_default()),
+            data: bytes(f.data),
+        }
+    }
+
+    /// What the frames hold on to while they wait: the buffer and the spans.
+    pub fn held_bytes(&self) -> usize {
+        self.bytes.len() + self.spans.len() * std::mem::size_of::<FrameSpan>()
+    }
+
+    /// The buffer, and where each frame lies in it.
+    pub fn into_parts(self) -> (Vec<u8>, Vec<FrameSpan>) {
+        (self.bytes, self.spans)
+    }
 }
 
 /// The `event` of a gRPC message whose compressed flag is set.
@@ -115,7 +223,9 @@ pub struct Framer {
 #[derive(Debug, Default)]
 struct SseEvent {
     event: Option<String>,
-    data: Option<Vec<u8>>,
+    /// The data lines so far, joined by `\n`; kept allocated between events.
+    data: Vec<u8>,
+    has_data: bool,
     comment: bool,
 }
 
@@ -143,10 +253,17 @@ impl Framer {
     /// the limit; the frames before it are in `out`, and the framer takes
     /// nothing more. Where the reads fall changes neither the frames nor
     /// the refusal.
-    pub fn push(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), Refusal> {
+    pub fn push(&mut self, bytes: &[u8], at: Instant, out: &mut Frames) -> Result<(), Refusal> {
         if let Some(refusal) = &self.refused {
             return Err(refusal.clone());
         }
+        // The frames this read completes are at most its bytes and what was
+        // held back; room for them at once, rather than a buffer and a list
+        // grown by doubling a dozen times a response. A chat stream's SSE
+        // event is over a hundred bytes (and a big read of big frames is not
+        // given room for thousands).
+        out.bytes.reserve(bytes.len() + self.pending());
+        out.spans.reserve((bytes.len() / 128).clamp(1, 64));
         let cut = self.cut(bytes, at, out);
         if let Err(refusal) = &cut {
             self.refused = Some(refusal.clone());
@@ -169,16 +286,12 @@ impl Framer {
         }
     }
 
-    fn cut(&mut self, bytes: &[u8], at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), Refusal> {
+    fn cut(&mut self, bytes: &[u8], at: Instant, out: &mut Frames) -> Result<(), Refusal> {
         match self.framing {
             // A chunk as read is at most one read's bytes.
             Framing::Raw => {
                 if !bytes.is_empty() {
-                    out.push(TimedFrame {
-                        at,
-                        event: None,
-                        data: bytes.to_vec(),
-                    });
+                    out.push(at, None, bytes);
                 }
                 Ok(())
             }
@@ -208,7 +321,7 @@ impl Framer {
     }
 
     /// The body ended: flush a final frame that lacked its terminator.
-    pub fn finish(&mut self, at: Instant, out: &mut Vec<TimedFrame>) {
+    pub fn finish(&mut self, at: Instant, out: &mut Frames) {
         if self.refused.is_some() {
             return;
         }
@@ -231,11 +344,11 @@ impl Framer {
     /// Bytes held back waiting for the rest of a frame (an SSE event's
     /// earlier data lines too).
     pub fn pending(&self) -> usize {
-        self.buf.len() + self.sse.data.as_ref().map_or(0, Vec::len)
+        self.buf.len() + self.sse.data.len()
     }
 
     /// Cut the lines of the held-back buffer.
-    fn cut_held(&mut self, at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), FrameTooLarge> {
+    fn cut_held(&mut self, at: Instant, out: &mut Frames) -> Result<(), FrameTooLarge> {
         // Taken out meanwhile, so the SSE state can change.
         let buf = std::mem::take(&mut self.buf);
         let used = self.cut_lines(&buf, self.scanned, at, out)?;
@@ -247,15 +360,15 @@ impl Framer {
     }
 
     /// Handle every complete line of `buf` (none ends before `search`);
-    /// returns the length of those lines. Lines are read in place: a
-    /// frame's data is its only copy. A line is measured with its `\r`, as
-    /// its unfinished tail is.
+    /// returns the length of those lines. Lines are read in place and copied
+    /// once, into `out`. A line is measured with its `\r`, as its unfinished
+    /// tail is.
     fn cut_lines(
         &mut self,
         buf: &[u8],
         mut search: usize,
         at: Instant,
-        out: &mut Vec<TimedFrame>,
+        out: &mut Frames,
     ) -> Result<usize, FrameTooLarge> {
         let mut start = 0;
         while let Some(pos) = memchr(b'\n', &buf[search..]) {
@@ -269,11 +382,7 @@ impl Framer {
                 Framing::Sse => self.sse_line(line, at, out)?,
                 _ => {
                     if !line.trim_ascii().is_empty() {
-                        out.push(TimedFrame {
-                            at,
-                            event: None,
-                            data: line.to_vec(),
-                        });
+                        out.push(at, None, line);
                     }
                 }
             }
@@ -283,7 +392,7 @@ impl Framer {
         Ok(start)
     }
 
-    fn sse_line(&mut self, line: &[u8], at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), FrameTooLarge> {
+    fn sse_line(&mut self, line: &[u8], at: Instant, out: &mut Frames) -> Result<(), FrameTooLarge> {
         if line.is_empty() {
             self.dispatch_sse(at, out);
             return Ok(());
@@ -300,17 +409,19 @@ impl Framer {
             None => (line, &b""[..]),
         };
         match field {
-            b"data" => match &mut self.sse.data {
-                Some(d) => {
-                    // An event of many short data lines is one frame.
-                    if d.len() + 1 + value.len() > self.limit {
-                        return Err(self.too_large());
-                    }
-                    d.push(b'\n');
-                    d.extend_from_slice(value);
+            b"data" if self.sse.has_data => {
+                // An event of many short data lines is one frame.
+                let d = &mut self.sse.data;
+                if d.len() + 1 + value.len() > self.limit {
+                    return Err(self.too_large());
                 }
-                None => self.sse.data = Some(value.to_vec()),
-            },
+                d.push(b'\n');
+                d.extend_from_slice(value);
+            }
+            b"data" => {
+                self.sse.has_data = true;
+                self.sse.data.extend_from_slice(value);
+            }
             b"event" => self.sse.event = Some(String::from_utf8_lossy(value).into_owned()),
             // `id:` and `retry:` do not matter to a benchmark.
             _ => {}
@@ -318,26 +429,22 @@ impl Framer {
         Ok(())
     }
 
-    fn dispatch_sse(&mut self, at: Instant, out: &mut Vec<TimedFrame>) {
-        let ev = std::mem::take(&mut self.sse);
-        match ev.data {
-            Some(data) => out.push(TimedFrame {
-                at,
-                event: ev.event,
-                data,
-            }),
+    fn dispatch_sse(&mut self, at: Instant, out: &mut Frames) {
+        let ev = &mut self.sse;
+        if ev.has_data {
+            out.push(at, ev.event.as_deref(), &ev.data);
+        } else if ev.comment {
             // A comment-only event is a keep-alive: passed on with empty data
             // so it is counted, never mistaken for output.
-            None if ev.comment => out.push(TimedFrame {
-                at,
-                event: None,
-                data: Vec::new(),
-            }),
-            None => {}
+            out.push(at, None, b"");
         }
+        ev.event = None;
+        ev.data.clear();
+        ev.has_data = false;
+        ev.comment = false;
     }
 
-    fn cut_grpc(&mut self, at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), FrameTooLarge> {
+    fn cut_grpc(&mut self, at: Instant, out: &mut Frames) -> Result<(), FrameTooLarge> {
         let mut start = 0;
         let mut result = Ok(());
         while self.buf.len() - start >= 5 {
@@ -355,9 +462,8 @@ impl Framer {
             if self.buf.len() - start - 5 < len {
                 break;
             }
-            let data = self.buf[start + 5..start + 5 + len].to_vec();
-            let event = (self.buf[start] != 0).then(|| GRPC_COMPRESSED.to_string());
-            out.push(TimedFrame { at, event, data });
+            let event = (self.buf[start] != 0).then_some(GRPC_COMPRESSED);
+            out.push(at, event, &self.buf[start + 5..start + 5 + len]);
             start += 5 + len;
         }
         self.buf.drain(..start);
@@ -415,7 +521,7 @@ mod event_stream {
 }
 
 impl Framer {
-    fn cut_event_stream(&mut self, at: Instant, out: &mut Vec<TimedFrame>) -> Result<(), Refusal> {
+    fn cut_event_stream(&mut self, at: Instant, out: &mut Frames) -> Result<(), Refusal> {
         let mut start = 0;
         let mut result = Ok(());
         while self.buf.len() - start >= 12 {
@@ -451,8 +557,8 @@ impl Framer {
                 )));
                 break;
             }
-            match event_frame(message, headers_len, at) {
-                Ok(frame) => out.push(frame),
+            match event_frame(message, headers_len) {
+                Ok((event, data)) => out.push(at, Some(&event), &data),
                 Err(why) => {
                     result = Err(Refusal::Corrupt(format!("AWS event stream: message {n}: {why}")));
                     break;
@@ -492,7 +598,7 @@ pub fn aws_event_stream_message(headers: &[(&str, &str)], payload: &[u8]) -> Vec
 /// A checked event-stream message as the frame the contract describes:
 /// the event type (or `exception:` / `error:` and its type) and the
 /// payload (an error's message).
-fn event_frame(message: &[u8], headers_len: usize, at: Instant) -> Result<TimedFrame, String> {
+fn event_frame(message: &[u8], headers_len: usize) -> Result<(String, Vec<u8>), String> {
     let headers = event_stream::headers(&message[12..12 + headers_len])?;
     let text = |name: &[u8]| {
         headers.iter().find_map(|(n, v)| match v {
@@ -513,11 +619,7 @@ fn event_frame(message: &[u8], headers_len: usize, at: Instant) -> Result<TimedF
         ),
         _ => (text(b":event-type").unwrap_or_default(), payload.to_vec()),
     };
-    Ok(TimedFrame {
-        at,
-        event: Some(event),
-        data,
-    })
+    Ok((event, data))
 }
 
 #[cfg(test)]
@@ -525,26 +627,26 @@ mod tests {
     use super::*;
 
     /// Feed `body` in reads of `piece` bytes until the framer refuses one.
-    fn first_refusal(
-        f: &mut Framer,
-        body: &[u8],
-        piece: usize,
-        out: &mut Vec<TimedFrame>,
-    ) -> Option<Result<(), Refusal>> {
+    fn first_refusal(f: &mut Framer, body: &[u8], piece: usize, out: &mut Frames) -> Option<Result<(), Refusal>> {
         let now = Instant::now();
         body.chunks(piece).map(|c| f.push(c, now, out)).find(Result::is_err)
     }
 
     fn cut_in_pieces(framing: Framing, body: &[u8], piece: usize) -> Vec<(Option<String>, String)> {
         let mut f = Framer::new(framing);
-        let mut out = Vec::new();
+        let mut out = Frames::default();
         let now = Instant::now();
         for chunk in body.chunks(piece) {
             f.push(chunk, now, &mut out).unwrap();
         }
         f.finish(now, &mut out);
-        out.into_iter()
-            .map(|fr| (fr.event, String::from_utf8(fr.data).unwrap()))
+        out.iter()
+            .map(|fr| {
+                (
+                    fr.event.map(str::to_owned),
+                    String::from_utf8(fr.data.to_vec()).unwrap(),
+                )
+            })
             .collect()
     }
 
@@ -627,7 +729,7 @@ mod tests {
         for (framing, body) in cases {
             for piece in [1, 7, body.len()] {
                 let mut f = Framer::limited(framing, 64);
-                let mut out = Vec::new();
+                let mut out = Frames::default();
                 let now = Instant::now();
                 let refused = first_refusal(&mut f, &body, piece, &mut out);
                 assert_eq!(
@@ -648,7 +750,7 @@ mod tests {
         }
         // Up to the limit is fine.
         let mut f = Framer::limited(Framing::Ndjson, 64);
-        let mut out = Vec::new();
+        let mut out = Frames::default();
         assert!(
             f.push(format!("{}\n", "y".repeat(64)).as_bytes(), Instant::now(), &mut out)
                 .is_ok()
@@ -758,12 +860,15 @@ mod tests {
             .collect();
         for piece in [1, 3, 17, all.len()] {
             let mut f = Framer::new(Framing::AwsEventStream);
-            let mut out = Vec::new();
+            let mut out = Frames::default();
             let now = Instant::now();
             for c in all.chunks(piece) {
                 f.push(c, now, &mut out).unwrap();
             }
-            let got: Vec<(Option<String>, Vec<u8>)> = out.into_iter().map(|fr| (fr.event, fr.data)).collect();
+            let got: Vec<(Option<String>, Vec<u8>)> = out
+                .iter()
+                .map(|fr| (fr.event.map(str::to_owned), fr.data.to_vec()))
+                .collect();
             assert_eq!(got, expected, "in pieces of {piece}");
         }
         let negative: &[(&str, &[u8])] = &[
@@ -784,7 +889,7 @@ mod tests {
         ];
         for (what, message) in negative {
             let mut f = Framer::new(Framing::AwsEventStream);
-            let mut out = Vec::new();
+            let mut out = Frames::default();
             let refused = first_refusal(&mut f, message, message.len(), &mut out);
             assert!(
                 matches!(refused, Some(Err(Refusal::Corrupt(_)))),
@@ -803,7 +908,7 @@ mod tests {
             let body = [good.clone(), bad, good.clone()].concat();
             for piece in [1, 7, body.len()] {
                 let mut f = Framer::new(Framing::AwsEventStream);
-                let mut out = Vec::new();
+                let mut out = Frames::default();
                 let refused = first_refusal(&mut f, &body, piece, &mut out);
                 let Some(Err(Refusal::Corrupt(why))) = refused else {
                     panic!("{what} in pieces of {piece}: {refused:?}");
@@ -815,9 +920,39 @@ mod tests {
     }
 
     #[test]
+    fn appended_frames_keep_their_bytes_events_and_times() {
+        let (t0, t1) = (Instant::now(), Instant::now() + std::time::Duration::from_millis(3));
+        let owned = |f: &Frames| -> Vec<(Instant, Option<String>, Vec<u8>)> {
+            f.iter()
+                .map(|fr| (fr.at, fr.event.map(str::to_owned), fr.data.to_vec()))
+                .collect()
+        };
+        let mut first = Frames::default();
+        first.push(t0, Some("message_start"), b"{\"a\":1}");
+        first.push(t0, None, b"");
+        let mut second = Frames::default();
+        second.push(t1, None, b"[DONE]");
+        second.push(t1, Some(GRPC_COMPRESSED), b"\x00\x01");
+        let mut all = Frames::default();
+        all.append(first.clone());
+        all.append(second.clone());
+        let expected: Vec<_> = owned(&first).into_iter().chain(owned(&second)).collect();
+        assert_eq!(owned(&all), expected);
+        assert_eq!(all.len(), 4);
+        assert_eq!(all.get(2).map(|f| f.data), Some(&b"[DONE]"[..]));
+        assert_eq!(all.get(4), None);
+        // The buffer holds each frame's event and data once, in order.
+        let (bytes, spans) = all.clone().into_parts();
+        assert_eq!(bytes, b"message_start{\"a\":1}[DONE]grpc-compressed\x00\x01");
+        let last = spans[3];
+        assert_eq!(&bytes[last.data.start..last.data.start + last.data.len], b"\x00\x01");
+        assert_eq!(all.held_bytes(), bytes.len() + 4 * std::mem::size_of::<FrameSpan>());
+    }
+
+    #[test]
     fn frames_carry_the_time_of_the_read_that_completed_them() {
         let mut f = Framer::new(Framing::Sse);
-        let mut out = Vec::new();
+        let mut out = Frames::default();
         let t0 = Instant::now();
         let t1 = t0 + std::time::Duration::from_millis(5);
         f.push(b"data: a\n", t0, &mut out).unwrap();

@@ -13,7 +13,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use barrage_core::framing::TimedFrame;
+use barrage_core::framing::Frames;
 use barrage_core::types::{DecodeOptions, ResponseHead};
 use barrage_plugin_host::tokenizer::WordTokenizer;
 use barrage_plugin_host::{CodecPlugin, CodecWorkers, EngineOptions, PluginContext, PluginEngine, Registry};
@@ -73,13 +73,10 @@ fn decode(c: &mut Criterion) {
     for batch in [1usize, 16, 64] {
         group.throughput(Throughput::Elements(batch as u64));
         let now = Instant::now();
-        let wasm_frames: Vec<TimedFrame> = (0..batch)
-            .map(|i| TimedFrame {
-                at: now,
-                event: None,
-                data: chunk(i),
-            })
-            .collect();
+        let mut wasm_frames = Frames::default();
+        for i in 0..batch {
+            wasm_frames.push(now, None, &chunk(i));
+        }
         group.bench_with_input(BenchmarkId::new("wasm", batch), &wasm_frames, |b, frames| {
             // Frames are handed over owned, as the plugin threads do.
             b.iter(|| black_box(instance.push(decoder, frames.clone()).expect("push")))
@@ -110,13 +107,10 @@ fn decode(c: &mut Criterion) {
     // The floor under the wasm figures: 64 `[DONE]` frames cost the call,
     // the copies in and the events out, and next to no parsing.
     let now = Instant::now();
-    let done: Vec<TimedFrame> = (0..64)
-        .map(|_| TimedFrame {
-            at: now,
-            event: None,
-            data: b"[DONE]".to_vec(),
-        })
-        .collect();
+    let mut done = Frames::default();
+    for _ in 0..64 {
+        done.push(now, None, b"[DONE]");
+    }
     group.bench_with_input(BenchmarkId::new("wasm_call_floor", 64), &done, |b, frames| {
         b.iter(|| black_box(instance.push(decoder, frames.clone()).expect("push")))
     });
@@ -134,14 +128,9 @@ fn decode(c: &mut Criterion) {
             let s = workers.open(head.clone(), DecodeOptions { want_text: false });
             let now = Instant::now();
             for i in 0..frames_per_stream {
-                workers.push(
-                    s,
-                    vec![TimedFrame {
-                        at: now,
-                        event: None,
-                        data: chunk(i),
-                    }],
-                );
+                let mut frame = Frames::default();
+                frame.push(now, None, &chunk(i));
+                workers.push(s, frame);
             }
             black_box(workers.finish(s, now).blocking_recv().expect("outcome"))
         })

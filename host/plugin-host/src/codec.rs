@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use barrage_core::framing::TimedFrame;
+use barrage_core::framing::Frames;
 use barrage_core::types::{DecodeOptions, EncodedRequest, Event, RequestSpec, ResponseHead};
 use wasmtime::Store;
 use wasmtime::component::ResourceAny;
@@ -220,9 +220,9 @@ impl CodecInstance {
     /// one decode deadline per [`DECODE_DEADLINE_FRAMES`] frames and per
     /// [`ENCODE_DEADLINE_PER`] bytes (at least one); each event comes with
     /// the index of its frame in the batch, checked to be one of the batch's.
-    pub fn push(&mut self, decoder: ResourceAny, frames: Vec<TimedFrame>) -> Result<Vec<(u32, Event)>, PluginFailure> {
+    pub fn push(&mut self, decoder: ResourceAny, frames: Frames) -> Result<Vec<(u32, Event)>, PluginFailure> {
         let n = frames.len();
-        let bytes: usize = frames.iter().map(|f| f.data.len()).sum();
+        let bytes: usize = frames.spans().iter().map(|f| f.data.len).sum();
         let deadline = self.decode_deadline() * (1 + n / DECODE_DEADLINE_FRAMES + bytes / ENCODE_DEADLINE_PER) as u32;
         let mut tagged = self.call(deadline, |c, s| c.push(s, decoder, frames))?;
         self.check_count(tagged.len(), n)?;

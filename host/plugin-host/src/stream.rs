@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use barrage_core::body::ResponseSink;
-use barrage_core::framing::{DEFAULT_MAX_FRAME, FrameTooLarge, Framer, Refusal, TimedFrame};
+use barrage_core::framing::{DEFAULT_MAX_FRAME, FrameTooLarge, Framer, Frames, Refusal};
 use barrage_core::types::{DecodeOptions, EncodedRequest, Event, ResponseHead};
 use tokio::sync::oneshot;
 
@@ -37,7 +37,7 @@ enum Body<'a> {
     /// A stream being cut and handed over.
     Stream {
         framer: Framer,
-        frames: Vec<TimedFrame>,
+        frames: Frames,
         guard: StreamGuard<'a>,
     },
     /// Anything else, gathered whole.
@@ -91,7 +91,7 @@ impl<'a> ResponseSink for DecodeSink<'a> {
         self.body = match self.stream {
             Some(framing) if (200..300).contains(&head.status) => Body::Stream {
                 framer: Framer::limited(framing, self.max_frame),
-                frames: Vec::new(),
+                frames: Frames::default(),
                 guard: StreamGuard {
                     workers: self.workers,
                     state: GuardState::Unopened(head, self.options),
@@ -219,7 +219,7 @@ impl<'a> Decoding<'a> {
 pub struct Finishing<'a> {
     workers: &'a CodecWorkers,
     handle: StreamHandle,
-    frames: Vec<TimedFrame>,
+    frames: Frames,
     at: Instant,
     handed_over: bool,
 }
@@ -293,13 +293,13 @@ impl<'a> StreamGuard<'a> {
         }
     }
 
-    fn push(&mut self, frames: Vec<TimedFrame>) {
+    fn push(&mut self, frames: Frames) {
         if let Some(h) = self.handle() {
             self.workers.push(h, frames);
         }
     }
 
-    fn finish(mut self, frames: Vec<TimedFrame>, end: Instant) -> Decoding<'a> {
+    fn finish(mut self, frames: Frames, end: Instant) -> Decoding<'a> {
         let handle = self.handle();
         self.state = GuardState::Finished;
         match handle {

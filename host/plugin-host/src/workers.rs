@@ -10,19 +10,24 @@
 //! So a trap, timeout or memory-limit hit fails exactly the one response being
 //! decoded; its instance is dropped and the free list refills on demand.
 //! Jobs that queue up while a thread is busy are handled as one batch: the
-//! frames of one stream become a single `push` call.
+//! frames of one stream become a single `push` call. While jobs come more
+//! often than one per [`GATHER`], a thread sleeps that long after each batch
+//! and takes what came meanwhile together: at thousands of responses a
+//! second, waking once per response was a context switch per request on a
+//! client short of CPU. A job someone waits for (an encode, a whole body,
+//! a finish whose outcome is awaited) wakes it at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use wasmtime::component::ResourceAny;
 
-use barrage_core::framing::TimedFrame;
+use barrage_core::framing::Frames;
 use barrage_core::types::{DecodeOptions, EncodedRequest, Event, RequestSpec, ResponseHead};
 
 use crate::codec::{CodecInstance, CodecPlugin};
@@ -36,6 +41,10 @@ const MAX_IDLE_INSTANCES: usize = 64;
 const MAX_IDLE_MEMORY: usize = 16 << 20;
 /// Most jobs taken off the queue at once.
 const MAX_BATCH: usize = 512;
+/// How long a busy plugin thread lets jobs gather between batches. Frames
+/// carry their arrival times, so the wait moves no timestamp; records come
+/// at most this much later.
+pub const GATHER: Duration = Duration::from_millis(1);
 
 /// How much nicer than the thread that starts them the plugin threads run.
 /// Decoding is off the clock (frames carry their arrival times), reading
@@ -97,16 +106,23 @@ impl StreamOutcome {
 /// called exactly once, with [`StreamOutcome::lost`] if the stream is
 /// dropped unfinished. A run builds and hands on the request's record
 /// here, so finishing a stream wakes nothing on the I/O side.
-pub struct Reply(Option<Box<dyn FnOnce(StreamOutcome) + Send>>);
+pub struct Reply {
+    then: Option<Box<dyn FnOnce(StreamOutcome) + Send>>,
+    /// Someone waits for it: the plugin thread is woken for it at once.
+    awaited: bool,
+}
 
 impl Reply {
     /// A reply that calls `f`.
     pub fn new(f: impl FnOnce(StreamOutcome) + Send + 'static) -> Reply {
-        Reply(Some(Box::new(f)))
+        Reply {
+            then: Some(Box::new(f)),
+            awaited: false,
+        }
     }
 
     fn send(mut self, outcome: StreamOutcome) {
-        if let Some(f) = self.0.take() {
+        if let Some(f) = self.then.take() {
             f(outcome);
         }
     }
@@ -114,7 +130,7 @@ impl Reply {
 
 impl Drop for Reply {
     fn drop(&mut self) {
-        if let Some(f) = self.0.take() {
+        if let Some(f) = self.then.take() {
             f(StreamOutcome::lost());
         }
     }
@@ -139,12 +155,12 @@ enum Job {
     },
     Push {
         id: u64,
-        frames: Vec<TimedFrame>,
+        frames: Frames,
     },
     Finish {
         id: u64,
         /// The stream's last frames, decoded before it finishes.
-        frames: Vec<TimedFrame>,
+        frames: Frames,
         at: Instant,
         reply: Reply,
     },
@@ -160,6 +176,19 @@ enum Job {
     /// A host bug on the plugin thread, for the test of its restart.
     #[cfg(test)]
     Panic,
+}
+
+impl Job {
+    /// Whether a caller is waiting for this job's answer.
+    fn awaited(&self) -> bool {
+        match self {
+            Job::Encode { .. } | Job::Unary { .. } => true,
+            Job::Finish { reply, .. } => reply.awaited,
+            Job::Open { .. } | Job::Push { .. } | Job::Cancel { .. } => false,
+            #[cfg(test)]
+            Job::Panic => true,
+        }
+    }
 }
 
 struct Worker {
@@ -179,17 +208,9 @@ pub struct Backlog {
     peak_bytes: AtomicU64,
 }
 
-/// What a frame holds on to while it waits: its data and its own size.
-fn held_bytes(frames: &[TimedFrame]) -> u64 {
-    frames
-        .iter()
-        .map(|f| (f.data.len() + std::mem::size_of::<TimedFrame>()) as u64)
-        .sum()
-}
-
 impl Backlog {
-    fn add(&self, frames: &[TimedFrame]) {
-        let bytes = held_bytes(frames);
+    fn add(&self, frames: &Frames) {
+        let bytes = frames.held_bytes() as u64;
         let n = frames.len() as u64;
         let now_frames = self.frames.fetch_add(n, Ordering::Relaxed) + n;
         let now_bytes = self.bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
@@ -197,9 +218,9 @@ impl Backlog {
         self.peak_bytes.fetch_max(now_bytes, Ordering::Relaxed);
     }
 
-    fn taken(&self, frames: &[TimedFrame]) {
+    fn taken(&self, frames: &Frames) {
         self.frames.fetch_sub(frames.len() as u64, Ordering::Relaxed);
-        self.bytes.fetch_sub(held_bytes(frames), Ordering::Relaxed);
+        self.bytes.fetch_sub(frames.held_bytes() as u64, Ordering::Relaxed);
     }
 
     /// Bytes waiting now.
@@ -279,11 +300,18 @@ impl CodecWorkers {
     }
 
     fn send(&self, worker: usize, job: Job) {
-        if let Some(tx) = &self.workers[worker].tx {
+        let worker = &self.workers[worker];
+        if let Some(tx) = &worker.tx {
+            let awaited = job.awaited();
             // A worker only stops when `self` is dropped, so sending cannot
             // fail while `self` lives; if it ever did, the reply channel
             // closes and the caller sees a failure.
             let _ = tx.send(job);
+            if awaited && let Some(join) = &worker.join {
+                // A thread letting jobs gather is parked, not waiting on the
+                // channel: a job someone waits for must not wait with them.
+                join.thread().unpark();
+            }
         }
     }
 
@@ -316,7 +344,7 @@ impl CodecWorkers {
     }
 
     /// Hand over frames cut from the stream (never blocks).
-    pub fn push(&self, stream: StreamHandle, frames: Vec<TimedFrame>) {
+    pub fn push(&self, stream: StreamHandle, frames: Frames) {
         if !frames.is_empty() {
             self.backlog.add(&frames);
             self.send(stream.worker, Job::Push { id: stream.id, frames });
@@ -325,30 +353,22 @@ impl CodecWorkers {
 
     /// The stream ended at `at`; the reply carries everything decoded.
     pub fn finish(&self, stream: StreamHandle, at: Instant) -> oneshot::Receiver<StreamOutcome> {
-        self.finish_with(stream, Vec::new(), at)
+        self.finish_with(stream, Frames::default(), at)
     }
 
     /// Hand over the stream's last frames and finish it, in one job.
-    pub fn finish_with(
-        &self,
-        stream: StreamHandle,
-        frames: Vec<TimedFrame>,
-        at: Instant,
-    ) -> oneshot::Receiver<StreamOutcome> {
+    pub fn finish_with(&self, stream: StreamHandle, frames: Frames, at: Instant) -> oneshot::Receiver<StreamOutcome> {
         let (tx, rx) = oneshot::channel();
-        self.finish_then(
-            stream,
-            frames,
-            at,
-            Reply::new(move |outcome| {
-                let _ = tx.send(outcome);
-            }),
-        );
+        let mut reply = Reply::new(move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        reply.awaited = true;
+        self.finish_then(stream, frames, at, reply);
         rx
     }
 
     /// [`Self::finish_with`], the outcome going to `reply` on the plugin thread.
-    pub fn finish_then(&self, stream: StreamHandle, frames: Vec<TimedFrame>, at: Instant, reply: Reply) {
+    pub fn finish_then(&self, stream: StreamHandle, frames: Frames, at: Instant, reply: Reply) {
         self.backlog.add(&frames);
         self.send(
             stream.worker,
@@ -416,6 +436,50 @@ fn supervise(plugin: &Arc<CodecPlugin>, rx: &mpsc::Receiver<Job>, restarts: &Ato
     }
 }
 
+/// How a plugin thread waits for its next batch: on the channel, woken by
+/// each job, until jobs come more often than one per `window` ([`GATHER`]);
+/// then it starts a batch at most once per `window`, parked in between
+/// (woken early only by a job someone waits for), until a wait brings
+/// nothing. A thread whose batches take longer than that does not park.
+struct Intake {
+    window: Duration,
+    gathering: bool,
+    /// When the last batch began.
+    began: Option<Instant>,
+}
+
+impl Intake {
+    fn new(window: Duration) -> Intake {
+        Intake {
+            window,
+            gathering: false,
+            began: None,
+        }
+    }
+
+    /// The next job; none once every sender is gone.
+    fn next<T>(&mut self, rx: &mpsc::Receiver<T>) -> Option<T> {
+        if self.gathering {
+            if let Some(left) = self.began.and_then(|t| self.window.checked_sub(t.elapsed())) {
+                std::thread::park_timeout(left);
+            }
+            match rx.try_recv() {
+                Ok(job) => {
+                    self.began = Some(Instant::now());
+                    return Some(job);
+                }
+                Err(mpsc::TryRecvError::Disconnected) => return None,
+                Err(mpsc::TryRecvError::Empty) => self.gathering = false,
+            }
+        }
+        let job = rx.recv().ok()?;
+        let now = Instant::now();
+        self.gathering = self.began.is_some_and(|t| now - t < self.window);
+        self.began = Some(now);
+        Some(job)
+    }
+}
+
 struct Stream {
     /// The instance and decoder, until the stream ends or fails.
     decoding: Option<(CodecInstance, ResourceAny)>,
@@ -426,6 +490,8 @@ struct WorkerThread {
     plugin: Arc<CodecPlugin>,
     idle: Vec<CodecInstance>,
     streams: HashMap<u64, Stream>,
+    /// The arrival times of the frames being pushed, kept allocated.
+    times: Vec<Instant>,
 }
 
 impl WorkerThread {
@@ -434,13 +500,15 @@ impl WorkerThread {
             plugin,
             idle: Vec::new(),
             streams: HashMap::new(),
+            times: Vec::new(),
         }
     }
 
     fn run(mut self, rx: &mpsc::Receiver<Job>, backlog: &Backlog) {
         let mut batch = Vec::new();
-        let mut pending: HashMap<u64, Vec<TimedFrame>> = HashMap::new();
-        while let Ok(first) = rx.recv() {
+        let mut pending: HashMap<u64, Frames> = HashMap::new();
+        let mut intake = Intake::new(GATHER);
+        while let Some(first) = intake.next(rx) {
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -453,18 +521,13 @@ impl WorkerThread {
                     // Frames wait so that all of a stream's frames in this
                     // batch go to the plugin in one call; anything else
                     // about that stream flushes them first, keeping order.
-                    Job::Push { id, mut frames } => {
+                    Job::Push { id, frames } => {
                         backlog.taken(&frames);
-                        pending.entry(id).or_default().append(&mut frames);
+                        pending.entry(id).or_default().append(frames);
                     }
-                    Job::Finish {
-                        id,
-                        mut frames,
-                        at,
-                        reply,
-                    } => {
+                    Job::Finish { id, frames, at, reply } => {
                         backlog.taken(&frames);
-                        pending.entry(id).or_default().append(&mut frames);
+                        pending.entry(id).or_default().append(frames);
                         self.flush(id, &mut pending);
                         reply.send(self.finish(id, at));
                     }
@@ -540,7 +603,7 @@ impl WorkerThread {
         self.streams.insert(id, Stream { decoding, outcome });
     }
 
-    fn flush(&mut self, id: u64, pending: &mut HashMap<u64, Vec<TimedFrame>>) {
+    fn flush(&mut self, id: u64, pending: &mut HashMap<u64, Frames>) {
         let Some(frames) = pending.remove(&id) else { return };
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
@@ -555,7 +618,9 @@ impl WorkerThread {
         let Some((instance, decoder)) = stream.decoding.as_mut() else {
             return;
         };
-        let times: Vec<Instant> = frames.iter().map(|f| f.at).collect();
+        self.times.clear();
+        self.times.extend(frames.spans().iter().map(|f| f.at));
+        let times = &self.times;
         // `push` checked every index against the batch.
         match instance.push(*decoder, frames) {
             Ok(events) => stream
@@ -669,12 +734,9 @@ pub(crate) mod tests {
             "the stream the lost state held fails"
         );
         let later = workers.open(ok_head(), DecodeOptions { want_text: false });
-        let frame = TimedFrame {
-            at: now,
-            event: None,
-            data: b"[DONE]".to_vec(),
-        };
-        let outcome = workers.finish_with(later, vec![frame], now).blocking_recv().unwrap();
+        let mut done = Frames::default();
+        done.push(now, None, b"[DONE]");
+        let outcome = workers.finish_with(later, done, now).blocking_recv().unwrap();
         assert!(outcome.failure.is_none(), "{:?}", outcome.failure);
         assert!(
             matches!(outcome.events[..], [TimedEvent { event: Event::Done, .. }]),
@@ -686,19 +748,54 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn fast_jobs_are_gathered_and_only_a_job_someone_waits_for_cuts_the_wait_short() {
+        // A window far longer than the test may take: a thread left parked
+        // for it would fail the `recv_timeout`s below.
+        let (tx, rx) = mpsc::channel::<u32>();
+        let (answers, answered) = mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let mut intake = Intake::new(Duration::from_secs(600));
+            while let Some(job) = intake.next(&rx) {
+                answers.send((job, intake.gathering)).unwrap();
+            }
+        });
+        let next = || answered.recv_timeout(Duration::from_secs(300)).ok();
+        tx.send(1).unwrap();
+        tx.send(2).unwrap();
+        assert_eq!(next(), Some((1, false)), "one job says nothing of the rate");
+        assert_eq!(next(), Some((2, true)), "two within the window: gathering");
+        // Woken with nothing gathered, it waits on the channel again: a job
+        // nobody waits for wakes it from there without an unpark.
+        thread.thread().unpark();
+        std::thread::sleep(Duration::from_millis(50));
+        tx.send(3).unwrap();
+        assert_eq!(next().map(|(job, _)| job), Some(3));
+        // Gathering again (3 came within the window): a job someone waits
+        // for is sent with an unpark, which ends the wait at once.
+        tx.send(4).unwrap();
+        thread.thread().unpark();
+        assert_eq!(next(), Some((4, true)));
+        drop(tx);
+        thread.thread().unpark();
+        thread.join().unwrap();
+    }
+
+    #[test]
     fn the_backlog_counts_frames_until_a_plugin_thread_takes_them() {
         let workers = CodecWorkers::start(chat_plugin(), 1).unwrap();
         let now = Instant::now();
-        let frame = |data: &[u8]| TimedFrame {
-            at: now,
-            event: None,
-            data: data.to_vec(),
+        let frames = |data: &[u8], n| {
+            let mut frames = Frames::default();
+            for _ in 0..n {
+                frames.push(now, None, data);
+            }
+            frames
         };
         let stream = workers.open(ok_head(), DecodeOptions { want_text: false });
         let chunk = br#"{"choices":[{"index":0,"delta":{"content":"hi"}}]}"#;
-        workers.push(stream, (0..100).map(|_| frame(chunk)).collect());
+        workers.push(stream, frames(chunk, 100));
         let outcome = workers
-            .finish_with(stream, vec![frame(b"[DONE]")], now)
+            .finish_with(stream, frames(b"[DONE]", 1), now)
             .blocking_recv()
             .unwrap();
         assert!(outcome.failure.is_none(), "{:?}", outcome.failure);

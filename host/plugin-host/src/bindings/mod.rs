@@ -331,7 +331,7 @@ macro_rules! version_world {
 mod v0_1;
 mod v0_2;
 
-use barrage_core::framing::TimedFrame;
+use barrage_core::framing::Frames;
 use barrage_core::types::{DecodeOptions, EncodedRequest, Event, RequestSpec, ResponseHead};
 use wasmtime::Store;
 use wasmtime::component::{Component, Linker, ResourceAny};
@@ -534,7 +534,7 @@ impl Codec {
         &self,
         store: &mut Store<HostState>,
         decoder: ResourceAny,
-        frames: Vec<TimedFrame>,
+        frames: Frames,
     ) -> wasmtime::Result<Result<Vec<(u32, Event)>, String>> {
         match self {
             Codec::V0_1(c) => c.push(store, decoder, frames),

@@ -2,7 +2,7 @@
 //! conversion to and from the host's types. Nothing outside `bindings/`
 //! sees a generated type.
 
-use barrage_core::framing::TimedFrame;
+use barrage_core::framing::Frames;
 use barrage_core::types as host;
 use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, Instance, Linker, ResourceAny, TypedFunc};
@@ -88,13 +88,13 @@ impl Codec {
         &self,
         store: &mut Store<HostState>,
         decoder: ResourceAny,
-        frames: Vec<TimedFrame>,
+        frames: Frames,
     ) -> wasmtime::Result<Result<Vec<(u32, host::Event)>, String>> {
         let frames: Vec<wire::Frame> = frames
-            .into_iter()
+            .iter()
             .map(|f| wire::Frame {
-                event: f.event,
-                data: f.data,
+                event: f.event.map(str::to_owned),
+                data: f.data.to_vec(),
             })
             .collect();
         let events = self

@@ -2,7 +2,7 @@
 //! conversion to and from the host's types. Nothing outside `bindings/`
 //! sees a generated type.
 
-use barrage_core::framing::TimedFrame;
+use barrage_core::framing::Frames;
 use barrage_core::types as host;
 use wasmtime::Store;
 use wasmtime::component::{Component, HasSelf, Instance, Linker, ResourceAny, TypedFunc};
@@ -94,7 +94,7 @@ impl Codec {
         &self,
         store: &mut Store<HostState>,
         decoder: ResourceAny,
-        frames: Vec<TimedFrame>,
+        frames: Frames,
     ) -> wasmtime::Result<Result<Vec<(u32, host::Event)>, String>> {
         let batch = frame_batch(frames);
         let events = self
@@ -318,25 +318,20 @@ impl From<wire::EncodedRequest> for host::EncodedRequest {
 }
 
 /// A stream's frames with their bytes in one buffer.
-fn frame_batch(frames: Vec<TimedFrame>) -> wire::FrameBatch {
-    let bytes = frames
-        .iter()
-        .map(|f| f.data.len() + f.event.as_ref().map_or(0, String::len))
-        .sum();
-    let mut data = Vec::with_capacity(bytes);
-    let mut span = |bytes: &[u8]| {
-        let start = data.len() as u32;
-        data.extend_from_slice(bytes);
-        wire::Span {
-            start,
-            len: bytes.len() as u32,
-        }
+/// The host's frames are already one buffer with spans: only the spans are
+/// rewritten. A batch is far below 4 GiB (frames are bounded by
+/// `max_frame_mib`, and a plugin's memory by its limit).
+fn frame_batch(frames: Frames) -> wire::FrameBatch {
+    let (data, spans) = frames.into_parts();
+    let span = |s: barrage_core::framing::Span| wire::Span {
+        start: s.start as u32,
+        len: s.len as u32,
     };
-    let frames = frames
+    let frames = spans
         .iter()
         .map(|f| wire::Frame {
-            event: f.event.as_ref().map(|e| span(e.as_bytes())),
-            data: span(&f.data),
+            event: f.event.map(span),
+            data: span(f.data),
         })
         .collect();
     wire::FrameBatch { data, frames }
