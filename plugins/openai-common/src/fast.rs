@@ -122,22 +122,7 @@ impl Repeat {
 
     /// `data` as a chunk, if it is this one with other text.
     pub(crate) fn chunk<'a>(&self, data: &'a [u8]) -> Option<Chunk<'a>> {
-        let end = data.len().checked_sub(self.suffix.len())?;
-        if end < self.prefix.len()
-            || !same(&data[end..], &self.suffix)
-            || !same(&data[..self.prefix.len()], &self.prefix)
-        {
-            return None;
-        }
-        let mut r = Reader {
-            b: &data[..end],
-            i: self.prefix.len(),
-            text: Texts::None,
-        };
-        let text = r.string()?;
-        if r.i != end {
-            return None;
-        }
+        let text = self.text(data)?;
         let choice = match self.shape {
             Shape::Text => Choice {
                 text: Some(text),
@@ -158,20 +143,41 @@ impl Repeat {
             ..Chunk::default()
         })
     }
+
+    /// The text of `data`, if it is this chunk with other text: all a
+    /// plain chunk says (the decoder makes its event of it without building
+    /// the chunk).
+    pub(crate) fn text<'a>(&self, data: &'a [u8]) -> Option<Cow<'a, str>> {
+        let end = data.len().checked_sub(self.suffix.len())?;
+        if end < self.prefix.len()
+            || !same(&data[end..], &self.suffix)
+            || !same(&data[..self.prefix.len()], &self.prefix)
+        {
+            return None;
+        }
+        let mut r = Reader {
+            b: &data[..end],
+            i: self.prefix.len(),
+            text: Texts::None,
+        };
+        let text = r.string()?;
+        (r.i == end).then_some(text)
+    }
 }
 
 /// Byte equality eight bytes at a time: the C library's `memcmp` under
-/// wasm32-wasip2 compares a byte per step.
+/// wasm32-wasip2 compares a byte per step (and comparing the last few bytes
+/// as slices called it). The last word overlaps the one before it.
 fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
+    let n = a.len();
+    if n != b.len() {
         return false;
     }
-    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tails = wa.remainder() == wb.remainder();
-    tails
-        && wa.zip(wb).all(|(x, y)| {
-            u64::from_le_bytes(x.try_into().unwrap_or_default()) == u64::from_le_bytes(y.try_into().unwrap_or_default())
-        })
+    if n < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap_or_default());
+    (0..n / 8).all(|k| word(a, 8 * k) == word(b, 8 * k)) && word(a, n - 8) == word(b, n - 8)
 }
 
 /// A string as scanned: its bytes between the quotes, whether they hold
@@ -304,6 +310,11 @@ impl<'a> Reader<'a> {
             return serde_json::from_slice::<String>(&self.b[start..self.i])
                 .ok()
                 .map(Cow::Owned);
+        }
+        if raw.ascii {
+            // SAFETY: no byte has its high bit set (`raw_str` OR-ed them
+            // all), so these are ASCII bytes, which are valid UTF-8.
+            return Some(Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(raw.bytes) }));
         }
         std::str::from_utf8(raw.bytes).ok().map(Cow::Borrowed)
     }
@@ -841,6 +852,20 @@ mod tests {
     }
 
     #[test]
+    fn same_sees_a_difference_in_any_byte_of_any_length() {
+        for n in 0..40 {
+            let a: Vec<u8> = (0..n as u8).map(|i| i.wrapping_mul(37)).collect();
+            assert!(same(&a, &a.clone()), "{n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x20;
+                assert!(!same(&a, &b), "length {n}, byte {at}");
+            }
+            assert!(!same(&a, &a[..n.saturating_sub(1)]) || n == 0);
+        }
+    }
+
+    #[test]
     fn a_repeated_chunk_decodes_as_the_full_parse_would() {
         // Plain chunks as servers repeat them, the text marked `@`.
         const PLAIN: &[&str] = &[
@@ -902,7 +927,7 @@ mod tests {
             let mut decoder = crate::StreamDecoder::new(&barrage_sdk::codec::DecodeOptions { want_text: false });
             for data in &frames {
                 let data = data.trim_ascii();
-                if decoder.repeat.as_ref().and_then(|r| r.chunk(data)).is_some() {
+                if decoder.repeat.as_ref().and_then(|r| r.text(data)).is_some() {
                     repeats += 1;
                 }
                 decoder.decode_frame(data, &mut |_| {});

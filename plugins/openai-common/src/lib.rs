@@ -322,8 +322,13 @@ impl StreamDecoder {
         if data == b"[DONE]" {
             return emit(Event::Done);
         }
-        if let Some(chunk) = self.repeat.as_ref().and_then(|r| r.chunk(data)) {
-            return decode_chunk(chunk, self.want_text, &mut self.last_completion_tokens, emit);
+        // A plain chunk (one choice, text only) makes one event of its text,
+        // as `decode_chunk` would: an empty text is an empty delta.
+        if let Some(text) = self.repeat.as_ref().and_then(|r| r.text(data)) {
+            return emit(match text.is_empty() {
+                true => Event::EmptyDelta,
+                false => Event::Content(content_delta(&text, None, self.want_text)),
+            });
         }
         let parsed = match fast::chunk_and_repeat(data) {
             Some((chunk, repeat)) => {
@@ -341,6 +346,14 @@ impl StreamDecoder {
             }
         };
         decode_chunk(chunk, self.want_text, &mut self.last_completion_tokens, emit);
+    }
+}
+
+fn content_delta(text: &str, tokens: Option<u32>, want_text: bool) -> ContentDelta {
+    ContentDelta {
+        bytes: text.len() as u32,
+        tokens,
+        text: want_text.then(|| text.to_string()),
     }
 }
 
@@ -373,11 +386,7 @@ fn decode_chunk(
         }
         _ => None,
     };
-    let delta = |text: &str| ContentDelta {
-        bytes: text.len() as u32,
-        tokens,
-        text: want_text.then(|| text.to_string()),
-    };
+    let delta = |text: &str| content_delta(text, tokens, want_text);
     let has_choices = !chunk.choices.is_empty();
     for choice in chunk.choices {
         let mut produced = false;
