@@ -11,11 +11,11 @@
 //! decoded; its instance is dropped and the free list refills on demand.
 //! Jobs that queue up while a thread is busy are handled as one batch: the
 //! frames of one stream become a single `push` call. While jobs come more
-//! often than one per [`GATHER`], a thread sleeps that long after each batch
-//! and takes what came meanwhile together: at thousands of responses a
-//! second, waking once per response was a context switch per request on a
-//! client short of CPU. A job someone waits for (an encode, a whole body,
-//! a finish whose outcome is awaited) wakes it at once.
+//! often than one per [`GATHER`], a thread starts a batch at most that often,
+//! parked in between, and takes what came meanwhile together: at thousands
+//! of responses a second, waking once per response was a context switch per
+//! request on a client short of CPU. A job someone waits for (an encode, a
+//! whole body, a finish whose outcome is awaited) wakes it at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
