@@ -104,6 +104,7 @@ pub(super) struct Adopter {
     task: tokio::task::AbortHandle,
 }
 
+#[derive(Default)]
 struct AdoptSignal {
     /// The task waits for work (the queue was empty): a hand-over wakes it.
     idle: std::sync::atomic::AtomicBool,
@@ -114,10 +115,7 @@ impl Adopter {
     /// Start the adopting task on the current runtime.
     pub fn start() -> Adopter {
         let (parked, queue) = std::sync::mpsc::channel();
-        let signal = Arc::new(AdoptSignal {
-            idle: std::sync::atomic::AtomicBool::new(false),
-            wake: tokio::sync::Notify::new(),
-        });
+        let signal = Arc::new(AdoptSignal::default());
         let task = tokio::spawn(adopt(queue, signal.clone())).abort_handle();
         Adopter { parked, signal, task }
     }
@@ -217,10 +215,7 @@ mod tests {
         });
         Adopter {
             parked,
-            signal: Arc::new(AdoptSignal {
-                idle: std::sync::atomic::AtomicBool::new(false),
-                wake: tokio::sync::Notify::new(),
-            }),
+            signal: Arc::default(),
             task: task.abort_handle(),
         }
     }
