@@ -65,7 +65,7 @@ fn decode(c: &mut Criterion) {
         headers: vec![],
     };
     let decoder = instance
-        .open(&head, DecodeOptions { want_text: false })
+        .open(head.clone(), DecodeOptions { want_text: false })
         .expect("decoder");
 
     let mut group = c.benchmark_group("sse_frame_decode");

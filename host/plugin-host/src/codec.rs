@@ -212,7 +212,7 @@ impl CodecInstance {
     }
 
     /// Start decoding a streamed response.
-    pub fn open(&mut self, head: &ResponseHead, options: DecodeOptions) -> Result<ResourceAny, PluginFailure> {
+    pub fn open(&mut self, head: ResponseHead, options: DecodeOptions) -> Result<ResourceAny, PluginFailure> {
         self.call(self.decode_deadline(), |c, s| c.open(s, head, options).map(Ok))
     }
 
@@ -260,7 +260,7 @@ impl CodecInstance {
     /// Decode a complete non-streamed response.
     pub fn decode_unary(
         &mut self,
-        head: &ResponseHead,
+        head: ResponseHead,
         body: &[u8],
         options: DecodeOptions,
     ) -> Result<Vec<Event>, PluginFailure> {

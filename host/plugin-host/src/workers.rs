@@ -535,7 +535,7 @@ impl WorkerThread {
                         pending.remove(&id);
                         self.cancel(id);
                     }
-                    Job::Open { id, head, options } => self.open(id, &head, options),
+                    Job::Open { id, head, options } => self.open(id, head, options),
                     Job::Encode { spec, reply } => {
                         let _ = reply.send(self.with_instance(|i| i.encode(spec)));
                     }
@@ -545,7 +545,7 @@ impl WorkerThread {
                         options,
                         reply,
                     } => {
-                        let _ = reply.send(self.with_instance(|i| i.decode_unary(&head, &body, options)));
+                        let _ = reply.send(self.with_instance(|i| i.decode_unary(head, &body, options)));
                     }
                     #[cfg(test)]
                     Job::Panic => panic!("a host bug on the plugin thread"),
@@ -581,7 +581,7 @@ impl WorkerThread {
         result
     }
 
-    fn open(&mut self, id: u64, head: &ResponseHead, options: DecodeOptions) {
+    fn open(&mut self, id: u64, head: ResponseHead, options: DecodeOptions) {
         let mut outcome = StreamOutcome {
             streamed: true,
             ..StreamOutcome::default()

@@ -5,7 +5,7 @@
 //! run's wall-clock start is in `meta.json`. The definitions are in
 //! `docs/metrics.md`.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -401,7 +401,7 @@ pub struct RequestInfo {
     /// False in a stage's warm-up or cool-down.
     pub measured: bool,
     /// Time spent waiting for a slot under the stage's concurrency cap.
-    pub queue_wait: Option<std::time::Duration>,
+    pub queue_wait: Option<Duration>,
     /// The dataset sample it sends.
     pub sample: Option<u64>,
     /// The session the sample belongs to.
@@ -437,7 +437,16 @@ impl RequestInfo {
 /// From whole nanoseconds since `origin`, so a time prints as its exact
 /// decimal (2.169002, not 2.1690020000000003).
 fn ms_since(origin: Instant, t: Instant) -> f64 {
-    t.saturating_duration_since(origin).as_nanos() as f64 / 1e6
+    nanos_ms(t.saturating_duration_since(origin))
+}
+
+/// `d.as_nanos() as f64 / 1e6`, to the bit, without the u128 (its
+/// conversion to f64 is a libcall, and a record makes one per frame).
+fn nanos_ms(d: Duration) -> f64 {
+    d.as_secs()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(u64::from(d.subsec_nanos())) as f64
+        / 1e6
 }
 
 impl Record {
@@ -479,8 +488,9 @@ impl Record {
     pub fn sent(info: &RequestInfo, origin: Instant, response: &Response) -> Record {
         let (ex, decoded) = (&response.exchange, &response.decoded);
         let ms = |t: Instant| ms_since(origin, t);
-        let mut frames_ms = Vec::new();
-        let mut frame_tokens = Vec::new();
+        // At most a frame per event: one allocation each, not a doubling per few frames.
+        let mut frames_ms = Vec::with_capacity(decoded.events.len());
+        let mut frame_tokens = Vec::with_capacity(decoded.events.len());
         let mut last_frame = None;
         let mut first_answer = None;
         let mut reasoning_frames = 0u32;
@@ -569,7 +579,7 @@ impl Record {
         };
         Record {
             sent_ms: ms(ex.sent),
-            connection_wait_ms: ex.slot_wait.map(|d| d.as_nanos() as f64 / 1e6),
+            connection_wait_ms: ex.slot_wait.map(nanos_ms),
             connection_id: ex.connection.map(|c| c.id),
             connection_acquired_ms: ex.connection.map(|c| ms(c.established.max(ex.sent))),
             headers_ms: ex.headers_at.map(ms),
@@ -677,5 +687,34 @@ impl Record {
     /// Normalized latency: (send → stream end) / output tokens.
     pub fn normalized(&self) -> Option<f64> {
         (self.output_tokens > 0).then(|| self.e2e_stream() / f64::from(self.output_tokens))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn milliseconds_are_those_of_the_exact_nanoseconds() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut cases = vec![
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_nanos(999_999),
+            Duration::from_millis(85) + Duration::from_nanos(468_228),
+            // Past 2^53 ns (104 days) the value rounds; both ways must round alike.
+            Duration::from_nanos((1 << 53) + 1),
+            // A century, within u64 nanoseconds (584 years, where it saturates).
+            Duration::from_secs(100 * 365 * 86_400) + Duration::from_nanos(999_999_999),
+        ];
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            cases.push(Duration::from_nanos(x >> (x % 40)));
+        }
+        for d in cases {
+            assert_eq!(nanos_ms(d).to_bits(), (d.as_nanos() as f64 / 1e6).to_bits(), "{d:?}");
+        }
     }
 }

@@ -144,7 +144,7 @@ macro_rules! shared_bindings {
             pub(super) fn open(
                 &self,
                 store: &mut Store<HostState>,
-                head: &host::ResponseHead,
+                head: host::ResponseHead,
                 options: host::DecodeOptions,
             ) -> wasmtime::Result<ResourceAny> {
                 let head = response_head(head);
@@ -173,7 +173,7 @@ macro_rules! shared_bindings {
             pub(super) fn decode_unary(
                 &self,
                 store: &mut Store<HostState>,
-                head: &host::ResponseHead,
+                head: host::ResponseHead,
                 body: &[u8],
                 options: host::DecodeOptions,
             ) -> wasmtime::Result<Result<Vec<host::Event>, String>> {
@@ -262,10 +262,10 @@ macro_rules! shared_bindings {
             }
         }
 
-        fn response_head(head: &host::ResponseHead) -> wire::ResponseHead {
+        fn response_head(head: host::ResponseHead) -> wire::ResponseHead {
             wire::ResponseHead {
                 status: head.status,
-                headers: head.headers.clone(),
+                headers: head.headers,
             }
         }
 
@@ -521,7 +521,7 @@ impl Codec {
     pub(crate) fn open(
         &self,
         store: &mut Store<HostState>,
-        head: &ResponseHead,
+        head: ResponseHead,
         options: DecodeOptions,
     ) -> wasmtime::Result<ResourceAny> {
         match self {
@@ -556,7 +556,7 @@ impl Codec {
     pub(crate) fn decode_unary(
         &self,
         store: &mut Store<HostState>,
-        head: &ResponseHead,
+        head: ResponseHead,
         body: &[u8],
         options: DecodeOptions,
     ) -> wasmtime::Result<Result<Vec<Event>, String>> {
