@@ -106,13 +106,18 @@ fn build_wasm<'a>(workspace: &Path, target_dir: &Path, packages: impl Iterator<I
     for package in packages {
         cmd.args(["-p", package]);
     }
-    // The outer build's flags and wrappers (clippy, coverage, a host-only
-    // RUSTFLAGS) are not meant for the wasm build.
+    // The outer build's flags and wrappers (coverage, a host-only
+    // RUSTFLAGS) are not meant for the wasm build. Clippy's is: linted
+    // as they are built, the plugins need no `cargo clippy` of their own,
+    // whose check build of every wasm dependency took a minute and a half
+    // of CI (.ci/run).
+    if !lints_only(env::var_os("RUSTC_WORKSPACE_WRAPPER").as_deref()) {
+        cmd.env_remove("RUSTC_WORKSPACE_WRAPPER");
+    }
     for var in [
         "CARGO_ENCODED_RUSTFLAGS",
         "RUSTFLAGS",
         "RUSTC_WRAPPER",
-        "RUSTC_WORKSPACE_WRAPPER",
         "CARGO_TARGET_DIR",
         "CARGO_BUILD_TARGET",
         "CARGO_PRIMARY_PACKAGE",
@@ -126,6 +131,14 @@ fn build_wasm<'a>(workspace: &Path, target_dir: &Path, packages: impl Iterator<I
     if !status.success() {
         panic!("building the first-party plugins for {TARGET} failed (see the cargo output above)");
     }
+}
+
+/// Whether `wrapper` is clippy-driver, which lints and builds exactly as
+/// rustc does.
+fn lints_only(wrapper: Option<&std::ffi::OsStr>) -> bool {
+    wrapper
+        .and_then(|w| Path::new(w).file_stem())
+        .is_some_and(|name| name == "clippy-driver")
 }
 
 /// Stop with the fix in the message, not with a wall of `can't find crate for std`.

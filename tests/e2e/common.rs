@@ -31,10 +31,24 @@ pub fn cargo() -> Command {
 /// The test plugins (`tests/plugins/*`) and the SDK example, built for
 /// wasm32-wasip2 by cargo, as a plugin author would build them. Cargo makes
 /// this a no-op after the first test that asks.
+///
+/// Under `.ci/run`, whose wrapper is clippy-driver, they are linted as they
+/// are built, as the embedded plugins are (`host/plugin-host/build.rs`).
 pub fn test_plugin(package: &str) -> PathBuf {
     let ws = workspace();
     let target_dir = ws.join("target/plugins");
-    let status = cargo()
+    let mut cargo = cargo();
+    if let Some(wrapper) = std::env::var_os("RUSTC_WORKSPACE_WRAPPER")
+        && Path::new(&wrapper)
+            .file_stem()
+            .is_some_and(|name| name == "clippy-driver")
+    {
+        cargo.env("RUSTC_WORKSPACE_WRAPPER", wrapper);
+        if let Some(args) = std::env::var_os("CLIPPY_ARGS") {
+            cargo.env("CLIPPY_ARGS", args);
+        }
+    }
+    let status = cargo
         .current_dir(&ws)
         .args([
             "build",
@@ -60,7 +74,10 @@ pub fn test_plugin(package: &str) -> PathBuf {
         ])
         .status()
         .expect("run cargo");
-    assert!(status.success(), "building the test plugins failed");
+    assert!(
+        status.success(),
+        "building the test plugins failed (cargo's output is above; under .ci/run a clippy warning fails it too)"
+    );
     // A library's file name has `_` for `-`; a program's (`wasi-command`) keeps it.
     let dir = target_dir.join("wasm32-wasip2/plugin");
     let library = dir.join(format!("{}.wasm", package.replace('-', "_")));
