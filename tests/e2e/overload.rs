@@ -39,6 +39,22 @@ fn worst_lag(recs: &[serde_json::Value]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Up to ten records sent more than `ms` after their time: (scheduled,
+/// sent, connection) each, to tell one stall from many in a failure.
+fn latest(recs: &[serde_json::Value], ms: f64) -> Vec<(f64, f64, serde_json::Value)> {
+    recs.iter()
+        .map(|r| {
+            (
+                r["scheduled_ms"].as_f64().unwrap(),
+                r["sent_ms"].as_f64().unwrap(),
+                r["connection_id"].clone(),
+            )
+        })
+        .filter(|(at, sent, _)| sent - at > ms)
+        .take(10)
+        .collect()
+}
+
 /// `barrage run --quiet` against `sim` with `yaml` as its config file and
 /// `args`; the exit code, stdout, stderr and the results directory.
 fn run_against(sim: &SimProcess, dir: &Path, yaml: &str, args: &[&str]) -> (i32, String, String, PathBuf) {
@@ -90,8 +106,9 @@ fn past_its_saturation_the_client_misses_arrivals_says_so_everywhere_and_stays_b
     // a preemption between the check and the send's stamp.
     assert!(
         worst_lag(&recs) < 50.0 + 50.0,
-        "no arrival went long after its time: {}",
-        worst_lag(&recs)
+        "no arrival went long after its time: {} ms; the latest: {:?}",
+        worst_lag(&recs),
+        latest(&recs, 50.0)
     );
     let last_send = recs.iter().map(|r| r["sent_ms"].as_f64().unwrap()).fold(0.0, f64::max);
     assert!(

@@ -521,3 +521,97 @@ fn bad_configs_name_the_file_the_field_and_what_is_expected() {
         "{stderr}"
     );
 }
+
+/// Send `signal` (`STOP`, `CONT`) to process `pid`.
+fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// `GET /v1/models` on `conn`, closing it after: the status line.
+fn models_status(mut conn: std::net::TcpStream) -> String {
+    use std::io::{Read, Write};
+    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    conn.write_all(b"GET /v1/models HTTP/1.1\r\nhost: sim\r\nconnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    let _ = conn.read_to_string(&mut response);
+    response.lines().next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_stalled_simulator_keeps_a_thousand_connections_waiting_and_answers_each() {
+    // While the simulator cannot accept (stopped here; a busy runtime in a
+    // run), the kernel queues the connections it completes up to the
+    // listen backlog and drops the handshakes past it: with std's 128,
+    // the connection after them waited a second per SYN resent, or until
+    // the client gave up.
+    barrage_core::descriptors::raise_limit();
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The kernel's cap binds first on a machine set below a thousand.
+    let n = 1_000.min(somaxconn);
+    let sim = SimProcess::start(&["--mode", "zero"]);
+    signal(sim.pid(), "STOP");
+    // Up to the first that fails: each failure costs the whole timeout.
+    let mut open = Vec::new();
+    let failed =
+        (0..n).find_map(
+            |i| match std::net::TcpStream::connect_timeout(&sim.addr, Duration::from_millis(800)) {
+                Ok(c) => {
+                    open.push(c);
+                    None
+                }
+                Err(e) => Some(format!("connection {i} of {n} to a stopped simulator: {e}")),
+            },
+        );
+    signal(sim.pid(), "CONT");
+    assert_eq!(failed, None);
+    for (i, c) in open.into_iter().enumerate() {
+        assert_eq!(models_status(c), "HTTP/1.1 200 OK", "connection {i}");
+    }
+}
+
+/// CPU seconds process `pid` has used (user and system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // After the command name in parentheses: utime and stime are the 12th
+    // and 13th fields, in clock ticks (100 a second on Linux).
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+#[test]
+fn a_simulator_out_of_descriptors_waits_for_one_without_spinning_and_serves_the_queue() {
+    // At most 64 descriptors: the connections past them wait in the
+    // backlog while `accept` fails with "too many open files".
+    let sim = SimProcess::spawn(
+        std::process::Command::new("prlimit")
+            .args(["--nofile=64:64", "--"])
+            .arg(env!("CARGO_BIN_EXE_barrage"))
+            .args(["sim", "--port", "0", "--mode", "zero"]),
+    );
+    let mut conns: Vec<_> = (0..100)
+        .map(|_| std::net::TcpStream::connect(sim.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_seconds(sim.pid());
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_seconds(sim.pid()) - before;
+    // Retrying `accept` at once, as the loop did, keeps a core busy.
+    assert!(spent < 0.3, "{spent} s of CPU in a second of waiting for a descriptor");
+    // The first connections hold every descriptor it has; closing them
+    // lets the rest in, in the order they came.
+    let rest = conns.split_off(70);
+    drop(conns);
+    for (i, c) in rest.into_iter().enumerate() {
+        assert_eq!(models_status(c), "HTTP/1.1 200 OK", "connection {}", 70 + i);
+    }
+}

@@ -80,20 +80,7 @@ const RESERVED_DESCRIPTORS: u64 = 256;
 /// server opens connections until `accept`… `connect` fails with "too many
 /// open files", and those failures would look like the server's.
 pub(super) fn connection_budget() -> usize {
-    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
-    if let Some(hard) = limit.maximum
-        && limit.current.is_some_and(|soft| soft < hard)
-    {
-        let _ = setrlimit(
-            Resource::Nofile,
-            Rlimit {
-                current: Some(hard),
-                maximum: Some(hard),
-            },
-        );
-    }
-    let soft = getrlimit(Resource::Nofile).current.unwrap_or(1 << 20);
+    let soft = barrage_core::descriptors::raise_limit().unwrap_or(1 << 20);
     let budget = soft - RESERVED_DESCRIPTORS.min(soft / 2);
     usize::try_from(budget).unwrap_or(usize::MAX).max(1)
 }
@@ -101,28 +88,14 @@ pub(super) fn connection_budget() -> usize {
 /// Take two slow kernel paths out of the run, where they would stall the
 /// pacer (it opens connections, and allocates): both were seen blocking it
 /// for milliseconds with `perf record -e sched:sched_switch`.
-/// - The descriptor table grows by doubling when a new descriptor does not
-///   fit, and each growth waits for an RCU grace period. It is grown once,
-///   here, to the descriptor limit (at most 65,536 entries, 512 KiB).
+/// - The descriptor table is grown once, here, rather than by doubling as
+///   connections open ([`barrage_core::descriptors::grow_table`]).
 /// - A page fault in memory eligible for transparent huge pages zeroes 2 MiB
 ///   at once. Huge pages are turned off for this process.
 ///
 /// Both are best efforts: without them the run is merely less exact.
 pub(super) fn quiet_kernel_paths() {
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(65_536)
-        .min(65_536);
-    if let Some(top) = limit.checked_sub(1).and_then(|t| libc::c_int::try_from(t).ok()) {
-        // SAFETY: duplicates stderr to the lowest free descriptor >= `top`
-        // and closes that new descriptor again; no other descriptor is touched.
-        unsafe {
-            let fd = libc::fcntl(2, libc::F_DUPFD_CLOEXEC, top);
-            if fd >= 0 {
-                libc::close(fd);
-            }
-        }
-    }
+    barrage_core::descriptors::grow_table();
     // SAFETY: a plain prctl on this process with constant arguments.
     unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
 }
