@@ -123,7 +123,12 @@ fn a_scrape_target_that_fails_is_counted_and_the_run_goes_on() {
             .arg(&out));
         assert_eq!(code, 0, "{stdout}\n{stderr}");
         let s = summary(&out);
-        assert_eq!(s["total"]["sent"], 40, "the load was not disturbed");
+        // The load was not disturbed: an arrival is missed only by a client
+        // starved of CPU, which says so.
+        let count = |k: &str| s["total"][k].as_u64().unwrap();
+        let (sent, missed) = (count("sent"), count("missed"));
+        assert_eq!(sent + missed, 40, "{s}");
+        assert!(missed == 0 || s["stages"][0]["client"]["saturated"] == true, "{s}");
         let server = &s["server"];
         assert!(server["errors"].as_u64().unwrap() >= 1, "{server}");
         assert_eq!(server["scrapes"], 0, "{server}");

@@ -141,7 +141,9 @@ fn the_operators_pods_run_the_asked_load_and_their_merge_reports_it_to_the_statu
     let headline = barrage_operator::observe::headline(&[merge_pod(message)]).expect("the operator reads the figures");
     let merged = summary(&dir.path().join("results/demo/merged"));
     let sent = arrivals(&truth).len() as u64;
-    assert_eq!(sent, 120, "40/s for 3 s between the two shards");
+    // A shard starved of CPU misses arrivals, and counts them.
+    let missed = merged["total"]["missed"].as_u64().unwrap();
+    assert_eq!(sent + missed, 120, "40/s for 3 s between the two shards");
     assert_eq!(headline.sent, sent);
     assert_eq!(headline.sent, merged["total"]["sent"].as_u64().unwrap());
     assert_eq!(headline.succeeded, sent);
