@@ -563,3 +563,17 @@ pub fn arrivals(truth: &Path) -> Vec<f64> {
     t.sort_by(f64::total_cmp);
     t
 }
+
+/// The accounting identities of a stage (or the total) of `summary.json`:
+/// every arrival was sent, dropped, missed or not sent, and every request
+/// sent ended one way or another.
+pub fn assert_accounted(st: &serde_json::Value) {
+    let n = |k: &str| st[k].as_u64().unwrap_or_else(|| panic!("{k} in {st}"));
+    assert_eq!(
+        n("scheduled"),
+        n("sent") + n("dropped") + n("missed") + n("not_sent"),
+        "{st}"
+    );
+    assert_eq!(n("sent"), n("succeeded") + n("failed") + n("cancelled"), "{st}");
+    assert_eq!(st["accounted"], true, "{st}");
+}

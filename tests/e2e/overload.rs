@@ -11,20 +11,9 @@ fn n(v: &serde_json::Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
-/// Every arrival is sent, dropped, missed or not sent, and every sent one
-/// has a record and ended one way or another.
-fn assert_accounted(out: &Path, stage: &serde_json::Value) {
-    assert_eq!(
-        n(&stage["scheduled"]),
-        n(&stage["sent"]) + n(&stage["dropped"]) + n(&stage["missed"]) + n(&stage["not_sent"]),
-        "{stage}"
-    );
-    assert_eq!(
-        n(&stage["sent"]),
-        n(&stage["succeeded"]) + n(&stage["failed"]) + n(&stage["cancelled"]),
-        "{stage}"
-    );
-    assert_eq!(stage["accounted"], true);
+/// The stage's accounting holds, and every request sent has a record.
+fn assert_accounted_and_recorded(out: &Path, stage: &serde_json::Value) {
+    assert_accounted(stage);
     assert_eq!(
         records(out).len() as u64,
         n(&stage["sent"]),
@@ -96,7 +85,7 @@ fn past_its_saturation_the_client_misses_arrivals_says_so_everywhere_and_stays_b
     let stage = &s["stages"][0];
     assert_eq!(n(&stage["scheduled"]), 80_000, "the whole schedule is accounted for");
     assert!(n(&stage["missed"]) > 1_000, "{stage}");
-    assert_accounted(&out, stage);
+    assert_accounted_and_recorded(&out, stage);
     let client = &stage["client"];
     assert_eq!(client["saturated"], true, "{client}");
     assert_eq!(client["missed"], stage["missed"]);
@@ -156,7 +145,7 @@ fn a_wait_for_a_connection_past_the_send_lag_bound_is_a_miss_not_a_late_send() {
     assert_eq!(n(&stage["scheduled"]), 60);
     assert!(n(&stage["missed"]) > 20, "{stage}");
     assert!(n(&stage["succeeded"]) >= 5, "{stage}");
-    assert_accounted(&out, stage);
+    assert_accounted_and_recorded(&out, stage);
     let recs = records(&out);
     assert!(
         recs.iter().all(|r| r["status"] == "ok"),
@@ -197,7 +186,7 @@ fn a_decode_backlog_past_its_bound_misses_arrivals_until_the_plugin_threads_catc
     sim.stop();
     assert_eq!(code, 0, "{stderr}");
     let stage = &summary(&out)["stages"][0];
-    assert_accounted(&out, stage);
+    assert_accounted_and_recorded(&out, stage);
     let client = &stage["client"];
     assert!(n(&client["missed_for_backlog"]) > 0, "{client}");
     assert!(n(&stage["missed"]) >= n(&client["missed_for_backlog"]));

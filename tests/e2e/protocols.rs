@@ -7,7 +7,9 @@
 
 use std::path::Path;
 
-use crate::common::{Daemon, SimProcess, barrage, config_run, free_port, metric, records, run, summary};
+use crate::common::{
+    Daemon, SimProcess, assert_accounted, barrage, config_run, free_port, metric, records, run, summary,
+};
 
 /// (codec, its configuration as YAML flow, what the case is called)
 /// (TGI gives a non-streamed response's prompt length only with its prompt
@@ -34,17 +36,6 @@ fn run_ok(sim: &SimProcess, dir: &Path, name: &str, yaml: &str) -> std::path::Pa
     out
 }
 
-fn accounted(st: &serde_json::Value) {
-    let n = |k: &str| st[k].as_u64().unwrap_or_else(|| panic!("{k}: {st}"));
-    assert_eq!(
-        n("scheduled"),
-        n("sent") + n("dropped") + n("not_sent") + n("missed"),
-        "{st}"
-    );
-    assert_eq!(n("sent"), n("succeeded") + n("failed") + n("cancelled"), "{st}");
-    assert_eq!(st["accounted"], true);
-}
-
 #[test]
 fn each_codec_measures_the_simulators_fixed_timing_streamed_and_unary() {
     // TTFT 40 ms, then a token every 8 ms: 16 tokens end at 160 ms, the
@@ -65,7 +56,7 @@ fn each_codec_measures_the_simulators_fixed_timing_streamed_and_unary() {
             );
             let s = summary(&out);
             let st = &s["stages"][0];
-            accounted(st);
+            assert_accounted(st);
             assert_eq!(st["succeeded"], 20, "{name}: {st}");
             assert_eq!(st["output_tokens"], 320, "{name}: 16 tokens each, exactly");
             assert_eq!(
@@ -150,7 +141,7 @@ fn faults_and_server_errors_are_counted_in_their_classes() {
         let injected = |k| metric(&m, "barrage_sim:faults_total", &[("kind", k)]);
         let s = summary(&out);
         let st = &s["stages"][0];
-        accounted(st);
+        assert_accounted(st);
         let by = &st["by_status"];
         let n = |k: &str| by[k].as_f64().unwrap_or(0.0);
         let truncated = truncation.map_or(0.0, injected);
@@ -210,7 +201,7 @@ fn bad_tensor_names_and_prompts_are_counted_errors_that_say_what_to_fix() {
         let (code, stdout, stderr) = run(&mut cmd);
         assert_eq!(code, 5, "{name}: sent, none succeeded: {stdout}\n{stderr}");
         let st = &summary(&out)["stages"][0];
-        accounted(st);
+        assert_accounted(st);
         assert_eq!(st["failed"], 3, "{name}: {st}");
         let r = &records(&out)[0];
         (
@@ -360,7 +351,7 @@ fn a_grpc_call_to_an_http1_server_or_with_a_message_over_the_limit_is_a_counted_
         .arg(&out));
     assert_eq!(code, 5, "nothing succeeded: {stdout}\n{stderr}");
     let st = &summary(&out)["stages"][0];
-    accounted(st);
+    assert_accounted(st);
     assert_eq!(st["by_status"]["transport_error"], 5, "{st}");
     let error = records(&out)[0]["error"].as_str().unwrap().to_string();
     assert!(error.contains("HTTP/2"), "{error}");
@@ -377,7 +368,7 @@ fn a_grpc_call_to_an_http1_server_or_with_a_message_over_the_limit_is_a_counted_
     let (code, stdout, stderr) = run(&mut cmd);
     assert_eq!(code, 5, "{stdout}\n{stderr}");
     let st = &summary(&out)["stages"][0];
-    accounted(st);
+    assert_accounted(st);
     assert_eq!(st["by_status"]["too_large"], 4, "{st}");
     let error = records(&out)[0]["error"].as_str().unwrap().to_string();
     assert!(error.contains("max_frame_mib"), "{error}");

@@ -130,16 +130,8 @@ fn every_request_is_accounted_for_under_overload_and_a_stop() {
     let s = summary(&out);
     let n = |st: &serde_json::Value, k: &str| st[k].as_u64().unwrap_or_else(|| panic!("{k} in {st}"));
     for st in s["stages"].as_array().unwrap().iter().chain([&s["total"]]) {
-        assert_eq!(
-            n(st, "scheduled"),
-            n(st, "sent") + n(st, "dropped") + n(st, "not_sent"),
-            "{st}"
-        );
-        assert_eq!(
-            n(st, "sent"),
-            n(st, "succeeded") + n(st, "failed") + n(st, "cancelled"),
-            "{st}"
-        );
+        // Arrivals a client starved of CPU missed are counted too.
+        crate::common::assert_accounted(st);
         let by_status: u64 = st["by_status"]
             .as_object()
             .unwrap()
@@ -147,7 +139,6 @@ fn every_request_is_accounted_for_under_overload_and_a_stop() {
             .map(|v| v.as_u64().unwrap())
             .sum();
         assert_eq!(by_status, n(st, "sent"));
-        assert!(st["accounted"].as_bool().unwrap());
     }
     let st0 = &s["stages"][0];
     assert!(n(st0, "dropped") > 50, "the cap dropped arrivals: {st0}");
