@@ -195,7 +195,9 @@ fn shards_in_their_own_namespaces_offer_the_asked_shape_together() {
             (0.0..5.0).contains(&late),
             "shard {i} started {late} ms after the instant"
         );
-        assert_eq!(summary(d)["total"]["sent"], 400, "half each");
+        // A shard starved of CPU misses arrivals, and counts them.
+        let total = &summary(d)["total"];
+        assert_eq!(f(&total["sent"]) + f(&total["missed"]), 400.0, "half each: {total}");
     }
     let t = arrivals(&stop(sim_a, &truth_a));
     assert_eq!(t.len(), 800, "the union is the asked schedule");

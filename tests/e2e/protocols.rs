@@ -295,7 +295,12 @@ fn the_embedded_simulator_poses_as_the_codecs_server_for_server_metrics() {
         let s = summary(&out);
         let server = &s["total"]["server"];
         assert_eq!(f(&server["requests"]), f(&s["total"]["succeeded"]), "{case}: {server}");
-        assert!(f(&s["total"]["succeeded"]) >= 29.0, "{case}: {}", s["total"]);
+        // Arrivals a client starved of CPU missed are counted, not sent.
+        assert!(
+            f(&s["total"]["succeeded"]) + f(&s["total"]["missed"]) >= 29.0,
+            "{case}: {}",
+            s["total"]
+        );
         // TGI has no TTFT histogram; SGLang and Triton (in ms) do.
         if *codec == "tgi" {
             assert!(server["ttft_ms"].is_null(), "{case}: {server}");
