@@ -133,13 +133,10 @@ pub struct SimProcess {
 impl SimProcess {
     /// Start `barrage sim --port 0` with extra arguments and wait until it listens.
     pub fn start(args: &[&str]) -> SimProcess {
-        SimProcess::spawn(barrage().args(["sim", "--port", "0"]).args(args))
-    }
-
-    /// Start `cmd`, which runs `barrage sim`, and wait until it listens.
-    pub fn spawn(cmd: &mut Command) -> SimProcess {
         use std::io::BufRead;
-        let mut child = cmd
+        let mut child = barrage()
+            .args(["sim", "--port", "0"])
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -206,11 +203,6 @@ impl SimProcess {
         rt.block_on(async {
             parse_prometheus(&request(&client(), self.addr, "GET", "/metrics", None, &[]).await.text())
         })
-    }
-
-    /// Its process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// Stop with SIGTERM and wait; returns stderr.

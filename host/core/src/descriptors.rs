@@ -1,5 +1,5 @@
-//! The process's file descriptors, for the two sides that hold thousands of
-//! sockets: the client's connections and the simulator's.
+//! The process's file descriptors, for a process that holds thousands of
+//! sockets (the client's connections).
 
 use std::os::fd::AsFd;
 
@@ -29,8 +29,8 @@ pub fn raise_limit() -> Option<u64> {
 /// Grow the descriptor table now, once, to the soft limit (at most
 /// 65,536 entries). The kernel grows it by doubling whenever a new
 /// descriptor does not fit, and every growth waits for an RCU grace period
-/// in the call that opened the descriptor: `connect` on the client's pacer,
-/// `accept` on the simulator's runtime, each stalled for milliseconds on a
+/// in the call that opened the descriptor (`connect` on the client's
+/// pacer, `accept` on a server's runtime), each stalled for milliseconds on a
 /// busy machine (seen with `perf record -e sched:sched_switch`). The table
 /// never shrinks, so after this no later call pays. A best effort: where it
 /// fails, descriptors are merely slower to open.

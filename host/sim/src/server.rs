@@ -125,11 +125,7 @@ impl Simulator {
     /// Bind and start serving. Must be called inside a tokio runtime.
     pub async fn start(config: SimConfig) -> Result<Simulator, SimError> {
         let addr = format!("{}:{}", config.host, config.port);
-        // As many connections as the machine allows, each opened without
-        // waiting for the descriptor table to grow (see `grow_table`).
-        barrage_core::descriptors::raise_limit();
-        barrage_core::descriptors::grow_table();
-        let listener = listen(&addr).await.map_err(|source| SimError::Bind {
+        let listener = TcpListener::bind(&addr).await.map_err(|source| SimError::Bind {
             addr: addr.clone(),
             source,
         })?;
@@ -197,30 +193,6 @@ impl Simulator {
     }
 }
 
-/// The most connections waiting to be accepted (the kernel caps it at
-/// `net.core.somaxconn`). std's 128 overflowed under a client's burst
-/// while the runtime was busy: the connections past it were left
-/// half-open, their requests unanswered until the client's timeout.
-const BACKLOG: u32 = 4096;
-
-/// A listener on the first of `addr`'s addresses that binds.
-async fn listen(addr: &str) -> std::io::Result<TcpListener> {
-    let mut last = None;
-    for a in tokio::net::lookup_host(addr).await? {
-        let socket = if a.is_ipv4() {
-            tokio::net::TcpSocket::new_v4()?
-        } else {
-            tokio::net::TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        match socket.bind(a).and_then(|()| socket.listen(BACKLOG)) {
-            Ok(listener) => return Ok(listener),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no address to listen on")))
-}
-
 async fn accept_loop(
     listener: TcpListener,
     state: Arc<State>,
@@ -230,16 +202,7 @@ async fn accept_loop(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionAborted => continue,
-                    // Out of descriptors or memory: accepting again at once
-                    // would fail again and spin; the backlog waits meanwhile.
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        continue;
-                    }
-                };
+                let Ok((stream, _)) = accepted else { continue };
                 // Without TCP_NODELAY, Nagle's algorithm holds small SSE
                 // writes back for the peer's delayed ACK (~40 ms on
                 // loopback) and falsifies every latency served.
