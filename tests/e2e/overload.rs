@@ -21,26 +21,23 @@ fn assert_accounted_and_recorded(out: &Path, stage: &serde_json::Value) {
     );
 }
 
-/// The most any record was sent after its scheduled time, ms.
-fn worst_lag(recs: &[serde_json::Value]) -> f64 {
-    recs.iter()
-        .map(|r| r["sent_ms"].as_f64().unwrap() - r["scheduled_ms"].as_f64().unwrap())
-        .fold(0.0, f64::max)
+/// How long after its scheduled time a record was sent, ms.
+fn lag(r: &serde_json::Value) -> f64 {
+    r["sent_ms"].as_f64().unwrap() - r["scheduled_ms"].as_f64().unwrap()
 }
 
-/// Up to ten records sent more than `ms` after their time: (scheduled,
-/// sent, connection) each, to tell one stall from many in a failure.
+/// The most any record was sent after its scheduled time, ms.
+fn worst_lag(recs: &[serde_json::Value]) -> f64 {
+    recs.iter().map(lag).fold(0.0, f64::max)
+}
+
+/// Up to ten records sent more than `ms` after their time: (scheduled ms,
+/// lag ms, connection) each, to tell one stall from many in a failure.
 fn latest(recs: &[serde_json::Value], ms: f64) -> Vec<(f64, f64, serde_json::Value)> {
     recs.iter()
-        .map(|r| {
-            (
-                r["scheduled_ms"].as_f64().unwrap(),
-                r["sent_ms"].as_f64().unwrap(),
-                r["connection_id"].clone(),
-            )
-        })
-        .filter(|(at, sent, _)| sent - at > ms)
+        .filter(|r| lag(r) > ms)
         .take(10)
+        .map(|r| (r["scheduled_ms"].as_f64().unwrap(), lag(r), r["connection_id"].clone()))
         .collect()
 }
 
